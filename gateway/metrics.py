@@ -1,0 +1,151 @@
+"""Prometheus metrics of the data plane (the catalogue is in the README).
+
+Labels are bounded: ``route`` is the owning object's ``namespace/name`` (or
+``-`` when nothing matched), never a raw path; ``code`` is the status class.
+The hot path bumps plain Python counters (``RequestStats``) and the admin
+server folds them into Prometheus families when scraped, so a request costs a
+dict update, not a lock and a label lookup per metric.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter(
+    "crdgate_requests_total",
+    "Requests answered, by route, method and status class.",
+    ["route", "method", "code"],
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "crdgate_request_duration_seconds",
+    "Time from the request's first byte to the response's last byte, by route.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+UPSTREAM_ERRORS = Counter(
+    "crdgate_upstream_errors_total",
+    "Failed upstream tries, by route and reason (connect, timeout, reset, protocol).",
+    ["route", "reason"],
+    registry=REGISTRY,
+)
+UPSTREAM_RETRIES = Counter(
+    "crdgate_upstream_retries_total",
+    "Upstream tries repeated under the route's retry policy.",
+    ["route"],
+    registry=REGISTRY,
+)
+UPSTREAM_EJECTIONS = Counter(
+    "crdgate_upstream_ejections_total",
+    "Endpoints ejected by passive health checking.",
+    ["backend"],
+    registry=REGISTRY,
+)
+UPSTREAM_CONNECTIONS = Gauge(
+    "crdgate_upstream_connections",
+    "Open upstream connections (idle and busy).",
+    registry=REGISTRY,
+)
+CLIENT_CONNECTIONS = Gauge(
+    "crdgate_client_connections",
+    "Open client connections.",
+    registry=REGISTRY,
+)
+REJECTED_REQUESTS = Counter(
+    "crdgate_rejected_requests_total",
+    "Requests refused before routing (bad syntax, limits, smuggling attempts), by status.",
+    ["code"],
+    registry=REGISTRY,
+)
+TABLE_GENERATION = Gauge(
+    "crdgate_table_generation",
+    "Generation of the routing table being served.",
+    registry=REGISTRY,
+)
+TABLE_ROUTES = Gauge(
+    "crdgate_table_routes",
+    "Routes in the table being served.",
+    registry=REGISTRY,
+)
+TABLE_SWAPS = Counter(
+    "crdgate_table_swaps_total",
+    "Routing tables published, by kind of update (full, endpoints).",
+    ["kind"],
+    registry=REGISTRY,
+)
+COMPILE_DURATION = Histogram(
+    "crdgate_compile_duration_seconds",
+    "Time to compile the object cache into a routing table.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+OBJECTS = Gauge(
+    "crdgate_objects",
+    "Objects by kind and state after the last compile (Ready, Pending, Error).",
+    ["kind", "state"],
+    registry=REGISTRY,
+)
+AUTH_DECISIONS = Counter(
+    "crdgate_auth_decisions_total",
+    "Authentication decisions by route, scheme and outcome (allowed, missing, invalid, forbidden, error).",
+    ["route", "scheme", "outcome"],
+    registry=REGISTRY,
+)
+RATELIMIT_DECISIONS = Counter(
+    "crdgate_ratelimit_decisions_total",
+    "Rate-limit decisions by route, scope and outcome (allowed, limited, failopen, failclosed).",
+    ["route", "scope", "outcome"],
+    registry=REGISTRY,
+)
+RATELIMIT_REDIS_SECONDS = Histogram(
+    "crdgate_ratelimit_redis_seconds",
+    "Round-trip time of global rate-limit calls to Redis.",
+    buckets=(0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+    registry=REGISTRY,
+)
+RATELIMIT_REDIS_ERRORS = Counter(
+    "crdgate_ratelimit_redis_errors_total",
+    "Global rate-limit calls to Redis that failed or timed out.",
+    registry=REGISTRY,
+)
+# Controller side (the controller may import the gateway; never the reverse).
+WATCH_EVENTS = Counter(
+    "crdgate_watch_events_total",
+    "Watch events received, by kind and type (ADDED, MODIFIED, DELETED, BOOKMARK, ERROR).",
+    ["kind", "type"],
+    registry=REGISTRY,
+)
+RELISTS = Counter(
+    "crdgate_relists_total",
+    "Full lists of a kind (the first, and each after 410 Gone).",
+    ["kind"],
+    registry=REGISTRY,
+)
+WATCH_RECONNECTS = Counter(
+    "crdgate_watch_reconnects_total",
+    "Watch streams re-opened after an error or a dropped connection, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+LAST_SYNC = Gauge(
+    "crdgate_last_sync_timestamp_seconds",
+    "Unix time of the last event or list received, by kind (age = time() - this).",
+    ["kind"],
+    registry=REGISTRY,
+)
+STATUS_WRITES = Counter(
+    "crdgate_status_writes_total",
+    "Status patches sent to the API server, by kind and result (ok, conflict, notfound, error).",
+    ["kind", "result"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "crdgate_leader",
+    "1 while this replica holds the status-writer lease.",
+    registry=REGISTRY,
+)
