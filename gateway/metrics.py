@@ -9,25 +9,83 @@ dict update, not a lock and a label lookup per metric.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-REQUESTS = Counter(
-    "crdgate_requests_total",
-    "Requests answered, by route, method and status class.",
-    ["route", "method", "code"],
-    registry=REGISTRY,
-)
-REQUEST_DURATION = Histogram(
-    "crdgate_request_duration_seconds",
-    "Time from the request's first byte to the response's last byte, by route.",
-    ["route"],
-    buckets=LATENCY_BUCKETS,
-    registry=REGISTRY,
-)
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
+
+
+class RequestStats:
+    """Per-request counters kept as plain dicts; exported at scrape time.
+
+    ``crdgate_requests_total{route,method,code}`` and the histogram
+    ``crdgate_request_duration_seconds{route}``. ``code`` is the status class
+    (2xx..5xx) so label cardinality stays bounded by routes x methods x 5.
+    """
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+        self.buckets = buckets
+        self.requests: dict[tuple[str, str, str], int] = {}
+        # route -> [count per bucket..., +Inf count, sum]
+        self.durations: dict[str, list[float]] = {}
+
+    def record(self, route: str, method: str, status: int, seconds: float) -> None:
+        if method not in METHODS:
+            method = "OTHER"
+        code = "%dxx" % (status // 100) if 100 <= status < 600 else "other"
+        key = (route, method, code)
+        r = self.requests
+        r[key] = r.get(key, 0) + 1
+        d = self.durations.get(route)
+        if d is None:
+            d = self.durations[route] = [0.0] * (len(self.buckets) + 2)
+        i = bisect_left(self.buckets, seconds)
+        d[i] += 1
+        d[-1] += seconds
+
+    def retry(self, route: str) -> None:
+        UPSTREAM_RETRIES.labels(route).inc()
+
+    def upstream_error(self, route: str, reason: str) -> None:
+        UPSTREAM_ERRORS.labels(route, reason).inc()
+
+    def rejected(self, status: int) -> None:
+        REJECTED_REQUESTS.labels(str(status)).inc()
+
+    def collect(self):
+        c = CounterMetricFamily(
+            "crdgate_requests", "Requests answered, by route, method and status class.",
+            labels=["route", "method", "code"],
+        )
+        for (route, method, code), n in list(self.requests.items()):
+            c.add_metric([route, method, code], n)
+        yield c
+        h = HistogramMetricFamily(
+            "crdgate_request_duration_seconds",
+            "Time from the request's first byte to the response's last byte, by route.",
+            labels=["route"],
+        )
+        for route, d in list(self.durations.items()):
+            acc = 0.0
+            buckets = []
+            for bound, n in zip(self.buckets, d):
+                acc += n
+                buckets.append((repr(bound), acc))
+            acc += d[len(self.buckets)]
+            buckets.append(("+Inf", acc))
+            h.add_metric([route], buckets, d[-1])
+        yield h
+
+
+STATS = RequestStats()
+REGISTRY.register(STATS)
+
 UPSTREAM_ERRORS = Counter(
     "crdgate_upstream_errors_total",
     "Failed upstream tries, by route and reason (connect, timeout, reset, protocol).",
@@ -149,3 +207,9 @@ LEADER = Gauge(
     "1 while this replica holds the status-writer lease.",
     registry=REGISTRY,
 )
+
+# Process metrics (CPU, RSS, open fds) on the same registry, as Prometheus users expect.
+from prometheus_client import PlatformCollector, ProcessCollector  # noqa: E402
+
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)

@@ -190,6 +190,11 @@ class Route:
     wildcard_single_label: bool = False
     regex: re.Pattern[str] | None = field(default=None, compare=False)
     rule: str = ""  # which part of the object, e.g. "rules[0].paths[1]"
+    # True when the route has no policy beyond defaults: the proxy's fastest path.
+    plain: bool = field(default=False, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plain", self.policy == NO_POLICY)
 
     @property
     def prefix_key(self) -> str:

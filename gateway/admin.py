@@ -1,0 +1,62 @@
+"""Admin HTTP server on its own port: /healthz, /readyz, /metrics, /routes.
+
+aiohttp is fine here: nothing on this port is on the request path. ``/readyz``
+answers 200 once the first routing table is published and until a drain starts;
+``/routes`` is a read-only JSON view of the live table.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway import metrics
+from gateway.tablejson import table_to_json
+
+
+def make_app(server, extra_ready=None) -> web.Application:
+    """``extra_ready``: optional callable returning (ok, reason) for more readiness checks."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        if server.draining:
+            return web.json_response({"status": "draining"}, status=503)
+        if server.table is None:
+            return web.json_response({"status": "waiting for the first routing table"}, status=503)
+        if extra_ready is not None:
+            ok, reason = extra_ready()
+            if not ok:
+                return web.json_response({"status": reason}, status=503)
+        return web.json_response({"status": "ready", "generation": server.table.generation})
+
+    async def metrics_handler(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.REGISTRY)
+        resp = web.Response(body=body)
+        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return resp
+
+    async def routes(_: web.Request) -> web.Response:
+        table = server.table
+        if table is None:
+            return web.json_response({"generation": None, "routes": []}, status=503)
+        body = {"generation": table.generation, "routes": table_to_json(table)}
+        return web.Response(text=json.dumps(body, indent=1), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/routes", routes)
+    return app
+
+
+async def start_admin(server, host: str, port: int, extra_ready=None) -> web.AppRunner:
+    runner = web.AppRunner(make_app(server, extra_ready), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    return runner

@@ -1,0 +1,289 @@
+"""The ``crdgate`` command: flags and environment -> settings -> wiring.
+
+This is the only module that joins the two halves: it builds a source
+(manifests folder or Kubernetes API), the store, the publisher and the proxy
+server, and runs them on one uvloop event loop. Every flag can also be given as
+an environment variable ``CRDGATE_<FLAG>`` (``--admin-listen`` ->
+``CRDGATE_ADMIN_LISTEN``); a flag on the command line wins.
+
+Exit codes: 0 ok, 1 invalid manifests (validate/routes) or a failed start,
+2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from gateway.config import GatewayConfig, Limits, parse_hostport
+
+log = logging.getLogger("crdgate")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO_ROOT / "deploy" / "examples"
+
+
+# -- flags ------------------------------------------------------------------------
+
+
+def _env_default(flag: str, default, kind=str):
+    name = "CRDGATE_" + flag.lstrip("-").upper().replace("-", "_")
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind is list:
+        return [p.strip() for p in raw.split(",") if p.strip()]
+    return kind(raw)
+
+
+def _add(p: argparse.ArgumentParser, flag: str, default=None, kind=str, help: str = "", **kw):
+    d = _env_default(flag, default, kind)
+    env = "CRDGATE_" + flag.lstrip("-").upper().replace("-", "_")
+    shown = f" (default: {default}; env {env})" if default not in (None, [], "") else f" (env {env})"
+    if kind is list:
+        p.add_argument(flag, action="append", default=None, help=help + shown, **kw)
+        p.set_defaults(**{flag.lstrip("-").replace("-", "_") + "_env": d})
+    elif kind is bool:
+        p.add_argument(flag, default=d, type=_on_off, help=help + shown, metavar="on|off", **kw)
+    else:
+        p.add_argument(flag, default=d, type=kind, help=help + shown, **kw)
+
+
+def _on_off(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("on", "true", "1", "yes"):
+        return True
+    if v in ("off", "false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    try:
+        return parse_hostport(value)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}") from None
+
+
+def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("proxy")
+    _add(g, "--listen", "0.0.0.0:8080", _hostport, "address of the proxy listener")
+    _add(g, "--admin-listen", "127.0.0.1:9090", _hostport, "address of /healthz /readyz /metrics /routes")
+    _add(g, "--trusted-proxies", [], list,
+         "CIDR whose X-Forwarded-*/Forwarded headers are trusted (repeatable or comma-separated)")
+    _add(g, "--max-body-bytes", Limits.max_body_bytes, int, "largest request body (413 above); routes may set maxBodyBytes")
+    _add(g, "--max-header-bytes", Limits.max_header_bytes, int, "largest request header section (431 above)")
+    _add(g, "--max-headers", Limits.max_headers, int, "most request header lines (431 above)")
+    _add(g, "--max-uri-bytes", Limits.max_uri_bytes, int, "longest request target (414 above)")
+    _add(g, "--header-timeout", Limits.header_timeout, float, "seconds for a request head to arrive (408)")
+    _add(g, "--idle-timeout", Limits.idle_timeout, float, "seconds an idle client keep-alive connection is kept")
+    _add(g, "--upstream-idle-timeout", Limits.upstream_idle_timeout, float,
+         "seconds an unused pooled upstream connection is kept")
+    _add(g, "--access-log", True, bool, "one JSON line per request on stdout")
+    _add(g, "--drain-seconds", 5.0, float, "on SIGTERM, seconds /readyz answers 503 before listeners close")
+    _add(g, "--shutdown-timeout", 25.0, float, "after listeners close, seconds in-flight requests get to finish")
+    _add(g, "--workers", 1, int, "proxy processes sharing the listen port (SO_REUSEPORT), each with its own controller")
+    r = p.add_argument_group("rate limiting")
+    _add(r, "--redis-url", None, str, "Redis for rateLimit scope Global, e.g. redis://127.0.0.1:6379/0")
+    _add(r, "--ratelimit-redis-failure", "open", str, "when Redis fails: open (allow) or closed (429)",
+         choices=["open", "closed"])
+    _add(r, "--ratelimit-redis-timeout", 0.05, float, "seconds one Redis rate-limit call may take")
+    _add(r, "--ratelimit-max-keys", 100_000, int, "local rate-limit keys kept in memory (oldest evicted)")
+    _add(r, "--ratelimit-headers", True, bool, "send RateLimit-Policy/RateLimit headers on allowed responses too")
+    a = p.add_argument_group("authentication")
+    _add(a, "--default-auth-secret", None, str, "NAMESPACE/NAME of the Secret used by routes with authRequired and no auth")
+    _add(a, "--default-auth-type", "APIKey", str, "scheme of --default-auth-secret", choices=["APIKey", "Basic", "JWT"])
+
+
+def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> None:
+    s = p.add_argument_group("source")
+    _add(s, "--manifests", manifests_default, str, "folder of manifests to route from (watched for changes)")
+    _add(s, "--kube", False, bool, "watch the Kubernetes API instead of a folder", nargs="?", const=True)
+    _add(s, "--kubeconfig", None, str, "kubeconfig path (default: in-cluster config, then ~/.kube/config)")
+    _add(s, "--context", None, str, "kubeconfig context")
+    _add(s, "--namespace", [], list, "namespace to watch (repeatable; default all)")
+    _add(s, "--ingress-class", "crdgate", str, "the IngressClass / ingressClassName this gateway serves")
+    _add(s, "--publish-address", None, str, "address written into Ingress status.loadBalancer")
+    _add(s, "--publish-service", None, str, "NAMESPACE/NAME of the Service whose address goes into Ingress status")
+    _add(s, "--lease-namespace", "crdgate-system", str, "namespace of the leader-election Lease")
+    _add(s, "--lease-name", "crdgate-leader", str, "name of the leader-election Lease")
+    _add(s, "--identity", None, str, "this replica's identity for leader election (default: POD_NAME or hostname)")
+
+
+def _add_log_flags(p: argparse.ArgumentParser) -> None:
+    _add(p, "--log-format", "json", str, "json lines or text", choices=["json", "text"])
+    _add(p, "--log-level", "info", str, "debug, info, warning, error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crdgate",
+        description="Kubernetes-native API gateway: APIEndpoint and Ingress objects -> routing table -> reverse proxy.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run the gateway with its in-process controller",
+                         description="Run the proxy, fed by a manifests folder (--manifests DIR) or the Kubernetes API (--kube).")
+    _add_source_flags(run)
+    _add_gateway_flags(run)
+    _add_log_flags(run)
+
+    demo = sub.add_parser("demo", help="start demo backends and the gateway on the example manifests",
+                          description="Start demo backends on 127.0.0.1 and the gateway on deploy/examples, then print what to curl.")
+    _add_source_flags(demo, str(EXAMPLES))
+    _add_gateway_flags(demo)
+    _add_log_flags(demo)
+    demo.set_defaults(log_format="text", access_log=False)
+
+    val = sub.add_parser("validate", help="compile manifests offline: what each object becomes or why it fails")
+    val.add_argument("dir", help="manifests folder")
+    val.add_argument("--output", choices=["text", "json"], default="text")
+    _add(val, "--ingress-class", "crdgate", str, "the class this gateway serves")
+
+    routes = sub.add_parser("routes", help="print the compiled routing table, in match order")
+    routes.add_argument("dir", help="manifests folder")
+    routes.add_argument("--output", choices=["text", "json"], default="text")
+    _add(routes, "--ingress-class", "crdgate", str, "the class this gateway serves")
+
+    bench = sub.add_parser("bench", help="the load benchmark (see `crdgate bench --help`)", add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _list_flag(args, name: str) -> list[str]:
+    given = getattr(args, name, None)
+    values = given if given is not None else getattr(args, name + "_env", []) or []
+    out: list[str] = []
+    for v in values:
+        out += [p.strip() for p in v.split(",") if p.strip()]
+    return out
+
+
+def gateway_config(args) -> GatewayConfig:
+    nets = []
+    for cidr in _list_flag(args, "trusted_proxies"):
+        try:
+            nets.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise SystemExit(f"crdgate: --trusted-proxies: not a CIDR: {cidr!r}")
+    limits = Limits(
+        max_uri_bytes=args.max_uri_bytes, max_header_bytes=args.max_header_bytes, max_headers=args.max_headers,
+        max_body_bytes=args.max_body_bytes, header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
+        upstream_idle_timeout=args.upstream_idle_timeout,
+    )
+    return GatewayConfig(
+        listen=args.listen, admin_listen=args.admin_listen, trusted_proxies=tuple(nets), limits=limits,
+        access_log=args.access_log, drain_seconds=args.drain_seconds, shutdown_timeout=args.shutdown_timeout,
+    )
+
+
+# -- logging ------------------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key.startswith("crdgate_"):
+                entry[key[8:]] = value
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        f = JsonFormatter()
+        f.converter = __import__("time").gmtime
+        handler.setFormatter(f)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_validate(args) -> int:
+    from controller.compile import CompileOptions
+    from controller.report import validate_json, validate_report
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        print(f"crdgate: not a folder: {root}", file=sys.stderr)
+        return 2
+    options = CompileOptions(ingress_class=args.ingress_class)
+    if args.output == "json":
+        doc = validate_json(root, options)
+        print(json.dumps(doc, indent=2))
+        return 0 if doc.get("ok") else 1
+    text, ok = validate_report(root, options)
+    print(text)
+    return 0 if ok else 1
+
+
+def cmd_routes(args) -> int:
+    from controller.compile import CompileOptions
+    from controller.report import routes_json_for_folder, routes_report
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        print(f"crdgate: not a folder: {root}", file=sys.stderr)
+        return 2
+    options = CompileOptions(ingress_class=args.ingress_class)
+    if args.output == "json":
+        print(json.dumps(routes_json_for_folder(root, options), indent=2))
+        return 0
+    print(routes_report(root, options))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from bench.__main__ import main as bench_main
+
+        return bench_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "validate":
+        return cmd_validate(args)
+    if args.command == "routes":
+        return cmd_routes(args)
+    setup_logging(args.log_format, args.log_level)
+    from gateway.run import run_gateway
+
+    if args.command == "demo":
+        from gateway.demo import run_demo
+
+        return run_demo(args, gateway_config(args))
+    if not args.kube and not args.manifests:
+        parser.error("run needs a source: --manifests DIR or --kube")
+    if args.kube and args.manifests:
+        parser.error("--manifests and --kube are exclusive")
+    if args.manifests and not Path(args.manifests).is_dir():
+        parser.error(f"--manifests: not a folder: {args.manifests}")
+    return run_gateway(args, gateway_config(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Frozen settings of one gateway process, built by gateway/cli.py from flags and env."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+
+def parse_hostport(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """'0.0.0.0:8080', ':8080', '8080', '[::1]:8080' -> (host, port)."""
+    value = value.strip()
+    if value.startswith("["):
+        end = value.index("]")
+        host, rest = value[1:end], value[end + 1 :]
+        port = rest.lstrip(":")
+    elif ":" in value:
+        host, port = value.rsplit(":", 1)
+    else:
+        host, port = "", value
+    p = int(port)
+    if not 0 <= p <= 65535:
+        raise ValueError(f"port out of range: {p}")
+    return host or default_host, p
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_uri_bytes: int = 8192  # longer request targets: 414
+    max_header_bytes: int = 32768  # whole header section: 431
+    max_headers: int = 100  # header lines: 431
+    max_body_bytes: int = 10 * 1024 * 1024  # default per route: 413
+    header_timeout: float = 10.0  # a request's head must arrive within this
+    idle_timeout: float = 60.0  # keep-alive connection with no request
+    upstream_idle_timeout: float = 20.0  # pooled upstream connection unused
+    max_idle_per_endpoint: int = 256
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    listen: tuple[str, int] = ("0.0.0.0", 8080)
+    admin_listen: tuple[str, int] = ("127.0.0.1", 9090)
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    access_log: bool = True
+    scheme: str = "http"  # what X-Forwarded-Proto says for this listener
+    drain_seconds: float = 5.0  # readiness is 503 this long before listeners close
+    shutdown_timeout: float = 25.0  # in-flight requests get this long to finish
+    request_id_header: str = "x-request-id"
+    server_header: bool = False

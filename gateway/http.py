@@ -1,0 +1,1111 @@
+"""The proxy's HTTP/1.1 protocol: parse, match, apply policies, forward, stream back.
+
+One ``ClientProtocol`` per client connection parses requests with httptools;
+each request is an ``Exchange`` that reads the routing table once
+(``server.table``), so a table swap never changes a request already routed.
+Pipelined requests queue behind the one in progress and are answered in order.
+Everything on the common path runs in protocol callbacks: no task, no
+coroutine, unless a policy needs I/O (a JWKS fetch, a Redis round trip) or a new
+upstream connection must be opened.
+
+Neighbours: gateway/server.py owns listeners, the table reference and the
+timeout sweeper; gateway/upstream.py owns upstream connections; policies come
+from gateway/auth.py, gateway/ratelimit.py and gateway/policies.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import random
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from gateway import policies
+from gateway.normalize import BadTarget, normalize_target
+from gateway.routing import ENDPOINTS_NOT_FOUND, Route, RouteTable
+from gateway.upstream import EndpointPool, UpstreamConnection
+
+if TYPE_CHECKING:
+    from gateway.server import Server
+
+log = logging.getLogger("crdgate.proxy")
+
+# RFC 9110 7.6.1: connection-specific fields, never forwarded.
+HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+     b"proxy-authorization", b"proxy-authenticate")
+)
+# Set by us; when the peer is not a trusted proxy, its own values are dropped.
+FORWARDING = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+                        b"forwarded", b"x-real-ip"))
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
+
+REASONS = {
+    200: "OK", 204: "No Content", 301: "Moved Permanently", 302: "Found", 303: "See Other",
+    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 417: "Expectation Failed",
+    413: "Content Too Large", 414: "URI Too Long", 421: "Misdirected Request", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+}
+
+# Request body bytes kept so an idempotent request can be sent again on retry.
+REPLAY_LIMIT = 64 * 1024
+# Request body buffered while no upstream is attached before reading pauses.
+BUFFER_HIGH = 256 * 1024
+
+
+def json_body(status: int, message: str) -> bytes:
+    # Messages are ours, never echoes of request input, so no escaping is needed
+    # beyond quotes; keep it that way.
+    reason = REASONS.get(status, "Error")
+    return ('{"status":%d,"error":"%s","message":"%s"}\n' % (status, reason, message.replace('"', "'"))).encode()
+
+
+def status_line(status: int, reason: bytes | None = None) -> bytes:
+    if reason is None:
+        reason = REASONS.get(status, "Status").encode()
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
+
+
+class _Reject(Exception):
+    """Raised inside parser callbacks to refuse a request (limits)."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+
+
+class HeaderView:
+    """Lower-case str view of the request headers, decoded only on lookup."""
+
+    __slots__ = ("_headers", "_cache")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]):
+        self._headers = headers
+        self._cache: dict[str, str] | None = None
+
+    def _build(self) -> dict[str, str]:
+        d: dict[str, str] = {}
+        for name, value in self._headers:
+            k = name.decode("latin-1").lower()
+            v = value.decode("latin-1")
+            d[k] = d[k] + ", " + v if k in d else v
+        self._cache = d
+        return d
+
+    def get(self, name: str, default=None):
+        d = self._cache if self._cache is not None else self._build()
+        return d.get(name, default)
+
+    def __getitem__(self, name: str) -> str:
+        d = self._cache if self._cache is not None else self._build()
+        return d[name]
+
+    def __contains__(self, name: object) -> bool:
+        d = self._cache if self._cache is not None else self._build()
+        return name in d
+
+    def items(self):
+        d = self._cache if self._cache is not None else self._build()
+        return d.items()
+
+
+class Exchange:
+    """One request and its response, from parsed head to last byte."""
+
+    __slots__ = (
+        # request, as parsed
+        "proto", "server", "method", "url", "headers", "http10", "keep_alive", "upgrade",
+        "content_length", "chunked", "expect_continue", "host", "head_complete", "req_done",
+        "req_bytes", "start",
+        # routing
+        "table", "route", "path", "query", "header_view", "consumer", "extra_resp_headers",
+        "upstream_host",
+        # request body toward the upstream
+        "body_buf", "body_buf_size", "replay", "replayable", "sent_head", "up_paused",
+        # upstream
+        "conn", "pool", "attempts", "tried", "backend_key", "peers", "deadline", "try_deadline",
+        "upstream_start", "upstream_time", "connecting",
+        # response toward the client
+        "resp_started", "status", "resp_chunked", "resp_until_close", "resp_bytes", "finished",
+        "close_after", "request_id", "policy_task", "up_keep_alive", "auth_headers", "upstream_addr", "out",
+    )
+
+    def __init__(self, proto: "ClientProtocol"):
+        self.proto = proto
+        self.server = proto.server
+        self.method = "GET"
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.http10 = False
+        self.keep_alive = True
+        self.upgrade = False
+        self.content_length = -1
+        self.chunked = False
+        self.expect_continue = False
+        self.host = b""
+        self.head_complete = False
+        self.req_done = False
+        self.req_bytes = 0
+        self.start = time.monotonic()
+        self.table: RouteTable | None = None
+        self.route: Route | None = None
+        self.path = ""
+        self.query = ""
+        self.header_view: HeaderView | None = None
+        self.consumer: str | None = None
+        self.extra_resp_headers: list[tuple[bytes, bytes]] | None = None
+        self.upstream_host: bytes | None = None
+        self.body_buf: list[bytes] = []
+        self.body_buf_size = 0
+        self.replay: list[bytes] | None = []
+        self.replayable = True
+        self.sent_head = False
+        self.up_paused = False
+        self.conn: UpstreamConnection | None = None
+        self.pool: EndpointPool | None = None
+        self.attempts = 0
+        self.tried: tuple = ()
+        self.backend_key = ""
+        self.peers = 1
+        self.deadline = 0.0
+        self.try_deadline = 0.0
+        self.upstream_start = 0.0
+        self.upstream_time = 0.0
+        self.connecting = False
+        self.resp_started = False
+        self.status = 0
+        self.resp_chunked = False
+        self.resp_until_close = False
+        self.resp_bytes = 0
+        self.finished = False
+        self.close_after = False
+        self.request_id: bytes | None = None
+        self.policy_task: asyncio.Task | None = None
+        self.up_keep_alive = True
+        self.auth_headers: tuple = ()
+        self.upstream_addr: str | None = None
+        self.out: list[bytes] | None = None  # response bytes waiting for flush()
+
+    # ------------------------------------------------------------------ request
+
+    def route_name(self) -> str:
+        return self.route.name if self.route is not None else "-"
+
+    def begin(self) -> None:
+        """Headers are complete and this exchange is at the head of the pipeline."""
+        srv = self.server
+        if self.chunked is None:
+            return self.respond(501, "unsupported transfer-coding", close=True)
+        try:
+            path, query, authority = normalize_target(self.url)
+        except BadTarget as e:
+            return self.respond(e.status, e.reason, close=True)
+        if path == "*":
+            return self.respond(400, "asterisk-form is not routed", close=True)
+        if authority is not None:
+            self.host = authority
+        elif not self.host and not self.http10:
+            return self.respond(400, "missing Host header", close=True)
+        self.path, self.query = path, query
+        table = self.table = srv.table
+        if table is None:
+            return self.respond(503, "no routing table yet")
+        self.header_view = hv = HeaderView(self.headers)
+        res = table.match(self.method, self.host.decode("latin-1"), path, hv, query)
+        route = res.route
+        if route is None:
+            if res.status == 405:
+                allow = ", ".join(res.allow).encode()
+                return self.respond(405, "method not allowed", extra=[(b"allow", allow)])
+            return self.respond(404, "no route")
+        self.route = route
+        pol = route.policy
+        timeouts = pol.timeouts
+        if timeouts.request:
+            self.deadline = self.start + timeouts.request
+        limit = pol.max_body_bytes if pol.max_body_bytes is not None else srv.limits.max_body_bytes
+        if self.content_length > limit:
+            return self.respond(413, "request body too large", close=True)
+        if route.plain:
+            self.forward()
+        else:
+            self.run_policies(0)
+
+    # Policies run in this order; each may answer the request itself.
+    # 0 https/redirect/cors-preflight/body limit, 1 auth, 2 rate limit, then forward.
+    def run_policies(self, step: int) -> None:
+        route = self.route
+        pol = route.policy
+        if step <= 0:
+            answer = policies.early_answer(self, pol)
+            if answer is not None:
+                status, message, extra, body = answer
+                return self.respond(status, message, extra=extra, body=body)
+        if step <= 1 and pol.auth is not None:
+            result = policies.authenticate(self, pol.auth)
+            if hasattr(result, "__await__"):
+                return self._await_policy(result, 1)
+            if not policies.apply_auth(self, pol.auth, result):
+                return
+        if step <= 2 and pol.rate_limit is not None and self.server.limiter is not None:
+            decision = policies.rate_limit(self, pol.rate_limit)
+            if hasattr(decision, "__await__"):
+                return self._await_policy(decision, 2)
+            if not policies.apply_rate_limit(self, pol.rate_limit, decision):
+                return
+        self.forward()
+
+    def _await_policy(self, awaitable, step: int) -> None:
+        """A policy needs I/O: finish it in a task, then carry on from ``step``."""
+        self.proto.pause_reading("policy")
+
+        async def wait():
+            try:
+                outcome = await awaitable
+            except Exception:
+                log.exception("policy failed on route %s", self.route_name())
+                if not self.finished:
+                    self.respond(500, "policy error")
+                return
+            finally:
+                self.policy_task = None
+                self.proto.resume_reading("policy")
+            if self.finished or self.proto.closed:
+                return
+            if step == 1:
+                if not policies.apply_auth(self, self.route.policy.auth, outcome):
+                    return
+                self.run_policies(2)
+            else:
+                if not policies.apply_rate_limit(self, self.route.policy.rate_limit, outcome):
+                    return
+                self.run_policies(3)
+
+        self.policy_task = asyncio.ensure_future(wait())
+
+    def request_body(self, data: bytes) -> None:
+        self.req_bytes += len(data)
+        route = self.route
+        if route is not None:
+            limit = route.policy.max_body_bytes
+            if limit is None:
+                limit = self.server.limits.max_body_bytes
+            if self.req_bytes > limit:
+                if not self.resp_started:
+                    self.drop_upstream()
+                    self.respond(413, "request body too large", close=True)
+                else:
+                    self.proto.abort()
+                return
+        if self.finished:
+            return  # answered already; the rest of the body is discarded
+        if self.replay is not None:
+            if self.req_bytes <= REPLAY_LIMIT:
+                self.replay.append(data)
+            else:
+                self.replay = None
+        if self.sent_head and self.conn is not None:
+            self._write_body(data)
+        else:
+            self.body_buf.append(data)
+            self.body_buf_size += len(data)
+            if self.body_buf_size > BUFFER_HIGH:
+                self.proto.pause_reading("buffer")
+
+    def request_complete(self) -> None:
+        self.req_done = True
+        if self.finished:
+            self.proto.exchange_done(self)
+            return
+        if self.sent_head and self.conn is not None and self.chunked:
+            self.conn.transport.write(b"0\r\n\r\n")
+
+    def _write_body(self, data: bytes) -> None:
+        t = self.conn.transport
+        if self.chunked:
+            t.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            t.write(data)
+
+    def upgrade_data(self, data: bytes) -> None:
+        """Bytes after an Upgrade request: raw stream for the upstream."""
+        if self.conn is not None and self.conn.upgraded:
+            self.conn.transport.write(data)
+        else:
+            self.body_buf.append(data)
+            self.body_buf_size += len(data)
+            if self.body_buf_size > BUFFER_HIGH:
+                self.proto.pause_reading("buffer")
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self) -> None:
+        if self.expect_continue and not self.req_done:
+            # We answer 100 ourselves once the request has passed every policy,
+            # and do not forward Expect: the upstream sees an ordinary request.
+            self.proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.expect_continue = False
+        self.attempt(first=True)
+
+    def attempt(self, first: bool = False) -> None:
+        table, route = self.table, self.route
+        backends = route.backends
+        if not backends:
+            return self.respond(500, "route has no backend")
+        if len(backends) == 1:
+            ref = backends[0]
+        else:
+            ref = _weighted(backends)
+            if ref is None:
+                return self.respond(503, "all backends have weight 0")
+        eset = table.endpoints.get(ref.key)
+        if eset is None or eset.state == ENDPOINTS_NOT_FOUND:
+            return self.respond(500, "backend not found")
+        pool = self.server.upstreams.pick(eset, route.policy.load_balancer, self.tried)
+        if pool is None:
+            return self.respond(503, "no ready endpoints")
+        self.attempts += 1
+        self.pool = pool
+        self.upstream_addr = pool.endpoint.address
+        self.backend_key = eset.key
+        self.peers = len(eset.endpoints)
+        self.upstream_host = eset.host_header.encode() if eset.host_header else None
+        pool.active += 1
+        now = time.monotonic()
+        self.upstream_start = now
+        bt = route.policy.timeouts.backend_request
+        self.try_deadline = now + bt if bt else 0.0
+        conn = pool.take_idle()
+        if conn is not None:
+            self._send(conn)
+        else:
+            self.connecting = True
+            asyncio.ensure_future(self._connect(pool))
+
+    async def _connect(self, pool: EndpointPool) -> None:
+        try:
+            conn = await pool.connect(self.route.policy.timeouts.connect)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, asyncio.TimeoutError) as e:
+            self.connecting = False
+            if self.finished or self.pool is not pool:
+                return
+            self._try_failed("connect", repr(e))
+            return
+        self.connecting = False
+        if self.finished or self.pool is not pool or self.proto.closed:
+            pool.release(conn)
+            return
+        conn.reused = False
+        self._send(conn)
+
+    def _send(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        head = self._upstream_head()
+        conn.send(self, head, self.method == "HEAD")
+        self.sent_head = True
+        if self.upgrade:
+            return  # buffered bytes go after the 101
+        # Retries replay the body from ``replay``; the first try drains the buffer.
+        if self.attempts > 1 and self.replay is not None:
+            chunks = self.replay
+        else:
+            chunks = self.body_buf
+        for chunk in chunks:
+            self._write_body(chunk)
+        self.body_buf = []
+        if self.body_buf_size > BUFFER_HIGH:
+            self.proto.resume_reading("buffer")
+        self.body_buf_size = 0
+        if self.req_done and self.chunked:
+            conn.transport.write(b"0\r\n\r\n")
+
+    def _upstream_head(self) -> bytes:
+        route = self.route
+        pol = route.policy
+        proto = self.proto
+        path = self.path
+        host = self.host
+        if pol.rewrite is not None:
+            path, new_host = policies.rewrite(route, pol.rewrite, path)
+            if new_host:
+                host = new_host.encode()
+        elif self.upstream_host is not None:
+            host = self.upstream_host
+        target = path.encode() if not self.query else (path + "?" + self.query).encode()
+        parts = [self.method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+        headers = self.headers
+        drop = proto.drop_headers(headers)
+        if pol.request_headers is not None or self.consumer is not None or pol.auth is not None:
+            headers = policies.modify_request_headers(self, pol, headers)
+        trusted = proto.trusted
+        xff = xfproto = xfhost = fwd = None
+        have_rid = False
+        rid_name = self.server.request_id_header
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP or lname == b"host" or lname == b"content-length" or lname == b"expect":
+                continue
+            if drop is not None and lname in drop:
+                continue
+            if lname in FORWARDING:
+                if trusted:
+                    if lname == b"x-forwarded-for":
+                        xff = value if xff is None else xff + b", " + value
+                    elif lname == b"x-forwarded-proto":
+                        xfproto = value
+                    elif lname == b"x-forwarded-host":
+                        xfhost = value
+                    elif lname == b"forwarded":
+                        fwd = value if fwd is None else fwd + b", " + value
+                    else:
+                        parts += (name, b": ", value, b"\r\n")
+                continue
+            if lname == rid_name:
+                have_rid = True
+                self.request_id = value
+            parts += (name, b": ", value, b"\r\n")
+        peer = proto.peer_bytes
+        scheme = self.server.scheme_bytes
+        parts += (b"x-forwarded-for: ", peer if xff is None else xff + b", " + peer, b"\r\n")
+        parts += (b"x-forwarded-proto: ", xfproto or scheme, b"\r\n")
+        parts += (b"x-forwarded-host: ", xfhost or self.host, b"\r\n")
+        this_hop = b'for=%s;host="%s";proto=%s' % (proto.forwarded_for, self.host.replace(b'"', b""), scheme)
+        parts += (b"forwarded: ", this_hop if fwd is None else fwd + b", " + this_hop, b"\r\n")
+        if not have_rid:
+            self.request_id = os.urandom(12).hex().encode()
+            parts += (rid_name, b": ", self.request_id, b"\r\n")
+        if self.upgrade:
+            parts.append(b"connection: upgrade\r\nupgrade: ")
+            parts.append(self.header_view.get("upgrade", "").encode("latin-1"))
+            parts.append(b"\r\n\r\n")
+        elif self.chunked:
+            parts.append(b"transfer-encoding: chunked\r\n\r\n")
+        elif self.content_length >= 0:
+            parts.append(b"content-length: %d\r\n\r\n" % self.content_length)
+        else:
+            parts.append(b"\r\n")
+        return b"".join(parts)
+
+    # ------------------------------------------------------------------ upstream events
+
+    def upstream_head(self, conn, status: int, reason: bytes, headers: list, keep_alive: bool) -> None:
+        route = self.route
+        retries = route.policy.retries
+        if (
+            status in retries.status_codes
+            and self.attempts < retries.attempts
+            and self._may_retry()
+        ):
+            self.pool.failed(self.backend_key, self.peers)
+            self.server.stats.retry(route.name)
+            self._release_try(close=True)
+            self._schedule_retry()
+            return
+        if status >= 500 and status in (502, 503, 504):
+            self.pool.failed(self.backend_key, self.peers)
+        else:
+            self.pool.succeeded()
+        self.upstream_time = time.monotonic() - self.upstream_start
+        self.up_keep_alive = keep_alive
+        self.status = status
+        self.resp_started = True
+        parts = [status_line(status, reason or None)]
+        length = -1
+        chunked = False
+        drop = None
+        for name, value in headers:
+            lname = name.lower()
+            if lname == b"connection":
+                drop = _connection_tokens(value, drop)
+            elif lname == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = -1
+            elif lname == b"transfer-encoding":
+                chunked = True
+        if status == 101 and self.upgrade:
+            conn.upgraded = True
+            parts_101 = [status_line(101, reason or None)]
+            for name, value in headers:
+                parts_101 += (name, b": ", value, b"\r\n")
+            parts_101.append(b"\r\n")
+            self.proto.transport.write(b"".join(parts_101))
+            self.proto.upgraded(self)
+            for chunk in self.body_buf:
+                conn.transport.write(chunk)
+            self.body_buf = []
+            return
+        pol = route.policy
+        if pol.response_headers is not None:
+            headers = policies.modify_headers(pol.response_headers, headers)
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP or lname == b"content-length" or (drop is not None and lname in drop):
+                continue
+            parts += (name, b": ", value, b"\r\n")
+        if pol.cors is not None:
+            policies.cors_response_headers(self, pol.cors, parts)
+        if self.extra_resp_headers:
+            for name, value in self.extra_resp_headers:
+                parts += (name, b": ", value, b"\r\n")
+        no_body = self.method == "HEAD" or status in (204, 304) or status < 200
+        if no_body:
+            if length >= 0 and status != 204:
+                parts.append(b"content-length: %d\r\n" % length)
+        elif length >= 0 and not chunked:
+            parts.append(b"content-length: %d\r\n" % length)
+        elif self.http10:
+            self.resp_until_close = not chunked
+            self.close_after = True
+        else:
+            self.resp_chunked = True
+            self.resp_until_close = not chunked
+            parts.append(b"transfer-encoding: chunked\r\n")
+        if self.upgrade:
+            self.close_after = True  # the client may already be sending upgraded bytes
+        if self.close_after or not self.keep_alive or self.server.draining:
+            self.close_after = True
+            parts.append(b"connection: close\r\n\r\n")
+        elif self.http10:
+            parts.append(b"connection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        # Corked: the head leaves with the first body bytes of the same read (see
+        # flush), one write instead of two on the common small response.
+        self.out = parts
+
+    def upstream_body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        self.resp_bytes += len(data)
+        out = self.out
+        if out is None:
+            if self.conn is not None and self.conn.upgraded:
+                self.proto.transport.write(data)
+                return
+            out = self.out = []
+        if self.resp_chunked:
+            out.append(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            out.append(data)
+
+    def flush(self) -> None:
+        """End of one upstream read: write what it produced in one call."""
+        out = self.out
+        if out is not None:
+            self.out = None
+            if not self.proto.closed:
+                self.proto.transport.write(b"".join(out))
+
+    def upstream_done(self, conn) -> None:
+        if self.finished:
+            conn.close()
+            return
+        reusable = self.req_done and not conn.upgraded and self.up_keep_alive
+        self._release_try(close=not reusable)
+        if self.resp_chunked:
+            if self.out is None:
+                self.out = []
+            self.out.append(b"0\r\n\r\n")
+        self.flush()
+        self.finish()
+
+    def upstream_closed(self, conn) -> None:
+        if self.finished:
+            return
+        if conn.upgraded:
+            self._release_try(close=True)
+            self.finish()
+            self.proto.close()
+            return
+        if self.resp_started and self.resp_until_close:
+            self.upstream_done(conn)
+            return
+        self.upstream_failed(conn, "reset")
+
+    def upstream_failed(self, conn, reason: str) -> None:
+        if self.finished:
+            return
+        stale = conn.reused and not conn.got_bytes
+        if not stale:
+            self.pool.failed(self.backend_key, self.peers)
+        self._try_failed(reason, "", stale=stale)
+
+    def upstream_pause(self) -> None:
+        self.up_paused = True
+        self.proto.pause_reading("upstream")
+
+    def upstream_resume(self) -> None:
+        self.up_paused = False
+        self.proto.resume_reading("upstream")
+
+    # ------------------------------------------------------------------ failures, retries
+
+    def _may_retry(self) -> bool:
+        retries = self.route.policy.retries
+        if self.method not in IDEMPOTENT and not retries.non_idempotent:
+            return False
+        if self.upgrade or self.resp_started:
+            return False
+        # A body we no longer hold cannot be sent again.
+        return self.replay is not None and self.req_done
+
+    def _try_failed(self, reason: str, detail: str, stale: bool = False) -> None:
+        route = self.route
+        self.server.stats.upstream_error(route.name, reason)
+        self._release_try(close=True)
+        if self.resp_started:
+            # Part of the response is with the client already: all we can do is cut.
+            self.finished = True
+            self.proto.abort()
+            return
+        retries = route.policy.retries
+        if stale and (self.method in IDEMPOTENT or self.req_bytes == 0) and self.replay is not None:
+            # A pooled connection the upstream closed while idle: the request never
+            # reached it, so resending on a fresh connection is safe.
+            self.attempts -= 1
+            self.attempt()
+            return
+        if (
+            self.attempts < retries.attempts
+            and (reason != "connect" or retries.on_connect_failure)
+            and self._may_retry()
+        ):
+            self.server.stats.retry(route.name)
+            self._schedule_retry()
+            return
+        if reason == "timeout":
+            self.respond(504, "upstream timed out")
+        else:
+            self.respond(502, "upstream " + ("unreachable" if reason == "connect" else "failed"))
+
+    def _schedule_retry(self) -> None:
+        backoff = self.route.policy.retries.backoff * (2 ** (self.attempts - 1))
+        # Jitter keeps retries from many clients off the same beat.
+        delay = backoff * (0.5 + random.random())
+        asyncio.get_running_loop().call_later(delay, self._retry)
+
+    def _retry(self) -> None:
+        if self.finished or self.proto.closed:
+            return
+        self.attempt()
+
+    def _release_try(self, close: bool) -> None:
+        pool, conn = self.pool, self.conn
+        if conn is not None:
+            self.conn = None
+            conn.handler = None
+            if close:
+                conn.close()
+            else:
+                pool.release(conn)
+        if pool is not None:
+            pool.active -= 1
+            if pool not in self.tried:
+                self.tried = self.tried + (pool,)
+            self.pool = None
+        self.sent_head = False
+        self.try_deadline = 0.0
+        if self.up_paused:
+            self.up_paused = False
+            self.proto.resume_reading("upstream")
+
+    def drop_upstream(self) -> None:
+        if self.pool is not None or self.conn is not None:
+            self._release_try(close=True)
+
+    def check_timeouts(self, now: float) -> None:
+        if self.finished or not self.head_complete:
+            return
+        if self.conn is not None and self.conn.upgraded:
+            return  # upgraded streams live until either side closes
+        expired = (self.deadline and now > self.deadline) or (self.try_deadline and now > self.try_deadline)
+        if not expired:
+            return
+        if self.resp_started:
+            # Part of the response is out: all we can do is cut the connection.
+            self.server.stats.upstream_error(self.route_name(), "timeout")
+            self._release_try(close=True)
+            self.finished = True
+            self.proto.abort()
+        elif self.pool is not None:
+            self._try_failed("timeout", "")
+        else:
+            # Waiting on a policy or a retry backoff past the request's deadline.
+            self.respond(504, "request timed out")
+
+    # ------------------------------------------------------------------ answering
+
+    def respond(self, status: int, message: str, extra=None, close: bool = False, body: bytes | None = None) -> None:
+        """Answer from the gateway itself (errors, redirects, preflights)."""
+        if self.finished or self.resp_started:
+            return
+        self.drop_upstream()
+        if self.policy_task is not None and not self.policy_task.done():
+            self.policy_task.cancel()
+        self.status = status
+        self.resp_started = True
+        if body is None:
+            body = json_body(status, message) if status >= 400 else b""
+        parts = [status_line(status)]
+        if body:
+            parts.append(b"content-type: application/json\r\n")
+        if extra:
+            for name, value in extra:
+                parts += (name, b": ", value, b"\r\n")
+        if self.extra_resp_headers:
+            for name, value in self.extra_resp_headers:
+                parts += (name, b": ", value, b"\r\n")
+        parts.append(b"content-length: %d\r\n" % len(body))
+        unread_body = not self.req_done and (self.chunked or self.content_length > 0)
+        if close or unread_body or not self.keep_alive or self.server.draining or self.upgrade:
+            # An unread request body would be taken for the next request: close.
+            self.close_after = True
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        if self.method != "HEAD":
+            parts.append(body)
+        self.proto.transport.write(b"".join(parts))
+        self.resp_bytes = len(body)
+        self.finish()
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        srv = self.server
+        now = time.monotonic()
+        srv.stats.record(self.route_name(), self.method, self.status, now - self.start)
+        if srv.access_log is not None:
+            srv.access_log.write(self, now)
+        if self.req_done or self.close_after:
+            self.proto.exchange_done(self)
+        # else: the rest of the request body is read and discarded; request_complete
+        # then calls exchange_done.
+
+
+def _weighted(backends):
+    total = 0
+    for b in backends:
+        total += b.weight
+    if total <= 0:
+        return None
+    x = random.random() * total
+    for b in backends:
+        x -= b.weight
+        if x < 0 and b.weight > 0:
+            return b
+    for b in reversed(backends):
+        if b.weight > 0:
+            return b
+    return None
+
+
+def _connection_tokens(value: bytes, into: set | None) -> set:
+    out = into if into is not None else set()
+    for tok in value.split(b","):
+        tok = tok.strip().lower()
+        if tok:
+            out.add(tok)
+    return out
+
+
+class ClientProtocol(asyncio.Protocol):
+    """One client connection: parsing, pipelining, flow control, timeouts."""
+
+    __slots__ = (
+        "server", "transport", "parser", "pipeline", "current", "closed", "peer", "peer_bytes",
+        "forwarded_for", "trusted", "_paused", "_url_size", "_header_bytes", "_header_count",
+        "_head_deadline", "_idle_since", "_upgraded", "_writing_paused", "_eof",
+    )
+
+    def __init__(self, server: "Server"):
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.pipeline: deque[Exchange] = deque()
+        self.current: Exchange | None = None  # being parsed
+        self.closed = False
+        self.peer = ""
+        self.peer_bytes = b""
+        self.forwarded_for = b""
+        self.trusted = False
+        self._paused: set[str] = set()
+        self._url_size = 0
+        self._header_bytes = 0
+        self._header_count = 0
+        self._head_deadline = 0.0
+        self._idle_since = 0.0
+        self._upgraded: Exchange | None = None
+        self._writing_paused = False
+        self._eof = False
+
+    # -- connection ----------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if peer else ""
+        self.peer = ip
+        self.peer_bytes = ip.encode()
+        self.forwarded_for = b'"[%s]"' % self.peer_bytes if ":" in ip else self.peer_bytes
+        srv = self.server
+        if srv.trusted_proxies and ip:
+            try:
+                addr = ipaddress.ip_address(ip)
+                self.trusted = any(addr in net for net in srv.trusted_proxies)
+            except ValueError:
+                self.trusted = False
+        self._idle_since = time.monotonic()
+        srv.connections.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        for ex in list(self.pipeline):
+            if not ex.finished:
+                # The client went away: stop the upstream work it caused.
+                ex.finished = True
+                if ex.policy_task is not None:
+                    ex.policy_task.cancel()
+                if ex.resp_started or ex.sent_head:
+                    ex.server.stats.record(ex.route_name(), ex.method, 499, time.monotonic() - ex.start)
+                ex.drop_upstream()
+        self.pipeline.clear()
+        self.server.connection_closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._upgraded is not None:
+            self._upgraded.upgrade_data(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            off = e.args[0] if e.args else len(data)
+            ex = self.current
+            if ex is not None and ex.upgrade:
+                self.current = None
+                if off < len(data):
+                    ex.upgrade_data(data[off:])
+            else:
+                self._refuse(400, "unexpected upgrade")
+        except _Reject as e:
+            self._refuse(e.status, e.message)
+        except httptools.HttpParserCallbackError as e:
+            cause = e.__context__
+            if isinstance(cause, _Reject):
+                self._refuse(cause.status, cause.message)
+            else:
+                log.exception("parser callback failed")
+                self._refuse(500, "internal error")
+        except httptools.HttpParserInvalidURLError:
+            self._refuse(400, "invalid request target")
+        except httptools.HttpParserError:
+            self._refuse(400, "malformed request")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Refuse what cannot be parsed safely: answer if we can, then close."""
+        self.server.stats.rejected(status)
+        self.pause_reading("refused")  # nothing after a framing error can be trusted
+        ex = self.current
+        self.current = None
+        head = self.pipeline[0] if self.pipeline else None
+        if ex is None and head is None:
+            ex = Exchange(self)
+            self.pipeline.append(ex)
+            head = ex
+        if ex is not head or ex.finished or ex.resp_started:
+            # Answering in order would mean waiting on the request ahead: cut instead.
+            self.abort()
+            return
+        ex.keep_alive = False
+        ex.respond(status, message, close=True)
+
+    def eof_received(self):
+        # A half-close from the client: finish what is in flight, then close.
+        self._eof = True
+        return bool(self.pipeline)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        head = self.pipeline[0] if self.pipeline else None
+        if head is not None and head.conn is not None and head.conn.transport is not None:
+            head.conn.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        head = self.pipeline[0] if self.pipeline else None
+        if head is not None and head.conn is not None and head.conn.transport is not None:
+            head.conn.transport.resume_reading()
+
+    def pause_reading(self, why: str) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._paused.add(why)
+
+    def resume_reading(self, why: str) -> None:
+        if why in self._paused:
+            self._paused.discard(why)
+            if not self._paused and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    # -- httptools callbacks ----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        ex = Exchange(self)
+        self.current = ex
+        self.pipeline.append(ex)
+        self._url_size = 0
+        self._header_bytes = 0
+        self._header_count = 0
+        if self._head_deadline == 0.0:
+            self._head_deadline = ex.start + self.server.limits.header_timeout
+        if len(self.pipeline) > 1:
+            self.pause_reading("pipeline")
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.current
+        self._url_size += len(url)
+        if self._url_size > self.server.limits.max_uri_bytes:
+            raise _Reject(414, "request target too long")
+        ex.url = url if not ex.url else ex.url + url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4
+        lim = self.server.limits
+        if self._header_count > lim.max_headers or self._header_bytes > lim.max_header_bytes:
+            raise _Reject(431, "request header fields too large")
+        ex = self.current
+        ex.headers.append((name, value))
+        n = len(name)
+        # Only a few names matter before routing; compare lengths first.
+        if n == 4:
+            if name.lower() == b"host":
+                if ex.host:
+                    raise _Reject(400, "more than one Host header")
+                ex.host = value
+        elif n == 6:
+            if name.lower() == b"expect":
+                if value.lower() == b"100-continue":
+                    ex.expect_continue = True
+                else:
+                    raise _Reject(417, "unsupported expectation")
+        elif n == 17:
+            if name.lower() == b"transfer-encoding":
+                if value.strip().lower() == b"chunked" and not ex.chunked:
+                    ex.chunked = True
+                else:
+                    ex.chunked = None  # anything but one "chunked": refuse (501)
+
+    def on_headers_complete(self) -> None:
+        ex = self.current
+        p = self.parser
+        self._head_deadline = 0.0
+        ex.head_complete = True
+        ex.method = p.get_method().decode("ascii", "replace")
+        ex.http10 = p.get_http_version() == "1.0"
+        ex.keep_alive = p.should_keep_alive()
+        ex.upgrade = p.should_upgrade()
+        if ex.chunked is False:
+            cl = self._content_length(ex)
+            ex.content_length = cl
+        if ex.upgrade and ex.method != "GET":
+            ex.upgrade = False
+        if self.pipeline[0] is ex:
+            ex.begin()
+
+    @staticmethod
+    def _content_length(ex: Exchange) -> int:
+        for name, value in ex.headers:
+            if len(name) == 14 and name.lower() == b"content-length":
+                return int(value)
+        return -1
+
+    def on_body(self, body: bytes) -> None:
+        self.current.request_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.current
+        if ex is None:
+            return
+        if not ex.upgrade:
+            self.current = None
+        ex.request_complete()
+
+    # -- pipeline -------------------------------------------------------------------------
+
+    def exchange_done(self, ex: Exchange) -> None:
+        if not self.pipeline or self.pipeline[0] is not ex:
+            return
+        self.pipeline.popleft()
+        if ex.close_after or not ex.keep_alive:
+            self.close()
+            return
+        self._idle_since = time.monotonic()
+        if self.pipeline:
+            nxt = self.pipeline[0]
+            if len(self.pipeline) == 1:
+                self.resume_reading("pipeline")
+            if nxt.head_complete:
+                nxt.start = time.monotonic()
+                nxt.begin()
+                if nxt.req_done and nxt.finished:
+                    pass
+        else:
+            self.resume_reading("pipeline")
+            if self.server.draining or self._eof:
+                self.close()
+
+    def upgraded(self, ex: Exchange) -> None:
+        self._upgraded = ex
+        self.resume_reading("pipeline")
+
+    def drop_headers(self, headers) -> set | None:
+        """Names the client listed in Connection: hop-by-hop for this message only."""
+        drop = None
+        for name, value in headers:
+            if len(name) == 10 and name.lower() == b"connection":
+                drop = _connection_tokens(value, drop)
+        if drop is not None:
+            drop.discard(b"upgrade")
+            drop -= {b"keep-alive", b"close"}
+        return drop or None
+
+    def check_timeouts(self, now: float) -> None:
+        if self.closed:
+            return
+        if self._head_deadline and now > self._head_deadline:
+            # Slow or stalled request head (slowloris): 408 if nothing is in progress.
+            head = self.pipeline[0] if self.pipeline else None
+            if head is not None and head is self.current and not head.head_complete:
+                self.server.stats.rejected(408)
+                self.current = None
+                head.keep_alive = False
+                head.respond(408, "request head timed out", close=True)
+                return
+        if not self.pipeline:
+            if self._upgraded is None and now - self._idle_since > self.server.limits.idle_timeout:
+                self.close()
+            return
+        self.pipeline[0].check_timeouts(now)

@@ -1,0 +1,132 @@
+"""Request-target normalisation: done once, before matching.
+
+The path a route matches is the path the upstream receives, so a trick that
+changes meaning between the two (``/admin/../public``, ``/%61dmin``,
+``//admin``, ``/%2e%2e/``) can never reach a protected route under another
+route's policies. Steps (RFC 3986 6.2.2): decode percent-encoded *unreserved*
+characters, upper-case the hex of the remaining escapes, merge repeated
+slashes, remove dot segments. A path that climbs above the root, a bad escape,
+and the escapes that would let an upstream re-split the path differently from
+us (``%2F``, ``%5C``, ``%00``) are rejected as 400 rather than guessed at.
+
+Imports nothing of ours; used by gateway/http.py.
+"""
+
+from __future__ import annotations
+
+_HEX = b"0123456789ABCDEFabcdef"
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# Escapes we refuse: an encoded slash or backslash lets an upstream that decodes
+# them see a different path structure than the one we matched; NUL truncates.
+_REFUSED = frozenset((0x2F, 0x5C, 0x00))
+# Bytes allowed raw in a path (RFC 3986 pchar plus "/"), besides escapes.
+_PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%")
+
+
+class BadTarget(Exception):
+    """The request target cannot be routed safely; the proxy answers ``status``."""
+
+    def __init__(self, reason: str, status: int = 400):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes, bytes | None]:
+    """Split origin-form or absolute-form into (path, query, authority or None)."""
+    authority = None
+    if not target.startswith(b"/"):
+        lower = target[:8].lower()
+        if lower.startswith(b"http://") or lower.startswith(b"https://"):
+            rest = target[target.index(b"//") + 2 :]
+            slash = rest.find(b"/")
+            qmark = rest.find(b"?")
+            end = min(i for i in (slash, qmark, len(rest)) if i != -1)
+            authority = rest[:end]
+            target = rest[end:] or b"/"
+            if target.startswith(b"?"):
+                target = b"/" + target
+        elif target == b"*":
+            return b"*", b"", None
+        else:
+            raise BadTarget("request target must be a path")
+    if b"#" in target:
+        raise BadTarget("fragment in request target")
+    q = target.find(b"?")
+    if q == -1:
+        return target, b"", authority
+    return target[:q], target[q + 1 :], authority
+
+
+def normalize_path(path: bytes) -> str:
+    """Return the normalised path as ``str``; raise BadTarget when unsafe."""
+    # Fast path: most paths need no work at all.
+    if b"%" not in path and b"//" not in path and b"/." not in path:
+        if not all(b in _PATH_SAFE for b in path):
+            raise BadTarget("invalid character in path")
+        return path.decode("ascii")
+    if not all(b in _PATH_SAFE for b in path):
+        raise BadTarget("invalid character in path")
+    if b"%" in path:
+        path = _decode_unreserved(path)
+    segments: list[bytes] = []
+    parts = path.split(b"/")
+    # parts[0] is "" (path starts with "/"); a trailing "" keeps a trailing slash.
+    last = len(parts) - 1
+    for i, seg in enumerate(parts[1:], start=1):
+        if seg == b"" and i != last:
+            continue  # merge repeated slashes
+        if seg == b".":
+            if i == last:
+                segments.append(b"")
+            continue
+        if seg == b"..":
+            if not segments or segments == [b""]:
+                raise BadTarget("path escapes the root")
+            segments.pop()
+            if i == last:
+                segments.append(b"")
+            continue
+        segments.append(seg)
+    out = b"/" + b"/".join(segments)
+    return out.decode("ascii")
+
+
+def _decode_unreserved(path: bytes) -> bytes:
+    out = bytearray()
+    i = 0
+    n = len(path)
+    while i < n:
+        c = path[i]
+        if c != 0x25:  # '%'
+            out.append(c)
+            i += 1
+            continue
+        if i + 2 >= n:
+            raise BadTarget("truncated percent-escape")
+        h1, h2 = path[i + 1], path[i + 2]
+        if h1 not in _HEX or h2 not in _HEX:
+            raise BadTarget("invalid percent-escape")
+        value = int(path[i + 1 : i + 3], 16)
+        if value in _REFUSED:
+            raise BadTarget("encoded slash, backslash or NUL in path")
+        if value in _UNRESERVED:
+            out.append(value)
+        else:
+            out += b"%" + path[i + 1 : i + 3].upper()
+        i += 3
+    return bytes(out)
+
+
+def normalize_target(target: bytes) -> tuple[str, str, bytes | None]:
+    """(normalised path, raw query, authority from an absolute-form target)."""
+    if not target:
+        raise BadTarget("empty request target")
+    path, query, authority = split_target(target)
+    if path == b"*":
+        return "*", "", None
+    try:
+        q = query.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadTarget("invalid character in query") from None
+    return normalize_path(path), q, authority

@@ -1,0 +1,274 @@
+"""Per-route policies as the proxy applies them, each a small function.
+
+Order (documented in the README): redirects and CORS preflights are answered
+first, then authentication, then rate limiting (so a consumer-keyed limit sees
+the authenticated consumer), then the request is rewritten and forwarded.
+Authenticators (gateway/auth) and the RateLimiter (gateway/ratelimit) return a
+plain result when they can decide at once and an awaitable only when they need
+I/O; gateway/http.py handles both.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from gateway import metrics
+from gateway.routing import NO_POLICY, PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
+
+if TYPE_CHECKING:
+    from gateway.http import Exchange
+
+__all__ = ["NO_POLICY"]
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+# -- answered by the gateway ------------------------------------------------------
+
+
+def early_answer(ex: "Exchange", pol: RoutePolicy):
+    """(status, message, extra headers, body) when the gateway answers itself."""
+    if pol.https_redirect and ex.server.scheme != "https":
+        return _redirect_answer(ex, Redirect(scheme="https", status_code=301 if ex.method in ("GET", "HEAD") else 308))
+    if pol.redirect is not None:
+        return _redirect_answer(ex, pol.redirect)
+    if pol.cors is not None and ex.method == "OPTIONS":
+        hv = ex.header_view
+        origin = hv.get("origin")
+        if origin is not None and hv.get("access-control-request-method") is not None:
+            return _preflight(pol.cors, origin, hv)
+    return None
+
+
+def replaced_path(route: Route, path: str, path_type: str | None, prefix: str | None, full: str | None) -> str:
+    """Gateway API path modifiers: ReplaceFullPath and ReplacePrefixMatch."""
+    if path_type == "ReplaceFullPath" and full is not None:
+        return full
+    if path_type == "ReplacePrefixMatch" and prefix is not None:
+        if route.path_type == PATH_REGEX:
+            return prefix  # the compiler refuses this; keep a defined answer anyway
+        matched = route.path if route.path_type == PATH_EXACT else route.prefix_key
+        rest = path[len(matched):] if route.path_type != PATH_EXACT else ""
+        new = prefix.rstrip("/") + rest
+        return new if new.startswith("/") else "/" + new
+    return path
+
+
+def _redirect_answer(ex: "Exchange", r: Redirect):
+    host_header = ex.host.decode("latin-1")
+    req_host, _, req_port = host_header.rpartition(":") if host_header.count(":") == 1 else (host_header, "", "")
+    scheme = r.scheme or ex.server.scheme
+    host = r.hostname or req_host
+    if r.port is not None:
+        port = r.port
+    elif r.scheme and r.scheme != ex.server.scheme:
+        port = None  # a scheme change implies its well-known port
+    else:
+        port = int(req_port) if req_port.isdigit() else None
+    path = replaced_path(ex.route, ex.path, r.path_type, r.replace_prefix_match, r.replace_full_path)
+    location = f"{scheme}://{host}"
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
+        location += f":{port}"
+    location += path
+    if ex.query:
+        location += "?" + ex.query
+    return r.status_code, "redirect", [(b"location", location.encode("latin-1"))], b""
+
+
+def origin_allowed(cors: CorsPolicy, origin: str) -> bool:
+    for allowed in cors.allow_origins:
+        if allowed == "*" or allowed == origin:
+            return True
+        if "*" in allowed:
+            head, _, tail = allowed.partition("*")
+            if origin.startswith(head) and origin.endswith(tail) and len(origin) > len(head) + len(tail):
+                middle = origin[len(head): len(origin) - len(tail)]
+                if "/" not in middle and ":" not in middle:
+                    return True
+    return False
+
+
+def _preflight(cors: CorsPolicy, origin: str, hv):
+    if not origin_allowed(cors, origin):
+        return 403, "CORS origin not allowed", [(b"vary", b"Origin")], None
+    method = hv.get("access-control-request-method", "")
+    if cors.allow_methods and "*" not in cors.allow_methods and method not in cors.allow_methods:
+        return 403, "CORS method not allowed", [(b"vary", b"Origin")], None
+    extra = [
+        (b"access-control-allow-origin", _allow_origin_value(cors, origin)),
+        (b"access-control-allow-methods", ", ".join(cors.allow_methods or (method,)).encode("latin-1")),
+        (b"vary", b"Origin"),
+    ]
+    req_headers = hv.get("access-control-request-headers")
+    if cors.allow_headers:
+        value = req_headers if "*" in cors.allow_headers and req_headers else ", ".join(cors.allow_headers)
+        extra.append((b"access-control-allow-headers", value.encode("latin-1")))
+    if cors.allow_credentials:
+        extra.append((b"access-control-allow-credentials", b"true"))
+    if cors.max_age is not None:
+        extra.append((b"access-control-max-age", b"%d" % cors.max_age))
+    return 204, "preflight", extra, b""
+
+
+def _allow_origin_value(cors: CorsPolicy, origin: str) -> bytes:
+    # With credentials, "*" is not allowed by browsers: echo the origin instead.
+    if "*" in cors.allow_origins and not cors.allow_credentials:
+        return b"*"
+    return origin.encode("latin-1")
+
+
+def cors_response_headers(ex: "Exchange", cors: CorsPolicy, parts: list) -> None:
+    origin = ex.header_view.get("origin") if ex.header_view is not None else None
+    if origin is None or not origin_allowed(cors, origin):
+        return
+    parts += (b"access-control-allow-origin: ", _allow_origin_value(cors, origin), b"\r\nvary: Origin\r\n")
+    if cors.allow_credentials:
+        parts.append(b"access-control-allow-credentials: true\r\n")
+    if cors.expose_headers:
+        parts += (b"access-control-expose-headers: ", ", ".join(cors.expose_headers).encode("latin-1"), b"\r\n")
+
+
+# -- authentication -------------------------------------------------------------------
+
+
+class AuthRequestView:
+    """What an authenticator may read of a request."""
+
+    __slots__ = ("headers", "query", "path", "method")
+
+    def __init__(self, ex: "Exchange"):
+        self.headers = ex.header_view
+        self.query = ex.query
+        self.path = ex.path
+        self.method = ex.method
+
+
+def authenticate(ex: "Exchange", auth):
+    return auth.authenticate(AuthRequestView(ex))
+
+
+def apply_auth(ex: "Exchange", auth, result) -> bool:
+    """Record the outcome; answer 401/403/503 and return False when refused."""
+    metrics.AUTH_DECISIONS.labels(ex.route.name, auth.scheme, result.outcome).inc()
+    if result.ok:
+        ex.consumer = result.consumer
+        ex.auth_headers = result.forward_headers or ()
+        if getattr(result, "strip_query_param", None) and not getattr(auth, "keep_credentials", False):
+            ex.query = _strip_query_param(ex.query, result.strip_query_param)
+        return True
+    extra = []
+    if result.www_authenticate:
+        extra.append((b"www-authenticate", result.www_authenticate.encode("latin-1")))
+    messages = {401: "authentication required", 403: "forbidden", 503: "authentication unavailable"}
+    ex.respond(result.status, messages.get(result.status, "refused"), extra=extra)
+    return False
+
+
+def _strip_query_param(query: str, name: str) -> str:
+    kept = [p for p in query.split("&") if p.split("=", 1)[0] != name]
+    return "&".join(kept)
+
+
+# -- rate limiting -------------------------------------------------------------------
+
+
+def client_address(ex: "Exchange") -> str:
+    """The client's address: the peer, or from X-Forwarded-For when the peer is trusted."""
+    proto = ex.proto
+    if not proto.trusted:
+        return proto.peer
+    xff = ex.header_view.get("x-forwarded-for")
+    if not xff:
+        return proto.peer
+    import ipaddress
+
+    nets = ex.server.trusted_proxies
+    # Walk from the nearest hop back; the first address we do not trust is the client.
+    for hop in reversed([h.strip() for h in xff.split(",") if h.strip()]):
+        try:
+            addr = ipaddress.ip_address(hop)
+        except ValueError:
+            return hop
+        if not any(addr in n for n in nets):
+            return hop
+    return proto.peer
+
+
+def rate_limit_key(ex: "Exchange", rl) -> str:
+    key = rl.key
+    if key == "Route":
+        return "route"
+    if key == "Consumer":
+        return "consumer:" + ex.consumer if ex.consumer else "addr:" + client_address(ex)
+    if key == "Header":
+        value = ex.header_view.get(rl.key_header or "")
+        return "header:" + value if value is not None else "header-missing"
+    return "addr:" + client_address(ex)
+
+
+def rate_limit(ex: "Exchange", rl):
+    return ex.server.limiter.check(ex.route.name, rl, rate_limit_key(ex, rl))
+
+
+def apply_rate_limit(ex: "Exchange", rl, decision) -> bool:
+    limiter = ex.server.limiter
+    outcome = getattr(decision, "outcome", None) or ("allowed" if decision.allowed else "limited")
+    metrics.RATELIMIT_DECISIONS.labels(ex.route.name, rl.scope, outcome).inc()
+    headers = limiter.headers(rl, decision) if ex.server.ratelimit_headers or not decision.allowed else []
+    if not decision.allowed:
+        if not any(n == b"retry-after" for n, _ in headers):
+            headers.append((b"retry-after", b"%d" % max(1, int(getattr(decision, "retry_after", 1) + 0.999))))
+        ex.respond(429, "rate limit exceeded", extra=headers)
+        return False
+    if headers:
+        ex.extra_resp_headers = (ex.extra_resp_headers or []) + list(headers)
+    return True
+
+
+# -- rewrites and header modifiers -------------------------------------------------------
+
+
+def rewrite(route: Route, rw: Rewrite, path: str) -> tuple[str, str | None]:
+    return replaced_path(route, path, rw.path_type, rw.replace_prefix_match, rw.replace_full_path), rw.hostname
+
+
+def modify_headers(mod: HeaderModifier, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Set, then add, then remove (Gateway API HTTPHeaderFilter)."""
+    out = headers
+    if mod.set:
+        names = {n.lower().encode("latin-1") for n, _ in mod.set}
+        out = [(n, v) for n, v in out if n.lower() not in names]
+        out += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in mod.set]
+    if mod.add:
+        out = out + [(n.encode("latin-1"), v.encode("latin-1")) for n, v in mod.add]
+    if mod.remove:
+        drop = {n.encode("latin-1") for n in mod.remove}
+        out = [(n, v) for n, v in out if n.lower() not in drop]
+    return out
+
+
+def modify_request_headers(ex: "Exchange", pol: RoutePolicy, headers: list[tuple[bytes, bytes]]):
+    auth = pol.auth
+    if auth is not None:
+        strip = auth.strip_headers if not getattr(auth, "keep_credentials", False) else ()
+        consumer_header = auth.consumer_header
+        # Clients must not be able to claim an identity: our own headers replace theirs.
+        own = set(strip)
+        own.add(consumer_header)
+        forwarded = getattr(ex, "auth_headers", ()) or ()
+        for name, _ in forwarded:
+            own.add(name.lower().encode("latin-1") if isinstance(name, str) else name.lower())
+        headers = [(n, v) for n, v in headers if n.lower() not in own]
+        if ex.consumer is not None:
+            headers.append((consumer_header, ex.consumer.encode("latin-1", "replace")))
+        for name, value in forwarded:
+            headers.append((name.encode("latin-1") if isinstance(name, str) else name,
+                            value.encode("latin-1", "replace") if isinstance(value, str) else value))
+    if pol.request_headers is not None:
+        headers = modify_headers(pol.request_headers, headers)
+    return headers
+
+
+def now() -> float:
+    return time.monotonic()

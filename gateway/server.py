@@ -1,0 +1,200 @@
+"""The proxy server: listeners, the live table reference, timeouts, access log, drain.
+
+``Server.table`` is the one reference the controller swaps (``swap``); every
+request reads it once. A single sweeper task checks every connection's
+deadlines ten times a second instead of arming a timer per request, closes
+stale upstream connections and flushes the access log.
+
+Startup and shutdown run in a fixed order (``start`` / ``drain``): on drain,
+readiness turns 503 first, listeners close after ``drain_seconds``, idle
+keep-alive connections close, in-flight requests get ``shutdown_timeout`` to
+finish, and whatever is left is cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import sys
+import time
+from datetime import datetime, timezone
+from typing import IO
+
+from gateway import metrics
+from gateway.config import GatewayConfig
+from gateway.http import ClientProtocol, Exchange
+from gateway.routing import RouteTable
+from gateway.upstream import Upstreams
+
+log = logging.getLogger("crdgate.server")
+
+SWEEP_INTERVAL = 0.1
+
+
+class AccessLog:
+    """One JSON line per request, buffered and flushed by the sweeper."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+        self.buf: list[str] = []
+
+    def write(self, ex: Exchange, now: float) -> None:
+        entry = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "route": ex.route_name(),
+            "method": ex.method,
+            "path": ex.path or None,
+            "status": ex.status,
+            "bytes_in": ex.req_bytes,
+            "bytes_out": ex.resp_bytes,
+            "duration_ms": round((now - ex.start) * 1000, 3),
+            "upstream_ms": round(ex.upstream_time * 1000, 3) if ex.upstream_time else None,
+            "upstream": ex.upstream_addr,
+            "consumer": ex.consumer,
+            "request_id": ex.request_id.decode("latin-1") if ex.request_id else None,
+            "client": ex.proto.peer,
+        }
+        self.buf.append(json.dumps(entry, separators=(",", ":")))
+        if len(self.buf) >= 512:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            lines, self.buf = self.buf, []
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+class Server:
+    def __init__(self, config: GatewayConfig, limiter=None, access_log: AccessLog | None = None):
+        self.config = config
+        self.limits = config.limits
+        self.trusted_proxies = config.trusted_proxies
+        self.scheme = config.scheme
+        self.scheme_bytes = config.scheme.encode()
+        self.request_id_header = config.request_id_header.lower().encode()
+        self.limiter = limiter
+        self.ratelimit_headers = True
+        self.table: RouteTable | None = None
+        self.upstreams = Upstreams(max_idle=config.limits.max_idle_per_endpoint,
+                                   idle_timeout=config.limits.upstream_idle_timeout)
+        self.stats = metrics.STATS
+        self.access_log = access_log if access_log is not None else (AccessLog() if config.access_log else None)
+        self.connections: set[ClientProtocol] = set()
+        self.draining = False
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sweeper: asyncio.Task | None = None
+        self._idle = asyncio.Event()
+        self._live_endpoints: set | None = None
+
+    # -- the table -----------------------------------------------------------------
+
+    def swap(self, table: RouteTable) -> None:
+        """Publish a new table: one reference assignment; requests in flight keep theirs."""
+        self.table = table
+        self._live_endpoints = None  # recomputed lazily by the sweeper
+        metrics.TABLE_GENERATION.set(table.generation)
+        metrics.TABLE_ROUTES.set(len(table.routes))
+
+    @property
+    def ready(self) -> bool:
+        return self.table is not None and not self.draining
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        if sock is not None:
+            srv = await loop.create_server(lambda: ClientProtocol(self), sock=sock, backlog=2048)
+        else:
+            host, port = self.config.listen
+            srv = await loop.create_server(lambda: ClientProtocol(self), host, port, backlog=2048,
+                                           reuse_address=True, reuse_port=reuse_port or None)
+        self._servers.append(srv)
+        if self._sweeper is None:
+            self._sweeper = asyncio.ensure_future(self._sweep())
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for srv in self._servers:
+            for s in srv.sockets:
+                out.append(s.getsockname()[:2])
+        return out
+
+    async def _sweep(self) -> None:
+        tick = 0
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                try:
+                    conn.check_timeouts(now)
+                except Exception:
+                    log.exception("timeout check failed")
+            tick += 1
+            if self.access_log is not None:
+                self.access_log.flush()
+            if tick % 10 == 0:
+                table = self.table
+                if table is not None and self._live_endpoints is None:
+                    self._live_endpoints = {ep for es in table.endpoints.values() for ep in es.endpoints}
+                self.upstreams.sweep(now, self._live_endpoints)
+                metrics.CLIENT_CONNECTIONS.set(len(self.connections))
+
+    def connection_closed(self, proto: ClientProtocol) -> None:
+        if self.draining and not self.connections:
+            self._idle.set()
+
+    def in_flight(self) -> int:
+        return sum(1 for c in self.connections if c.pipeline)
+
+    async def drain(self, drain_seconds: float | None = None, timeout: float | None = None) -> None:
+        """Graceful shutdown: 503 on /readyz, stop accepting, finish in-flight requests."""
+        cfg = self.config
+        self.draining = True
+        log.info("draining: readiness is now 503")
+        await asyncio.sleep(cfg.drain_seconds if drain_seconds is None else drain_seconds)
+        for srv in self._servers:
+            srv.close()
+        # Idle keep-alive connections close now; busy ones close after their response.
+        for conn in list(self.connections):
+            if not conn.pipeline:
+                conn.close()
+        deadline = time.monotonic() + (cfg.shutdown_timeout if timeout is None else timeout)
+        while self.connections and time.monotonic() < deadline:
+            if all(not c.pipeline for c in self.connections):
+                for conn in list(self.connections):
+                    conn.close()
+            try:
+                await asyncio.wait_for(self._idle.wait(), 0.05)
+            except asyncio.TimeoutError:
+                pass
+        left = len(self.connections)
+        for conn in list(self.connections):
+            conn.abort()
+        if left:
+            log.warning("drain timed out: cut %d connections", left)
+        await self.close()
+
+    async def close(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conn in list(self.connections):
+            conn.abort()
+        self.upstreams.close()
+        if self.access_log is not None:
+            self.access_log.flush()
+        if self.limiter is not None and hasattr(self.limiter, "close"):
+            try:
+                await self.limiter.close()
+            except Exception:
+                pass

@@ -1,0 +1,315 @@
+"""Upstream side of the proxy: endpoint pools, keep-alive connections, balancing, ejection.
+
+``Upstreams`` outlives routing tables: pools are keyed by endpoint address, so a
+table swap keeps warm connections, round-robin positions and ejection state.
+An ``UpstreamConnection`` parses responses with httptools and hands every event
+to its current ``handler`` (the proxy's exchange, gateway/http.py); it knows
+nothing about clients. Imports only gateway.routing and gateway.metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from typing import Callable, Protocol
+
+import httptools
+
+from gateway import metrics
+from gateway.routing import Endpoint, EndpointSet
+
+log = logging.getLogger("crdgate.upstream")
+
+# Passive health: consecutive failures that eject an endpoint, and for how long.
+EJECT_AFTER = 5
+EJECT_BASE_SECONDS = 5.0
+EJECT_MAX_SECONDS = 120.0
+
+
+class Handler(Protocol):
+    """What an UpstreamConnection reports to (implemented by http.Exchange)."""
+
+    def upstream_head(self, conn: "UpstreamConnection", status: int, reason: bytes, headers: list, keep_alive: bool) -> None: ...
+    def upstream_body(self, data: bytes) -> None: ...
+    def upstream_done(self, conn: "UpstreamConnection") -> None: ...
+    def upstream_failed(self, conn: "UpstreamConnection", reason: str) -> None: ...
+    def upstream_closed(self, conn: "UpstreamConnection") -> None: ...
+    def upstream_pause(self) -> None: ...
+    def upstream_resume(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "pool", "transport", "parser", "handler", "reused", "got_bytes", "head_only",
+        "_headers", "_reason", "_closed", "idle_since", "upgraded",
+    )
+
+    def __init__(self, pool: "EndpointPool"):
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.handler: Handler | None = None
+        self.reused = False
+        self.got_bytes = False
+        self.head_only = False  # the request was HEAD: the response has no body
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._reason = b""
+        self._closed = False
+        self.idle_since = 0.0
+        self.upgraded = False  # after 101: raw bytes, no parsing
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        metrics.UPSTREAM_CONNECTIONS.inc()
+
+    def data_received(self, data: bytes) -> None:
+        h = self.handler
+        if self.upgraded:
+            if h is not None:
+                h.upstream_body(data)
+            return
+        if h is None:
+            # Bytes on an idle connection: the upstream broke the protocol. Drop it.
+            self.close()
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+            h.flush()
+        except httptools.HttpParserUpgrade as e:
+            # 101 Switching Protocols: upstream_head switched us to raw mode; what
+            # followed the response head already belongs to the upgraded stream.
+            off = e.args[0] if e.args else len(data)
+            if off < len(data) and self.handler is not None:
+                self.handler.upstream_body(data[off:])
+        except httptools.HttpParserError:
+            if self.handler is not None:
+                self.handler = None
+                h.upstream_failed(self, "protocol")
+            self.close()
+
+    def eof_received(self):
+        return False  # close the transport
+
+    def connection_lost(self, exc) -> None:
+        if not self._closed:
+            self._closed = True
+            metrics.UPSTREAM_CONNECTIONS.dec()
+        self.pool.forget(self)
+        h = self.handler
+        if h is not None:
+            self.handler = None
+            # The exchange knows whether the response was close-delimited (or an
+            # upgraded stream), in which case a close is its normal end.
+            h.upstream_closed(self)
+
+    def pause_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.upstream_pause()
+
+    def resume_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.upstream_resume()
+
+    # -- httptools callbacks ----------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_status(self, status: bytes) -> None:
+        self._reason = status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # interim response (e.g. 103): not forwarded
+        h = self.handler
+        if h is not None:
+            h.upstream_head(self, status, self._reason, self._headers, self.parser.should_keep_alive())
+        if self.head_only and not self.upgraded:
+            # httptools cannot be told the request was HEAD; the message ends here.
+            self.parser = httptools.HttpResponseParser(self)
+            self._finish()
+
+    def on_body(self, body: bytes) -> None:
+        h = self.handler
+        if h is not None:
+            h.upstream_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.upgraded or self.head_only:
+            return  # an upgraded stream or a HEAD response ends elsewhere
+        if self.parser.get_status_code() < 200:
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        h = self.handler
+        if h is not None:
+            self.handler = None
+            h.upstream_done(self)
+
+    # -- used by the exchange -----------------------------------------------------
+
+    def send(self, handler: Handler, data: bytes, head_only: bool) -> None:
+        self.handler = handler
+        self.got_bytes = False
+        self.head_only = head_only
+        self.transport.write(data)
+
+    def close(self) -> None:
+        self.handler = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    @property
+    def usable(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing() and not self.upgraded
+
+
+class EndpointPool:
+    """Keep-alive connections and health of one upstream address."""
+
+    __slots__ = ("endpoint", "idle", "active", "failures", "ejected_until", "ejections", "upstreams", "ssl")
+
+    def __init__(self, endpoint: Endpoint, upstreams: "Upstreams"):
+        self.endpoint = endpoint
+        self.idle: list[UpstreamConnection] = []
+        self.active = 0  # requests in flight, for least-request balancing
+        self.failures = 0
+        self.ejected_until = 0.0
+        self.ejections = 0
+        self.upstreams = upstreams
+        self.ssl = upstreams.client_ssl if endpoint.tls else None
+
+    def take_idle(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()  # LIFO: the warmest connection
+            if conn.usable:
+                conn.reused = True
+                return conn
+        return None
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if conn.usable and len(self.idle) < self.upstreams.max_idle:
+            conn.idle_since = time.monotonic()
+            self.idle.append(conn)
+        else:
+            conn.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    async def connect(self, timeout: float) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        ep = self.endpoint
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(self), ep.host, ep.port, ssl=self.ssl,
+                                   server_hostname=ep.host if self.ssl else None),
+            timeout,
+        )
+        return conn
+
+    # -- passive health ---------------------------------------------------------
+
+    def succeeded(self) -> None:
+        if self.failures:
+            self.failures = 0
+        if self.ejections and self.ejected_until == 0.0:
+            self.ejections = 0
+
+    def failed(self, backend_key: str, peers: int) -> None:
+        self.failures += 1
+        if self.failures >= EJECT_AFTER and peers > 1:
+            self.ejections += 1
+            seconds = min(EJECT_BASE_SECONDS * (2 ** (self.ejections - 1)), EJECT_MAX_SECONDS)
+            self.ejected_until = time.monotonic() + seconds
+            self.failures = 0
+            metrics.UPSTREAM_EJECTIONS.labels(backend_key).inc()
+            log.warning("ejected %s of %s for %.0fs after %d failures", self.endpoint.address, backend_key, seconds, EJECT_AFTER)
+
+    def ejected(self, now: float) -> bool:
+        if self.ejected_until == 0.0:
+            return False
+        if now >= self.ejected_until:
+            self.ejected_until = 0.0  # back in rotation; the next failure counts from zero
+            return False
+        return True
+
+    def close_idle(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+
+
+class Upstreams:
+    """Every endpoint pool of the process, and the balancing state per backend."""
+
+    def __init__(self, max_idle: int = 256, idle_timeout: float = 20.0, client_ssl: ssl.SSLContext | None = None):
+        self.pools: dict[Endpoint, EndpointPool] = {}
+        self.rr: dict[str, int] = {}
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self.client_ssl = client_ssl or ssl.create_default_context()
+        self._rand: Callable[[], float] = random.random
+
+    def pool(self, ep: Endpoint) -> EndpointPool:
+        p = self.pools.get(ep)
+        if p is None:
+            p = self.pools[ep] = EndpointPool(ep, self)
+        return p
+
+    def pick(self, eset: EndpointSet, lb: str, exclude: tuple = ()) -> EndpointPool | None:
+        """Choose an endpoint of ``eset``: skip ejected and excluded ones when others exist."""
+        eps = eset.endpoints
+        n = len(eps)
+        if n == 0:
+            return None
+        if n == 1:
+            return self.pool(eps[0])
+        now = time.monotonic()
+        pools = [self.pool(e) for e in eps]
+        live = [p for p in pools if p not in exclude and not p.ejected(now)]
+        if not live:
+            live = [p for p in pools if p not in exclude] or pools
+        if lb == "LeastRequest":
+            # Power of two choices: near-optimal without scanning every endpoint.
+            if len(live) == 1:
+                return live[0]
+            a, b = random.sample(live, 2)
+            return a if a.active <= b.active else b
+        i = self.rr.get(eset.key, 0)
+        self.rr[eset.key] = i + 1
+        return live[i % len(live)]
+
+    def sweep(self, now: float, live: set[Endpoint] | None = None) -> None:
+        """Close idle connections past their idle timeout, and pools no table uses."""
+        limit = now - self.idle_timeout
+        for ep, pool in list(self.pools.items()):
+            if pool.idle:
+                keep = []
+                for c in pool.idle:
+                    if c.idle_since < limit or not c.usable:
+                        c.close()
+                    else:
+                        keep.append(c)
+                pool.idle = keep
+            if live is not None and ep not in live and pool.active == 0:
+                pool.close_idle()
+                del self.pools[ep]
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close_idle()

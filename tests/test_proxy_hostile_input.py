@@ -1,0 +1,155 @@
+"""Hostile and malformed requests: smuggling, limits, slow clients, path tricks."""
+
+import asyncio
+
+import pytest
+
+from gateway.config import Limits
+from gateway.routing import RoutePolicy
+from proxyharness import RawClient, proxy_port, request, route, start_backend, start_proxy, table
+
+
+@pytest.fixture
+async def gw():
+    b = await start_backend("b1")
+    routes = [
+        route("ns/public", path="/public", backends=("ns/svc:80",)),
+        route("ns/admin", path="/admin", backends=("ns/admin:80",), methods=frozenset({"GET"})),
+    ]
+    srv = await start_proxy(
+        table(routes, {"ns/svc:80": (b.endpoint,), "ns/admin:80": ()}),
+        limits=Limits(max_uri_bytes=256, max_header_bytes=2048, max_headers=20, max_body_bytes=1000, header_timeout=0.5),
+    )
+    yield b, srv, proxy_port(srv)
+    await srv.close()
+    await b.runner.cleanup()
+
+
+async def refused(port, raw: bytes, status: int):
+    async with RawClient(port) as c:
+        await c.send(raw)
+        r = await c.response()
+        assert r.status == status, (raw, r.status, r.body)
+        assert r.headers.get("content-type") == "application/json"
+        assert b"Traceback" not in r.body
+        assert await c.closed(), "the connection must be closed after a refused request"
+    return r
+
+
+async def test_content_length_with_transfer_encoding_is_refused(gw):
+    b, _, port = gw
+    await refused(port, b"POST /public HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400)
+    assert b.seen == []
+
+
+async def test_duplicate_content_length_is_refused(gw):
+    _, _, port = gw
+    await refused(port, b"POST /public HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello1", 400)
+
+
+async def test_obs_fold_and_bad_header_names_are_refused(gw):
+    _, _, port = gw
+    await refused(port, b"GET /public HTTP/1.1\r\nHost: a\r\nX-A: a\r\n b\r\n\r\n", 400)
+    await refused(port, b"GET /public HTTP/1.1\r\nHost: a\r\nX A: a\r\n\r\n", 400)
+    await refused(port, b"GET /public HTTP/1.1\r\nHost : a\r\n\r\n", 400)
+
+
+async def test_unknown_transfer_coding_is_501(gw):
+    b, _, port = gw
+    await refused(port, b"POST /public HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501)
+    assert b.seen == []
+
+
+async def test_two_host_headers_are_refused(gw):
+    _, _, port = gw
+    await refused(port, b"GET /public HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400)
+
+
+async def test_missing_host_on_http11_is_400(gw):
+    _, _, port = gw
+    await refused(port, b"GET /public HTTP/1.1\r\nX: y\r\n\r\n", 400)
+
+
+async def test_uri_too_long_is_414(gw):
+    _, _, port = gw
+    await refused(port, b"GET /public/" + b"a" * 400 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414)
+
+
+async def test_too_many_or_too_large_headers_are_431(gw):
+    _, _, port = gw
+    many = b"".join(b"X-%d: v\r\n" % i for i in range(30))
+    await refused(port, b"GET /public HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n", 431)
+    await refused(port, b"GET /public HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 3000 + b"\r\n\r\n", 431)
+
+
+async def test_body_over_limit_is_413_by_length_and_by_chunks(gw):
+    b, _, port = gw
+    await refused(port, b"POST /public HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n", 413)
+    chunk = b"%x\r\n%s\r\n" % (600, b"x" * 600)
+    async with RawClient(port) as c:
+        await c.send(b"POST /public HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk + chunk + chunk)
+        r = await c.response()
+        assert r.status == 413
+    assert all(seen[3] <= 1000 for seen in b.seen)
+
+
+async def test_slow_request_head_gets_408_and_close(gw):
+    _, _, port = gw
+    async with RawClient(port) as c:
+        await c.send(b"GET /public HTTP/1.1\r\nHost: a\r\n")  # never finished
+        r = await c.response(timeout=3)
+        assert r.status == 408
+        assert await c.closed()
+
+
+@pytest.mark.parametrize("target", [
+    b"/admin/../public/x",          # resolves to /public/x: routed as public, never as admin
+    b"//public/x",
+    b"/./public/x",
+    b"/%70ublic/x",                 # %70 = 'p'
+    b"/pub%6Cic/x",                 # upper-case hex too
+])
+async def test_normalised_paths_route_by_what_they_mean(gw, target):
+    b, _, port = gw
+    async with RawClient(port) as c:
+        await c.send(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = await c.response()
+    assert r.status == 200
+    assert r.json()["path"] == "/public/x", "the upstream sees the normalised path it was matched on"
+
+
+@pytest.mark.parametrize("target", [b"/public/../../admin", b"/%2e%2e/admin", b"/public%2F..%2Fadmin", b"/public/%00", b"/a%zz", b"/a%"])
+async def test_unsafe_targets_are_400(gw, target):
+    b, _, port = gw
+    await refused(port, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n", 400)
+    assert b.seen == []
+
+
+@pytest.mark.parametrize("target", [b"/%61dmin", b"//admin", b"/public/../admin", b"/ADMIN/../admin"])
+async def test_tricks_toward_admin_land_on_admin(gw, target):
+    """Whatever the spelling, a path that means /admin is matched as /admin (here: 503, no endpoints)."""
+    b, _, port = gw
+    async with RawClient(port) as c:
+        await c.send(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        r = await c.response()
+    assert r.status == 503
+    assert b.seen == []
+
+
+async def test_garbage_gets_400_not_a_hang(gw):
+    _, _, port = gw
+    await refused(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n", 400)
+
+
+async def test_many_connections_with_partial_heads_do_not_block_others(gw):
+    _, _, port = gw
+    clients = [RawClient(port) for _ in range(50)]
+    for c in clients:
+        await c.__aenter__()
+        await c.send(b"GET /public HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+    try:
+        r = await asyncio.wait_for(request(port, "GET", "/public/ok"), 2)
+        assert r.status == 200
+    finally:
+        for c in clients:
+            await c.__aexit__(None, None, None)
