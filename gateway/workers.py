@@ -1,0 +1,199 @@
+"""``--workers N``: N gateway processes sharing the listen port, under one supervisor.
+
+Each worker is a whole gateway (proxy + in-process controller) bound with
+SO_REUSEPORT, so the kernel spreads connections across them. The trade-off,
+documented in the README: N workers keep N watches and N caches.
+
+The supervisor owns the admin port: ``/readyz`` is ready when every worker is,
+``/metrics`` merges the workers' metrics with a ``worker`` label, ``/routes``
+shows worker 0's table. Workers' own admin servers listen on the next ports
+(admin port + 1 + i, loopback). A worker that dies is restarted (with a delay
+that grows if it keeps dying); SIGTERM drains every worker, a second one kills.
+Front-door code like gateway/cli.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing as mp
+import signal
+import time
+
+import aiohttp
+import uvloop
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+log = logging.getLogger("crdgate.workers")
+
+
+def _worker_main(args, config, index: int) -> None:
+    from gateway.cli import setup_logging
+    from gateway.run import serve
+
+    setup_logging(args.log_format, args.log_level)
+    logging.getLogger().name = f"worker-{index}"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
+    try:
+        code = uvloop.run(serve(args, config))
+    except KeyboardInterrupt:
+        code = 0
+    raise SystemExit(code)
+
+
+def worker_config(config, index: int):
+    host, port = config.admin_listen
+    return dataclasses.replace(config, admin_listen=("127.0.0.1", port + 1 + index))
+
+
+class Supervisor:
+    def __init__(self, args, config, n: int):
+        self.args = args
+        self.config = config
+        self.n = n
+        self.ctx = mp.get_context("spawn")
+        self.procs: list[mp.process.BaseProcess | None] = [None] * n
+        self.deaths: list[list[float]] = [[] for _ in range(n)]
+        self.stopping = False
+
+    def start_worker(self, i: int) -> None:
+        p = self.ctx.Process(target=_worker_main, args=(self.args, worker_config(self.config, i), i),
+                             name=f"crdgate-worker-{i}", daemon=False)
+        p.start()
+        self.procs[i] = p
+        log.info("worker %d started (pid %d)", i, p.pid)
+
+    def worker_admin(self, i: int) -> str:
+        host, port = worker_config(self.config, i).admin_listen
+        return f"http://{host}:{port}"
+
+    async def watch(self) -> None:
+        while not self.stopping:
+            await asyncio.sleep(0.2)
+            for i, p in enumerate(self.procs):
+                if p is None or p.is_alive() or self.stopping:
+                    continue
+                now = time.monotonic()
+                recent = [t for t in self.deaths[i] if now - t < 60] + [now]
+                self.deaths[i] = recent
+                delay = min(0.5 * 2 ** (len(recent) - 1), 30.0)
+                log.error("worker %d (pid %d) exited with %s; restarting in %.1fs", i, p.pid, p.exitcode, delay)
+                self.procs[i] = None
+                asyncio.get_running_loop().call_later(delay, self._restart, i)
+
+    def _restart(self, i: int) -> None:
+        if not self.stopping and self.procs[i] is None:
+            self.start_worker(i)
+
+    async def stop(self, kill: bool = False) -> None:
+        self.stopping = True
+        for p in self.procs:
+            if p is not None and p.is_alive():
+                p.kill() if kill else p.terminate()  # terminate = SIGTERM: the worker drains
+        deadline = time.monotonic() + self.config.drain_seconds + self.config.shutdown_timeout + 5
+        while any(p is not None and p.is_alive() for p in self.procs) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        for p in self.procs:
+            if p is not None and p.is_alive():
+                p.kill()
+
+    # -- admin ---------------------------------------------------------------------------
+
+    def admin_app(self) -> web.Application:
+        async def fetch(session, i, path):
+            try:
+                async with session.get(self.worker_admin(i) + path, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    return r.status, await r.text()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                return 0, str(e)
+
+        async def healthz(_):
+            return web.json_response({"status": "ok", "workers": self.n})
+
+        async def readyz(_):
+            if self.stopping:
+                return web.json_response({"status": "draining"}, status=503)
+            async with aiohttp.ClientSession() as s:
+                results = await asyncio.gather(*(fetch(s, i, "/readyz") for i in range(self.n)))
+            ready = [st == 200 for st, _ in results]
+            body = {"status": "ready" if all(ready) else "not ready", "workers_ready": sum(ready), "workers": self.n}
+            return web.json_response(body, status=200 if all(ready) else 503)
+
+        async def metrics(_):
+            async with aiohttp.ClientSession() as s:
+                results = await asyncio.gather(*(fetch(s, i, "/metrics") for i in range(self.n)))
+            text = merge_metrics([(str(i), body) for i, (st, body) in enumerate(results) if st == 200])
+            return web.Response(text=text, content_type="text/plain")
+
+        async def routes(_):
+            async with aiohttp.ClientSession() as s:
+                st, body = await fetch(s, 0, "/routes")
+            return web.Response(text=body, status=st or 503, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/routes", routes)
+        return app
+
+
+def merge_metrics(bodies: list[tuple[str, str]]) -> str:
+    """Prometheus text from several workers, each sample labelled with its worker."""
+    families: dict[str, tuple[str, str, list[str]]] = {}
+    for worker, body in bodies:
+        for fam in text_string_to_metric_families(body):
+            name = fam.name
+            mtype = fam.type
+            entry = families.setdefault(name, (mtype, fam.documentation, []))
+            for s in fam.samples:
+                labels = dict(s.labels)
+                labels["worker"] = worker
+                lbl = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+                entry[2].append(f"{s.name}{{{lbl}}} {_num(s.value)}")
+    out = []
+    for name, (mtype, doc, lines) in families.items():
+        if mtype == "counter":
+            name += "_total"  # the parser drops the suffix; exposition 0.0.4 keeps it
+        out.append(f"# HELP {name} {doc}")
+        out.append(f"# TYPE {name} {mtype}")
+        out.extend(lines)
+    return "\n".join(out) + "\n"
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _num(v: float) -> str:
+    return repr(float(v)) if v == v and v not in (float("inf"), float("-inf")) else ("+Inf" if v > 0 else ("-Inf" if v < 0 else "NaN"))
+
+
+def supervise(args, config) -> int:
+    sup = Supervisor(args, config, args.workers)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        for i in range(sup.n):
+            sup.start_worker(i)
+        runner = web.AppRunner(sup.admin_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, *config.admin_listen, reuse_address=True).start()
+        done = asyncio.Event()
+        signals = {"n": 0}
+
+        def on_signal() -> None:
+            signals["n"] += 1
+            asyncio.ensure_future(sup.stop(kill=signals["n"] > 1)).add_done_callback(lambda _: done.set())
+
+        for s in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(s, on_signal)
+        watcher = asyncio.ensure_future(sup.watch())
+        await done.wait()
+        watcher.cancel()
+        await runner.cleanup()
+        return 0
+
+    return uvloop.run(main())

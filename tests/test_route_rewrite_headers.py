@@ -1,0 +1,65 @@
+"""URL rewrites (Gateway API semantics) and request/response header modifiers."""
+
+import pytest
+from aiohttp import web
+
+from gateway.routing import PATH_EXACT, HeaderModifier, Rewrite, RoutePolicy
+from proxyharness import proxy_port, request, route, start_backend, start_proxy, table
+
+
+@pytest.mark.parametrize("prefix,replacement,req,expected", [
+    ("/foo", "/", "/foo/bar?q=1", "/bar?q=1"),
+    ("/foo", "/", "/foo", "/"),
+    ("/foo", "/xyz", "/foo/bar", "/xyz/bar"),
+    ("/foo/", "/xyz", "/foo/bar", "/xyz/bar"),
+    ("/foo", "/xyz/", "/foo/bar", "/xyz/bar"),
+    ("/foo", "/xyz", "/foo/", "/xyz/"),
+])
+async def test_replace_prefix_match(prefix, replacement, req, expected):
+    b = await start_backend("b")
+    pol = RoutePolicy(rewrite=Rewrite(path_type="ReplacePrefixMatch", replace_prefix_match=replacement))
+    srv = await start_proxy(table([route(path=prefix, policy=pol)], {"ns/svc:80": (b.endpoint,)}))
+    try:
+        assert (await request(proxy_port(srv), path=req)).json()["path"] == expected
+    finally:
+        await srv.close()
+        await b.runner.cleanup()
+
+
+async def test_replace_full_path_and_hostname():
+    b = await start_backend("b")
+    pol = RoutePolicy(rewrite=Rewrite(path_type="ReplaceFullPath", replace_full_path="/v2/health", hostname="internal.svc"))
+    srv = await start_proxy(table([route(path="/health", path_type=PATH_EXACT, policy=pol)], {"ns/svc:80": (b.endpoint,)}))
+    try:
+        doc = (await request(proxy_port(srv), path="/health?x=1")).json()
+        assert doc["path"] == "/v2/health?x=1"
+        assert doc["headers"]["host"] == "internal.svc"
+        assert doc["headers"]["x-forwarded-host"] == "example.test"
+    finally:
+        await srv.close()
+        await b.runner.cleanup()
+
+
+async def test_request_and_response_header_modifiers_in_order():
+    async def h(request, body):
+        return web.Response(text="ok", headers={"X-Powered-By": "php", "X-Keep": "1", "Server-Timing": "db;dur=1"})
+
+    b = await start_backend("b", h)
+    pol = RoutePolicy(
+        request_headers=HeaderModifier(set=(("X-Env", "prod"),), add=(("X-Tag", "a"),), remove=("x-drop",)),
+        response_headers=HeaderModifier(set=(("X-Keep", "2"),), add=(("X-Gw", "crdgate"),), remove=("x-powered-by",)),
+    )
+    srv = await start_proxy(table([route(path="/", policy=pol)], {"ns/svc:80": (b.endpoint,)}))
+    try:
+        r = await request(proxy_port(srv), headers={"X-Env": "dev", "X-Tag": "z", "X-Drop": "1"})
+        seen = b.seen[-1][2]
+        assert seen["X-Env"] == "prod"
+        assert [v for k, v in b.seen[-1][2].items() if k.lower() == "x-tag"]  # kept and added
+        assert "X-Drop" not in seen
+        assert r.headers["x-keep"] == "2"
+        assert r.headers["x-gw"] == "crdgate"
+        assert "x-powered-by" not in r.headers
+        assert r.headers["server-timing"] == "db;dur=1"
+    finally:
+        await srv.close()
+        await b.runner.cleanup()
