@@ -788,6 +788,9 @@ class Exchange:
         srv = self.server
         now = time.monotonic()
         srv.stats.record(self.route_name(), self.method, self.status, now - self.start)
+        route = self.route
+        if route is not None and not route.plain and route.policy.mirror is not None and self.status < 500:
+            policies.mirror(self)
         if srv.access_log is not None:
             srv.access_log.write(self, now)
         if self.req_done or self.close_after:

@@ -272,3 +272,50 @@ def modify_request_headers(ex: "Exchange", pol: RoutePolicy, headers: list[tuple
 
 def now() -> float:
     return time.monotonic()
+
+
+# -- mirroring ---------------------------------------------------------------------------
+
+_MIRROR_SKIP = frozenset((b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive",
+                          b"expect", b"te", b"trailer", b"upgrade", b"proxy-connection"))
+
+
+def mirror(ex: "Exchange") -> None:
+    """Copy a finished request to the mirror backend: fire and forget.
+
+    Runs after the client's response is complete, so it can never delay or alter
+    it. Requests whose body was too large to keep (see http.REPLAY_LIMIT) are not
+    mirrored. Failures are counted as upstream errors of the route, reason
+    ``mirror``.
+    """
+    import asyncio
+    import random
+
+    m = ex.route.policy.mirror
+    if m is None or ex.replay is None or not ex.req_done or random.random() * 100.0 >= m.percent:
+        return
+    table = ex.table
+    eset = table.endpoints.get(m.backend.key) if table is not None else None
+    if eset is None or not eset.endpoints:
+        return
+    ep = eset.endpoints[random.randrange(len(eset.endpoints))]
+    target = ex.path + ("?" + ex.query if ex.query else "")
+    headers = [(n, v) for n, v in ex.headers if n.lower() not in _MIRROR_SKIP]
+    body = b"".join(ex.replay)
+    head = [ex.method.encode(), b" ", target.encode(), b" HTTP/1.1\r\nhost: ", ex.host, b"\r\n"]
+    for n, v in headers:
+        head += (n, b": ", v, b"\r\n")
+    head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+    data = b"".join(head) + body
+    stats, route = ex.server.stats, ex.route.name
+
+    async def send() -> None:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(ep.host, ep.port), 2.0)
+            writer.write(data)
+            await asyncio.wait_for(reader.read(65536), 5.0)  # read the status line and drop the rest
+            writer.close()
+        except (OSError, asyncio.TimeoutError):
+            stats.upstream_error(route, "mirror")
+
+    asyncio.ensure_future(send())
