@@ -154,14 +154,13 @@ def apply_auth(ex: "Exchange", auth, result) -> bool:
     if result.ok:
         ex.consumer = result.consumer
         ex.auth_headers = result.forward_headers or ()
-        if getattr(result, "strip_query_param", None) and not getattr(auth, "keep_credentials", False):
+        if result.strip_query_param:
             ex.query = _strip_query_param(ex.query, result.strip_query_param)
         return True
     extra = []
     if result.www_authenticate:
         extra.append((b"www-authenticate", result.www_authenticate.encode("latin-1")))
-    messages = {401: "authentication required", 403: "forbidden", 503: "authentication unavailable"}
-    ex.respond(result.status, messages.get(result.status, "refused"), extra=extra)
+    ex.respond(result.status, result.message or "unauthorized", extra=extra)
     return False
 
 
@@ -251,18 +250,14 @@ def modify_headers(mod: HeaderModifier, headers: list[tuple[bytes, bytes]]) -> l
 def modify_request_headers(ex: "Exchange", pol: RoutePolicy, headers: list[tuple[bytes, bytes]]):
     auth = pol.auth
     if auth is not None:
-        strip = auth.strip_headers if not getattr(auth, "keep_credentials", False) else ()
-        consumer_header = auth.consumer_header
-        # Clients must not be able to claim an identity: our own headers replace theirs.
-        own = set(strip)
-        own.add(consumer_header)
-        forwarded = getattr(ex, "auth_headers", ()) or ()
-        for name, _ in forwarded:
-            own.add(name.lower().encode("latin-1") if isinstance(name, str) else name.lower())
-        headers = [(n, v) for n, v in headers if n.lower() not in own]
+        # strip_headers holds the credential header (unless keepCredentials), the
+        # consumer header and every forwarded-claim header: a client can never
+        # claim an identity or a claim of its own.
+        strip = auth.strip_headers
+        headers = [(n, v) for n, v in headers if n.lower() not in strip]
         if ex.consumer is not None:
-            headers.append((consumer_header, ex.consumer.encode("latin-1", "replace")))
-        for name, value in forwarded:
+            headers.append((auth.consumer_header, ex.consumer.encode("latin-1", "replace")))
+        for name, value in ex.auth_headers:
             headers.append((name.encode("latin-1") if isinstance(name, str) else name,
                             value.encode("latin-1", "replace") if isinstance(value, str) else value))
     if pol.request_headers is not None:

@@ -1,0 +1,132 @@
+"""API keys: one key per consumer, from a header or (when configured) a query parameter.
+
+The keys come from a Secret whose data key names the consumer and whose value
+is the key, either as is or stored hashed as ``sha256:<hex>``. At build time
+every key becomes its SHA-256 digest, and each digest maps to that consumer's
+precomputed result (``allowed``, or ``forbidden`` when the consumer is not in
+``allowedConsumers``), so a request costs one hash and one dict lookup.
+
+Built by controller/authbuild.py; called by gateway/http.py (see base.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Mapping
+
+from .base import (
+    DEFAULT_CONSUMER_HEADER,
+    FORBIDDEN,
+    INVALID,
+    MISSING,
+    REALM,
+    SCHEME_APIKEY,
+    AuthRequest,
+    AuthResult,
+    Authenticator,
+    SecretContentError,
+    allowed,
+    denied,
+    query_value,
+)
+
+DEFAULT_HEADER = "X-API-Key"
+HASH_PREFIX = "sha256:"
+
+
+def key_digest(stored: str, consumer: str) -> bytes:
+    """The SHA-256 digest a presented key must hash to, from a Secret value."""
+    value = stored.strip()  # `echo key | base64` leaves a newline nobody meant
+    if value[: len(HASH_PREFIX)].lower() == HASH_PREFIX:
+        hexdigest = value[len(HASH_PREFIX) :]
+        try:
+            digest = bytes.fromhex(hexdigest)
+        except ValueError:
+            digest = b""
+        if len(digest) != 32:
+            raise SecretContentError(f"key of consumer {consumer!r}: 'sha256:' must be followed by 64 hex digits")
+        return digest
+    if not value:
+        raise SecretContentError(f"key of consumer {consumer!r} is empty")
+    return hashlib.sha256(value.encode("utf-8")).digest()
+
+
+class APIKeyAuthenticator(Authenticator):
+    scheme = SCHEME_APIKEY
+
+    def __init__(
+        self,
+        keys: Mapping[str, str],
+        *,
+        header: str = DEFAULT_HEADER,
+        query_param: str | None = None,
+        allowed_consumers: Iterable[str] | None = None,
+        keep_credentials: bool = False,
+        consumer_header: str = DEFAULT_CONSUMER_HEADER,
+    ):
+        if not keys:
+            raise SecretContentError("no keys: add one data entry per consumer (name: key)")
+        self.header = header
+        self._header = header.lower()
+        self.query_param = query_param or None
+        self.allowed_consumers = frozenset(allowed_consumers) if allowed_consumers else None
+        self.keep_credentials = keep_credentials
+        self.consumer_header = consumer_header.lower().encode("latin-1")
+        strip = [self.consumer_header]
+        if not keep_credentials:
+            strip.append(self._header.encode("latin-1"))
+        self.strip_headers = tuple(strip)
+
+        challenge = f'APIKey realm="{REALM}", header="{header}"'
+        if self.query_param:
+            challenge += f', query="{self.query_param}"'
+        self.challenge = challenge
+        self._missing = denied(MISSING, challenge)
+        self._invalid = denied(INVALID, challenge)
+        forbidden = denied(FORBIDDEN, None)
+        strip_query = None if keep_credentials else self.query_param
+
+        # digest -> (result when the key came in the header, result when it came
+        # in the query). A dict lookup keyed by the digest of the presented key
+        # is safe against timing attacks: how long the lookup takes depends on
+        # the digest, and knowing bits of SHA-256(k) for a valid k does not help
+        # anyone find k (preimage resistance). Comparing the raw key against each
+        # stored key would leak a prefix and which consumer came close.
+        by_digest: dict[bytes, tuple[AuthResult, AuthResult]] = {}
+        owner: dict[bytes, str] = {}
+        for consumer in sorted(keys):
+            digest = key_digest(keys[consumer], consumer)
+            if digest in owner:
+                raise SecretContentError(f"consumers {owner[digest]!r} and {consumer!r} have the same key")
+            owner[digest] = consumer
+            if self.allowed_consumers is not None and consumer not in self.allowed_consumers:
+                by_digest[digest] = (forbidden, forbidden)
+                continue
+            by_header = allowed(consumer)
+            by_query = allowed(consumer, (), strip_query) if strip_query else by_header
+            by_digest[digest] = (by_header, by_query)
+        self._by_digest = by_digest
+        self.consumers = tuple(sorted(keys))
+
+    def authenticate(self, req: AuthRequest) -> AuthResult:
+        presented = req.headers.get(self._header)
+        from_query = 0
+        if not presented and self.query_param is not None:
+            presented = query_value(req.query, self.query_param)
+            from_query = 1
+        if not presented:
+            return self._missing
+        digest = hashlib.sha256(presented.strip().encode("utf-8", "surrogateescape")).digest()
+        found = self._by_digest.get(digest)
+        if found is None:
+            return self._invalid
+        return found[from_query]
+
+    def describe(self) -> dict:
+        out = {"type": self.scheme, "header": self.header, "consumers": len(self.consumers)}
+        if self.query_param:
+            out["queryParam"] = self.query_param
+        if self.allowed_consumers is not None:
+            out["allowedConsumers"] = sorted(self.allowed_consumers)
+        return out
+
