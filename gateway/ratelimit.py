@@ -1,0 +1,605 @@
+"""Rate limiting: GCRA per (route, key), in this process or shared through Redis.
+
+The proxy (gateway/http.py) asks ``RateLimiter.check`` after auth and before
+forwarding, and adds ``RateLimiter.headers`` to the answer; the compiler
+(controller/compile.py) builds the ``RateLimitPolicy`` (gateway/routing.py) and
+may call ``policy_error`` to reject a bad one with a message naming the field.
+
+Semantics (the same for both scopes)
+------------------------------------
+The algorithm is GCRA (the generic cell rate algorithm, a token bucket without
+a refill timer: one timestamp per key). With ``T = 60 / requestsPerMinute``
+seconds (the emission interval):
+
+- at rest a client may send ``1 + burst`` requests at once, then one every T;
+  over any stretch of L seconds that starts at rest it gets at most
+  ``1 + burst + floor(L / T)`` requests; ``burst: 0`` means strictly one
+  request per T;
+- a denied request costs nothing: it does not push the client further back.
+
+A ``Decision`` says ``allowed``; ``limit`` (``1 + burst``, the most requests
+admitted back to back); ``remaining`` (how many more would be admitted right
+now, back to back); ``reset_after`` (seconds until the client is at rest
+again); ``retry_after`` (seconds until the next request will be admitted, when
+denied; 0 otherwise); ``outcome`` (``allowed`` | ``limited`` | ``failopen`` |
+``failclosed``: the label of the RATELIMIT_DECISIONS metric).
+
+Headers follow draft-ietf-httpapi-ratelimit-headers-11 (the current draft:
+``RateLimit-Policy`` and ``RateLimit`` as structured-field lists; the older
+``RateLimit-Limit/-Remaining/-Reset`` trio is not sent):
+
+    RateLimit-Policy: "default";q=<requestsPerMinute>;w=60[;crdgate-burst=<burst>]
+    RateLimit: "default";r=<remaining>;t=<seconds until remaining next grows>
+    Retry-After: <ceil(retry_after), at least 1>        (denied only)
+
+``t`` is the draft's "effective window": the time during which the client can
+use no more than ``r``. On a denial it equals Retry-After, as the draft asks
+(Retry-After no earlier than the end of the effective window).
+
+Keys (``rate_limit_key``): ``ClientAddress`` is the effective client address
+(the proxy resolves X-Forwarded-For against its trusted proxies first);
+``Consumer`` is the authenticated consumer, or the client address when the
+request carries none (anonymous callers are then limited per address, in a
+namespace apart from consumer names); ``Header`` is the header's value, and
+every request without the header shares one "missing" bucket; ``Route`` is one
+bucket for the whole route. Keys longer than 64 characters are stored as a
+digest, so a huge header value costs no more memory than a short one.
+
+Local scope: memory
+-------------------
+One ``OrderedDict`` maps (route, key) to the key's theoretical arrival time,
+least recently admitted first. An entry whose time has passed is at rest and
+means the same as no entry, so idle keys are dropped from the old end as new
+keys arrive (a key still owing time at the old end, e.g. on a route with a
+long interval, holds back that reclaiming until it is at rest or evicted). The store never holds more than ``max_keys`` entries: past that the
+least recently admitted key is evicted even if it still owes time. The
+trade-off: evicting a key forgets its debt, so a flood of distinct keys can
+give each evicted key's owner at most ``1 + burst`` extra requests; it cannot
+exhaust memory (about 300 bytes per key: 30 MB at the default 100,000).
+
+Global scope: Redis
+-------------------
+One Lua script (loaded with SCRIPT LOAD, run with EVALSHA, reloaded on
+NOSCRIPT, e.g. after a Redis restart) does the whole decision in one round
+trip with Redis's own clock (TIME), so replicas' clocks do not matter. The
+checks made during one loop iteration travel together as one pipeline
+(``_RedisBatch``), so concurrency costs round trips only once. Keys are
+``crdgate:rl:<route>:<blake2b of the key>`` (no credential from a header ever
+lands in Redis) and expire when the client is back at rest. Each call has a
+deadline (``timeout``); on any error or timeout the failure mode decides:
+``open`` admits, ``closed`` denies with Retry-After 1 (a call that timed out
+may still be counted by Redis when it wakes up). Errors bump
+RATELIMIT_REDIS_ERRORS and are logged at most once per 10 s with a count; the
+connection pool reconnects by itself. With no Redis configured, Global
+policies are enforced per replica (logged once per route).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections import OrderedDict
+from typing import Awaitable, Callable, Mapping
+
+from .metrics import RATELIMIT_REDIS_ERRORS, RATELIMIT_REDIS_SECONDS
+from .routing import RateLimitPolicy
+
+log = logging.getLogger(__name__)
+
+KEY_CLIENT_ADDRESS = "ClientAddress"
+KEY_CONSUMER = "Consumer"
+KEY_HEADER = "Header"
+KEY_ROUTE = "Route"
+KEYS = (KEY_CLIENT_ADDRESS, KEY_CONSUMER, KEY_HEADER, KEY_ROUTE)
+SCOPE_LOCAL = "Local"
+SCOPE_GLOBAL = "Global"
+SCOPES = (SCOPE_LOCAL, SCOPE_GLOBAL)
+FAILURE_MODES = ("open", "closed")
+
+OUTCOME_ALLOWED = "allowed"
+OUTCOME_LIMITED = "limited"
+OUTCOME_FAILOPEN = "failopen"
+OUTCOME_FAILCLOSED = "failclosed"
+
+DEFAULT_MAX_KEYS = 100_000
+DEFAULT_TIMEOUT = 0.05
+DEFAULT_MAX_INFLIGHT = 8  # Redis pipelines out at once per process
+
+# Header values never contain NUL, so these cannot collide with a real value.
+MISSING_HEADER_KEY = "\x00missing"
+_ADDRESS_PREFIX = "\x00addr:"
+
+REDIS_PREFIX = "crdgate:rl:"
+_LONG_KEY = 64
+_EPS = 1e-6  # seconds of float slack: a burst's sums must not lose its last request
+_SWEEP = 4  # at rest entries dropped per new key: keeps up with any arrival rate
+_LOG_EVERY = 10.0  # seconds between two log lines about Redis errors
+
+# Lower-case, as every header name the proxy writes (field names are case-insensitive).
+_H_POLICY = b"ratelimit-policy"
+_H_RATELIMIT = b"ratelimit"
+_H_RETRY_AFTER = b"retry-after"
+
+
+def policy_error(policy: RateLimitPolicy) -> str | None:
+    """What is wrong with a policy, naming the spec field; None when it is valid."""
+    rpm = policy.requests_per_minute
+    if isinstance(rpm, bool) or not isinstance(rpm, int) or rpm < 1:
+        return f"rateLimit.requestsPerMinute must be an integer >= 1, got {rpm!r}"
+    if isinstance(policy.burst, bool) or not isinstance(policy.burst, int) or policy.burst < 0:
+        return f"rateLimit.burst must be an integer >= 0, got {policy.burst!r}"
+    if policy.key not in KEYS:
+        return f"rateLimit.key must be one of {', '.join(KEYS)}, got {policy.key!r}"
+    if policy.key == KEY_HEADER and not policy.key_header:
+        return "rateLimit.keyHeader is required when rateLimit.key is Header"
+    if policy.scope not in SCOPES:
+        return f"rateLimit.scope must be one of {', '.join(SCOPES)}, got {policy.scope!r}"
+    return None
+
+
+def rate_limit_key(
+    policy: RateLimitPolicy,
+    client_address: str,
+    consumer: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """The bucket key of one request under ``policy`` (see the module docstring).
+
+    ``client_address`` is the effective client address (after trusted proxies);
+    ``consumer`` the authenticated identity, if any; ``headers`` maps lower-case
+    names to values, as ``RouteTable.match`` takes them.
+    """
+    kind = policy.key
+    if kind == KEY_CLIENT_ADDRESS:
+        return client_address
+    if kind == KEY_CONSUMER:
+        return consumer if consumer else _ADDRESS_PREFIX + client_address
+    if kind == KEY_HEADER:
+        value = headers.get(policy.key_header) if headers is not None and policy.key_header else None
+        return value if value is not None else MISSING_HEADER_KEY
+    return ""
+
+
+def _digest(key: str) -> str:
+    return hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
+class Decision:
+    """The answer of one check. Read-only by convention (built on the hot path)."""
+
+    __slots__ = ("allowed", "limit", "remaining", "reset_after", "retry_after", "outcome")
+
+    def __init__(
+        self,
+        allowed: bool,
+        limit: int,
+        remaining: int,
+        reset_after: float,
+        retry_after: float,
+        outcome: str,
+    ):
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_after = reset_after
+        self.retry_after = retry_after
+        self.outcome = outcome
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision(allowed={self.allowed}, limit={self.limit}, remaining={self.remaining}, "
+            f"reset_after={self.reset_after:.6f}, retry_after={self.retry_after:.6f}, "
+            f"outcome={self.outcome!r})"
+        )
+
+
+class _Plan:
+    """What one policy needs per request, computed once per policy object."""
+
+    __slots__ = (
+        "policy", "interval", "window", "limit", "is_global", "policy_header",
+        "interval_us", "window_us", "fail_open", "fail_closed",
+    )
+
+    def __init__(self, policy: RateLimitPolicy):
+        problem = policy_error(policy)
+        if problem is not None:
+            raise ValueError(problem)
+        self.policy = policy  # held so that id(policy) stays unique while cached
+        self.limit = policy.burst + 1
+        self.interval = 60.0 / policy.requests_per_minute
+        self.window = self.limit * self.interval
+        self.is_global = policy.scope == SCOPE_GLOBAL
+        value = b'"default";q=%d;w=60' % policy.requests_per_minute
+        if policy.burst:
+            value += b";crdgate-burst=%d" % policy.burst
+        self.policy_header = (_H_POLICY, value)
+        # Redis works in whole microseconds; rounding the interval up keeps
+        # the shared limit on the strict side of the configured rate.
+        self.interval_us = math.ceil(60_000_000 / policy.requests_per_minute)
+        self.window_us = self.limit * self.interval_us
+        self.fail_open = Decision(True, self.limit, self.limit - 1, 0.0, 0.0, OUTCOME_FAILOPEN)
+        self.fail_closed = Decision(False, self.limit, 0, 1.0, 1.0, OUTCOME_FAILCLOSED)
+
+
+# KEYS[1]: the bucket; ARGV[1]: emission interval, ARGV[2]: (1 + burst) intervals,
+# both in microseconds. Returns {1 if admitted, the bucket's time ahead of now}.
+_GCRA_LUA = """
+local interval = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local ahead = tat + interval - now
+if ahead <= window then
+  redis.call('SET', KEYS[1], string.format('%d', now + ahead), 'PX', math.ceil(ahead / 1000))
+  return {1, ahead}
+end
+ahead = tat - now
+if ahead > window then
+  -- Debt left by a looser earlier policy: keep no more than this one allows.
+  ahead = window
+  redis.call('SET', KEYS[1], string.format('%d', now + ahead), 'PX', math.ceil(ahead / 1000))
+end
+return {0, ahead}
+"""
+
+
+GCRA_SHA = hashlib.sha1(_GCRA_LUA.encode()).hexdigest()
+
+
+class _RedisBatch:
+    """Sends the checks of one loop iteration to Redis as one pipeline.
+
+    redis-py runs one command per connection at a time, so 50 concurrent
+    checks would need 50 connections and 50 round trips. Instead, checks made
+    while the loop is busy wait in ``pending``; a callback on the next loop
+    iteration sends them all as one pipeline of EVALSHAs over one pooled
+    connection. With one check in flight this adds a single loop hop; under
+    concurrency it turns N round trips into one. At most ``max_inflight``
+    pipelines are out at once; later checks queue behind them (each caller
+    still gives up at its own deadline).
+    """
+
+    __slots__ = ("client", "pending", "scheduled", "inflight", "max_inflight", "tasks")
+
+    def __init__(self, client, max_inflight: int):
+        self.client = client
+        self.pending: list[tuple[asyncio.Future, str, int, int]] = []
+        self.scheduled = False
+        self.inflight = 0
+        self.max_inflight = max_inflight
+        self.tasks: set[asyncio.Task] = set()
+
+    def submit(self, key: str, interval_us: int, window_us: int) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.pending.append((fut, key, interval_us, window_us))
+        if not self.scheduled and self.inflight < self.max_inflight:
+            self.scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        batch = [entry for entry in self.pending if not entry[0].done()]  # skip the timed out
+        self.pending = []
+        if not batch:
+            return
+        self.inflight += 1
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, batch: list[tuple[asyncio.Future, str, int, int]]) -> None:
+        try:
+            results = await self._run(batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+            error = exc if isinstance(exc, Exception) else ConnectionError("rate limit batch cancelled")
+            for fut, *_ in batch:
+                if not fut.done():
+                    fut.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for (fut, *_), result in zip(batch, results):
+                if not fut.done():
+                    if isinstance(result, Exception):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(result)
+        finally:
+            self.inflight -= 1
+            if self.pending and not self.scheduled:
+                self.scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+
+    async def _run(self, batch: list[tuple[asyncio.Future, str, int, int]]) -> list:
+        from redis.exceptions import NoScriptError
+
+        results = await self._pipeline(batch)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            # Redis restarted or flushed its scripts: load ours once, redo those.
+            await self.client.script_load(_GCRA_LUA)
+            again = await self._pipeline([batch[i] for i in missing])
+            for i, r in zip(missing, again):
+                results[i] = r
+        return results
+
+    async def _pipeline(self, batch: list[tuple[asyncio.Future, str, int, int]]) -> list:
+        pipe = self.client.pipeline(transaction=False)
+        for _, key, interval_us, window_us in batch:
+            pipe.execute_command("EVALSHA", GCRA_SHA, 1, key, interval_us, window_us)
+        return await pipe.execute(raise_on_error=False)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class _ErrorLog:
+    """One warning per ``_LOG_EVERY`` seconds about Redis, however many calls fail."""
+
+    __slots__ = ("clock", "failed", "last", "total")
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self.failed = 0  # since the last line
+        self.total = 0  # since the last success
+        self.last: float | None = None
+
+    def error(self, exc: BaseException, where: str) -> None:
+        self.failed += 1
+        self.total += 1
+        now = self.clock()
+        if self.last is None or now - self.last >= _LOG_EVERY:
+            log.warning(
+                "rate limit: Redis at %s failed %d time(s) since the last report (last: %s); failure mode applies",
+                where, self.failed, type(exc).__name__ + (f": {exc}" if str(exc) else ""),
+            )
+            self.last = now
+            self.failed = 0
+
+    def success(self, where: str) -> None:
+        log.warning("rate limit: Redis at %s answers again after %d failed call(s)", where, self.total)
+        self.total = 0
+        self.failed = 0
+        self.last = None
+
+
+class RateLimiter:
+    """Rate-limit decisions for every route of this process.
+
+    ``check`` returns a plain ``Decision`` for Local policies (no coroutine is
+    made) and an awaitable for Global ones when Redis is configured::
+
+        d = limiter.check(route.name, policy, key)
+        if d.__class__ is not Decision:
+            d = await d
+    """
+
+    def __init__(
+        self,
+        *,
+        redis=None,
+        failure_mode: str = "open",
+        timeout: float = DEFAULT_TIMEOUT,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+        redis_where: str = "redis",
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+    ):
+        if failure_mode not in FAILURE_MODES:
+            raise ValueError(f"--ratelimit-redis-failure must be open or closed, got {failure_mode!r}")
+        if max_keys < 1:
+            raise ValueError(f"--ratelimit-max-keys must be >= 1, got {max_keys!r}")
+        if timeout <= 0:
+            raise ValueError(f"--ratelimit-redis-timeout must be > 0, got {timeout!r}")
+        self._clock = clock
+        self._store: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._max_keys = max_keys
+        self._plans: dict[int, _Plan] = {}
+        self._plans_by_value: dict[RateLimitPolicy, _Plan] = {}
+        self._redis = redis
+        self._batch = _RedisBatch(redis, max_inflight) if redis is not None else None
+        self._timeout = timeout
+        self._fail_open = failure_mode == "open"
+        self._where = redis_where
+        self._errors = _ErrorLog(clock)
+        self._warned_no_redis: set[str] = set()
+        self.evictions = 0  # keys dropped with debt because the store was full
+
+    @classmethod
+    def from_config(
+        cls,
+        redis_url: str | None,
+        failure_mode: str = "open",
+        timeout: float = DEFAULT_TIMEOUT,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+    ) -> "RateLimiter":
+        """The limiter the gateway runs with; no Redis when ``redis_url`` is None.
+
+        Nothing connects here: the pool connects on the first Global check
+        (call ``ping`` at startup to know early).
+        """
+        if not redis_url:
+            return cls(failure_mode=failure_mode, timeout=timeout, max_keys=max_keys, clock=clock)
+        from redis.asyncio import ConnectionPool, Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        pool = ConnectionPool.from_url(
+            redis_url,
+            # Pipelines in flight (see _RedisBatch) plus ping: never more.
+            max_connections=max_inflight + 2,
+            # A backstop: check() bounds the whole call with its own deadline,
+            # which fires first, so a timed-out command is never retried.
+            socket_timeout=timeout * 2,
+            socket_connect_timeout=timeout,
+            # One immediate retry on a fresh connection: after a Redis restart
+            # the pooled sockets are dead and the first use finds out.
+            retry=Retry(NoBackoff(), 1),
+        )
+        kw = pool.connection_kwargs
+        where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"  # never the password
+        client = Redis.from_pool(pool)
+        return cls(
+            redis=client, failure_mode=failure_mode, timeout=timeout, max_keys=max_keys,
+            clock=clock, redis_where=where, max_inflight=max_inflight,
+        )
+
+    # -- plans ---------------------------------------------------------------
+
+    def _plan(self, policy: RateLimitPolicy) -> _Plan:
+        plan = self._plans_by_value.get(policy)
+        if plan is None:
+            if len(self._plans_by_value) >= 65536:
+                self._plans_by_value.clear()
+            plan = self._plans_by_value[policy] = _Plan(policy)
+        if len(self._plans) >= 65536:  # old tables' policies: let them go
+            self._plans.clear()
+        if plan.policy is not policy:  # an equal policy from another table
+            twin = object.__new__(_Plan)
+            for name in _Plan.__slots__:
+                setattr(twin, name, getattr(plan, name))
+            twin.policy = policy
+            plan = twin
+        self._plans[id(policy)] = plan
+        return plan
+
+    # -- decisions -----------------------------------------------------------
+
+    def check(self, route_name: str, policy: RateLimitPolicy, key: str) -> Decision | Awaitable[Decision]:
+        """Count one request of ``key`` on ``route_name`` against ``policy``."""
+        plan = self._plans.get(id(policy))
+        if plan is None or plan.policy is not policy:
+            plan = self._plan(policy)
+        if len(key) > _LONG_KEY:
+            key = _digest(key)
+        if plan.is_global:
+            if self._redis is not None:
+                return self._check_global(plan, route_name, key)
+            if route_name not in self._warned_no_redis:
+                self._warned_no_redis.add(route_name)
+                log.warning("rate limit: route %s asks for a Global limit but no Redis is configured; "
+                            "limiting per replica", route_name)
+        now = self._clock()
+        k = (route_name, key)
+        store = self._store
+        tat = store.get(k)
+        if tat is None:
+            ahead = plan.interval
+            self._insert(k, now + ahead, now)
+            return Decision(True, plan.limit, plan.limit - 1, ahead, 0.0, OUTCOME_ALLOWED)
+        if tat < now:
+            tat = now
+        ahead = tat + plan.interval - now
+        window = plan.window
+        if ahead <= window + _EPS:
+            store[k] = now + ahead
+            store.move_to_end(k)
+            return Decision(
+                True, plan.limit, int((window - ahead + _EPS) / plan.interval), ahead, 0.0, OUTCOME_ALLOWED
+            )
+        ahead = tat - now
+        if ahead > window:  # debt left by a looser earlier policy
+            ahead = window
+            store[k] = now + ahead
+        return Decision(False, plan.limit, 0, ahead, ahead - window + plan.interval, OUTCOME_LIMITED)
+
+    def _insert(self, k: tuple[str, str], tat: float, now: float) -> None:
+        store = self._store
+        # Entries at rest (time passed) mean nothing: drop a few from the old end.
+        for _ in range(_SWEEP):
+            if not store:
+                break
+            oldest = next(iter(store))
+            if store[oldest] > now:
+                break
+            del store[oldest]
+        if len(store) >= self._max_keys:
+            store.popitem(last=False)
+            self.evictions += 1
+        store[k] = tat
+
+    async def _check_global(self, plan: _Plan, route_name: str, key: str) -> Decision:
+        rkey = REDIS_PREFIX + route_name + ":" + _digest(key)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                admitted, ahead_us = await self._batch.submit(rkey, plan.interval_us, plan.window_us)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # RedisError, OSError, TimeoutError: the failure mode decides
+            RATELIMIT_REDIS_SECONDS.observe(time.perf_counter() - started)
+            RATELIMIT_REDIS_ERRORS.inc()
+            self._errors.error(exc, self._where)
+            return plan.fail_open if self._fail_open else plan.fail_closed
+        RATELIMIT_REDIS_SECONDS.observe(time.perf_counter() - started)
+        if self._errors.total:
+            self._errors.success(self._where)
+        ahead = ahead_us / 1e6
+        if admitted:
+            remaining = (plan.window_us - ahead_us) // plan.interval_us
+            return Decision(True, plan.limit, remaining, ahead, 0.0, OUTCOME_ALLOWED)
+        retry = (ahead_us - plan.window_us + plan.interval_us) / 1e6
+        return Decision(False, plan.limit, 0, ahead, retry, OUTCOME_LIMITED)
+
+    # -- headers -------------------------------------------------------------
+
+    def headers(self, policy: RateLimitPolicy, decision: Decision) -> list[tuple[bytes, bytes]]:
+        """The RateLimit-Policy, RateLimit and (when denied) Retry-After fields.
+
+        A fail-open decision knows nothing about the client: only the policy
+        is sent.
+        """
+        plan = self._plans.get(id(policy))
+        if plan is None or plan.policy is not policy:
+            plan = self._plan(policy)
+        if decision.outcome == OUTCOME_FAILOPEN:
+            return [plan.policy_header]
+        if not decision.allowed:
+            # The effective window of a denial ends when the next request gets in.
+            retry = b"%d" % max(math.ceil(decision.retry_after - _EPS), 1)
+            return [plan.policy_header, (_H_RATELIMIT, b'"default";r=0;t=' + retry), (_H_RETRY_AFTER, retry)]
+        # Seconds until ``remaining`` grows by one.
+        grows = decision.reset_after - (decision.limit - decision.remaining - 1) * plan.interval
+        t = max(math.ceil(grows - _EPS), 0)
+        return [plan.policy_header, (_H_RATELIMIT, b'"default";r=%d;t=%d' % (decision.remaining, t))]
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def local_keys(self) -> int:
+        """Keys held by the Local store (some may already be at rest)."""
+        return len(self._store)
+
+    @property
+    def redis_configured(self) -> bool:
+        return self._redis is not None
+
+    async def ping(self) -> bool:
+        """Whether Redis answers within the timeout (True when none is configured)."""
+        if self._redis is None:
+            return True
+        try:
+            async with asyncio.timeout(self._timeout * 20):
+                return bool(await self._redis.ping())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._batch.close()
+            await self._redis.aclose()
