@@ -143,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_flags(demo, str(EXAMPLES))
     _add_gateway_flags(demo)
     _add_log_flags(demo)
-    demo.set_defaults(log_format="text", access_log=False)
+    # The demo binds loopback unless told otherwise: a first run exposes nothing.
+    demo.set_defaults(log_format="text", access_log=False,
+                      listen=_env_default("--listen", ("127.0.0.1", 8080), _hostport))
 
     val = sub.add_parser("validate", help="compile manifests offline: what each object becomes or why it fails")
     val.add_argument("dir", help="manifests folder")

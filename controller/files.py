@@ -1,0 +1,623 @@
+"""The manifests-folder source: a folder of YAML/JSON manifests feeds the Store.
+
+This is how crdgate runs without a cluster (``crdgate run --manifests DIR``) and
+what ``crdgate validate`` / ``crdgate routes`` read (through ``load_folder``).
+It plays the part the kube reflectors (controller/kube.py) play in a cluster:
+after every (re)load it calls ``Store.replace`` for every kind in
+``controller.store.KINDS``, and the publisher (controller/publish.py) compiles.
+
+What a file gives, and what the API server would have done to it:
+- every ``*.yaml`` / ``*.yml`` / ``*.json`` under the folder, recursively, in
+  sorted path order; hidden files and folders and editor leftovers are skipped;
+- multi-document YAML, ``kind: List`` (or ``*List``) with ``items``, JSON objects;
+- known kinds only (APIEndpoint, Service, EndpointSlice, Ingress, IngressClass,
+  Secret); others (Namespace, Deployment, ...) are ignored;
+- defaults: namespace ``default`` (IngressClass is cluster-scoped: ``""``),
+  ``generation`` 1, a deterministic ``uid``, ``resourceVersion`` = content hash,
+  Secret ``stringData`` folded into base64 ``data``;
+- ``creationTimestamp`` defaults to the epoch, so objects without one tie and
+  the tie is broken by ``namespace/name``. Give ``metadata.creationTimestamp``
+  explicitly in a file to decide which of two conflicting routes wins.
+
+A file that does not load (YAML syntax, a document that is not an object, no
+kind or name, ...) is a ``LoadError`` with file, document and line, and keeps
+serving the objects it gave last time it loaded: an editor's half-written save
+never empties the table. A file seen for the first time with an error gives the
+documents that did load. Semantic errors inside a well-formed object are the
+compiler's job (controller/compile.py), which reports them with the origin
+(``path#document``) recorded here.
+
+Reloads are incremental: the folder is rescanned (one ``stat`` per file) and
+only files whose stat changed, or that the watcher named, are parsed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import stat as stat_mod
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import yaml
+from yaml.nodes import ScalarNode
+
+from controller import store as store_mod
+from controller.store import Store
+from gateway import metrics
+
+log = logging.getLogger("crdgate.controller.files")
+
+SUFFIXES = (".yaml", ".yml", ".json")
+EPOCH = "1970-01-01T00:00:00Z"
+RESYNC_MS = 2000  # idle rescan period of the watcher (see ManifestSource.run)
+
+# kind -> the apiVersion it is served at. A known kind at another version is an
+# error rather than silently ignored: it is almost always a typo or an old
+# manifest (networking.k8s.io/v1beta1) the user expects to take effect.
+API_VERSIONS = {
+    store_mod.APIENDPOINT: "crdgate.io/v1",
+    store_mod.SERVICE: "v1",
+    store_mod.ENDPOINTSLICE: "discovery.k8s.io/v1",
+    store_mod.INGRESS: "networking.k8s.io/v1",
+    store_mod.INGRESSCLASS: "networking.k8s.io/v1",
+    store_mod.SECRET: "v1",
+}
+CLUSTER_SCOPED = frozenset({store_mod.INGRESSCLASS})
+
+# The API server's name rules: names are DNS-1123 subdomains, namespaces labels.
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_UID_NS = uuid.UUID("6f1c1a52-3c1e-4b8e-9d51-1f3c2b7e0a11")
+
+
+class ManifestFolderError(FileNotFoundError):
+    """The manifests folder (or file) named on the command line does not exist."""
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """One file (or document of a file) that could not be loaded."""
+
+    path: str  # as shown to the user: the root as given, joined with the relative path
+    document: int | None  # index of the YAML document (0-based); None: the whole file
+    message: str
+    line: int | None = None  # 1-based, when known
+    column: int | None = None  # 1-based, when known
+
+    def __str__(self) -> str:
+        where = self.path if self.document is None else f"{self.path}#{self.document}"
+        if self.line is not None:
+            where += f" line {self.line}" + (f" column {self.column}" if self.column is not None else "")
+        return f"{where}: {self.message}"
+
+    def sort_key(self) -> tuple:
+        return (self.path, -1 if self.document is None else self.document, self.line or 0, self.message)
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.path,
+            "document": self.document,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
+        }
+
+
+# -- YAML loading --------------------------------------------------------------
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """Safe loading as the API server's JSON sees it.
+
+    Timestamps stay strings (``creationTimestamp: 2024-01-01T00:00:00Z`` must not
+    become a datetime), and a key repeated in one mapping is an error instead of
+    the last one silently winning, as kubectl's strict decoding does.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag != _MERGE:
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key_node.value!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _TIMESTAMP]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_constructor(_TIMESTAMP, _Loader.construct_yaml_str)
+
+
+@dataclass(frozen=True, slots=True)
+class _Doc:
+    index: int
+    line: int  # 1-based line where the document's content starts
+    data: object
+
+
+class _ParseError(Exception):
+    def __init__(self, document: int | None, message: str, line: int | None, column: int | None):
+        super().__init__(message)
+        self.document, self.message, self.line, self.column = document, message, line, column
+
+
+def _yaml_documents(raw: bytes) -> Iterator[_Doc]:
+    loader = _Loader(raw)
+    index = 0
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            line = node.start_mark.line + 1 if node is not None else 1
+            yield _Doc(index, line, loader.construct_document(node) if node is not None else None)
+            index += 1
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        parts = [p for p in (e.context, e.problem) if p]
+        raise _ParseError(
+            index,
+            "YAML: " + ", ".join(parts) if parts else "YAML: invalid document",
+            mark.line + 1 if mark else None,
+            mark.column + 1 if mark else None,
+        ) from None
+    except yaml.YAMLError as e:  # reader errors (bad bytes) carry no mark
+        raise _ParseError(index, "YAML: " + " ".join(str(e).split()), None, None) from None
+    finally:
+        loader.dispose()
+
+
+def _json_documents(raw: bytes) -> Iterator[_Doc]:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise _ParseError(0, f"JSON: {e.msg}", e.lineno, e.colno) from None
+    except UnicodeDecodeError as e:
+        raise _ParseError(0, f"JSON: not UTF-8 ({e.reason})", None, None) from None
+    yield _Doc(0, 1, data)
+
+
+# -- documents -> objects ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One object a file provides."""
+
+    kind: str
+    key: str  # "namespace/name"
+    obj: dict
+    origin: str  # "path#doc" or "path#doc.items[i]"
+    document: int
+    line: int
+
+
+def _content_hash(obj: Mapping) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+
+def _fold_string_data(secret: dict, where: str) -> dict:
+    """Secret ``stringData`` becomes base64 ``data`` (stringData wins), as on the API server."""
+    string_data = secret.get("stringData")
+    if not isinstance(string_data, Mapping):
+        raise ValueError(f"{where}: stringData must be a mapping of strings")
+    data = secret.get("data") or {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: data must be a mapping of base64 strings")
+    data = dict(data)
+    for k, v in string_data.items():
+        if not isinstance(v, str):
+            raise ValueError(f"{where}: stringData.{k} must be a string (quote it)")
+        data[str(k)] = base64.b64encode(v.encode()).decode("ascii")
+    out = {k: v for k, v in secret.items() if k != "stringData"}
+    out["data"] = data
+    return out
+
+
+def _object(doc: object, origin: str) -> tuple[str, dict] | None:
+    """Validate one document's envelope and add the API server's defaults.
+
+    Returns (kind, object), or None for a kind this gateway does not read.
+    Raises ValueError with a message naming the object and field.
+    """
+    if not isinstance(doc, dict):
+        raise ValueError(f"a manifest must be a mapping, not {type(doc).__name__}")
+    api_version, kind, meta = doc.get("apiVersion"), doc.get("kind"), doc.get("metadata")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError("missing kind")
+    if not isinstance(api_version, str) or not api_version:
+        raise ValueError(f"{kind} has no apiVersion")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{kind} has no metadata")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{kind} has no metadata.name")
+    wanted = API_VERSIONS.get(kind)
+    if wanted is None:
+        log.debug("%s: ignoring %s %s (not a kind crdgate reads)", origin, kind, name)
+        return None
+    if api_version != wanted:
+        raise ValueError(f"{kind} {name}: apiVersion must be {wanted}, not {api_version}")
+    if len(name) > 253 or not _NAME.fullmatch(name):
+        raise ValueError(f"{kind} {name!r}: metadata.name must be lower-case letters, digits, '-' and '.'")
+    if kind in CLUSTER_SCOPED:
+        namespace = ""
+    else:
+        namespace = meta.get("namespace") or "default"
+        if not isinstance(namespace, str) or len(namespace) > 63 or not _NAMESPACE.fullmatch(namespace):
+            raise ValueError(
+                f"{kind} {name}: metadata.namespace {namespace!r} must be lower-case letters, digits and '-'"
+            )
+    obj = dict(doc)
+    if kind == store_mod.SECRET and "stringData" in obj:
+        obj = _fold_string_data(obj, f"Secret {namespace}/{name}")
+    meta = dict(meta)
+    meta["namespace"] = namespace
+    meta.setdefault("generation", 1)
+    meta.setdefault("creationTimestamp", EPOCH)
+    meta.pop("resourceVersion", None)
+    meta.pop("uid", None)
+    obj["metadata"] = meta
+    # Like the API server, the uid and resourceVersion are ours, not the file's.
+    rv = _content_hash(obj)
+    meta["uid"] = str(uuid.uuid5(_UID_NS, f"{kind}/{namespace}/{name}"))
+    meta["resourceVersion"] = rv
+    return kind, obj
+
+
+def _is_list(doc: object) -> bool:
+    return (
+        isinstance(doc, dict)
+        and isinstance(doc.get("kind"), str)
+        and doc["kind"].endswith("List")
+        and "items" in doc
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _FileState:
+    """What one file gives now, and the signature it was parsed at."""
+
+    signature: tuple
+    entries: tuple[_Entry, ...] = ()  # the last good content (see module docstring)
+    errors: tuple[LoadError, ...] = ()
+    ever_good: bool = False
+
+
+def _parse_file(abs_path: str, shown: str) -> tuple[list[_Entry], list[LoadError]]:
+    """Every object a file provides, and its errors. Never raises."""
+    entries: list[_Entry] = []
+    errors: list[LoadError] = []
+    try:
+        with open(abs_path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        return [], [LoadError(shown, None, f"cannot read: {e.strerror or e}")]
+    docs = _json_documents(raw) if abs_path.endswith(".json") else _yaml_documents(raw)
+    try:
+        for doc in docs:
+            base = f"{shown}#{doc.index}"
+            if _is_list(doc.data):
+                items = doc.data["items"]
+                if not isinstance(items, list):
+                    errors.append(LoadError(shown, doc.index, "List: items must be a list", doc.line))
+                    continue
+                members = [(f"items[{i}]: ", f"{base}.items[{i}]", item) for i, item in enumerate(items)]
+            elif doc.data is None:  # an empty document, e.g. a trailing '---'
+                continue
+            else:
+                members = [("", base, doc.data)]
+            for prefix, origin, data in members:
+                try:
+                    got = _object(data, origin)
+                except ValueError as e:
+                    errors.append(LoadError(shown, doc.index, f"{prefix}{e}", doc.line))
+                    continue
+                if got is not None:
+                    kind, obj = got
+                    meta = obj["metadata"]
+                    key = f"{meta['namespace']}/{meta['name']}"
+                    entries.append(_Entry(kind, key, obj, origin, doc.index, doc.line))
+    except _ParseError as e:
+        errors.append(LoadError(shown, e.document, e.message, e.line, e.column))
+    return entries, errors
+
+
+# -- the folder ----------------------------------------------------------------
+
+
+def _skipped(name: str) -> bool:
+    # Hidden entries cover editor temp files (.#x, .x.swp) and ConfigMap mounts'
+    # ..data / ..2024_* folders, whose files are reached through the top-level symlinks.
+    return name.startswith(".") or name.endswith("~") or name.startswith("#")
+
+
+def _signature(st: os.stat_result) -> tuple:
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+def _scan(root: str) -> dict[str, tuple[str, tuple]]:
+    """relative path -> (absolute path, stat signature) of every manifest file."""
+    found: dict[str, tuple[str, tuple]] = {}
+    if os.path.isfile(root):
+        st = os.stat(root)
+        found[os.path.basename(root)] = (root, _signature(st))
+        return found
+    visited: set[tuple[int, int]] = set()
+
+    def walk(abs_dir: str, rel_dir: str) -> None:
+        try:
+            st = os.stat(abs_dir)
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) in visited:  # a symlink loop
+            return
+        visited.add((st.st_dev, st.st_ino))
+        try:
+            entries = list(os.scandir(abs_dir))
+        except OSError as e:
+            log.warning("cannot list %s: %s", abs_dir, e)
+            return
+        for entry in entries:
+            name = entry.name
+            if _skipped(name):
+                continue
+            rel = f"{rel_dir}{name}"
+            try:
+                if entry.is_dir():  # follows symlinks
+                    walk(entry.path, rel + "/")
+                elif name.endswith(SUFFIXES):
+                    st = entry.stat()  # follows symlinks: a swapped target changes the inode
+                    if stat_mod.S_ISREG(st.st_mode):
+                        found[rel] = (entry.path, _signature(st))
+            except OSError:
+                continue  # vanished between listing and stat: the next scan sees it gone
+
+    walk(root, "")
+    return found
+
+
+class ManifestSource:
+    """Feeds a Store from a folder of manifests and keeps it in step with edits."""
+
+    def __init__(self, store: Store, root: Path | str, debounce: float = 0.05):
+        self.store = store
+        self.root = Path(root)
+        self.debounce = debounce
+        self._files: dict[str, _FileState] = {}
+        self._duplicates: dict[str, tuple[LoadError, ...]] = {}  # by kind
+        self._dirty_kinds: set[str] = set(store_mod.KINDS)  # kinds to hand to the store next
+        self._folder_error: LoadError | None = None
+        self._logged: set[LoadError] = set()
+        self.loads = 0  # completed (re)loads; lets tests and the CLI see progress
+
+    # -- public ----------------------------------------------------------------
+
+    @property
+    def errors(self) -> tuple[LoadError, ...]:
+        """The current load errors, by file then document."""
+        errs = [e for st in self._files.values() for e in st.errors]
+        errs.extend(e for dups in self._duplicates.values() for e in dups)
+        if self._folder_error is not None:
+            errs.append(self._folder_error)
+        return tuple(sorted(errs, key=LoadError.sort_key))
+
+    def load(self) -> None:
+        """(Re)load the folder and feed the store. Raises ManifestFolderError if it is missing."""
+        self._check_root()
+        if self._rescan(()) or self.loads == 0:
+            self._publish()
+
+    async def run(self) -> None:
+        """Load, then watch the folder and reload on every change until cancelled."""
+        from watchfiles import DefaultFilter, awatch  # imported here: offline validate needs none of it
+
+        self._check_root()
+        await asyncio.to_thread(self._rescan, ())
+        self._publish()
+        debounce_ms = max(1, int(self.debounce * 1000))
+        # watchfiles yields once no new event came for `step` ms (or after
+        # `debounce` ms of steady events); its 1600 ms default is far too slow here.
+        step_ms = max(1, min(debounce_ms, 20))
+        watch_root, only = self._watch_target()
+        base_filter = DefaultFilter()
+
+        def wanted(change, path: str) -> bool:
+            if only is not None and os.path.basename(path) != only:
+                return False
+            return base_filter(change, path)
+
+        async def reload(paths=()) -> None:
+            if await asyncio.to_thread(self._rescan, paths):
+                self._publish()
+
+        while True:
+            if not os.path.exists(watch_root):
+                await reload()  # records the error (once) and keeps the last objects
+                while not os.path.exists(watch_root):
+                    await asyncio.sleep(0.5)
+                await reload()
+            try:
+                # yield_on_timeout: an empty batch every RESYNC_MS when idle. Its rescan
+                # (one stat per file, no parsing unless something changed) covers
+                # writes made before the watch was in place and any event the
+                # kernel dropped (inotify queue overflow, network filesystems).
+                async for changes in awatch(
+                    watch_root,
+                    watch_filter=wanted,
+                    debounce=debounce_ms,
+                    step=step_ms,
+                    rust_timeout=RESYNC_MS,
+                    yield_on_timeout=True,
+                    recursive=only is None,
+                ):
+                    await reload({p for _, p in changes})
+                    if not os.path.exists(watch_root):
+                        break
+            except FileNotFoundError:
+                pass
+            # The watch ended (its folder vanished or was replaced): whatever
+            # happened in between is found by the rescan at the next start.
+            await asyncio.sleep(0.1)
+            if os.path.exists(watch_root):
+                await reload()
+
+    # -- internals -------------------------------------------------------------
+
+    def _check_root(self) -> None:
+        if not self.root.exists():
+            raise ManifestFolderError(f"manifests folder {self.root} does not exist")
+        if not (self.root.is_dir() or self.root.is_file()):
+            raise ManifestFolderError(f"manifests path {self.root} is neither a folder nor a file")
+
+    def _watch_target(self) -> tuple[str, str | None]:
+        # A single file is watched through its folder: an editor's atomic rename
+        # replaces the inode, which a watch on the file itself would lose.
+        if self.root.is_file():
+            return str(self.root.parent), self.root.name
+        return str(self.root), None
+
+    def _shown(self, rel: str, single_file: bool) -> str:
+        return str(self.root) if single_file else str(self.root / rel)
+
+    def _rescan(self, changed_paths) -> bool:
+        """Bring ``self._files`` up to date; parse only what changed. True if anything did."""
+        root = str(self.root)
+        if not os.path.exists(root):
+            # Keep the last objects: a vanished folder is far more often a
+            # checkout or remount in progress than a wish to drop every route.
+            gone = LoadError(root, None, "manifests path is gone; keeping the last objects")
+            changed = self._folder_error != gone
+            self._folder_error = gone
+            return changed
+        changed = self._folder_error is not None
+        self._folder_error = None
+        single_file = os.path.isfile(root)
+        forced = self._relative(changed_paths, single_file)
+        found = _scan(root)
+        files: dict[str, _FileState] = {}
+        dirty = self._dirty_kinds
+        for rel, (abs_path, sig) in found.items():
+            old = self._files.get(rel)
+            if old is not None and old.signature == sig and rel not in forced:
+                files[rel] = old
+                continue
+            changed = True
+            entries, errors = _parse_file(abs_path, self._shown(rel, single_file))
+            if not errors:
+                new = _FileState(sig, tuple(entries), (), True)
+            elif old is not None and old.ever_good:
+                new = _FileState(sig, old.entries, tuple(errors), True)
+            else:
+                new = _FileState(sig, tuple(entries), tuple(errors), False)
+            files[rel] = new
+            if old is None or old.entries != new.entries:
+                dirty.update(e.kind for e in new.entries)
+                if old is not None:
+                    dirty.update(e.kind for e in old.entries)
+        for rel in self._files.keys() - files.keys():
+            changed = True
+            dirty.update(e.kind for e in self._files[rel].entries)
+        # One assignment: readers on the event loop see the old or the new dict, never half.
+        self._files = files
+        return changed
+
+    def _relative(self, paths, single_file: bool) -> set[str]:
+        if not paths:
+            return set()
+        if single_file:
+            return {self.root.name}
+        base = os.path.abspath(self.root)
+        real = os.path.realpath(self.root)
+        out = set()
+        for p in paths:
+            for b in (base, real):
+                rel = os.path.relpath(p, b)
+                if not rel.startswith(".."):
+                    out.add(rel.replace(os.sep, "/"))
+        return out
+
+    def merged(self, kinds=store_mod.KINDS) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, str]]]:
+        """The objects of ``kinds`` over all files; the first file in sorted path order wins duplicates.
+
+        Returns (objects: kind -> "ns/name" -> object, origins: kind -> "ns/name" -> origin).
+        """
+        objects: dict[str, dict[str, dict]] = {k: {} for k in kinds}
+        origins: dict[str, dict[str, str]] = {k: {} for k in kinds}
+        duplicates: dict[str, list[LoadError]] = {k: [] for k in kinds}
+        for rel in sorted(self._files):
+            for e in self._files[rel].entries:
+                bucket = objects.get(e.kind)
+                if bucket is None:
+                    continue
+                where = origins[e.kind]
+                if e.key in bucket:
+                    duplicates[e.kind].append(
+                        LoadError(
+                            e.origin.split("#", 1)[0],
+                            e.document,
+                            f"duplicate {e.kind} {e.key}: already defined in {where[e.key]}; this one is ignored",
+                            e.line,
+                        )
+                    )
+                    continue
+                bucket[e.key] = e.obj
+                where[e.key] = e.origin
+        self._duplicates.update((k, tuple(v)) for k, v in duplicates.items())
+        return objects, origins
+
+    def _publish(self) -> None:
+        # Only the kinds whose objects moved: Store.replace costs a pass over the kind.
+        kinds = [k for k in store_mod.KINDS if k in self._dirty_kinds]
+        self._dirty_kinds = set()
+        objects, origins = self.merged(kinds)
+        now = time.time()
+        for kind in kinds:
+            self.store.replace(kind, objects[kind].values(), origins=origins[kind])
+            metrics.LAST_SYNC.labels(kind).set(now)
+        self.loads += 1
+        self._log_errors()
+
+    def _log_errors(self) -> None:
+        current = set(self.errors)
+        for err in sorted(current - self._logged, key=LoadError.sort_key):
+            log.warning("manifest not loaded: %s", err)
+        fixed_files = {e.path for e in self._logged - current} - {e.path for e in current}
+        for path in sorted(fixed_files):
+            log.info("manifest errors resolved: %s", path)
+        self._logged = current
+
+
+def load_folder(root: Path | str) -> tuple[dict[str, dict[str, dict]], dict[str, str], list[LoadError]]:
+    """Load a folder (or one file) offline, for ``validate`` and ``routes``.
+
+    Returns (objects: kind -> "ns/name" -> object, origins: "Kind:ns/name" -> "path#doc",
+    errors). The objects and origins have the shape of ``controller.store.Snapshot``.
+    Raises ManifestFolderError if ``root`` does not exist.
+    """
+    source = ManifestSource(Store(), root)
+    source._check_root()
+    source._rescan(())
+    objects, by_kind = source.merged()
+    origins = {f"{kind}:{key}": origin for kind, keys in by_kind.items() for key, origin in keys.items()}
+    return objects, origins, list(source.errors)
