@@ -102,6 +102,7 @@ def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
     a = p.add_argument_group("authentication")
     _add(a, "--default-auth-secret", None, str, "NAMESPACE/NAME of the Secret used by routes with authRequired and no auth")
     _add(a, "--default-auth-type", "APIKey", str, "scheme of --default-auth-secret", choices=["APIKey", "Basic", "JWT"])
+    _add(a, "--jwks-refresh-floor", 10.0, float, "least seconds between two fetches of one jwksURL (unknown kid refetches)")
 
 
 def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> None:

@@ -6,8 +6,9 @@ changes meaning between the two (``/admin/../public``, ``/%61dmin``,
 route's policies. Steps (RFC 3986 6.2.2): decode percent-encoded *unreserved*
 characters, upper-case the hex of the remaining escapes, merge repeated
 slashes, remove dot segments. A path that climbs above the root, a bad escape,
-and the escapes that would let an upstream re-split the path differently from
-us (``%2F``, ``%5C``, ``%00``) are rejected as 400 rather than guessed at.
+path parameters (``;``), and the escapes that would let an upstream re-split
+the path differently from us (``%2F``, ``%5C``, ``%00``, ``%3B``) are rejected
+as 400 rather than guessed at.
 
 Imports nothing of ours; used by gateway/http.py.
 """
@@ -17,10 +18,13 @@ from __future__ import annotations
 _HEX = b"0123456789ABCDEFabcdef"
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # Escapes we refuse: an encoded slash or backslash lets an upstream that decodes
-# them see a different path structure than the one we matched; NUL truncates.
-_REFUSED = frozenset((0x2F, 0x5C, 0x00))
+# them see a different path structure than the one we matched; NUL truncates;
+# an encoded ";" is refused for the same reason as a raw one.
+_REFUSED = frozenset((0x2F, 0x5C, 0x00, 0x3B))
 # Bytes allowed raw in a path (RFC 3986 pchar plus "/"), besides escapes.
-_PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%")
+# ";" is left out on purpose: servers disagree on path parameters (some strip
+# ";x=1" from a segment, so "/admin;x=1" reaches "/admin" behind another route).
+_PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@/%")
 
 
 class BadTarget(Exception):

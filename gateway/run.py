@@ -50,6 +50,9 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
     from controller.publish import Publisher
     from controller.store import KINDS, Store
 
+    from gateway.auth import jwks
+
+    jwks.REFRESH_FLOOR = args.jwks_refresh_floor
     loop = asyncio.get_running_loop()
     store = Store()
     server = Server(config, limiter=make_limiter(args))

@@ -181,14 +181,14 @@ class RemoteJWKS:
         url: str,
         *,
         ttl: float = JWKS_TTL,
-        refresh_floor: float = REFRESH_FLOOR,
+        refresh_floor: float | None = None,  # None: the module's REFRESH_FLOOR (--jwks-refresh-floor)
         timeout: float = FETCH_TIMEOUT,
         max_bytes: int = MAX_JWKS_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.url = url
         self.ttl = ttl
-        self.refresh_floor = refresh_floor
+        self.refresh_floor = REFRESH_FLOOR if refresh_floor is None else refresh_floor
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.clock = clock
