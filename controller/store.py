@@ -61,8 +61,14 @@ class Store:
 
     def replace(self, kind: str, objects: Iterable[dict], origins: Mapping[str, str] | None = None) -> None:
         """Set the whole content of ``kind`` (a list, or a relist after 410)."""
-        new = {object_key(o): o for o in objects}
         old = self._objects.get(kind, {})
+        new = {}
+        for o in objects:
+            key = object_key(o)
+            prev = old.get(key)
+            # Keep the cached dict when nothing changed: the compiler reuses work
+            # for objects it has seen by identity, so a relist stays cheap.
+            new[key] = prev if prev is not None and prev == o else o
         self._objects[kind] = new
         for key in old.keys() - new.keys():
             self._origins.pop(f"{kind}:{key}", None)

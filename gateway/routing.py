@@ -194,7 +194,7 @@ class Route:
     plain: bool = field(default=False, init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "plain", self.policy == NO_POLICY)
+        object.__setattr__(self, "plain", self.policy is NO_POLICY or self.policy == NO_POLICY)
 
     @property
     def prefix_key(self) -> str:

@@ -158,4 +158,5 @@ async def _kube_source(args, store, config):
         lease_name=args.lease_name,
         publish_address=args.publish_address,
         publish_service=args.publish_service,
+        default_auth_secret=args.default_auth_secret,
     )

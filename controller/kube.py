@@ -1,0 +1,468 @@
+"""The Kubernetes source: reflectors over the API server feeding the Store.
+
+``make_api_client`` builds the client (kubeconfig file and context, or the
+pod's service account in cluster). ``KubeSource`` starts one Reflector
+(controller/reflector.py) per kind and namespace and merges them into the
+Store (controller/store.py), which the publisher compiles.
+
+Secrets are not watched wholesale; the Store holds only the ones routes use:
+
+- Secrets referenced by name (``referenced_secrets``): APIEndpoint
+  ``spec.auth.secretRef`` and ``spec.tls.secretName``; on our Ingresses,
+  ``spec.tls[].secretName`` and the ``crdgate.io/auth-secret`` /
+  ``nginx.ingress.kubernetes.io/auth-secret`` annotations; the gateway's
+  ``--default-auth-secret``. Each gets a reflector of its own, a list/watch in
+  its namespace with ``fieldSelector=metadata.name=<name>``: no labels needed
+  on user Secrets, and nothing cached that no route names. The set is
+  recomputed whenever APIEndpoints, Ingresses or IngressClasses change, and
+  reflectors start and stop to follow it. The cost is one watch connection
+  per referenced Secret.
+- Namespace-default auth Secrets, which users opt in with the label
+  ``crdgate.io/default-auth`` (controller/authbuild.py): one label-selector
+  list/watch per watched namespace.
+
+Both need only get/list/watch on Secrets (RBAC cannot narrow list/watch to
+names, so the ClusterRole grants them on all Secrets; the cache stays narrow).
+
+``wire`` assembles everything ``crdgate run --kube`` needs: the source, the
+status writer (controller/status.py) and leader election (controller/leader.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from typing import Callable, Iterable, Sequence
+
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.config import (
+    ConfigException,
+    load_incluster_config,
+    load_kube_config,
+    refresh_token,
+)
+
+from controller.authbuild import A_SECRET, DEFAULT_AUTH_LABEL, NGINX_SECRET
+from controller.backoff import Backoff
+from controller.ingressclass import is_default_class, owns_ingress
+from controller.kubeapi import (
+    APIENDPOINTS,
+    ENDPOINTSLICES,
+    INGRESSCLASSES,
+    INGRESSES,
+    SECRETS,
+    SERVICES,
+    KubeAPI,
+    Resource,
+)
+from controller.leader import LeaderElector
+from controller.reflector import Reflector
+from controller.status import StatusWriter
+from controller.store import (
+    APIENDPOINT,
+    INGRESS,
+    INGRESSCLASS,
+    SECRET,
+    SERVICE,
+    Snapshot,
+    Store,
+    object_key,
+)
+
+log = logging.getLogger(__name__)
+
+
+# Kinds watched per namespace, with the label selector that narrows them.
+# EndpointSlices without a Service (hand-made, or for headless mirrors) can
+# never back a route: the slice controller labels the ones that can.
+NAMESPACED = (
+    (APIENDPOINTS, None),
+    (SERVICES, None),
+    (ENDPOINTSLICES, "kubernetes.io/service-name"),
+    (INGRESSES, None),
+)
+
+DEFAULT_INGRESS_CLASS = "crdgate"
+
+# Object names are RFC 1123 subdomains; anything else could not be a Secret and
+# must not reach a field selector (where "," and "=" mean something).
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+class KubeConfigError(Exception):
+    """The kubeconfig (or in-cluster service account) could not be loaded."""
+
+
+class _ApiClient(ApiClient):
+    """An ApiClient that also stops its token refresher when closed."""
+
+    _refresher: asyncio.Task | None = None
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        await super().close()
+
+
+async def make_api_client(kubeconfig: str | None = None, context: str | None = None) -> ApiClient:
+    """A client for the cluster: ``kubeconfig`` (or $KUBECONFIG) if given, else in cluster, else ~/.kube/config.
+
+    The connection pool is unbounded: every reflector holds one connection for
+    the life of its watch, and a pool cap would starve lists and status patches
+    behind them.
+    """
+    cfg = Configuration()
+    loader = None
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    in_cluster = not (path or context) and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    try:
+        if in_cluster:
+            load_incluster_config(client_configuration=cfg)  # re-reads the rotated token itself
+        else:
+            loader = await load_kube_config(
+                config_file=path, context=context, client_configuration=cfg, persist_config=False
+            )
+    except (ConfigException, OSError, KeyError, ValueError, TypeError) as exc:
+        where = "the in-cluster service account" if in_cluster else (path or "~/.kube/config")
+        if context:
+            where += f" (context {context!r})"
+        raise KubeConfigError(f"cannot load Kubernetes client configuration from {where}: {exc}") from exc
+    cfg.connection_pool_maxsize = 0
+    client = _ApiClient(configuration=cfg)
+    if loader is not None:
+        # Exec-plugin and GCP tokens expire; the library's refresher renews them
+        # (it returns at once for static tokens and client certificates).
+        client._refresher = asyncio.create_task(refresh_token(loader, cfg), name="kube-token-refresh")
+        client._refresher.add_done_callback(_log_refresher_end)
+    return client
+
+
+def _log_refresher_end(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("kubeconfig token refresh stopped: %s", task.exception())
+
+
+# -- which Secrets routes reference ----------------------------------------------
+
+
+def _objects(source: Store | Snapshot, kind: str) -> Iterable[dict]:
+    if isinstance(source, Snapshot):
+        return source.of(kind).values()
+    found = []
+    for key in source.keys(kind):
+        ns, _, name = key.partition("/")
+        obj = source.get(kind, ns, name)
+        if obj is not None:
+            found.append(obj)
+    return found
+
+
+def _name(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def referenced_secrets(
+    source: Store | Snapshot,
+    defaults: Iterable[tuple[str, str]] = (),
+    ingress_class: str = DEFAULT_INGRESS_CLASS,
+) -> set[tuple[str, str]]:
+    """``(namespace, name)`` of every Secret that a route of this gateway names, plus ``defaults``.
+
+    Reads raw objects, so an invalid spec still has its Secret watched: once
+    the spec is fixed, the Secret is already there.
+    """
+    refs = set(defaults)
+    for ep in _objects(source, APIENDPOINT):
+        ns = (ep.get("metadata") or {}).get("namespace") or ""
+        spec = ep.get("spec")
+        if not isinstance(spec, dict):
+            continue
+        auth = spec.get("auth")
+        ref = auth.get("secretRef") if isinstance(auth, dict) else None
+        if isinstance(ref, dict) and _name(ref.get("name")):
+            refs.add((_name(ref.get("namespace")) or ns, ref["name"]))
+        tls = spec.get("tls")
+        if isinstance(tls, dict) and _name(tls.get("secretName")):
+            refs.add((ns, tls["secretName"]))
+    default_class = is_default_class(_objects(source, INGRESSCLASS), ingress_class)
+    for ing in _objects(source, INGRESS):
+        if not owns_ingress(ing, ingress_class, default_class):
+            continue
+        meta = ing.get("metadata") or {}
+        ns = meta.get("namespace") or ""
+        spec = ing.get("spec") or {}
+        for tls in (spec.get("tls") if isinstance(spec, dict) else None) or ():
+            if isinstance(tls, dict) and _name(tls.get("secretName")):
+                refs.add((ns, tls["secretName"]))
+        annotations = meta.get("annotations") or {}
+        for annotation in (A_SECRET, NGINX_SECRET):
+            value = _name(annotations.get(annotation))
+            if value:
+                ref_ns, sep, ref_name = value.strip().rpartition("/")
+                refs.add((ref_ns if sep else ns, ref_name))
+    return refs
+
+
+# -- merging several reflectors into one Store kind --------------------------------
+
+
+class KindFeed:
+    """One kind of the Store, fed by several reflectors ("parts": namespaces, or Secrets).
+
+    A relist of one part must only replace that part, and the kind counts as
+    synced only once every part expected at start has listed: so the Store
+    gets ``replace`` with the union of all parts, first when the last expected
+    part has listed, then on each relist or when a part goes away. An object
+    seen by two parts (a Secret both named by a route and labelled as a
+    namespace default) stays while either still has it.
+    """
+
+    def __init__(self, store: Store, kind: str, on_change: Callable[[], None] | None = None):
+        self.store = store
+        self.kind = kind
+        self.on_change = on_change
+        self.parts: dict[str, dict[str, dict]] = {}
+        self.pending: set[str] = set()
+        self.synced = asyncio.Event()
+
+    def expect(self, part: str) -> "_PartSink":
+        """Register a part; before the first sync, the kind waits for its list."""
+        if not self.synced.is_set():
+            self.pending.add(part)
+        return _PartSink(self, part)
+
+    def drop(self, part: str) -> None:
+        """Forget a part (and the objects only it had); also releases a part never listed."""
+        self.pending.discard(part)
+        had = self.parts.pop(part, None)
+        if had or not self.synced.is_set():
+            self._publish()
+
+    def _replace(self, part: str, objects: list[dict]) -> None:
+        self.parts[part] = {object_key(o): o for o in objects}
+        self.pending.discard(part)
+        self._publish()
+
+    def _apply(self, part: str, event_type: str, obj: dict) -> None:
+        key = object_key(obj)
+        bucket = self.parts.setdefault(part, {})
+        if event_type == "DELETED":
+            bucket.pop(key, None)
+        else:
+            bucket[key] = obj
+        if not self.synced.is_set():
+            return  # the first publish takes the union of the parts
+        if event_type == "DELETED":
+            for other in self.parts.values():
+                if key in other:  # gone from this part only
+                    event_type, obj = "MODIFIED", other[key]
+                    break
+        self.store.apply(self.kind, event_type, obj)
+        if self.on_change:
+            self.on_change()
+
+    def _publish(self) -> None:
+        if self.pending:
+            return
+        self.store.replace(self.kind, [o for part in self.parts.values() for o in part.values()])
+        self.synced.set()
+        if self.on_change:
+            self.on_change()
+
+
+class _PartSink:
+    """The Sink a Reflector writes into: one part of a KindFeed."""
+
+    def __init__(self, feed: KindFeed, part: str):
+        self.feed = feed
+        self.part = part
+        self.closed = False
+
+    def replace(self, objects: list[dict]) -> None:
+        if not self.closed:
+            self.feed._replace(self.part, objects)
+
+    def apply(self, event_type: str, obj: dict) -> None:
+        if not self.closed:
+            self.feed._apply(self.part, event_type, obj)
+
+
+# -- the source ----------------------------------------------------------------------
+
+_REFERENCES = "references"  # the gate part: Secrets sync only after the first reference scan
+
+
+class KubeSource:
+    """Every reflector of the process, feeding one Store. ``await run()`` until cancelled.
+
+    ``namespaces``: the namespaces to watch (empty: all, which needs cluster-wide
+    list/watch). Referenced Secrets outside them are not watched (the compiler
+    reports them as not found), except ``default_secrets``. ``publish_service``
+    (namespace, name) is watched even outside ``namespaces``, for the status
+    writer. The other keyword arguments tune the reflectors (tests shorten them).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        api: KubeAPI | ApiClient,
+        namespaces: Sequence[str] = (),
+        *,
+        ingress_class: str = DEFAULT_INGRESS_CLASS,
+        default_secrets: Iterable[tuple[str, str]] = (),
+        publish_service: tuple[str, str] | None = None,
+        timeout_seconds: int = 300,
+        page_size: int = 500,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        min_watch_seconds: float = 1.0,
+        sleep: Callable | None = None,
+    ):
+        self.store = store
+        self.api = KubeAPI.of(api)
+        self.namespaces = tuple(dict.fromkeys(namespaces))
+        self.ingress_class = ingress_class
+        self.default_secrets = frozenset(default_secrets)
+        self.publish_service = publish_service
+        self._reflector_args = dict(
+            timeout_seconds=timeout_seconds, page_size=page_size, min_watch_seconds=min_watch_seconds
+        )
+        self._backoff_args: dict = dict(base=backoff_base, cap=backoff_cap)
+        if sleep is not None:
+            self._backoff_args["sleep"] = sleep
+        self._refs_changed = asyncio.Event()
+        self.feeds: dict[str, KindFeed] = {}
+        self.reflectors: list[Reflector] = []
+        self._secret_tasks: dict[tuple[str, str], tuple[asyncio.Task, _PartSink]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+
+    @property
+    def watched_secrets(self) -> frozenset[tuple[str, str]]:
+        """``(namespace, name)`` of the Secrets watched by name right now."""
+        return frozenset(self._secret_tasks)
+
+    def _start(self, resource: Resource, sink: _PartSink, **kw) -> asyncio.Task:
+        r = Reflector(self.api, resource, sink, backoff=Backoff(**self._backoff_args), **self._reflector_args, **kw)
+        self.reflectors.append(r)
+        assert self._tg is not None
+        task = self._tg.create_task(r.run(), name=f"reflector {r}")
+        task.add_done_callback(lambda _t: self.reflectors.remove(r) if r in self.reflectors else None)
+        return task
+
+    async def run(self) -> None:
+        refs_changed = self._refs_changed.set
+        for resource, _ in NAMESPACED:
+            follow = resource.kind in (APIENDPOINT, INGRESS)
+            self.feeds[resource.kind] = KindFeed(self.store, resource.kind, refs_changed if follow else None)
+        self.feeds[INGRESSCLASS] = KindFeed(self.store, INGRESSCLASS, refs_changed)
+        self.feeds[SECRET] = secrets = KindFeed(self.store, SECRET)
+        secrets.expect(_REFERENCES)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for ns in self.namespaces or (None,):
+                    for resource, selector in NAMESPACED:
+                        self._start(resource, self.feeds[resource.kind].expect(ns or "*"),
+                                    namespace=ns, label_selector=selector)
+                    self._start(SECRETS, secrets.expect(f"label:{ns or '*'}"),
+                                namespace=ns, label_selector=DEFAULT_AUTH_LABEL)
+                self._start(INGRESSCLASSES, self.feeds[INGRESSCLASS].expect("*"))
+                if self.publish_service and self.namespaces and self.publish_service[0] not in self.namespaces:
+                    ns, name = self.publish_service
+                    self._start(SERVICES, self.feeds[SERVICE].expect(f"publish:{ns}/{name}"),
+                                namespace=ns, field_selector=f"metadata.name={name}")
+                tg.create_task(self._follow_secrets(), name="secret references")
+        finally:
+            self._tg = None
+            self._secret_tasks.clear()
+
+    async def _follow_secrets(self) -> None:
+        """Keep one reflector per referenced Secret, following the objects that reference them."""
+        for kind in (APIENDPOINT, INGRESS, INGRESSCLASS):
+            await self.feeds[kind].synced.wait()
+        while True:
+            self._refs_changed.clear()
+            try:
+                wanted = referenced_secrets(self.store, ingress_class=self.ingress_class)
+            except Exception:  # noqa: BLE001 — a bug here must not stop every reflector
+                log.exception("computing referenced Secrets failed; keeping the current set")
+                wanted = set(self._secret_tasks) - self.default_secrets
+            if self.namespaces:
+                wanted = {ref for ref in wanted if ref[0] in self.namespaces}
+            self._reconcile_secrets(wanted | self.default_secrets)
+            self.feeds[SECRET].drop(_REFERENCES)  # from now on the Secret kind may sync
+            await self._refs_changed.wait()
+
+    def _reconcile_secrets(self, wanted: set[tuple[str, str]]) -> None:
+        feed = self.feeds[SECRET]
+        for ref in self._secret_tasks.keys() - wanted:
+            task, sink = self._secret_tasks.pop(ref)
+            sink.closed = True
+            task.cancel()
+            feed.drop(f"{ref[0]}/{ref[1]}")
+            log.debug("stopped watching Secret %s/%s", *ref)
+        for ref in sorted(wanted - self._secret_tasks.keys()):
+            ns, name = ref
+            if not (_DNS_SUBDOMAIN.fullmatch(ns or "") and _DNS_SUBDOMAIN.fullmatch(name or "")):
+                continue  # cannot name a Secret; the compiler reports the reference
+            sink = feed.expect(f"{ns}/{name}")
+            task = self._start(SECRETS, sink, namespace=ns, field_selector=f"metadata.name={name}")
+            self._secret_tasks[ref] = (task, sink)
+            log.debug("watching Secret %s/%s", ns, name)
+
+
+# -- wiring for `crdgate run --kube` ------------------------------------------------------
+
+
+def _ns_name(value: str, flag: str) -> tuple[str, str]:
+    ns, sep, name = value.partition("/")
+    if not sep or not _DNS_SUBDOMAIN.fullmatch(ns) or not _DNS_SUBDOMAIN.fullmatch(name):
+        raise ValueError(f"{flag}: expected NAMESPACE/NAME, got {value!r}")
+    return ns, name
+
+
+async def wire(
+    store: Store,
+    api: ApiClient,
+    namespaces: Sequence[str] = (),
+    *,
+    ingress_class: str = DEFAULT_INGRESS_CLASS,
+    identity: str | None = None,
+    lease_namespace: str = "crdgate-system",
+    lease_name: str = "crdgate-leader",
+    publish_address: str | None = None,
+    publish_service: str | None = None,
+    default_auth_secret: str | None = None,
+    status_qps: float = 20.0,
+) -> tuple[KubeSource, Callable, list[asyncio.Task]]:
+    """The Kubernetes source, the status sink for the publisher, and the started side tasks.
+
+    Returns ``(source, submit, tasks)``: schedule ``source.run()``; give
+    ``submit`` to the publisher as its statuses callback; cancel ``tasks`` on
+    shutdown (the elector's task then releases the Lease and closes ``api``).
+    ``publish_address`` may list several addresses, comma-separated; it wins
+    over ``publish_service`` (``NAMESPACE/NAME``). ValueError names a bad flag.
+    """
+    pub_service = _ns_name(publish_service, "--publish-service") if publish_service else None
+    defaults = {_ns_name(default_auth_secret, "--default-auth-secret")} if default_auth_secret else set()
+    addresses = [a.strip() for a in (publish_address or "").split(",") if a.strip()]
+    kube_api = KubeAPI.of(api)
+    source = KubeSource(store, kube_api, namespaces, ingress_class=ingress_class,
+                        default_secrets=defaults, publish_service=None if addresses else pub_service)
+    elector = LeaderElector(kube_api, lease_namespace, lease_name, identity)
+    writer = StatusWriter(kube_api, elector, store=store, ingress_class=ingress_class, qps=status_qps,
+                          publish_addresses=addresses, publish_service=None if addresses else pub_service)
+
+    async def lead() -> None:
+        try:
+            await elector.run()  # releases the Lease when cancelled
+        finally:
+            await kube_api.client.close()
+
+    tasks = [
+        asyncio.ensure_future(writer.run()),
+        asyncio.ensure_future(lead()),
+    ]
+    return source, writer.submit, tasks

@@ -1,0 +1,390 @@
+"""The status writer: APIEndpoint status and Ingress addresses, written by the leader only.
+
+The publisher (controller/publish.py) hands each compile's statuses to
+``submit``, which only records them and wakes this task: routing never waits
+on the API server. The task writes them one object at a time with JSON merge
+patches on the ``status`` subresource, and
+
+- writes nothing when the object already has that status: it compares with
+  the object in the Store (controller/store.py, fed by the watch), or with
+  what it wrote itself when the watch has not caught up yet;
+- keeps each condition's ``lastTransitionTime`` while its status holds;
+- coalesces: a newer status for an object replaces one not yet written;
+- is rate-limited (token bucket) and backs off when the server fails;
+- writes only while ``elector.is_leader`` (controller/leader.py), and on
+  becoming leader re-checks every object it knows.
+
+It also sets ``status.loadBalancer.ingress`` of our Ingresses to the
+gateway's publish address(es) (controller/ingressclass.py says which are ours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+
+from kubernetes_asyncio.client import ApiClient
+
+from controller.backoff import Backoff
+from controller.ingressclass import is_default_class, owns_ingress
+from controller.kubeapi import APIENDPOINTS, INGRESSES, MERGE_PATCH, ApiError, KubeAPI
+from controller.store import APIENDPOINT, INGRESS, INGRESSCLASS, SERVICE, Store
+from gateway.metrics import STATUS_WRITES
+
+log = logging.getLogger(__name__)
+
+RESOURCES = {APIENDPOINT: APIENDPOINTS, INGRESS: INGRESSES}
+
+
+class ObjectStatus(Protocol):
+    """What the compiler hands over per object (controller/compile.py)."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def to_status_dict(self) -> dict: ...
+
+
+class Elector(Protocol):
+    @property
+    def is_leader(self) -> bool: ...
+
+    async def wait_leading(self) -> None: ...
+
+    async def wait_following(self) -> None: ...
+
+
+def rfc3339(at: datetime) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_transition_times(previous: Iterable[Mapping] | None, desired: Iterable[Mapping], now: str) -> list[dict]:
+    """``desired`` conditions with ``lastTransitionTime``: the previous one while the status holds, else now."""
+    before = {c.get("type"): c for c in previous or () if isinstance(c, Mapping)}
+    out = []
+    for cond in desired:
+        cond = dict(cond)
+        prev = before.get(cond.get("type"))
+        if prev is not None and prev.get("status") == cond.get("status") and prev.get("lastTransitionTime"):
+            cond["lastTransitionTime"] = prev["lastTransitionTime"]
+        else:
+            cond["lastTransitionTime"] = now
+        out.append(cond)
+    return out
+
+
+def service_addresses(svc: Mapping) -> list[str]:
+    """Where clients reach a Service, as ingress-nginx's --publish-service reads it:
+    the load balancer's ips/hostnames, else external IPs, else the ExternalName, else the cluster IP."""
+    spec = svc.get("spec") or {}
+    found = []
+    for lb in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ():
+        addr = lb.get("ip") or lb.get("hostname")
+        if addr:
+            found.append(addr)
+    found += [a for a in spec.get("externalIPs") or () if a]
+    if not found and spec.get("type") == "ExternalName" and spec.get("externalName"):
+        found.append(spec["externalName"])
+    if not found and spec.get("type") in (None, "ClusterIP", "NodePort") and spec.get("clusterIP") not in (None, "", "None"):
+        found.append(spec["clusterIP"])
+    return list(dict.fromkeys(found))
+
+
+def load_balancer_entries(addresses: Sequence[str]) -> list[dict]:
+    """``status.loadBalancer.ingress`` entries: ``{"ip": ...}`` for addresses, ``{"hostname": ...}`` otherwise."""
+    entries = []
+    for addr in addresses:
+        try:
+            ipaddress.ip_address(addr)
+            entries.append({"ip": addr})
+        except ValueError:
+            entries.append({"hostname": addr})
+    return entries
+
+
+def _objects(store: Store, kind: str) -> list[dict]:
+    found = []
+    for key in store.keys(kind):
+        ns, _, name = key.partition("/")
+        obj = store.get(kind, ns, name)
+        if obj is not None:
+            found.append(obj)
+    return found
+
+
+class TokenBucket:
+    """``rate`` writes per second on average, up to ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Any] = asyncio.sleep):
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.sleep = sleep
+        self._tokens = float(burst)
+        self._at = clock()
+
+    async def take(self) -> None:
+        now = self.clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            await self.sleep((1 - self._tokens) / self.rate)
+            self._tokens = 1.0
+            self._at = self.clock()
+        self._tokens -= 1
+
+
+@dataclass(frozen=True)
+class _Write:
+    kind: str  # APIEndpoint (conditions) or Ingress (load balancer)
+    namespace: str
+    name: str
+    status: ObjectStatus | None = None
+    lb_entries: tuple = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.namespace}/{self.name}"
+
+
+class StatusWriter:
+    def __init__(
+        self,
+        api: KubeAPI | ApiClient,
+        elector: Elector | None = None,
+        *,
+        store: Store | None = None,
+        publish_addresses: Sequence[str] = (),
+        publish_service: tuple[str, str] | None = None,
+        ingress_class: str = "crdgate",
+        qps: float = 20.0,
+        burst: int = 50,
+        backoff: Backoff | None = None,
+        resync_seconds: float | None = 60.0,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ):
+        """``store``: the watch-fed cache, to compare with what objects already have (without it,
+        each write is preceded by a GET). ``elector``: None writes unconditionally (single replica).
+        Ingress addresses come from ``publish_addresses``, else from the Service ``publish_service``
+        (namespace, name) in the store; with neither, Ingress status is left alone.
+        Every ``resync_seconds`` everything known is compared again (against the cache, so
+        it costs no request unless something drifted: a foreign edit, a new Service address)."""
+        self.api = KubeAPI.of(api)
+        self.elector = elector
+        self.store = store
+        self.publish_addresses = tuple(publish_addresses)
+        self.publish_service = publish_service
+        self.ingress_class = ingress_class
+        self.bucket = TokenBucket(qps, burst)
+        self.backoff = backoff or Backoff()
+        self.now = now
+        self.resync_seconds = resync_seconds
+        self._pending: dict[str, _Write] = {}
+        self._latest: dict[str, ObjectStatus] = {}  # every status known, to recheck on becoming leader
+        # key -> (resourceVersion the cache had when we wrote, what we wrote): until the
+        # watch brings our own write back, compare with what we wrote, not the stale cache.
+        self._written: dict[str, tuple[str | None, Any]] = {}
+        self._ingresses_dirty = self._publishes
+        self._writing = False
+        self._wake = asyncio.Event()
+        if self._ingresses_dirty:
+            self._wake.set()
+
+    # -- the publisher's side -----------------------------------------------------------
+
+    def submit(self, statuses: Mapping[str, ObjectStatus]) -> None:
+        """Record the newest statuses and wake the writer; never blocks, never does I/O."""
+        for status in statuses.values():
+            if status.kind != APIENDPOINT:
+                continue
+            w = _Write(APIENDPOINT, status.namespace, status.name, status=status)
+            self._latest[w.key] = status
+            self._pending[w.key] = w
+        if self._publishes:
+            self._ingresses_dirty = True
+        self._wake.set()
+
+    @property
+    def _publishes(self) -> bool:
+        return bool(self.publish_addresses or self.publish_service)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting to be written (tests and shutdown)."""
+        return not self._pending and not self._ingresses_dirty and not self._writing
+
+    # -- the writer task -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            if self.elector is not None:
+                tg.create_task(self._follow_leadership(self.elector))
+            if self.resync_seconds and self.store is not None:  # without a cache, a resync would GET everything
+                tg.create_task(self._resync_forever(self.resync_seconds))
+            tg.create_task(self._write_forever())
+
+    async def _resync_forever(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            if self.elector is None or self.elector.is_leader:
+                self._requeue_all()
+                self._wake.set()
+
+    async def _follow_leadership(self, elector: Elector) -> None:
+        """Each time we become leader, everything may be out of date (from us or another leader)."""
+        while True:
+            await elector.wait_leading()
+            self._requeue_all()
+            self._wake.set()
+            await elector.wait_following()
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.elector is not None and not self.elector.is_leader:
+                continue  # _follow_leadership wakes us when we lead
+            if self._ingresses_dirty:
+                self._ingresses_dirty = False
+                self._queue_ingresses()
+            while self._pending:
+                if self.elector is not None and not self.elector.is_leader:
+                    break
+                key = next(iter(self._pending))
+                write = self._pending.pop(key)
+                self._writing = True
+                try:
+                    await self._write(write)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 — one failure must not stop the writer
+                    STATUS_WRITES.labels(write.kind, "error").inc()
+                    self._pending.setdefault(key, write)  # unless a newer one came meanwhile
+                    retry_after = exc.retry_after if isinstance(exc, ApiError) else None
+                    delay = await self.backoff.wait(retry_after)
+                    log.warning("status of %s %s/%s not written: %s; retried after %.1fs",
+                                write.kind, write.namespace, write.name, exc, delay)
+                finally:
+                    self._writing = False
+
+    def _requeue_all(self) -> None:
+        """Everything may be out of date (another leader wrote meanwhile, or someone edited)."""
+        for key, status in list(self._latest.items()):
+            if self.store is not None and self.store.get(APIENDPOINT, status.namespace, status.name) is None:
+                del self._latest[key]
+                self._written.pop(key, None)
+                continue
+            self._pending.setdefault(key, _Write(APIENDPOINT, status.namespace, status.name, status=status))
+        if self._publishes:
+            self._ingresses_dirty = True
+
+    def _lb_entries(self) -> tuple | None:
+        """Our ``status.loadBalancer.ingress`` (hashable), or None when we do not know our address."""
+        addresses = list(self.publish_addresses)
+        if not addresses and self.publish_service and self.store is not None:
+            svc = self.store.get(SERVICE, *self.publish_service)
+            addresses = service_addresses(svc) if svc else []
+        if not addresses:
+            return None
+        return tuple(tuple(sorted(e.items())) for e in load_balancer_entries(addresses))
+
+    def _queue_ingresses(self) -> None:
+        if self.store is None:
+            return
+        entries = self._lb_entries()
+        if entries is None:
+            return
+        default_class = is_default_class(_objects(self.store, INGRESSCLASS), self.ingress_class)
+        for ing in _objects(self.store, INGRESS):
+            if owns_ingress(ing, self.ingress_class, default_class):
+                meta = ing.get("metadata") or {}
+                w = _Write(INGRESS, meta.get("namespace") or "", meta.get("name") or "", lb_entries=entries)
+                self._pending[w.key] = w
+
+    # -- one object ---------------------------------------------------------------------------
+
+    async def _current(self, write: _Write) -> dict | None:
+        if self.store is not None:
+            return self.store.get(write.kind, write.namespace, write.name)
+        try:
+            return await self.api.request("GET", RESOURCES[write.kind].path(write.namespace, write.name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def _write(self, write: _Write) -> None:
+        obj = await self._current(write)
+        if obj is None:  # deleted: forget it (were it new, the compile would have seen it in the same cache)
+            self._written.pop(write.key, None)
+            self._latest.pop(write.key, None)
+            return
+        meta = obj.get("metadata") or {}
+        cached_status = obj.get("status") or {}
+        rv = meta.get("resourceVersion")
+        written = self._written.get(write.key)
+        if written is not None and written[0] == rv:
+            mine = written[1]
+        else:
+            mine = None
+        patch = self._patch_for(write, obj, cached_status, mine)
+        if patch is None:
+            return
+        await self.bucket.take()
+        if self.elector is not None and not self.elector.is_leader:
+            self._pending.setdefault(write.key, write)
+            return
+        path = RESOURCES[write.kind].path(write.namespace, write.name, "status")
+        try:
+            await self.api.request("PATCH", path, body={"status": patch}, content_type=MERGE_PATCH)
+        except ApiError as exc:
+            if exc.status == 404:
+                STATUS_WRITES.labels(write.kind, "notfound").inc()
+                self._written.pop(write.key, None)
+                return
+            if exc.status == 409:
+                STATUS_WRITES.labels(write.kind, "conflict").inc()
+                self._pending.setdefault(write.key, write)
+                return
+            if exc.status in (400, 403, 422):
+                # Retrying cannot help; the next compile will submit again.
+                STATUS_WRITES.labels(write.kind, "error").inc()
+                log.warning("status of %s %s/%s refused: %s", write.kind, write.namespace, write.name, exc)
+                return
+            raise
+        STATUS_WRITES.labels(write.kind, "ok").inc()
+        self.backoff.reset()
+        self._written[write.key] = (rv, patch)
+
+    def _patch_for(self, write: _Write, obj: dict, cached: dict, mine: dict | None) -> dict | None:
+        """The status fields to send, or None when the object already has them."""
+        if write.kind == INGRESS:
+            want = [dict(e) for e in write.lb_entries]
+            have = mine if mine is not None else cached
+            if ((have.get("loadBalancer") or {}).get("ingress") or []) == want:
+                return None
+            return {"loadBalancer": {"ingress": want}}
+        status = write.status
+        assert status is not None
+        desired = status.to_status_dict()
+        generation = (obj.get("metadata") or {}).get("generation")
+        observed = desired.get("observedGeneration")
+        if generation is not None and observed is not None and generation > observed:
+            return None  # computed from an older spec; the compile of the new one follows
+        have = dict(cached)
+        if mine is not None:
+            have.update(mine)
+        if "conditions" in desired:
+            desired["conditions"] = with_transition_times(
+                have.get("conditions"), desired["conditions"], rfc3339(self.now())
+            )
+        if all(have.get(k) == v for k, v in desired.items()):
+            return None
+        return desired

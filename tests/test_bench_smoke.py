@@ -1,0 +1,87 @@
+"""The benchmark end to end with tiny settings: it runs, writes well-formed JSON and a PNG.
+
+No performance assertions: only that every figure is there and is a number.
+wrk and nginx are needed; when missing they are installed with apt-get, and if
+that fails the test skips (or fails under CI=true, where they must be present).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _nginx() -> str | None:
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+
+
+def _ensure_tools() -> None:
+    if shutil.which("wrk") and _nginx():
+        return
+    try:
+        subprocess.run(["apt-get", "install", "-y", "wrk", "nginx-light"], check=True, capture_output=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as exc:
+        msg = f"wrk and nginx are needed and `apt-get install -y wrk nginx-light` failed: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def test_bench_smoke_writes_json_and_png(tmp_path):
+    _ensure_tools()
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    argv = [
+        sys.executable, "-m", "bench", "--scenario", "plain,lookup", "--duration", "1", "--runs", "1",
+        "--warmup", "0", "--connections", "8", "--routes", "100", "--lookup-iterations", "2000",
+        "--ready-timeout", "20", "--json", str(out_json), "--plot", str(out_png), "--quiet",
+    ]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    assert "scenario" in proc.stdout  # the table was printed
+
+    doc = json.loads(out_json.read_text())
+    assert doc["schema"] == "crdgate-bench/1"
+    for key in ("settings", "pinning", "tools", "missing", "notes", "host", "baselines", "scenarios", "command"):
+        assert key in doc, key
+    assert doc["settings"]["runs"] == 1 and doc["settings"]["ladder"] == [10, 100]
+
+    for name in ("direct", "nginx"):
+        base = doc["baselines"][name]
+        assert base["state"] == "ok", base["reason"]
+        assert len(base["runs"]) == 1
+        summary = base["summary"]
+        for key in ("rps_median", "rps_min", "rps_max", "p50_us", "p99_us", "requests", "errors"):
+            assert _number(summary[key]), (name, key, summary[key])
+        assert summary["requests"] > 0 and summary["rps_median"] > 0
+
+    by_name = {s["name"]: s for s in doc["scenarios"]}
+    assert list(by_name) == ["plain", "lookup"]
+    plain = by_name["plain"]
+    if plain["state"] == "ok":
+        assert _number(plain["summary"]["rps_median"]) and plain["summary"]["requests"] > 0
+        assert _number(plain["vs_nginx"]["rps_ratio"]) and _number(plain["vs_nginx"]["p99_ratio"])
+    else:
+        assert plain["state"] == "failed" and plain["reason"]
+    if (REPO / "gateway" / "cli.py").exists():
+        assert plain["state"] == "ok", plain["reason"]
+
+    lookup = by_name["lookup"]
+    assert lookup["state"] == "ok", lookup["reason"]
+    assert [e["routes"] for e in lookup["extra"]["sizes"]] == [10, 100]
+    assert all(_number(e["ns_per_lookup"]) and e["ns_per_lookup"] > 0 for e in lookup["extra"]["sizes"])
+    assert _number(lookup["extra"]["flatness"])
+
+    assert out_png.read_bytes()[:8] == PNG_MAGIC
