@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import random
 import time
 from collections import deque
@@ -45,6 +44,17 @@ HOP_BY_HOP = frozenset(
 FORWARDING = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
                         b"forwarded", b"x-real-ip"))
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
+# Interned method names: no decode per request for the common ones.
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")}
+# Lengths of the request header names looked at before routing:
+# host, expect, connection, content-length, transfer-encoding.
+_SPECIAL_LENGTHS = frozenset((4, 6, 10, 14, 17))
+# Request headers never copied as they are: hop-by-hop ones, those we set
+# ourselves, and the framing we re-create.
+_REQ_SPECIAL = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"expect"}
+# Response headers never copied as they are.
+_RESP_SPECIAL = HOP_BY_HOP | {b"connection"}
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
 
 REASONS = {
@@ -119,81 +129,21 @@ class HeaderView:
 
 
 class Exchange:
-    """One request and its response, from parsed head to last byte."""
+    """One request and its response, from parsed head to last byte.
 
-    __slots__ = (
-        # request, as parsed
-        "proto", "server", "method", "url", "headers", "http10", "keep_alive", "upgrade",
-        "content_length", "chunked", "expect_continue", "host", "head_complete", "req_done",
-        "req_bytes", "start",
-        # routing
-        "table", "route", "path", "query", "header_view", "consumer", "extra_resp_headers",
-        "upstream_host",
-        # request body toward the upstream
-        "body_buf", "body_buf_size", "replay", "replayable", "sent_head", "up_paused",
-        # upstream
-        "conn", "pool", "attempts", "tried", "backend_key", "peers", "deadline", "try_deadline",
-        "upstream_start", "upstream_time", "connecting",
-        # response toward the client
-        "resp_started", "status", "resp_chunked", "resp_until_close", "resp_bytes", "finished",
-        "close_after", "request_id", "policy_task", "up_keep_alive", "auth_headers", "upstream_addr", "out",
-    )
+    State starts as a copy of ``_FRESH`` (one C-level dict update instead of
+    dozens of attribute stores per request); see the comments there.
+    """
 
     def __init__(self, proto: "ClientProtocol"):
-        self.proto = proto
-        self.server = proto.server
-        self.method = "GET"
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.http10 = False
-        self.keep_alive = True
-        self.upgrade = False
-        self.content_length = -1
-        self.chunked = False
-        self.expect_continue = False
-        self.host = b""
-        self.head_complete = False
-        self.req_done = False
-        self.req_bytes = 0
-        self.start = time.monotonic()
-        self.table: RouteTable | None = None
-        self.route: Route | None = None
-        self.path = ""
-        self.query = ""
-        self.header_view: HeaderView | None = None
-        self.consumer: str | None = None
-        self.extra_resp_headers: list[tuple[bytes, bytes]] | None = None
-        self.upstream_host: bytes | None = None
-        self.body_buf: list[bytes] = []
-        self.body_buf_size = 0
-        self.replay: list[bytes] | None = []
-        self.replayable = True
-        self.sent_head = False
-        self.up_paused = False
-        self.conn: UpstreamConnection | None = None
-        self.pool: EndpointPool | None = None
-        self.attempts = 0
-        self.tried: tuple = ()
-        self.backend_key = ""
-        self.peers = 1
-        self.deadline = 0.0
-        self.try_deadline = 0.0
-        self.upstream_start = 0.0
-        self.upstream_time = 0.0
-        self.connecting = False
-        self.resp_started = False
-        self.status = 0
-        self.resp_chunked = False
-        self.resp_until_close = False
-        self.resp_bytes = 0
-        self.finished = False
-        self.close_after = False
-        self.request_id: bytes | None = None
-        self.policy_task: asyncio.Task | None = None
-        self.up_keep_alive = True
-        self.auth_headers: tuple = ()
-        self.upstream_addr: str | None = None
-        self.out: list[bytes] | None = None  # response bytes waiting for flush()
+        d = self.__dict__
+        d.update(_FRESH)
+        d["proto"] = proto
+        d["server"] = proto.server
+        d["headers"] = []
+        d["body_buf"] = []
+        d["replay"] = []
+        d["start"] = _monotonic()
 
     # ------------------------------------------------------------------ request
 
@@ -433,7 +383,6 @@ class Exchange:
     def _upstream_head(self) -> bytes:
         route = self.route
         pol = route.policy
-        proto = self.proto
         path = self.path
         host = self.host
         if pol.rewrite is not None:
@@ -445,46 +394,31 @@ class Exchange:
         target = path.encode() if not self.query else (path + "?" + self.query).encode()
         parts = [self.method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
         headers = self.headers
-        drop = proto.drop_headers(headers)
-        if pol.request_headers is not None or self.consumer is not None or pol.auth is not None:
+        if not route.plain and (pol.request_headers is not None or pol.auth is not None):
             headers = policies.modify_request_headers(self, pol, headers)
-        trusted = proto.trusted
-        xff = xfproto = xfhost = fwd = None
-        have_rid = False
+        drop = _connection_tokens(self.conn_value, None) - _NOT_LISTED if self.conn_value is not None else None
+        special = _REQ_SPECIAL
+        forwarded = None
+        rid = None
         rid_name = self.server.request_id_header
         for name, value in headers:
             lname = name.lower()
-            if lname in HOP_BY_HOP or lname == b"host" or lname == b"content-length" or lname == b"expect":
+            if lname in special:
+                if lname in FORWARDING and self.proto.trusted:
+                    if forwarded is None:
+                        forwarded = {}
+                    forwarded[lname] = forwarded[lname] + b", " + value if lname in forwarded else value
                 continue
-            if drop is not None and lname in drop:
-                continue
-            if lname in FORWARDING:
-                if trusted:
-                    if lname == b"x-forwarded-for":
-                        xff = value if xff is None else xff + b", " + value
-                    elif lname == b"x-forwarded-proto":
-                        xfproto = value
-                    elif lname == b"x-forwarded-host":
-                        xfhost = value
-                    elif lname == b"forwarded":
-                        fwd = value if fwd is None else fwd + b", " + value
-                    else:
-                        parts += (name, b": ", value, b"\r\n")
+            if drop and lname in drop:
                 continue
             if lname == rid_name:
-                have_rid = True
-                self.request_id = value
+                rid = value
             parts += (name, b": ", value, b"\r\n")
-        peer = proto.peer_bytes
-        scheme = self.server.scheme_bytes
-        parts += (b"x-forwarded-for: ", peer if xff is None else xff + b", " + peer, b"\r\n")
-        parts += (b"x-forwarded-proto: ", xfproto or scheme, b"\r\n")
-        parts += (b"x-forwarded-host: ", xfhost or self.host, b"\r\n")
-        this_hop = b'for=%s;host="%s";proto=%s' % (proto.forwarded_for, self.host.replace(b'"', b""), scheme)
-        parts += (b"forwarded: ", this_hop if fwd is None else fwd + b", " + this_hop, b"\r\n")
-        if not have_rid:
-            self.request_id = os.urandom(12).hex().encode()
-            parts += (rid_name, b": ", self.request_id, b"\r\n")
+        parts.append(self._forwarding(forwarded))
+        if rid is None:
+            rid = self.server.next_request_id()
+            parts += (rid_name, b": ", rid, b"\r\n")
+        self.request_id = rid
         if self.upgrade:
             parts.append(b"connection: upgrade\r\nupgrade: ")
             parts.append(self.header_view.get("upgrade", "").encode("latin-1"))
@@ -497,75 +431,104 @@ class Exchange:
             parts.append(b"\r\n")
         return b"".join(parts)
 
+    def _forwarding(self, incoming: dict | None) -> bytes:
+        """X-Forwarded-For/-Proto/-Host and Forwarded for this hop.
+
+        From an untrusted peer the incoming values were dropped and the block
+        depends only on the connection and the Host, so it is cached on the
+        connection. From a trusted proxy the incoming chain is extended.
+        """
+        proto = self.proto
+        host = self.host
+        if incoming is None and proto.fwd_key == host:
+            return proto.fwd_block
+        peer = proto.peer_bytes
+        scheme = self.server.scheme_bytes
+        this_hop = b'for=%s;host="%s";proto=%s' % (proto.forwarded_for, host.replace(b'"', b""), scheme)
+        if incoming is None:
+            block = b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nforwarded: %s\r\n" % (
+                peer, scheme, host, this_hop)
+            proto.fwd_key = host
+            proto.fwd_block = block
+            return block
+        xff = incoming.get(b"x-forwarded-for")
+        fwd = incoming.get(b"forwarded")
+        out = b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nforwarded: %s\r\n" % (
+            peer if xff is None else xff + b", " + peer,
+            incoming.get(b"x-forwarded-proto") or scheme,
+            incoming.get(b"x-forwarded-host") or host,
+            this_hop if fwd is None else fwd + b", " + this_hop,
+        )
+        port = incoming.get(b"x-forwarded-port")
+        if port is not None:
+            out += b"x-forwarded-port: %s\r\n" % port
+        return out
+
     # ------------------------------------------------------------------ upstream events
 
     def upstream_head(self, conn, status: int, reason: bytes, headers: list, keep_alive: bool) -> None:
         route = self.route
-        retries = route.policy.retries
-        if (
-            status in retries.status_codes
-            and self.attempts < retries.attempts
-            and self._may_retry()
-        ):
-            self.pool.failed(self.backend_key, self.peers)
-            self.server.stats.retry(route.name)
-            self._release_try(close=True)
-            self._schedule_retry()
-            return
-        if status >= 500 and status in (502, 503, 504):
-            self.pool.failed(self.backend_key, self.peers)
-        else:
+        pol = route.policy
+        if status >= 500:
+            retries = pol.retries
+            if status in retries.status_codes and self.attempts < retries.attempts and self._may_retry():
+                self.pool.failed(self.backend_key, self.peers)
+                self.server.stats.retry(route.name)
+                self._release_try(close=True)
+                self._schedule_retry()
+                return
+            if status in (502, 503, 504):
+                self.pool.failed(self.backend_key, self.peers)
+            else:
+                self.pool.succeeded()
+        elif self.pool.failures:
             self.pool.succeeded()
-        self.upstream_time = time.monotonic() - self.upstream_start
+        self.upstream_time = _monotonic() - self.upstream_start
         self.up_keep_alive = keep_alive
         self.status = status
         self.resp_started = True
-        parts = [status_line(status, reason or None)]
+        if status == 101 and self.upgrade:
+            return self._switch_protocols(conn, reason, headers)
+        if pol.response_headers is not None:
+            headers = policies.modify_headers(pol.response_headers, headers)
+        line = _STATUS_LINES.get((status, reason))
+        if line is None:
+            line = status_line(status, reason or None)
+            if len(_STATUS_LINES) < 512:
+                _STATUS_LINES[(status, reason)] = line
+        parts = [line]
         length = -1
         chunked = False
         drop = None
+        special = _RESP_SPECIAL
         for name, value in headers:
             lname = name.lower()
-            if lname == b"connection":
-                drop = _connection_tokens(value, drop)
-            elif lname == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = -1
-            elif lname == b"transfer-encoding":
-                chunked = True
-        if status == 101 and self.upgrade:
-            conn.upgraded = True
-            parts_101 = [status_line(101, reason or None)]
-            for name, value in headers:
-                parts_101 += (name, b": ", value, b"\r\n")
-            parts_101.append(b"\r\n")
-            self.proto.transport.write(b"".join(parts_101))
-            self.proto.upgraded(self)
-            for chunk in self.body_buf:
-                conn.transport.write(chunk)
-            self.body_buf = []
-            return
-        pol = route.policy
-        if pol.response_headers is not None:
-            headers = policies.modify_headers(pol.response_headers, headers)
-        for name, value in headers:
-            lname = name.lower()
-            if lname in HOP_BY_HOP or lname == b"content-length" or (drop is not None and lname in drop):
+            if lname in special:
+                if lname == b"transfer-encoding":
+                    chunked = True
+                elif lname == b"connection":
+                    drop = _connection_tokens(value, drop) - _NOT_LISTED
                 continue
+            if lname == b"content-length":
+                length = int(value)  # llhttp has validated it
             parts += (name, b": ", value, b"\r\n")
+        if drop:
+            # Names listed in Connection are hop-by-hop for this message: take them out again.
+            kept = [parts[0]]
+            for name, value in headers:
+                lname = name.lower()
+                if lname not in special and lname not in drop:
+                    kept += (name, b": ", value, b"\r\n")
+            parts = kept
         if pol.cors is not None:
             policies.cors_response_headers(self, pol.cors, parts)
         if self.extra_resp_headers:
             for name, value in self.extra_resp_headers:
                 parts += (name, b": ", value, b"\r\n")
-        no_body = self.method == "HEAD" or status in (204, 304) or status < 200
-        if no_body:
-            if length >= 0 and status != 204:
-                parts.append(b"content-length: %d\r\n" % length)
-        elif length >= 0 and not chunked:
-            parts.append(b"content-length: %d\r\n" % length)
+        if length >= 0 and not chunked:
+            pass  # passed through as received
+        elif self.method == "HEAD" or status == 204 or status == 304:
+            pass
         elif self.http10:
             self.resp_until_close = not chunked
             self.close_after = True
@@ -585,6 +548,18 @@ class Exchange:
         # Corked: the head leaves with the first body bytes of the same read (see
         # flush), one write instead of two on the common small response.
         self.out = parts
+
+    def _switch_protocols(self, conn, reason: bytes, headers: list) -> None:
+        conn.upgraded = True
+        parts = [status_line(101, reason or None)]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        self.proto.transport.write(b"".join(parts))
+        self.proto.upgraded(self)
+        for chunk in self.body_buf:
+            conn.transport.write(chunk)
+        self.body_buf = []
 
     def upstream_body(self, data: bytes) -> None:
         if self.finished:
@@ -799,6 +774,30 @@ class Exchange:
         # then calls exchange_done.
 
 
+_monotonic = time.monotonic
+
+_FRESH = {
+    # request, as parsed
+    "method": "GET", "url": b"", "http10": False, "keep_alive": True, "upgrade": False,
+    "content_length": -1, "chunked": False, "expect_continue": False, "host": b"", "conn_value": None,
+    "head_complete": False, "req_done": False, "req_bytes": 0,
+    # routing: the table read once at the head, the route it matched
+    "table": None, "route": None, "path": "", "query": "", "header_view": None,
+    "consumer": None, "auth_headers": (), "extra_resp_headers": None, "upstream_host": None,
+    # request body toward the upstream: buffered until a connection is attached;
+    # ``replay`` keeps up to REPLAY_LIMIT bytes so a retry can resend it
+    "body_buf_size": 0, "sent_head": False, "up_paused": False,
+    # upstream tries
+    "conn": None, "pool": None, "attempts": 0, "tried": (), "backend_key": "", "peers": 1,
+    "deadline": 0.0, "try_deadline": 0.0, "upstream_start": 0.0, "upstream_time": 0.0,
+    "connecting": False, "upstream_addr": None, "up_keep_alive": True,
+    # response toward the client; ``out`` holds bytes until flush()
+    "resp_started": False, "status": 0, "resp_chunked": False, "resp_until_close": False,
+    "resp_bytes": 0, "finished": False, "close_after": False, "request_id": None,
+    "policy_task": None, "out": None,
+}
+
+
 def _weighted(backends):
     total = 0
     for b in backends:
@@ -816,6 +815,9 @@ def _weighted(backends):
     return None
 
 
+_NOT_LISTED = frozenset((b"keep-alive", b"close", b"upgrade"))
+
+
 def _connection_tokens(value: bytes, into: set | None) -> set:
     out = into if into is not None else set()
     for tok in value.split(b","):
@@ -830,8 +832,9 @@ class ClientProtocol(asyncio.Protocol):
 
     __slots__ = (
         "server", "transport", "parser", "pipeline", "current", "closed", "peer", "peer_bytes",
-        "forwarded_for", "trusted", "_paused", "_url_size", "_header_bytes", "_header_count",
-        "_head_deadline", "_idle_since", "_upgraded", "_writing_paused", "_eof",
+        "forwarded_for", "trusted", "_paused", "_url_size", "_header_bytes",
+        "_head_deadline", "_idle_since", "_upgraded", "_writing_paused", "_eof", "_headers",
+        "_max_uri", "_max_header_bytes", "_max_headers", "_header_timeout", "fwd_key", "fwd_block",
     )
 
     def __init__(self, server: "Server"):
@@ -848,12 +851,21 @@ class ClientProtocol(asyncio.Protocol):
         self._paused: set[str] = set()
         self._url_size = 0
         self._header_bytes = 0
-        self._header_count = 0
         self._head_deadline = 0.0
         self._idle_since = 0.0
         self._upgraded: Exchange | None = None
         self._writing_paused = False
         self._eof = False
+        self._headers: list = []
+        lim = server.limits
+        self._max_uri = lim.max_uri_bytes
+        self._max_header_bytes = lim.max_header_bytes
+        self._max_headers = lim.max_headers
+        self._header_timeout = lim.header_timeout
+        # The forwarding headers of the last Host seen on this connection (see
+        # Exchange._forwarding): the same for every request of a keep-alive client.
+        self.fwd_key: bytes | None = None
+        self.fwd_block = b""
 
     # -- connection ----------------------------------------------------------------
 
@@ -977,73 +989,69 @@ class ClientProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         ex = Exchange(self)
         self.current = ex
-        self.pipeline.append(ex)
+        self._headers = ex.headers
+        pipeline = self.pipeline
+        pipeline.append(ex)
         self._url_size = 0
         self._header_bytes = 0
-        self._header_count = 0
         if self._head_deadline == 0.0:
-            self._head_deadline = ex.start + self.server.limits.header_timeout
-        if len(self.pipeline) > 1:
+            self._head_deadline = ex.start + self._header_timeout
+        if len(pipeline) > 1:
             self.pause_reading("pipeline")
 
     def on_url(self, url: bytes) -> None:
         ex = self.current
         self._url_size += len(url)
-        if self._url_size > self.server.limits.max_uri_bytes:
+        if self._url_size > self._max_uri:
             raise _Reject(414, "request target too long")
         ex.url = url if not ex.url else ex.url + url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._header_bytes += len(name) + len(value) + 4
-        lim = self.server.limits
-        if self._header_count > lim.max_headers or self._header_bytes > lim.max_header_bytes:
+        size = self._header_bytes + len(name) + len(value) + 4
+        self._header_bytes = size
+        headers = self._headers
+        headers.append((name, value))
+        if size > self._max_header_bytes or len(headers) > self._max_headers:
             raise _Reject(431, "request header fields too large")
+        # Only a few names matter before routing; their lengths filter cheaply.
+        if len(name) in _SPECIAL_LENGTHS:
+            self._special_header(name.lower(), value)
+
+    def _special_header(self, lname: bytes, value: bytes) -> None:
         ex = self.current
-        ex.headers.append((name, value))
-        n = len(name)
-        # Only a few names matter before routing; compare lengths first.
-        if n == 4:
-            if name.lower() == b"host":
-                if ex.host:
-                    raise _Reject(400, "more than one Host header")
-                ex.host = value
-        elif n == 6:
-            if name.lower() == b"expect":
-                if value.lower() == b"100-continue":
-                    ex.expect_continue = True
-                else:
-                    raise _Reject(417, "unsupported expectation")
-        elif n == 17:
-            if name.lower() == b"transfer-encoding":
-                if value.strip().lower() == b"chunked" and not ex.chunked:
-                    ex.chunked = True
-                else:
-                    ex.chunked = None  # anything but one "chunked": refuse (501)
+        if lname == b"host":
+            if ex.host:
+                raise _Reject(400, "more than one Host header")
+            ex.host = value
+        elif lname == b"content-length":
+            ex.content_length = int(value)  # llhttp has checked digits and duplicates
+        elif lname == b"connection":
+            ex.conn_value = value if ex.conn_value is None else ex.conn_value + b"," + value
+        elif lname == b"expect":
+            if value.lower() == b"100-continue":
+                ex.expect_continue = True
+            else:
+                raise _Reject(417, "unsupported expectation")
+        elif lname == b"transfer-encoding":
+            if value.strip().lower() == b"chunked" and not ex.chunked:
+                ex.chunked = True
+            else:
+                ex.chunked = None  # anything but one "chunked": refuse (501)
 
     def on_headers_complete(self) -> None:
         ex = self.current
         p = self.parser
         self._head_deadline = 0.0
         ex.head_complete = True
-        ex.method = p.get_method().decode("ascii", "replace")
-        ex.http10 = p.get_http_version() == "1.0"
+        method = p.get_method()
+        ex.method = _METHODS.get(method) or method.decode("ascii", "replace")
+        if p.get_http_version() == "1.0":
+            ex.http10 = True
         ex.keep_alive = p.should_keep_alive()
-        ex.upgrade = p.should_upgrade()
-        if ex.chunked is False:
-            cl = self._content_length(ex)
-            ex.content_length = cl
-        if ex.upgrade and ex.method != "GET":
-            ex.upgrade = False
+        if p.should_upgrade():
+            ex.upgrade = ex.method == "GET"
         if self.pipeline[0] is ex:
             ex.begin()
-
-    @staticmethod
-    def _content_length(ex: Exchange) -> int:
-        for name, value in ex.headers:
-            if len(name) == 14 and name.lower() == b"content-length":
-                return int(value)
-        return -1
 
     def on_body(self, body: bytes) -> None:
         self.current.request_body(body)
@@ -1083,17 +1091,6 @@ class ClientProtocol(asyncio.Protocol):
     def upgraded(self, ex: Exchange) -> None:
         self._upgraded = ex
         self.resume_reading("pipeline")
-
-    def drop_headers(self, headers) -> set | None:
-        """Names the client listed in Connection: hop-by-hop for this message only."""
-        drop = None
-        for name, value in headers:
-            if len(name) == 10 and name.lower() == b"connection":
-                drop = _connection_tokens(value, drop)
-        if drop is not None:
-            drop.discard(b"upgrade")
-            drop -= {b"keep-alive", b"close"}
-        return drop or None
 
     def check_timeouts(self, now: float) -> None:
         if self.closed:

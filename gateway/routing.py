@@ -228,6 +228,8 @@ class MatchResult:
 
 
 NOT_FOUND = MatchResult(None, 404)
+# Memoised match answers per table (see RouteTable.match).
+MEMO_LIMIT = 8192
 
 
 class _HostGroup:
@@ -274,7 +276,7 @@ def _parse_query(query: str) -> dict[str, str]:
 class _Probe:
     """Per-request matching state: lazily parsed query, methods seen for 405."""
 
-    __slots__ = ("method", "headers", "raw_query", "_query", "allow", "host_labels")
+    __slots__ = ("method", "headers", "raw_query", "_query", "allow", "host_labels", "conditional")
 
     def __init__(self, method: str, headers: Mapping[str, str], raw_query: str, host_labels: int):
         self.method = method
@@ -283,6 +285,7 @@ class _Probe:
         self._query: dict[str, str] | None = None
         self.allow: set[str] | None = None
         self.host_labels = host_labels
+        self.conditional = False  # a candidate looked at headers or query: the answer is not cacheable
 
     def query(self) -> dict[str, str]:
         if self._query is None:
@@ -294,10 +297,12 @@ class _Probe:
             if r.wildcard_single_label and self.host_labels != 1:
                 continue
             if r.headers:
+                self.conditional = True
                 hs = self.headers
                 if not all(m.matches(hs.get(m.name)) for m in r.headers):
                     continue
             if r.query:
+                self.conditional = True
                 q = self.query()
                 if not all(m.matches(q.get(m.name)) for m in r.query):
                     continue
@@ -357,7 +362,7 @@ def normalize_host(host: str) -> str:
 class RouteTable:
     """An immutable, precompiled set of routes plus the endpoints they use."""
 
-    __slots__ = ("generation", "routes", "endpoints", "fallback", "_exact", "_wild", "_any", "_wild_lens")
+    __slots__ = ("generation", "routes", "endpoints", "fallback", "_exact", "_wild", "_any", "_wild_lens", "_memo")
 
     def __init__(
         self,
@@ -385,6 +390,7 @@ class RouteTable:
         self._wild = {s: _HostGroup(rs) for s, rs in wild.items()}
         self._wild_lens = sorted({s.count(".") for s in wild}, reverse=True)
         self._any = _HostGroup(anyhost) if anyhost else None
+        self._memo: dict[tuple[str, str, str], MatchResult] = {}
         ordered: list[Route] = []
         seen: set[int] = set()
         for g in self._groups_in_order():
@@ -408,6 +414,7 @@ class RouteTable:
         t.endpoints = dict(endpoints)
         t.fallback = self.fallback
         t._exact, t._wild, t._any, t._wild_lens = self._exact, self._wild, self._any, self._wild_lens
+        t._memo = self._memo  # same routes, same answers
         t.routes = self.routes
         return t
 
@@ -425,14 +432,29 @@ class RouteTable:
         """Find the route for a request whose path is already normalised.
 
         ``host`` may carry a port; ``headers`` maps lower-case names to values.
+        Answers that depended only on method, host and path are memoised (the
+        table never changes); the memo is bounded and starts over when full.
         """
+        key = (method, host, path)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        result, cacheable = self._match(method, host, path, headers, query)
+        if cacheable:
+            memo = self._memo
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[key] = result
+        return result
+
+    def _match(self, method, host, path, headers, query) -> tuple[MatchResult, bool]:
         host = normalize_host(host) if host else ""
         probe = _Probe(method, headers if headers is not None else {}, query, 0)
         g = self._exact.get(host) if self._exact else None
         if g is not None:
             r = _group_match(g, path, probe)
             if r is not None:
-                return MatchResult(r)
+                return MatchResult(r), not probe.conditional
         if self._wild and host:
             labels = host.split(".")
             n = len(labels)
@@ -446,14 +468,14 @@ class RouteTable:
                 probe.host_labels = n - suffix_labels
                 r = _group_match(g, path, probe)
                 if r is not None:
-                    return MatchResult(r)
+                    return MatchResult(r), not probe.conditional
         if self._any is not None:
             probe.host_labels = 0
             r = _group_match(self._any, path, probe)
             if r is not None:
-                return MatchResult(r)
+                return MatchResult(r), not probe.conditional
         if probe.allow:
-            return MatchResult(None, 405, tuple(sorted(probe.allow)))
+            return MatchResult(None, 405, tuple(sorted(probe.allow))), not probe.conditional
         if self.fallback is not None:
-            return MatchResult(self.fallback)
-        return NOT_FOUND
+            return MatchResult(self.fallback), not probe.conditional
+        return NOT_FOUND, not probe.conditional
