@@ -18,15 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class GatewayProcess:
-    def __init__(self, manifests: Path, *extra: str, env: dict | None = None, access_log: bool = False):
+    def __init__(self, manifests: Path | None, *extra: str, env: dict | None = None, access_log: bool = False):
         self.port = free_port()
         self.admin_port = free_port()
         self.manifests = manifests
         self.log = tempfile.NamedTemporaryFile(prefix="crdgate-", suffix=".log", delete=False)
         self.out = tempfile.NamedTemporaryFile(prefix="crdgate-", suffix=".out", delete=False)
+        source = ["--manifests", str(manifests)] if manifests is not None else []
         args = [
-            sys.executable, "-m", "gateway.cli", "run",
-            "--manifests", str(manifests),
+            sys.executable, "-m", "gateway.cli", "run", *source,
             "--listen", f"127.0.0.1:{self.port}",
             "--admin-listen", f"127.0.0.1:{self.admin_port}",
             "--log-format", "json",
