@@ -18,6 +18,8 @@ from gateway.config import GatewayConfig
 
 # The example manifests' Services/EndpointSlices and url backends point here.
 DEMO_BACKENDS = (("users-1", 18081), ("users-2", 18082), ("orders", 18083))
+# The API key of deploy/examples/accounts.yaml's demo Secret.
+DEMO_API_KEY = "demo-key-123"
 
 
 def backend_app(name: str) -> web.Application:
@@ -67,6 +69,8 @@ def curl_lines(table, listen: tuple[str, int]) -> list[str]:
         parts = ["curl -i"]
         if method != "GET":
             parts.append(f"-X {method}")
+        if r.policy.auth is not None and getattr(r.policy.auth, "scheme", "") == "APIKey":
+            parts.append(f"-H 'X-API-Key: {DEMO_API_KEY}'")
         for h in r.headers[:1]:
             if h.regex is None:
                 parts.append(f"-H '{h.name}: {h.value}'")

@@ -88,7 +88,7 @@ REGISTRY.register(STATS)
 
 UPSTREAM_ERRORS = Counter(
     "crdgate_upstream_errors_total",
-    "Failed upstream tries, by route and reason (connect, timeout, reset, protocol).",
+    "Failed upstream tries, by route and reason (connect, timeout, reset, protocol, mirror).",
     ["route", "reason"],
     registry=REGISTRY,
 )
