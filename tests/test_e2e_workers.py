@@ -1,0 +1,84 @@
+"""--workers N: several processes share the port; a dead worker is restarted; SIGTERM stops all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+
+import aiohttp
+
+from gatewayproc import GatewayProcess, endpoint_manifests
+from proxyharness import start_backend
+
+ROUTE = """
+apiVersion: crdgate.io/v1
+kind: APIEndpoint
+metadata: {name: users, namespace: shop}
+spec: {path: /users, backendService: users}
+"""
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def workers_of(pid: int) -> list[int]:
+    """The worker processes (spawned via multiprocessing: skip its resource tracker)."""
+    found = []
+    for child in children(pid):
+        try:
+            cmd = open(f"/proc/{child}/cmdline", "rb").read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"resource_tracker" not in cmd:
+            found.append(child)
+    return found
+
+
+async def test_workers_share_the_port_and_are_restarted(tmp_path):
+    users = await start_backend("users")
+    (tmp_path / "svc.yaml").write_text(endpoint_manifests("shop", "users", users.port))
+    (tmp_path / "route.yaml").write_text(ROUTE)
+    gw = GatewayProcess(tmp_path, "--workers", "2")
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, gw.wait_ready, 30.0)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+            for _ in range(20):
+                async with s.get(gw.base + "/users") as r:
+                    assert r.status == 200
+            async with s.get(gw.admin + "/readyz") as r:
+                body = await r.json()
+                assert r.status == 200 and body["workers_ready"] == 2
+            async with s.get(gw.admin + "/metrics") as r:
+                text = await r.text()
+            assert 'worker="0"' in text and 'worker="1"' in text
+            assert "crdgate_requests_total" in text
+
+            before = workers_of(gw.proc.pid)
+            assert len(before) == 2, before
+            os.kill(before[0], signal.SIGKILL)
+            # The supervisor notices and starts a new worker; the other kept serving meanwhile.
+            deadline = time.monotonic() + 20
+            restarted = False
+            while time.monotonic() < deadline:
+                now = workers_of(gw.proc.pid)
+                if len(now) == 2 and before[0] not in now:
+                    async with s.get(gw.admin + "/readyz") as r:
+                        if r.status == 200:
+                            restarted = True
+                            break
+                async with s.get(gw.base + "/users") as r:
+                    assert r.status == 200
+                await asyncio.sleep(0.2)
+            assert restarted, gw.logs()
+        assert gw.terminate(timeout=30) == 0
+        assert workers_of(gw.proc.pid) == []
+    finally:
+        gw.close()
+        await users.runner.cleanup()
