@@ -18,6 +18,9 @@ Every semantic rule lives here:
   missing Secret or an ``authRequired`` with no default keeps the route in the
   table with an authenticator that answers 503 (fail closed: left out, its
   requests could fall through to a broader route without auth), status Error;
+- an Ingress's policies come from its ``crdgate.io/`` annotations
+  (controller/annotations.py), shared by all its routes; an invalid or unknown
+  one is ``InvalidSpec`` naming it and leaves the whole Ingress out (fail closed);
 - backends resolve Service -> EndpointSlices -> ready addresses and the port
   the Service port maps to; a missing Service is ``BackendNotFound`` (route kept,
   the proxy answers 500), no ready endpoints is ``NoReadyEndpoints`` (503);
@@ -33,7 +36,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -42,6 +45,7 @@ from pydantic import ValidationError
 
 from controller import authbuild
 from controller import models as m
+from controller.annotations import AnnotationError, ingress_policy
 from controller.authbuild import NO_DEFAULTS, AuthDefaults
 from controller.ingressclass import owns_ingress
 from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, INGRESSCLASS, SERVICE, Snapshot
@@ -771,10 +775,17 @@ class _Compiler:
         authenticator, err = authbuild.build_ingress_auth(
             ing.metadata.annotations, namespace, self.snapshot, self.options.auth_defaults
         )
+        try:
+            # Checked before auth's own error: a mistyped crdgate.io/auth-* name is named here.
+            # An invalid auth spec still counts as auth (no second message about a Consumer key).
+            policy = ingress_policy(ing.metadata.annotations, has_auth=authenticator is not None or err is not None)
+        except AnnotationError as e:
+            raise _Invalid(INVALID_SPEC, str(e)) from None
         if err is not None and authenticator is None:
             raise _Invalid(err[0], err[1])
         ref_errors = (tuple(err),) if err is not None else ()
-        policy = NO_POLICY if authenticator is None else RoutePolicy(auth=authenticator)
+        if authenticator is not None:
+            policy = replace(policy, auth=authenticator)
         routes: list[Route] = []
         problems: list[tuple[str, str]] = []
         for i, rule in enumerate(ing.spec.rules):
