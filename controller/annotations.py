@@ -118,6 +118,8 @@ _RATE_LIMIT = {
     "scope": RATE_LIMIT_SCOPE,
 }
 
+SSL_REDIRECT = PREFIX + "ssl-redirect"  # httpsRedirect: plain HTTP gets 301/308 to https
+
 ANNOTATIONS = (
     REWRITE_PREFIX, REWRITE_HOST,
     REQUEST_HEADERS_SET, REQUEST_HEADERS_ADD, REQUEST_HEADERS_REMOVE,
@@ -128,6 +130,7 @@ ANNOTATIONS = (
     CORS_ALLOW_ORIGINS, CORS_ALLOW_METHODS, CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS,
     CORS_ALLOW_CREDENTIALS, CORS_MAX_AGE,
     RATE_LIMIT_RPM, RATE_LIMIT_BURST, RATE_LIMIT_KEY, RATE_LIMIT_KEY_HEADER, RATE_LIMIT_SCOPE,
+    SSL_REDIRECT,
 )  # fmt: skip
 _ORDER = {a: i for i, a in enumerate(ANNOTATIONS)}  # problems in this order; unknown annotations first
 # Everything under crdgate.io/ that an Ingress may carry.
@@ -186,6 +189,7 @@ def _parse(items: tuple[tuple[str, str], ...], has_auth: bool) -> tuple[RoutePol
         cors=_cors(r),
         max_body_bytes=r.integer(MAX_BODY_BYTES, *_bounds(m.APIEndpointSpec, "max_body_bytes")),
         load_balancer=_load_balancer(r),
+        https_redirect=bool(r.boolean(SSL_REDIRECT)),
     )
     if r.problems:
         return NO_POLICY, tuple(sorted(r.problems.items(), key=lambda p: _ORDER.get(p[0], -1)))

@@ -509,6 +509,7 @@ def _policy(spec: m.APIEndpointSpec, authenticator: Any, mirror_key: str | None)
         and spec.max_body_bytes is None
         and spec.load_balancer == "RoundRobin"
         and mirror_key is None
+        and not spec.https_redirect
     ):
         return NO_POLICY  # shared: most routes pay nothing for policies they do not use
     rewrite = None
@@ -579,6 +580,7 @@ def _policy(spec: m.APIEndpointSpec, authenticator: Any, mirror_key: str | None)
         max_body_bytes=spec.max_body_bytes,
         load_balancer=spec.load_balancer,
         mirror=mirror,
+        https_redirect=spec.https_redirect,
     )
 
 

@@ -466,7 +466,7 @@ class MirrorSpec(_Spec):
 
 
 class TLSSpec(_Spec):
-    """Reserved in the CRD for serving the route's hosts over TLS; accepted, not used yet."""
+    """The kubernetes.io/tls Secret (route's namespace) served for the route's hosts (controller/certs.py)."""
 
     secret_name: str
 
@@ -502,6 +502,7 @@ class APIEndpointSpec(_Spec):
     max_body_bytes: int | None = Field(default=None, ge=0)
     mirror: MirrorSpec | None = None
     tls: TLSSpec | None = None
+    https_redirect: bool = False  # plain HTTP requests get 301 (GET/HEAD) or 308 to https://
 
     @field_validator("hosts")
     @classmethod

@@ -44,6 +44,7 @@ STATUS_KINDS = (APIENDPOINT, INGRESS)
 
 OnTable = Callable[[RouteTable], None]
 OnStatuses = Callable[[Mapping[str, ObjectStatus]], "Awaitable[None] | None"]
+OnResult = Callable[[CompileResult], None]
 
 
 class Publisher:
@@ -57,11 +58,14 @@ class Publisher:
         *,
         compiler: Callable[[Snapshot, CompileOptions, int], CompileResult] = compile_snapshot,
         refresh: Callable[[CompileResult, Snapshot, int], CompileResult] = refresh_endpoints,
+        on_result: OnResult | None = None,
     ):
         self.store = store
         self.options = options
         self.on_table = on_table
         self.on_statuses = on_statuses
+        # After each swap, the whole result (e.g. the TLS certificates that came with it).
+        self.on_result = on_result
         self.required_kinds = tuple(required_kinds)
         self._compile = compiler
         self._refresh = refresh
@@ -139,6 +143,8 @@ class Publisher:
         self.result = result
         self.table = result.table
         self.on_table(result.table)  # routing first; everything below is bookkeeping
+        if self.on_result is not None:
+            self.on_result(result)
         self.first_published.set()
 
         kind = "endpoints" if cheap else "full"

@@ -74,6 +74,13 @@ def _hostport(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}") from None
 
 
+def _namespaced_name(value: str) -> str:
+    ns, sep, name = value.strip().partition("/")
+    if not sep or not ns or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {value!r}")
+    return f"{ns}/{name}"
+
+
 def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("proxy")
     _add(g, "--listen", "0.0.0.0:8080", _hostport, "address of the proxy listener")
@@ -92,6 +99,15 @@ def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
     _add(g, "--drain-seconds", 5.0, float, "on SIGTERM, seconds /readyz answers 503 before listeners close")
     _add(g, "--shutdown-timeout", 25.0, float, "after listeners close, seconds in-flight requests get to finish")
     _add(g, "--workers", 1, int, "proxy processes sharing the listen port (SO_REUSEPORT), each with its own controller")
+    t = p.add_argument_group("TLS")
+    _add(t, "--listen-tls", None, _hostport,
+         "address of the HTTPS listener, e.g. :8443; certificates come from the kubernetes.io/tls Secrets named "
+         "by Ingress spec.tls and APIEndpoint spec.tls, chosen by SNI")
+    _add(t, "--default-certificate", None, _namespaced_name,
+         "NAMESPACE/NAME of the kubernetes.io/tls Secret served when no host's certificate matches the SNI name "
+         "(without one, such handshakes fail with unrecognized_name)")
+    _add(t, "--upstream-ca-file", None, str,
+         "PEM file of CA certificates trusted for https:// backends, besides the system CAs")
     r = p.add_argument_group("rate limiting")
     _add(r, "--redis-url", None, str, "Redis for rateLimit scope Global, e.g. redis://127.0.0.1:6379/0")
     _add(r, "--ratelimit-redis-failure", "open", str, "when Redis fails: open (allow) or closed (429)",
@@ -187,7 +203,21 @@ def gateway_config(args) -> GatewayConfig:
     return GatewayConfig(
         listen=args.listen, admin_listen=args.admin_listen, trusted_proxies=tuple(nets), limits=limits,
         access_log=args.access_log, drain_seconds=args.drain_seconds, shutdown_timeout=args.shutdown_timeout,
+        listen_tls=args.listen_tls, upstream_ca_file=_upstream_ca_file(args.upstream_ca_file),
     )
+
+
+def _upstream_ca_file(path: str | None) -> str | None:
+    """The CA file, checked now: a bad one must stop the start, not fail every https request."""
+    if not path:
+        return None
+    import ssl
+
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError) as e:
+        raise SystemExit(f"crdgate: --upstream-ca-file: cannot load {path}: {e}")
+    return path
 
 
 # -- logging ------------------------------------------------------------------------------

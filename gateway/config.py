@@ -42,7 +42,9 @@ class GatewayConfig:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     limits: Limits = field(default_factory=Limits)
     access_log: bool = True
-    scheme: str = "http"  # what X-Forwarded-Proto says for this listener
+    scheme: str = "http"  # what X-Forwarded-Proto says for the plain listener
+    listen_tls: tuple[str, int] | None = None  # the TLS listener (certificates: gateway/tls.py); None = none
+    upstream_ca_file: str | None = None  # extra CAs trusted for https upstreams, beside the system's
     drain_seconds: float = 5.0  # readiness is 503 this long before listeners close
     shutdown_timeout: float = 25.0  # in-flight requests get this long to finish
     request_id_header: str = "x-request-id"

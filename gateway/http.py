@@ -27,7 +27,8 @@ import httptools
 
 from gateway import policies
 from gateway.normalize import BadTarget, normalize_target
-from gateway.routing import ENDPOINTS_NOT_FOUND, Route, RouteTable
+from gateway.routing import ENDPOINTS_NOT_FOUND, Route, RouteTable, normalize_host
+from gateway.tls import bound_server_name
 from gateway.upstream import EndpointPool, UpstreamConnection
 
 if TYPE_CHECKING:
@@ -166,6 +167,10 @@ class Exchange:
         elif not self.host and not self.http10:
             return self.respond(400, "missing Host header", close=True)
         self.path, self.query = path, query
+        sni = self.proto.sni
+        if sni is not None and self.host and normalize_host(self.host.decode("latin-1")) != sni:
+            # The certificate was chosen for another name: this host is not served on this connection.
+            return self.respond(421, "Host does not match the TLS server name")
         table = self.table = srv.table
         if table is None:
             return self.respond(503, "no routing table yet")
@@ -443,7 +448,7 @@ class Exchange:
         if incoming is None and proto.fwd_key == host:
             return proto.fwd_block
         peer = proto.peer_bytes
-        scheme = self.server.scheme_bytes
+        scheme = proto.scheme_bytes
         this_hop = b'for=%s;host="%s";proto=%s' % (proto.forwarded_for, host.replace(b'"', b""), scheme)
         if incoming is None:
             block = b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nforwarded: %s\r\n" % (
@@ -827,6 +832,10 @@ def _connection_tokens(value: bytes, into: set | None) -> set:
     return out
 
 
+_HTTPS = b"https"
+_SCHEME_BYTES = {"http": b"http", "https": _HTTPS}
+
+
 class ClientProtocol(asyncio.Protocol):
     """One client connection: parsing, pipelining, flow control, timeouts."""
 
@@ -835,10 +844,16 @@ class ClientProtocol(asyncio.Protocol):
         "forwarded_for", "trusted", "_paused", "_url_size", "_header_bytes",
         "_head_deadline", "_idle_since", "_upgraded", "_writing_paused", "_eof", "_headers",
         "_max_uri", "_max_header_bytes", "_max_headers", "_header_timeout", "fwd_key", "fwd_block",
+        "scheme", "scheme_bytes", "sni",
     )
 
-    def __init__(self, server: "Server"):
+    def __init__(self, server: "Server", scheme: str = "http"):
         self.server = server
+        # Per listener: what X-Forwarded-Proto says and what redirects compare against.
+        self.scheme = scheme
+        self.scheme_bytes = _SCHEME_BYTES.get(scheme) or scheme.encode()
+        # TLS only: the SNI name when it chose a host-bound certificate; the Host must agree (421).
+        self.sni: str | None = None
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.pipeline: deque[Exchange] = deque()
@@ -877,6 +892,8 @@ class ClientProtocol(asyncio.Protocol):
         self.peer_bytes = ip.encode()
         self.forwarded_for = b'"[%s]"' % self.peer_bytes if ":" in ip else self.peer_bytes
         srv = self.server
+        if self.scheme_bytes is _HTTPS:
+            self.sni = bound_server_name(transport.get_extra_info("ssl_object"))
         if srv.trusted_proxies and ip:
             try:
                 addr = ipaddress.ip_address(ip)

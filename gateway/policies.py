@@ -29,7 +29,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def early_answer(ex: "Exchange", pol: RoutePolicy):
     """(status, message, extra headers, body) when the gateway answers itself."""
-    if pol.https_redirect and ex.server.scheme != "https":
+    if pol.https_redirect and ex.proto.scheme != "https" and not _forwarded_https(ex):
         return _redirect_answer(ex, Redirect(scheme="https", status_code=301 if ex.method in ("GET", "HEAD") else 308))
     if pol.redirect is not None:
         return _redirect_answer(ex, pol.redirect)
@@ -39,6 +39,14 @@ def early_answer(ex: "Exchange", pol: RoutePolicy):
         if origin is not None and hv.get("access-control-request-method") is not None:
             return _preflight(pol.cors, origin, hv)
     return None
+
+
+def _forwarded_https(ex: "Exchange") -> bool:
+    """A trusted proxy in front terminated TLS already: redirecting would loop."""
+    if not ex.proto.trusted:
+        return False
+    proto = ex.header_view.get("x-forwarded-proto")
+    return proto is not None and proto.split(",")[0].strip().lower() == "https"
 
 
 def replaced_path(route: Route, path: str, path_type: str | None, prefix: str | None, full: str | None) -> str:
@@ -58,11 +66,11 @@ def replaced_path(route: Route, path: str, path_type: str | None, prefix: str | 
 def _redirect_answer(ex: "Exchange", r: Redirect):
     host_header = ex.host.decode("latin-1")
     req_host, _, req_port = host_header.rpartition(":") if host_header.count(":") == 1 else (host_header, "", "")
-    scheme = r.scheme or ex.server.scheme
+    scheme = r.scheme or ex.proto.scheme
     host = r.hostname or req_host
     if r.port is not None:
         port = r.port
-    elif r.scheme and r.scheme != ex.server.scheme:
+    elif r.scheme and r.scheme != ex.proto.scheme:
         port = None  # a scheme change implies its well-known port
     else:
         port = int(req_port) if req_port.isdigit() else None

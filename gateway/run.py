@@ -13,6 +13,7 @@ import logging
 import signal
 import socket
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import uvloop
 
@@ -55,7 +56,8 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
     jwks.REFRESH_FLOOR = args.jwks_refresh_floor
     loop = asyncio.get_running_loop()
     store = Store()
-    server = Server(config, limiter=make_limiter(args))
+    tls = _tls_wiring(args, config)
+    server = Server(config, limiter=make_limiter(args), certificates=tls.certificates)
     server.ratelimit_headers = args.ratelimit_headers
     options = CompileOptions(ingress_class=args.ingress_class, **_auth_defaults(args))
     tasks: list[asyncio.Task] = []
@@ -63,11 +65,15 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
     if args.kube:
         source, status_sink, extra_tasks = await _kube_source(args, store, config)
         tasks += extra_tasks
+        if tls.default is not None:
+            # The default certificate's Secret is referenced by no object: watch it by name too.
+            source.default_secrets = source.default_secrets | {tls.default}
     else:
         from controller.files import ManifestSource
 
         source = ManifestSource(store, Path(args.manifests))
-    publisher = Publisher(store, options, on_table=server.swap, on_statuses=status_sink, required_kinds=KINDS)
+    publisher = Publisher(store, options, on_table=server.swap, on_statuses=status_sink, required_kinds=KINDS,
+                          **tls.publisher_seams)
 
     try:
         await server.start(sock=sock, reuse_port=getattr(args, "workers", 1) > 1)
@@ -86,6 +92,8 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
     tasks.append(asyncio.ensure_future(publisher.run()))
     host, port = server.addresses[0] if server.addresses else config.listen
     log.info("proxy listening on %s:%d, admin on %s:%d", host, port, *config.admin_listen)
+    for tls_host, tls_port in server.tls_addresses:
+        log.info("TLS listening on %s:%d", tls_host, tls_port)
 
     stop = asyncio.Event()
     signals = {"count": 0}
@@ -125,6 +133,54 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
         await admin.cleanup()
     log.info("stopped")
     return 0
+
+
+class _TLSWiring(NamedTuple):
+    certificates: Any  # gateway.tls.CertificateStore, or None without --listen-tls
+    default: tuple[str, str] | None  # --default-certificate
+    publisher_seams: dict  # Publisher keyword arguments: compiler, refresh, on_result
+
+
+def _tls_wiring(args, config: GatewayConfig) -> _TLSWiring:
+    """With ``--listen-tls``: the certificate store, and the publisher seams that feed it.
+
+    Certificates are compiled with every table (controller/certs.py) and handed
+    to the store right after the swap; problems show in the owning objects'
+    statuses, the default certificate's in the log.
+    """
+    default = _default_certificate(args)
+    if config.listen_tls is None:
+        if default is not None:
+            log.warning("--default-certificate is ignored without --listen-tls")
+        return _TLSWiring(None, None, {})
+    from controller.certs import DEFAULT_OWNER, CertificateCompiler, CertificateOptions
+
+    from gateway.tls import CertificateStore
+
+    store = CertificateStore()
+    compiler = CertificateCompiler(CertificateOptions(default_certificate=default))
+    reported: list = [None]
+
+    def on_result(result) -> None:
+        certs = getattr(result, "certificates", None)
+        if certs is None:
+            return
+        store.update(certs)
+        problems = result.certificate_problems.get(DEFAULT_OWNER)
+        if problems != reported[0]:
+            reported[0] = problems
+            for _, message in problems or ():
+                log.warning("--default-certificate: %s", message)
+
+    return _TLSWiring(store, default, {"compiler": compiler.compile, "refresh": compiler.refresh, "on_result": on_result})
+
+
+def _default_certificate(args) -> tuple[str, str] | None:
+    value = getattr(args, "default_certificate", None)
+    if not value:
+        return None
+    ns, _, name = value.partition("/")
+    return ns, name
 
 
 def _auth_defaults(args) -> dict:

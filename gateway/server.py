@@ -9,6 +9,11 @@ Startup and shutdown run in a fixed order (``start`` / ``drain``): on drain,
 readiness turns 503 first, listeners close after ``drain_seconds``, idle
 keep-alive connections close, in-flight requests get ``shutdown_timeout`` to
 finish, and whatever is left is cut.
+
+Listeners: the plain one (``config.listen``) and, with ``config.listen_tls``,
+an HTTPS one whose certificates come from a gateway/tls.py CertificateStore.
+Each connection's protocol knows its listener's scheme (X-Forwarded-Proto,
+https redirects).
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ from gateway import metrics
 from gateway.config import GatewayConfig
 from gateway.http import ClientProtocol, Exchange
 from gateway.routing import RouteTable
+from gateway.tls import CertificateStore, upstream_context
 from gateway.upstream import Upstreams
 
 log = logging.getLogger("crdgate.server")
 
 SWEEP_INTERVAL = 0.1
+# Seconds a closing TLS connection waits for the peer's close_notify.
+TLS_SHUTDOWN_TIMEOUT = 3.0
 
 
 class AccessLog:
@@ -73,7 +81,8 @@ class AccessLog:
 
 
 class Server:
-    def __init__(self, config: GatewayConfig, limiter=None, access_log: AccessLog | None = None):
+    def __init__(self, config: GatewayConfig, limiter=None, access_log: AccessLog | None = None,
+                 certificates: CertificateStore | None = None):
         self.config = config
         self.limits = config.limits
         self.trusted_proxies = config.trusted_proxies
@@ -84,12 +93,16 @@ class Server:
         self.ratelimit_headers = True
         self.table: RouteTable | None = None
         self.upstreams = Upstreams(max_idle=config.limits.max_idle_per_endpoint,
-                                   idle_timeout=config.limits.upstream_idle_timeout)
+                                   idle_timeout=config.limits.upstream_idle_timeout,
+                                   client_ssl=upstream_context(config.upstream_ca_file))
+        # What the TLS listener serves; run.py feeds it from the controller.
+        self.certificates = certificates
         self.stats = metrics.STATS
         self.access_log = access_log if access_log is not None else (AccessLog() if config.access_log else None)
         self.connections: set[ClientProtocol] = set()
         self.draining = False
         self._servers: list[asyncio.AbstractServer] = []
+        self._tls_servers: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task | None = None
         self._idle = asyncio.Event()
         self._live_endpoints: set | None = None
@@ -117,21 +130,50 @@ class Server:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
+        """Open the plain listener, and the TLS one when ``config.listen_tls`` is set."""
         loop = asyncio.get_running_loop()
+        scheme = self.scheme
         if sock is not None:
-            srv = await loop.create_server(lambda: ClientProtocol(self), sock=sock, backlog=2048)
+            srv = await loop.create_server(lambda: ClientProtocol(self, scheme), sock=sock, backlog=2048)
         else:
             host, port = self.config.listen
-            srv = await loop.create_server(lambda: ClientProtocol(self), host, port, backlog=2048,
+            srv = await loop.create_server(lambda: ClientProtocol(self, scheme), host, port, backlog=2048,
                                            reuse_address=True, reuse_port=reuse_port or None)
         self._servers.append(srv)
+        if self.config.listen_tls is not None:
+            await self.start_tls(*self.config.listen_tls, reuse_port=reuse_port)
         if self._sweeper is None:
             self._sweeper = asyncio.ensure_future(self._sweep())
 
+    async def start_tls(self, host: str, port: int, reuse_port: bool = False) -> None:
+        """The HTTPS listener: certificates by SNI from ``self.certificates``."""
+        if self.certificates is None:
+            self.certificates = CertificateStore()
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(
+            lambda: ClientProtocol(self, "https"), host, port, backlog=2048,
+            ssl=self.certificates.server_context,
+            # A client that connects and never finishes the handshake holds a socket: bound it.
+            ssl_handshake_timeout=self.limits.header_timeout,
+            ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT,
+            reuse_address=True, reuse_port=reuse_port or None,
+        )
+        self._servers.append(srv)
+        self._tls_servers.append(srv)
+
     @property
     def addresses(self) -> list[tuple[str, int]]:
+        """Addresses of the plain listeners."""
+        return self._addresses(s for s in self._servers if s not in self._tls_servers)
+
+    @property
+    def tls_addresses(self) -> list[tuple[str, int]]:
+        return self._addresses(self._tls_servers)
+
+    @staticmethod
+    def _addresses(servers) -> list[tuple[str, int]]:
         out = []
-        for srv in self._servers:
+        for srv in servers:
             for s in srv.sockets:
                 out.append(s.getsockname()[:2])
         return out

@@ -31,12 +31,17 @@ def test_replicas_image_and_args(objects, container):
     assert container["args"] == [
         "run", "--kube",
         "--listen", "0.0.0.0:8080",
+        "--listen-tls", "0.0.0.0:8443",
         "--admin-listen", "0.0.0.0:9090",
         "--publish-service", "crdgate-system/crdgate",
         "--drain-seconds", "25",
         "--shutdown-timeout", "4",
     ]
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "admin": 9090}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "https": 8443, "admin": 9090}
+    # The arguments are ones the real CLI accepts.
+    from gateway.cli import build_parser
+
+    build_parser().parse_args(container["args"])
 
 
 def test_pod_identity_from_the_downward_api(container):
@@ -117,8 +122,8 @@ def test_public_service_is_the_published_one(objects, container):
     service = find(objects, "Service", name)
     assert service["metadata"]["namespace"] == namespace
     assert service["spec"]["type"] == "LoadBalancer"
-    (port,) = service["spec"]["ports"]
-    assert (port["name"], port["port"], port["targetPort"]) == ("http", 80, "http")
+    ports = {(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+    assert ports == {("http", 80, "http"), ("https", 443, "https")}
     # Client addresses survive, for rate limits by ClientAddress.
     assert service["spec"]["externalTrafficPolicy"] == "Local"
 
@@ -148,7 +153,7 @@ def test_network_policy(objects):
     policy = find(objects, "NetworkPolicy", "crdgate")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     public, admin = policy["ingress"]
-    assert "from" not in public and [p["port"] for p in public["ports"]] == [8080]
+    assert "from" not in public and [p["port"] for p in public["ports"]] == [8080, 8443]
     assert admin["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
     assert [p["port"] for p in admin["ports"]] == [9090]
     dns, apiserver, pods = policy["egress"]
