@@ -96,6 +96,7 @@ def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
     _add(g, "--upstream-idle-timeout", Limits.upstream_idle_timeout, float,
          "seconds an unused pooled upstream connection is kept")
     _add(g, "--access-log", True, bool, "one JSON line per request on stdout")
+    _add(g, "--create-traceparent", False, bool, "add a W3C traceparent header to requests that arrive without one")
     _add(g, "--drain-seconds", 5.0, float, "on SIGTERM, seconds /readyz answers 503 before listeners close")
     _add(g, "--shutdown-timeout", 25.0, float, "after listeners close, seconds in-flight requests get to finish")
     _add(g, "--workers", 1, int, "proxy processes sharing the listen port (SO_REUSEPORT), each with its own controller")

@@ -420,6 +420,10 @@ class Exchange:
                 rid = value
             parts += (name, b": ", value, b"\r\n")
         parts.append(self._forwarding(forwarded))
+        if self.server.create_traceparent and not any(n.lower() == b"traceparent" for n, _ in headers):
+            # W3C Trace Context: start a trace for requests that arrive without one
+            # (ones that carry it are forwarded untouched, like any end-to-end header).
+            parts.append(b"traceparent: 00-%032x-%016x-01\r\n" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1))
         if rid is None:
             rid = self.server.next_request_id()
             parts += (rid_name, b": ", rid, b"\r\n")

@@ -59,6 +59,7 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
     tls = _tls_wiring(args, config)
     server = Server(config, limiter=make_limiter(args), certificates=tls.certificates)
     server.ratelimit_headers = args.ratelimit_headers
+    server.create_traceparent = args.create_traceparent
     options = CompileOptions(ingress_class=args.ingress_class, **_auth_defaults(args))
     tasks: list[asyncio.Task] = []
     status_sink = None

@@ -91,6 +91,7 @@ class Server:
         self.request_id_header = config.request_id_header.lower().encode()
         self.limiter = limiter
         self.ratelimit_headers = True
+        self.create_traceparent = False  # --create-traceparent
         self.table: RouteTable | None = None
         self.upstreams = Upstreams(max_idle=config.limits.max_idle_per_endpoint,
                                    idle_timeout=config.limits.upstream_idle_timeout,
