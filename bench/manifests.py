@@ -1,0 +1,74 @@
+"""The manifests each scenario writes into its own folder for `crdgate run --manifests`.
+
+Pure builders return plain dicts (the same shapes a user writes; see the
+README's APIEndpoint reference); ``write`` puts documents in a file atomically
+(a temp name the manifests source ignores, then a rename), so the gateway never
+reads a half-written file — the churn and propagation scenarios depend on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+NAMESPACE = "bench"
+API_KEY_HEADER = "X-API-Key"
+FILLER_PER_FILE = 500  # the 10,000-route table is 20 files of 500 documents
+
+try:
+    _Dumper = yaml.CSafeDumper
+except AttributeError:  # PyYAML without libyaml
+    _Dumper = yaml.SafeDumper
+
+
+def api_endpoint(name: str, path: str, backend_url: str, **spec: object) -> dict:
+    """An APIEndpoint with one url backend; extra ``spec`` fields as written in YAML (camelCase)."""
+    return {
+        "apiVersion": "crdgate.io/v1",
+        "kind": "APIEndpoint",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"path": path, "backends": [{"url": backend_url}], **spec},
+    }
+
+
+def secret(name: str, string_data: dict[str, str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "type": "Opaque",
+        "stringData": dict(string_data),
+    }
+
+
+def high_rate_limit(scope: str = "Local") -> dict:
+    """A limit far above what the benchmark can send: the policy runs, never triggers."""
+    return {"requestsPerMinute": 10_000_000, "burst": 1_000_000, "scope": scope}
+
+
+def filler_path(i: int) -> str:
+    return f"/r/{i}"
+
+
+def filler_routes(n: int, backend_url: str) -> list[dict]:
+    return [api_endpoint(f"r-{i}", filler_path(i), backend_url) for i in range(n)]
+
+
+def dump(docs: Iterable[dict]) -> str:
+    return yaml.dump_all(list(docs), Dumper=_Dumper, sort_keys=False, default_flow_style=None)
+
+
+def write(path: Path, docs: Iterable[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(dump(docs))
+    os.replace(tmp, path)
+
+
+def write_filler(folder: Path, n: int, backend_url: str) -> None:
+    docs = filler_routes(n, backend_url)
+    for start in range(0, n, FILLER_PER_FILE):
+        write(folder / f"filler-{start // FILLER_PER_FILE:03d}.yaml", docs[start : start + FILLER_PER_FILE])

@@ -1,0 +1,195 @@
+"""What a run hands back: the JSON document (for CI trend tracking), the text table, the PNG chart.
+
+``document`` is the single source: the table and the chart are drawn from the
+JSON shape, so what a human reads and what CI stores never disagree. Schema
+``crdgate-bench/1``: top-level ``settings``, ``pinning``, ``tools``,
+``baselines`` (``direct``, ``nginx``), ``scenarios`` (a list; each with
+``name``, ``kind``, ``state``, ``reason``, ``summary``, ``vs_nginx``, ``runs``,
+``extra``) and ``notes``. Latencies are microseconds in JSON, ms in the table.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Iterable
+
+from .scenarios import FAILED, SKIPPED, Result
+from .stats import ratio
+
+SCHEMA = "crdgate-bench/1"
+
+
+def _vs(summary: dict | None, base: dict | None) -> dict | None:
+    if not summary or not base:
+        return None
+    return {
+        "rps_ratio": ratio(summary["rps_median"], base["rps_median"]),
+        "p50_ratio": ratio(summary["p50_us"], base["p50_us"]),
+        "p99_ratio": ratio(summary["p99_us"], base["p99_us"]),
+    }
+
+
+def result_json(r: Result, nginx: dict | None, direct: dict | None) -> dict:
+    summary = r.summary()
+    return {
+        "name": r.name,
+        "kind": r.kind,
+        "title": r.title,
+        "target": r.target,
+        "state": r.state,
+        "reason": r.reason,
+        "summary": summary,
+        "vs_nginx": _vs(summary, nginx) if r.target == "crdgate" else None,
+        "vs_direct": _vs(summary, direct),
+        "runs": [w.to_json() for w in r.runs],
+        "extra": r.extra,
+    }
+
+
+def document(meta: dict, baselines: dict[str, Result], scenarios: Iterable[Result]) -> dict:
+    nginx = baselines["nginx"].summary() if "nginx" in baselines else None
+    direct = baselines["direct"].summary() if "direct" in baselines else None
+    doc = {"schema": SCHEMA, **meta}
+    doc["host"] = {"cpus": meta.get("cpus"), "platform": platform.platform(), "python": platform.python_version()}
+    doc.pop("cpus", None)
+    doc["baselines"] = {name: result_json(r, nginx, direct) for name, r in baselines.items()}
+    doc["scenarios"] = [result_json(r, nginx, direct) for r in scenarios]
+    return doc
+
+
+# -- text --------------------------------------------------------------------------
+
+
+def _ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.2f}"
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def table(doc: dict) -> str:
+    s = doc["settings"]
+    lines = [
+        f"crdgate bench: {doc['host']['cpus']} CPUs, wrk {s['threads']} thread(s) x {s['connections']} connections, "
+        f"{s['runs']} x {s['duration_s']:g}s runs after {s['warmup_s']:g}s warm-up; median of runs",
+        f"pinning: {doc['pinning']['note']}; backend: {doc['backend']}",
+        "",
+        f"{'scenario':<18} {'state':<7} {'req/s':>10} {'spread':>7} {'p50 ms':>7} {'p99 ms':>8} {'errors':>7}"
+        f" {'vs nginx req/s':>14} {'vs nginx p99':>12}",
+    ]
+    rows = list(doc["baselines"].values()) + [r for r in doc["scenarios"] if r["kind"] in ("load", "churn")]
+    for r in rows:
+        sm = r["summary"] or {}
+        vs = r["vs_nginx"] or {}
+        state = r["state"].upper() if r["state"] != "ok" else "ok"
+        rps = f"{sm['rps_median']:,.0f}" if sm else "-"
+        spread = f"{sm['rps_spread_pct']:.0f}%" if sm and sm.get("rps_spread_pct") is not None else "-"
+        errors = str(sm["errors"]) if sm else "-"
+        lines.append(
+            f"{r['name']:<18} {state:<7} {rps:>10} {spread:>7} {_ms(sm.get('p50_us')):>7} {_ms(sm.get('p99_us')):>8}"
+            f" {errors:>7} {_x(vs.get('rps_ratio')):>14} {_x(vs.get('p99_ratio')):>12}"
+        )
+    for r in doc["scenarios"]:
+        if r["kind"] == "churn" and r["extra"]:
+            e = r["extra"]
+            settled = "-" if e.get("settled_after_s") is None else f"{e['settled_after_s']:.2f}s"
+            lines += ["", f"churn: {e['changes']} changes ({e['changes_per_s']}/s), misroutes {e['misroutes']} of "
+                          f"{e['checked']} checked, non-2xx {e['non2xx']}, settled on the last state after {settled}"]
+    for r in doc["scenarios"]:
+        if r["kind"] == "propagation" and r["extra"].get("sizes"):
+            lines += ["", "propagation (manifest write -> first routed request):",
+                      f"  {'routes':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'timeouts':>9} {'startup s':>10}"]
+            for e in r["extra"]["sizes"]:
+                f = lambda k: "-" if e.get(k) is None else f"{e[k]:.1f}"  # noqa: E731
+                lines.append(f"  {e['routes']:>8,} {f('p50_ms'):>8} {f('p99_ms'):>8} {f('max_ms'):>8}"
+                             f" {e.get('timeouts', '-')!s:>9} {e.get('ready_after_s', '-')!s:>10}")
+    for r in doc["scenarios"]:
+        if r["kind"] == "lookup" and r["extra"].get("sizes"):
+            e = r["extra"]
+            lines += ["", "route lookup (RouteTable.match, in-process):"]
+            lines += [f"  {x['routes']:>8,} routes: {x['ns_per_lookup']:>8,.0f} ns/lookup" for x in e["sizes"]]
+            if e.get("flatness") is not None:
+                lines.append(f"  flatness (slowest/fastest): {e['flatness']:.2f}x -> "
+                             f"{'flat' if e['flat'] else 'NOT flat'} (limit {e['flat_limit']:g}x)")
+    problems = [r for r in list(doc["baselines"].values()) + doc["scenarios"] if r["state"] in (FAILED, SKIPPED)]
+    if problems:
+        lines += [""]
+        for r in problems:
+            reason = r["reason"].strip().replace("\n", "\n      ")
+            lines.append(f"{r['state'].upper()} {r['name']}: {reason}")
+    if doc.get("notes"):
+        lines += [""] + [f"note: {n}" for n in doc["notes"]]
+    return "\n".join(lines)
+
+
+# -- chart -------------------------------------------------------------------------
+
+
+def plot(doc: dict, path: str) -> None:
+    """A 2x2 PNG: throughput, latency, propagation, lookup (matplotlib, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    (ax_rps, ax_lat), (ax_prop, ax_look) = axes
+    rows = list(doc["baselines"].values()) + [r for r in doc["scenarios"] if r["kind"] in ("load", "churn")]
+    names = [r["name"] for r in rows]
+    colors = ["#888888" if r["kind"] == "baseline" else ("#2b7bba" if r["state"] == "ok" else "#d62728") for r in rows]
+
+    def val(r, key):
+        return (r["summary"] or {}).get(key) or 0
+
+    rps = [val(r, "rps_median") for r in rows]
+    lo = [max(0.0, v - ((r["summary"] or {}).get("rps_min") or v)) for r, v in zip(rows, rps)]
+    hi = [max(0.0, ((r["summary"] or {}).get("rps_max") or v) - v) for r, v in zip(rows, rps)]
+    ax_rps.bar(names, rps, color=colors, yerr=[lo, hi], capsize=3)
+    ax_rps.set_title("throughput (median, bars = min..max of runs)")
+    ax_rps.set_ylabel("requests/s")
+    for i, r in enumerate(rows):
+        if r["state"] != "ok":
+            ax_rps.text(i, 0, r["state"].upper(), rotation=90, ha="center", va="bottom", fontsize=8)
+
+    x = range(len(rows))
+    ax_lat.bar([i - 0.2 for i in x], [val(r, "p50_us") / 1000 for r in rows], width=0.4, label="p50")
+    ax_lat.bar([i + 0.2 for i in x], [val(r, "p99_us") / 1000 for r in rows], width=0.4, label="p99")
+    ax_lat.set_xticks(list(x), names)
+    ax_lat.set_title(f"latency at {doc['settings']['connections']} connections (not equal offered load)")
+    ax_lat.set_ylabel("ms")
+    ax_lat.legend()
+    for ax in (ax_rps, ax_lat):
+        ax.tick_params(axis="x", labelrotation=30)
+
+    prop = next((r for r in doc["scenarios"] if r["kind"] == "propagation"), None)
+    sizes = [e for e in (prop["extra"].get("sizes", []) if prop else []) if e.get("p50_ms") is not None]
+    if sizes:
+        labels = [f"{e['routes']:,}" for e in sizes]
+        px = range(len(sizes))
+        ax_prop.bar([i - 0.2 for i in px], [e["p50_ms"] for e in sizes], width=0.4, label="p50")
+        ax_prop.bar([i + 0.2 for i in px], [e["p99_ms"] for e in sizes], width=0.4, label="p99")
+        ax_prop.set_xticks(list(px), labels)
+        ax_prop.legend()
+    else:
+        ax_prop.text(0.5, 0.5, "propagation not measured", ha="center", va="center", transform=ax_prop.transAxes)
+    ax_prop.set_title("propagation: manifest write -> first routed request")
+    ax_prop.set_xlabel("routes in the table")
+    ax_prop.set_ylabel("ms")
+
+    look = next((r for r in doc["scenarios"] if r["kind"] == "lookup"), None)
+    entries = look["extra"].get("sizes", []) if look else []
+    if entries:
+        ax_look.plot([e["routes"] for e in entries], [e["ns_per_lookup"] for e in entries], marker="o")
+        ax_look.set_xscale("log")
+        ax_look.set_ylim(bottom=0)
+    else:
+        ax_look.text(0.5, 0.5, "lookup not measured", ha="center", va="center", transform=ax_look.transAxes)
+    ax_look.set_title("RouteTable.match (in-process)")
+    ax_look.set_xlabel("routes in the table")
+    ax_look.set_ylabel("ns per lookup")
+
+    fig.suptitle(f"crdgate bench ({doc['started_at']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
