@@ -48,7 +48,7 @@ class Churner(threading.Thread):
         self.next_id = 0
         self.changes = 0
         self.error: str = ""
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     # -- one change ------------------------------------------------------------
 
@@ -98,19 +98,19 @@ class Churner(threading.Thread):
         interval = 1.0 / self.rate
         next_at = time.monotonic()
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 self.change()
                 next_at += interval
                 delay = next_at - time.monotonic()
                 if delay > 0:
-                    self._stop.wait(delay)
+                    self._halt.wait(delay)
                 elif delay < -1.0:  # fell far behind (slow disk): do not burst to catch up
                     next_at = time.monotonic()
         except OSError as exc:
             self.error = f"churn writer failed: {exc}"
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
 
 
