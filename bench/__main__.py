@@ -55,16 +55,20 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scenario", action="append", metavar="NAME[,NAME]",
                    help=f"scenarios to run (repeatable, comma-separated): {', '.join(SCENARIOS)}; default: all")
-    p.add_argument("--duration", type=duration, default=d.duration_s, help="one measured run (default 5s; wrk rounds up to whole seconds)")
+    p.add_argument("--duration", type=duration, default=d.duration_s,
+                   help="one measured run (default 5s; wrk rounds up to whole seconds)")
     p.add_argument("--runs", type=int, default=d.runs, help="measured runs per configuration (default 3)")
     p.add_argument("--warmup", type=duration, default=d.warmup_s, help="warm-up before the runs (default 1s; 0 = none)")
     p.add_argument("--connections", type=int, default=d.connections, help="wrk connections (default 64)")
     p.add_argument("--threads", type=int, default=d.threads, help="wrk threads (default 1)")
     p.add_argument("--routes", type=int, default=d.routes,
                    help="routes in the many-routes table and top of the propagation/lookup ladder (default 10000)")
-    p.add_argument("--churn-rate", type=float, default=d.churn_rate, help="manifest changes per second in churn (default 50)")
-    p.add_argument("--propagation-samples", type=int, default=d.propagation_samples, help="changes timed per table size (default 20)")
-    p.add_argument("--lookup-iterations", type=int, default=d.lookup_iterations, help="lookups per timing in the microbenchmark")
+    p.add_argument("--churn-rate", type=float, default=d.churn_rate,
+                   help="manifest changes per second in churn (default 50)")
+    p.add_argument("--propagation-samples", type=int, default=d.propagation_samples,
+                   help="changes timed per table size (default 20)")
+    p.add_argument("--lookup-iterations", type=int, default=d.lookup_iterations,
+                   help="lookups per timing in the microbenchmark")
     p.add_argument("--gateway-command", default=DEFAULT_COMMAND, help="how to start crdgate (default: %(default)s)")
     p.add_argument("--ready-timeout", type=duration, default=d.ready_timeout_s, help="wait for /readyz (default 120s)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs with taskset")
@@ -87,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # argparse's own errors and --help
         return int(exc.code or 0)
-    for name, value, low in (("--runs", args.runs, 1), ("--connections", args.connections, 1), ("--threads", args.threads, 1),
-                             ("--routes", args.routes, 1), ("--propagation-samples", args.propagation_samples, 1)):
-        if value < low:
-            print(f"crdgate bench: error: {name} must be at least {low}", file=sys.stderr)
+    minimums = (("--runs", args.runs), ("--connections", args.connections), ("--threads", args.threads),
+                ("--routes", args.routes), ("--propagation-samples", args.propagation_samples))
+    for name, value in minimums:
+        if value < 1:
+            print(f"crdgate bench: error: {name} must be at least 1", file=sys.stderr)
             return 2
     if args.churn_rate <= 0 or args.duration <= 0:
         print("crdgate bench: error: --churn-rate and --duration must be positive", file=sys.stderr)

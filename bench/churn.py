@@ -153,7 +153,8 @@ def run_churn(ctx: Context) -> Result:
     folder = ctx.folder("churn")
     mdir = folder / "manifests"
     urls = [ctx.backend.url_of(i) for i in range(STABLE)]
-    manifests.write(mdir / "stable.yaml", [manifests.api_endpoint(f"stable-{i}", f"/stable/{i}", urls[i]) for i in range(STABLE)])
+    stable = [manifests.api_endpoint(f"stable-{i}", f"/stable/{i}", urls[i]) for i in range(STABLE)]
+    manifests.write(mdir / "stable.yaml", stable)
     churner = Churner(mdir, urls, s.churn_rate)
     for _ in range(POOL_LOW + 50):  # start from a populated table
         churner.add()

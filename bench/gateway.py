@@ -10,6 +10,7 @@ scenario is reported FAILED with a reason instead of stopping the run.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -68,7 +69,9 @@ def start_gateway(
         argv += ["--redis-url", redis_url]
     started = time.monotonic()
     try:
-        child = Child(name, argv, workdir, cwd=REPO_ROOT)
+        # No drain period on stop: the scenario is over and nobody is load-balancing to us.
+        env = {**os.environ, "CRDGATE_DRAIN_SECONDS": "0"}
+        child = Child(name, argv, workdir, cwd=REPO_ROOT, env=env)
     except OSError as exc:
         raise GatewayError(f"cannot start crdgate ({command!r}): {exc}") from None
     admin = Client(admin_port, timeout=1.0)

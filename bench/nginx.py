@@ -74,7 +74,8 @@ def start(nginx: str, conf_text: str, prefix: Path, name: str, port: int, pin: l
     prefix.mkdir(parents=True, exist_ok=True)
     conf = prefix / f"{name}.conf"
     conf.write_text(conf_text)
-    child = Child(name, [*pin, nginx, "-p", str(prefix), "-e", str(prefix / f"{name}-error.log"), "-c", str(conf)], prefix)
+    argv = [*pin, nginx, "-p", str(prefix), "-e", str(prefix / f"{name}-error.log"), "-c", str(conf)]
+    child = Child(name, argv, prefix)
     try:
         child.wait_port(port, timeout=10)
     except Exception:

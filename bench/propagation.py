@@ -87,7 +87,7 @@ def measure_size(ctx: Context, size: int) -> dict:
 
 def run_propagation(ctx: Context) -> Result:
     s = ctx.settings
-    result = Result("propagation", "propagation", "propagation: manifest write -> first request routed", target="crdgate")
+    result = Result("propagation", "propagation", "propagation: manifest write -> first request routed")
     sizes = []
     errors = []
     for size in s.ladder:

@@ -73,12 +73,17 @@ def table(doc: dict) -> str:
     lines = [
         f"crdgate bench: {doc['host']['cpus']} CPUs, wrk {s['threads']} thread(s) x {s['connections']} connections, "
         f"{s['runs']} x {s['duration_s']:g}s runs after {s['warmup_s']:g}s warm-up; median of runs",
-        f"pinning: {doc['pinning']['note']}; backend: {doc['backend']}",
-        "",
-        f"{'scenario':<18} {'state':<7} {'req/s':>10} {'spread':>7} {'p50 ms':>7} {'p99 ms':>8} {'errors':>7}"
-        f" {'vs nginx req/s':>14} {'vs nginx p99':>12}",
+        f"pinning: {doc['pinning']['note']}; backend: {doc['backend'] or 'not started'}",
     ]
+    if doc.get("missing"):
+        lines.append(f"missing: {', '.join(doc['missing'])} -> {doc['install_hint']} (what needs them is skipped)")
     rows = list(doc["baselines"].values()) + [r for r in doc["scenarios"] if r["kind"] in ("load", "churn")]
+    if rows:
+        lines += [
+            "",
+            f"{'scenario':<18} {'state':<7} {'req/s':>10} {'spread':>7} {'p50 ms':>7} {'p99 ms':>8} {'errors':>7}"
+            f" {'vs nginx req/s':>14} {'vs nginx p99':>12}",
+        ]
     for r in rows:
         sm = r["summary"] or {}
         vs = r["vs_nginx"] or {}

@@ -43,10 +43,10 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _start_redis(ctx_tools, workdir: Path, pin: list[str]) -> tuple[Child, str]:
+def _start_redis(tools, workdir: Path, pin: list[str]) -> tuple[Child, str]:
     port = free_port()
     child = Child(
-        "redis", [*pin, ctx_tools.path("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+        "redis", [*pin, tools.path("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
                   "--save", "", "--appendonly", "no", "--dir", str(workdir)], workdir,
     )
     child.wait_port(port, timeout=10)
@@ -80,8 +80,9 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
     notes = list(NOTES)
     needs_wrk = any(n in selected for n in (*LOAD_NAMES, "churn"))
     needs_backend = needs_wrk or "propagation" in selected
-    needed = [t for t, want in (("wrk", needs_wrk), ("nginx", needs_wrk), ("redis-server", "global-ratelimit" in selected),
-                                ("taskset", settings.pin)) if want]
+    wanted = {"wrk": needs_wrk, "nginx": needs_wrk, "redis-server": "global-ratelimit" in selected,
+              "taskset": settings.pin}
+    needed = [t for t, want in wanted.items() if want]
     missing = [t for t in needed if not tools.has(t)]
     if missing:
         progress.note(f"missing: {', '.join(missing)} -> install with: {install_hint(missing)}")

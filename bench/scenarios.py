@@ -246,9 +246,12 @@ def run_load(ctx: Context, scenario: LoadScenario) -> Result:
     s = ctx.settings
     title = scenario.title.replace("N routes", f"{s.routes:,} routes")
     result = Result(scenario.name, "load", title)
-    if ctx.wrk is None:
-        return result.skip(f"wrk is missing: {install_hint(['wrk'])}")
     setup = scenario.setup(ctx.backend, s)
+    missing = ["wrk"] if ctx.wrk is None else []
+    if setup.redis and not ctx.tools.has("redis-server"):
+        missing.append("redis-server")
+    if missing:
+        return result.skip(f"{' and '.join(missing)} missing: {install_hint(missing)}")
     if setup.redis and ctx.redis_url is None:
         return result.skip(ctx.redis_reason)
     folder = ctx.folder(scenario.name)

@@ -59,6 +59,11 @@ log = logging.getLogger("crdgate.controller.files")
 SUFFIXES = (".yaml", ".yml", ".json")
 EPOCH = "1970-01-01T00:00:00Z"
 RESYNC_MS = 2000  # idle rescan period of the watcher (see ManifestSource.run)
+# A file written less than this long ago that now provides fewer objects is read
+# again after this delay before the objects are dropped: a writer that truncates
+# then writes (not an atomic rename) is caught half way far more often than a
+# file is meant to lose routes, and dropping them would 404 live traffic.
+SETTLE_S = 0.25
 
 # kind -> the apiVersion it is served at. A known kind at another version is an
 # error rather than silently ignored: it is almost always a typo or an old
@@ -346,6 +351,13 @@ def _parse_file(abs_path: str, shown: str) -> tuple[list[_Entry], list[LoadError
 # -- the folder ----------------------------------------------------------------
 
 
+def _young(abs_path: str, now: float) -> bool:
+    try:
+        return now - os.stat(abs_path).st_mtime < SETTLE_S
+    except OSError:
+        return False
+
+
 def _skipped(name: str) -> bool:
     # Hidden entries cover editor temp files (.#x, .x.swp) and ConfigMap mounts'
     # ..data / ..2024_* folders, whose files are reached through the top-level symlinks.
@@ -408,6 +420,7 @@ class ManifestSource:
         self._duplicates: dict[str, tuple[LoadError, ...]] = {}  # by kind
         self._dirty_kinds: set[str] = set(store_mod.KINDS)  # kinds to hand to the store next
         self._folder_error: LoadError | None = None
+        self._unsettled = False  # a removal was deferred (see SETTLE_S)
         self._logged: set[LoadError] = set()
         self.loads = 0  # completed (re)loads; lets tests and the CLI see progress
 
@@ -450,6 +463,10 @@ class ManifestSource:
         async def reload(paths=()) -> None:
             if await asyncio.to_thread(self._rescan, paths):
                 self._publish()
+            if self._unsettled:
+                await asyncio.sleep(SETTLE_S)
+                if await asyncio.to_thread(self._rescan, (), True):
+                    self._publish()
 
         while True:
             if not os.path.exists(watch_root):
@@ -500,8 +517,11 @@ class ManifestSource:
     def _shown(self, rel: str, single_file: bool) -> str:
         return str(self.root) if single_file else str(self.root / rel)
 
-    def _rescan(self, changed_paths) -> bool:
-        """Bring ``self._files`` up to date; parse only what changed. True if anything did."""
+    def _rescan(self, changed_paths, settled: bool = False) -> bool:
+        """Bring ``self._files`` up to date; parse only what changed. True if anything did.
+
+        ``settled``: apply removals even from files written moments ago.
+        """
         root = str(self.root)
         if not os.path.exists(root):
             # Keep the last objects: a vanished folder is far more often a
@@ -517,6 +537,8 @@ class ManifestSource:
         found = _scan(root)
         files: dict[str, _FileState] = {}
         dirty = self._dirty_kinds
+        self._unsettled = False
+        now = time.time()
         for rel, (abs_path, sig) in found.items():
             old = self._files.get(rel)
             if old is not None and old.signature == sig and rel not in forced:
@@ -530,6 +552,17 @@ class ManifestSource:
                 new = _FileState(sig, old.entries, tuple(errors), True)
             else:
                 new = _FileState(sig, tuple(entries), tuple(errors), False)
+            if (
+                not settled
+                and old is not None
+                and {(e.kind, e.key) for e in old.entries} - {(e.kind, e.key) for e in new.entries}
+                and _young(abs_path, now)
+            ):
+                # Possibly caught half written: keep the old objects and look again
+                # once the file has settled (an unchanged signature is re-parsed then).
+                files[rel] = _FileState(None, old.entries, old.errors, old.ever_good)
+                self._unsettled = True
+                continue
             files[rel] = new
             if old is None or old.entries != new.entries:
                 dirty.update(e.kind for e in new.entries)
