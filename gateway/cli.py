@@ -13,12 +13,10 @@ Exit codes: 0 ok, 1 invalid manifests (validate/routes) or a failed start,
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -257,15 +255,23 @@ def setup_logging(fmt: str, level: str) -> None:
 # -- commands ---------------------------------------------------------------------------------
 
 
-def cmd_validate(args) -> int:
+def _offline(args):
+    """The folder and compile options shared by validate and routes; None when not a folder."""
     from controller.compile import CompileOptions
-    from controller.report import validate_json, validate_report
 
     root = Path(args.dir)
     if not root.is_dir():
         print(f"crdgate: not a folder: {root}", file=sys.stderr)
+        return None, None
+    return root, CompileOptions(ingress_class=args.ingress_class)
+
+
+def cmd_validate(args) -> int:
+    from controller.report import validate_json, validate_report
+
+    root, options = _offline(args)
+    if root is None:
         return 2
-    options = CompileOptions(ingress_class=args.ingress_class)
     if args.output == "json":
         doc = validate_json(root, options)
         print(json.dumps(doc, indent=2))
@@ -276,14 +282,11 @@ def cmd_validate(args) -> int:
 
 
 def cmd_routes(args) -> int:
-    from controller.compile import CompileOptions
     from controller.report import routes_json_for_folder, routes_report
 
-    root = Path(args.dir)
-    if not root.is_dir():
-        print(f"crdgate: not a folder: {root}", file=sys.stderr)
+    root, options = _offline(args)
+    if root is None:
         return 2
-    options = CompileOptions(ingress_class=args.ingress_class)
     if args.output == "json":
         print(json.dumps(routes_json_for_folder(root, options), indent=2))
         return 0

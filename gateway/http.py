@@ -27,7 +27,7 @@ import httptools
 
 from gateway import policies
 from gateway.normalize import BadTarget, normalize_target
-from gateway.routing import ENDPOINTS_NOT_FOUND, Route, RouteTable, normalize_host
+from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
 from gateway.tls import bound_server_name
 from gateway.upstream import EndpointPool, UpstreamConnection
 

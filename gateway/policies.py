@@ -10,16 +10,13 @@ I/O; gateway/http.py handles both.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from gateway import metrics
-from gateway.routing import NO_POLICY, PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
+from gateway.routing import PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
 
 if TYPE_CHECKING:
     from gateway.http import Exchange
-
-__all__ = ["NO_POLICY"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -272,9 +269,6 @@ def modify_request_headers(ex: "Exchange", pol: RoutePolicy, headers: list[tuple
         headers = modify_headers(pol.request_headers, headers)
     return headers
 
-
-def now() -> float:
-    return time.monotonic()
 
 
 # -- mirroring ---------------------------------------------------------------------------
