@@ -67,6 +67,11 @@ REASONS = {
     502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
 }
 
+# Normalised request targets by raw target: clients repeat the same few, and
+# normalising is pure. Bounded: cleared when full.
+TARGETS_MEMO_LIMIT = 4096
+_TARGETS: dict[bytes, tuple] = {}
+
 # Request body bytes kept so an idempotent request can be sent again on retry.
 REPLAY_LIMIT = 64 * 1024
 # Request body buffered while no upstream is attached before reading pauses.
@@ -132,19 +137,77 @@ class HeaderView:
 class Exchange:
     """One request and its response, from parsed head to last byte.
 
-    State starts as a copy of ``_FRESH`` (one C-level dict update instead of
-    dozens of attribute stores per request); see the comments there.
+    Compiled, it is a C struct (gateway/http.pxd types every field), so this
+    initialisation is a run of plain stores.
     """
 
     def __init__(self, proto: "ClientProtocol"):
-        d = self.__dict__
-        d.update(_FRESH)
-        d["proto"] = proto
-        d["server"] = proto.server
-        d["headers"] = []
-        d["body_buf"] = []
-        d["replay"] = []
-        d["start"] = _monotonic()
+        self.proto = proto
+        self.server = proto.server
+        self.start = _monotonic()
+        # request, as parsed
+        self.method = "GET"
+        self.url = b""
+        self.http10 = False
+        self.keep_alive = True
+        self.upgrade = False
+        self.content_length = -1
+        self.chunked = False
+        self.expect_continue = False
+        self.host = b""
+        self.conn_value = None
+        self.head_complete = False
+        self.req_done = False
+        self.req_bytes = 0
+        # routing: the table read once at the head, the route it matched
+        self.table = None
+        self.route = None
+        self.path = ""
+        self.query = ""
+        self.header_view = None
+        self.consumer = None
+        self.auth_headers = ()
+        self.extra_resp_headers = None
+        self.upstream_host = None
+        # request body toward the upstream: buffered until a connection is attached;
+        # ``replay`` keeps up to REPLAY_LIMIT bytes so a retry can resend it
+        self.body_buf_size = 0
+        self.sent_head = False
+        self.up_paused = False
+        # upstream tries
+        self.conn = None
+        self.pool = None
+        self.attempts = 0
+        self.tried = ()
+        self.backend_key = ""
+        self.peers = 1
+        self.deadline = 0.0
+        self.try_deadline = 0.0
+        self.upstream_start = 0.0
+        self.upstream_time = 0.0
+        self.connecting = False
+        self.upstream_ep = None
+        self.up_keep_alive = True
+        # response toward the client; ``out`` holds bytes until flush()
+        self.resp_started = False
+        self.status = 0
+        self.resp_chunked = False
+        self.resp_until_close = False
+        self.resp_bytes = 0
+        self.finished = False
+        self.close_after = False
+        self.request_id = None
+        self.policy_task = None
+        self.out = None
+        self.headers = []
+        self.body_buf = []
+        self.replay = []
+
+    @property
+    def upstream_addr(self) -> str | None:
+        """host:port of the endpoint tried last (access log), formatted only when asked."""
+        ep = self.upstream_ep
+        return ep.address if ep is not None else None
 
     # ------------------------------------------------------------------ request
 
@@ -156,10 +219,16 @@ class Exchange:
         srv = self.server
         if self.chunked is None:
             return self.respond(501, "unsupported transfer-coding", close=True)
-        try:
-            path, query, authority = normalize_target(self.url)
-        except BadTarget as e:
-            return self.respond(e.status, e.reason, close=True)
+        target = _TARGETS.get(self.url)
+        if target is None:
+            try:
+                target = normalize_target(self.url)
+            except BadTarget as e:
+                return self.respond(e.status, e.reason, close=True)
+            if len(_TARGETS) >= TARGETS_MEMO_LIMIT:
+                _TARGETS.clear()  # distinct targets from a scan: start over, never grow
+            _TARGETS[self.url] = target
+        path, query, authority = target
         if path == "*":
             return self.respond(400, "asterisk-form is not routed", close=True)
         if authority is not None:
@@ -330,7 +399,7 @@ class Exchange:
             return self.respond(503, "no ready endpoints")
         self.attempts += 1
         self.pool = pool
-        self.upstream_addr = pool.endpoint.address
+        self.upstream_ep = pool.endpoint
         self.backend_key = eset.key
         self.peers = len(eset.endpoints)
         self.upstream_host = eset.host_header.encode() if eset.host_header else None
@@ -420,7 +489,7 @@ class Exchange:
                 rid = value
             parts += (name, b": ", value, b"\r\n")
         parts.append(self._forwarding(forwarded))
-        if self.server.create_traceparent and not any(n.lower() == b"traceparent" for n, _ in headers):
+        if self.server.create_traceparent and not _has_header(headers, b"traceparent"):
             # W3C Trace Context: start a trace for requests that arrive without one
             # (ones that carry it are forwarded untouched, like any end-to-end header).
             parts.append(b"traceparent: 00-%032x-%016x-01\r\n" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1))
@@ -515,7 +584,8 @@ class Exchange:
             if lname in special:
                 if lname == b"transfer-encoding":
                     chunked = True
-                elif lname == b"connection":
+                elif lname == b"connection" and value.lower() not in _NOT_LISTED:
+                    # The usual "keep-alive"/"close" lists no header: skip the split.
                     drop = _connection_tokens(value, drop) - _NOT_LISTED
                 continue
             if lname == b"content-length":
@@ -785,26 +855,12 @@ class Exchange:
 
 _monotonic = time.monotonic
 
-_FRESH = {
-    # request, as parsed
-    "method": "GET", "url": b"", "http10": False, "keep_alive": True, "upgrade": False,
-    "content_length": -1, "chunked": False, "expect_continue": False, "host": b"", "conn_value": None,
-    "head_complete": False, "req_done": False, "req_bytes": 0,
-    # routing: the table read once at the head, the route it matched
-    "table": None, "route": None, "path": "", "query": "", "header_view": None,
-    "consumer": None, "auth_headers": (), "extra_resp_headers": None, "upstream_host": None,
-    # request body toward the upstream: buffered until a connection is attached;
-    # ``replay`` keeps up to REPLAY_LIMIT bytes so a retry can resend it
-    "body_buf_size": 0, "sent_head": False, "up_paused": False,
-    # upstream tries
-    "conn": None, "pool": None, "attempts": 0, "tried": (), "backend_key": "", "peers": 1,
-    "deadline": 0.0, "try_deadline": 0.0, "upstream_start": 0.0, "upstream_time": 0.0,
-    "connecting": False, "upstream_addr": None, "up_keep_alive": True,
-    # response toward the client; ``out`` holds bytes until flush()
-    "resp_started": False, "status": 0, "resp_chunked": False, "resp_until_close": False,
-    "resp_bytes": 0, "finished": False, "close_after": False, "request_id": None,
-    "policy_task": None, "out": None,
-}
+
+def _has_header(headers, lname: bytes) -> bool:
+    for name, _ in headers:
+        if name.lower() == lname:
+            return True
+    return False
 
 
 def _weighted(backends):
@@ -840,16 +896,13 @@ _HTTPS = b"https"
 _SCHEME_BYTES = {"http": b"http", "https": _HTTPS}
 
 
-class ClientProtocol(asyncio.Protocol):
-    """One client connection: parsing, pipelining, flow control, timeouts."""
+class ClientProtocol:
+    """One client connection: parsing, pipelining, flow control, timeouts.
 
-    __slots__ = (
-        "server", "transport", "parser", "pipeline", "current", "closed", "peer", "peer_bytes",
-        "forwarded_for", "trusted", "_paused", "_url_size", "_header_bytes",
-        "_head_deadline", "_idle_since", "_upgraded", "_writing_paused", "_eof", "_headers",
-        "_max_uri", "_max_header_bytes", "_max_headers", "_header_timeout", "fwd_key", "fwd_block",
-        "scheme", "scheme_bytes", "sni",
-    )
+    An asyncio protocol by duck typing (the event loop only calls its methods):
+    subclassing asyncio.Protocol would keep it from compiling to an extension type.
+    """
+
 
     def __init__(self, server: "Server", scheme: str = "http"):
         self.server = server

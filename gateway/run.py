@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import uvloop
 
+from gateway import _native
 from gateway.admin import start_admin
 from gateway.config import GatewayConfig
 from gateway.server import Server
@@ -92,7 +93,8 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
     tasks.append(asyncio.ensure_future(source.run()))
     tasks.append(asyncio.ensure_future(publisher.run()))
     host, port = server.addresses[0] if server.addresses else config.listen
-    log.info("proxy listening on %s:%d, admin on %s:%d", host, port, *config.admin_listen)
+    log.info("proxy listening on %s:%d, admin on %s:%d (proxy core: %s)", host, port, *config.admin_listen,
+             _native.describe())
     for tls_host, tls_port in server.tls_addresses:
         log.info("TLS listening on %s:%d", tls_host, tls_port)
 

@@ -41,11 +41,8 @@ class Handler(Protocol):
     def upstream_resume(self) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol):
-    __slots__ = (
-        "pool", "transport", "parser", "handler", "reused", "got_bytes", "head_only",
-        "_headers", "_reason", "_closed", "idle_since", "upgraded",
-    )
+class UpstreamConnection:
+    """One keep-alive connection to an endpoint (an asyncio protocol by duck typing, see http.ClientProtocol)."""
 
     def __init__(self, pool: "EndpointPool"):
         self.pool = pool
@@ -177,8 +174,6 @@ class UpstreamConnection(asyncio.Protocol):
 
 class EndpointPool:
     """Keep-alive connections and health of one upstream address."""
-
-    __slots__ = ("endpoint", "idle", "active", "failures", "ejected_until", "ejections", "upstreams", "ssl")
 
     def __init__(self, endpoint: Endpoint, upstreams: "Upstreams"):
         self.endpoint = endpoint

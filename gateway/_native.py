@@ -1,0 +1,84 @@
+"""Picks the compiled proxy core or its Python source, once, at package import.
+
+gateway/http.py and gateway/upstream.py are compiled by Cython when the
+package is built (setup.py). Python imports an extension module in preference
+to a .py file of the same name, so a compiled module would keep running after
+its source was edited (a development install): the build records each
+source's sha256 in _native.json, and a mismatch, a missing record, or
+``CRDGATE_NO_EXTENSIONS=1`` makes every compiled module load from source
+instead. All or none: the compiled http module is typed against the compiled
+upstream module's classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+
+MODULES = ("gateway.upstream", "gateway.http")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+# What was chosen and why; `crdgate run` logs it at start.
+state = "source"
+reason = ""
+
+
+def _path(module: str, suffix: str) -> str:
+    return os.path.join(_HERE, module.rsplit(".", 1)[1] + suffix)
+
+
+def _extension(module: str) -> str | None:
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        p = _path(module, suffix)
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def _why_not_compiled() -> str:
+    if os.environ.get("CRDGATE_NO_EXTENSIONS"):
+        return "CRDGATE_NO_EXTENSIONS is set"
+    missing = [m for m in MODULES if _extension(m) is None]
+    if missing:
+        return "not compiled (no C compiler or Cython at install time)"
+    try:
+        with open(os.path.join(_HERE, "_native.json")) as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return "no build record (_native.json)"
+    for m in MODULES:
+        with open(_path(m, ".py"), "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() != recorded.get(m):
+                return f"{m} changed after it was compiled (reinstall to rebuild)"
+    return ""
+
+
+class _FromSource(importlib.abc.MetaPathFinder):
+    """Finds the compiled modules' .py files ahead of their extensions."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in MODULES:
+            return importlib.util.spec_from_file_location(fullname, _path(fullname, ".py"))
+        return None
+
+
+def select() -> None:
+    global state, reason
+    reason = _why_not_compiled()
+    if not reason:
+        state = "compiled"
+        return
+    state = "source"
+    if any(m in sys.modules for m in MODULES):
+        return  # too late to choose (imported before the package itself: only in odd tooling)
+    if any(_extension(m) for m in MODULES):
+        sys.meta_path.insert(0, _FromSource())
+
+
+def describe() -> str:
+    return "compiled" if state == "compiled" else f"Python source: {reason}"

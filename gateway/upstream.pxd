@@ -1,0 +1,26 @@
+# C declarations for gateway/upstream.py when it is compiled by Cython (see setup.py).
+# The .py stays the one source; this file only gives its classes typed fields.
+cimport cython
+
+
+@cython.final
+cdef class UpstreamConnection:
+    cdef public object pool, transport, parser, handler, _headers, _reason
+    cdef public bint reused, got_bytes, head_only, _closed, upgraded
+    cdef public double idle_since
+
+    cpdef send(self, handler, bytes data, bint head_only)
+    cpdef on_header(self, bytes name, bytes value)
+    cpdef close(self)
+
+
+@cython.final
+cdef class EndpointPool:
+    cdef public object endpoint, idle, upstreams, ssl
+    cdef public int active, failures, ejections
+    cdef public double ejected_until
+
+    cpdef UpstreamConnection take_idle(self)
+    cpdef release(self, UpstreamConnection conn)
+    cpdef succeeded(self)
+    cpdef failed(self, str backend_key, int peers)

@@ -1,0 +1,111 @@
+"""The compiled proxy core (setup.py, gateway/_native.py): used when built, never when stale.
+
+gateway/http.py and gateway/upstream.py are compiled by Cython at install time.
+These tests check that the install really compiled them (in CI, where the README's
+set-up command built them), that a build older than its source is never loaded,
+and that the same proxy tests pass on the plain-Python modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gateway.http
+from gateway import _native
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_installed_core_is_compiled():
+    if _native.state != "compiled":
+        msg = f"proxy core not compiled: {_native.reason}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg + " (the README's test command installs with Cython and gcc)")
+        pytest.skip(msg)
+    import importlib.machinery
+
+    import gateway.upstream
+
+    for module in (gateway.http, gateway.upstream):
+        assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), module.__file__
+
+
+def _fake_package(tmp_path: Path, recorded: dict[str, str] | None) -> Path:
+    """A folder laid out like an installed gateway/: sources, 'extensions', build record."""
+    import importlib.machinery
+
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for module in _native.MODULES:
+        name = module.rsplit(".", 1)[1]
+        (tmp_path / f"{name}.py").write_text(f"# {name}\n")
+        (tmp_path / f"{name}{suffix}").write_bytes(b"\x7fELF")
+    if recorded is not None:
+        (tmp_path / "_native.json").write_text(json.dumps(recorded))
+    return tmp_path
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {m: hashlib.sha256((folder / (m.rsplit(".", 1)[1] + ".py")).read_bytes()).hexdigest()
+            for m in _native.MODULES}
+
+
+def test_a_build_matching_its_sources_is_used(tmp_path, monkeypatch):
+    folder = _fake_package(tmp_path, None)
+    (folder / "_native.json").write_text(json.dumps(_digests(folder)))
+    monkeypatch.setattr(_native, "_HERE", str(folder))
+    monkeypatch.delenv("CRDGATE_NO_EXTENSIONS", raising=False)
+    assert _native._why_not_compiled() == ""
+
+
+def test_an_edited_source_makes_the_build_stale(tmp_path, monkeypatch):
+    folder = _fake_package(tmp_path, None)
+    (folder / "_native.json").write_text(json.dumps(_digests(folder)))
+    (folder / "http.py").write_text("# edited after the build\n")
+    monkeypatch.setattr(_native, "_HERE", str(folder))
+    monkeypatch.delenv("CRDGATE_NO_EXTENSIONS", raising=False)
+    assert "gateway.http changed after it was compiled" in _native._why_not_compiled()
+
+
+def test_no_build_record_or_no_extension_means_source(tmp_path, monkeypatch):
+    folder = _fake_package(tmp_path, None)
+    monkeypatch.setattr(_native, "_HERE", str(folder))
+    monkeypatch.delenv("CRDGATE_NO_EXTENSIONS", raising=False)
+    assert "no build record" in _native._why_not_compiled()
+    for so in folder.glob("upstream.*"):
+        if so.suffix != ".py":
+            so.unlink()
+    assert "not compiled" in _native._why_not_compiled()
+
+
+def test_the_switch_turns_the_extensions_off(tmp_path, monkeypatch):
+    folder = _fake_package(tmp_path, None)
+    (folder / "_native.json").write_text(json.dumps(_digests(folder)))
+    monkeypatch.setattr(_native, "_HERE", str(folder))
+    monkeypatch.setenv("CRDGATE_NO_EXTENSIONS", "1")
+    assert "CRDGATE_NO_EXTENSIONS" in _native._why_not_compiled()
+
+
+def test_the_plain_python_core_passes_the_proxy_tests():
+    """The fallback is the same code: run the proxy's own tests on it, in a child process."""
+    env = dict(os.environ, CRDGATE_NO_EXTENSIONS="1")
+    probe = subprocess.run(
+        [sys.executable, "-c", "import gateway.http, gateway._native as n; print(n.state, gateway.http.__file__)"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    state, path = probe.stdout.split()
+    assert state == "source" and path.endswith("http.py")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_proxy_forwarding.py", "tests/test_proxy_hostile_input.py", "tests/test_proxy_errors.py"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout
