@@ -15,4 +15,7 @@ wrk as the load generator. Modules, in the order a run uses them:
 - ``lookup``     the in-process RouteTable.match microbenchmark
 - ``report``     the table, the JSON document and the PNG chart
 - ``__main__``   the command line
+
+Run on their own: ``kubeprop`` (watch event -> served, through the Kubernetes
+source), ``compiletime`` (full and incremental compile in process), ``tls``.
 """

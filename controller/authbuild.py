@@ -252,7 +252,12 @@ def resolve_default(
     """The ``auth`` that ``authRequired: true`` means in ``namespace``: the
     namespace default Secret, else the gateway default, else None. Returns
     (spec_auth, where-for-messages, error-or-None)."""
-    secret = _namespace_defaults(snapshot).get(namespace)
+    note = getattr(snapshot, "note", None)
+    if note is not None:
+        # The incremental compiler (controller/incremental.py) recompiles this
+        # route when a default-auth Secret of the namespace comes, goes or changes.
+        note((NAMESPACE_DEFAULTS, namespace))
+    secret = _namespace_defaults(getattr(snapshot, "untracked", snapshot)).get(namespace)
     if secret is not None:
         meta = secret.get("metadata") or {}
         ref = f"{namespace}/{meta.get('name')}"
@@ -276,6 +281,10 @@ def resolve_default(
 
 
 # -- the namespace-default index (one per snapshot) -------------------------------
+
+# What a route that relies on its namespace's default auth depends on, as the
+# compiler's dependency tracking names it: (NAMESPACE_DEFAULTS, namespace).
+NAMESPACE_DEFAULTS = "Secret:namespace-default-auth"
 
 _index_for: tuple[Any, dict[str, dict]] | None = None
 

@@ -24,7 +24,7 @@ is still handed on: the proxy fails to load it and keeps serving the previous
 certificate of those hosts. Either way the owning object's status says so
 (``ResolvedRefs`` False, state ``Error``; its routes keep serving).
 
-``CertificateCompiler`` wraps ``compile_snapshot`` and ``refresh_endpoints``
+``CertificateCompiler`` wraps an incremental ``Compiler`` (controller/incremental.py)
 for the Publisher's ``compiler``/``refresh`` seams, so certificates and their
 statuses follow every publish without changing the compiler itself.
 """
@@ -51,9 +51,8 @@ from controller.compile import (
     CompileResult,
     Condition,
     ObjectStatus,
-    compile_snapshot,
-    refresh_endpoints,
 )
+from controller.incremental import Compiler
 from controller.store import APIENDPOINT, INGRESS, SECRET, Snapshot
 from gateway.tls import DEFAULT_PATTERN, CertBundle
 
@@ -278,19 +277,24 @@ def with_certificate_problems(statuses: Mapping[str, ObjectStatus], problems: Pr
 
 
 class CertificateCompiler:
-    """``compile``/``refresh`` for the Publisher: the compiler's, plus certificates and their statuses."""
+    """``compile``/``refresh`` for the Publisher: the compiler's, plus certificates and their statuses.
+
+    Routes are compiled incrementally (an own ``Compiler``); certificates are
+    worked out again from every routed object on each compile (a pass over the
+    objects, no parsing unless a Secret changed: bundles are cached)."""
 
     def __init__(self, options: CertificateOptions = CertificateOptions()):
         self.options = options
+        self._routes = Compiler()
 
     def compile(self, snapshot: Snapshot, options: CompileOptions, generation: int) -> TLSCompileResult:
-        base = compile_snapshot(snapshot, options, generation)
+        base = self._routes.compile(snapshot, options, generation)
         certs, problems = compile_certificates(snapshot, base, self.options)
         return self._with(base, certs, problems)
 
     def refresh(self, previous: CompileResult, snapshot: Snapshot, generation: int) -> TLSCompileResult:
         # Only EndpointSlices moved: certificates are unchanged, statuses are redone.
-        base = refresh_endpoints(previous, snapshot, generation)
+        base = self._routes.refresh(previous, snapshot, generation)
         certs = getattr(previous, "certificates", {})
         problems = getattr(previous, "certificate_problems", {})
         return self._with(base, certs, problems)

@@ -28,13 +28,17 @@ compiler's job (controller/compile.py), which reports them with the origin
 (``path#document``) recorded here.
 
 Reloads are incremental: the folder is rescanned (one ``stat`` per file) and
-only files whose stat changed, or that the watcher named, are parsed again.
+only files whose stat changed, or that the watcher named, are parsed again;
+only the objects those files provided before or provide now are handed to the
+store (``Store.update``), so one edited file costs its own objects, not the
+folder's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import hashlib
 import json
 import logging
@@ -59,6 +63,7 @@ log = logging.getLogger("crdgate.controller.files")
 SUFFIXES = (".yaml", ".yml", ".json")
 EPOCH = "1970-01-01T00:00:00Z"
 RESYNC_MS = 2000  # idle rescan period of the watcher (see ManifestSource.run)
+STEP_MS = 10  # the watcher's polling step (see ManifestSource.run)
 # A file written less than this long ago that now provides fewer objects is read
 # again after this delay before the objects are dropped: a writer that truncates
 # then writes (not an atomic rename) is caught half way far more often than a
@@ -287,7 +292,7 @@ def _object(doc: object, origin: str) -> tuple[str, dict] | None:
     rv = _content_hash(obj)
     meta["uid"] = str(uuid.uuid5(_UID_NS, f"{kind}/{namespace}/{name}"))
     meta["resourceVersion"] = rv
-    return kind, obj
+    return kind, store_mod.compact(obj)
 
 
 def _is_list(doc: object) -> bool:
@@ -417,8 +422,12 @@ class ManifestSource:
         self.root = Path(root)
         self.debounce = debounce
         self._files: dict[str, _FileState] = {}
-        self._duplicates: dict[str, tuple[LoadError, ...]] = {}  # by kind
-        self._dirty_kinds: set[str] = set(store_mod.KINDS)  # kinds to hand to the store next
+        # Files whose objects changed since the last publish: (rel, old entries, new entries).
+        self._moved: list[tuple[str, tuple[_Entry, ...], tuple[_Entry, ...]]] = []
+        # (kind, key) -> the files providing it, as ((rel, position in file), entry), sorted:
+        # the first one wins, the others are duplicates.
+        self._providers: dict[tuple[str, str], list[tuple[tuple[str, int], _Entry]]] = {}
+        self._duplicates: dict[tuple[str, str], tuple[LoadError, ...]] = {}
         self._folder_error: LoadError | None = None
         self._unsettled = False  # a removal was deferred (see SETTLE_S)
         self._logged: set[LoadError] = set()
@@ -449,9 +458,12 @@ class ManifestSource:
         await asyncio.to_thread(self._rescan, ())
         self._publish()
         debounce_ms = max(1, int(self.debounce * 1000))
-        # watchfiles yields once no new event came for `step` ms (or after
-        # `debounce` ms of steady events); its 1600 ms default is far too slow here.
-        step_ms = max(1, min(debounce_ms, 20))
+        # watchfiles checks for events every `step` ms and yields at the first
+        # check that finds no new one (or after `debounce` ms of steady events):
+        # a write reaches us one to two steps later. Its 1600 ms default is far
+        # too slow here; at 10 ms a change is in the table well inside 50 ms, and
+        # a truncate-then-write caught half way is handled by SETTLE_S.
+        step_ms = max(1, min(debounce_ms, STEP_MS))
         watch_root, only = self._watch_target()
         base_filter = DefaultFilter()
 
@@ -536,7 +548,7 @@ class ManifestSource:
         forced = self._relative(changed_paths, single_file)
         found = _scan(root)
         files: dict[str, _FileState] = {}
-        dirty = self._dirty_kinds
+        moved = self._moved
         self._unsettled = False
         now = time.time()
         for rel, (abs_path, sig) in found.items():
@@ -565,12 +577,10 @@ class ManifestSource:
                 continue
             files[rel] = new
             if old is None or old.entries != new.entries:
-                dirty.update(e.kind for e in new.entries)
-                if old is not None:
-                    dirty.update(e.kind for e in old.entries)
+                moved.append((rel, old.entries if old is not None else (), new.entries))
         for rel in self._files.keys() - files.keys():
             changed = True
-            dirty.update(e.kind for e in self._files[rel].entries)
+            moved.append((rel, self._files[rel].entries, ()))
         # One assignment: readers on the event loop see the old or the new dict, never half.
         self._files = files
         return changed
@@ -595,41 +605,94 @@ class ManifestSource:
 
         Returns (objects: kind -> "ns/name" -> object, origins: kind -> "ns/name" -> origin).
         """
+        self._index_all()
         objects: dict[str, dict[str, dict]] = {k: {} for k in kinds}
         origins: dict[str, dict[str, str]] = {k: {} for k in kinds}
-        duplicates: dict[str, list[LoadError]] = {k: [] for k in kinds}
-        for rel in sorted(self._files):
-            for e in self._files[rel].entries:
-                bucket = objects.get(e.kind)
-                if bucket is None:
-                    continue
-                where = origins[e.kind]
-                if e.key in bucket:
-                    duplicates[e.kind].append(
-                        LoadError(
-                            e.origin.split("#", 1)[0],
-                            e.document,
-                            f"duplicate {e.kind} {e.key}: already defined in {where[e.key]}; this one is ignored",
-                            e.line,
-                        )
-                    )
-                    continue
-                bucket[e.key] = e.obj
-                where[e.key] = e.origin
-        self._duplicates.update((k, tuple(v)) for k, v in duplicates.items())
+        for (kind, key), providers in self._providers.items():
+            if kind in objects:
+                entry = providers[0][1]
+                objects[kind][key] = entry.obj
+                origins[kind][key] = entry.origin
         return objects, origins
 
+    def _index_all(self) -> None:
+        """Index every file from scratch (the first load, and offline use)."""
+        self._moved = []
+        self._providers = {}
+        self._duplicates = {}
+        for rel in sorted(self._files):
+            self._index(rel, (), self._files[rel].entries)
+        for key in self._providers:
+            self._settle_duplicates(key)
+
+    def _index(self, rel: str, old: tuple[_Entry, ...], new: tuple[_Entry, ...]) -> set[tuple[str, str]]:
+        """Move one file's entries in the provider index; the (kind, key)s it touched."""
+        touched = set()
+        for e in old:
+            key = (e.kind, e.key)
+            rest = [p for p in self._providers.get(key, ()) if p[0][0] != rel]
+            if rest:
+                self._providers[key] = rest
+            else:
+                self._providers.pop(key, None)
+            touched.add(key)
+        for i, e in enumerate(new):
+            key = (e.kind, e.key)
+            bisect.insort(self._providers.setdefault(key, []), ((rel, i), e), key=lambda p: p[0])
+            touched.add(key)
+        return touched
+
+    def _settle_duplicates(self, key: tuple[str, str]) -> None:
+        providers = self._providers.get(key, ())
+        if len(providers) < 2:
+            self._duplicates.pop(key, None)
+            return
+        first = providers[0][1]
+        self._duplicates[key] = tuple(
+            LoadError(
+                e.origin.split("#", 1)[0],
+                e.document,
+                f"duplicate {e.kind} {e.key}: already defined in {first.origin}; this one is ignored",
+                e.line,
+            )
+            for _, e in providers[1:]
+        )
+
     def _publish(self) -> None:
-        # Only the kinds whose objects moved: Store.replace costs a pass over the kind.
-        kinds = [k for k in store_mod.KINDS if k in self._dirty_kinds]
-        self._dirty_kinds = set()
-        objects, origins = self.merged(kinds)
         now = time.time()
-        for kind in kinds:
-            self.store.replace(kind, objects[kind].values(), origins=origins[kind])
-            metrics.LAST_SYNC.labels(kind).set(now)
+        if self.loads == 0:
+            # The first load hands over every kind, even empty ones: that is what
+            # tells the publisher each kind has been listed.
+            objects, origins = self.merged()
+            for kind in store_mod.KINDS:
+                self.store.replace(kind, objects[kind].values(), origins=origins[kind])
+                metrics.LAST_SYNC.labels(kind).set(now)
+        else:
+            for kind, (upserts, deletes, origins) in self._changes().items():
+                self.store.update(kind, upserts, deletes, origins)
+                metrics.LAST_SYNC.labels(kind).set(now)
         self.loads += 1
         self._log_errors()
+
+    def _changes(self) -> dict[str, tuple[dict[str, dict], list[str], dict[str, str]]]:
+        """What the files that moved since the last publish change in the store, by kind:
+        (objects to add or replace, keys to delete, origins)."""
+        moved, self._moved = self._moved, []
+        touched: set[tuple[str, str]] = set()
+        for rel, old, new in moved:
+            touched |= self._index(rel, old, new)
+        out: dict[str, tuple[dict[str, dict], list[str], dict[str, str]]] = {}
+        for kind, key in touched:
+            self._settle_duplicates((kind, key))
+            upserts, deletes, origins = out.setdefault(kind, ({}, [], {}))
+            providers = self._providers.get((kind, key))
+            if providers:
+                entry = providers[0][1]
+                upserts[key] = entry.obj
+                origins[key] = entry.origin
+            else:
+                deletes.append(key)
+        return out
 
     def _log_errors(self) -> None:
         current = set(self.errors)

@@ -68,6 +68,7 @@ from controller.store import (
     SERVICE,
     Snapshot,
     Store,
+    compact,
     object_key,
 )
 
@@ -175,10 +176,22 @@ def referenced_secrets(
     """
     refs = set(defaults)
     for ep in _objects(source, APIENDPOINT):
-        ns = (ep.get("metadata") or {}).get("namespace") or ""
-        spec = ep.get("spec")
+        refs |= object_secret_refs(APIENDPOINT, ep, ingress_class, False)
+    default_class = is_default_class(_objects(source, INGRESSCLASS), ingress_class)
+    for ing in _objects(source, INGRESS):
+        refs |= object_secret_refs(INGRESS, ing, ingress_class, default_class)
+    return refs
+
+
+def object_secret_refs(kind: str, obj: dict, ingress_class: str, default_class: bool) -> frozenset[tuple[str, str]]:
+    """The Secrets one APIEndpoint or Ingress names (an Ingress only if it is ours)."""
+    refs: set[tuple[str, str]] = set()
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace") or ""
+    if kind == APIENDPOINT:
+        spec = obj.get("spec")
         if not isinstance(spec, dict):
-            continue
+            return frozenset()
         auth = spec.get("auth")
         ref = auth.get("secretRef") if isinstance(auth, dict) else None
         if isinstance(ref, dict) and _name(ref.get("name")):
@@ -186,23 +199,76 @@ def referenced_secrets(
         tls = spec.get("tls")
         if isinstance(tls, dict) and _name(tls.get("secretName")):
             refs.add((ns, tls["secretName"]))
-    default_class = is_default_class(_objects(source, INGRESSCLASS), ingress_class)
-    for ing in _objects(source, INGRESS):
-        if not owns_ingress(ing, ingress_class, default_class):
-            continue
-        meta = ing.get("metadata") or {}
-        ns = meta.get("namespace") or ""
-        spec = ing.get("spec") or {}
-        for tls in (spec.get("tls") if isinstance(spec, dict) else None) or ():
-            if isinstance(tls, dict) and _name(tls.get("secretName")):
-                refs.add((ns, tls["secretName"]))
-        annotations = meta.get("annotations") or {}
-        for annotation in (A_SECRET, NGINX_SECRET):
-            value = _name(annotations.get(annotation))
-            if value:
-                ref_ns, sep, ref_name = value.strip().rpartition("/")
-                refs.add((ref_ns if sep else ns, ref_name))
-    return refs
+        return frozenset(refs)
+    if not owns_ingress(obj, ingress_class, default_class):
+        return frozenset()
+    spec = obj.get("spec") or {}
+    for tls in (spec.get("tls") if isinstance(spec, dict) else None) or ():
+        if isinstance(tls, dict) and _name(tls.get("secretName")):
+            refs.add((ns, tls["secretName"]))
+    annotations = meta.get("annotations") or {}
+    for annotation in (A_SECRET, NGINX_SECRET):
+        value = _name(annotations.get(annotation))
+        if value:
+            ref_ns, sep, ref_name = value.strip().rpartition("/")
+            refs.add((ref_ns if sep else ns, ref_name))
+    return frozenset(refs)
+
+
+class SecretReferences:
+    """``referenced_secrets`` of a Store, kept up to date object by object.
+
+    A watch event costs a look at that one object, not at every route: with
+    10,000 APIEndpoints, recomputing the whole set on each event would sit on
+    the event loop in front of the next request.
+    """
+
+    def __init__(self, store: Store, ingress_class: str = DEFAULT_INGRESS_CLASS):
+        self.store = store
+        self.ingress_class = ingress_class
+        self._by_object: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
+        self._counts: dict[tuple[str, str], int] = {}
+        self._dirty: set[tuple[str, str]] = set()  # (kind, key) to look at again
+        self._dirty_kinds: set[str] = set()  # kinds to look at whole
+
+    def changed(self, kind: str, keys: Iterable[str] | None = None) -> None:
+        """Objects of ``kind`` changed (``keys``; None: any of them)."""
+        if kind == INGRESSCLASS:
+            self._dirty_kinds.add(INGRESS)  # the default class decides which Ingresses are ours
+        elif keys is None:
+            self._dirty_kinds.add(kind)
+        else:
+            self._dirty.update((kind, key) for key in keys)
+
+    def current(self) -> set[tuple[str, str]]:
+        """Bring the set up to date with the changes reported; the Secrets named now."""
+        default_class = is_default_class(_objects(self.store, INGRESSCLASS), self.ingress_class)
+        dirty = self._dirty
+        for kind in self._dirty_kinds:
+            dirty |= {k for k in self._by_object if k[0] == kind}
+            dirty |= {(kind, key) for key in self.store.keys(kind)}
+        self._dirty, self._dirty_kinds = set(), set()
+        for kind, key in dirty:
+            ns, _, name = key.partition("/")
+            obj = self.store.get(kind, ns, name)
+            refs = frozenset() if obj is None else object_secret_refs(kind, obj, self.ingress_class, default_class)
+            self._set(kind, key, refs)
+        return set(self._counts)
+
+    def _set(self, kind: str, key: str, refs: frozenset[tuple[str, str]]) -> None:
+        old = self._by_object.get((kind, key), frozenset())
+        if old == refs:
+            return
+        for ref in old - refs:
+            self._counts[ref] -= 1
+            if not self._counts[ref]:
+                del self._counts[ref]
+        for ref in refs - old:
+            self._counts[ref] = self._counts.get(ref, 0) + 1
+        if refs:
+            self._by_object[(kind, key)] = refs
+        else:
+            self._by_object.pop((kind, key), None)
 
 
 # -- merging several reflectors into one Store kind --------------------------------
@@ -219,7 +285,7 @@ class KindFeed:
     namespace default) stays while either still has it.
     """
 
-    def __init__(self, store: Store, kind: str, on_change: Callable[[], None] | None = None):
+    def __init__(self, store: Store, kind: str, on_change: Callable[[str, list[str] | None], None] | None = None):
         self.store = store
         self.kind = kind
         self.on_change = on_change
@@ -261,7 +327,7 @@ class KindFeed:
                     break
         self.store.apply(self.kind, event_type, obj)
         if self.on_change:
-            self.on_change()
+            self.on_change(self.kind, [key])
 
     def _publish(self) -> None:
         if self.pending:
@@ -269,7 +335,7 @@ class KindFeed:
         self.store.replace(self.kind, [o for part in self.parts.values() for o in part.values()])
         self.synced.set()
         if self.on_change:
-            self.on_change()
+            self.on_change(self.kind, None)
 
 
 class _PartSink:
@@ -333,6 +399,7 @@ class KubeSource:
         if sleep is not None:
             self._backoff_args["sleep"] = sleep
         self._refs_changed = asyncio.Event()
+        self._refs = SecretReferences(store, ingress_class)
         self.feeds: dict[str, KindFeed] = {}
         self.reflectors: list[Reflector] = []
         self._secret_tasks: dict[tuple[str, str], tuple[asyncio.Task, _PartSink]] = {}
@@ -344,7 +411,8 @@ class KubeSource:
         return frozenset(self._secret_tasks)
 
     def _start(self, resource: Resource, sink: _PartSink, **kw) -> asyncio.Task:
-        r = Reflector(self.api, resource, sink, backoff=Backoff(**self._backoff_args), **self._reflector_args, **kw)
+        r = Reflector(self.api, resource, sink, backoff=Backoff(**self._backoff_args), transform=compact,
+                      **self._reflector_args, **kw)
         self.reflectors.append(r)
         assert self._tg is not None
         task = self._tg.create_task(r.run(), name=f"reflector {r}")
@@ -352,7 +420,10 @@ class KubeSource:
         return task
 
     async def run(self) -> None:
-        refs_changed = self._refs_changed.set
+        def refs_changed(kind: str, keys: list[str] | None) -> None:
+            self._refs.changed(kind, keys)
+            self._refs_changed.set()
+
         for resource, _ in NAMESPACED:
             follow = resource.kind in (APIENDPOINT, INGRESS)
             self.feeds[resource.kind] = KindFeed(self.store, resource.kind, refs_changed if follow else None)
@@ -385,7 +456,7 @@ class KubeSource:
         while True:
             self._refs_changed.clear()
             try:
-                wanted = referenced_secrets(self.store, ingress_class=self.ingress_class)
+                wanted = self._refs.current()
             except Exception:  # noqa: BLE001 — a bug here must not stop every reflector
                 log.exception("computing referenced Secrets failed; keeping the current set")
                 wanted = set(self._secret_tasks) - self.default_secrets

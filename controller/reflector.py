@@ -14,6 +14,8 @@ away disappear); a watch event applies one change. The sink is the
 controller's Store seen through controller/kube.py, which merges several
 reflectors of one kind (one per namespace, or one per referenced Secret).
 HTTP goes through controller/kubeapi.py; retries through controller/backoff.py.
+Each object goes through ``transform`` as it arrives (controller/kube.py passes
+``store.compact``), so a large list is never held twice.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 import aiohttp
 
@@ -56,8 +58,10 @@ class Reflector:
         backoff: Backoff | None = None,
         min_watch_seconds: float = 1.0,
         read_grace_seconds: float = 30.0,
+        transform: Callable[[dict], dict] | None = None,
     ):
         self.api = api
+        self.transform = transform
         self.resource = resource
         self.sink = sink
         self.namespace = namespace
@@ -116,7 +120,7 @@ class Reflector:
                 # List items come without apiVersion/kind; the store keeps whole objects.
                 obj["apiVersion"] = self.resource.api_version
                 obj["kind"] = self._kind
-                items.append(obj)
+                items.append(self.transform(obj) if self.transform else obj)
             meta = page.get("metadata") or {}
             cont = meta.get("continue")
             if not cont:
@@ -193,7 +197,7 @@ class Reflector:
         elif event_type in CHANGE_EVENTS:
             obj.setdefault("apiVersion", self.resource.api_version)
             obj.setdefault("kind", self._kind)
-            self.sink.apply(event_type, obj)
+            self.sink.apply(event_type, self.transform(obj) if self.transform else obj)
             if rv:
                 self.resource_version = rv
         else:

@@ -141,17 +141,20 @@ class TokenBucket:
         self._tokens -= 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Write:
     kind: str  # APIEndpoint (conditions) or Ingress (load balancer)
     namespace: str
     name: str
     status: ObjectStatus | None = None
     lb_entries: tuple = ()
+    # "Kind:namespace/name"; given by the caller when it has the string already
+    # (one of these is kept per object: at 10,000 routes the copies add up).
+    key: str = ""
 
-    @property
-    def key(self) -> str:
-        return f"{self.kind}:{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", f"{self.kind}:{self.namespace}/{self.name}")
 
 
 class StatusWriter:
@@ -201,12 +204,12 @@ class StatusWriter:
 
     def submit(self, statuses: Mapping[str, ObjectStatus]) -> None:
         """Record the newest statuses and wake the writer; never blocks, never does I/O."""
-        for status in statuses.values():
+        for key, status in statuses.items():
             if status.kind != APIENDPOINT:
                 continue
-            w = _Write(APIENDPOINT, status.namespace, status.name, status=status)
-            self._latest[w.key] = status
-            self._pending[w.key] = w
+            w = _Write(APIENDPOINT, status.namespace, status.name, status=status, key=key)
+            self._latest[key] = status
+            self._pending[key] = w
         if self._publishes:
             self._ingresses_dirty = True
         self._wake.set()
@@ -281,9 +284,22 @@ class StatusWriter:
                 del self._latest[key]
                 self._written.pop(key, None)
                 continue
-            self._pending.setdefault(key, _Write(APIENDPOINT, status.namespace, status.name, status=status))
+            self._pending.setdefault(key, _Write(APIENDPOINT, status.namespace, status.name, status=status, key=key))
+        self._forget_echoed_writes()
         if self._publishes:
             self._ingresses_dirty = True
+
+    def _forget_echoed_writes(self) -> None:
+        """Drop what we wrote once the watch has brought a newer version: from then on
+        the cache is compared, and at 10,000 objects the copies would add up."""
+        if self.store is None:
+            return
+        for key, (rv, _) in list(self._written.items()):
+            kind, _, ref = key.partition(":")
+            namespace, _, name = ref.partition("/")
+            obj = self.store.get(kind, namespace, name)
+            if obj is None or (obj.get("metadata") or {}).get("resourceVersion") != rv:
+                del self._written[key]
 
     def _lb_entries(self) -> tuple | None:
         """Our ``status.loadBalancer.ingress`` (hashable), or None when we do not know our address."""

@@ -4,16 +4,25 @@ One ``Store`` per process holds plain JSON-shaped dicts keyed by kind, then by
 ``namespace/name``. Sources (controller/files.py, controller/kube.py) call
 ``replace`` after a full list and ``apply`` for each watch event; either marks
 the store dirty and wakes the publisher (controller/publish.py), which takes a
-``snapshot`` and compiles it. Which kinds changed since the last snapshot is
-recorded so the publisher can take the cheap path when only endpoints moved.
+``snapshot`` and compiles it.
+
+What changed is recorded twice: the kinds since the last ``take_changes`` (the
+publisher takes the cheap path when only endpoints moved), and each object's
+key in a short log by ``version``, so that ``snapshot(since=v)`` can say which
+objects changed after version ``v`` and the compiler redoes only those.
+
+Sources hand in objects made with ``compact`` (what no reader needs dropped,
+strings interned): at 10,000 routes the cached objects are the largest thing
+the process holds. The store itself takes objects as they come.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 APIENDPOINT = "APIEndpoint"
 SERVICE = "Service"
@@ -26,11 +35,88 @@ KINDS = (APIENDPOINT, SERVICE, ENDPOINTSLICE, INGRESS, INGRESSCLASS, SECRET)
 # Kinds whose changes only move addresses: no route needs recompiling for them.
 ENDPOINT_KINDS = frozenset({ENDPOINTSLICE})
 
+# Written by the API server for its own bookkeeping and read by nobody here;
+# on a cluster they are often larger than the rest of the object together.
+DROPPED_METADATA = ("managedFields",)
+DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+# Strings longer than this are rarely repeated across objects: not worth interning.
+_INTERN_MAX = 256
+# The change log keeps at most this many entries (see Store._log): a compile needs
+# only the changes since the previous one, and diffs by identity when the log is short.
+_LOG_MAX = 4096
+
+_EMPTY: Mapping[str, dict] = MappingProxyType({})
+
 
 def object_key(obj: Mapping) -> str:
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace") or ""
-    return f"{ns}/{meta.get('name', '')}"
+    # Interned: the store, the kube source's per-reflector caches and the compiled
+    # routes (Route.name) all keep this key; one string serves them all.
+    return sys.intern(f"{ns}/{meta.get('name', '')}")
+
+
+def compact(obj: Any) -> Any:
+    """A copy of a JSON-shaped object that costs less to keep.
+
+    Dict keys and short strings are interned (every object repeats the same keys
+    and most of the same values: kinds, namespaces, condition texts, timestamps),
+    ``metadata.managedFields`` and kubectl's last-applied annotation are dropped,
+    and a ``status`` equal to one seen recently is that very dict (our own status
+    writes give thousands of objects the same few statuses). Everything a reader
+    of the store looks at is kept as it was; like every object in the store, the
+    result must never be changed in place (parts of it are shared).
+    """
+    if not isinstance(obj, dict):
+        return _compact(obj)
+    out = _compact(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        for name in DROPPED_METADATA:
+            meta.pop(name, None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict) and any(a in annotations for a in DROPPED_ANNOTATIONS):
+            meta["annotations"] = {k: v for k, v in annotations.items() if k not in DROPPED_ANNOTATIONS}
+    if "status" in out:
+        out["status"] = _shared(out["status"])
+    return out
+
+
+def _compact(value: Any) -> Any:
+    if type(value) is str:
+        return sys.intern(value) if len(value) <= _INTERN_MAX else value
+    if isinstance(value, dict):
+        return {(sys.intern(k) if type(k) is str else k): _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+# Recently seen statuses by their hashable form (see compact); cleared when full.
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 1024
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable form of a JSON value, equal exactly when the values are (key order included)."""
+    if isinstance(value, dict):
+        return ("{", *((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("[", *map(_frozen, value))
+    if type(value) is str or value is None:
+        return value
+    return (type(value), value)  # True == 1 == 1.0 in Python, not in JSON
+
+
+def _shared(value: Any) -> Any:
+    key = _frozen(value)
+    found = _SHARED.get(key)
+    if found is not None:
+        return found
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    _SHARED[key] = value
+    return value
 
 
 @dataclass(frozen=True)
@@ -40,9 +126,14 @@ class Snapshot:
     objects: Mapping[str, Mapping[str, dict]]
     # Where each object came from (file path for the manifests source), for error messages.
     origins: Mapping[str, str] = field(default_factory=dict)
+    version: int = 0  # the store's version when taken
+    # The keys changed (added, modified, deleted, or given another origin) after
+    # store version ``since``, by kind; None when not asked for or not known.
+    since: int | None = None
+    changes: Mapping[str, frozenset[str]] | None = None
 
     def of(self, kind: str) -> Mapping[str, dict]:
-        return self.objects.get(kind, MappingProxyType({}))
+        return self.objects.get(kind, _EMPTY)
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
         return self.of(kind).get(f"{namespace}/{name}")
@@ -56,29 +147,42 @@ class Store:
         self._changed: set[str] = set()
         self.dirty = asyncio.Event()
         self.version = 0  # bumped on every change; lets tests and the publisher see progress
+        # (kind, key) -> version of its latest change, oldest first (a key moves to
+        # the end when it changes again). Trimmed from the front; changes at or
+        # before _log_floor may be missing.
+        self._log: dict[tuple[str, str], int] = {}
+        self._log_floor = 0
+        # Read-only copies handed to snapshots, reused until their kind changes.
+        self._views: dict[str, Mapping[str, dict]] = {}
+        self._origins_view: Mapping[str, str] | None = None
 
     # -- writes (sources) ------------------------------------------------------
 
     def replace(self, kind: str, objects: Iterable[dict], origins: Mapping[str, str] | None = None) -> None:
         """Set the whole content of ``kind`` (a list, or a relist after 410)."""
         old = self._objects.get(kind, {})
-        new = {}
+        new: dict[str, dict] = {}
+        changed: list[str] = []
         for o in objects:
             key = object_key(o)
             prev = old.get(key)
-            # Keep the cached dict when nothing changed: the compiler reuses work
-            # for objects it has seen by identity, so a relist stays cheap.
-            new[key] = prev if prev is not None and prev == o else o
+            # Keep the cached dict when nothing changed: the compiler skips objects
+            # it has seen by identity, so a relist stays cheap.
+            if prev is not None and (prev is o or prev == o):
+                new[key] = prev
+            else:
+                new[key] = o
+                changed.append(key)
+        gone = [key for key in old if key not in new]
         self._objects[kind] = new
-        for key in old.keys() - new.keys():
-            self._origins.pop(f"{kind}:{key}", None)
-        if origins:
-            for key, origin in origins.items():
-                self._origins[f"{kind}:{key}"] = origin
+        for key in gone:
+            self._drop_origin(kind, key)
+        changed += gone
+        changed += self._set_origins(kind, origins or {}, new)
         first = kind not in self._synced
         self._synced.add(kind)
-        if first or old != new:
-            self._mark(kind)
+        if first or changed:
+            self._mark(kind, changed)
 
     def apply(self, kind: str, event_type: str, obj: dict) -> None:
         """One watch event: ADDED / MODIFIED / DELETED."""
@@ -87,17 +191,66 @@ class Store:
         if event_type == "DELETED":
             if bucket.pop(key, None) is None:
                 return
-            self._origins.pop(f"{kind}:{key}", None)
+            self._drop_origin(kind, key)
         else:
             if bucket.get(key) == obj:
                 return
             bucket[key] = obj
-        self._mark(kind)
+        self._mark(kind, (key,))
 
-    def _mark(self, kind: str) -> None:
+    def update(self, kind: str, upserts: Mapping[str, dict], deletes: Iterable[str] = (),
+               origins: Mapping[str, str] | None = None) -> None:
+        """Several objects of one kind at once (a manifests file changed): ``upserts``
+        by key, ``deletes`` by key, ``origins`` of the upserted ones."""
+        bucket = self._objects.setdefault(kind, {})
+        changed: list[str] = []
+        for key in deletes:
+            if bucket.pop(key, None) is not None:
+                self._drop_origin(kind, key)
+                changed.append(key)
+        for key, obj in upserts.items():
+            prev = bucket.get(key)
+            if prev is None or (prev is not obj and prev != obj):
+                bucket[key] = obj
+                changed.append(key)
+        changed += self._set_origins(kind, origins or {}, bucket)
+        if changed:
+            self._mark(kind, changed)
+
+    def _set_origins(self, kind: str, origins: Mapping[str, str], present: Mapping[str, dict]) -> list[str]:
+        """Record where objects came from; the keys whose origin changed (it shows in their status)."""
+        changed = []
+        for key, origin in origins.items():
+            okey = f"{kind}:{key}"
+            if key in present and self._origins.get(okey) != origin:
+                self._origins[okey] = origin
+                self._origins_view = None
+                changed.append(key)
+        return changed
+
+    def _drop_origin(self, kind: str, key: str) -> None:
+        if self._origins.pop(f"{kind}:{key}", None) is not None:
+            self._origins_view = None
+
+    def _mark(self, kind: str, keys: Iterable[str]) -> None:
         self._changed.add(kind)
         self.version += 1
+        self._views.pop(kind, None)
+        log = self._log
+        for key in keys:
+            entry = (kind, key)
+            log.pop(entry, None)  # to the end: the log stays ordered by version
+            log[entry] = self.version
+        if len(log) > _LOG_MAX:
+            self._trim_log()
         self.dirty.set()
+
+    def _trim_log(self) -> None:
+        """Forget the older half of the log: a compile that needs it diffs by identity instead."""
+        entries = list(self._log.items())
+        half = len(entries) // 2
+        self._log_floor = max(self._log_floor, entries[half - 1][1])
+        self._log = dict(entries[half:])
 
     # -- reads (publisher) -----------------------------------------------------
 
@@ -117,10 +270,34 @@ class Store:
         self.dirty.clear()
         return changed
 
-    def snapshot(self) -> Snapshot:
-        # Shallow copies: objects themselves are never mutated in place (sources
-        # replace whole objects), so sharing them with the compiler is safe.
+    def changes_since(self, version: int) -> dict[str, frozenset[str]] | None:
+        """The keys changed after ``version``, by kind; None when the log no longer reaches back."""
+        if version < self._log_floor:
+            return None
+        out: dict[str, set[str]] = {}
+        for (kind, key), v in reversed(self._log.items()):
+            if v <= version:
+                break
+            out.setdefault(kind, set()).add(key)
+        return {kind: frozenset(keys) for kind, keys in out.items()}
+
+    def snapshot(self, since: int | None = None) -> Snapshot:
+        """The current content; with ``since``, also what changed after that version.
+
+        Each kind is copied once per change of that kind, not per snapshot: an
+        APIEndpoint event does not copy the Services (sources replace whole
+        objects, never edit one in place, so sharing them with the compiler is safe).
+        """
+        views = self._views
+        for kind, objects in self._objects.items():
+            if kind not in views:
+                views[kind] = MappingProxyType(objects.copy())  # copy(): fast even after deletions
+        if self._origins_view is None:
+            self._origins_view = MappingProxyType(self._origins.copy())
         return Snapshot(
-            objects=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in self._objects.items()}),
-            origins=MappingProxyType(dict(self._origins)),
+            objects=MappingProxyType(dict(views)),
+            origins=self._origins_view,
+            version=self.version,
+            since=since,
+            changes=self.changes_since(since) if since is not None else None,
         )

@@ -13,6 +13,9 @@ Its cost follows the depth of the request path, not the number of routes.
 
 Endpoints live beside the routes (``RouteTable.endpoints``) so that endpoint
 churn makes a new table with ``with_endpoints`` without recompiling any route.
+A table that differs from the previous one by a few routes is made with
+``updated``: it rebuilds the host groups and path buckets those routes touch
+and shares all the others, so its cost follows the change, not the table.
 """
 
 from __future__ import annotations
@@ -232,29 +235,100 @@ NOT_FOUND = MatchResult(None, 404)
 MEMO_LIMIT = 8192
 
 
+def _order(r: Route) -> tuple:
+    """Sort key within a path bucket: Gateway API precedence, then the kind.
+
+    An APIEndpoint and an Ingress of the same namespace/name tie on everything
+    else; the kind (APIEndpoint first, as the compiler lists them) makes the
+    order total, so a bucket built in one go and one updated route by route
+    come out the same."""
+    return (*r.precedence(), r.kind)
+
+
+def _bucket(routes) -> tuple[Route, ...]:
+    return tuple(sorted(routes, key=_order))
+
+
+def _bucket_of(r: Route) -> tuple[str, str]:
+    """Which of a host group's indexes holds the route, under which key."""
+    if r.path_type == PATH_EXACT:
+        return PATH_EXACT, r.path
+    if r.path_type == PATH_REGEX:
+        return PATH_REGEX, ""
+    return PATH_PREFIX, r.prefix_key
+
+
 class _HostGroup:
-    """The routes of one host key, indexed by path."""
+    """The routes of one host key, indexed by path. Never changed once built:
+    ``updated`` makes a new group that shares every untouched path bucket."""
 
-    __slots__ = ("exact", "prefix", "regex", "max_depth")
+    __slots__ = ("exact", "prefix", "regex", "max_depth", "depths", "size")
 
-    def __init__(self, routes: list[Route]):
+    def __init__(self, routes=()):
         exact: dict[str, list[Route]] = {}
         prefix: dict[str, list[Route]] = {}
         regex: list[Route] = []
         for r in routes:
-            if r.path_type == PATH_EXACT:
-                exact.setdefault(r.path, []).append(r)
-            elif r.path_type == PATH_REGEX:
+            index, key = _bucket_of(r)
+            if index == PATH_EXACT:
+                exact.setdefault(key, []).append(r)
+            elif index == PATH_REGEX:
                 regex.append(r)
             else:
-                prefix.setdefault(r.prefix_key, []).append(r)
-        key = Route.precedence
-        self.exact = {p: tuple(sorted(rs, key=key)) for p, rs in exact.items()}
-        self.prefix = {p: tuple(sorted(rs, key=key)) for p, rs in prefix.items()}
-        self.regex = tuple(sorted(regex, key=key))
+                prefix.setdefault(key, []).append(r)
+        self.exact = {p: _bucket(rs) for p, rs in exact.items()}
+        self.prefix = {p: _bucket(rs) for p, rs in prefix.items()}
+        self.regex = _bucket(regex)
+        # How many prefixes have each depth (elements): kept so that an update
+        # knows the new deepest prefix without looking at every prefix.
+        depths: dict[int, int] = {}
+        for p in self.prefix:
+            depths[p.count("/")] = depths.get(p.count("/"), 0) + 1
+        self.depths = depths
         # No prefix is deeper than this many elements, so longer request paths
         # start their walk here instead of at their own length.
-        self.max_depth = max((p.count("/") for p in self.prefix), default=0)
+        self.max_depth = max(depths, default=0)
+        self.size = sum(map(len, self.exact.values())) + sum(map(len, self.prefix.values())) + len(self.regex)
+
+    def updated(self, removed: list[Route], added: list[Route]) -> "_HostGroup | None":
+        """A new group without ``removed`` (routes in this group) and with
+        ``added`` (routes not in it); None when nothing is left. Only the path
+        buckets they touch are rebuilt; the others are shared with this group."""
+        changes: dict[tuple[str, str], tuple[set[int], list[Route]]] = {}
+        for r in removed:
+            changes.setdefault(_bucket_of(r), (set(), []))[0].add(id(r))
+        for r in added:
+            changes.setdefault(_bucket_of(r), (set(), []))[1].append(r)
+        g = object.__new__(_HostGroup)
+        g.exact, g.prefix, g.regex, g.depths = self.exact, self.prefix, self.regex, self.depths
+        for (index, key), (gone, new) in changes.items():
+            if index == PATH_REGEX:
+                g.regex = _bucket([r for r in g.regex if id(r) not in gone] + new)
+                continue
+            if index == PATH_EXACT:
+                if g.exact is self.exact:
+                    g.exact = self.exact.copy()  # copy(): fast even after deletions
+                table = g.exact
+            else:
+                if g.prefix is self.prefix:
+                    g.prefix, g.depths = self.prefix.copy(), self.depths.copy()
+                table = g.prefix
+            had = key in table
+            bucket = _bucket([r for r in table.get(key, ()) if id(r) not in gone] + new)
+            if bucket:
+                table[key] = bucket
+            else:
+                table.pop(key, None)
+            if index == PATH_PREFIX and had != bool(bucket):
+                depth = key.count("/")
+                count = g.depths.get(depth, 0) + (1 if bucket else -1)
+                if count:
+                    g.depths[depth] = count
+                else:
+                    del g.depths[depth]
+        g.max_depth = max(g.depths, default=0)
+        g.size = self.size - len(removed) + len(added)
+        return g if g.size else None
 
     def all_routes(self) -> list[Route]:
         out: list[Route] = []
@@ -264,6 +338,9 @@ class _HostGroup:
             out.extend(self.prefix[p])
         out.extend(self.regex)
         return out
+
+
+_EMPTY_GROUP = _HostGroup()
 
 
 def _parse_query(query: str) -> dict[str, str]:
@@ -359,10 +436,42 @@ def normalize_host(host: str) -> str:
     return host.rstrip(".")
 
 
-class RouteTable:
-    """An immutable, precompiled set of routes plus the endpoints they use."""
+_EXACT, _WILD, _ANY = "exact", "wild", "any"
 
-    __slots__ = ("generation", "routes", "endpoints", "fallback", "_exact", "_wild", "_any", "_wild_lens", "_memo")
+
+def _host_keys(r: Route):
+    """Where a route is filed: ("exact", host), ("wild", ".suffix") or ("any", "")."""
+    if not r.hosts:
+        yield _ANY, ""
+        return
+    for h in dict.fromkeys(h.lower() for h in r.hosts):  # a host listed twice is filed once
+        if h.startswith("*."):
+            yield _WILD, h[1:]  # key ".example.com"
+        else:
+            yield _EXACT, h
+
+
+def _label_counts(wild: Mapping[str, object]) -> dict[int, int]:
+    labels: dict[int, int] = {}
+    for s in wild:
+        labels[s.count(".")] = labels.get(s.count("."), 0) + 1
+    return labels
+
+
+class RouteTable:
+    """An immutable, precompiled set of routes plus the endpoints they use.
+
+    Built whole (``RouteTable(routes, ...)``), or from a previous table with
+    ``updated`` (some routes out, some in: only the host groups and path
+    buckets they touch are rebuilt, every other one is shared) or
+    ``with_endpoints`` (same routes). Either way the new table is complete
+    before anyone sees it, and the previous one is never changed.
+    """
+
+    __slots__ = (
+        "generation", "endpoints", "fallback", "_exact", "_wild", "_any", "_wild_lens", "_wild_labels",
+        "_memo", "_count", "_order",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -374,31 +483,41 @@ class RouteTable:
         self.generation = generation
         self.endpoints: Mapping[str, EndpointSet] = dict(endpoints or {})
         self.fallback = fallback  # an Ingress defaultBackend: used when nothing matches
-        exact: dict[str, list[Route]] = {}
-        wild: dict[str, list[Route]] = {}
-        anyhost: list[Route] = []
+        routes = list({id(r): r for r in routes}.values())
+        filed: dict[tuple[str, str], list[Route]] = {}
         for r in routes:
-            if not r.hosts:
-                anyhost.append(r)
-            for h in r.hosts:
-                h = h.lower()
-                if h.startswith("*."):
-                    wild.setdefault(h[1:], []).append(r)  # key ".example.com"
-                else:
-                    exact.setdefault(h, []).append(r)
-        self._exact = {h: _HostGroup(rs) for h, rs in exact.items()}
-        self._wild = {s: _HostGroup(rs) for s, rs in wild.items()}
-        self._wild_lens = sorted({s.count(".") for s in wild}, reverse=True)
-        self._any = _HostGroup(anyhost) if anyhost else None
+            for where in _host_keys(r):
+                filed.setdefault(where, []).append(r)
+        groups = {where: _HostGroup(rs) for where, rs in filed.items()}
+        self._exact = {h: g for (kind, h), g in groups.items() if kind == _EXACT}
+        self._wild = {s: g for (kind, s), g in groups.items() if kind == _WILD}
+        self._any = groups.get((_ANY, ""))
+        self._set_wild_labels(_label_counts(self._wild))
         self._memo: dict[tuple[str, str, str], MatchResult] = {}
-        ordered: list[Route] = []
-        seen: set[int] = set()
-        for g in self._groups_in_order():
-            for r in g.all_routes():
-                if id(r) not in seen:
-                    seen.add(id(r))
-                    ordered.append(r)
-        self.routes: tuple[Route, ...] = tuple(ordered)
+        self._count = len(routes)
+        self._order: list = [None]  # see ``routes``
+
+    def _set_wild_labels(self, labels: dict[int, int]) -> None:
+        # Wildcard suffixes by label count, to try the longest first.
+        self._wild_labels = labels
+        self._wild_lens = sorted(labels, reverse=True)
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """Every route once, in match order (host group, then path, then precedence).
+
+        Computed on first use (the admin ``/routes`` view, ``crdgate routes``):
+        routing never needs it, and sorting every route on each update would
+        make an update cost as much as a full build. Tables with the same routes
+        share it."""
+        box = self._order
+        if box[0] is None:
+            ordered: dict[int, Route] = {}
+            for g in self._groups_in_order():
+                for r in g.all_routes():
+                    ordered.setdefault(id(r), r)
+            box[0] = tuple(ordered.values())
+        return box[0]
 
     def _groups_in_order(self) -> list[_HostGroup]:
         groups = [self._exact[h] for h in sorted(self._exact)]
@@ -407,19 +526,75 @@ class RouteTable:
             groups.append(self._any)
         return groups
 
-    def with_endpoints(self, endpoints: Mapping[str, EndpointSet], generation: int) -> "RouteTable":
-        """Same routes, new endpoints: the cheap update for endpoint churn."""
+    def updated(
+        self,
+        removed: list[Route],
+        added: list[Route],
+        *,
+        endpoints: Mapping[str, EndpointSet],
+        fallback: Route | None,
+        generation: int,
+    ) -> "RouteTable":
+        """A new table without ``removed`` (routes of this table) and with ``added``
+        (routes not in it), with these endpoints and fallback. ``endpoints`` is
+        kept as given: the caller must not change it afterwards."""
         t = object.__new__(RouteTable)
         t.generation = generation
-        t.endpoints = dict(endpoints)
-        t.fallback = self.fallback
-        t._exact, t._wild, t._any, t._wild_lens = self._exact, self._wild, self._any, self._wild_lens
-        t._memo = self._memo  # same routes, same answers
-        t.routes = self.routes
+        t.endpoints = endpoints
+        t.fallback = fallback
+        t._exact, t._wild, t._any = self._exact, self._wild, self._any
+        t._wild_labels, t._wild_lens = self._wild_labels, self._wild_lens
+        t._count = self._count - len(removed) + len(added)
+        if not removed and not added and fallback is self.fallback:
+            t._memo = self._memo  # same routes, same answers
+            t._order = self._order
+            return t
+        t._memo = {}
+        t._order = [None]
+        changes: dict[tuple[str, str], tuple[list[Route], list[Route]]] = {}
+        for r in removed:
+            for where in _host_keys(r):
+                changes.setdefault(where, ([], []))[0].append(r)
+        for r in added:
+            for where in _host_keys(r):
+                changes.setdefault(where, ([], []))[1].append(r)
+        for (kind, host), (gone, new) in changes.items():
+            if kind == _ANY:
+                t._any = (t._any or _EMPTY_GROUP).updated(gone, new)
+                continue
+            if kind == _EXACT:
+                if t._exact is self._exact:
+                    t._exact = self._exact.copy()
+                groups = t._exact
+            else:
+                if t._wild is self._wild:
+                    t._wild = self._wild.copy()
+                groups = t._wild
+            group = groups.get(host, _EMPTY_GROUP).updated(gone, new)
+            if group is None:
+                groups.pop(host, None)
+            else:
+                groups[host] = group
+        if t._wild is not self._wild:
+            t._set_wild_labels(self._wild_labels_after(t._wild, [h for kind, h in changes if kind == _WILD]))
         return t
 
+    def _wild_labels_after(self, wild: dict[str, _HostGroup], touched: list[str]) -> dict[int, int]:
+        """The wildcard label histogram once the ``touched`` suffixes changed to ``wild``."""
+        labels = dict(self._wild_labels)
+        for s in touched:
+            n = s.count(".")
+            labels[n] = labels.get(n, 0) + (s in wild) - (s in self._wild)
+            if not labels[n]:
+                del labels[n]
+        return labels
+
+    def with_endpoints(self, endpoints: Mapping[str, EndpointSet], generation: int) -> "RouteTable":
+        """Same routes, new endpoints: the cheap update for endpoint churn."""
+        return self.updated([], [], endpoints=dict(endpoints), fallback=self.fallback, generation=generation)
+
     def __len__(self) -> int:
-        return len(self.routes)
+        return self._count
 
     def match(
         self,

@@ -75,7 +75,7 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
 
         source = ManifestSource(store, Path(args.manifests))
     publisher = Publisher(store, options, on_table=server.swap, on_statuses=status_sink, required_kinds=KINDS,
-                          **tls.publisher_seams)
+                          settle_heap=True, **tls.publisher_seams)
 
     try:
         await server.start(sock=sock, reuse_port=getattr(args, "workers", 1) > 1)

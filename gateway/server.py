@@ -122,7 +122,7 @@ class Server:
         self.table = table
         self._live_endpoints = None  # recomputed lazily by the sweeper
         metrics.TABLE_GENERATION.set(table.generation)
-        metrics.TABLE_ROUTES.set(len(table.routes))
+        metrics.TABLE_ROUTES.set(len(table))
 
     @property
     def ready(self) -> bool:

@@ -155,3 +155,46 @@ def test_reload_without_changes_leaves_the_store_alone(tmp_path):
     source.load()
     assert store.version > version
     assert store.keys("APIEndpoint") == ["shop/list-users"]
+
+
+class _Recorder(Store):
+    """A Store that records which keys each update hands it."""
+
+    def __init__(self):
+        super().__init__()
+        self.updates: list[tuple[str, set[str], list[str]]] = []
+
+    def update(self, kind, upserts, deletes=(), origins=None):
+        self.updates.append((kind, set(upserts), list(deletes)))
+        super().update(kind, upserts, deletes, origins)
+
+
+def test_an_edited_file_hands_only_its_own_objects_to_the_store(tmp_path):
+    for i in range(5):
+        write(tmp_path, f"f{i}.yaml", USERS_EP.replace("list-users", f"ep-{i}"))
+    store = _Recorder()
+    source = ManifestSource(store, tmp_path)
+    source.load()
+    write(tmp_path, "f3.yaml", USERS_EP.replace("list-users", "ep-3").replace("GET", "POST"))
+    source.load()
+    assert store.updates == [("APIEndpoint", {"shop/ep-3"}, [])]
+    assert store.get("APIEndpoint", "shop", "ep-3")["spec"]["method"] == "POST"
+    (tmp_path / "f1.yaml").unlink()
+    source.load()
+    assert store.updates[-1] == ("APIEndpoint", set(), ["shop/ep-1"])
+    assert sorted(store.keys("APIEndpoint")) == ["shop/ep-0", "shop/ep-2", "shop/ep-3", "shop/ep-4"]
+
+
+def test_when_the_first_definition_goes_the_duplicate_takes_over(tmp_path):
+    write(tmp_path, "a.yaml", USERS_EP)
+    write(tmp_path, "b.yaml", USERS_EP.replace("GET", "DELETE"))
+    store = Store()
+    source = ManifestSource(store, tmp_path)
+    source.load()
+    assert store.get("APIEndpoint", "shop", "list-users")["spec"]["method"] == "GET"
+    assert [e.message.split(":")[0] for e in source.errors] == ["duplicate APIEndpoint shop/list-users"]
+    (tmp_path / "a.yaml").unlink()
+    source.load()
+    assert store.get("APIEndpoint", "shop", "list-users")["spec"]["method"] == "DELETE"
+    assert store.snapshot().origins["APIEndpoint:shop/list-users"] == f"{tmp_path}/b.yaml#0"
+    assert source.errors == ()

@@ -153,3 +153,44 @@ def test_kind_feed_relist_of_one_part_keeps_the_others():
     assert sorted(store.keys(APIENDPOINT)) == ["a/two", "b/three"]
     feed.drop("b")
     assert store.keys(APIENDPOINT) == ["a/two"]
+
+
+def test_reference_index_follows_object_changes_like_a_full_scan():
+    # KubeSource keeps the referenced Secrets up to date object by object; after
+    # any sequence of changes it must name what a scan of every object names.
+    import random
+
+    from controller.kube import SecretReferences
+    from controller.store import INGRESS, INGRESSCLASS
+
+    rng = random.Random(7)
+    store = Store()
+    refs = SecretReferences(store)
+
+    def random_object() -> tuple[str, dict]:
+        name = f"r{rng.randint(0, 5)}"
+        if rng.random() < 0.5:
+            spec: dict = {}
+            if rng.random() < 0.6:
+                spec["auth"] = {"type": "APIKey", "secretRef": {"name": rng.choice(["k1", "k2"])}}
+            if rng.random() < 0.3:
+                spec["tls"] = {"secretName": rng.choice(["c1", "c2"])}
+            return APIENDPOINT, apiendpoint("shop", name, **spec)
+        annotations = {"crdgate.io/auth-secret": rng.choice(["k1", "auth/k3"])} if rng.random() < 0.5 else None
+        return INGRESS, ingress("web", name, class_name=rng.choice(["crdgate", None, "nginx"]),
+                                tls=rng.sample(["c1", "c3"], rng.randint(0, 2)), annotations=annotations)
+
+    default_class = {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+                     "metadata": {"name": "crdgate", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}}}
+    for _ in range(300):
+        r = rng.random()
+        if r < 0.1:
+            store.apply(INGRESSCLASS, rng.choice(["ADDED", "DELETED"]), default_class)
+            refs.changed(INGRESSCLASS, ["/crdgate"])
+        else:
+            kind, obj = random_object()
+            store.apply(kind, "DELETED" if r < 0.3 else "MODIFIED", obj)
+            refs.changed(kind, [f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"])
+        if rng.random() < 0.3:
+            assert refs.current() == referenced_secrets(store)
+    assert refs.current() == referenced_secrets(store)

@@ -174,3 +174,32 @@ async def test_slow_status_writer_does_not_hold_up_tables():
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_default_compiler_builds_on_the_previous_table_and_sends_only_what_changed():
+    store = Store(KINDS)
+    tables, batches = [], []
+    pub = Publisher(store, on_table=tables.append, on_statuses=batches.append, required_kinds=KINDS)
+    task = asyncio.create_task(pub.run())
+    try:
+        fill(store)
+        await until(lambda: pub.ready and len(batches) == 1)
+        first = pub.table
+        # Our own status write coming back through the watch: nothing to compile, nothing to send.
+        echoed = dict(store.get(APIENDPOINT, "shop", "users"), status={"state": "Ready"})
+        store.apply(APIENDPOINT, "MODIFIED", echoed)
+        await until(lambda: pub.generation == 2)
+        assert pub.table.routes is first.routes
+        store.apply(APIENDPOINT, "ADDED", apiendpoint("orders", {"path": "/orders", "backendService": "users"}))
+        await until(lambda: pub.generation == 3 and len(batches) == 2)
+        assert set(batches[1]) == {"APIEndpoint:shop/orders"}
+        assert pub.table.match("GET", "h", "/orders").route.name == "shop/orders"
+        assert first.match("GET", "h", "/orders").route is None  # the table that was live is untouched
+        assert metrics.OBJECTS.labels("APIEndpoint", "Ready")._value.get() == 2
+        store.apply(APIENDPOINT, "DELETED", apiendpoint("users", {"path": "/users", "backendService": "users"}))
+        await until(lambda: pub.generation == 4)
+        assert metrics.OBJECTS.labels("APIEndpoint", "Ready")._value.get() == 1
+        assert pub._compiler.failures == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
