@@ -83,6 +83,68 @@ class RequestStats:
         yield h
 
 
+class DecisionCounter:
+    """A labelled counter kept as a plain dict: label values tuple -> count.
+
+    Prometheus client's ``labels(...).inc()`` takes a lock and several lookups
+    per call; on the request path a dict update is enough (the event loop is
+    the only writer). ``counts`` is public so the hot path can bump it
+    inline: ``c = COUNTER.counts; c[key] = c.get(key, 0) + 1``.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]):
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.counts: dict[tuple[str, ...], int] = {}
+
+    def inc(self, *values: str) -> None:
+        c = self.counts
+        c[values] = c.get(values, 0) + 1
+
+    def value(self, *values: str) -> int:
+        return self.counts.get(values, 0)
+
+    def collect(self):
+        family = CounterMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        for values, n in list(self.counts.items()):
+            family.add_metric(list(values), n)
+        yield family
+
+    def describe(self):
+        yield CounterMetricFamily(self.name, self.documentation, labels=list(self.labels))
+
+
+class PlainHistogram:
+    """An unlabelled histogram kept as a list of bucket counts and a sum."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]):
+        self.name = name
+        self.documentation = documentation
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.buckets, seconds)] += 1
+        self.sum += seconds
+
+    def collect(self):
+        h = HistogramMetricFamily(self.name, self.documentation)
+        acc = 0
+        buckets = []
+        for bound, n in zip(self.buckets, self.counts):
+            acc += n
+            buckets.append((repr(bound), acc))
+        acc += self.counts[-1]
+        buckets.append(("+Inf", acc))
+        h.add_metric([], buckets, self.sum)
+        yield h
+
+    def describe(self):
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+
 STATS = RequestStats()
 REGISTRY.register(STATS)
 
@@ -148,24 +210,27 @@ OBJECTS = Gauge(
     ["kind", "state"],
     registry=REGISTRY,
 )
-AUTH_DECISIONS = Counter(
-    "crdgate_auth_decisions_total",
+# Decision counters and the Redis round-trip histogram are bumped on the
+# request path: plain dicts, folded into families when scraped (see
+# DecisionCounter). The proxy bumps them inline (``d[key] = d.get(key, 0) + 1``).
+AUTH_DECISIONS = DecisionCounter(
+    "crdgate_auth_decisions",
     "Authentication decisions by route, scheme and outcome (allowed, missing, invalid, forbidden, error).",
-    ["route", "scheme", "outcome"],
-    registry=REGISTRY,
+    ("route", "scheme", "outcome"),
 )
-RATELIMIT_DECISIONS = Counter(
-    "crdgate_ratelimit_decisions_total",
+REGISTRY.register(AUTH_DECISIONS)
+RATELIMIT_DECISIONS = DecisionCounter(
+    "crdgate_ratelimit_decisions",
     "Rate-limit decisions by route, scope and outcome (allowed, limited, failopen, failclosed).",
-    ["route", "scope", "outcome"],
-    registry=REGISTRY,
+    ("route", "scope", "outcome"),
 )
-RATELIMIT_REDIS_SECONDS = Histogram(
+REGISTRY.register(RATELIMIT_DECISIONS)
+RATELIMIT_REDIS_SECONDS = PlainHistogram(
     "crdgate_ratelimit_redis_seconds",
     "Round-trip time of global rate-limit calls to Redis.",
-    buckets=(0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
-    registry=REGISTRY,
+    (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
 )
+REGISTRY.register(RATELIMIT_REDIS_SECONDS)
 RATELIMIT_REDIS_ERRORS = Counter(
     "crdgate_ratelimit_redis_errors_total",
     "Global rate-limit calls to Redis that failed or timed out.",

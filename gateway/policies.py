@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway import metrics
+from gateway.auth.base import header_value, upstream_headers
 from gateway.routing import PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
 
 if TYPE_CHECKING:
@@ -135,10 +136,21 @@ def cors_response_headers(ex: "Exchange", cors: CorsPolicy, parts: list) -> None
 
 
 # -- authentication -------------------------------------------------------------------
+#
+# These run on every request of a route with auth or a rate limit, so they stay
+# lean: authenticators read the raw header pairs (no header dict is built),
+# results carry their upstream headers already encoded (AuthResult.upstream_headers),
+# decision counters are plain dict updates (metrics.DecisionCounter), and the
+# RateLimit-Policy value is computed once per policy (ratelimit._Plan).
+
+_AUTH_COUNTS = metrics.AUTH_DECISIONS.counts
+_RL_COUNTS = metrics.RATELIMIT_DECISIONS.counts
 
 
 class AuthRequestView:
-    """What an authenticator may read of a request."""
+    """What an authenticator may read of a request (for authenticators called
+    with an ``AuthRequest``-shaped object; the proxy itself calls
+    ``authenticate_raw``)."""
 
     __slots__ = ("headers", "query", "path", "method")
 
@@ -150,15 +162,20 @@ class AuthRequestView:
 
 
 def authenticate(ex: "Exchange", auth):
-    return auth.authenticate(AuthRequestView(ex))
+    return auth.authenticate_raw(ex.headers, ex.query, ex.path)
 
 
 def apply_auth(ex: "Exchange", auth, result) -> bool:
     """Record the outcome; answer 401/403/503 and return False when refused."""
-    metrics.AUTH_DECISIONS.labels(ex.route.name, auth.scheme, result.outcome).inc()
+    key = (ex.route.name, auth.scheme, result.outcome)
+    counts = _AUTH_COUNTS
+    counts[key] = counts.get(key, 0) + 1
     if result.ok:
         ex.consumer = result.consumer
-        ex.auth_headers = result.forward_headers or ()
+        upstream = result.upstream_headers
+        if upstream is None:  # a result built without its headers: encode them now
+            upstream = upstream_headers(auth.consumer_header, result.consumer, result.forward_headers)
+        ex.auth_headers = upstream
         if result.strip_query_param:
             ex.query = _strip_query_param(ex.query, result.strip_query_param)
         return True
@@ -182,7 +199,7 @@ def client_address(ex: "Exchange") -> str:
     proto = ex.proto
     if not proto.trusted:
         return proto.peer
-    xff = ex.header_view.get("x-forwarded-for")
+    xff = header_value(ex.headers, b"x-forwarded-for")
     if not xff:
         return proto.peer
     import ipaddress
@@ -201,12 +218,16 @@ def client_address(ex: "Exchange") -> str:
 
 def rate_limit_key(ex: "Exchange", rl) -> str:
     key = rl.key
+    if key == "ClientAddress":
+        proto = ex.proto
+        return "addr:" + (proto.peer if not proto.trusted else client_address(ex))
     if key == "Route":
         return "route"
     if key == "Consumer":
         return "consumer:" + ex.consumer if ex.consumer else "addr:" + client_address(ex)
     if key == "Header":
-        value = ex.header_view.get(rl.key_header or "")
+        name = rl.key_header or ""
+        value = header_value(ex.headers, name.lower().encode("latin-1", "replace"))
         return "header:" + value if value is not None else "header-missing"
     return "addr:" + client_address(ex)
 
@@ -216,18 +237,21 @@ def rate_limit(ex: "Exchange", rl):
 
 
 def apply_rate_limit(ex: "Exchange", rl, decision) -> bool:
-    limiter = ex.server.limiter
-    outcome = getattr(decision, "outcome", None) or ("allowed" if decision.allowed else "limited")
-    metrics.RATELIMIT_DECISIONS.labels(ex.route.name, rl.scope, outcome).inc()
-    headers = limiter.headers(rl, decision) if ex.server.ratelimit_headers or not decision.allowed else []
-    if not decision.allowed:
-        if not any(n == b"retry-after" for n, _ in headers):
-            headers.append((b"retry-after", b"%d" % max(1, int(getattr(decision, "retry_after", 1) + 0.999))))
-        ex.respond(429, "rate limit exceeded", extra=headers)
-        return False
-    if headers:
-        ex.extra_resp_headers = (ex.extra_resp_headers or []) + list(headers)
-    return True
+    key = (ex.route.name, rl.scope, decision.outcome)
+    counts = _RL_COUNTS
+    counts[key] = counts.get(key, 0) + 1
+    server = ex.server
+    if decision.allowed:
+        if server.ratelimit_headers:
+            headers = server.limiter.headers(rl, decision)  # a fresh list
+            extra = ex.extra_resp_headers
+            ex.extra_resp_headers = headers if not extra else extra + headers
+        return True
+    headers = server.limiter.headers(rl, decision)
+    if not any(n == b"retry-after" for n, _ in headers):
+        headers.append((b"retry-after", b"%d" % max(1, int(decision.retry_after + 0.999))))
+    ex.respond(429, "rate limit exceeded", extra=headers)
+    return False
 
 
 # -- rewrites and header modifiers -------------------------------------------------------
@@ -257,14 +281,11 @@ def modify_request_headers(ex: "Exchange", pol: RoutePolicy, headers: list[tuple
     if auth is not None:
         # strip_headers holds the credential header (unless keepCredentials), the
         # consumer header and every forwarded-claim header: a client can never
-        # claim an identity or a claim of its own.
+        # claim an identity or a claim of its own. auth_headers (set by
+        # apply_auth) is the consumer header and the forwarded claims, encoded.
         strip = auth.strip_headers
-        headers = [(n, v) for n, v in headers if n.lower() not in strip]
-        if ex.consumer is not None:
-            headers.append((auth.consumer_header, ex.consumer.encode("latin-1", "replace")))
-        for name, value in ex.auth_headers:
-            headers.append((name.encode("latin-1") if isinstance(name, str) else name,
-                            value.encode("latin-1", "replace") if isinstance(value, str) else value))
+        headers = [h for h in headers if h[0].lower() not in strip]
+        headers += ex.auth_headers
     if pol.request_headers is not None:
         headers = modify_headers(pol.request_headers, headers)
     return headers

@@ -26,6 +26,8 @@ METRIC_CLASSES = {
     # Families yielded by custom collectors (scrape-time export of plain counters).
     "CounterMetricFamily": "Counter", "GaugeMetricFamily": "Gauge",
     "HistogramMetricFamily": "Histogram", "SummaryMetricFamily": "Summary",
+    # Request-path counters kept as plain dicts (gateway/metrics.py), exported the same way.
+    "DecisionCounter": "Counter", "PlainHistogram": "Histogram",
 }
 
 
@@ -39,9 +41,11 @@ def _declared_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
         func = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
         if func not in METRIC_CLASSES or not node.args:
             continue
+        if not (isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            continue  # a collector's generic code (``CounterMetricFamily(self.name, ...)``)
         name = ast.literal_eval(node.args[0])
         labels: tuple[str, ...] = ()
-        if func in ("Counter", "Gauge", "Histogram", "Summary") and len(node.args) > 2:
+        if func in ("Counter", "Gauge", "Histogram", "Summary", "DecisionCounter") and len(node.args) > 2:
             labels = tuple(ast.literal_eval(node.args[2]))
         for kw in node.keywords:
             if kw.arg in ("labelnames", "labels"):

@@ -27,8 +27,11 @@ from .base import (
     SecretContentError,
     allowed,
     denied,
+    header_value,
     query_value,
 )
+
+_sha256 = hashlib.sha256
 
 DEFAULT_HEADER = "X-API-Key"
 HASH_PREFIX = "sha256:"
@@ -68,6 +71,7 @@ class APIKeyAuthenticator(Authenticator):
             raise SecretContentError("no keys: add one data entry per consumer (name: key)")
         self.header = header
         self._header = header.lower()
+        self._header_bytes = self._header.encode("latin-1")
         self.query_param = query_param or None
         self.allowed_consumers = frozenset(allowed_consumers) if allowed_consumers else None
         self.keep_credentials = keep_credentials
@@ -102,21 +106,37 @@ class APIKeyAuthenticator(Authenticator):
             if self.allowed_consumers is not None and consumer not in self.allowed_consumers:
                 by_digest[digest] = (forbidden, forbidden)
                 continue
-            by_header = allowed(consumer)
-            by_query = allowed(consumer, (), strip_query) if strip_query else by_header
+            by_header = allowed(consumer, consumer_header=self.consumer_header)
+            by_query = allowed(consumer, (), strip_query, self.consumer_header) if strip_query else by_header
             by_digest[digest] = (by_header, by_query)
         self._by_digest = by_digest
         self.consumers = tuple(sorted(keys))
 
     def authenticate(self, req: AuthRequest) -> AuthResult:
-        presented = req.headers.get(self._header)
+        return self._decide(req.headers.get(self._header), req.query)
+
+    def authenticate_raw(self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/") -> AuthResult:
+        # header_value, inlined: this runs on every request of the route.
+        lname = self._header_bytes
+        n = len(lname)
+        found = None
+        for name, value in headers:
+            if len(name) == n and name.lower() == lname:
+                found = value if found is None else found + b", " + value
+        if found:  # a non-empty header wins over the query
+            digest = _sha256(found.decode("latin-1").strip().encode("utf-8", "surrogateescape")).digest()
+            hit = self._by_digest.get(digest)
+            return self._invalid if hit is None else hit[0]
+        return self._decide(None if found is None else found.decode("latin-1"), query)
+
+    def _decide(self, presented: str | None, query: str) -> AuthResult:
         from_query = 0
         if not presented and self.query_param is not None:
-            presented = query_value(req.query, self.query_param)
+            presented = query_value(query, self.query_param)
             from_query = 1
         if not presented:
             return self._missing
-        digest = hashlib.sha256(presented.strip().encode("utf-8", "surrogateescape")).digest()
+        digest = _sha256(presented.strip().encode("utf-8", "surrogateescape")).digest()
         found = self._by_digest.get(digest)
         if found is None:
             return self._invalid

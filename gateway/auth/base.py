@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Mapping, TypeVar
 from urllib.parse import unquote_plus
 
@@ -69,6 +69,13 @@ class AuthResult:
     under keepCredentials). Otherwise it answers ``status`` with
     ``WWW-Authenticate: www_authenticate`` when set and a body made of
     ``message`` only — which never says which part of the credentials was wrong.
+
+    ``upstream_headers`` is what the proxy adds upstream, already encoded:
+    ``(consumer_header, consumer)`` first when there is a consumer, then the
+    forwarded claims. ``allowed`` computes it once, when the result is built
+    (per consumer for API keys and Basic, per verified token for JWT), so the
+    request path encodes nothing. None means "not computed": the proxy then
+    derives it from ``consumer`` and ``forward_headers``.
     """
 
     ok: bool
@@ -79,10 +86,31 @@ class AuthResult:
     outcome: str = ALLOWED
     strip_query_param: str | None = None
     message: str = ""
+    upstream_headers: tuple[tuple[bytes, bytes], ...] | None = field(default=None, compare=False, repr=False)
 
 
-def allowed(consumer: str | None, forward_headers: tuple[tuple[str, str], ...] = (), strip_query_param: str | None = None) -> AuthResult:
-    return AuthResult(True, 200, consumer, None, forward_headers, ALLOWED, strip_query_param, "")
+def allowed(
+    consumer: str | None,
+    forward_headers: tuple[tuple[str, str], ...] = (),
+    strip_query_param: str | None = None,
+    consumer_header: bytes | None = None,
+) -> AuthResult:
+    """An admission; with ``consumer_header`` its upstream headers are encoded now."""
+    upstream = upstream_headers(consumer_header, consumer, forward_headers) if consumer_header is not None else None
+    return AuthResult(True, 200, consumer, None, forward_headers, ALLOWED, strip_query_param, "", upstream)
+
+
+def upstream_headers(
+    consumer_header: bytes, consumer: str | None, forward_headers: tuple[tuple[str, str], ...] = ()
+) -> tuple[tuple[bytes, bytes], ...]:
+    """The (name, value) byte pairs an admitted request carries upstream."""
+    out: list[tuple[bytes, bytes]] = []
+    if consumer is not None:
+        out.append((consumer_header, consumer.encode("latin-1", "replace")))
+    for name, value in forward_headers:
+        out.append((name.encode("latin-1") if isinstance(name, str) else name,
+                    value.encode("latin-1", "replace") if isinstance(value, str) else value))
+    return tuple(out)
 
 
 def denied(outcome: str, challenge: str | None) -> AuthResult:
@@ -114,6 +142,14 @@ class Authenticator:
     def authenticate(self, req: AuthRequest) -> AuthResult | Awaitable[AuthResult]:
         raise NotImplementedError
 
+    def authenticate_raw(self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/") -> AuthResult | Awaitable[AuthResult]:
+        """What the proxy calls: the request's header pairs as received (raw
+        names, any case), the raw query and the normalised path. The same
+        decision as ``authenticate`` on the equivalent ``AuthRequest``; the
+        schemes override it to read just the header they need instead of
+        decoding every header into a dict."""
+        return self.authenticate(AuthRequest(headers_dict(headers), query, path))
+
     def describe(self) -> dict[str, Any]:
         """A credential-free summary for the routes view and `crdgate validate`."""
         return {"type": self.scheme}
@@ -132,11 +168,36 @@ class UnavailableAuthenticator(Authenticator):
     def authenticate(self, req: AuthRequest) -> AuthResult:
         return self._result
 
+    def authenticate_raw(self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/") -> AuthResult:
+        return self._result
+
     def describe(self) -> dict[str, Any]:
         return {"type": self.scheme, "unavailable": self.reason}
 
 
 # -- helpers shared by the schemes ----------------------------------------------
+
+
+def headers_dict(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Raw header pairs -> lower-case name -> value (latin-1), repeated
+    headers joined with ", ": what the proxy's header view shows."""
+    d: dict[str, str] = {}
+    for name, value in headers:
+        k = name.decode("latin-1").lower()
+        v = value.decode("latin-1")
+        d[k] = d[k] + ", " + v if k in d else v
+    return d
+
+
+def header_value(headers: list[tuple[bytes, bytes]], lname: bytes) -> str | None:
+    """The value of one header, as ``headers_dict(headers).get(name)`` would
+    give it, without decoding the others. ``lname``: the lower-case name."""
+    found = None
+    n = len(lname)
+    for name, value in headers:
+        if len(name) == n and name.lower() == lname:
+            found = value if found is None else found + b", " + value
+    return None if found is None else found.decode("latin-1")
 
 
 def sanitize_header_value(value: Any, limit: int = 4096) -> str:

@@ -55,6 +55,7 @@ from .base import (
     TTLCache,
     allowed,
     denied,
+    header_value,
 )
 
 log = logging.getLogger("crdgate.auth")
@@ -186,14 +187,19 @@ class BasicAuthenticator(Authenticator):
         self._forbidden = denied(FORBIDDEN, None)
         self._busy = denied(ERROR, None)
         self._allowed = {
-            u: (allowed(u) if self.allowed_consumers is None or u in self.allowed_consumers else self._forbidden)
+            u: (allowed(u, consumer_header=self.consumer_header) if self.allowed_consumers is None or u in self.allowed_consumers else self._forbidden)
             for u in self.users
         }
         self.cache: TTLCache[bytes, AuthResult] = TTLCache(cache_size, cache_ttl, clock)
         self._inflight: dict[bytes, asyncio.Future[bool]] = {}
 
     def authenticate(self, req: AuthRequest) -> AuthResult | Awaitable[AuthResult]:
-        value = req.headers.get("authorization")
+        return self._authenticate(req.headers.get("authorization"))
+
+    def authenticate_raw(self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/") -> AuthResult | Awaitable[AuthResult]:
+        return self._authenticate(header_value(headers, b"authorization"))
+
+    def _authenticate(self, value: str | None) -> AuthResult | Awaitable[AuthResult]:
         if not value:
             return self._missing
         scheme, _, encoded = value.strip().partition(" ")

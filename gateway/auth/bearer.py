@@ -11,9 +11,12 @@ Keys come from a Secret, a JWKS URL, or both (the Secret's are tried first).
 The token comes from ``Authorization: Bearer``, or another configured header,
 else from a configured query parameter.
 
-A verified token is remembered under its SHA-256 until it expires (at most a
-minute), so a client that repeats its token costs a hash, not a signature
-check. Refusals are not cached: junk tokens must not push good ones out.
+A verified token is remembered until it expires (at most a minute), so a
+client that repeats its token costs a dict lookup, not a signature check. The
+cache is keyed by the token itself (tokens longer than ``CACHE_KEY_MAX``
+characters by their SHA-256, so a huge token costs little memory); only
+verified tokens get in, so a flood of forged ones can neither fill it nor push
+good ones out. Refusals are not cached.
 
 Synchronous unless keys must be fetched: the first request on a JWKS URL, or
 a ``kid`` the cached set does not know (refetched at most once per floor).
@@ -44,6 +47,7 @@ from .base import (
     TTLCache,
     allowed,
     denied,
+    header_value,
     query_value,
     sanitize_header_value,
 )
@@ -52,6 +56,7 @@ from .jwks import KeyEntry, KeySet, RemoteJWKS
 CACHE_TTL = 60.0
 CACHE_SIZE = 10_000
 MAX_TOKEN_BYTES = 16_384
+CACHE_KEY_MAX = 4096  # longer tokens are cached under their SHA-256
 
 
 class JWTAuthenticator(Authenticator):
@@ -109,6 +114,7 @@ class JWTAuthenticator(Authenticator):
         # browsers' WebSockets that cannot set headers).
         self.header = header
         self._header = header.lower()
+        self._header_bytes = self._header.encode("latin-1")
         self.query_param = query_param or None
         self._strip_query = None if keep_credentials else self.query_param
         strip = [self.consumer_header] + [h.lower().encode("latin-1") for _, h in self.forward_claims]
@@ -120,7 +126,10 @@ class JWTAuthenticator(Authenticator):
             "require": list(self.required_claims),
             "enforce_minimum_key_length": True,
         }
-        self.cache: TTLCache[bytes, AuthResult] = TTLCache(cache_size, cache_ttl)
+        # Keys: the token (str) from a header, ("q", token) from the query; a
+        # long token's SHA-256 (bytes), b"q" + it from the query. Keys of
+        # different kinds never compare equal.
+        self.cache: TTLCache[str | bytes | tuple, AuthResult] = TTLCache(cache_size, cache_ttl)
 
         challenge = f'Bearer realm="{REALM}"'
         self._missing = denied(MISSING, challenge)
@@ -130,9 +139,9 @@ class JWTAuthenticator(Authenticator):
 
     # -- per request ------------------------------------------------------------
 
-    def _token(self, req: AuthRequest) -> tuple[str | None, bool]:
-        """(the presented token or None, whether it came from the query)."""
-        value = req.headers.get(self._header)
+    def _token(self, value: str | None, query: str) -> tuple[str | None, bool]:
+        """(the presented token or None, whether it came from the query), from
+        the configured header's value and the raw query."""
         if value:
             value = value.strip()
             scheme, sep, rest = value.partition(" ")
@@ -142,18 +151,27 @@ class JWTAuthenticator(Authenticator):
                 return None, False  # another scheme (Basic, ...): no bearer token here
             return value, False
         if self.query_param is not None:
-            return query_value(req.query, self.query_param) or None, True
+            return query_value(query, self.query_param) or None, True
         return None, False
 
     def authenticate(self, req: AuthRequest) -> AuthResult | Awaitable[AuthResult]:
-        token, from_query = self._token(req)
+        return self._authenticate(req.headers.get(self._header), req.query)
+
+    def authenticate_raw(self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/") -> AuthResult | Awaitable[AuthResult]:
+        return self._authenticate(header_value(headers, self._header_bytes), query)
+
+    def _authenticate(self, value: str | None, query: str) -> AuthResult | Awaitable[AuthResult]:
+        token, from_query = self._token(value, query)
         if token is None:
             return self._missing
         if len(token) > MAX_TOKEN_BYTES:
             return self._invalid
-        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         # The source is part of the key: a query token's result strips the query.
-        cache_key = b"q" + digest if from_query else digest
+        if len(token) <= CACHE_KEY_MAX:
+            cache_key: str | bytes | tuple = ("q", token) if from_query else token
+        else:
+            digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+            cache_key = b"q" + digest if from_query else digest
         hit = self.cache.get(cache_key)
         if hit is not None:
             return hit
@@ -184,13 +202,13 @@ class JWTAuthenticator(Authenticator):
             return self._verify_after_fetch(token, kid, alg, cache_key, from_query)
         return self._verify(token, candidates, cache_key, from_query)
 
-    async def _verify_after_fetch(self, token: str, kid: str | None, alg: str, cache_key: bytes, from_query: bool) -> AuthResult:
+    async def _verify_after_fetch(self, token: str, kid: str | None, alg: str, cache_key: str | bytes | tuple, from_query: bool) -> AuthResult:
         keys = await self.remote.refresh()  # type: ignore[union-attr]
         if keys is None:
             return self._unavailable  # never had keys: we cannot judge, so refuse
         return self._verify(token, keys.candidates(kid, alg), cache_key, from_query)
 
-    def _verify(self, token: str, candidates: tuple[KeyEntry, ...], cache_key: bytes, from_query: bool) -> AuthResult:
+    def _verify(self, token: str, candidates: tuple[KeyEntry, ...], cache_key: str | bytes | tuple, from_query: bool) -> AuthResult:
         claims = None
         for entry in candidates:
             try:
@@ -232,7 +250,7 @@ class JWTAuthenticator(Authenticator):
                 text = sanitize_header_value(value)
                 if text:
                     fwd.append((header, text))
-        return allowed(consumer or None, tuple(fwd), self._strip_query if from_query else None)
+        return allowed(consumer or None, tuple(fwd), self._strip_query if from_query else None, self.consumer_header)
 
     def describe(self) -> dict:
         out: dict = {"type": self.scheme}
