@@ -93,8 +93,9 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
     tasks.append(asyncio.ensure_future(source.run()))
     tasks.append(asyncio.ensure_future(publisher.run()))
     host, port = server.addresses[0] if server.addresses else config.listen
-    log.info("proxy listening on %s:%d, admin on %s:%d (proxy core: %s)", host, port, *config.admin_listen,
-             _native.describe())
+    log.info("proxy %s %s:%d, admin on %s:%d (proxy core: %s)",
+             "bound (accepting from the first table) on" if server.deferred else "listening on",
+             host, port, *config.admin_listen, _native.describe())
     for tls_host, tls_port in server.tls_addresses:
         log.info("TLS listening on %s:%d", tls_host, tls_port)
 

@@ -104,6 +104,8 @@ class Server:
         self.draining = False
         self._servers: list[asyncio.AbstractServer] = []
         self._tls_servers: list[asyncio.AbstractServer] = []
+        # Listeners bound but not yet accepting: opened by the first table (see start).
+        self._deferred: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task | None = None
         self._idle = asyncio.Event()
         self._live_endpoints: set | None = None
@@ -123,6 +125,10 @@ class Server:
         self._live_endpoints = None  # recomputed lazily by the sweeper
         metrics.TABLE_GENERATION.set(table.generation)
         metrics.TABLE_ROUTES.set(len(table))
+        if self._deferred and not self.draining:
+            deferred, self._deferred = self._deferred, []
+            for srv in deferred:
+                asyncio.ensure_future(srv.start_serving())
 
     @property
     def ready(self) -> bool:
@@ -131,16 +137,30 @@ class Server:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self, sock: socket.socket | None = None, reuse_port: bool = False) -> None:
-        """Open the plain listener, and the TLS one when ``config.listen_tls`` is set."""
+        """Open the plain listener, and the TLS one when ``config.listen_tls`` is set.
+
+        With ``reuse_port`` (``--workers``: processes sharing the port) the
+        sockets are bound now, so a taken port fails at start, but accept
+        connections only once the first table is in: the kernel spreads new
+        connections over every listening socket of the group, and a restarted
+        worker still listing its source would answer them 503 while its
+        siblings serve the last good table. A lone process listens at once
+        and answers 503 until ready, as /readyz says.
+        """
         loop = asyncio.get_running_loop()
         scheme = self.scheme
+        serve_now = not reuse_port or self.table is not None
         if sock is not None:
-            srv = await loop.create_server(lambda: ClientProtocol(self, scheme), sock=sock, backlog=2048)
+            srv = await loop.create_server(lambda: ClientProtocol(self, scheme), sock=sock, backlog=2048,
+                                           start_serving=serve_now)
         else:
             host, port = self.config.listen
             srv = await loop.create_server(lambda: ClientProtocol(self, scheme), host, port, backlog=2048,
-                                           reuse_address=True, reuse_port=reuse_port or None)
+                                           reuse_address=True, reuse_port=reuse_port or None,
+                                           start_serving=serve_now)
         self._servers.append(srv)
+        if not serve_now:
+            self._deferred.append(srv)
         if self.config.listen_tls is not None:
             await self.start_tls(*self.config.listen_tls, reuse_port=reuse_port)
         if self._sweeper is None:
@@ -158,9 +178,17 @@ class Server:
             ssl_handshake_timeout=self.limits.header_timeout,
             ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT,
             reuse_address=True, reuse_port=reuse_port or None,
+            start_serving=not reuse_port or self.table is not None,
         )
         self._servers.append(srv)
         self._tls_servers.append(srv)
+        if reuse_port and self.table is None:
+            self._deferred.append(srv)  # same rule as the plain listener (see start)
+
+    @property
+    def deferred(self) -> bool:
+        """Bound listeners wait for the first table before accepting (see start)."""
+        return bool(self._deferred)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:

@@ -82,3 +82,42 @@ async def test_workers_share_the_port_and_are_restarted(tmp_path):
     finally:
         gw.close()
         await users.runner.cleanup()
+
+
+async def test_a_worker_without_a_table_takes_no_connections_from_its_siblings():
+    """Workers share the port through SO_REUSEPORT: one still waiting for its
+    first table (a restarted worker, say) must not be handed connections."""
+    from gateway.config import GatewayConfig, Limits
+    from gateway.server import Server
+    from proxyharness import free_port, request, route, table
+
+    backend = await start_backend("users")
+    tbl = table([route("shop/users", "/users", ("shop/users:80",))],
+                {"shop/users:80": (backend.endpoint,)})
+    port = free_port()
+    servers = []
+    try:
+        for has_table in (True, False):
+            config = GatewayConfig(listen=("127.0.0.1", port), access_log=False, limits=Limits())
+            server = Server(config)
+            if has_table:
+                server.swap(tbl)
+            await server.start(reuse_port=True)
+            servers.append(server)
+        serving, waiting = servers
+        assert not serving.deferred and waiting.deferred
+        # Fresh connections: the kernel hashes each to one listening socket of the group.
+        statuses = [(await request(port, path="/users", headers={"Connection": "close"})).status
+                    for _ in range(60)]
+        assert statuses == [200] * 60
+        waiting.swap(tbl)
+        assert not waiting.deferred
+        await asyncio.sleep(0.05)  # start_serving runs as a task
+        # With its table in, the late one accepts: close the other and it serves alone.
+        await serving.close()
+        for _ in range(10):
+            assert (await request(port, path="/users", headers={"Connection": "close"})).status == 200
+    finally:
+        for server in servers:
+            await server.close()
+        await backend.runner.cleanup()
