@@ -186,6 +186,11 @@ def _apikey(backend: Backend, settings: Settings) -> LoadSetup:
     return LoadSetup({"apikey.yaml": docs}, ["/apikey"], {manifests.API_KEY_HEADER: key})
 
 
+def _local(backend: Backend, settings: Settings) -> LoadSetup:
+    doc = manifests.api_endpoint("local", "/local", backend.url, rateLimit=manifests.high_rate_limit("Local"))
+    return LoadSetup({"local.yaml": [doc]}, ["/local"])
+
+
 def _jwt(backend: Backend, settings: Settings) -> LoadSetup:
     material = credentials.jwt_material()
     docs = [
@@ -219,6 +224,7 @@ LOAD_SCENARIOS = {
     for s in (
         LoadScenario("plain", "plain route", _plain),
         LoadScenario("apikey", "API-key auth + local rate limit (never triggers)", _apikey),
+        LoadScenario("local-ratelimit", "local rate limit per client address (never triggers)", _local),
         LoadScenario("jwt", "JWT auth (RS256)", _jwt),
         LoadScenario("global-ratelimit", "global rate limit through Redis (never triggers)", _global),
         LoadScenario("many-routes", "N routes in the table, requests spread over all of them", _many_routes),
