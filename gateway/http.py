@@ -289,32 +289,64 @@ class Exchange:
         self.forward()
 
     def _await_policy(self, awaitable, step: int) -> None:
-        """A policy needs I/O: finish it in a task, then carry on from ``step``."""
+        """A policy needs I/O: carry on from ``step`` once it has answered.
+
+        A future (a Global rate-limit check) gets a callback; anything else
+        (a JWKS fetch) runs in a task. Reading pauses meanwhile, so pipelined
+        requests wait their turn.
+        """
         self.proto.pause_reading("policy")
+        if isinstance(awaitable, asyncio.Future):
+            self.policy_task = awaitable
+            awaitable.add_done_callback(self._auth_answered if step == 1 else self._rate_limit_answered)
+            return
 
         async def wait():
             try:
                 outcome = await awaitable
-            except Exception:
-                log.exception("policy failed on route %s", self.route_name())
-                if not self.finished:
-                    self.respond(500, "policy error")
-                return
-            finally:
+            except asyncio.CancelledError:  # the exchange ended meanwhile
                 self.policy_task = None
                 self.proto.resume_reading("policy")
-            if self.finished or self.proto.closed:
+                raise
+            except Exception as exc:
+                self._policy_answered(step, None, exc)
                 return
-            if step == 1:
-                if not policies.apply_auth(self, self.route.policy.auth, outcome):
-                    return
-                self.run_policies(2)
-            else:
-                if not policies.apply_rate_limit(self, self.route.policy.rate_limit, outcome):
-                    return
-                self.run_policies(3)
+            self._policy_answered(step, outcome, None)
 
         self.policy_task = asyncio.ensure_future(wait())
+
+    def _auth_answered(self, fut) -> None:
+        self._future_answered(1, fut)
+
+    def _rate_limit_answered(self, fut) -> None:
+        self._future_answered(2, fut)
+
+    def _future_answered(self, step: int, fut) -> None:
+        if fut.cancelled():  # the exchange ended meanwhile (respond, or the client left)
+            self.policy_task = None
+            self.proto.resume_reading("policy")
+            return
+        exc = fut.exception()
+        self._policy_answered(step, None if exc is not None else fut.result(), exc)
+
+    def _policy_answered(self, step: int, outcome, exc) -> None:
+        self.policy_task = None
+        self.proto.resume_reading("policy")
+        if exc is not None:
+            log.error("policy failed on route %s", self.route_name(), exc_info=exc)
+            if not self.finished:
+                self.respond(500, "policy error")
+            return
+        if self.finished or self.proto.closed:
+            return
+        if step == 1:
+            if not policies.apply_auth(self, self.route.policy.auth, outcome):
+                return
+            self.run_policies(2)
+        else:
+            if not policies.apply_rate_limit(self, self.route.policy.rate_limit, outcome):
+                return
+            self.run_policies(3)
 
     def request_body(self, data: bytes) -> None:
         self.req_bytes += len(data)

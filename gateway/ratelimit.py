@@ -62,8 +62,9 @@ Global scope: Redis
 One Lua script (loaded with SCRIPT LOAD, run with EVALSHA, reloaded on
 NOSCRIPT, e.g. after a Redis restart) does the whole decision in one round
 trip with Redis's own clock (TIME), so replicas' clocks do not matter. The
-checks made during one loop iteration travel together as one pipeline
-(``_RedisBatch``), so concurrency costs round trips only once. Keys are
+checks made during one loop iteration travel together as one script call over
+all their keys (``_RedisBatch``), so concurrency costs one round trip and one
+command's client work per batch, not per request. Keys are
 ``crdgate:rl:<route>:<blake2b of the key>`` (no credential from a header ever
 lands in Redis) and expire when the client is back at rest. Each call has a
 deadline (``timeout``); on any error or timeout the failure mode decides:
@@ -106,7 +107,8 @@ OUTCOME_FAILCLOSED = "failclosed"
 
 DEFAULT_MAX_KEYS = 100_000
 DEFAULT_TIMEOUT = 0.05
-DEFAULT_MAX_INFLIGHT = 8  # Redis pipelines out at once per process
+DEFAULT_MAX_INFLIGHT = 8  # Redis script calls out at once per process
+MAX_BATCH = 256  # checks per script call: one call never holds Redis for long
 
 # Header values never contain NUL, so these cannot collide with a real value.
 MISSING_HEADER_KEY = "\x00missing"
@@ -225,27 +227,36 @@ class _Plan:
         self.fail_closed = Decision(False, self.limit, 0, 1.0, 1.0, OUTCOME_FAILCLOSED)
 
 
-# KEYS[1]: the bucket; ARGV[1]: emission interval, ARGV[2]: (1 + burst) intervals,
-# both in microseconds. Returns {1 if admitted, the bucket's time ahead of now}.
+# One call checks a whole batch: KEYS[i] is a bucket, ARGV[2i-1] and ARGV[2i]
+# its emission interval and (1 + burst) intervals, in microseconds. Returns
+# {admitted_1, ahead_1, admitted_2, ahead_2, ...}: 1 if admitted, and the
+# bucket's time ahead of now. Keys are handled in order, so a key that occurs
+# twice in a batch sees its first check's update.
 _GCRA_LUA = """
-local interval = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat == nil or tat < now then tat = now end
-local ahead = tat + interval - now
-if ahead <= window then
-  redis.call('SET', KEYS[1], string.format('%d', now + ahead), 'PX', math.ceil(ahead / 1000))
-  return {1, ahead}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key))
+  if tat == nil or tat < now then tat = now end
+  local ahead = tat + interval - now
+  if ahead <= window then
+    redis.call('SET', key, string.format('%d', now + ahead), 'PX', math.ceil(ahead / 1000))
+    out[2 * i - 1] = 1
+  else
+    ahead = tat - now
+    if ahead > window then
+      -- Debt left by a looser earlier policy: keep no more than this one allows.
+      ahead = window
+      redis.call('SET', key, string.format('%d', now + ahead), 'PX', math.ceil(ahead / 1000))
+    end
+    out[2 * i - 1] = 0
+  end
+  out[2 * i] = ahead
 end
-ahead = tat - now
-if ahead > window then
-  -- Debt left by a looser earlier policy: keep no more than this one allows.
-  ahead = window
-  redis.call('SET', KEYS[1], string.format('%d', now + ahead), 'PX', math.ceil(ahead / 1000))
-end
-return {0, ahead}
+return out
 """
 
 
@@ -253,32 +264,39 @@ GCRA_SHA = hashlib.sha1(_GCRA_LUA.encode()).hexdigest()
 
 
 class _RedisBatch:
-    """Sends the checks of one loop iteration to Redis as one pipeline.
+    """Sends the checks of one loop iteration to Redis as one script call.
 
-    redis-py runs one command per connection at a time, so 50 concurrent
-    checks would need 50 connections and 50 round trips. Instead, checks made
-    while the loop is busy wait in ``pending``; a callback on the next loop
-    iteration sends them all as one pipeline of EVALSHAs over one pooled
-    connection. With one check in flight this adds a single loop hop; under
-    concurrency it turns N round trips into one. At most ``max_inflight``
-    pipelines are out at once; later checks queue behind them (each caller
-    still gives up at its own deadline).
+    Checks made while the loop is busy wait in ``pending``; a callback on the
+    next loop iteration sends them all as a single EVALSHA of the GCRA script
+    over one pooled connection (at most ``MAX_BATCH`` keys per call, so one
+    call never holds Redis for long). With one check in flight this adds a
+    single loop hop; under concurrency N checks cost one round trip and one
+    command's worth of client work instead of N. At most ``max_inflight`` calls
+    are out at once; later checks queue behind them. Each check has its own
+    deadline (``timeout``): a timer fails its future, whether it is still
+    queued or already sent.
     """
 
-    __slots__ = ("client", "pending", "scheduled", "inflight", "max_inflight", "tasks")
+    __slots__ = ("client", "pending", "scheduled", "inflight", "max_inflight", "tasks", "timeout", "limiter")
 
-    def __init__(self, client, max_inflight: int):
+    def __init__(self, client, max_inflight: int, timeout: float, limiter: "RateLimiter"):
         self.client = client
-        self.pending: list[tuple[asyncio.Future, str, int, int]] = []
+        # (future, Redis key, plan, deadline timer)
+        self.pending: list[tuple[asyncio.Future, str, _Plan, asyncio.TimerHandle]] = []
         self.scheduled = False
         self.inflight = 0
         self.max_inflight = max_inflight
         self.tasks: set[asyncio.Task] = set()
+        self.timeout = timeout
+        self.limiter = limiter
 
-    def submit(self, key: str, interval_us: int, window_us: int) -> asyncio.Future:
+    def submit(self, key: str, plan: "_Plan") -> asyncio.Future:
+        """A future of the Decision. It never fails: errors and the deadline
+        resolve it to the failure mode's decision (RateLimiter._failed)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self.pending.append((fut, key, interval_us, window_us))
+        entry = (fut, key, plan, loop.call_later(self.timeout, self._expire, fut, plan))
+        self.pending.append(entry)
         if not self.scheduled and self.inflight < self.max_inflight:
             self.scheduled = True
             loop.call_soon(self._flush)
@@ -286,56 +304,70 @@ class _RedisBatch:
 
     def _flush(self) -> None:
         self.scheduled = False
-        batch = [entry for entry in self.pending if not entry[0].done()]  # skip the timed out
-        self.pending = []
+        pending = [entry for entry in self.pending if not entry[0].done()]  # skip the timed out
+        batch, rest = pending[:MAX_BATCH], pending[MAX_BATCH:]
+        self.pending = rest
         if not batch:
             return
         self.inflight += 1
-        task = asyncio.get_running_loop().create_task(self._send(batch))
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._send(batch))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        if rest and self.inflight < self.max_inflight:
+            self.scheduled = True
+            loop.call_soon(self._flush)
 
-    async def _send(self, batch: list[tuple[asyncio.Future, str, int, int]]) -> None:
+    def _expire(self, fut: asyncio.Future, plan: "_Plan") -> None:
+        if not fut.done():
+            fut.set_result(self.limiter._failed(plan, TimeoutError("rate limit check timed out")))
+
+    async def _send(self, batch: list) -> None:
+        limiter = self.limiter
+        started = time.perf_counter()
         try:
-            results = await self._run(batch)
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
-            error = exc if isinstance(exc, Exception) else ConnectionError("rate limit batch cancelled")
-            for fut, *_ in batch:
+            flat = await self._run(batch)
+        except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the failure mode
+            RATELIMIT_REDIS_SECONDS.observe(time.perf_counter() - started)
+            cancelled = not isinstance(exc, Exception)
+            for fut, _, plan, deadline in batch:
+                deadline.cancel()
                 if not fut.done():
-                    fut.set_exception(error)
-            if not isinstance(exc, Exception):
+                    if cancelled:
+                        fut.cancel()
+                    else:
+                        fut.set_result(limiter._failed(plan, exc))
+            if cancelled:
                 raise
         else:
-            for (fut, *_), result in zip(batch, results):
+            RATELIMIT_REDIS_SECONDS.observe(time.perf_counter() - started)
+            limiter._succeeded()
+            for i, (fut, _, plan, deadline) in enumerate(batch):
+                deadline.cancel()
                 if not fut.done():
-                    if isinstance(result, Exception):
-                        fut.set_exception(result)
-                    else:
-                        fut.set_result(result)
+                    fut.set_result(limiter._decided(plan, flat[2 * i], flat[2 * i + 1]))
         finally:
             self.inflight -= 1
             if self.pending and not self.scheduled:
                 self.scheduled = True
                 asyncio.get_running_loop().call_soon(self._flush)
 
-    async def _run(self, batch: list[tuple[asyncio.Future, str, int, int]]) -> list:
+    async def _run(self, batch: list) -> list:
         from redis.exceptions import NoScriptError
 
-        results = await self._pipeline(batch)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            # Redis restarted or flushed its scripts: load ours once, redo those.
+        keys = [entry[1] for entry in batch]
+        args: list[int] = []
+        for _, _, plan, _ in batch:
+            args += (plan.interval_us, plan.window_us)
+        try:
+            flat = await self.client.evalsha(GCRA_SHA, len(keys), *keys, *args)
+        except NoScriptError:
+            # Redis restarted or flushed its scripts: load ours once, run it again.
             await self.client.script_load(_GCRA_LUA)
-            again = await self._pipeline([batch[i] for i in missing])
-            for i, r in zip(missing, again):
-                results[i] = r
-        return results
-
-    async def _pipeline(self, batch: list[tuple[asyncio.Future, str, int, int]]) -> list:
-        pipe = self.client.pipeline(transaction=False)
-        for _, key, interval_us, window_us in batch:
-            pipe.execute_command("EVALSHA", GCRA_SHA, 1, key, interval_us, window_us)
-        return await pipe.execute(raise_on_error=False)
+            flat = await self.client.evalsha(GCRA_SHA, len(keys), *keys, *args)
+        if not isinstance(flat, list) or len(flat) != 2 * len(keys):
+            raise ValueError(f"unexpected rate-limit script reply: {flat!r:.80}")
+        return flat
 
     async def close(self) -> None:
         for task in list(self.tasks):
@@ -408,7 +440,7 @@ class RateLimiter:
         self._plans: dict[int, _Plan] = {}
         self._plans_by_value: dict[RateLimitPolicy, _Plan] = {}
         self._redis = redis
-        self._batch = _RedisBatch(redis, max_inflight) if redis is not None else None
+        self._batch = _RedisBatch(redis, max_inflight, timeout, self) if redis is not None else None
         self._timeout = timeout
         self._fail_open = failure_mode == "open"
         self._where = redis_where
@@ -487,7 +519,8 @@ class RateLimiter:
             key = _digest(key)
         if plan.is_global:
             if self._redis is not None:
-                return self._check_global(plan, route_name, key)
+                # A future, not a coroutine: the proxy waits on it with a callback, no task.
+                return self._batch.submit(REDIS_PREFIX + route_name + ":" + _digest(key), plan)
             if route_name not in self._warned_no_redis:
                 self._warned_no_redis.add(route_name)
                 log.warning("rate limit: route %s asks for a Global limit but no Redis is configured; "
@@ -531,22 +564,18 @@ class RateLimiter:
             self.evictions += 1
         store[k] = tat
 
-    async def _check_global(self, plan: _Plan, route_name: str, key: str) -> Decision:
-        rkey = REDIS_PREFIX + route_name + ":" + _digest(key)
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self._timeout):
-                admitted, ahead_us = await self._batch.submit(rkey, plan.interval_us, plan.window_us)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # RedisError, OSError, TimeoutError: the failure mode decides
-            RATELIMIT_REDIS_SECONDS.observe(time.perf_counter() - started)
-            RATELIMIT_REDIS_ERRORS.inc()
-            self._errors.error(exc, self._where)
-            return plan.fail_open if self._fail_open else plan.fail_closed
-        RATELIMIT_REDIS_SECONDS.observe(time.perf_counter() - started)
+    def _failed(self, plan: _Plan, exc: BaseException) -> Decision:
+        """A Global check that Redis did not answer in time: the failure mode decides."""
+        RATELIMIT_REDIS_ERRORS.inc()
+        self._errors.error(exc, self._where)
+        return plan.fail_open if self._fail_open else plan.fail_closed
+
+    def _succeeded(self) -> None:
         if self._errors.total:
             self._errors.success(self._where)
+
+    @staticmethod
+    def _decided(plan: _Plan, admitted: int, ahead_us: int) -> Decision:
         ahead = ahead_us / 1e6
         if admitted:
             remaining = (plan.window_us - ahead_us) // plan.interval_us

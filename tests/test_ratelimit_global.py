@@ -113,6 +113,28 @@ async def test_concurrent_checks_share_few_connections_and_stay_exact(redis_rest
             clients = sync.info("clients")["connected_clients"] - 1  # not this one
         finally:
             sync.close()
-        assert 1 <= clients <= 2  # one pipeline per connection, at most max_inflight
+        assert 1 <= clients <= 2  # one script call per connection, at most max_inflight
+    finally:
+        await lim.close()
+
+
+async def test_one_script_call_carries_many_keys_and_policies_exactly(redis_restartable):
+    """Checks of one loop turn share a script call: more than MAX_BATCH of them,
+    repeated keys and different policies in the same call all stay exact."""
+    import asyncio
+
+    from gateway.ratelimit import MAX_BATCH
+
+    lim = RateLimiter.from_config(redis_restartable.url, failure_mode="closed", timeout=2.0, max_inflight=1)
+    try:
+        strict = RateLimitPolicy(requests_per_minute=6, burst=0, scope="Global")
+        loose = RateLimitPolicy(requests_per_minute=6, burst=99, scope="Global")
+        checks = [lim.check("ns/batch", loose, "shared") for _ in range(2 * MAX_BATCH + 50)]
+        checks += [lim.check("ns/batch", strict, f"own-{i % 3}") for i in range(9)]
+        got = await asyncio.gather(*checks)
+        shared, own = got[: 2 * MAX_BATCH + 50], got[2 * MAX_BATCH + 50:]
+        assert sum(d.allowed for d in shared) == 100
+        assert all(d.outcome in ("allowed", "limited") for d in got)
+        assert sum(d.allowed for d in own) == 3  # one per distinct key
     finally:
         await lim.close()
