@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -526,7 +528,7 @@ class Exchange:
             # (ones that carry it are forwarded untouched, like any end-to-end header).
             parts.append(b"traceparent: 00-%032x-%016x-01\r\n" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1))
         if rid is None:
-            rid = self.server.next_request_id()
+            rid = next_request_id()
             parts += (rid_name, b": ", rid, b"\r\n")
         self.request_id = rid
         if self.upgrade:
@@ -886,6 +888,16 @@ class Exchange:
 
 
 _monotonic = time.monotonic
+
+# Request ids: a random per-process prefix and a counter. Unique (each worker
+# process imports this afresh), cheap, and no system call per request
+# (os.urandom is one).
+_RID_PREFIX = os.urandom(6).hex().encode()
+_rid_counter = itertools.count(1)
+
+
+def next_request_id() -> bytes:
+    return _RID_PREFIX + b"%012x" % next(_rid_counter)
 
 
 def _has_header(headers, lname: bytes) -> bool:

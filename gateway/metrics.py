@@ -21,6 +21,11 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
 
 
+def status_class(status: int) -> str:
+    """The ``code`` label: 2xx, 4xx, ... ("other" outside 100-599)."""
+    return "%dxx" % (status // 100) if 100 <= status < 600 else "other"
+
+
 class RequestStats:
     """Per-request counters kept as plain dicts; exported at scrape time.
 
@@ -31,15 +36,15 @@ class RequestStats:
 
     def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
         self.buckets = buckets
-        self.requests: dict[tuple[str, str, str], int] = {}
+        # (route, method, status) -> count: the request path only counts; the
+        # status class and the OTHER method are worked out when scraped.
+        # Bounded: llhttp parses only the methods it knows, statuses are 3 digits.
+        self.requests: dict[tuple[str, str, int], int] = {}
         # route -> [count per bucket..., +Inf count, sum]
         self.durations: dict[str, list[float]] = {}
 
     def record(self, route: str, method: str, status: int, seconds: float) -> None:
-        if method not in METHODS:
-            method = "OTHER"
-        code = "%dxx" % (status // 100) if 100 <= status < 600 else "other"
-        key = (route, method, code)
+        key = (route, method, status)
         r = self.requests
         r[key] = r.get(key, 0) + 1
         d = self.durations.get(route)
@@ -63,8 +68,12 @@ class RequestStats:
             "crdgate_requests", "Requests answered, by route, method and status class.",
             labels=["route", "method", "code"],
         )
-        for (route, method, code), n in list(self.requests.items()):
-            c.add_metric([route, method, code], n)
+        by_class: dict[tuple[str, str, str], int] = {}
+        for (route, method, status), n in list(self.requests.items()):
+            key = (route, method if method in METHODS else "OTHER", status_class(status))
+            by_class[key] = by_class.get(key, 0) + n
+        for labels, n in by_class.items():
+            c.add_metric(list(labels), n)
         yield c
         h = HistogramMetricFamily(
             "crdgate_request_duration_seconds",

@@ -19,10 +19,8 @@ https redirects).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
-import os
 import socket
 import sys
 import time
@@ -109,13 +107,6 @@ class Server:
         self._sweeper: asyncio.Task | None = None
         self._idle = asyncio.Event()
         self._live_endpoints: set | None = None
-        # Request ids: a random per-process prefix and a counter. Unique, cheap,
-        # and no system call per request (os.urandom is one).
-        self._rid_prefix = os.urandom(6).hex().encode()
-        self._rid_counter = itertools.count(1)
-
-    def next_request_id(self) -> bytes:
-        return b"%s%012x" % (self._rid_prefix, next(self._rid_counter))
 
     # -- the table -----------------------------------------------------------------
 
