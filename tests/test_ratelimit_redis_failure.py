@@ -109,3 +109,40 @@ async def test_ping(redis_restartable):
     finally:
         await lim.close()
     assert await RateLimiter.from_config(None).ping()
+
+
+@pytest.mark.parametrize("mode,status", [("open", 200), ("closed", 429)])
+async def test_proxy_answers_by_the_failure_mode_while_redis_hangs(redis_restartable, mode, status):
+    """Through the proxy: a Global check waiting on a stalled Redis is answered
+    at its deadline, and the connection keeps working for the next request."""
+    import asyncio
+
+    from gateway.config import GatewayConfig, Limits
+    from gateway.routing import RoutePolicy
+    from gateway.server import Server
+    from proxyharness import proxy_port, request, route, start_backend, table
+
+    backend = await start_backend("b")
+    policy = RoutePolicy(rate_limit=RateLimitPolicy(requests_per_minute=600, burst=100, scope="Global"))
+    tbl = table([route("ns/g", "/g", ("ns/b:80",), policy=policy)], {"ns/b:80": (backend.endpoint,)})
+    lim = RateLimiter.from_config(redis_restartable.url, failure_mode=mode, timeout=0.2)
+    server = Server(GatewayConfig(listen=("127.0.0.1", 0), access_log=False, limits=Limits()), limiter=lim)
+    server.swap(tbl)
+    await server.start()
+    port = proxy_port(server)
+    try:
+        assert (await request(port, path="/g")).status == 200  # connected, script loaded
+        redis_restartable.pause(2000)
+        started = time.monotonic()
+        r = await request(port, path="/g")
+        assert r.status == status
+        assert time.monotonic() - started < 1.5  # the deadline, not Redis waking up
+        if status == 429:
+            assert r.headers["retry-after"] == "1"
+        redis_restartable.unpause()
+        await asyncio.sleep(0.05)
+        assert (await request(port, path="/g")).status == 200
+    finally:
+        redis_restartable.unpause()
+        await server.close()
+        await backend.runner.cleanup()
