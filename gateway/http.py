@@ -307,8 +307,7 @@ class Exchange:
             try:
                 outcome = await awaitable
             except asyncio.CancelledError:  # the exchange ended meanwhile
-                self.policy_task = None
-                self.proto.resume_reading("policy")
+                self._policy_over()
                 raise
             except Exception as exc:
                 self._policy_answered(step, None, exc)
@@ -325,15 +324,17 @@ class Exchange:
 
     def _future_answered(self, step: int, fut) -> None:
         if fut.cancelled():  # the exchange ended meanwhile (respond, or the client left)
-            self.policy_task = None
-            self.proto.resume_reading("policy")
+            self._policy_over()
             return
         exc = fut.exception()
         self._policy_answered(step, None if exc is not None else fut.result(), exc)
 
-    def _policy_answered(self, step: int, outcome, exc) -> None:
+    def _policy_over(self) -> None:
         self.policy_task = None
         self.proto.resume_reading("policy")
+
+    def _policy_answered(self, step: int, outcome, exc) -> None:
+        self._policy_over()
         if exc is not None:
             log.error("policy failed on route %s", self.route_name(), exc_info=exc)
             if not self.finished:

@@ -218,9 +218,8 @@ def client_address(ex: "Exchange") -> str:
 
 def rate_limit_key(ex: "Exchange", rl) -> str:
     key = rl.key
-    if key == "ClientAddress":
-        proto = ex.proto
-        return "addr:" + (proto.peer if not proto.trusted else client_address(ex))
+    if key == "ClientAddress":  # the default: checked first
+        return "addr:" + client_address(ex)
     if key == "Route":
         return "route"
     if key == "Consumer":

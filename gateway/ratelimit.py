@@ -66,7 +66,7 @@ checks made during one loop iteration travel together as one script call over
 all their keys (``_RedisBatch``), so concurrency costs one round trip and one
 command's client work per batch, not per request. Keys are
 ``crdgate:rl:<route>:<blake2b of the key>`` (no credential from a header ever
-lands in Redis) and expire when the client is back at rest. Each call has a
+lands in Redis) and expire when the client is back at rest. Each check has a
 deadline (``timeout``); on any error or timeout the failure mode decides:
 ``open`` admits, ``closed`` denies with Retry-After 1 (a call that timed out
 may still be counted by Redis when it wakes up). Errors bump
@@ -273,8 +273,8 @@ class _RedisBatch:
     single loop hop; under concurrency N checks cost one round trip and one
     command's worth of client work instead of N. At most ``max_inflight`` calls
     are out at once; later checks queue behind them. Each check has its own
-    deadline (``timeout``): a timer fails its future, whether it is still
-    queued or already sent.
+    deadline (``timeout``): a timer resolves its future to the failure mode's
+    decision, whether the check is still queued or already sent.
     """
 
     __slots__ = ("client", "pending", "scheduled", "inflight", "max_inflight", "tasks", "timeout", "limiter")
@@ -328,7 +328,6 @@ class _RedisBatch:
         try:
             flat = await self._run(batch)
         except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the failure mode
-            RATELIMIT_REDIS_SECONDS.observe(time.perf_counter() - started)
             cancelled = not isinstance(exc, Exception)
             for fut, _, plan, deadline in batch:
                 deadline.cancel()
@@ -340,13 +339,13 @@ class _RedisBatch:
             if cancelled:
                 raise
         else:
-            RATELIMIT_REDIS_SECONDS.observe(time.perf_counter() - started)
             limiter._succeeded()
             for i, (fut, _, plan, deadline) in enumerate(batch):
                 deadline.cancel()
                 if not fut.done():
                     fut.set_result(limiter._decided(plan, flat[2 * i], flat[2 * i + 1]))
         finally:
+            RATELIMIT_REDIS_SECONDS.observe(time.perf_counter() - started)
             self.inflight -= 1
             if self.pending and not self.scheduled:
                 self.scheduled = True
