@@ -32,6 +32,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from controller.durations import parse_duration
+from gateway import regex
+from gateway.regex import Regex
 
 # -- errors --------------------------------------------------------------------
 
@@ -86,9 +88,9 @@ _ORIGIN = re.compile(r"\*|[a-zA-Z][a-zA-Z0-9+.-]*://(\*\.)?[^\s/?#*]+")
 
 
 @lru_cache(maxsize=8192)
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compiled once per distinct pattern, here and in the compiler."""
-    return re.compile(pattern)
+def compile_regex(pattern: str) -> Regex:
+    """Compiled once per distinct pattern, here and in the compiler (RE2: gateway/regex.py)."""
+    return regex.compile(pattern)
 
 
 def valid_hostname(host: str) -> bool:
@@ -202,7 +204,7 @@ class StringMatchSpec(_Spec):
         if self.type == "RegularExpression":
             try:
                 compile_regex(self.value)
-            except re.error as e:
+            except regex.RegexError as e:
                 raise SpecError(("value", f"invalid regular expression: {e}")) from None
         return self
 
@@ -527,7 +529,7 @@ class APIEndpointSpec(_Spec):
         if self.path_type == "RegularExpression":
             try:
                 compile_regex(self.path)
-            except re.error as e:
+            except regex.RegexError as e:
                 p.append(("path", f"invalid regular expression: {e}"))
         else:
             if not self.path.startswith("/"):

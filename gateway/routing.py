@@ -20,10 +20,11 @@ and shares all the others, so its cost follows the change, not the table.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import parse_qsl
+
+from gateway.regex import Regex
 
 PATH_EXACT = "Exact"
 PATH_PREFIX = "Prefix"
@@ -41,13 +42,13 @@ class StringMatch:
 
     name: str  # header names are lower-case; query names as written
     value: str
-    regex: re.Pattern[str] | None = None
+    regex: Regex | None = None
 
     def matches(self, actual: str | None) -> bool:
         if actual is None:
             return False
         if self.regex is not None:
-            return self.regex.fullmatch(actual) is not None
+            return self.regex.fullmatch(actual)
         return actual == self.value
 
 
@@ -191,7 +192,7 @@ class Route:
     created: str = ""  # creationTimestamp, RFC 3339; older wins ties
     # Ingress host wildcards cover exactly one label; APIEndpoint ones one or more.
     wildcard_single_label: bool = False
-    regex: re.Pattern[str] | None = field(default=None, compare=False)
+    regex: Regex | None = field(default=None, compare=False)
     rule: str = ""  # which part of the object, e.g. "rules[0].paths[1]"
     # True when the route has no policy beyond defaults: the proxy's fastest path.
     plain: bool = field(default=False, init=False, compare=False)
@@ -417,7 +418,7 @@ def _group_match(group: _HostGroup, path: str, probe: _Probe) -> Route | None:
                 break
             key = key[: key.rfind("/")]
     for r in group.regex:
-        if r.regex is not None and r.regex.fullmatch(path) is not None:
+        if r.regex is not None and r.regex.fullmatch(path):
             got = probe.first((r,))
             if got is not None:
                 return got

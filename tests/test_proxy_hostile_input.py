@@ -153,3 +153,29 @@ async def test_many_connections_with_partial_heads_do_not_block_others(gw):
     finally:
         for c in clients:
             await c.__aexit__(None, None, None)
+
+
+async def test_a_catastrophic_route_regex_cannot_stall_the_proxy():
+    # `(a+)+` against a run of 'a' that ends in '!' backtracks exponentially
+    # in Python's re; on RE2 the lookup is linear and the proxy answers both
+    # the hostile request and the next one at once.
+    from gateway import regex
+
+    b = await start_backend("b1")
+    rx = regex.compile(r"/r/(a+)+")
+    routes = [
+        route("ns/rx", path=rx.pattern, path_type="RegularExpression", regex=rx, backends=("ns/svc:80",)),
+        route("ns/public", path="/public", backends=("ns/svc:80",)),
+    ]
+    srv = await start_proxy(table(routes, {"ns/svc:80": (b.endpoint,)}))
+    port = proxy_port(srv)
+    try:
+        r = await asyncio.wait_for(request(port, "GET", "/r/" + "a" * 4000 + "!"), 10)
+        assert r.status == 404
+        r = await asyncio.wait_for(request(port, "GET", "/r/aaa"), 10)
+        assert r.status == 200 and b.seen[-1][1] == "/r/aaa"
+        r = await asyncio.wait_for(request(port, "GET", "/public"), 10)
+        assert r.status == 200
+    finally:
+        await srv.close()
+        await b.runner.cleanup()

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
+from gateway import regex
 from gateway.routing import PATH_EXACT, PATH_PREFIX, PATH_REGEX, Route, RouteTable, StringMatch
 
 
@@ -72,7 +71,7 @@ def test_longest_prefix_wins_and_exact_beats_prefix():
 
 
 def test_regex_is_full_match_and_comes_after_prefixes():
-    rx = re.compile(r"/users/[0-9]+")
+    rx = regex.compile(r"/users/[0-9]+")
     table = RouteTable([route("rx", rx.pattern, PATH_REGEX, regex=rx), route("users", "/users/admin")])
     assert who(table, "h", "/users/42") == "rx"
     assert who(table, "h", "/users/42/x") == 404
@@ -95,7 +94,7 @@ def test_header_and_query_matches():
     table = RouteTable(
         [
             route("v2", "/api", headers=(StringMatch("x-version", "2"),)),
-            route("debug", "/api", query=(StringMatch("debug", "", re.compile(r"1|true")),)),
+            route("debug", "/api", query=(StringMatch("debug", "", regex.compile(r"1|true")),)),
             route("plain", "/api"),
         ]
     )
