@@ -15,7 +15,13 @@ patches on the ``status`` subresource, and
   becoming leader re-checks every object it knows.
 
 It also sets ``status.loadBalancer.ingress`` of our Ingresses to the
-gateway's publish address(es) (controller/ingressclass.py says which are ours).
+gateway's publish address(es) (controller/ingressclass.py says which are ours),
+and empties it again on an Ingress it wrote that has left our class (while it
+still shows our address): an address nobody serves that Ingress on would
+mislead whoever reads it. Only Ingresses this process saw in our class are
+released, and each once, so two gateways that publish the same address never undo each
+other's writes in a loop; after a restart, an Ingress that left our class
+before it keeps the address it had.
 """
 
 from __future__ import annotations
@@ -148,6 +154,7 @@ class _Write:
     name: str
     status: ObjectStatus | None = None
     lb_entries: tuple = ()
+    release: bool = False  # Ingress left our class: empty its address if it still shows ``lb_entries``
     # "Kind:namespace/name"; given by the caller when it has the string already
     # (one of these is kept per object: at 10,000 routes the copies add up).
     key: str = ""
@@ -194,6 +201,7 @@ class StatusWriter:
         # key -> (resourceVersion the cache had when we wrote, what we wrote): until the
         # watch brings our own write back, compare with what we wrote, not the stale cache.
         self._written: dict[str, tuple[str | None, Any]] = {}
+        self._published: set[str] = set()  # keys of the Ingresses of our class at the last pass
         self._ingresses_dirty = self._publishes
         self._writing = False
         self._wake = asyncio.Event()
@@ -318,11 +326,16 @@ class StatusWriter:
         if entries is None:
             return
         default_class = is_default_class(_objects(self.store, INGRESSCLASS), self.ingress_class)
+        published: set[str] = set()  # rebuilt each pass, so deleted Ingresses drop out
         for ing in _objects(self.store, INGRESS):
+            meta = ing.get("metadata") or {}
+            w = _Write(INGRESS, meta.get("namespace") or "", meta.get("name") or "", lb_entries=entries)
             if owns_ingress(ing, self.ingress_class, default_class):
-                meta = ing.get("metadata") or {}
-                w = _Write(INGRESS, meta.get("namespace") or "", meta.get("name") or "", lb_entries=entries)
                 self._pending[w.key] = w
+                published.add(w.key)
+            elif w.key in self._published:  # left our class since the last pass
+                self._pending[w.key] = _Write(INGRESS, w.namespace, w.name, lb_entries=entries, release=True, key=w.key)
+        self._published = published
 
     # -- one object ---------------------------------------------------------------------------
 
@@ -384,7 +397,10 @@ class StatusWriter:
         if write.kind == INGRESS:
             want = [dict(e) for e in write.lb_entries]
             have = mine if mine is not None else cached
-            if ((have.get("loadBalancer") or {}).get("ingress") or []) == want:
+            shown = (have.get("loadBalancer") or {}).get("ingress") or []
+            if write.release:  # another address (another controller's) is not ours to remove
+                return {"loadBalancer": {"ingress": []}} if shown == want else None
+            if shown == want:
                 return None
             return {"loadBalancer": {"ingress": want}}
         status = write.status

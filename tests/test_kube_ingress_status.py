@@ -78,3 +78,49 @@ def test_service_addresses_by_type():
     assert service_addresses({"spec": {"type": "NodePort", "externalIPs": ["192.0.2.5"], "clusterIP": "10.0.0.1"}}) == ["192.0.2.5"]
     assert service_addresses({"spec": {"type": "LoadBalancer", "clusterIP": "10.0.0.1"}}) == []  # not provisioned yet
     assert load_balancer_entries(["2001:db8::1", "h.example"]) == [{"ip": "2001:db8::1"}, {"hostname": "h.example"}]
+
+
+async def set_class(fake, store: Store, name: str, class_name: str) -> None:
+    """A user's edit of the Ingress's class, once the watch has brought it to the cache."""
+    obj = fake.get("Ingress", "web", name)
+    obj["spec"]["ingressClassName"] = class_name
+    fake.update(obj)
+    await eventually(lambda: store.get("Ingress", "web", name)["spec"]["ingressClassName"] == class_name,
+                     what=f"class {class_name} cached")
+
+
+async def test_an_ingress_leaving_our_class_gets_its_address_back_only_if_it_shows_ours(fake_kube, kube_api):
+    fake_kube.create(ingress("web", "moving"))
+    fake_kube.create(ingress("web", "taken"))
+    store = Store()
+    writer = StatusWriter(kube_api, None, store=store, publish_addresses=["203.0.113.7"])
+    want = [{"ip": "203.0.113.7"}]
+    async with running(KubeSource(store, kube_api, **FAST).run()), running(writer.run()):
+        await eventually(lambda: store.synced(KINDS), what="sync")
+        writer.submit({})
+        await eventually(lambda: lb(fake_kube, "web", "moving") == want and lb(fake_kube, "web", "taken") == want,
+                         what="published")
+
+        # Moved to a class nobody here serves: the address we wrote is removed.
+        await set_class(fake_kube, store, "moving", "nginx")
+        writer.submit({})
+        await eventually(lambda: lb(fake_kube, "web", "moving") == [], what="address released")
+
+        # Moved, and its new controller already wrote its own address: left alone.
+        taken = fake_kube.get("Ingress", "web", "taken")
+        taken["spec"]["ingressClassName"] = "nginx"
+        fake_kube.update(taken)
+        fake_kube.set_status("Ingress", "web", "taken", {"loadBalancer": {"ingress": [{"ip": "198.51.100.9"}]}})
+        await eventually(lambda: (store.get("Ingress", "web", "taken").get("status") or {}).get("loadBalancer"),
+                         what="foreign status cached")
+        before = len(status_patches(fake_kube))
+        writer.submit({})
+        await eventually(lambda: writer.idle, what="idle")
+        assert lb(fake_kube, "web", "taken") == [{"ip": "198.51.100.9"}]
+        assert lb(fake_kube, "web", "moving") == []
+        assert len(status_patches(fake_kube)) == before
+
+        # Back in our class: published again.
+        await set_class(fake_kube, store, "moving", "crdgate")
+        writer.submit({})
+        await eventually(lambda: lb(fake_kube, "web", "moving") == want, what="published again")
