@@ -5,7 +5,9 @@ JSON shape, so what a human reads and what CI stores never disagree. Schema
 ``crdgate-bench/1``: top-level ``settings``, ``pinning``, ``tools``,
 ``baselines`` (``direct``, ``nginx``), ``scenarios`` (a list; each with
 ``name``, ``kind``, ``state``, ``reason``, ``summary``, ``vs_nginx``, ``runs``,
-``extra``) and ``notes``. Latencies are microseconds in JSON, ms in the table.
+``reference_runs`` (the nginx runs paired with ``runs``), ``extra``) and
+``notes``. A load scenario's ``vs_nginx`` holds medians of per-pair ratios and
+``paired_runs``; without pairs it falls back to the nginx baseline. Latencies are microseconds in JSON, ms in the table.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import platform
 from typing import Iterable
 
 from .scenarios import FAILED, SKIPPED, Result
-from .stats import ratio
+from .stats import median, ratio
 
 SCHEMA = "crdgate-bench/1"
 
@@ -29,8 +31,25 @@ def _vs(summary: dict | None, base: dict | None) -> dict | None:
     }
 
 
+def _vs_paired(r: Result) -> dict | None:
+    """Medians of the per-pair ratios of ``r.runs`` to the nginx runs taken just before each."""
+    pairs = list(zip(r.runs, r.reference))
+    if not pairs:
+        return None
+    return {
+        "rps_ratio": median([ratio(c.rps, n.rps) for c, n in pairs if n.rps]),
+        "p50_ratio": median([ratio(c.latency_us["p50"], n.latency_us["p50"]) for c, n in pairs if n.latency_us["p50"]]),
+        "p99_ratio": median([ratio(c.latency_us["p99"], n.latency_us["p99"]) for c, n in pairs if n.latency_us["p99"]]),
+        "paired_runs": len(pairs),
+        "nginx_rps_median": median([n.rps for _, n in pairs]),
+    }
+
+
 def result_json(r: Result, nginx: dict | None, direct: dict | None) -> dict:
     summary = r.summary()
+    vs_nginx = None
+    if r.target == "crdgate":
+        vs_nginx = _vs_paired(r) or _vs(summary, nginx)
     return {
         "name": r.name,
         "kind": r.kind,
@@ -39,9 +58,10 @@ def result_json(r: Result, nginx: dict | None, direct: dict | None) -> dict:
         "state": r.state,
         "reason": r.reason,
         "summary": summary,
-        "vs_nginx": _vs(summary, nginx) if r.target == "crdgate" else None,
+        "vs_nginx": vs_nginx,
         "vs_direct": _vs(summary, direct),
         "runs": [w.to_json() for w in r.runs],
+        "reference_runs": [w.to_json() for w in r.reference],
         "extra": r.extra,
     }
 

@@ -9,8 +9,12 @@ got), then runs wrk: a warm-up, then ``runs`` measured runs. Any wrk error
 figures still reported. Nothing here raises for one scenario: the run goes on.
 
 The baselines — the backend reached directly and nginx as a 1-worker reverse
-proxy — are measured the same way in the same run; every crdgate figure is
-reported as a ratio to the nginx one.
+proxy — are measured the same way in the same run. The nginx proxy then stays
+up, and each load scenario's measured runs alternate with nginx runs on the
+plain route (nginx, crdgate, nginx, crdgate, ...): a shared machine drifts by
+tens of percent over minutes, and a ratio of two runs taken seconds apart
+cancels most of that drift, where a ratio to a baseline taken minutes earlier
+does not. The scenario's ratio is the median of its per-pair ratios.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Result:
     reason: str = ""
     target: str = "crdgate"  # crdgate | direct | nginx | in-process
     runs: list[WrkResult] = field(default_factory=list)
+    reference: list[WrkResult] = field(default_factory=list)  # nginx runs paired with ``runs``
     extra: dict = field(default_factory=dict)
 
     def fail(self, reason: str) -> "Result":
@@ -87,6 +92,7 @@ class Context:
     progress: Progress
     redis_url: str | None = None
     redis_reason: str = ""  # why redis_url is None
+    nginx_url: str | None = None  # the nginx proxy kept up for paired reference runs
 
     def folder(self, name: str) -> Path:
         path = self.workdir / name
@@ -106,16 +112,26 @@ class Context:
 
 
 def measure(ctx: Context, label: str, url: str, paths: list[str], headers: dict[str, str] | None = None,
-            check_identity: bool = False, alive: Callable[[], None] | None = None) -> list[WrkResult]:
-    """Warm up, then ``runs`` measured wrk runs; ``alive`` raises if the target died meanwhile."""
+            check_identity: bool = False, alive: Callable[[], None] | None = None,
+            reference: list[WrkResult] | None = None) -> list[WrkResult]:
+    """Warm up, then ``runs`` measured wrk runs; ``alive`` raises if the target died meanwhile.
+
+    With ``reference`` (a list to fill) and the nginx proxy up, an nginx run on
+    the plain route goes just before each measured run.
+    """
     assert ctx.wrk is not None
     s = ctx.settings
     script = ctx.wrk.prepare(paths, headers, check_identity)
+    paired = reference is not None and ctx.nginx_url is not None
+    ref_script = ctx.wrk.prepare(["/plain"]) if paired else None
     if s.warmup_s > 0:
         ctx.progress.update(f"{label}: warm-up {s.warmup_s:g}s")
         ctx.wrk.run(url, script, s.warmup_s)
     results = []
     for i in range(s.runs):
+        if paired:
+            ctx.progress.update(f"{label}: nginx reference {i + 1}/{s.runs}")
+            reference.append(ctx.wrk.run(ctx.nginx_url, ref_script, s.duration_s))
         ctx.progress.update(f"{label}: run {i + 1}/{s.runs} ({s.duration_s:g}s, {ctx.wrk.connections} connections)")
         r = ctx.wrk.run(url, script, s.duration_s)
         results.append(r)
@@ -275,7 +291,8 @@ def run_load(ctx: Context, scenario: LoadScenario) -> Result:
         problem = preflight(gw, setup.paths, setup.headers)
         if problem:
             return result.fail(problem)
-        result.runs = measure(ctx, scenario.name, gw.url, setup.paths, setup.headers, alive=gw.check_alive)
+        result.runs = measure(ctx, scenario.name, gw.url, setup.paths, setup.headers, alive=gw.check_alive,
+                              reference=result.reference)
         if any(r.errors_total for r in result.runs):
             result.fail(error_reason(result.runs))
     except (WrkError, GatewayError) as exc:

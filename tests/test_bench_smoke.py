@@ -73,6 +73,11 @@ def test_bench_smoke_writes_json_and_png(tmp_path):
     if plain["state"] == "ok":
         assert _number(plain["summary"]["rps_median"]) and plain["summary"]["requests"] > 0
         assert _number(plain["vs_nginx"]["rps_ratio"]) and _number(plain["vs_nginx"]["p99_ratio"])
+        # the scenario's run is paired with an nginx run taken just before it
+        assert plain["vs_nginx"]["paired_runs"] == 1 and len(plain["reference_runs"]) == 1
+        ref = plain["reference_runs"][0]
+        assert ref["requests"] > 0
+        assert plain["vs_nginx"]["rps_ratio"] == plain["summary"]["rps_median"] / ref["rps"]
     else:
         assert plain["state"] == "failed" and plain["reason"]
     if (REPO / "gateway" / "cli.py").exists():
