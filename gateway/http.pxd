@@ -5,6 +5,9 @@ cimport cython
 from gateway.upstream cimport EndpointPool, UpstreamConnection
 
 
+cpdef bint _valid_host(bytes value)
+
+
 cdef class HeaderView:
     cdef object _headers
     cdef object _cache
@@ -67,7 +70,7 @@ cdef class ClientProtocol:
     cdef public list _headers
     cdef public Py_ssize_t _url_size, _header_bytes, _max_uri, _max_header_bytes, _max_headers
     cdef public double _head_deadline, _idle_since, _header_timeout
-    cdef public bint _writing_paused, _eof
+    cdef public bint _writing_paused, _eof, _upgrade_refused
 
     cpdef pause_reading(self, str why)
     cpdef resume_reading(self, str why)

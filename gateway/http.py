@@ -57,6 +57,9 @@ _SPECIAL_LENGTHS = frozenset((4, 6, 10, 14, 17))
 _REQ_SPECIAL = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"expect"}
 # Response headers never copied as they are.
 _RESP_SPECIAL = HOP_BY_HOP | {b"connection"}
+# RFC 3986 reg-name and IPv4address characters, plus ':' before a port.
+_HOST_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:"
+_IP_LITERAL_CHARS = b"0123456789abcdefABCDEF:."
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
 
@@ -901,6 +904,37 @@ def next_request_id() -> bytes:
     return _RID_PREFIX + b"%012x" % next(_rid_counter)
 
 
+def _valid_host(value: bytes) -> bool:
+    """RFC 9112 3.2: Host is uri-host [":" port]; anything else gets 400 (as nginx does).
+
+    A host with spaces, '/', '@' or a stray bracket would otherwise reach the
+    backend, whose links and redirects are often built from it.
+    """
+    if value[:1] == b"[":  # IP-literal: [v6address], then an optional port
+        end = value.find(b"]")
+        if end < 2 or value[1:end].translate(None, _IP_LITERAL_CHARS):
+            return False
+        port = value[end + 1:]
+        return not port or (port[:1] == b":" and (len(port) == 1 or port[1:].isdigit()))
+    if value.translate(None, _HOST_CHARS):
+        return False
+    colon = value.find(b":")
+    if colon < 0:
+        return True
+    port = value[colon + 1:]
+    return colon > 0 and (not port or port.isdigit())
+
+
+def _websocket_upgrade(headers) -> bool:
+    """Whether the Upgrade header offers WebSocket, the one protocol this proxy tunnels."""
+    for name, value in headers:
+        if len(name) == 7 and name.lower() == b"upgrade":
+            for token in value.split(b","):
+                if token.strip().lower() == b"websocket":
+                    return True
+    return False
+
+
 def _has_header(headers, lname: bytes) -> bool:
     for name, _ in headers:
         if name.lower() == lname:
@@ -973,6 +1007,7 @@ class ClientProtocol:
         self._upgraded: Exchange | None = None
         self._writing_paused = False
         self._eof = False
+        self._upgrade_refused = False
         self._headers: list = []
         lim = server.limits
         self._max_uri = lim.max_uri_bytes
@@ -1033,6 +1068,8 @@ class ClientProtocol:
                 self.current = None
                 if off < len(data):
                     ex.upgrade_data(data[off:])
+            elif self._upgrade_refused:
+                self.pause_reading("upgrade refused")  # what follows is not parsed: closing after the response
             else:
                 self._refuse(400, "unexpected upgrade")
         except _Reject as e:
@@ -1141,6 +1178,8 @@ class ClientProtocol:
         if lname == b"host":
             if ex.host:
                 raise _Reject(400, "more than one Host header")
+            if not _valid_host(value):
+                raise _Reject(400, "invalid Host header")
             ex.host = value
         elif lname == b"content-length":
             ex.content_length = int(value)  # llhttp has checked digits and duplicates
@@ -1168,7 +1207,19 @@ class ClientProtocol:
             ex.http10 = True
         ex.keep_alive = p.should_keep_alive()
         if p.should_upgrade():
-            ex.upgrade = ex.method == "GET"
+            if ex.method == "GET" and _websocket_upgrade(ex.headers):
+                ex.upgrade = True
+            else:
+                # Only WebSocket is tunnelled. An h2c (or any other) upgrade passed
+                # on would let the backend switch protocols and take requests on
+                # that stream past routing and auth ("h2c smuggling"); it is served
+                # as an ordinary request, Upgrade dropped as hop-by-hop. llhttp
+                # parses nothing after an upgrade request (not even its body), so a
+                # body is refused and the connection closes after the response.
+                if ex.content_length > 0 or ex.chunked:
+                    raise _Reject(400, "Upgrade on a request with a body")
+                ex.keep_alive = False
+                self._upgrade_refused = True
         if self.pipeline[0] is ex:
             ex.begin()
 

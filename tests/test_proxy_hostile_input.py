@@ -179,3 +179,51 @@ async def test_a_catastrophic_route_regex_cannot_stall_the_proxy():
     finally:
         await srv.close()
         await b.runner.cleanup()
+
+
+@pytest.mark.parametrize("host", [b"a b", b"[::1", b"a/b", b"user@a", b"a:b:c", b"a:80x", b":80", b"[]", b"[::1]x",
+                                  b"a\tb", b"a\"b"])
+async def test_an_invalid_host_header_is_400(gw, host):
+    b, _, port = gw
+    r = await refused(port, b"GET /public HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", 400)
+    assert b"invalid Host header" in r.body
+    assert b.seen == []
+
+
+@pytest.mark.parametrize("host", [b"a", b"a:8080", b"a:", b"127.0.0.1:80", b"[::1]", b"[::1]:8443", b"xn--bcher-kva.example",
+                                  b"A.Example.COM"])
+async def test_valid_host_headers_are_served(gw, host):
+    b, _, port = gw
+    async with RawClient(port) as c:
+        await c.send(b"GET /public HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        r = await c.response()
+    assert r.status == 200, (host, r.body)
+
+
+async def test_an_h2c_upgrade_is_served_as_a_plain_request_and_never_reaches_the_backend(gw):
+    # Passing "Upgrade: h2c" on would let an h2c-capable backend answer 101 and
+    # take HTTP/2 requests on that connection past routing and auth.
+    b, _, port = gw
+    async with RawClient(port) as c:
+        await c.send(b"GET /public HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                     b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+                     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        r = await c.response()
+        assert r.status == 200 and r.headers.get("connection") == "close"
+        assert await c.closed(), "nothing after an upgrade request is parsed: the connection closes"
+    _, path, headers, _ = b.seen[-1]
+    assert path == "/public"
+    assert not {"upgrade", "http2-settings"} & {k.lower() for k in headers}
+    assert len(b.seen) == 1
+
+
+async def test_an_upgrade_on_a_request_with_a_body_is_refused_before_forwarding(gw):
+    # llhttp hands back the bytes after an upgrade request's head unparsed, body
+    # included: there is no safe way to forward such a request without the upgrade.
+    b, _, port = gw
+    r = await refused(port, b"POST /public HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                            b"Content-Length: 5\r\n\r\nhello", 400)
+    assert b"Upgrade on a request with a body" in r.body
+    await refused(port, b"GET /public HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+                        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400)
+    assert b.seen == []
