@@ -89,6 +89,8 @@ def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
     _add(g, "--max-header-bytes", Limits.max_header_bytes, int, "largest request header section (431 above)")
     _add(g, "--max-headers", Limits.max_headers, int, "most request header lines (431 above)")
     _add(g, "--max-uri-bytes", Limits.max_uri_bytes, int, "longest request target (414 above)")
+    _add(g, "--max-response-header-bytes", Limits.max_response_header_bytes, int,
+         "largest upstream response header section (502 above)")
     _add(g, "--header-timeout", Limits.header_timeout, float, "seconds for a request head to arrive (408)")
     _add(g, "--idle-timeout", Limits.idle_timeout, float, "seconds an idle client keep-alive connection is kept")
     _add(g, "--upstream-idle-timeout", Limits.upstream_idle_timeout, float,
@@ -197,7 +199,7 @@ def gateway_config(args) -> GatewayConfig:
     limits = Limits(
         max_uri_bytes=args.max_uri_bytes, max_header_bytes=args.max_header_bytes, max_headers=args.max_headers,
         max_body_bytes=args.max_body_bytes, header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
-        upstream_idle_timeout=args.upstream_idle_timeout,
+        upstream_idle_timeout=args.upstream_idle_timeout, max_response_header_bytes=args.max_response_header_bytes,
     )
     return GatewayConfig(
         listen=args.listen, admin_listen=args.admin_listen, trusted_proxies=tuple(nets), limits=limits,

@@ -33,6 +33,7 @@ class Limits:
     idle_timeout: float = 60.0  # keep-alive connection with no request
     upstream_idle_timeout: float = 20.0  # pooled upstream connection unused
     max_idle_per_endpoint: int = 256
+    max_response_header_bytes: int = 65536  # an upstream response head above this: 502
 
 
 @dataclass(frozen=True)

@@ -474,7 +474,7 @@ class Exchange:
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn
         head = self._upstream_head()
-        conn.send(self, head, self.method == "HEAD")
+        conn.send(self, head, self.method == "HEAD", self.upgrade)
         self.sent_head = True
         if self.upgrade:
             return  # buffered bytes go after the 101

@@ -93,6 +93,7 @@ class Server:
         self.table: RouteTable | None = None
         self.upstreams = Upstreams(max_idle=config.limits.max_idle_per_endpoint,
                                    idle_timeout=config.limits.upstream_idle_timeout,
+                                   max_header_bytes=config.limits.max_response_header_bytes,
                                    client_ssl=upstream_context(config.upstream_ca_file))
         # What the TLS listener serves; run.py feeds it from the controller.
         self.certificates = certificates

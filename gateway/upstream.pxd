@@ -6,10 +6,11 @@ cimport cython
 @cython.final
 cdef class UpstreamConnection:
     cdef public object pool, transport, parser, handler, _headers, _reason
-    cdef public bint reused, got_bytes, head_only, _closed, upgraded
+    cdef public bint reused, got_bytes, head_only, may_upgrade, _closed, upgraded
     cdef public double idle_since
+    cdef public Py_ssize_t _header_bytes, _max_header_bytes
 
-    cpdef send(self, handler, bytes data, bint head_only)
+    cpdef send(self, handler, bytes data, bint head_only, bint may_upgrade=*)
     cpdef on_header(self, bytes name, bytes value)
     cpdef close(self)
 

@@ -52,7 +52,10 @@ class UpstreamConnection:
         self.reused = False
         self.got_bytes = False
         self.head_only = False  # the request was HEAD: the response has no body
+        self.may_upgrade = False  # the request offered an upgrade: a 101 is an answer, not an error
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._max_header_bytes = pool.upstreams.max_header_bytes
         self._reason = b""
         self._closed = False
         self.idle_since = 0.0
@@ -116,18 +119,33 @@ class UpstreamConnection:
     # -- httptools callbacks ----------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.handler is None:
+            # A second response in the same read as the first: the upstream answered
+            # something it was not asked. Reusing this connection could hand those
+            # bytes to the next request; the parser error this becomes closes it.
+            raise ValueError("upstream response without a request")
         self._headers = []
+        self._header_bytes = 0
 
     def on_status(self, status: bytes) -> None:
         self._reason = status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        size = self._header_bytes + len(name) + len(value) + 4
+        self._header_bytes = size
+        if size > self._max_header_bytes:
+            # A backend streaming an endless head would grow it without bound; the
+            # parser error this becomes answers 502 and closes the connection.
+            raise ValueError("upstream response header section too large")
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             return  # interim response (e.g. 103): not forwarded
+        if status == 101 and not self.may_upgrade:
+            # Switching protocols on a request that offered none: nothing after it can be parsed.
+            raise ValueError("upstream switched protocols unasked")
         h = self.handler
         if h is not None:
             h.upstream_head(self, status, self._reason, self._headers, self.parser.should_keep_alive())
@@ -156,10 +174,11 @@ class UpstreamConnection:
 
     # -- used by the exchange -----------------------------------------------------
 
-    def send(self, handler: Handler, data: bytes, head_only: bool) -> None:
+    def send(self, handler: Handler, data: bytes, head_only: bool, may_upgrade: bool = False) -> None:
         self.handler = handler
         self.got_bytes = False
         self.head_only = head_only
+        self.may_upgrade = may_upgrade
         self.transport.write(data)
 
     def close(self) -> None:
@@ -252,10 +271,12 @@ class EndpointPool:
 class Upstreams:
     """Every endpoint pool of the process, and the balancing state per backend."""
 
-    def __init__(self, max_idle: int = 256, idle_timeout: float = 20.0, client_ssl: ssl.SSLContext | None = None):
+    def __init__(self, max_idle: int = 256, idle_timeout: float = 20.0, client_ssl: ssl.SSLContext | None = None,
+                 max_header_bytes: int = 65536):
         self.pools: dict[Endpoint, EndpointPool] = {}
         self.rr: dict[str, int] = {}
         self.max_idle = max_idle
+        self.max_header_bytes = max_header_bytes  # a response head above this: 502
         self.idle_timeout = idle_timeout
         self.client_ssl = client_ssl or ssl.create_default_context()
         self._rand: Callable[[], float] = random.random
