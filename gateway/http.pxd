@@ -6,6 +6,7 @@ from gateway.upstream cimport EndpointPool, UpstreamConnection
 
 
 cpdef bint _valid_host(bytes value)
+cpdef bint _valid_port(bytes port)
 
 
 cdef class HeaderView:

@@ -237,6 +237,10 @@ class Exchange:
         if path == "*":
             return self.respond(400, "asterisk-form is not routed", close=True)
         if authority is not None:
+            # Absolute form: its authority replaces Host (RFC 9112 3.2.2), so it is held to the
+            # same grammar; userinfo ("user@host") is refused as RFC 9110 4.2.4 asks.
+            if not _valid_host(authority):
+                return self.respond(400, "invalid authority in request target", close=True)
             self.host = authority
         elif not self.host and not self.http10:
             return self.respond(400, "missing Host header", close=True)
@@ -915,14 +919,18 @@ def _valid_host(value: bytes) -> bool:
         if end < 2 or value[1:end].translate(None, _IP_LITERAL_CHARS):
             return False
         port = value[end + 1:]
-        return not port or (port[:1] == b":" and (len(port) == 1 or port[1:].isdigit()))
+        return not port or (port[:1] == b":" and _valid_port(port[1:]))
     if value.translate(None, _HOST_CHARS):
         return False
     colon = value.find(b":")
     if colon < 0:
         return True
-    port = value[colon + 1:]
-    return colon > 0 and (not port or port.isdigit())
+    return colon > 0 and _valid_port(value[colon + 1:])
+
+
+def _valid_port(port: bytes) -> bool:
+    """Empty (the scheme's default) or a number up to 65535."""
+    return not port or (port.isdigit() and len(port) <= 5 and int(port) <= 65535)
 
 
 def _websocket_upgrade(headers) -> bool:

@@ -182,7 +182,7 @@ async def test_a_catastrophic_route_regex_cannot_stall_the_proxy():
 
 
 @pytest.mark.parametrize("host", [b"a b", b"[::1", b"a/b", b"user@a", b"a:b:c", b"a:80x", b":80", b"[]", b"[::1]x",
-                                  b"a\tb", b"a\"b"])
+                                  b"a\tb", b"a\"b", b"a:65536", b"a:000080", b"[::1]:99999"])
 async def test_an_invalid_host_header_is_400(gw, host):
     b, _, port = gw
     r = await refused(port, b"GET /public HTTP/1.1\r\nHost: " + host + b"\r\n\r\n", 400)
@@ -190,8 +190,8 @@ async def test_an_invalid_host_header_is_400(gw, host):
     assert b.seen == []
 
 
-@pytest.mark.parametrize("host", [b"a", b"a:8080", b"a:", b"127.0.0.1:80", b"[::1]", b"[::1]:8443", b"xn--bcher-kva.example",
-                                  b"A.Example.COM"])
+@pytest.mark.parametrize("host", [b"a", b"a:8080", b"a:", b"a:65535", b"127.0.0.1:80", b"[::1]", b"[::1]:8443",
+                                  b"xn--bcher-kva.example", b"A.Example.COM"])
 async def test_valid_host_headers_are_served(gw, host):
     b, _, port = gw
     async with RawClient(port) as c:
@@ -227,3 +227,21 @@ async def test_an_upgrade_on_a_request_with_a_body_is_refused_before_forwarding(
     await refused(port, b"GET /public HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
                         b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400)
     assert b.seen == []
+
+
+@pytest.mark.parametrize("target", [b"http://user@evil.example/public", b"http://evil.example:99999/public",
+                                    b"http://ev il/public", b"http://[::1/public"])
+async def test_an_absolute_form_target_with_an_invalid_authority_is_400(gw, target):
+    b, _, port = gw
+    r = await refused(port, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n", 400)
+    assert b.seen == []
+
+
+async def test_an_absolute_form_authority_replaces_host(gw):
+    b, _, port = gw
+    async with RawClient(port) as c:
+        await c.send(b"GET http://api.example:8080/public?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
+        r = await c.response()
+    assert r.status == 200
+    _, path, headers, _ = b.seen[-1]
+    assert path == "/public?x=1" and headers["Host"] == "api.example:8080"
