@@ -67,7 +67,7 @@ cdef class Exchange:
 cdef class ClientProtocol:
     cdef public object server, transport, parser, pipeline, current, peer, peer_bytes, forwarded_for
     cdef public bint closed, trusted
-    cdef public object _paused, _upgraded, fwd_key, fwd_block, scheme, scheme_bytes, sni
+    cdef public object _paused, _upgraded, fwd_key, fwd_block, scheme, scheme_bytes, sni, _host_ok
     cdef public list _headers
     cdef public Py_ssize_t _url_size, _header_bytes, _max_uri, _max_header_bytes, _max_headers
     cdef public double _head_deadline, _idle_since, _header_timeout

@@ -57,9 +57,16 @@ _SPECIAL_LENGTHS = frozenset((4, 6, 10, 14, 17))
 _REQ_SPECIAL = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"expect"}
 # Response headers never copied as they are.
 _RESP_SPECIAL = HOP_BY_HOP | {b"connection"}
+
+def _marking(allowed: bytes) -> bytes:
+    """A bytes.translate table that maps ``allowed`` to b"." and every other byte to NUL: one
+    translate and one find check a value (deletechars would rebuild its table on each call)."""
+    return bytes(46 if c in allowed else 0 for c in range(256))
+
+
 # RFC 3986 reg-name and IPv4address characters, plus ':' before a port.
-_HOST_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:"
-_IP_LITERAL_CHARS = b"0123456789abcdefABCDEF:."
+_HOST_CHARS = _marking(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:")
+_IP_LITERAL_CHARS = _marking(b"0123456789abcdefABCDEF:.")
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
 
@@ -916,11 +923,11 @@ def _valid_host(value: bytes) -> bool:
     """
     if value[:1] == b"[":  # IP-literal: [v6address], then an optional port
         end = value.find(b"]")
-        if end < 2 or value[1:end].translate(None, _IP_LITERAL_CHARS):
+        if end < 2 or value[1:end].translate(_IP_LITERAL_CHARS).find(b"\0") != -1:
             return False
         port = value[end + 1:]
         return not port or (port[:1] == b":" and _valid_port(port[1:]))
-    if value.translate(None, _HOST_CHARS):
+    if value.translate(_HOST_CHARS).find(b"\0") != -1:
         return False
     colon = value.find(b":")
     if colon < 0:
@@ -1016,6 +1023,7 @@ class ClientProtocol:
         self._writing_paused = False
         self._eof = False
         self._upgrade_refused = False
+        self._host_ok = b""  # the last Host value that passed _valid_host on this connection
         self._headers: list = []
         lim = server.limits
         self._max_uri = lim.max_uri_bytes
@@ -1186,8 +1194,10 @@ class ClientProtocol:
         if lname == b"host":
             if ex.host:
                 raise _Reject(400, "more than one Host header")
-            if not _valid_host(value):
-                raise _Reject(400, "invalid Host header")
+            if value != self._host_ok:  # a keep-alive client repeats its Host: checked once
+                if not _valid_host(value):
+                    raise _Reject(400, "invalid Host header")
+                self._host_ok = value
             ex.host = value
         elif lname == b"content-length":
             ex.content_length = int(value)  # llhttp has checked digits and duplicates

@@ -245,3 +245,17 @@ async def test_an_absolute_form_authority_replaces_host(gw):
     assert r.status == 200
     _, path, headers, _ = b.seen[-1]
     assert path == "/public?x=1" and headers["Host"] == "api.example:8080"
+
+
+async def test_each_new_host_on_a_keep_alive_connection_is_checked(gw):
+    b, _, port = gw
+    async with RawClient(port) as c:
+        await c.send(b"GET /public HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert (await c.response()).status == 200
+        await c.send(b"GET /public HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert (await c.response()).status == 200
+        await c.send(b"GET /public HTTP/1.1\r\nHost: a b\r\n\r\n")
+        r = await c.response()
+        assert r.status == 400 and b"invalid Host header" in r.body
+        assert await c.closed()
+    assert len(b.seen) == 2
