@@ -25,7 +25,34 @@ from gateway.server import Server
 log = logging.getLogger("crdgate")
 
 
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files to the hard one; returns (before, after).
+
+    Every client connection and every pooled upstream connection is a file
+    descriptor, and the soft limit many shells start with (1024) refuses
+    connections long before the CPU is busy. Go's runtime does the same at
+    start, nginx has worker_rlimit_nofile. Workers inherit the raised limit.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX: nothing to raise
+        return (0, 0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return (soft, soft)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("open-file limit stays at %d (could not raise it to %d: %s)", soft, target, exc)
+        return (soft, soft)
+    return (soft, target)
+
+
 def run_gateway(args, config: GatewayConfig) -> int:
+    before, after = raise_open_file_limit()
+    if after > before:
+        log.info("open-file limit raised from %d to %d", before, after)
     if getattr(args, "workers", 1) > 1:
         from gateway.workers import supervise
 
