@@ -285,7 +285,7 @@ class Exchange:
     def run_policies(self, step: int) -> None:
         route = self.route
         pol = route.policy
-        if step <= 0:
+        if step <= 0 and pol.answers_early:
             answer = policies.early_answer(self, pol)
             if answer is not None:
                 status, message, extra, body = answer
@@ -297,10 +297,10 @@ class Exchange:
             if not policies.apply_auth(self, pol.auth, result):
                 return
         if step <= 2 and pol.rate_limit is not None and self.server.limiter is not None:
-            decision = policies.rate_limit(self, pol.rate_limit)
-            if hasattr(decision, "__await__"):
-                return self._await_policy(decision, 2)
-            if not policies.apply_rate_limit(self, pol.rate_limit, decision):
+            admitted = policies.rate_limit(self, pol.rate_limit)
+            if admitted is not True:
+                if admitted is not False:  # a future of the Decision (Global, through Redis)
+                    self._await_policy(admitted, 2)
                 return
         self.forward()
 

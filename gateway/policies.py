@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from gateway import metrics
 from gateway.auth.base import header_value, upstream_headers
+from gateway.ratelimit import Decision
 from gateway.routing import PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
 
 if TYPE_CHECKING:
@@ -232,7 +233,17 @@ def rate_limit_key(ex: "Exchange", rl) -> str:
 
 
 def rate_limit(ex: "Exchange", rl):
-    return ex.server.limiter.check(ex.route.name, rl, rate_limit_key(ex, rl))
+    """Count this request against ``rl``: True to go on, False when answered (429), or a
+    future of the Decision for a Global limit (then ``apply_rate_limit`` follows)."""
+    proto = ex.proto
+    if rl.key == "ClientAddress" and not proto.trusted:  # the default, and the common case
+        key = "addr:" + proto.peer
+    else:
+        key = rate_limit_key(ex, rl)
+    decision = ex.server.limiter.check(ex.route.name, rl, key)
+    if type(decision) is not Decision:
+        return decision
+    return apply_rate_limit(ex, rl, decision)
 
 
 def apply_rate_limit(ex: "Exchange", rl, decision) -> bool:

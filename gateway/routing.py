@@ -170,6 +170,13 @@ class RoutePolicy:
     load_balancer: str = "RoundRobin"  # RoundRobin | LeastRequest
     mirror: Mirror | None = None
     https_redirect: bool = False
+    # Whether anything may answer before auth (redirects, CORS preflight): the
+    # proxy skips that step for the many routes that have none.
+    answers_early: bool = field(init=False, default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "answers_early",
+                           self.https_redirect or self.redirect is not None or self.cors is not None)
 
 
 NO_POLICY = RoutePolicy()
