@@ -25,3 +25,7 @@ cdef class EndpointPool:
     cpdef release(self, UpstreamConnection conn)
     cpdef succeeded(self)
     cpdef failed(self, str backend_key, int peers)
+    cpdef bint ejected(self, double now)
+
+
+cpdef Py_ssize_t _usable_offset(tuple pools, Py_ssize_t start, tuple exclude, double now) except -1

@@ -268,6 +268,22 @@ class EndpointPool:
         self.idle.clear()
 
 
+def _usable_offset(pools: tuple, start: int, exclude: tuple, now: float) -> int:
+    """Round the ring from ``start``: how far on is the first pool neither excluded (tried
+    already) nor ejected; else the first not excluded; else 0. Usually 0."""
+    n = len(pools)
+    fallback = -1
+    for k in range(n):
+        p = pools[(start + k) % n]
+        if exclude and p in exclude:
+            continue
+        if not p.ejected(now):
+            return k
+        if fallback < 0:
+            fallback = k
+    return fallback if fallback >= 0 else 0
+
+
 class Upstreams:
     """Every endpoint pool of the process, and the balancing state per backend."""
 
@@ -277,6 +293,7 @@ class Upstreams:
         self.rr: dict[str, int] = {}
         self.max_idle = max_idle
         self.max_header_bytes = max_header_bytes  # a response head above this: 502
+        self._sets: dict[str, tuple[EndpointSet, tuple[EndpointPool, ...]]] = {}  # see pools_of
         self.idle_timeout = idle_timeout
         self.client_ssl = client_ssl or ssl.create_default_context()
         self._rand: Callable[[], float] = random.random
@@ -287,28 +304,40 @@ class Upstreams:
             p = self.pools[ep] = EndpointPool(ep, self)
         return p
 
+    def pools_of(self, eset: EndpointSet) -> tuple[EndpointPool, ...]:
+        """The pools of ``eset``'s endpoints, in its order; built once per endpoint set.
+
+        Endpoint sets are immutable and replaced on change, so the tuple is
+        kept with the set it was built from and rebuilt when another one
+        arrives under the same key. (Looking each endpoint's pool up per
+        request hashed every endpoint of the backend on every request.)
+        """
+        got = self._sets.get(eset.key)
+        if got is not None and got[0] is eset:
+            return got[1]
+        pools = tuple(self.pool(e) for e in eset.endpoints)
+        self._sets[eset.key] = (eset, pools)
+        return pools
+
     def pick(self, eset: EndpointSet, lb: str, exclude: tuple = ()) -> EndpointPool | None:
         """Choose an endpoint of ``eset``: skip ejected and excluded ones when others exist."""
-        eps = eset.endpoints
-        n = len(eps)
-        if n == 0:
-            return None
-        if n == 1:
-            return self.pool(eps[0])
+        pools = self.pools_of(eset)
+        n = len(pools)
+        if n <= 1:
+            return pools[0] if n else None
         now = time.monotonic()
-        pools = [self.pool(e) for e in eps]
-        live = [p for p in pools if p not in exclude and not p.ejected(now)]
-        if not live:
-            live = [p for p in pools if p not in exclude] or pools
         if lb == "LeastRequest":
             # Power of two choices: near-optimal without scanning every endpoint.
-            if len(live) == 1:
-                return live[0]
-            a, b = random.sample(live, 2)
+            i = int(self._rand() * n)
+            j = i + 1 + int(self._rand() * (n - 1))  # another endpoint than i
+            a = pools[(i + _usable_offset(pools, i, exclude, now)) % n]
+            b = pools[(j + _usable_offset(pools, j, exclude, now)) % n]
             return a if a.active <= b.active else b
         i = self.rr.get(eset.key, 0)
+        i += _usable_offset(pools, i, exclude, now)
+        # Skipped endpoints move the position too, so the rest share evenly.
         self.rr[eset.key] = i + 1
-        return live[i % len(live)]
+        return pools[i % n]
 
     def sweep(self, now: float, live: set[Endpoint] | None = None) -> None:
         """Close idle connections past their idle timeout, and pools no table uses."""
@@ -325,6 +354,8 @@ class Upstreams:
             if live is not None and ep not in live and pool.active == 0:
                 pool.close_idle()
                 del self.pools[ep]
+        if live is not None:
+            self._sets.clear()  # may hold pools just dropped, or sets no table has any more
 
     def close(self) -> None:
         for pool in self.pools.values():
