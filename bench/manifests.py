@@ -34,6 +34,28 @@ def api_endpoint(name: str, path: str, backend_url: str, **spec: object) -> dict
     }
 
 
+def service_with_endpoints(name: str, ports: list[int]) -> list[dict]:
+    """A Service whose named target port has one ready loopback endpoint per port: one
+    EndpointSlice per endpoint, as pods that expose the named port at different numbers."""
+    service = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+    slices = [
+        {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{name}-{i}", "namespace": NAMESPACE,
+                         "labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        }
+        for i, port in enumerate(ports)
+    ]
+    return [service, *slices]
+
+
 def secret(name: str, string_data: dict[str, str]) -> dict:
     return {
         "apiVersion": "v1",

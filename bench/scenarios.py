@@ -183,6 +183,7 @@ class LoadSetup:
     headers: dict[str, str] = field(default_factory=dict)
     filler: int = 0  # extra routes /r/<i> written as filler files
     redis: bool = False
+    any_backend: bool = False  # answers may come from any backend identity (load balanced)
 
 
 def _plain(backend: Backend, settings: Settings) -> LoadSetup:
@@ -221,6 +222,16 @@ def _global(backend: Backend, settings: Settings) -> LoadSetup:
     return LoadSetup({"global.yaml": [doc]}, ["/global"], redis=True)
 
 
+def _endpoints(backend: Backend, settings: Settings) -> LoadSetup:
+    docs = [
+        *manifests.service_with_endpoints("pods", backend.ports),
+        {"apiVersion": "crdgate.io/v1", "kind": "APIEndpoint",
+         "metadata": {"name": "pods", "namespace": manifests.NAMESPACE},
+         "spec": {"path": "/pods", "backendService": "pods"}},
+    ]
+    return LoadSetup({"endpoints.yaml": docs}, ["/pods"], any_backend=True)
+
+
 def _many_routes(backend: Backend, settings: Settings) -> LoadSetup:
     n = settings.routes
     paths = [manifests.filler_path(i) for i in range(n)]
@@ -244,6 +255,7 @@ LOAD_SCENARIOS = {
         LoadScenario("jwt", "JWT auth (RS256)", _jwt),
         LoadScenario("global-ratelimit", "global rate limit through Redis (never triggers)", _global),
         LoadScenario("many-routes", "N routes in the table, requests spread over all of them", _many_routes),
+        LoadScenario("endpoints", "a Service with one endpoint per backend identity (8), round robin", _endpoints),
     )
 }
 
@@ -288,7 +300,7 @@ def run_load(ctx: Context, scenario: LoadScenario) -> Result:
         return result.fail(str(exc))
     try:
         result.extra["ready_after_s"] = round(gw.ready_after_s, 3)
-        problem = preflight(gw, setup.paths, setup.headers)
+        problem = preflight(gw, setup.paths, setup.headers, None if setup.any_backend else 0)
         if problem:
             return result.fail(problem)
         result.runs = measure(ctx, scenario.name, gw.url, setup.paths, setup.headers, alive=gw.check_alive,

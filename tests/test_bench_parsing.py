@@ -80,3 +80,22 @@ def test_pinning_plan():
 
 def test_install_hint_names_debian_packages():
     assert install_hint(["wrk", "nginx"]) == "apt-get install nginx-light wrk"
+
+
+def test_endpoints_scenario_manifests_compile_to_one_endpoint_per_port():
+    from bench import manifests
+    from bench.scenarios import LOAD_SCENARIOS, _endpoints
+    from bench.settings import Settings
+    from controller.compile import compile_snapshot
+    from gateway.routing import Endpoint
+    from kobjects import snapshot
+
+    class FakeBackend:
+        ports = [18101 + i for i in range(8)]
+
+    setup = _endpoints(FakeBackend(), Settings())
+    assert "endpoints" in LOAD_SCENARIOS and setup.any_backend and setup.paths == ["/pods"]
+    result = compile_snapshot(snapshot(*setup.docs["endpoints.yaml"]))
+    assert {k: s.state for k, s in result.statuses.items()} == {f"APIEndpoint:{manifests.NAMESPACE}/pods": "Ready"}
+    eps = result.table.endpoints[f"{manifests.NAMESPACE}/pods:80"].endpoints
+    assert sorted(eps, key=lambda e: e.port) == [Endpoint("127.0.0.1", p) for p in FakeBackend.ports]
