@@ -5,10 +5,6 @@ cimport cython
 from gateway.upstream cimport EndpointPool, UpstreamConnection
 
 
-cpdef bint _valid_host(bytes value)
-cpdef bint _valid_port(bytes port)
-
-
 cdef class HeaderView:
     cdef object _headers
     cdef object _cache

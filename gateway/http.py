@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from gateway import policies
-from gateway.normalize import BadTarget, normalize_target
+from gateway.normalize import BadTarget, normalize_target, valid_host
 from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
 from gateway.tls import bound_server_name
 from gateway.upstream import EndpointPool, UpstreamConnection
@@ -57,16 +57,6 @@ _SPECIAL_LENGTHS = frozenset((4, 6, 10, 14, 17))
 _REQ_SPECIAL = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"expect"}
 # Response headers never copied as they are.
 _RESP_SPECIAL = HOP_BY_HOP | {b"connection"}
-
-def _marking(allowed: bytes) -> bytes:
-    """A bytes.translate table that maps ``allowed`` to b"." and every other byte to NUL: one
-    translate and one find check a value (deletechars would rebuild its table on each call)."""
-    return bytes(46 if c in allowed else 0 for c in range(256))
-
-
-# RFC 3986 reg-name and IPv4address characters, plus ':' before a port.
-_HOST_CHARS = _marking(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:")
-_IP_LITERAL_CHARS = _marking(b"0123456789abcdefABCDEF:.")
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
 
@@ -246,7 +236,7 @@ class Exchange:
         if authority is not None:
             # Absolute form: its authority replaces Host (RFC 9112 3.2.2), so it is held to the
             # same grammar; userinfo ("user@host") is refused as RFC 9110 4.2.4 asks.
-            if not _valid_host(authority):
+            if not valid_host(authority):
                 return self.respond(400, "invalid authority in request target", close=True)
             self.host = authority
         elif not self.host and not self.http10:
@@ -915,31 +905,6 @@ def next_request_id() -> bytes:
     return _RID_PREFIX + b"%012x" % next(_rid_counter)
 
 
-def _valid_host(value: bytes) -> bool:
-    """RFC 9112 3.2: Host is uri-host [":" port]; anything else gets 400 (as nginx does).
-
-    A host with spaces, '/', '@' or a stray bracket would otherwise reach the
-    backend, whose links and redirects are often built from it.
-    """
-    if value[:1] == b"[":  # IP-literal: [v6address], then an optional port
-        end = value.find(b"]")
-        if end < 2 or value[1:end].translate(_IP_LITERAL_CHARS).find(b"\0") != -1:
-            return False
-        port = value[end + 1:]
-        return not port or (port[:1] == b":" and _valid_port(port[1:]))
-    if value.translate(_HOST_CHARS).find(b"\0") != -1:
-        return False
-    colon = value.find(b":")
-    if colon < 0:
-        return True
-    return colon > 0 and _valid_port(value[colon + 1:])
-
-
-def _valid_port(port: bytes) -> bool:
-    """Empty (the scheme's default) or a number up to 65535."""
-    return not port or (port.isdigit() and len(port) <= 5 and int(port) <= 65535)
-
-
 def _websocket_upgrade(headers) -> bool:
     """Whether the Upgrade header offers WebSocket, the one protocol this proxy tunnels."""
     for name, value in headers:
@@ -1023,7 +988,7 @@ class ClientProtocol:
         self._writing_paused = False
         self._eof = False
         self._upgrade_refused = False
-        self._host_ok = b""  # the last Host value that passed _valid_host on this connection
+        self._host_ok = b""  # the last Host value that passed valid_host on this connection
         self._headers: list = []
         lim = server.limits
         self._max_uri = lim.max_uri_bytes
@@ -1195,7 +1160,7 @@ class ClientProtocol:
             if ex.host:
                 raise _Reject(400, "more than one Host header")
             if value != self._host_ok:  # a keep-alive client repeats its Host: checked once
-                if not _valid_host(value):
+                if not valid_host(value):
                     raise _Reject(400, "invalid Host header")
                 self._host_ok = value
             ex.host = value

@@ -10,6 +10,8 @@ path parameters (``;``), and the escapes that would let an upstream re-split
 the path differently from us (``%2F``, ``%5C``, ``%00``, ``%3B``) are rejected
 as 400 rather than guessed at.
 
+``valid_host`` checks a Host header or an absolute-form authority the same way.
+
 Imports nothing of ours; used by gateway/http.py.
 """
 
@@ -25,15 +27,24 @@ _REFUSED = frozenset((0x2F, 0x5C, 0x00, 0x3B))
 # ";" is left out on purpose: servers disagree on path parameters (some strip
 # ";x=1" from a segment, so "/admin;x=1" reaches "/admin" behind another route).
 _PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@/%")
-# The same set as a bytes.translate table (safe -> ".", anything else -> NUL):
-# one translate and one find check a whole path, where a loop would run
-# Python code per byte (this runs for every target the memo in http.py misses,
-# and paths with ids in them miss it).
-_PATH_MARK = bytes(46 if c in _PATH_SAFE else 0 for c in range(256))
 
 
-def _unsafe(path: bytes) -> bool:
-    return path.translate(_PATH_MARK).find(b"\0") != -1
+def _marking(allowed: bytes | frozenset) -> bytes:
+    """A bytes.translate table mapping ``allowed`` to "." and every other byte to NUL: one
+    translate and one find check a whole value, where a loop would run Python code per byte
+    (and deletechars would rebuild its table on each call)."""
+    return bytes(46 if c in allowed else 0 for c in range(256))
+
+
+def _has_other(value: bytes, marking: bytes) -> bool:
+    return value.translate(marking).find(b"\0") != -1
+
+
+# Checked for every target the memo in http.py misses (paths with ids in them miss it).
+_PATH_MARK = _marking(_PATH_SAFE)
+# RFC 3986 reg-name and IPv4address characters, plus ':' before a port.
+_HOST_MARK = _marking(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:")
+_IP_LITERAL_MARK = _marking(b"0123456789abcdefABCDEF:.")
 
 
 class BadTarget(Exception):
@@ -76,7 +87,7 @@ def split_target(target: bytes) -> tuple[bytes, bytes, bytes | None]:
 def normalize_path(path: bytes) -> str:
     """Return the normalised path as ``str``; raise BadTarget when unsafe."""
     # Fast path: most paths need no work at all.
-    if _unsafe(path):
+    if _has_other(path, _PATH_MARK):
         raise BadTarget("invalid character in path")
     if path.find(b"%") == -1 and path.find(b"//") == -1 and path.find(b"/.") == -1:
         return path.decode("ascii")
@@ -128,6 +139,32 @@ def _decode_unreserved(path: bytes) -> bytes:
             out.append(b"%" + piece[:2].upper())
         out.append(piece[2:])
     return b"".join(out)
+
+
+def valid_host(value: bytes) -> bool:
+    """RFC 9112 3.2: Host (or an absolute-form authority) is uri-host [":" port].
+
+    Anything else gets 400, as nginx does: a host with spaces, '/', '@'
+    (userinfo) or a stray bracket would otherwise reach the backend, whose
+    links and redirects are often built from it.
+    """
+    if value[:1] == b"[":  # IP-literal: [v6address], then an optional port
+        end = value.find(b"]")
+        if end < 2 or _has_other(value[1:end], _IP_LITERAL_MARK):
+            return False
+        port = value[end + 1:]
+        return not port or (port[:1] == b":" and _valid_port(port[1:]))
+    if _has_other(value, _HOST_MARK):
+        return False
+    colon = value.find(b":")
+    if colon < 0:
+        return True
+    return colon > 0 and _valid_port(value[colon + 1:])
+
+
+def _valid_port(port: bytes) -> bool:
+    """Empty (the scheme's default) or a number up to 65535."""
+    return not port or (port.isdigit() and len(port) <= 5 and int(port) <= 65535)
 
 
 def normalize_target(target: bytes) -> tuple[str, str, bytes | None]:
