@@ -628,6 +628,8 @@ class Exchange:
                     drop = _connection_tokens(value, drop) - _NOT_LISTED
                 continue
             if lname == b"content-length":
+                if status == 204:
+                    continue  # RFC 9110 8.6: never on a 204 (a client could wait for that body)
                 length = int(value)  # llhttp has validated it
             parts += (name, b": ", value, b"\r\n")
         if drop:
@@ -635,7 +637,7 @@ class Exchange:
             kept = [parts[0]]
             for name, value in headers:
                 lname = name.lower()
-                if lname not in special and lname not in drop:
+                if lname not in special and lname not in drop and not (status == 204 and lname == b"content-length"):
                     kept += (name, b": ", value, b"\r\n")
             parts = kept
         if pol.cors is not None:

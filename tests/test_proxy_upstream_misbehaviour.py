@@ -20,6 +20,8 @@ class RawBackend:
         "/switch": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
         "/two": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none" + EXTRA,
         "/half-extra": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none" + EXTRA[:20],
+        # A 204 has no body whatever it says; a client told Content-Length: 5 could wait for 5 bytes.
+        "/no-content": b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-Kept: yes\r\n\r\n",
     }
 
     def __init__(self):
@@ -94,3 +96,14 @@ async def test_bytes_beyond_the_response_never_answer_the_next_request(bad, path
             assert r.status == 200 and r.body == f"/req{i}x".encode(), r.body
     # The connection that carried the extra bytes was not given to the next request.
     assert backend.connections >= 2
+
+
+async def test_a_204_reaches_the_client_without_content_length(bad):
+    backend, port = bad
+    async with RawClient(port) as c:
+        await c.send(b"GET /no-content HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = await asyncio.wait_for(c.reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 204") and b"x-kept: yes" in head.lower()
+        assert b"content-length" not in head.lower()
+        r = await get(c, "/after0")  # nothing of the 204 was left to confuse the next answer
+        assert r.status == 200 and r.body == b"/after"
