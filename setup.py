@@ -1,10 +1,12 @@
 """Builds the proxy core as C extensions; everything else is in pyproject.toml.
 
-gateway/http.py and gateway/upstream.py are ordinary Python modules. Cython
-compiles them, with the field and method types declared in their .pxd files,
-into extension modules that replace them on import: the per-request path
-(parsing callbacks, routing glue, header forwarding) then runs as C calls
-on C structs instead of bytecode on instance dicts (bench/README.md has the
+gateway/http.py, gateway/upstream.py, gateway/policies.py and
+gateway/ratelimit.py are ordinary Python modules. Cython compiles them, with
+the field and method types declared in their .pxd files (policies.py has
+none: compiling it only drops the interpreter loop), into extension modules
+that replace them on import: the per-request path (parsing callbacks, routing
+glue, header forwarding, policy checks) then runs as C calls on C structs
+instead of bytecode on instance dicts (bench/README.md has the
 figures). Without a C compiler the build goes on and the same modules run as
 plain Python; ``CRDGATE_NO_EXTENSIONS=1`` forces that at run time, and a
 compiled module older than its source is never used (gateway/_native.py).
@@ -17,7 +19,7 @@ import os
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-COMPILED = ("gateway.http", "gateway.upstream")
+COMPILED = ("gateway.http", "gateway.upstream", "gateway.ratelimit", "gateway.policies")
 
 
 def _source(module: str) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from gateway import metrics
 from gateway.auth.base import header_value, upstream_headers
-from gateway.ratelimit import Decision
+from gateway.ratelimit import OUTCOME_ALLOWED, Decision
 from gateway.routing import PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
 
 if TYPE_CHECKING:
@@ -240,10 +240,19 @@ def rate_limit(ex: "Exchange", rl):
         key = "addr:" + proto.peer
     else:
         key = rate_limit_key(ex, rl)
-    decision = ex.server.limiter.check(ex.route.name, rl, key)
-    if type(decision) is not Decision:
-        return decision
-    return apply_rate_limit(ex, rl, decision)
+    server = ex.server
+    name = ex.route.name
+    got = server.limiter.admit(name, rl, key, server.ratelimit_headers)
+    if got.__class__ is list:  # a Local admission, with the fields to answer with
+        counted = (name, rl.scope, OUTCOME_ALLOWED)
+        _RL_COUNTS[counted] = _RL_COUNTS.get(counted, 0) + 1
+        if got:
+            extra = ex.extra_resp_headers
+            ex.extra_resp_headers = got if not extra else extra + got
+        return True
+    if got.__class__ is not Decision:
+        return got
+    return apply_rate_limit(ex, rl, got)
 
 
 def apply_rate_limit(ex: "Exchange", rl, decision) -> bool:

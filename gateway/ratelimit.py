@@ -226,6 +226,14 @@ class _Plan:
         self.fail_open = Decision(True, self.limit, self.limit - 1, 0.0, 0.0, OUTCOME_FAILOPEN)
         self.fail_closed = Decision(False, self.limit, 0, 1.0, 1.0, OUTCOME_FAILCLOSED)
 
+    def twin(self, policy: RateLimitPolicy) -> "_Plan":
+        """This plan for an equal policy object (of another table)."""
+        twin = _Plan.__new__(_Plan)
+        for name in _Plan.__slots__:
+            setattr(twin, name, getattr(self, name))
+        twin.policy = policy
+        return twin
+
 
 # One call checks a whole batch: KEYS[i] is a bucket, ARGV[2i-1] and ARGV[2i]
 # its emission interval and (1 + burst) intervals, in microseconds. Returns
@@ -499,11 +507,7 @@ class RateLimiter:
         if len(self._plans) >= 65536:  # old tables' policies: let them go
             self._plans.clear()
         if plan.policy is not policy:  # an equal policy from another table
-            twin = object.__new__(_Plan)
-            for name in _Plan.__slots__:
-                setattr(twin, name, getattr(plan, name))
-            twin.policy = policy
-            plan = twin
+            plan = plan.twin(policy)
         self._plans[id(policy)] = plan
         return plan
 
@@ -524,14 +528,44 @@ class RateLimiter:
                 self._warned_no_redis.add(route_name)
                 log.warning("rate limit: route %s asks for a Global limit but no Redis is configured; "
                             "limiting per replica", route_name)
+        allowed, ahead, remaining = self._local(plan, (route_name, key))
+        if allowed:
+            return Decision(True, plan.limit, remaining, ahead, 0.0, OUTCOME_ALLOWED)
+        return Decision(False, plan.limit, 0, ahead, ahead - plan.window + plan.interval, OUTCOME_LIMITED)
+
+    def admit(
+        self, route_name: str, policy: RateLimitPolicy, key: str, with_headers: bool = True
+    ) -> list[tuple[bytes, bytes]] | Decision | Awaitable[Decision]:
+        """The proxy's call: ``check`` and ``headers`` in one.
+
+        A Local policy that admits returns the response fields to add (a list,
+        empty without ``with_headers``) and builds no Decision: this runs on
+        every request of a limited route. Anything else returns what ``check``
+        does (a Decision, or a future of one for a Global policy).
+        """
+        plan = self._plans.get(id(policy))
+        if plan is None or plan.policy is not policy:
+            plan = self._plan(policy)
+        if plan.is_global or len(key) > _LONG_KEY:
+            return self.check(route_name, policy, key)
+        allowed, ahead, remaining = self._local(plan, (route_name, key))
+        if not allowed:
+            return Decision(False, plan.limit, 0, ahead, ahead - plan.window + plan.interval, OUTCOME_LIMITED)
+        if not with_headers:
+            return []
+        # As in ``headers``: seconds until ``remaining`` grows by one.
+        t = math.ceil(ahead - (plan.limit - remaining - 1) * plan.interval - _EPS)
+        return [plan.policy_header, (_H_RATELIMIT, b'"default";r=%d;t=%d' % (remaining, t if t > 0 else 0))]
+
+    def _local(self, plan: _Plan, k: tuple[str, str]) -> tuple[bool, float, int]:
+        """GCRA on the Local store: (admitted, time ahead of now, remaining)."""
         now = self._clock()
-        k = (route_name, key)
         store = self._store
         tat = store.get(k)
         if tat is None:
             ahead = plan.interval
             self._insert(k, now + ahead, now)
-            return Decision(True, plan.limit, plan.limit - 1, ahead, 0.0, OUTCOME_ALLOWED)
+            return True, ahead, plan.limit - 1
         if tat < now:
             tat = now
         ahead = tat + plan.interval - now
@@ -539,14 +573,12 @@ class RateLimiter:
         if ahead <= window + _EPS:
             store[k] = now + ahead
             store.move_to_end(k)
-            return Decision(
-                True, plan.limit, int((window - ahead + _EPS) / plan.interval), ahead, 0.0, OUTCOME_ALLOWED
-            )
+            return True, ahead, int((window - ahead + _EPS) / plan.interval)
         ahead = tat - now
         if ahead > window:  # debt left by a looser earlier policy
             ahead = window
             store[k] = now + ahead
-        return Decision(False, plan.limit, 0, ahead, ahead - window + plan.interval, OUTCOME_LIMITED)
+        return False, ahead, 0
 
     def _insert(self, k: tuple[str, str], tat: float, now: float) -> None:
         store = self._store

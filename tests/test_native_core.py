@@ -1,6 +1,7 @@
 """The compiled proxy core (setup.py, gateway/_native.py): used when built, never when stale.
 
-gateway/http.py and gateway/upstream.py are compiled by Cython at install time.
+gateway/http.py, gateway/upstream.py, gateway/policies.py and gateway/ratelimit.py are
+compiled by Cython at install time.
 These tests check that the install really compiled them (in CI, where the README's
 set-up command built them), that a build older than its source is never loaded,
 and that the same proxy tests pass on the plain-Python modules.
@@ -31,9 +32,11 @@ def test_the_installed_core_is_compiled():
         pytest.skip(msg)
     import importlib.machinery
 
+    import gateway.policies
+    import gateway.ratelimit
     import gateway.upstream
 
-    for module in (gateway.http, gateway.upstream):
+    for module in (gateway.http, gateway.upstream, gateway.policies, gateway.ratelimit):
         assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), module.__file__
 
 
@@ -104,7 +107,8 @@ def test_the_plain_python_core_passes_the_proxy_tests():
     assert state == "source" and path.endswith("http.py")
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_proxy_forwarding.py", "tests/test_proxy_hostile_input.py", "tests/test_proxy_errors.py"],
+         "tests/test_proxy_forwarding.py", "tests/test_proxy_hostile_input.py", "tests/test_proxy_errors.py",
+         "tests/test_ratelimit_local.py", "tests/test_ratelimit_headers.py", "tests/test_e2e_ratelimit.py"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]

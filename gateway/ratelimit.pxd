@@ -1,0 +1,33 @@
+# C declarations for gateway/ratelimit.py when it is compiled by Cython (see setup.py).
+# The Local check runs on every request of a limited route: with typed plans and
+# decisions its arithmetic is on C doubles and its fields are struct members.
+cimport cython
+
+
+@cython.final
+cdef class Decision:
+    cdef public bint allowed
+    cdef public object limit, remaining
+    cdef public double reset_after, retry_after
+    cdef public str outcome
+
+
+@cython.final
+cdef class _Plan:
+    cdef public object policy, policy_header, interval_us, window_us, fail_open, fail_closed
+    cdef public double interval, window
+    cdef public Py_ssize_t limit
+    cdef public bint is_global
+
+
+cdef class RateLimiter:
+    cdef public object _clock, _store, _plans_by_value, _redis, _batch, _errors, _where, _warned_no_redis
+    cdef public dict _plans
+    cdef public Py_ssize_t _max_keys, evictions
+    cdef public double _timeout
+    cdef public bint _fail_open
+    cdef object __weakref__
+
+    cpdef object admit(self, str route_name, object policy, str key, bint with_headers=*)
+    @cython.locals(now=cython.double, tat=object, ahead=cython.double, window=cython.double)
+    cdef tuple _local(self, _Plan plan, tuple k)
