@@ -33,6 +33,7 @@ from pydantic.alias_generators import to_camel
 
 from controller.durations import parse_duration
 from gateway import regex
+from gateway.ratelimit import MAX_RATE_VALUE
 from gateway.regex import Regex
 
 # -- errors --------------------------------------------------------------------
@@ -423,8 +424,9 @@ class AuthSpec(_Spec):
 
 
 class RateLimitSpec(_Spec):
-    requests_per_minute: int = Field(ge=1)
-    burst: int = Field(default=0, ge=0)
+    # Bounds as in the CRD's schema, which the file source does not have in front of it.
+    requests_per_minute: int = Field(ge=1, le=MAX_RATE_VALUE)
+    burst: int = Field(default=0, ge=0, le=MAX_RATE_VALUE)
     key: Literal["ClientAddress", "Consumer", "Header", "Route"] = "ClientAddress"
     key_header: Token | None = None
     scope: Literal["Local", "Global"] = "Local"

@@ -116,6 +116,9 @@ _ADDRESS_PREFIX = "\x00addr:"
 
 REDIS_PREFIX = "crdgate:rl:"
 _LONG_KEY = 64
+# The CRD's maximum for requestsPerMinute and burst: larger values mean nothing
+# to a clock in microseconds, and the compiled plan holds them in C integers.
+MAX_RATE_VALUE = 1_000_000_000
 _EPS = 1e-6  # seconds of float slack: a burst's sums must not lose its last request
 _SWEEP = 4  # at rest entries dropped per new key: keeps up with any arrival rate
 _LOG_EVERY = 10.0  # seconds between two log lines about Redis errors
@@ -129,10 +132,11 @@ _H_RETRY_AFTER = b"retry-after"
 def policy_error(policy: RateLimitPolicy) -> str | None:
     """What is wrong with a policy, naming the spec field; None when it is valid."""
     rpm = policy.requests_per_minute
-    if isinstance(rpm, bool) or not isinstance(rpm, int) or rpm < 1:
-        return f"rateLimit.requestsPerMinute must be an integer >= 1, got {rpm!r}"
-    if isinstance(policy.burst, bool) or not isinstance(policy.burst, int) or policy.burst < 0:
-        return f"rateLimit.burst must be an integer >= 0, got {policy.burst!r}"
+    if isinstance(rpm, bool) or not isinstance(rpm, int) or not 1 <= rpm <= MAX_RATE_VALUE:
+        return f"rateLimit.requestsPerMinute must be an integer from 1 to {MAX_RATE_VALUE}, got {rpm!r}"
+    burst = policy.burst
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 0 <= burst <= MAX_RATE_VALUE:
+        return f"rateLimit.burst must be an integer from 0 to {MAX_RATE_VALUE}, got {burst!r}"
     if policy.key not in KEYS:
         return f"rateLimit.key must be one of {', '.join(KEYS)}, got {policy.key!r}"
     if policy.key == KEY_HEADER and not policy.key_header:

@@ -244,9 +244,11 @@ INVALID = [
         "cannot be used with crdgate.io/cors-allow-origins '*'",
     ),
     ({A + "cors-allow-origins": "*", A + "cors-max-age": "-5"}, A + "cors-max-age", "must be an integer >= 0"),
-    ({A + "rate-limit-rpm": "0"}, A + "rate-limit-rpm", "must be an integer >= 1, got 0"),
+    ({A + "rate-limit-rpm": "0"}, A + "rate-limit-rpm", "must be an integer from 1 to 1000000000, got 0"),
     ({A + "rate-limit-rpm": "ten"}, A + "rate-limit-rpm", "must be an integer, got 'ten'"),
-    ({A + "rate-limit-rpm": "10", A + "rate-limit-burst": "-1"}, A + "rate-limit-burst", "must be an integer >= 0, got -1"),
+    ({A + "rate-limit-rpm": "10", A + "rate-limit-burst": "-1"}, A + "rate-limit-burst", "must be an integer from 0 to 1000000000, got -1"),
+    ({A + "rate-limit-rpm": "10", A + "rate-limit-burst": "1" + "0" * 20}, A + "rate-limit-burst",
+     "must be an integer from 0 to 1000000000"),
     ({A + "rate-limit-burst": "5"}, A + "rate-limit-burst", "needs crdgate.io/rate-limit-rpm"),
     ({A + "rate-limit-rpm": "10", A + "rate-limit-key": "IP"}, A + "rate-limit-key", "must be one of ClientAddress, Consumer, Header, Route"),
     ({A + "rate-limit-rpm": "10", A + "rate-limit-scope": "Cluster"}, A + "rate-limit-scope", "must be one of Local, Global"),
@@ -302,7 +304,7 @@ def test_ingress_policy_raises_annotation_error_with_the_problems():
         ingress_policy({A + "retry-attempts": "x", A + "rate-limit-rpm": "0"})
     assert e.value.problems == (
         (A + "retry-attempts", "must be an integer 1..10, got 'x'"),
-        (A + "rate-limit-rpm", "must be an integer >= 1, got 0"),
+        (A + "rate-limit-rpm", "must be an integer from 1 to 1000000000, got 0"),
     )
 
 

@@ -131,3 +131,15 @@ def test_invalid_auth_leaves_the_route_out():
     assert route is None
     assert (st.state, st.reason) == ("Error", "InvalidSpec")
     assert "spec.auth.header" in st.message
+
+
+def test_rate_limit_values_past_the_crd_maximum_are_invalid_spec():
+    # The manifests folder has no API server to apply the CRD's schema: the model holds the same bounds.
+    for field, value in (("burst", 10**20), ("requestsPerMinute", 1_000_000_001)):
+        limit = {"requestsPerMinute": 60, field: value}
+        route, st = compiled({"path": "/api", "backendService": "users", "rateLimit": limit})
+        assert route is None and st.state == "Error", st
+        assert f"rateLimit.{field}" in st.message and "1000000000" in st.message, st.message
+    route, st = compiled({"path": "/api", "backendService": "users",
+                          "rateLimit": {"requestsPerMinute": 1_000_000_000, "burst": 1_000_000_000}})
+    assert st.state == "Ready" and route.policy.rate_limit.burst == 1_000_000_000
