@@ -1,9 +1,10 @@
 """Builds the proxy core as C extensions; everything else is in pyproject.toml.
 
-gateway/http.py, gateway/upstream.py, gateway/policies.py and
-gateway/ratelimit.py are ordinary Python modules. Cython compiles them, with
-the field and method types declared in their .pxd files (policies.py has
-none: compiling it only drops the interpreter loop), into extension modules
+gateway/http.py, gateway/upstream.py, gateway/policies.py,
+gateway/ratelimit.py and gateway/metrics.py are ordinary Python modules.
+Cython compiles them, with the field and method types declared in their .pxd
+files (policies.py has none: compiling it only drops the interpreter loop),
+into extension modules
 that replace them on import: the per-request path (parsing callbacks, routing
 glue, header forwarding, policy checks) then runs as C calls on C structs
 instead of bytecode on instance dicts (bench/README.md has the
@@ -19,7 +20,11 @@ import os
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-COMPILED = ("gateway.http", "gateway.upstream", "gateway.ratelimit", "gateway.policies")
+# The proxy core: written for C semantics (no negative indexes, no bounds checks).
+CORE = ("gateway.http", "gateway.upstream")
+# Per-request policy code: compiled with Python's indexing rules kept.
+POLICY = ("gateway.ratelimit", "gateway.policies", "gateway.metrics")
+COMPILED = CORE + POLICY
 
 
 def _source(module: str) -> str:
@@ -49,21 +54,17 @@ def _extensions():
         from Cython.Build import cythonize
     except ImportError:
         return []
-    exts = [Extension(m, [_source(m)], optional=True) for m in COMPILED]
-    return cythonize(
-        exts,
-        language_level=3,
-        compiler_directives={
-            # Types come from the .pxd files only; the .py annotations are documentation.
-            "annotation_typing": False,
-            "binding": False,
-            "infer_types": True,
-            "boundscheck": False,
-            "wraparound": False,
-            "auto_pickle": False,
-        },
-        quiet=True,
-    )
+    # Types come from the .pxd files only; the .py annotations are documentation.
+    # The policy code keeps Python semantics: negative indexes, IndexError, and
+    # no C integer inferred for an untyped local (it could overflow).
+    directives = {"annotation_typing": False, "binding": False, "auto_pickle": False}
+    fast = dict(directives, infer_types=True, boundscheck=False, wraparound=False)
+
+    def build(modules, compiler_directives):
+        exts = [Extension(m, [_source(m)], optional=True) for m in modules]
+        return cythonize(exts, language_level=3, compiler_directives=compiler_directives, quiet=True)
+
+    return build(CORE, fast) + build(POLICY, directives)
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 
-MODULES = ("gateway.upstream", "gateway.http", "gateway.ratelimit", "gateway.policies")
+MODULES = ("gateway.upstream", "gateway.http", "gateway.ratelimit", "gateway.policies", "gateway.metrics")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # What was chosen and why; `crdgate run` logs it at start.

@@ -45,10 +45,10 @@ cdef class Exchange:
     cpdef forward(self)
     cpdef attempt(self, bint first=*)
     cpdef _send(self, UpstreamConnection conn)
-    @cython.locals(parts=list, headers=list, name=bytes, value=bytes, lname=bytes)
+    @cython.locals(parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset)
     cpdef bytes _upstream_head(self)
     cpdef bytes _forwarding(self, incoming)
-    @cython.locals(parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint)
+    @cython.locals(parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint, special=frozenset)
     cpdef upstream_head(self, conn, int status, bytes reason, list headers, bint keep_alive)
     cpdef upstream_body(self, bytes data)
     cpdef flush(self)
@@ -57,6 +57,9 @@ cdef class Exchange:
     cpdef drop_upstream(self)
     cpdef respond(self, int status, str message, extra=*, bint close=*, body=*)
     cpdef finish(self)
+
+
+cpdef bytes next_request_id()
 
 
 @cython.final

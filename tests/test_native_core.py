@@ -1,7 +1,7 @@
 """The compiled proxy core (setup.py, gateway/_native.py): used when built, never when stale.
 
-gateway/http.py, gateway/upstream.py, gateway/policies.py and gateway/ratelimit.py are
-compiled by Cython at install time.
+gateway/http.py, gateway/upstream.py and the per-request policy code (gateway/policies.py,
+gateway/ratelimit.py, gateway/metrics.py) are compiled by Cython at install time.
 These tests check that the install really compiled them (in CI, where the README's
 set-up command built them), that a build older than its source is never loaded,
 and that the same proxy tests pass on the plain-Python modules.
@@ -32,11 +32,12 @@ def test_the_installed_core_is_compiled():
         pytest.skip(msg)
     import importlib.machinery
 
+    import gateway.metrics
     import gateway.policies
     import gateway.ratelimit
     import gateway.upstream
 
-    for module in (gateway.http, gateway.upstream, gateway.policies, gateway.ratelimit):
+    for module in (gateway.http, gateway.upstream, gateway.policies, gateway.ratelimit, gateway.metrics):
         assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), module.__file__
 
 
@@ -108,7 +109,8 @@ def test_the_plain_python_core_passes_the_proxy_tests():
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "tests/test_proxy_forwarding.py", "tests/test_proxy_hostile_input.py", "tests/test_proxy_errors.py",
-         "tests/test_ratelimit_local.py", "tests/test_ratelimit_headers.py", "tests/test_e2e_ratelimit.py"],
+         "tests/test_ratelimit_local.py", "tests/test_ratelimit_headers.py", "tests/test_e2e_ratelimit.py",
+         "tests/test_metrics_requests.py"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
