@@ -43,6 +43,7 @@ cdef class Exchange:
     cpdef request_complete(self)
     cpdef _write_body(self, bytes data)
     cpdef forward(self)
+    @cython.locals(pool=EndpointPool, conn=UpstreamConnection)
     cpdef attempt(self, bint first=*)
     cpdef _send(self, UpstreamConnection conn)
     @cython.locals(parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset)

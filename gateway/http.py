@@ -899,12 +899,23 @@ _monotonic = time.monotonic
 # Request ids: a random per-process prefix and a counter. Unique (each worker
 # process imports this afresh), cheap, and no system call per request
 # (os.urandom is one).
+# The id is the prefix and 12 hex digits of the counter; the last 3 digits come
+# from a table and the rest are formatted once per 4,096 ids (b"%012x" on every
+# request cost as much as building the rest of the upstream head). The high part
+# sits in a list: rebinding a module global per request would void the compiled
+# module's cached lookups of every global.
 _RID_PREFIX = os.urandom(6).hex().encode()
+_RID_LOW = tuple(b"%03x" % i for i in range(4096))
 _rid_counter = itertools.count(1)
+_rid_high = [_RID_PREFIX + b"%09x" % 0]
 
 
 def next_request_id() -> bytes:
-    return _RID_PREFIX + b"%012x" % next(_rid_counter)
+    n = next(_rid_counter)
+    low = n & 0xFFF
+    if low == 0:
+        _rid_high[0] = _RID_PREFIX + b"%09x" % (n >> 12)
+    return _rid_high[0] + _RID_LOW[low]
 
 
 def _websocket_upgrade(headers) -> bool:
@@ -1188,9 +1199,12 @@ class ClientProtocol:
         ex.head_complete = True
         method = p.get_method()
         ex.method = _METHODS.get(method) or method.decode("ascii", "replace")
-        if p.get_http_version() == "1.0":
-            ex.http10 = True
         ex.keep_alive = p.should_keep_alive()
+        # llhttp keeps an HTTP/1.0 connection alive only on "Connection: keep-alive", so
+        # kept alive without a Connection header is 1.1: the version string, formatted
+        # by httptools on every call (a tenth of this callback's cost), is not needed.
+        if (not ex.keep_alive or ex.conn_value is not None) and p.get_http_version() == "1.0":
+            ex.http10 = True
         if p.should_upgrade():
             if ex.method == "GET" and _websocket_upgrade(ex.headers):
                 ex.upgrade = True

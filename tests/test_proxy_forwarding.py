@@ -141,6 +141,23 @@ async def test_http10_client_gets_a_close_delimited_or_sized_response():
         await b.runner.cleanup()
 
 
+async def test_http10_keep_alive_client_is_answered_as_http10_and_kept():
+    b, srv, port = await _setup()
+    try:
+        async with RawClient(port) as c:
+            for path in ("/api/a", "/api/b"):
+                await c.send(f"GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".encode())  # no Host: fine in 1.0
+                r = await c.response()
+                assert r.status == 200 and r.json()["path"] == path
+                assert r.headers.get("connection") == "keep-alive"
+                assert "chunked" not in r.headers.get("transfer-encoding", "")
+            await c.send(b"GET /api/c HTTP/1.1\r\n\r\n")  # 1.1 without Host: refused
+            assert (await c.response()).status == 400
+    finally:
+        await srv.close()
+        await b.runner.cleanup()
+
+
 async def test_head_response_has_no_body_and_connection_stays_usable():
     b, srv, port = await _setup()
     try:
