@@ -2,6 +2,7 @@
 # The .py stays the one source; this file gives its classes typed fields and
 # makes the calls between their hot methods C calls.
 cimport cython
+from gateway.metrics cimport RequestStats
 from gateway.upstream cimport EndpointPool, UpstreamConnection
 
 
@@ -57,6 +58,7 @@ cdef class Exchange:
     cpdef _release_try(self, bint close)
     cpdef drop_upstream(self)
     cpdef respond(self, int status, str message, extra=*, bint close=*, body=*)
+    @cython.locals(stats=RequestStats)
     cpdef finish(self)
 
 
