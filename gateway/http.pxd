@@ -63,6 +63,7 @@ cdef class Exchange:
 
 
 cpdef bytes next_request_id()
+cdef inline _add_field(list parts, object name, object value)
 
 
 @cython.final
