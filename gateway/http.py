@@ -638,7 +638,7 @@ class Exchange:
             for name, value in headers:
                 lname = name.lower()
                 if lname not in special and lname not in drop and not (status == 204 and lname == b"content-length"):
-                    kept += (name, b": ", value, b"\r\n")
+                    _add_field(kept, name, value)
             parts = kept
         if pol.cors is not None:
             policies.cors_response_headers(self, pol.cors, parts)
@@ -897,14 +897,13 @@ class Exchange:
 
 _monotonic = time.monotonic
 
-# Request ids: a random per-process prefix and a counter. Unique (each worker
-# process imports this afresh), cheap, and no system call per request
-# (os.urandom is one).
-# The id is the prefix and 12 hex digits of the counter; the last 3 digits come
-# from a table and the rest are formatted once per 4,096 ids (b"%012x" on every
-# request cost as much as building the rest of the upstream head). The high part
-# sits in a list: rebinding a module global per request would void the compiled
-# module's cached lookups of every global.
+# Request ids: a random per-process prefix and 12 hex digits of a counter.
+# Unique (each worker process imports this afresh), and no system call per
+# request (os.urandom is one). The last 3 digits come from a table and the rest
+# are formatted once per 4,096 ids (b"%012x" on every request cost as much as
+# building the rest of the upstream head); the high part sits in a list, since
+# rebinding a module global per request would void the compiled module's
+# cached lookups of every global.
 _RID_PREFIX = os.urandom(6).hex().encode()
 _RID_LOW = tuple(b"%03x" % i for i in range(4096))
 _rid_counter = itertools.count(1)

@@ -31,3 +31,7 @@ cdef class RateLimiter:
     cpdef object admit(self, str route_name, object policy, str key, bint with_headers=*)
     @cython.locals(now=cython.double, tat=object, ahead=cython.double, window=cython.double)
     cdef tuple _local(self, _Plan plan, tuple k)
+
+
+cdef Decision _denied(_Plan plan, double ahead)
+cdef tuple _ratelimit_field(_Plan plan, object remaining, double ahead)

@@ -417,6 +417,17 @@ class _ErrorLog:
         self.last = None
 
 
+def _denied(plan: _Plan, ahead: float) -> Decision:
+    """A Local denial: the next request gets in once ``ahead`` is back within the window."""
+    return Decision(False, plan.limit, 0, ahead, ahead - plan.window + plan.interval, OUTCOME_LIMITED)
+
+
+def _ratelimit_field(plan: _Plan, remaining: int, ahead: float) -> tuple[bytes, bytes]:
+    """The RateLimit field of an admission: ``t`` is the seconds until ``remaining`` grows by one."""
+    t = math.ceil(ahead - (plan.limit - remaining - 1) * plan.interval - _EPS)
+    return _H_RATELIMIT, b'"default";r=%d;t=%d' % (remaining, t if t > 0 else 0)
+
+
 class RateLimiter:
     """Rate-limit decisions for every route of this process.
 
@@ -535,7 +546,7 @@ class RateLimiter:
         allowed, ahead, remaining = self._local(plan, (route_name, key))
         if allowed:
             return Decision(True, plan.limit, remaining, ahead, 0.0, OUTCOME_ALLOWED)
-        return Decision(False, plan.limit, 0, ahead, ahead - plan.window + plan.interval, OUTCOME_LIMITED)
+        return _denied(plan, ahead)
 
     def admit(
         self, route_name: str, policy: RateLimitPolicy, key: str, with_headers: bool = True
@@ -554,12 +565,10 @@ class RateLimiter:
             return self.check(route_name, policy, key)
         allowed, ahead, remaining = self._local(plan, (route_name, key))
         if not allowed:
-            return Decision(False, plan.limit, 0, ahead, ahead - plan.window + plan.interval, OUTCOME_LIMITED)
+            return _denied(plan, ahead)
         if not with_headers:
             return []
-        # As in ``headers``: seconds until ``remaining`` grows by one.
-        t = math.ceil(ahead - (plan.limit - remaining - 1) * plan.interval - _EPS)
-        return [plan.policy_header, (_H_RATELIMIT, b'"default";r=%d;t=%d' % (remaining, t if t > 0 else 0))]
+        return [plan.policy_header, _ratelimit_field(plan, remaining, ahead)]
 
     def _local(self, plan: _Plan, k: tuple[str, str]) -> tuple[bool, float, int]:
         """GCRA on the Local store: (admitted, time ahead of now, remaining)."""
@@ -635,10 +644,7 @@ class RateLimiter:
             # The effective window of a denial ends when the next request gets in.
             retry = b"%d" % max(math.ceil(decision.retry_after - _EPS), 1)
             return [plan.policy_header, (_H_RATELIMIT, b'"default";r=0;t=' + retry), (_H_RETRY_AFTER, retry)]
-        # Seconds until ``remaining`` grows by one.
-        grows = decision.reset_after - (decision.limit - decision.remaining - 1) * plan.interval
-        t = max(math.ceil(grows - _EPS), 0)
-        return [plan.policy_header, (_H_RATELIMIT, b'"default";r=%d;t=%d' % (decision.remaining, t))]
+        return [plan.policy_header, _ratelimit_field(plan, decision.remaining, decision.reset_after)]
 
     # -- state ---------------------------------------------------------------
 
