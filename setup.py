@@ -1,7 +1,7 @@
 """Builds the proxy core as C extensions; everything else is in pyproject.toml.
 
-gateway/http.py, gateway/upstream.py, gateway/policies.py, gateway/ratelimit.py
-and gateway/metrics.py are ordinary Python modules. Cython compiles them, with
+gateway/http.py, gateway/upstream.py, gateway/routing.py, gateway/policies.py,
+gateway/ratelimit.py and gateway/metrics.py are ordinary Python modules. Cython compiles them, with
 the field and method types declared in their .pxd files (policies.py has none:
 compiling it only drops the interpreter loop), into extension modules that
 replace them on import: the per-request path (parsing callbacks, routing glue,
@@ -21,8 +21,8 @@ from setuptools.command.build_ext import build_ext
 
 # The proxy core: written for C semantics (no negative indexes, no bounds checks).
 CORE = ("gateway.http", "gateway.upstream")
-# Per-request policy code: compiled with Python's indexing rules kept.
-POLICY = ("gateway.ratelimit", "gateway.policies", "gateway.metrics")
+# The routing table and per-request policy code: compiled with Python's indexing rules kept.
+POLICY = ("gateway.routing", "gateway.ratelimit", "gateway.policies", "gateway.metrics")
 COMPILED = CORE + POLICY
 
 

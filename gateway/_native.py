@@ -1,13 +1,14 @@
 """Picks the compiled proxy core or its Python source, once, at package import.
 
-The modules in MODULES (the proxy core and its per-request policy code) are
+The modules in MODULES (the proxy core, the routing table it reads and its
+per-request policy code) are
 compiled by Cython when the package is built (setup.py). Python imports an
 extension module in preference to a .py file of the same name, so a compiled
 module would keep running after its source was edited (a development
 install): the build records each source's sha256 in _native.json, and a mismatch, a missing record, or
 ``CRDGATE_NO_EXTENSIONS=1`` makes every compiled module load from source
 instead. All or none: the compiled http module is typed against the compiled
-upstream module's classes, and all of them must be the same code.
+upstream and routing modules' classes, and all of them must be the same code.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 import os
 import sys
 
-MODULES = ("gateway.upstream", "gateway.http", "gateway.ratelimit", "gateway.policies", "gateway.metrics")
+MODULES = ("gateway.routing", "gateway.upstream", "gateway.http", "gateway.ratelimit", "gateway.policies", "gateway.metrics")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # What was chosen and why; `crdgate run` logs it at start.

@@ -3,6 +3,7 @@
 # makes the calls between their hot methods C calls.
 cimport cython
 from gateway.metrics cimport RequestStats
+from gateway.routing cimport BackendRef, EndpointSet, MatchResult, Route, RoutePolicy, RouteTable, Timeouts
 from gateway.upstream cimport EndpointPool, UpstreamConnection
 
 
@@ -24,7 +25,9 @@ cdef class Exchange:
     # chunked is tri-state (None = a transfer-coding we refuse); lengths stay
     # Python ints because a peer may send any number of digits.
     cdef public object content_length, chunked, conn_value, req_bytes, resp_bytes
-    cdef public object table, route, path, query, header_view, consumer, auth_headers
+    cdef public RouteTable table
+    cdef public Route route
+    cdef public object path, query, header_view, consumer, auth_headers
     cdef public object extra_resp_headers, upstream_host, request_id, policy_task, out
     cdef public list body_buf, headers
     cdef public object replay
@@ -38,19 +41,21 @@ cdef class Exchange:
     cdef public bint resp_started, resp_chunked, resp_until_close, finished, close_after
 
     cpdef str route_name(self)
+    @cython.locals(table=RouteTable, res=MatchResult, route=Route, pol=RoutePolicy, timeouts=Timeouts)
     cpdef begin(self)
+    @cython.locals(route=Route, pol=RoutePolicy)
     cpdef run_policies(self, int step)
     cpdef request_body(self, bytes data)
     cpdef request_complete(self)
     cpdef _write_body(self, bytes data)
     cpdef forward(self)
-    @cython.locals(pool=EndpointPool, conn=UpstreamConnection)
+    @cython.locals(pool=EndpointPool, conn=UpstreamConnection, table=RouteTable, route=Route, ref=BackendRef, eset=EndpointSet)
     cpdef attempt(self, bint first=*)
     cpdef _send(self, UpstreamConnection conn)
-    @cython.locals(parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset)
+    @cython.locals(route=Route, pol=RoutePolicy, parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset)
     cpdef bytes _upstream_head(self)
     cpdef bytes _forwarding(self, incoming)
-    @cython.locals(parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint, special=frozenset)
+    @cython.locals(route=Route, pol=RoutePolicy, parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint, special=frozenset)
     cpdef upstream_head(self, conn, int status, bytes reason, list headers, bint keep_alive)
     cpdef upstream_body(self, bytes data)
     cpdef flush(self)
@@ -58,7 +63,7 @@ cdef class Exchange:
     cpdef _release_try(self, bint close)
     cpdef drop_upstream(self)
     cpdef respond(self, int status, str message, extra=*, bint close=*, body=*)
-    @cython.locals(stats=RequestStats)
+    @cython.locals(stats=RequestStats, route=Route)
     cpdef finish(self)
 
 

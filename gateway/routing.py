@@ -16,6 +16,12 @@ churn makes a new table with ``with_endpoints`` without recompiling any route.
 A table that differs from the previous one by a few routes is made with
 ``updated``: it rebuilds the host groups and path buckets those routes touch
 and shares all the others, so its cost follows the change, not the table.
+
+When the package is built, Cython compiles this module with the types in
+routing.pxd (setup.py): the classes declared there become extension types the
+proxy reads as structs. They are still frozen dataclasses, without
+``slots=True`` (Cython's dataclass has no such option; its instances have no
+``__dict__`` anyway), and their pxd fields follow the dataclass field order.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ class StringMatch:
         return actual == self.value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Endpoint:
     host: str
     port: int
@@ -63,7 +69,7 @@ class Endpoint:
         return f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class EndpointSet:
     """The ready addresses of one backend (a Service port, or a URL)."""
 
@@ -73,7 +79,7 @@ class EndpointSet:
     host_header: str | None = None  # url backends send their own Host unless told otherwise
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class BackendRef:
     key: str  # key into RouteTable.endpoints
     weight: int = 1
@@ -112,14 +118,14 @@ class Redirect:
     status_code: int = 302
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Timeouts:
     request: float | None = 30.0  # whole request, seconds; None = no limit
     backend_request: float | None = None  # one upstream try; None = request's
     connect: float = 5.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 1  # total tries, 1 = no retry
     status_codes: frozenset[int] = frozenset({502, 503, 504})
@@ -153,7 +159,7 @@ class Mirror:
     percent: float = 100.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RoutePolicy:
     """Everything a route does besides matching. The empty default costs nothing."""
 
@@ -182,7 +188,7 @@ class RoutePolicy:
 NO_POLICY = RoutePolicy()
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, eq=False)
 class Route:
     """One compiled route: an APIEndpoint, or one path of an Ingress rule."""
 
@@ -546,7 +552,7 @@ class RouteTable:
         """A new table without ``removed`` (routes of this table) and with ``added``
         (routes not in it), with these endpoints and fallback. ``endpoints`` is
         kept as given: the caller must not change it afterwards."""
-        t = object.__new__(RouteTable)
+        t = RouteTable.__new__(RouteTable)
         t.generation = generation
         t.endpoints = endpoints
         t.fallback = fallback

@@ -1,7 +1,7 @@
 """The compiled proxy core (setup.py, gateway/_native.py): used when built, never when stale.
 
-gateway/http.py, gateway/upstream.py and the per-request policy code (gateway/policies.py,
-gateway/ratelimit.py, gateway/metrics.py) are compiled by Cython at install time.
+gateway/http.py, gateway/upstream.py, the routing table they read (gateway/routing.py) and
+the per-request policy code (gateway/policies.py, gateway/ratelimit.py, gateway/metrics.py) are compiled by Cython at install time.
 These tests check that the install really compiled them (in CI, where the README's
 set-up command built them), that a build older than its source is never loaded,
 and that the same proxy tests pass on the plain-Python modules.
@@ -35,9 +35,12 @@ def test_the_installed_core_is_compiled():
     import gateway.metrics
     import gateway.policies
     import gateway.ratelimit
+    import gateway.routing
     import gateway.upstream
 
-    for module in (gateway.http, gateway.upstream, gateway.policies, gateway.ratelimit, gateway.metrics):
+    modules = (gateway.routing, gateway.http, gateway.upstream, gateway.policies, gateway.ratelimit, gateway.metrics)
+    assert {m.__name__ for m in modules} == set(_native.MODULES)
+    for module in modules:
         assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), module.__file__
 
 
