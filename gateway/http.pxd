@@ -4,7 +4,7 @@
 cimport cython
 from gateway.metrics cimport RequestStats
 from gateway.routing cimport BackendRef, EndpointSet, MatchResult, Route, RoutePolicy, RouteTable, Timeouts
-from gateway.upstream cimport EndpointPool, UpstreamConnection
+from gateway.upstream cimport EndpointPool, UpstreamConnection, Upstreams
 
 
 cdef class HeaderView:
@@ -55,7 +55,8 @@ cdef class Exchange:
     @cython.locals(route=Route, pol=RoutePolicy, parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset)
     cpdef bytes _upstream_head(self)
     cpdef bytes _forwarding(self, incoming)
-    @cython.locals(route=Route, pol=RoutePolicy, parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint, special=frozenset)
+    @cython.locals(route=Route, pol=RoutePolicy, parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint,
+                   special=frozenset, looked=tuple, n=Py_ssize_t)
     cpdef upstream_head(self, conn, int status, bytes reason, list headers, bint keep_alive)
     cpdef upstream_body(self, bytes data)
     cpdef flush(self)
@@ -73,7 +74,9 @@ cdef inline _add_field(list parts, object name, object value)
 
 @cython.final
 cdef class ClientProtocol:
-    cdef public object server, transport, parser, pipeline, current, peer, peer_bytes, forwarded_for
+    cdef public Exchange current
+    cdef public Upstreams upstreams
+    cdef public object server, transport, parser, pipeline, peer, peer_bytes, forwarded_for
     cdef public bint closed, trusted
     cdef public object _paused, _upgraded, fwd_key, fwd_block, scheme, scheme_bytes, sni, _host_ok
     cdef public list _headers
@@ -88,4 +91,9 @@ cdef class ClientProtocol:
     cpdef _special_header(self, bytes lname, bytes value)
     @cython.locals(headers=list, size=Py_ssize_t)
     cpdef on_header(self, bytes name, bytes value)
+    @cython.locals(ex=Exchange)
+    cpdef on_headers_complete(self)
+    cpdef on_body(self, bytes body)
+    @cython.locals(ex=Exchange)
+    cpdef on_message_complete(self)
     cpdef exchange_done(self, Exchange ex)

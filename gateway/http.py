@@ -57,6 +57,9 @@ _SPECIAL_LENGTHS = frozenset((4, 6, 10, 14, 17))
 _REQ_SPECIAL = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"expect"}
 # Response headers never copied as they are.
 _RESP_SPECIAL = HOP_BY_HOP | {b"connection"}
+# By name length: whether a response header can be one of those or Content-Length.
+# Most are not (Date, Server, Content-Type...): copied without lower-casing the name.
+_RESP_LOOKED = tuple(n in {len(h) for h in _RESP_SPECIAL | {b"content-length"}} for n in range(32))
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
 
@@ -433,7 +436,7 @@ class Exchange:
         eset = table.endpoints.get(ref.key)
         if eset is None or eset.state == ENDPOINTS_NOT_FOUND:
             return self.respond(500, "backend not found")
-        pool = self.server.upstreams.pick(eset, route.policy.load_balancer, self.tried)
+        pool = self.proto.upstreams.pick(eset, route.policy.load_balancer, self.tried)
         if pool is None:
             return self.respond(503, "no ready endpoints")
         self.attempts += 1
@@ -618,19 +621,22 @@ class Exchange:
         chunked = False
         drop = None
         special = _RESP_SPECIAL
+        looked = _RESP_LOOKED
         for name, value in headers:
-            lname = name.lower()
-            if lname in special:
-                if lname == b"transfer-encoding":
-                    chunked = True
-                elif lname == b"connection" and value.lower() not in _NOT_LISTED:
-                    # The usual "keep-alive"/"close" lists no header: skip the split.
-                    drop = _connection_tokens(value, drop) - _NOT_LISTED
-                continue
-            if lname == b"content-length":
-                if status == 204:
-                    continue  # RFC 9110 8.6: never on a 204 (a client could wait for that body)
-                length = int(value)  # llhttp has validated it
+            n = len(name)
+            if n < 32 and looked[n]:
+                lname = name.lower()
+                if lname in special:
+                    if lname == b"transfer-encoding":
+                        chunked = True
+                    elif lname == b"connection" and value.lower() not in _NOT_LISTED:
+                        # The usual "keep-alive"/"close" lists no header: skip the split.
+                        drop = _connection_tokens(value, drop) - _NOT_LISTED
+                    continue
+                if lname == b"content-length":
+                    if status == 204:
+                        continue  # RFC 9110 8.6: never on a 204 (a client could wait for that body)
+                    length = int(value)  # llhttp has validated it
             _add_field(parts, name, value)
         if drop:
             # Names listed in Connection are hop-by-hop for this message: take them out again.
@@ -988,6 +994,7 @@ class ClientProtocol:
 
     def __init__(self, server: "Server", scheme: str = "http"):
         self.server = server
+        self.upstreams = server.upstreams  # the server's for its whole life; typed when compiled
         # Per listener: what X-Forwarded-Proto says and what redirects compare against.
         self.scheme = scheme
         self.scheme_bytes = _SCHEME_BYTES.get(scheme) or scheme.encode()

@@ -1,6 +1,10 @@
 # C declarations for gateway/upstream.py when it is compiled by Cython (see setup.py).
 # The .py stays the one source; this file only gives its classes typed fields.
 cimport cython
+from gateway.routing cimport EndpointSet
+
+
+cdef class Upstreams
 
 
 @cython.final
@@ -13,19 +17,31 @@ cdef class UpstreamConnection:
     cpdef send(self, handler, bytes data, bint head_only, bint may_upgrade=*)
     cpdef on_header(self, bytes name, bytes value)
     cpdef close(self)
+    cpdef bint is_usable(self)
 
 
 @cython.final
 cdef class EndpointPool:
-    cdef public object endpoint, idle, upstreams, ssl
+    cdef public object endpoint, idle, ssl
+    cdef public Upstreams upstreams
     cdef public int active, failures, ejections
     cdef public double ejected_until
 
+    @cython.locals(conn=UpstreamConnection)
     cpdef UpstreamConnection take_idle(self)
     cpdef release(self, UpstreamConnection conn)
     cpdef succeeded(self)
     cpdef failed(self, str backend_key, int peers)
     cpdef bint ejected(self, double now)
+
+
+cdef class Upstreams:
+    cdef public dict pools, rr, _sets
+    cdef public Py_ssize_t max_idle, max_header_bytes
+    cdef public object idle_timeout, client_ssl, _rand
+
+    cpdef tuple pools_of(self, EndpointSet eset)
+    cpdef EndpointPool pick(self, EndpointSet eset, lb, tuple exclude=*)
 
 
 cpdef Py_ssize_t _usable_offset(tuple pools, Py_ssize_t start, tuple exclude, double now) except -1

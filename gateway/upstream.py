@@ -28,6 +28,8 @@ EJECT_AFTER = 5
 EJECT_BASE_SECONDS = 5.0
 EJECT_MAX_SECONDS = 120.0
 
+_monotonic = time.monotonic
+
 
 class Handler(Protocol):
     """What an UpstreamConnection reports to (implemented by http.Exchange)."""
@@ -188,6 +190,10 @@ class UpstreamConnection:
 
     @property
     def usable(self) -> bool:
+        return self.is_usable()
+
+    def is_usable(self) -> bool:
+        # A method as well as the property: compiled, the pool's checks are C calls.
         return self.transport is not None and not self.transport.is_closing() and not self.upgraded
 
 
@@ -208,14 +214,14 @@ class EndpointPool:
         idle = self.idle
         while idle:
             conn = idle.pop()  # LIFO: the warmest connection
-            if conn.usable:
+            if conn.is_usable():
                 conn.reused = True
                 return conn
         return None
 
     def release(self, conn: UpstreamConnection) -> None:
-        if conn.usable and len(self.idle) < self.upstreams.max_idle:
-            conn.idle_since = time.monotonic()
+        if conn.is_usable() and len(self.idle) < self.upstreams.max_idle:
+            conn.idle_since = _monotonic()
             self.idle.append(conn)
         else:
             conn.close()
@@ -315,7 +321,7 @@ class Upstreams:
         got = self._sets.get(eset.key)
         if got is not None and got[0] is eset:
             return got[1]
-        pools = tuple(self.pool(e) for e in eset.endpoints)
+        pools = tuple([self.pool(e) for e in eset.endpoints])
         self._sets[eset.key] = (eset, pools)
         return pools
 
@@ -325,7 +331,7 @@ class Upstreams:
         n = len(pools)
         if n <= 1:
             return pools[0] if n else None
-        now = time.monotonic()
+        now = _monotonic()
         if lb == "LeastRequest":
             # Power of two choices: near-optimal without scanning every endpoint.
             i = int(self._rand() * n)
