@@ -68,6 +68,10 @@ cdef class Exchange:
     cpdef finish(self)
 
 
+cdef Py_ssize_t _rid_count
+cdef bytes _rid_high
+cdef tuple _RID_LOW
+@cython.locals(n=Py_ssize_t, low=Py_ssize_t)
 cpdef bytes next_request_id()
 cdef inline _add_field(list parts, object name, object value)
 

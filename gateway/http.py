@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import itertools
 import logging
 import os
 import random
@@ -907,21 +906,23 @@ _monotonic = time.monotonic
 # Unique (each worker process imports this afresh), and no system call per
 # request (os.urandom is one). The last 3 digits come from a table and the rest
 # are formatted once per 4,096 ids (b"%012x" on every request cost as much as
-# building the rest of the upstream head); the high part sits in a list, since
-# rebinding a module global per request would void the compiled module's
-# cached lookups of every global.
+# building the rest of the upstream head). Compiled, the counter and the high
+# part are C variables (http.pxd): rebinding a Python module global per request
+# would void the compiled module's cached lookups of every global.
 _RID_PREFIX = os.urandom(6).hex().encode()
 _RID_LOW = tuple(b"%03x" % i for i in range(4096))
-_rid_counter = itertools.count(1)
-_rid_high = [_RID_PREFIX + b"%09x" % 0]
+_rid_count = 0
+_rid_high = _RID_PREFIX + b"%09x" % 0
 
 
 def next_request_id() -> bytes:
-    n = next(_rid_counter)
+    global _rid_count, _rid_high
+    _rid_count += 1
+    n = _rid_count
     low = n & 0xFFF
     if low == 0:
-        _rid_high[0] = _RID_PREFIX + b"%09x" % (n >> 12)
-    return _rid_high[0] + _RID_LOW[low]
+        _rid_high = _RID_PREFIX + b"%09x" % (n >> 12)
+    return _rid_high + _RID_LOW[low]
 
 
 def _add_field(parts: list, name: bytes, value: bytes) -> None:

@@ -4,8 +4,8 @@ cimport cython
 
 
 cdef class RequestStats:
-    cdef public object buckets
+    cdef public tuple buckets
     cdef public dict requests, durations
 
-    @cython.locals(key=tuple, d=list, i=Py_ssize_t, r=dict)
+    @cython.locals(key=tuple, d=list, r=dict, buckets=tuple, lo=Py_ssize_t, hi=Py_ssize_t, mid=Py_ssize_t, bound=double)
     cpdef record(self, str route, str method, int status, double seconds)

@@ -35,7 +35,7 @@ class RequestStats:
     """
 
     def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
-        self.buckets = buckets
+        self.buckets = tuple(buckets)
         # (route, method, status) -> count: the request path only counts; the
         # status class and the OTHER method are worked out when scraped.
         # Bounded: llhttp parses only the methods it knows, statuses are 3 digits.
@@ -50,8 +50,18 @@ class RequestStats:
         d = self.durations.get(route)
         if d is None:
             d = self.durations[route] = [0.0] * (len(self.buckets) + 2)
-        i = bisect_left(self.buckets, seconds)
-        d[i] += 1
+        # bisect_left, written out: compiled, it compares C doubles instead of
+        # calling into bisect with a float object per comparison.
+        buckets = self.buckets
+        lo, hi = 0, len(buckets)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            bound = buckets[mid]
+            if bound < seconds:
+                lo = mid + 1
+            else:
+                hi = mid
+        d[lo] += 1
         d[-1] += seconds
 
     def retry(self, route: str) -> None:

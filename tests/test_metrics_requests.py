@@ -29,3 +29,18 @@ def test_status_classes_methods_and_histogram():
     assert got[(hist, (("le", "0.1"), ("route", "ns/a")))] == 2
     assert got[(hist, (("le", "+Inf"), ("route", "ns/a")))] == 3
     assert got[("crdgate_request_duration_seconds_count", (("route", "ns/a"),))] == 3
+
+
+def test_histogram_bounds_are_inclusive_and_every_bucket_is_reachable():
+    bounds = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+    stats = RequestStats(buckets=bounds)
+    # One duration exactly on each bound ("le" is inclusive), one just above the last.
+    for b in bounds:
+        stats.record("ns/a", "GET", 200, b)
+    stats.record("ns/a", "GET", 200, 2.5000001)
+    got = samples(stats)
+    hist = "crdgate_request_duration_seconds_bucket"
+    for i, b in enumerate(bounds):
+        assert got[(hist, (("le", repr(b)), ("route", "ns/a")))] == i + 1
+    assert got[(hist, (("le", "+Inf"), ("route", "ns/a")))] == len(bounds) + 1
+    assert got[("crdgate_request_duration_seconds_sum", (("route", "ns/a"),))] == sum(bounds) + 2.5000001
