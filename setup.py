@@ -2,8 +2,8 @@
 
 gateway/http.py, gateway/upstream.py, gateway/routing.py, gateway/policies.py,
 gateway/ratelimit.py and gateway/metrics.py are ordinary Python modules. Cython compiles them, with
-the field and method types declared in their .pxd files (policies.py has none:
-compiling it only drops the interpreter loop), into extension modules that
+the field and method types declared in their .pxd files (policies.pxd types
+only the rate-limit glue), into extension modules that
 replace them on import: the per-request path (parsing callbacks, routing glue,
 header forwarding, policy checks) then runs as C calls on C structs instead of
 bytecode on instance dicts (the README's Benchmark section has the figures).

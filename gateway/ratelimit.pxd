@@ -34,4 +34,5 @@ cdef class RateLimiter:
 
 
 cdef Decision _denied(_Plan plan, double ahead)
+@cython.locals(r=cython.longlong, t=cython.longlong, x=cython.double)
 cdef tuple _ratelimit_field(_Plan plan, object remaining, double ahead)

@@ -33,8 +33,17 @@ cdef class RetryPolicy:
     cdef readonly object attempts, status_codes, on_connect_failure, backoff, non_idempotent
 
 
+cdef class RateLimitPolicy:
+    cdef readonly object requests_per_minute, burst
+    cdef readonly str key
+    cdef readonly object key_header
+    cdef readonly str scope
+
+
 cdef class RoutePolicy:
-    cdef readonly object auth, rate_limit, rewrite, request_headers, response_headers, redirect
+    cdef readonly object auth
+    cdef readonly RateLimitPolicy rate_limit
+    cdef readonly object rewrite, request_headers, response_headers, redirect
     cdef readonly Timeouts timeouts
     cdef readonly RetryPolicy retries
     cdef readonly object cors, max_body_bytes, load_balancer, mirror, https_redirect

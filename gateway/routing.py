@@ -144,7 +144,7 @@ class CorsPolicy:
     max_age: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RateLimitPolicy:
     requests_per_minute: int
     burst: int = 0
