@@ -41,7 +41,8 @@ cdef class Exchange:
     cdef public bint resp_started, resp_chunked, resp_until_close, finished, close_after
 
     cpdef str route_name(self)
-    @cython.locals(table=RouteTable, res=MatchResult, route=Route, pol=RoutePolicy, timeouts=Timeouts)
+    @cython.locals(table=RouteTable, res=MatchResult, route=Route, pol=RoutePolicy, timeouts=Timeouts,
+                   proto=ClientProtocol, host=str)
     cpdef begin(self)
     @cython.locals(route=Route, pol=RoutePolicy)
     cpdef run_policies(self, int step)
@@ -83,6 +84,7 @@ cdef class ClientProtocol:
     cdef public object server, transport, parser, pipeline, peer, peer_bytes, forwarded_for
     cdef public bint closed, trusted
     cdef public object _paused, _upgraded, fwd_key, fwd_block, scheme, scheme_bytes, sni, _host_ok
+    cdef public str _host_str
     cdef public list _headers
     cdef public Py_ssize_t _url_size, _header_bytes, _max_uri, _max_header_bytes, _max_headers
     cdef public double _head_deadline, _idle_since, _header_timeout

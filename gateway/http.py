@@ -59,7 +59,7 @@ _RESP_SPECIAL = HOP_BY_HOP | {b"connection"}
 # By name length: whether a response header can be one of those or Content-Length.
 # Most are not (Date, Server, Content-Type...): copied without lower-casing the name.
 _RESP_LOOKED = tuple(n in {len(h) for h in _RESP_SPECIAL | {b"content-length"}} for n in range(32))
-_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_STATUS_LINES: dict[int, tuple[bytes, bytes]] = {}
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
 
 REASONS = {
@@ -244,15 +244,17 @@ class Exchange:
         elif not self.host and not self.http10:
             return self.respond(400, "missing Host header", close=True)
         self.path, self.query = path, query
-        sni = self.proto.sni
-        if sni is not None and self.host and normalize_host(self.host.decode("latin-1")) != sni:
+        proto = self.proto
+        host = proto._host_str if self.host == proto._host_ok else self.host.decode("latin-1")
+        sni = proto.sni
+        if sni is not None and host and normalize_host(host) != sni:
             # The certificate was chosen for another name: this host is not served on this connection.
             return self.respond(421, "Host does not match the TLS server name")
         table = self.table = srv.table
         if table is None:
             return self.respond(503, "no routing table yet")
         self.header_view = hv = HeaderView(self.headers)
-        res = table.match(self.method, self.host.decode("latin-1"), path, hv, query)
+        res = table.match(self.method, host, path, hv, query)
         route = res.route
         if route is None:
             if res.status == 405:
@@ -610,11 +612,14 @@ class Exchange:
             return self._switch_protocols(conn, reason, headers)
         if pol.response_headers is not None:
             headers = policies.modify_headers(pol.response_headers, headers)
-        line = _STATUS_LINES.get((status, reason))
-        if line is None:
+        # By status, with the reason it was made for: no tuple to build and hash per response.
+        known = _STATUS_LINES.get(status)
+        if known is not None and known[0] == reason:
+            line = known[1]
+        else:
             line = status_line(status, reason or None)
             if len(_STATUS_LINES) < 512:
-                _STATUS_LINES[(status, reason)] = line
+                _STATUS_LINES[status] = (reason, line)
         parts = [line]
         length = -1
         chunked = False
@@ -1020,6 +1025,7 @@ class ClientProtocol:
         self._eof = False
         self._upgrade_refused = False
         self._host_ok = b""  # the last Host value that passed valid_host on this connection
+        self._host_str = ""
         self._headers: list = []
         lim = server.limits
         self._max_uri = lim.max_uri_bytes
@@ -1194,6 +1200,7 @@ class ClientProtocol:
                 if not valid_host(value):
                     raise _Reject(400, "invalid Host header")
                 self._host_ok = value
+                self._host_str = value.decode("latin-1")  # for routing: decoded once too
             ex.host = value
         elif lname == b"content-length":
             ex.content_length = int(value)  # llhttp has checked digits and duplicates

@@ -212,3 +212,31 @@ async def test_table_swap_does_not_reroute_a_request_in_flight():
         await srv.close()
         await old.runner.cleanup()
         await new.runner.cleanup()
+
+
+async def test_each_request_on_a_connection_is_routed_by_its_own_host():
+    # The gateway remembers the last Host a connection validated; a request with
+    # another Host (or an absolute-form target naming one) must still route by its own.
+    a = await start_backend("a")
+    b = await start_backend("b")
+    routes = [route("ns/a", "/", ("ns/a:80",), hosts=("a.test",)), route("ns/b", "/", ("ns/b:80",), hosts=("b.test",))]
+    srv = await start_proxy(table(routes, {"ns/a:80": (a.endpoint,), "ns/b:80": (b.endpoint,)}))
+    try:
+        async with RawClient(proxy_port(srv)) as c:
+            for host, want in (("a.test", "a"), ("b.test", "b"), ("a.test", "a"), ("A.TEST:80", "a"), ("c.test", None)):
+                await c.send(f"GET /x HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                r = await c.response()
+                if want is None:
+                    assert r.status == 404
+                else:
+                    assert r.status == 200 and r.json()["backend"] == want, (host, r.status)
+            await c.send(b"GET http://b.test/x HTTP/1.1\r\nHost: a.test\r\n\r\n")  # the authority wins (RFC 9112 3.2.2)
+            r = await c.response()
+            assert r.status == 200 and r.json()["backend"] == "b"
+            await c.send(b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            r = await c.response()
+            assert r.status == 200 and r.json()["backend"] == "a"
+    finally:
+        await srv.close()
+        await a.runner.cleanup()
+        await b.runner.cleanup()
