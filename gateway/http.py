@@ -1230,7 +1230,9 @@ class ClientProtocol:
         # by httptools on every call (a tenth of this callback's cost), is not needed.
         if (not ex.keep_alive or ex.conn_value is not None) and p.get_http_version() == "1.0":
             ex.http10 = True
-        if p.should_upgrade():
+        # llhttp flags an upgrade only for CONNECT or with "Connection: upgrade": without a
+        # Connection header the parser need not be asked.
+        if (ex.conn_value is not None or ex.method == "CONNECT") and p.should_upgrade():
             if ex.method == "GET" and _websocket_upgrade(ex.headers):
                 ex.upgrade = True
             else:

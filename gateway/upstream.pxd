@@ -13,6 +13,7 @@ cdef class UpstreamConnection:
     cdef public bint reused, got_bytes, head_only, may_upgrade, _closed, upgraded
     cdef public double idle_since
     cdef public Py_ssize_t _header_bytes, _max_header_bytes
+    cdef public int _status
 
     cpdef send(self, handler, bytes data, bint head_only, bint may_upgrade=*)
     cpdef on_header(self, bytes name, bytes value)

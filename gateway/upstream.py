@@ -59,6 +59,7 @@ class UpstreamConnection:
         self._header_bytes = 0
         self._max_header_bytes = pool.upstreams.max_header_bytes
         self._reason = b""
+        self._status = 0  # of the response being parsed
         self._closed = False
         self.idle_since = 0.0
         self.upgraded = False  # after 101: raw bytes, no parsing
@@ -142,7 +143,7 @@ class UpstreamConnection:
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
+        status = self._status = self.parser.get_status_code()  # on_message_complete reads it too
         if 100 <= status < 200 and status != 101:
             return  # interim response (e.g. 103): not forwarded
         if status == 101 and not self.may_upgrade:
@@ -164,8 +165,8 @@ class UpstreamConnection:
     def on_message_complete(self) -> None:
         if self.upgraded or self.head_only:
             return  # an upgraded stream or a HEAD response ends elsewhere
-        if self.parser.get_status_code() < 200:
-            return
+        if self._status < 200:
+            return  # the end of an interim response: the final one follows
         self._finish()
 
     def _finish(self) -> None:

@@ -22,6 +22,10 @@ class RawBackend:
         "/half-extra": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none" + EXTRA[:20],
         # A 204 has no body whatever it says; a client told Content-Length: 5 could wait for 5 bytes.
         "/no-content": b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-Kept: yes\r\n\r\n",
+        # Interim responses before the final one (Early Hints twice): not forwarded, nor their fields.
+        "/hints": b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                  b"HTTP/1.1 103 Early Hints\r\nLink: </b.js>; rel=preload\r\n\r\n"
+                  b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Final: yes\r\n\r\nfinal",
     }
 
     def __init__(self):
@@ -107,3 +111,14 @@ async def test_a_204_reaches_the_client_without_content_length(bad):
         assert b"content-length" not in head.lower()
         r = await get(c, "/after0")  # nothing of the 204 was left to confuse the next answer
         assert r.status == 200 and r.body == b"/after"
+
+
+async def test_interim_responses_are_dropped_and_the_final_one_forwarded(bad):
+    backend, port = bad
+    async with RawClient(port) as c:
+        r = await get(c, "/hints")
+        assert r.status == 200 and r.body == b"final"
+        assert r.headers.get("x-final") == "yes" and "link" not in r.headers
+        r = await get(c, "/next00")  # the upstream connection was reused cleanly
+        assert r.status == 200 and r.body == b"/next0"
+    assert backend.connections == 1
