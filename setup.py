@@ -1,12 +1,13 @@
 """Builds the proxy core as C extensions; everything else is in pyproject.toml.
 
 gateway/http.py, gateway/upstream.py, gateway/routing.py, gateway/policies.py,
-gateway/ratelimit.py and gateway/metrics.py are ordinary Python modules. Cython compiles them, with
-the field and method types declared in their .pxd files (policies.pxd types
-only the rate-limit glue), into extension modules that
-replace them on import: the per-request path (parsing callbacks, routing glue,
-header forwarding, policy checks) then runs as C calls on C structs instead of
-bytecode on instance dicts (the README's Benchmark section has the figures).
+gateway/ratelimit.py and gateway/metrics.py are ordinary Python modules.
+Cython compiles them, with the field and method types declared in their .pxd
+files (policies.pxd types only the rate-limit glue), into extension modules
+that replace them on import: the per-request path (parsing callbacks, routing
+glue, header forwarding, policy checks) then runs as C calls on C structs
+instead of bytecode on instance dicts (the README's Benchmark section has the
+figures). gateway/_native.py lists the same modules (MODULES).
 Without a C compiler the build goes on and the same modules run as plain
 Python; ``CRDGATE_NO_EXTENSIONS=1`` forces that at run time, and a compiled
 module older than its source is never used (gateway/_native.py).

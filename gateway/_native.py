@@ -1,14 +1,14 @@
 """Picks the compiled proxy core or its Python source, once, at package import.
 
 The modules in MODULES (the proxy core, the routing table it reads and its
-per-request policy code) are
-compiled by Cython when the package is built (setup.py). Python imports an
-extension module in preference to a .py file of the same name, so a compiled
-module would keep running after its source was edited (a development
-install): the build records each source's sha256 in _native.json, and a mismatch, a missing record, or
-``CRDGATE_NO_EXTENSIONS=1`` makes every compiled module load from source
-instead. All or none: the compiled http module is typed against the compiled
-upstream and routing modules' classes, and all of them must be the same code.
+per-request policy code) are compiled by Cython when the package is built
+(setup.py). Python imports an extension module in preference to a .py file of
+the same name, so a compiled module would keep running after its source was
+edited (a development install): the build records each source's sha256 in
+_native.json, and a mismatch, a missing record, or ``CRDGATE_NO_EXTENSIONS=1``
+makes every compiled module load from source instead. All or none: the
+compiled http module is typed against the compiled upstream and routing
+modules' classes, and all of them must be the same code.
 """
 
 from __future__ import annotations

@@ -538,7 +538,7 @@ class Exchange:
             parts.append(b"traceparent: 00-%032x-%016x-01\r\n" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1))
         if rid is None:
             rid = next_request_id()
-            parts += (rid_name, b": ", rid, b"\r\n")
+            _add_field(parts, rid_name, rid)
         self.request_id = rid
         if self.upgrade:
             parts.append(b"connection: upgrade\r\nupgrade: ")
@@ -683,7 +683,7 @@ class Exchange:
         conn.upgraded = True
         parts = [status_line(101, reason or None)]
         for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
+            _add_field(parts, name, value)
         parts.append(b"\r\n")
         self.proto.transport.write(b"".join(parts))
         self.proto.upgraded(self)
@@ -869,10 +869,10 @@ class Exchange:
             parts.append(b"content-type: application/json\r\n")
         if extra:
             for name, value in extra:
-                parts += (name, b": ", value, b"\r\n")
+                _add_field(parts, name, value)
         if self.extra_resp_headers:
             for name, value in self.extra_resp_headers:
-                parts += (name, b": ", value, b"\r\n")
+                _add_field(parts, name, value)
         parts.append(b"content-length: %d\r\n" % len(body))
         unread_body = not self.req_done and (self.chunked or self.content_length > 0)
         if close or unread_body or not self.keep_alive or self.server.draining or self.upgrade:

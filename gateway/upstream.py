@@ -189,12 +189,8 @@ class UpstreamConnection:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    @property
-    def usable(self) -> bool:
-        return self.is_usable()
-
     def is_usable(self) -> bool:
-        # A method as well as the property: compiled, the pool's checks are C calls.
+        # A method, not a property: compiled, the pool's checks are then C calls.
         return self.transport is not None and not self.transport.is_closing() and not self.upgraded
 
 
@@ -353,7 +349,7 @@ class Upstreams:
             if pool.idle:
                 keep = []
                 for c in pool.idle:
-                    if c.idle_since < limit or not c.usable:
+                    if c.idle_since < limit or not c.is_usable():
                         c.close()
                     else:
                         keep.append(c)
