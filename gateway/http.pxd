@@ -53,7 +53,7 @@ cdef class Exchange:
     @cython.locals(pool=EndpointPool, conn=UpstreamConnection, table=RouteTable, route=Route, ref=BackendRef, eset=EndpointSet)
     cpdef attempt(self, bint first=*)
     cpdef _send(self, UpstreamConnection conn)
-    @cython.locals(route=Route, pol=RoutePolicy, parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset)
+    @cython.locals(route=Route, pol=RoutePolicy, parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset, strip=tuple)
     cpdef bytes _upstream_head(self)
     cpdef bytes _forwarding(self, incoming)
     @cython.locals(route=Route, pol=RoutePolicy, parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint,
@@ -83,7 +83,7 @@ cdef class ClientProtocol:
     cdef public Upstreams upstreams
     cdef public object server, transport, parser, pipeline, peer, peer_bytes, forwarded_for
     cdef public bint closed, trusted
-    cdef public object _paused, _upgraded, fwd_key, fwd_block, scheme, scheme_bytes, sni, _host_ok
+    cdef public object _paused, _upgraded, fwd_key, fwd_block, scheme, scheme_bytes, sni, _host_ok, auth_memo, addr_key
     cdef public str _host_str
     cdef public list _headers
     cdef public Py_ssize_t _url_size, _header_bytes, _max_uri, _max_header_bytes, _max_headers

@@ -511,15 +511,26 @@ class Exchange:
         target = path.encode() if not self.query else (path + "?" + self.query).encode()
         parts = [self.method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
         headers = self.headers
-        if not route.plain and (pol.request_headers is not None or pol.auth is not None):
-            headers = policies.modify_request_headers(self, pol, headers)
+        # The client's Connection options name its own hop-by-hop fields: they
+        # never remove a field the gateway adds (consumer, claims, modifiers).
         drop = _connection_tokens(self.conn_value, None) - _NOT_LISTED if self.conn_value is not None else None
+        strip = None
+        if not route.plain:
+            if pol.request_headers is not None:
+                headers = policies.modify_request_headers(self, pol, headers, drop)
+                drop = None
+            elif pol.auth is not None:
+                # The credentials and any client-sent consumer or claim header go in
+                # the loop below; what authentication established is added after it.
+                strip = pol.auth.strip_headers
         special = _REQ_SPECIAL
         forwarded = None
         rid = None
         rid_name = self.server.request_id_header
         for name, value in headers:
             lname = name.lower()
+            if strip is not None and lname in strip:
+                continue
             if lname in special:
                 if lname in FORWARDING and self.proto.trusted:
                     if forwarded is None:
@@ -531,6 +542,9 @@ class Exchange:
             if lname == rid_name:
                 rid = value
             _add_field(parts, name, value)
+        if strip is not None:
+            for name, value in self.auth_headers:
+                _add_field(parts, name, value)
         parts.append(self._forwarding(forwarded))
         if self.server.create_traceparent and not _has_header(headers, b"traceparent"):
             # W3C Trace Context: start a trace for requests that arrive without one
@@ -1026,6 +1040,8 @@ class ClientProtocol:
         self._upgrade_refused = False
         self._host_ok = b""  # the last Host value that passed valid_host on this connection
         self._host_str = ""
+        self.auth_memo = None  # gateway.auth.base.AuthMemo, made by the first authenticated request
+        self.addr_key = None  # the rate-limit key of the peer's address, made at first use
         self._headers: list = []
         lim = server.limits
         self._max_uri = lim.max_uri_bytes

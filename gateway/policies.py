@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway import metrics
-from gateway.auth.base import header_value, upstream_headers
+from gateway.auth.base import AuthMemo, header_value, upstream_headers
 from gateway.ratelimit import OUTCOME_ALLOWED, Decision
 from gateway.routing import PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
 
@@ -163,12 +163,18 @@ class AuthRequestView:
 
 
 def authenticate(ex: "Exchange", auth):
-    return auth.authenticate_raw(ex.headers, ex.query, ex.path)
+    """Ask the route's authenticator, with the client connection's memo of its last credential."""
+    proto = ex.proto
+    memo = proto.auth_memo
+    if memo is None:
+        memo = proto.auth_memo = AuthMemo()
+    return auth.authenticate_raw(ex.headers, ex.query, ex.path, memo)
 
 
 def apply_auth(ex: "Exchange", auth, result) -> bool:
     """Record the outcome; answer 401/403/503 and return False when refused."""
-    key = (ex.route.name, auth.scheme, result.outcome)
+    route = ex.route
+    key = (route.name, auth.scheme, result.outcome)
     counts = _AUTH_COUNTS
     counts[key] = counts.get(key, 0) + 1
     if result.ok:
@@ -237,12 +243,15 @@ def rate_limit(ex: "Exchange", rl):
     future of the Decision for a Global limit (then ``apply_rate_limit`` follows)."""
     proto = ex.proto
     if rl.key == "ClientAddress" and not proto.trusted:  # the default, and the common case
-        key = "addr:" + proto.peer
+        key = proto.addr_key  # the same string object each time: its hash is kept
+        if key is None:
+            key = proto.addr_key = "addr:" + proto.peer
     else:
         key = rate_limit_key(ex, rl)
     server = ex.server
+    limiter = server.limiter
     name = ex.route.name
-    got = server.limiter.admit(name, rl, key, server.ratelimit_headers)
+    got = limiter.admit(name, rl, key, server.ratelimit_headers)
     if got.__class__ is list:  # a Local admission, with the fields to answer with
         counted = (name, rl.scope, OUTCOME_ALLOWED)
         _RL_COUNTS[counted] = _RL_COUNTS.get(counted, 0) + 1
@@ -295,7 +304,11 @@ def modify_headers(mod: HeaderModifier, headers: list[tuple[bytes, bytes]]) -> l
     return out
 
 
-def modify_request_headers(ex: "Exchange", pol: RoutePolicy, headers: list[tuple[bytes, bytes]]):
+def modify_request_headers(ex: "Exchange", pol: RoutePolicy, headers: list[tuple[bytes, bytes]], drop=None):
+    """The client's fields less those its Connection header lists (``drop``),
+    then authentication's changes, then the route's modifiers."""
+    if drop:
+        headers = [h for h in headers if h[0].lower() not in drop]
     auth = pol.auth
     if auth is not None:
         # strip_headers holds the credential header (unless keepCredentials), the

@@ -6,6 +6,8 @@ import pytest
 from authkeys import request
 
 from gateway.auth import APIKeyAuthenticator, AuthResult, SecretContentError
+from gateway.auth import apikey
+from gateway.auth.base import AuthMemo
 
 KEYS = {
     "alice": "alice-key-0123456789",
@@ -105,3 +107,37 @@ def test_bad_key_sets_are_refused_without_echoing_keys(keys, why):
     with pytest.raises(SecretContentError, match=why) as exc:
         APIKeyAuthenticator(keys)
     assert "same" not in str(exc.value).replace("same key", "")
+
+
+def raw(key: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"Host", b"x"), (b"X-Api-Key", key)]
+
+
+def test_connection_memo_answers_only_for_the_same_key_and_authenticator(monkeypatch):
+    hashed = []
+    real = apikey._sha256
+    monkeypatch.setattr(apikey, "_sha256", lambda data: hashed.append(data) or real(data))
+    auth = APIKeyAuthenticator(KEYS)
+    memo = AuthMemo()
+    assert auth.authenticate_raw(raw(b"alice-key-0123456789"), memo=memo).consumer == "alice"
+    assert auth.authenticate_raw(raw(b"alice-key-0123456789"), memo=memo).consumer == "alice"
+    assert len(hashed) == 1, "the same key again on the connection is not hashed again"
+    # Anything else is verified: a near miss, a prefix, a longer key, another consumer's key.
+    for wrong in (b"alice-key-012345678X", b"alice-key-012345678", b"alice-key-0123456789X"):
+        assert auth.authenticate_raw(raw(wrong), memo=memo).outcome == "invalid"
+    assert len(hashed) == 4
+    assert auth.authenticate_raw(raw(b"bob-key-9876543210"), memo=memo).consumer == "bob"
+    assert auth.authenticate_raw(raw(b"alice-key-0123456789"), memo=memo).consumer == "alice"
+    assert len(hashed) == 6, "a wrong key never replaces the memo; a right one does"
+    # A rotated Secret builds a new authenticator: the old memo never answers for it.
+    rotated = APIKeyAuthenticator({"alice": "alice-key-NEW"})
+    assert rotated.authenticate_raw(raw(b"alice-key-0123456789"), memo=memo).outcome == "invalid"
+    assert memo.authenticator is auth
+
+
+def test_connection_memo_keeps_forbidden_consumers_forbidden():
+    auth = APIKeyAuthenticator(KEYS, allowed_consumers=["bob"])
+    memo = AuthMemo()
+    for _ in range(2):
+        res = auth.authenticate_raw(raw(b"alice-key-0123456789"), memo=memo)
+        assert (res.status, res.outcome) == (403, "forbidden")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import time
 
@@ -166,6 +167,62 @@ async def test_secret_rotation_takes_effect_without_restart(world):
         await asyncio.sleep(0.05)
     assert (await call(gw, "/admin", {"X-API-Key": "key-alice-NEW"}))[0] == 200
     assert (await call(gw, "/admin", {"X-API-Key": "key-alice-123"}))[0] == 401
+
+
+def keep_alive_get(conn: http.client.HTTPConnection, path: str, headers: dict) -> tuple[int, bytes]:
+    conn.request("GET", path, headers=headers)
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+async def test_keep_alive_connection_is_checked_again_on_every_key_and_after_rotation(world):
+    gw, root, _, _, _ = world
+    host, port = gw.base.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    run = asyncio.get_running_loop().run_in_executor
+
+    async def get(key: str) -> tuple[int, str | None]:
+        status, body = await run(None, keep_alive_get, conn, "/admin", {"X-API-Key": key})
+        return status, json.loads(body)["headers"].get("x-consumer") if status == 200 else None
+
+    try:
+        assert await get("key-alice-123") == (200, "alice")
+        sock = conn.sock
+        assert await get("key-alice-123") == (200, "alice")
+        for wrong in ("key-alice-12", "key-alice-1234", "key-alice-124", ""):
+            assert (await get(wrong))[0] == 401
+        assert await get("key-bob-456") == (200, "bob")
+        assert await get("key-alice-123") == (200, "alice")
+        doc = json.loads((root / "secrets.json").read_text())
+        doc["items"][0] = json.loads(secret("api-keys", {"alice": "key-alice-NEW"}))
+        (root / "secrets.json").write_text(json.dumps(doc))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (await get("key-alice-NEW"))[0] != 200:
+            await asyncio.sleep(0.05)
+        assert await get("key-alice-NEW") == (200, "alice")
+        assert (await get("key-alice-123"))[0] == 401, "a revoked key is refused on a connection that used it"
+        assert (await get("key-bob-456"))[0] == 401
+        assert conn.sock is sock, "all on one keep-alive connection"
+    finally:
+        conn.close()
+
+
+async def test_consumer_header_survives_a_client_connection_option_naming_it(world):
+    gw, _, _, _, _ = world
+    host, port = gw.base.rsplit("/", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        status, body = await asyncio.get_running_loop().run_in_executor(
+            None, keep_alive_get, conn, "/admin",
+            {"X-API-Key": "key-alice-123", "X-Consumer": "mallory", "Connection": "keep-alive, X-Consumer"})
+    finally:
+        conn.close()
+    assert status == 200
+    seen = json.loads(body)["headers"]
+    # Connection options name the client's own hop-by-hop fields; the consumer
+    # header is the gateway's and goes upstream whatever the client lists.
+    assert seen["x-consumer"] == "alice"
+    assert "x-api-key" not in seen
 
 
 async def test_missing_secret_fails_closed(world):

@@ -63,3 +63,26 @@ async def test_request_and_response_header_modifiers_in_order():
     finally:
         await srv.close()
         await b.runner.cleanup()
+
+
+async def test_fields_the_route_sets_survive_a_client_connection_option_naming_them():
+    received = []
+
+    async def h(request, body):
+        received.append(list(request.headers.items()))
+        return web.Response(text="ok")
+
+    b = await start_backend("b", h)
+    pol = RoutePolicy(request_headers=HeaderModifier(set=(("X-Env", "prod"),), add=(("X-Tag", "gw"),)))
+    srv = await start_proxy(table([route(path="/", policy=pol)], {"ns/svc:80": (b.endpoint,)}))
+    try:
+        r = await request(proxy_port(srv), headers={"Connection": "close, X-Env, X-Tag, X-Mine", "X-Tag": "client",
+                                                    "X-Mine": "1", "X-Env": "dev"})
+        assert r.status == 200
+        fields = [(k.lower(), v) for k, v in received[-1]]
+        assert [v for k, v in fields if k == "x-env"] == ["prod"]
+        assert [v for k, v in fields if k == "x-tag"] == ["gw"], "the client's listed X-Tag dropped, the route's kept"
+        assert not [v for k, v in fields if k == "x-mine"]
+    finally:
+        await srv.close()
+        await b.runner.cleanup()

@@ -4,7 +4,9 @@ The keys come from a Secret whose data key names the consumer and whose value
 is the key, either as is or stored hashed as ``sha256:<hex>``. At build time
 every key becomes its SHA-256 digest, and each digest maps to that consumer's
 precomputed result (``allowed``, or ``forbidden`` when the consumer is not in
-``allowedConsumers``), so a request costs one hash and one dict lookup.
+``allowedConsumers``), so a request costs one hash and one dict lookup, and a
+keep-alive connection presenting the key it presented last costs one
+constant-time comparison with it (see ``AuthMemo``).
 
 Built by controller/authbuild.py; called by gateway/http.py (see base.py).
 """
@@ -12,6 +14,7 @@ Built by controller/authbuild.py; called by gateway/http.py (see base.py).
 from __future__ import annotations
 
 import hashlib
+from hmac import compare_digest
 from typing import Iterable, Mapping
 
 from .base import (
@@ -22,6 +25,7 @@ from .base import (
     REALM,
     SCHEME_APIKEY,
     AuthRequest,
+    AuthMemo,
     AuthResult,
     Authenticator,
     SecretContentError,
@@ -115,7 +119,9 @@ class APIKeyAuthenticator(Authenticator):
     def authenticate(self, req: AuthRequest) -> AuthResult:
         return self._decide(req.headers.get(self._header), req.query)
 
-    def authenticate_raw(self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/") -> AuthResult:
+    def authenticate_raw(
+        self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/", memo: AuthMemo | None = None
+    ) -> AuthResult:
         # header_value, inlined: this runs on every request of the route.
         lname = self._header_bytes
         n = len(lname)
@@ -124,9 +130,19 @@ class APIKeyAuthenticator(Authenticator):
             if len(name) == n and name.lower() == lname:
                 found = value if found is None else found + b", " + value
         if found:  # a non-empty header wins over the query
+            # The key this connection presented last (keep-alive clients send the
+            # same one every time): compared in constant time, no hash needed.
+            if memo is not None and memo.authenticator is self and compare_digest(found, memo.credential):
+                return memo.result
             digest = _sha256(found.decode("latin-1").strip().encode("utf-8", "surrogateescape")).digest()
             hit = self._by_digest.get(digest)
-            return self._invalid if hit is None else hit[0]
+            if hit is None:
+                return self._invalid
+            if memo is not None:  # only known keys: a wrong one is hashed every time
+                memo.authenticator = self
+                memo.credential = found
+                memo.result = hit[0]
+            return hit[0]
         return self._decide(None if found is None else found.decode("latin-1"), query)
 
     def _decide(self, presented: str | None, query: str) -> AuthResult:

@@ -122,6 +122,27 @@ def denied(outcome: str, challenge: str | None) -> AuthResult:
     return AuthResult(False, 401, None, challenge, (), outcome, None, "unauthorized")
 
 
+class AuthMemo:
+    """What the last request on one client connection presented, and its result.
+
+    A keep-alive client sends the same key with every request; a scheme whose
+    decision depends on nothing but the presented credential (API keys) can
+    then answer from the memo instead of hashing the key again. The proxy
+    keeps one per connection and passes it to ``authenticate_raw``. A scheme
+    must compare a presented credential with ``credential`` in constant time
+    (``hmac.compare_digest``) and only trust the memo when ``authenticator``
+    is itself: a rotated Secret builds a new authenticator, so the memo of the
+    old one never answers for the new one.
+    """
+
+    __slots__ = ("authenticator", "credential", "result")
+
+    def __init__(self) -> None:
+        self.authenticator: Authenticator | None = None
+        self.credential = b""
+        self.result: AuthResult | None = None
+
+
 class SecretContentError(ValueError):
     """The referenced Secret's content cannot be used (authbuild reports it as
     InvalidSecret). Messages name data keys and line numbers, never values."""
@@ -142,12 +163,14 @@ class Authenticator:
     def authenticate(self, req: AuthRequest) -> AuthResult | Awaitable[AuthResult]:
         raise NotImplementedError
 
-    def authenticate_raw(self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/") -> AuthResult | Awaitable[AuthResult]:
+    def authenticate_raw(
+        self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/", memo: AuthMemo | None = None
+    ) -> AuthResult | Awaitable[AuthResult]:
         """What the proxy calls: the request's header pairs as received (raw
-        names, any case), the raw query and the normalised path. The same
-        decision as ``authenticate`` on the equivalent ``AuthRequest``; the
-        schemes override it to read just the header they need instead of
-        decoding every header into a dict."""
+        names, any case), the raw query, the normalised path and the client
+        connection's ``AuthMemo``. The same decision as ``authenticate`` on the
+        equivalent ``AuthRequest``; the schemes override it to read just the
+        header they need instead of decoding every header into a dict."""
         return self.authenticate(AuthRequest(headers_dict(headers), query, path))
 
     def describe(self) -> dict[str, Any]:
@@ -168,7 +191,9 @@ class UnavailableAuthenticator(Authenticator):
     def authenticate(self, req: AuthRequest) -> AuthResult:
         return self._result
 
-    def authenticate_raw(self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/") -> AuthResult:
+    def authenticate_raw(
+        self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/", memo: AuthMemo | None = None
+    ) -> AuthResult:
         return self._result
 
     def describe(self) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from .base import (
     REALM,
     SCHEME_BASIC,
     AuthRequest,
+    AuthMemo,
     AuthResult,
     Authenticator,
     SecretContentError,
@@ -196,7 +197,9 @@ class BasicAuthenticator(Authenticator):
     def authenticate(self, req: AuthRequest) -> AuthResult | Awaitable[AuthResult]:
         return self._authenticate(req.headers.get("authorization"))
 
-    def authenticate_raw(self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/") -> AuthResult | Awaitable[AuthResult]:
+    def authenticate_raw(
+        self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/", memo: AuthMemo | None = None
+    ) -> AuthResult | Awaitable[AuthResult]:
         return self._authenticate(header_value(headers, b"authorization"))
 
     def _authenticate(self, value: str | None) -> AuthResult | Awaitable[AuthResult]:

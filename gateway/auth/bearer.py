@@ -41,6 +41,7 @@ from .base import (
     REALM,
     SCHEME_JWT,
     AuthRequest,
+    AuthMemo,
     AuthResult,
     Authenticator,
     SecretContentError,
@@ -157,7 +158,9 @@ class JWTAuthenticator(Authenticator):
     def authenticate(self, req: AuthRequest) -> AuthResult | Awaitable[AuthResult]:
         return self._authenticate(req.headers.get(self._header), req.query)
 
-    def authenticate_raw(self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/") -> AuthResult | Awaitable[AuthResult]:
+    def authenticate_raw(
+        self, headers: list[tuple[bytes, bytes]], query: str = "", path: str = "/", memo: AuthMemo | None = None
+    ) -> AuthResult | Awaitable[AuthResult]:
         return self._authenticate(header_value(headers, self._header_bytes), query)
 
     def _authenticate(self, value: str | None, query: str) -> AuthResult | Awaitable[AuthResult]:
