@@ -1,7 +1,8 @@
 """Builds the proxy core as C extensions; everything else is in pyproject.toml.
 
 gateway/http.py, gateway/upstream.py, gateway/routing.py, gateway/policies.py,
-gateway/ratelimit.py and gateway/metrics.py are ordinary Python modules.
+gateway/ratelimit.py, gateway/metrics.py and gateway/auth/apikey.py are ordinary
+Python modules.
 Cython compiles them, with the field and method types declared in their .pxd
 files (policies.pxd types only the rate-limit glue), into extension modules
 that replace them on import: the per-request path (parsing callbacks, routing
@@ -23,7 +24,7 @@ from setuptools.command.build_ext import build_ext
 # The proxy core: written for C semantics (no negative indexes, no bounds checks).
 CORE = ("gateway.http", "gateway.upstream")
 # The routing table and per-request policy code: compiled with Python's indexing rules kept.
-POLICY = ("gateway.routing", "gateway.ratelimit", "gateway.policies", "gateway.metrics")
+POLICY = ("gateway.routing", "gateway.ratelimit", "gateway.policies", "gateway.metrics", "gateway.auth.apikey")
 COMPILED = CORE + POLICY
 
 
@@ -40,11 +41,10 @@ class BuildExt(build_ext):
         for module in COMPILED:
             with open(_source(module), "rb") as f:
                 digests[module] = hashlib.sha256(f.read()).hexdigest()
-        targets = {os.path.dirname(self.get_ext_fullpath(m)) for m in COMPILED}
-        for folder in targets:
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, "_native.json"), "w") as f:
-                json.dump(digests, f, indent=1, sort_keys=True)
+        folder = os.path.dirname(self.get_ext_fullpath("gateway._native"))  # the package's own folder
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "_native.json"), "w") as f:
+            json.dump(digests, f, indent=1, sort_keys=True)
 
 
 def _extensions():

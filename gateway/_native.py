@@ -21,7 +21,10 @@ import json
 import os
 import sys
 
-MODULES = ("gateway.routing", "gateway.upstream", "gateway.http", "gateway.ratelimit", "gateway.policies", "gateway.metrics")
+MODULES = (
+    "gateway.routing", "gateway.upstream", "gateway.http", "gateway.ratelimit", "gateway.policies", "gateway.metrics",
+    "gateway.auth.apikey",
+)
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # What was chosen and why; `crdgate run` logs it at start.
@@ -30,7 +33,8 @@ reason = ""
 
 
 def _path(module: str, suffix: str) -> str:
-    return os.path.join(_HERE, module.rsplit(".", 1)[1] + suffix)
+    """gateway.auth.apikey -> <package folder>/auth/apikey<suffix>"""
+    return os.path.join(_HERE, *module.split(".")[1:]) + suffix
 
 
 def _extension(module: str) -> str | None:

@@ -1,7 +1,8 @@
 """The compiled proxy core (setup.py, gateway/_native.py): used when built, never when stale.
 
 gateway/http.py, gateway/upstream.py, the routing table they read (gateway/routing.py) and
-the per-request policy code (gateway/policies.py, gateway/ratelimit.py, gateway/metrics.py) are compiled by Cython at install time.
+the per-request policy code (gateway/policies.py, gateway/ratelimit.py, gateway/metrics.py,
+gateway/auth/apikey.py) are compiled by Cython at install time.
 These tests check that the install really compiled them (in CI, where the README's
 set-up command built them), that a build older than its source is never loaded,
 and that the same proxy tests pass on the plain-Python modules.
@@ -32,13 +33,15 @@ def test_the_installed_core_is_compiled():
         pytest.skip(msg)
     import importlib.machinery
 
+    import gateway.auth.apikey
     import gateway.metrics
     import gateway.policies
     import gateway.ratelimit
     import gateway.routing
     import gateway.upstream
 
-    modules = (gateway.routing, gateway.http, gateway.upstream, gateway.policies, gateway.ratelimit, gateway.metrics)
+    modules = (gateway.routing, gateway.http, gateway.upstream, gateway.policies, gateway.ratelimit, gateway.metrics,
+               gateway.auth.apikey)
     assert {m.__name__ for m in modules} == set(_native.MODULES)
     for module in modules:
         assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), module.__file__
@@ -50,17 +53,21 @@ def _fake_package(tmp_path: Path, recorded: dict[str, str] | None) -> Path:
 
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     for module in _native.MODULES:
-        name = module.rsplit(".", 1)[1]
-        (tmp_path / f"{name}.py").write_text(f"# {name}\n")
-        (tmp_path / f"{name}{suffix}").write_bytes(b"\x7fELF")
+        source = tmp_path / _relative(module)
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(f"# {module}\n")
+        source.with_name(source.stem + suffix).write_bytes(b"\x7fELF")
     if recorded is not None:
         (tmp_path / "_native.json").write_text(json.dumps(recorded))
     return tmp_path
 
 
+def _relative(module: str) -> str:
+    return "/".join(module.split(".")[1:]) + ".py"
+
+
 def _digests(folder: Path) -> dict[str, str]:
-    return {m: hashlib.sha256((folder / (m.rsplit(".", 1)[1] + ".py")).read_bytes()).hexdigest()
-            for m in _native.MODULES}
+    return {m: hashlib.sha256((folder / _relative(m)).read_bytes()).hexdigest() for m in _native.MODULES}
 
 
 def test_a_build_matching_its_sources_is_used(tmp_path, monkeypatch):
