@@ -4,7 +4,7 @@
 cimport cython
 from gateway.metrics cimport RequestStats
 from gateway.routing cimport BackendRef, EndpointSet, MatchResult, Route, RoutePolicy, RouteTable, Timeouts
-from gateway.upstream cimport EndpointPool, UpstreamConnection, Upstreams
+from gateway.upstream cimport EndpointPool, Handler, UpstreamConnection, Upstreams
 
 
 cdef class HeaderView:
@@ -15,8 +15,7 @@ cdef class HeaderView:
 cdef class ClientProtocol
 
 
-@cython.final
-cdef class Exchange:
+cdef class Exchange(Handler):
     cdef public ClientProtocol proto
     cdef public object server
     cdef public str method
@@ -27,7 +26,8 @@ cdef class Exchange:
     cdef public object content_length, chunked, conn_value, req_bytes, resp_bytes
     cdef public RouteTable table
     cdef public Route route
-    cdef public object path, query, header_view, consumer, auth_headers
+    cdef public str path, query
+    cdef public object header_view, consumer, auth_headers
     cdef public object extra_resp_headers, upstream_host, request_id, policy_task, out
     cdef public list body_buf, headers
     cdef public object replay
@@ -58,17 +58,19 @@ cdef class Exchange:
     cpdef bytes _forwarding(self, incoming)
     @cython.locals(route=Route, pol=RoutePolicy, parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint,
                    special=frozenset, looked=tuple, n=Py_ssize_t)
-    cpdef upstream_head(self, conn, int status, bytes reason, list headers, bint keep_alive)
+    cpdef upstream_head(self, UpstreamConnection conn, int status, bytes reason, list headers, bint keep_alive)
     cpdef upstream_body(self, bytes data)
     cpdef flush(self)
-    cpdef upstream_done(self, conn)
+    cpdef upstream_done(self, UpstreamConnection conn)
     cpdef _release_try(self, bint close)
     cpdef drop_upstream(self)
     cpdef respond(self, int status, str message, extra=*, bint close=*, body=*)
-    @cython.locals(stats=RequestStats, route=Route)
+    @cython.locals(proto=ClientProtocol, route=Route)
     cpdef finish(self)
 
 
+# Per-request lookups in module-level caches: typed, `.get` is a C dict lookup.
+cdef dict _METHODS, _STATUS_LINES, _TARGETS
 cdef Py_ssize_t _rid_count
 cdef bytes _rid_high
 cdef tuple _RID_LOW
@@ -81,6 +83,10 @@ cdef inline _add_field(list parts, object name, object value)
 cdef class ClientProtocol:
     cdef public Exchange current
     cdef public Upstreams upstreams
+    cdef public RequestStats stats
+    cdef public object access_log, max_body_bytes
+    cdef public bytes request_id_header
+    cdef public bint create_traceparent
     cdef public object server, transport, parser, pipeline, peer, peer_bytes, forwarded_for
     cdef public bint closed, trusted
     cdef public object _paused, _upgraded, fwd_key, fwd_block, scheme, scheme_bytes, sni, _host_ok, auth_memo, addr_key

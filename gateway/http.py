@@ -30,7 +30,7 @@ from gateway import policies
 from gateway.normalize import BadTarget, normalize_target, valid_host
 from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
 from gateway.tls import bound_server_name
-from gateway.upstream import EndpointPool, UpstreamConnection
+from gateway.upstream import EndpointPool, Handler, UpstreamConnection
 
 if TYPE_CHECKING:
     from gateway.server import Server
@@ -138,7 +138,7 @@ class HeaderView:
         return d.items()
 
 
-class Exchange:
+class Exchange(Handler):
     """One request and its response, from parsed head to last byte.
 
     Compiled, it is a C struct (gateway/http.pxd types every field), so this
@@ -266,7 +266,7 @@ class Exchange:
         timeouts = pol.timeouts
         if timeouts.request:
             self.deadline = self.start + timeouts.request
-        limit = pol.max_body_bytes if pol.max_body_bytes is not None else srv.limits.max_body_bytes
+        limit = pol.max_body_bytes if pol.max_body_bytes is not None else proto.max_body_bytes
         if self.content_length > limit:
             return self.respond(413, "request body too large", close=True)
         if route.plain:
@@ -365,7 +365,7 @@ class Exchange:
         if route is not None:
             limit = route.policy.max_body_bytes
             if limit is None:
-                limit = self.server.limits.max_body_bytes
+                limit = self.proto.max_body_bytes
             if self.req_bytes > limit:
                 if not self.resp_started:
                     self.drop_upstream()
@@ -526,7 +526,7 @@ class Exchange:
         special = _REQ_SPECIAL
         forwarded = None
         rid = None
-        rid_name = self.server.request_id_header
+        rid_name = self.proto.request_id_header
         for name, value in headers:
             lname = name.lower()
             if strip is not None and lname in strip:
@@ -546,7 +546,7 @@ class Exchange:
             for name, value in self.auth_headers:
                 _add_field(parts, name, value)
         parts.append(self._forwarding(forwarded))
-        if self.server.create_traceparent and not _has_header(headers, b"traceparent"):
+        if self.proto.create_traceparent and not _has_header(headers, b"traceparent"):
             # W3C Trace Context: start a trace for requests that arrive without one
             # (ones that carry it are forwarded untouched, like any end-to-end header).
             parts.append(b"traceparent: 00-%032x-%016x-01\r\n" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1))
@@ -904,15 +904,14 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
-        srv = self.server
+        proto = self.proto
         now = _monotonic()
-        stats = srv.stats  # typed when compiled: record() is then a C call
-        stats.record(self.route_name(), self.method, self.status, now - self.start)
+        proto.stats.record(self.route_name(), self.method, self.status, now - self.start)
         route = self.route
         if route is not None and not route.plain and route.policy.mirror is not None and self.status < 500:
             policies.mirror(self)
-        if srv.access_log is not None:
-            srv.access_log.write(self, now)
+        if proto.access_log is not None:
+            proto.access_log.write(self, now)
         if self.req_done or self.close_after:
             self.proto.exchange_done(self)
         # else: the rest of the request body is read and discarded; request_complete
@@ -1014,7 +1013,14 @@ class ClientProtocol:
 
     def __init__(self, server: "Server", scheme: str = "http"):
         self.server = server
-        self.upstreams = server.upstreams  # the server's for its whole life; typed when compiled
+        # What the server fixes before it accepts connections, read here once
+        # instead of per request (an attribute of a Python object each time):
+        # typed when compiled.
+        self.upstreams = server.upstreams
+        self.stats = server.stats
+        self.access_log = server.access_log
+        self.request_id_header = server.request_id_header
+        self.create_traceparent = server.create_traceparent
         # Per listener: what X-Forwarded-Proto says and what redirects compare against.
         self.scheme = scheme
         self.scheme_bytes = _SCHEME_BYTES.get(scheme) or scheme.encode()
@@ -1048,6 +1054,7 @@ class ClientProtocol:
         self._max_header_bytes = lim.max_header_bytes
         self._max_headers = lim.max_headers
         self._header_timeout = lim.header_timeout
+        self.max_body_bytes = lim.max_body_bytes
         # The forwarding headers of the last Host seen on this connection (see
         # Exchange._forwarding): the same for every request of a keep-alive client.
         self.fwd_key: bytes | None = None

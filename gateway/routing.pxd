@@ -67,7 +67,9 @@ cdef class MatchResult:
 
 cdef class RouteTable:
     # public: ``updated`` fills in a new table through Python attribute writes.
-    cdef public object generation, endpoints, fallback
-    cdef public object _exact, _wild, _any, _wild_lens, _wild_labels, _memo, _count, _order
+    cdef public object generation, fallback
+    cdef public dict endpoints
+    cdef public object _exact, _wild, _any, _wild_lens, _wild_labels, _count, _order
+    cdef public dict _memo
 
     cpdef MatchResult match(self, method, host, path, headers=*, query=*)

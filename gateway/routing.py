@@ -554,7 +554,7 @@ class RouteTable:
         kept as given: the caller must not change it afterwards."""
         t = RouteTable.__new__(RouteTable)
         t.generation = generation
-        t.endpoints = endpoints
+        t.endpoints = endpoints if type(endpoints) is dict else dict(endpoints)
         t.fallback = fallback
         t._exact, t._wild, t._any = self._exact, self._wild, self._any
         t._wild_labels, t._wild_lens = self._wild_labels, self._wild_lens

@@ -5,11 +5,21 @@ from gateway.routing cimport EndpointSet
 
 
 cdef class Upstreams
+cdef class UpstreamConnection
+
+
+cdef class Handler:
+    # The callbacks of every response: C methods (the rarer ones stay Python methods).
+    cpdef upstream_head(self, UpstreamConnection conn, int status, bytes reason, list headers, bint keep_alive)
+    cpdef upstream_body(self, bytes data)
+    cpdef flush(self)
+    cpdef upstream_done(self, UpstreamConnection conn)
 
 
 @cython.final
 cdef class UpstreamConnection:
-    cdef public object pool, transport, parser, handler, _headers, _reason
+    cdef public object pool, transport, parser, _headers, _reason
+    cdef public Handler handler
     cdef public bint reused, got_bytes, head_only, may_upgrade, _closed, upgraded
     cdef public double idle_since
     cdef public Py_ssize_t _header_bytes, _max_header_bytes
@@ -19,6 +29,7 @@ cdef class UpstreamConnection:
     cpdef on_header(self, bytes name, bytes value)
     cpdef close(self)
     cpdef bint is_usable(self)
+    cpdef _finish(self)
 
 
 @cython.final

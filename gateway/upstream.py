@@ -14,7 +14,7 @@ import logging
 import random
 import ssl
 import time
-from typing import Callable, Protocol
+from typing import Callable
 
 import httptools
 
@@ -31,16 +31,37 @@ EJECT_MAX_SECONDS = 120.0
 _monotonic = time.monotonic
 
 
-class Handler(Protocol):
-    """What an UpstreamConnection reports to (implemented by http.Exchange)."""
+class Handler:
+    """What an UpstreamConnection reports to: the base of http.Exchange.
 
-    def upstream_head(self, conn: "UpstreamConnection", status: int, reason: bytes, headers: list, keep_alive: bool) -> None: ...
-    def upstream_body(self, data: bytes) -> None: ...
-    def upstream_done(self, conn: "UpstreamConnection") -> None: ...
-    def upstream_failed(self, conn: "UpstreamConnection", reason: str) -> None: ...
-    def upstream_closed(self, conn: "UpstreamConnection") -> None: ...
-    def upstream_pause(self) -> None: ...
-    def upstream_resume(self) -> None: ...
+    A base class rather than a Protocol: compiled, upstream.pxd declares the
+    per-response callbacks as C methods, so the connection's calls to its
+    exchange are vtable calls instead of Python method calls.
+    """
+
+    def upstream_head(self, conn: "UpstreamConnection", status: int, reason: bytes, headers: list, keep_alive: bool) -> None:
+        raise NotImplementedError
+
+    def upstream_body(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def upstream_done(self, conn: "UpstreamConnection") -> None:
+        raise NotImplementedError
+
+    def upstream_failed(self, conn: "UpstreamConnection", reason: str) -> None:
+        raise NotImplementedError
+
+    def upstream_closed(self, conn: "UpstreamConnection") -> None:
+        raise NotImplementedError
+
+    def upstream_pause(self) -> None:
+        raise NotImplementedError
+
+    def upstream_resume(self) -> None:
+        raise NotImplementedError
 
 
 class UpstreamConnection:
