@@ -171,7 +171,8 @@ def run_churn(ctx: Context) -> Result:
         started = time.monotonic()
         churner.start()
         try:
-            result.runs = measure(ctx, "churn", gw.url, paths, check_identity=True, alive=gw.check_alive)
+            result.runs = measure(ctx, "churn", gw.url, paths, check_identity=True, alive=gw.check_alive,
+                                  cpu_pid=gw.child.pid)
         finally:
             churner.stop()
         elapsed = time.monotonic() - started

@@ -8,6 +8,9 @@ JSON shape, so what a human reads and what CI stores never disagree. Schema
 ``reference_runs`` (the nginx runs paired with ``runs``), ``extra``) and
 ``notes``. A load scenario's ``vs_nginx`` holds medians of per-pair ratios and
 ``paired_runs``; without pairs it falls back to the nginx baseline. Latencies are microseconds in JSON, ms in the table.
+Each run carries ``cpu_us_per_request``: the CPU time (user + system) of the
+measured proxy's process tree per request; ``cpu_ratio`` is ours over nginx's
+(lower is better).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def _vs(summary: dict | None, base: dict | None) -> dict | None:
         "rps_ratio": ratio(summary["rps_median"], base["rps_median"]),
         "p50_ratio": ratio(summary["p50_us"], base["p50_us"]),
         "p99_ratio": ratio(summary["p99_us"], base["p99_us"]),
+        "cpu_ratio": ratio(summary.get("cpu_us_per_request"), base.get("cpu_us_per_request")),
     }
 
 
@@ -40,6 +44,9 @@ def _vs_paired(r: Result) -> dict | None:
         "rps_ratio": median([ratio(c.rps, n.rps) for c, n in pairs if n.rps]),
         "p50_ratio": median([ratio(c.latency_us["p50"], n.latency_us["p50"]) for c, n in pairs if n.latency_us["p50"]]),
         "p99_ratio": median([ratio(c.latency_us["p99"], n.latency_us["p99"]) for c, n in pairs if n.latency_us["p99"]]),
+        # CPU time per request, ours over nginx's: steadier than req/s on a busy host.
+        "cpu_ratio": median([ratio(c.cpu_us_per_request, n.cpu_us_per_request) for c, n in pairs
+                             if c.cpu_us_per_request is not None and n.cpu_us_per_request]),
         "paired_runs": len(pairs),
         "nginx_rps_median": median([n.rps for _, n in pairs]),
     }
@@ -84,6 +91,10 @@ def _ms(us: float | None) -> str:
     return "-" if us is None else f"{us / 1000:.2f}"
 
 
+def _us(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def _x(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
@@ -102,7 +113,7 @@ def table(doc: dict) -> str:
         lines += [
             "",
             f"{'scenario':<18} {'state':<7} {'req/s':>10} {'spread':>7} {'p50 ms':>7} {'p99 ms':>8} {'errors':>7}"
-            f" {'vs nginx req/s':>14} {'vs nginx p99':>12}",
+            f" {'vs nginx req/s':>14} {'vs nginx p99':>12} {'CPU us/req':>10} {'vs nginx CPU':>12}",
         ]
     for r in rows:
         sm = r["summary"] or {}
@@ -114,6 +125,7 @@ def table(doc: dict) -> str:
         lines.append(
             f"{r['name']:<18} {state:<7} {rps:>10} {spread:>7} {_ms(sm.get('p50_us')):>7} {_ms(sm.get('p99_us')):>8}"
             f" {errors:>7} {_x(vs.get('rps_ratio')):>14} {_x(vs.get('p99_ratio')):>12}"
+            f" {_us(sm.get('cpu_us_per_request')):>10} {_x(vs.get('cpu_ratio')):>12}"
         )
     for r in doc["scenarios"]:
         if r["kind"] == "churn" and r["extra"]:

@@ -128,7 +128,8 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
                     proxy, port = start_nginx_proxy(workdir, tools.path("nginx"), backend.port, pinning.prefix(GATEWAY))
                     children.append(proxy)
                     ctx.nginx_url = f"http://127.0.0.1:{port}"
-                    return run_baseline(ctx, "nginx", ctx.nginx_url)
+                    ctx.nginx_pid = proxy.pid
+                    return run_baseline(ctx, "nginx", ctx.nginx_url, cpu_pid=proxy.pid)
                 baselines["nginx"] = _guard("nginx", nginx_baseline)
                 if baselines["nginx"].state != "ok":
                     ctx.nginx_url = None

@@ -74,6 +74,7 @@ class Result:
             "p90_us": median([r.latency_us["p90"] for r in self.runs]),
             "p99_us": median([r.latency_us["p99"] for r in self.runs]),
             "p99_9_us": median([r.latency_us["p99.9"] for r in self.runs]),
+            "cpu_us_per_request": median([r.cpu_us_per_request for r in self.runs if r.cpu_us_per_request is not None]),
             "requests": sum(r.requests for r in self.runs),
             "errors": sum(r.errors_total for r in self.runs),
         }
@@ -93,6 +94,7 @@ class Context:
     redis_url: str | None = None
     redis_reason: str = ""  # why redis_url is None
     nginx_url: str | None = None  # the nginx proxy kept up for paired reference runs
+    nginx_pid: int | None = None  # its master process (CPU time is counted with its worker)
 
     def folder(self, name: str) -> Path:
         path = self.workdir / name
@@ -113,11 +115,12 @@ class Context:
 
 def measure(ctx: Context, label: str, url: str, paths: list[str], headers: dict[str, str] | None = None,
             check_identity: bool = False, alive: Callable[[], None] | None = None,
-            reference: list[WrkResult] | None = None) -> list[WrkResult]:
+            reference: list[WrkResult] | None = None, cpu_pid: int | None = None) -> list[WrkResult]:
     """Warm up, then ``runs`` measured wrk runs; ``alive`` raises if the target died meanwhile.
 
     With ``reference`` (a list to fill) and the nginx proxy up, an nginx run on
-    the plain route goes just before each measured run.
+    the plain route goes just before each measured run. With ``cpu_pid`` each
+    run records the CPU time of that process tree (the nginx runs, nginx's).
     """
     assert ctx.wrk is not None
     s = ctx.settings
@@ -131,9 +134,9 @@ def measure(ctx: Context, label: str, url: str, paths: list[str], headers: dict[
     for i in range(s.runs):
         if paired:
             ctx.progress.update(f"{label}: nginx reference {i + 1}/{s.runs}")
-            reference.append(ctx.wrk.run(ctx.nginx_url, ref_script, s.duration_s))
+            reference.append(ctx.wrk.run(ctx.nginx_url, ref_script, s.duration_s, ctx.nginx_pid))
         ctx.progress.update(f"{label}: run {i + 1}/{s.runs} ({s.duration_s:g}s, {ctx.wrk.connections} connections)")
-        r = ctx.wrk.run(url, script, s.duration_s)
+        r = ctx.wrk.run(url, script, s.duration_s, cpu_pid)
         results.append(r)
         ctx.progress.update(
             f"{label}: run {i + 1}/{s.runs}: {r.rps:,.0f} req/s, p99 {r.latency_us['p99'] / 1000:.2f} ms, "
@@ -157,7 +160,7 @@ def error_reason(runs: list[WrkResult]) -> str:
 # -- baselines ---------------------------------------------------------------------
 
 
-def run_baseline(ctx: Context, name: str, url: str | None, why_missing: str = "") -> Result:
+def run_baseline(ctx: Context, name: str, url: str | None, why_missing: str = "", cpu_pid: int | None = None) -> Result:
     title = {"direct": "backend reached directly (no proxy)", "nginx": "nginx, 1 worker, upstream keep-alive"}[name]
     result = Result(name, "baseline", title, target=name)
     if ctx.wrk is None:
@@ -165,7 +168,7 @@ def run_baseline(ctx: Context, name: str, url: str | None, why_missing: str = ""
     if url is None:
         return result.skip(why_missing)
     try:
-        result.runs = measure(ctx, name, url, ["/plain"])
+        result.runs = measure(ctx, name, url, ["/plain"], cpu_pid=cpu_pid)
     except WrkError as exc:
         return result.fail(str(exc))
     if any(r.errors_total for r in result.runs):
@@ -304,7 +307,7 @@ def run_load(ctx: Context, scenario: LoadScenario) -> Result:
         if problem:
             return result.fail(problem)
         result.runs = measure(ctx, scenario.name, gw.url, setup.paths, setup.headers, alive=gw.check_alive,
-                              reference=result.reference)
+                              reference=result.reference, cpu_pid=gw.child.pid)
         if any(r.errors_total for r in result.runs):
             result.fail(error_reason(result.runs))
     except (WrkError, GatewayError) as exc:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from .cpu import tree_cpu_seconds
 
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -131,14 +133,22 @@ class WrkResult:
     checked: int = 0
     misroutes: int = 0
     misroute_sample: str = ""
+    cpu_s: float | None = None  # CPU time of the proxy process tree during the run (bench/cpu.py)
 
     @property
     def errors_total(self) -> int:
         return sum(self.errors.values()) + max(0, self.non2xx - self.errors.get("status", 0))
 
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        if self.cpu_s is None or not self.requests:
+            return None
+        return self.cpu_s * 1e6 / self.requests
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["errors_total"] = self.errors_total
+        d["cpu_us_per_request"] = self.cpu_us_per_request
         return d
 
 
@@ -190,17 +200,23 @@ class WrkRunner:
         script.write_text(lua_script(str(paths_file), headers, check_identity))
         return script
 
-    def run(self, base_url: str, script: Path, seconds: float) -> WrkResult:
+    def run(self, base_url: str, script: Path, seconds: float, cpu_pid: int | None = None) -> WrkResult:
+        """One wrk run; with ``cpu_pid``, the CPU time that process tree used meanwhile."""
         secs = max(1, math.ceil(seconds))  # wrk takes whole seconds only
         conns = max(self.connections, self.threads)
         argv = [
             *self.pin, self.wrk, "-t", str(self.threads), "-c", str(conns), "-d", f"{secs}s",
             "--timeout", f"{self.timeout_s}s", "-s", str(script), base_url,
         ]
+        cpu_before = tree_cpu_seconds(cpu_pid) if cpu_pid is not None else None
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=secs + 60)
         except subprocess.TimeoutExpired:
             raise WrkError(f"wrk did not finish within {secs + 60}s") from None
+        cpu_after = tree_cpu_seconds(cpu_pid) if cpu_before is not None else None
         if proc.returncode != 0:
             raise WrkError(f"wrk exited with {proc.returncode}: {(proc.stderr or proc.stdout)[-2000:]}")
-        return parse_output(proc.stdout)
+        result = parse_output(proc.stdout)
+        if cpu_before is not None and cpu_after is not None:
+            result = replace(result, cpu_s=max(0.0, cpu_after - cpu_before))
+        return result

@@ -78,6 +78,11 @@ def test_bench_smoke_writes_json_and_png(tmp_path):
         ref = plain["reference_runs"][0]
         assert ref["requests"] > 0
         assert plain["vs_nginx"]["rps_ratio"] == plain["summary"]["rps_median"] / ref["rps"]
+        # CPU time of the proxy process trees, per request, for both sides of the pair
+        run = plain["runs"][0]
+        assert _number(run["cpu_s"]) and run["cpu_s"] > 0 and _number(ref["cpu_s"]) and ref["cpu_s"] > 0
+        assert run["cpu_us_per_request"] == pytest.approx(run["cpu_s"] * 1e6 / run["requests"])
+        assert plain["vs_nginx"]["cpu_ratio"] == pytest.approx(run["cpu_us_per_request"] / ref["cpu_us_per_request"])
     else:
         assert plain["state"] == "failed" and plain["reason"]
     if (REPO / "gateway" / "cli.py").exists():
