@@ -84,9 +84,9 @@ cdef class ClientProtocol:
     cdef public Exchange current
     cdef public Upstreams upstreams
     cdef public RequestStats stats
-    cdef public object access_log, max_body_bytes
+    cdef public object access_log, max_body_bytes, limiter
     cdef public bytes request_id_header
-    cdef public bint create_traceparent
+    cdef public bint create_traceparent, ratelimit_headers
     cdef public object server, transport, parser, pipeline, peer, peer_bytes, forwarded_for
     cdef public bint closed, trusted
     cdef public object _paused, _upgraded, fwd_key, fwd_block, scheme, scheme_bytes, sni, _host_ok, auth_memo, addr_key

@@ -290,7 +290,7 @@ class Exchange(Handler):
                 return self._await_policy(result, 1)
             if not policies.apply_auth(self, pol.auth, result):
                 return
-        if step <= 2 and pol.rate_limit is not None and self.server.limiter is not None:
+        if step <= 2 and pol.rate_limit is not None and self.proto.limiter is not None:
             admitted = policies.rate_limit(self, pol.rate_limit)
             if admitted is not True:
                 if admitted is not False:  # a future of the Decision (Global, through Redis)
@@ -1021,6 +1021,8 @@ class ClientProtocol:
         self.access_log = server.access_log
         self.request_id_header = server.request_id_header
         self.create_traceparent = server.create_traceparent
+        self.limiter = server.limiter
+        self.ratelimit_headers = server.ratelimit_headers
         # Per listener: what X-Forwarded-Proto says and what redirects compare against.
         self.scheme = scheme
         self.scheme_bytes = _SCHEME_BYTES.get(scheme) or scheme.encode()

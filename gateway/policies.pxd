@@ -8,6 +8,9 @@ from gateway.http cimport ClientProtocol, Exchange
 from gateway.ratelimit cimport RateLimiter
 from gateway.routing cimport RateLimitPolicy, Route
 
+# The decision counters' dicts (metrics.DecisionCounter.counts), bumped per request.
+cdef dict _AUTH_COUNTS, _RL_COUNTS
+
 
 @cython.locals(proto=ClientProtocol, route=Route, name=str, key=str, limiter=RateLimiter)
 cpdef rate_limit(Exchange ex, RateLimitPolicy rl)

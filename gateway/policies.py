@@ -248,13 +248,13 @@ def rate_limit(ex: "Exchange", rl):
             key = proto.addr_key = "addr:" + proto.peer
     else:
         key = rate_limit_key(ex, rl)
-    server = ex.server
-    limiter = server.limiter
+    limiter = proto.limiter
     name = ex.route.name
-    got = limiter.admit(name, rl, key, server.ratelimit_headers)
+    got = limiter.admit(name, rl, key, proto.ratelimit_headers)
     if got.__class__ is list:  # a Local admission, with the fields to answer with
         counted = (name, rl.scope, OUTCOME_ALLOWED)
-        _RL_COUNTS[counted] = _RL_COUNTS.get(counted, 0) + 1
+        counts = _RL_COUNTS
+        counts[counted] = counts.get(counted, 0) + 1
         if got:
             extra = ex.extra_resp_headers
             ex.extra_resp_headers = got if not extra else extra + got
