@@ -5,6 +5,11 @@ cimport cython
 
 
 @cython.final
+cdef class _Tat:
+    cdef public double tat
+
+
+@cython.final
 cdef class Decision:
     cdef public bint allowed
     cdef public object limit, remaining
@@ -29,7 +34,7 @@ cdef class RateLimiter:
     cdef object __weakref__
 
     cpdef object admit(self, str route_name, object policy, str key, bint with_headers=*)
-    @cython.locals(now=cython.double, tat=object, ahead=cython.double, window=cython.double)
+    @cython.locals(now=cython.double, cell=_Tat, tat=cython.double, ahead=cython.double, window=cython.double)
     cdef tuple _local(self, _Plan plan, tuple k)
 
 

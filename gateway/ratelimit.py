@@ -173,6 +173,19 @@ def _digest(key: str) -> str:
     return hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
+class _Tat:
+    """A key's theoretical arrival time in the Local store.
+
+    Updated in place: a request of a known key then writes one number instead
+    of storing a new float object in the ordered dict (compiled, a C double).
+    """
+
+    __slots__ = ("tat",)
+
+    def __init__(self, tat: float):
+        self.tat = tat
+
+
 class Decision:
     """The answer of one check. Read-only by convention (built on the hot path)."""
 
@@ -464,7 +477,7 @@ class RateLimiter:
         if timeout <= 0:
             raise ValueError(f"--ratelimit-redis-timeout must be > 0, got {timeout!r}")
         self._clock = clock
-        self._store: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._store: OrderedDict[tuple[str, str], _Tat] = OrderedDict()  # least recently used first
         self._max_keys = max_keys
         self._plans: dict[int, _Plan] = {}
         self._plans_by_value: dict[RateLimitPolicy, _Plan] = {}
@@ -581,23 +594,24 @@ class RateLimiter:
         """GCRA on the Local store: (admitted, time ahead of now, remaining)."""
         now = self._clock()
         store = self._store
-        tat = store.get(k)
-        if tat is None:
+        cell = store.get(k)
+        if cell is None:
             ahead = plan.interval
             self._insert(k, now + ahead, now)
             return True, ahead, plan.limit - 1
+        tat = cell.tat
         if tat < now:
             tat = now
         ahead = tat + plan.interval - now
         window = plan.window
         if ahead <= window + _EPS:
-            store[k] = now + ahead
+            cell.tat = now + ahead
             store.move_to_end(k)
             return True, ahead, int((window - ahead + _EPS) / plan.interval)
         ahead = tat - now
         if ahead > window:  # debt left by a looser earlier policy
             ahead = window
-            store[k] = now + ahead
+            cell.tat = now + ahead
         return False, ahead, 0
 
     def _insert(self, k: tuple[str, str], tat: float, now: float) -> None:
@@ -607,13 +621,13 @@ class RateLimiter:
             if not store:
                 break
             oldest = next(iter(store))
-            if store[oldest] > now:
+            if store[oldest].tat > now:
                 break
             del store[oldest]
         if len(store) >= self._max_keys:
             store.popitem(last=False)
             self.evictions += 1
-        store[k] = tat
+        store[k] = _Tat(tat)
 
     def _failed(self, plan: _Plan, exc: BaseException) -> Decision:
         """A Global check that Redis did not answer in time: the failure mode decides."""
