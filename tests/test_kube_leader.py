@@ -78,9 +78,31 @@ async def test_failover_when_the_leader_stops_renewing(fake_kube, kube_api):
     assert lease(fake_kube)["spec"]["holderIdentity"] == ""  # two released on exit
 
 
+def hold_reads_until_both_answered(api: KubeAPI) -> None:
+    """Each GET's answer is held until two GETs have been answered: both electors
+    then PUT from the same resourceVersion, however the event loop interleaves
+    them (under load, one could otherwise read the Lease after the other had
+    already taken it, and never PUT)."""
+    request = api.request
+    both = asyncio.Event()
+    reads = []
+
+    async def held(method: str, path: str, **kwargs):
+        answer = await request(method, path, **kwargs)
+        if method == "GET":
+            reads.append(path)
+            if len(reads) == 2:
+                both.set()
+            await asyncio.wait_for(both.wait(), 5)
+        return answer
+
+    api.request = held
+
+
 async def test_concurrent_takeover_only_one_wins(fake_kube, kube_api):
     fake_kube.create({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                       "metadata": {"name": NAME, "namespace": NS}, "spec": {"holderIdentity": ""}})
+    hold_reads_until_both_answered(kube_api)
     one = LeaderElector(kube_api, NS, NAME, "one", **QUICK)
     two = LeaderElector(kube_api, NS, NAME, "two", **QUICK)
     # Both read the same resourceVersion; the second PUT must get 409 Conflict.
