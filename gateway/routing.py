@@ -551,7 +551,8 @@ class RouteTable:
     ) -> "RouteTable":
         """A new table without ``removed`` (routes of this table) and with ``added``
         (routes not in it), with these endpoints and fallback. ``endpoints`` is
-        kept as given: the caller must not change it afterwards."""
+        kept as given when it is a dict (copied into one otherwise): the caller
+        must not change it afterwards."""
         t = RouteTable.__new__(RouteTable)
         t.generation = generation
         t.endpoints = endpoints if type(endpoints) is dict else dict(endpoints)
