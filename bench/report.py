@@ -73,11 +73,25 @@ def result_json(r: Result, nginx: dict | None, direct: dict | None) -> dict:
     }
 
 
+def cpu_model() -> str | None:
+    """The processor's name: ratios against nginx move with it (Python's share of the work
+    and the kernel's differ between processors), so a figure is quoted with it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def document(meta: dict, baselines: dict[str, Result], scenarios: Iterable[Result]) -> dict:
     nginx = baselines["nginx"].summary() if "nginx" in baselines else None
     direct = baselines["direct"].summary() if "direct" in baselines else None
     doc = {"schema": SCHEMA, **meta}
-    doc["host"] = {"cpus": meta.get("cpus"), "platform": platform.platform(), "python": platform.python_version()}
+    doc["host"] = {"cpus": meta.get("cpus"), "cpu_model": cpu_model(), "platform": platform.platform(),
+                   "python": platform.python_version()}
     doc.pop("cpus", None)
     doc["baselines"] = {name: result_json(r, nginx, direct) for name, r in baselines.items()}
     doc["scenarios"] = [result_json(r, nginx, direct) for r in scenarios]
@@ -99,10 +113,14 @@ def _x(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
 
+def _model(host: dict) -> str:
+    return f" ({host['cpu_model']})" if host.get("cpu_model") else ""
+
+
 def table(doc: dict) -> str:
     s = doc["settings"]
     lines = [
-        f"crdgate bench: {doc['host']['cpus']} CPUs, wrk {s['threads']} thread(s) x {s['connections']} connections, "
+        f"crdgate bench: {doc['host']['cpus']} CPUs{_model(doc['host'])}, wrk {s['threads']} thread(s) x {s['connections']} connections, "
         f"{s['runs']} x {s['duration_s']:g}s runs after {s['warmup_s']:g}s warm-up; median of runs",
         f"pinning: {doc['pinning']['note']}; backend: {doc['backend'] or 'not started'}",
     ]

@@ -57,6 +57,8 @@ def test_bench_smoke_writes_json_and_png(tmp_path):
     for key in ("settings", "pinning", "tools", "missing", "notes", "host", "baselines", "scenarios", "command"):
         assert key in doc, key
     assert doc["settings"]["runs"] == 1 and doc["settings"]["ladder"] == [10, 100]
+    assert doc["host"]["cpu_model"]  # ratios are quoted with the processor they were measured on
+    assert f"({doc['host']['cpu_model']})" in proc.stdout
 
     for name in ("direct", "nginx"):
         base = doc["baselines"][name]
