@@ -17,6 +17,7 @@ module older than its source is never used (gateway/_native.py).
 import hashlib
 import json
 import os
+import time
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -33,17 +34,30 @@ def _source(module: str) -> str:
 
 
 class BuildExt(build_ext):
-    """Records the hash of each compiled source next to the extensions."""
+    """Records the hash of each source compiled by this build next to the extensions.
+
+    Only extensions this run wrote get a new hash: one skipped (no Cython, a
+    compiler error, ``optional``) keeps the hash it was built from, so an older
+    extension beside an edited source is detected and not used.
+    """
 
     def run(self):
+        started = time.time()
         super().run()
-        digests = {}
-        for module in COMPILED:
-            with open(_source(module), "rb") as f:
-                digests[module] = hashlib.sha256(f.read()).hexdigest()
         folder = os.path.dirname(self.get_ext_fullpath("gateway._native"))  # the package's own folder
+        record = os.path.join(folder, "_native.json")
+        try:
+            with open(record) as f:
+                digests = json.load(f)
+        except (OSError, ValueError):
+            digests = {}
+        for ext in self.extensions:
+            built = self.get_ext_fullpath(ext.name)
+            if ext.name in COMPILED and os.path.exists(built) and os.path.getmtime(built) >= started - 1:
+                with open(_source(ext.name), "rb") as f:
+                    digests[ext.name] = hashlib.sha256(f.read()).hexdigest()
         os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, "_native.json"), "w") as f:
+        with open(record, "w") as f:
             json.dump(digests, f, indent=1, sort_keys=True)
 
 

@@ -57,8 +57,10 @@ def _why_not_compiled() -> str:
     except (OSError, ValueError):
         return "no build record (_native.json)"
     for m in MODULES:
+        if m not in recorded:
+            return f"{m} has no build record (reinstall to rebuild)"
         with open(_path(m, ".py"), "rb") as f:
-            if hashlib.sha256(f.read()).hexdigest() != recorded.get(m):
+            if hashlib.sha256(f.read()).hexdigest() != recorded[m]:
                 return f"{m} changed after it was compiled (reinstall to rebuild)"
     return ""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -255,6 +255,36 @@ RATELIMIT_REDIS_ERRORS = Counter(
     "Global rate-limit calls to Redis that failed or timed out.",
     registry=REGISTRY,
 )
+class LocalStoreStats:
+    """The Local rate-limit store's size and evictions, read from the limiter when scraped.
+
+    A flood of distinct keys (a scan, spoofed header values) shows here first: the
+    store filling up to ``--ratelimit-max-keys`` and then evicting, which weakens
+    the limit of the keys evicted. Nothing is counted on the request path.
+    """
+
+    def __init__(self):
+        self.limiter = None  # the process's gateway.ratelimit.RateLimiter, set by gateway/run.py
+
+    def collect(self):
+        lim = self.limiter
+        keys = GaugeMetricFamily(
+            "crdgate_ratelimit_local_keys", "Keys held by the Local rate-limit store (bounded by --ratelimit-max-keys).")
+        evictions = CounterMetricFamily(
+            "crdgate_ratelimit_local_evictions", "Local rate-limit keys evicted because the store was full (their limits restart).")
+        if lim is not None:
+            keys.add_metric([], lim.local_keys)
+            evictions.add_metric([], lim.evictions)
+        yield keys
+        yield evictions
+
+    def describe(self):
+        return self.collect()
+
+
+LOCAL_RATELIMIT = LocalStoreStats()
+REGISTRY.register(LOCAL_RATELIMIT)
+
 # Controller side (the controller may import the gateway; never the reverse).
 WATCH_EVENTS = Counter(
     "crdgate_watch_events_total",

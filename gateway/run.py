@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import uvloop
 
-from gateway import _native
+from gateway import _native, metrics
 from gateway.admin import start_admin
 from gateway.config import GatewayConfig
 from gateway.server import Server
@@ -85,7 +85,9 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
     loop = asyncio.get_running_loop()
     store = Store()
     tls = _tls_wiring(args, config)
-    server = Server(config, limiter=make_limiter(args), certificates=tls.certificates)
+    limiter = make_limiter(args)
+    metrics.LOCAL_RATELIMIT.limiter = limiter
+    server = Server(config, limiter=limiter, certificates=tls.certificates)
     server.ratelimit_headers = args.ratelimit_headers
     server.create_traceparent = args.create_traceparent
     options = CompileOptions(ingress_class=args.ingress_class, **_auth_defaults(args))

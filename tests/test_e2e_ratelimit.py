@@ -123,3 +123,38 @@ async def test_global_limit_with_redis_down_fails_open_or_closed(tmp_path, redis
         opened.close()
         closed.close()
         await app.runner.cleanup()
+
+
+def _sample(metrics_text: str, name: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+async def test_flood_of_distinct_keys_fills_the_store_to_its_cap_and_shows_in_metrics(tmp_path):
+    # A client inventing a new key per request (here a header value) must not grow
+    # memory past --ratelimit-max-keys; the operator sees the store full and evicting.
+    app = await start_backend("app")
+    (tmp_path / "svc.yaml").write_text(endpoint_manifests("shop", "app", app.port))
+    (tmp_path / "routes.json").write_text(json.dumps(
+        limited("per-tenant", "/tenant", requestsPerMinute=60, burst=0, key="Header", keyHeader="X-Tenant")))
+    gw = GatewayProcess(tmp_path, "--ratelimit-max-keys", "50")
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, gw.wait_ready)
+        async with aiohttp.ClientSession() as s:
+            async with s.get(gw.admin + "/metrics") as r:
+                before = await r.text()
+            assert _sample(before, "crdgate_ratelimit_local_keys") == 0
+            assert _sample(before, "crdgate_ratelimit_local_evictions_total") == 0
+            statuses = [(await status_and_headers(s, gw.base + "/tenant", {"X-Tenant": f"t{i}"}))[0] for i in range(80)]
+            assert statuses == [200] * 80  # every new key starts with a full bucket
+            # The same key twice in a row is still limited while it is held.
+            assert (await status_and_headers(s, gw.base + "/tenant", {"X-Tenant": "t79"}))[0] == 429
+            async with s.get(gw.admin + "/metrics") as r:
+                after = await r.text()
+        assert _sample(after, "crdgate_ratelimit_local_keys") == 50
+        assert _sample(after, "crdgate_ratelimit_local_evictions_total") == 30
+    finally:
+        gw.close()
+        await app.runner.cleanup()

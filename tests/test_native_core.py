@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,31 @@ def test_the_plain_python_core_passes_the_proxy_tests():
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
+
+
+def test_a_module_missing_from_the_build_record_means_source(tmp_path, monkeypatch):
+    # An extension left beside its source by an earlier build that this build did not
+    # compile has no hash of what it was built from: it must not be trusted.
+    folder = _fake_package(tmp_path, None)
+    digests = _digests(folder)
+    del digests["gateway.metrics"]
+    (folder / "_native.json").write_text(json.dumps(digests))
+    monkeypatch.setattr(_native, "_HERE", str(folder))
+    monkeypatch.delenv("CRDGATE_NO_EXTENSIONS", raising=False)
+    assert "gateway.metrics has no build record" in _native._why_not_compiled()
+
+
+def test_a_build_that_compiles_nothing_keeps_the_recorded_hashes(tmp_path):
+    # setup.py's build_ext without Cython (here: CRDGATE_NO_EXTENSIONS) must not record
+    # the current sources as compiled: the extensions on disk are still the old ones.
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "gateway", tmp_path / "gateway",
+                    ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__", "_native.json"))
+    stale = {m: "0" * 64 for m in _native.MODULES}
+    (tmp_path / "gateway" / "_native.json").write_text(json.dumps(stale))
+    env = dict(os.environ, CRDGATE_NO_EXTENSIONS="1")
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "gateway" / "_native.json").read_text()) == stale
