@@ -72,7 +72,7 @@ from controller.store import (
     object_key,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("crdgate.controller.kube")
 
 
 # Kinds watched per namespace, with the label selector that narrows them.

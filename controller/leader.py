@@ -34,7 +34,7 @@ from kubernetes_asyncio.client import ApiClient
 from controller.kubeapi import LEASES, ApiError, KubeAPI
 from gateway.metrics import LEADER
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("crdgate.controller.leader")
 
 
 def default_identity() -> str:

@@ -32,7 +32,7 @@ from controller.backoff import Backoff
 from controller.kubeapi import ApiError, Gone, KubeAPI, Resource
 from gateway.metrics import LAST_SYNC, RELISTS, WATCH_EVENTS, WATCH_RECONNECTS
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("crdgate.controller.reflector")
 
 CHANGE_EVENTS = frozenset({"ADDED", "MODIFIED", "DELETED"})
 

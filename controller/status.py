@@ -42,7 +42,7 @@ from controller.kubeapi import APIENDPOINTS, INGRESSES, MERGE_PATCH, ApiError, K
 from controller.store import APIENDPOINT, INGRESS, INGRESSCLASS, SERVICE, Store
 from gateway.metrics import STATUS_WRITES
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("crdgate.controller.status")
 
 RESOURCES = {APIENDPOINT: APIENDPOINTS, INGRESS: INGRESSES}
 

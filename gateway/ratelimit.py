@@ -88,7 +88,7 @@ from typing import Awaitable, Callable, Mapping
 from .metrics import RATELIMIT_REDIS_ERRORS, RATELIMIT_REDIS_SECONDS
 from .routing import RateLimitPolicy
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("crdgate.ratelimit")
 
 KEY_CLIENT_ADDRESS = "ClientAddress"
 KEY_CONSUMER = "Consumer"

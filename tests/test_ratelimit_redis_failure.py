@@ -70,7 +70,7 @@ async def test_errors_are_logged_once_per_period_not_per_request(redis_restartab
     lim = RateLimiter.from_config(redis_restartable.url, failure_mode="open", timeout=0.5, clock=lambda: clock_t[0])
     try:
         redis_restartable.stop()
-        with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
+        with caplog.at_level(logging.WARNING, logger="crdgate.ratelimit"):
             for _ in range(20):
                 assert (await lim.check("ns/r", POLICY, "k")).outcome == "failopen"
             clock_t[0] += 10.0
@@ -78,7 +78,7 @@ async def test_errors_are_logged_once_per_period_not_per_request(redis_restartab
                 await lim.check("ns/r", POLICY, "k")
             redis_restartable.start()
             assert (await lim.check("ns/r", POLICY, "k")).outcome == "allowed"
-        lines = [r.getMessage() for r in caplog.records if r.name == "gateway.ratelimit"]
+        lines = [r.getMessage() for r in caplog.records if r.name == "crdgate.ratelimit"]
         assert len(lines) == 3, lines
         assert "failed 1 time(s)" in lines[0]
         assert "failed 20 time(s)" in lines[1]  # 19 more, then the first after 10 s
@@ -92,7 +92,7 @@ async def test_url_password_never_logged(redis_restartable, caplog):
     url = redis_restartable.url.replace("redis://", "redis://user:hunter2@")
     lim = RateLimiter.from_config(url, failure_mode="open", timeout=0.5)
     try:
-        with caplog.at_level(logging.WARNING, logger="gateway.ratelimit"):
+        with caplog.at_level(logging.WARNING, logger="crdgate.ratelimit"):
             await lim.check("ns/r", POLICY, "k")  # AUTH fails: an error, logged
         assert caplog.records
         assert not any("hunter2" in r.getMessage() for r in caplog.records)
