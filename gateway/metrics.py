@@ -255,6 +255,8 @@ RATELIMIT_REDIS_ERRORS = Counter(
     "Global rate-limit calls to Redis that failed or timed out.",
     registry=REGISTRY,
 )
+
+
 class LocalStoreStats:
     """The Local rate-limit store's size and evictions, read from the limiter when scraped.
 
