@@ -17,12 +17,17 @@ from gateway.metrics import REGISTRY
 from gateway.ratelimit import RateLimiter
 from gateway.routing import RateLimitPolicy
 
-url, route, start, stop, rpm, burst = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+url, route, seconds, rpm, burst = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 
 async def main():
     lim = RateLimiter.from_config(url, failure_mode="closed", timeout=0.5)
     policy = RateLimitPolicy(requests_per_minute=rpm, burst=burst, scope="Global")
     assert await lim.ping()
+    # Connected: say so, and take the common start time from the test (a loaded
+    # host may take seconds to start an interpreter, so no start is fixed in advance).
+    print("ready", flush=True)
+    start = float(sys.stdin.readline())
+    stop = start + seconds
     while time.time() < start:
         await asyncio.sleep(0.005)
     async def redis_now():
@@ -49,13 +54,18 @@ def test_two_processes_admit_no_more_than_the_shared_limit(redis_server):
     route = f"test/replicas-{os.getpid()}-{time.monotonic_ns()}"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    start = time.time() + 1.0  # both interpreters are up and connected by then
-    args = [redis_server, route, repr(start), repr(start + SECONDS), str(RPM), str(BURST)]
+    args = [redis_server, route, repr(SECONDS), str(RPM), str(BURST)]
     procs = [
-        subprocess.Popen([sys.executable, "-c", REPLICA, *args], cwd=root, env=env,
+        subprocess.Popen([sys.executable, "-c", REPLICA, *args], cwd=root, env=env, stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
+    for p in procs:  # both interpreters up and connected to Redis (readline blocks until then, or EOF)
+        assert p.stdout.readline().strip() == "ready", p.stderr.read() if p.poll() is not None else "no ready line"
+    start = time.time() + 0.2
+    for p in procs:
+        p.stdin.write(f"{start!r}\n")
+        p.stdin.flush()
     outs = []
     for p in procs:
         try:
