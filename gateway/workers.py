@@ -55,13 +55,13 @@ def worker_config(config):
 
 
 class Supervisor:
-    def __init__(self, args, config, n: int, options=None, run_dir: str | None = None):
+    def __init__(self, args, config, n: int, options):
         self.args = args
         self.config = config
         self.options = options
         self.n = n
         # Private (0700) directory for the workers' admin sockets.
-        self.run_dir = run_dir or tempfile.mkdtemp(prefix="crdgate-workers-")
+        self.run_dir = tempfile.mkdtemp(prefix="crdgate-workers-")
         self.ctx = mp.get_context("spawn")
         self.procs: list[mp.process.BaseProcess | None] = [None] * n
         self.deaths: list[list[float]] = [[] for _ in range(n)]
