@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 from pathlib import Path
@@ -234,15 +235,18 @@ def _default_certificate(args) -> tuple[str, str] | None:
     return ns, name
 
 
+def replica_identity(args) -> str:
+    """This process's name in leader election: --identity, else the pod's name, else the host's."""
+    return args.identity or os.environ.get("POD_NAME") or socket.gethostname()
+
+
 async def _kube_source(args, store, config):
     """The Kubernetes API source, the status writer and leader election."""
-    import os
-
     from controller import kube
 
     api = await kube.make_api_client(args.kubeconfig, args.context)
     namespaces = [n for v in (args.namespace or args.namespace_env or []) for n in v.split(",") if n]
-    identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
+    identity = replica_identity(args)
     return await kube.wire(
         store=store,
         api=api,

@@ -37,10 +37,13 @@ log = logging.getLogger("crdgate.workers")
 
 def _worker_main(args, config, options, index: int, admin_socket: str) -> None:
     from gateway.cli import setup_logging
-    from gateway.run import serve
+    from gateway.run import replica_identity, serve
 
     setup_logging(args.log_format, args.log_level)
     logging.getLogger().name = f"worker-{index}"
+    # Each worker runs its own leader election: with the replica's identity
+    # shared, every worker would take the Lease as its own and write status.
+    args.identity = f"{replica_identity(args)}_worker-{index}"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
     try:
         code = uvloop.run(serve(args, config, options, admin_socket=admin_socket))

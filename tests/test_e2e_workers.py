@@ -184,3 +184,40 @@ async def test_workers_need_no_port_besides_the_admin_and_proxy_ones(tmp_path):
             sock.close()
         gw.close()
         await users.runner.cleanup()
+
+
+async def test_one_status_writer_among_the_workers(tmp_path):
+    """Each worker runs leader election: they must not share one identity, or every worker would lead."""
+    from fakekube import FakeKube, apiendpoint
+
+    fk = FakeKube()
+    await fk.start()
+    fk.create(apiendpoint("shop", "users", path="/users", backends=[{"url": "http://127.0.0.1:9"}]))
+    gw = GatewayProcess(None, "--kubeconfig", fk.kubeconfig(tmp_path / "kubeconfig"), "--lease-namespace", "default",
+                        "--identity", "replica-a", "--workers", "2")
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, gw.wait_ready, 30.0)
+        holder = None
+        leaders: list[str] = []
+        deadline = time.monotonic() + 20
+        async with aiohttp.ClientSession() as s:
+            while time.monotonic() < deadline:
+                lease = fk.get("Lease", "default", "crdgate-leader")
+                holder = lease and lease["spec"]["holderIdentity"]
+                async with s.get(gw.admin + "/metrics") as r:
+                    leaders = re.findall(r'crdgate_leader\{worker="(\d)"\} 1\.0', await r.text())
+                if holder and leaders:
+                    break
+                await asyncio.sleep(0.2)
+            assert holder and holder.startswith("replica-a"), holder
+            # Watch for longer than a retry interval (5 s): a second leader would show by then.
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                async with s.get(gw.admin + "/metrics") as r:
+                    leaders = re.findall(r'crdgate_leader\{worker="(\d)"\} 1\.0', await r.text())
+                assert len(leaders) == 1, leaders
+                await asyncio.sleep(0.2)
+    finally:
+        gw.close()
+        await fk.stop()
