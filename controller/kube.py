@@ -57,7 +57,7 @@ from controller.kubeapi import (
     KubeAPI,
     Resource,
 )
-from controller.leader import LeaderElector
+from controller.leader import LeaderElector, without_election
 from controller.reflector import Reflector
 from controller.status import StatusWriter
 from controller.store import (
@@ -506,6 +506,7 @@ async def wire(
     publish_address: str | None = None,
     publish_service: str | None = None,
     default_auth_secret: str | None = None,
+    leader_elect: bool = True,
     status_qps: float = 20.0,
 ) -> tuple[KubeSource, Callable, list[asyncio.Task]]:
     """The Kubernetes source, the status sink for the publisher, and the started side tasks.
@@ -513,6 +514,10 @@ async def wire(
     Returns ``(source, submit, tasks)``: schedule ``source.run()``; give
     ``submit`` to the publisher as its statuses callback; cancel ``tasks`` on
     shutdown (the elector's task then releases the Lease and closes ``api``).
+    ``leader_elect=False``: no Lease; this replica writes status on its own
+    (for a single replica: two such replicas would write over each other).
+    ``default_auth_secret`` (``NAMESPACE/NAME``) is watched by name whatever
+    ``namespaces`` says: it is the operator's, not a route's, reference.
     ``publish_address`` may list several addresses, comma-separated; it wins
     over ``publish_service`` (``NAMESPACE/NAME``). ValueError names a bad flag.
     """
@@ -522,13 +527,16 @@ async def wire(
     kube_api = KubeAPI.of(api)
     source = KubeSource(store, kube_api, namespaces, ingress_class=ingress_class,
                         default_secrets=defaults, publish_service=None if addresses else pub_service)
-    elector = LeaderElector(kube_api, lease_namespace, lease_name, identity)
+    elector = LeaderElector(kube_api, lease_namespace, lease_name, identity) if leader_elect else None
     writer = StatusWriter(kube_api, elector, store=store, ingress_class=ingress_class, qps=status_qps,
                           publish_addresses=addresses, publish_service=None if addresses else pub_service)
 
     async def lead() -> None:
         try:
-            await elector.run()  # releases the Lease when cancelled
+            if elector is not None:
+                await elector.run()  # releases the Lease when cancelled
+            else:
+                await without_election()
         finally:
             await kube_api.client.close()
 

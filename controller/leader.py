@@ -15,6 +15,12 @@ write). The algorithm is client-go's leaderelection:
   anyone else may take over;
 - on shutdown the leader releases: ``holderIdentity`` empty, and a one-second
   duration from now, so a successor takes over at once.
+
+A failure to read or write the Lease is logged once, when it starts (a missing
+Lease namespace at error level, with what to do), and once more when it ends;
+meanwhile a follower retries with a growing delay, so that it picks up as soon
+as the cause is fixed without filling the log. With ``--leader-elect off`` no
+Lease is used at all (``without_election``): a single replica writes status.
 """
 
 from __future__ import annotations
@@ -31,10 +37,34 @@ from typing import Callable
 
 from kubernetes_asyncio.client import ApiClient
 
+from controller.backoff import Backoff
 from controller.kubeapi import LEASES, ApiError, KubeAPI
 from gateway.metrics import LEADER
 
 log = logging.getLogger("crdgate.controller.leader")
+
+
+class LeaseNamespaceMissing(Exception):
+    """The Lease cannot be created: its namespace does not exist (the API answered 404)."""
+
+    def __init__(self, namespace: str):
+        super().__init__(
+            f"namespace {namespace!r} of the leader-election Lease does not exist, so this gateway routes "
+            f"but writes no status: create it (kubectl create namespace {namespace}), or pass "
+            f"--lease-namespace with an existing namespace, or --leader-elect off for a single replica; "
+            f"retrying quietly until then"
+        )
+        self.namespace = namespace
+
+
+async def without_election() -> None:
+    """``--leader-elect off``: this replica is the one status writer, with no Lease; runs until cancelled."""
+    log.info("leader election off: this replica writes status without a Lease")
+    LEADER.set(1)
+    try:
+        await asyncio.Future()
+    finally:
+        LEADER.set(0)
 
 
 def default_identity() -> str:
@@ -60,8 +90,11 @@ class LeaderElector:
         renew_deadline: float = 10.0,
         retry_interval: float | None = None,
         release_timeout: float = 5.0,
+        failure_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
+        """``failure_backoff``: delays between a follower's attempts while the API fails
+        (a leader keeps renewing every ``renew_interval`` to keep its deadline)."""
         if not renew_interval < renew_deadline < lease_duration:
             raise ValueError(
                 "leader election needs renew_interval < renew_deadline < lease_duration, got "
@@ -76,7 +109,9 @@ class LeaderElector:
         self.renew_deadline = renew_deadline
         self.retry_interval = retry_interval if retry_interval is not None else renew_interval
         self.release_timeout = release_timeout
+        self.failure_backoff = failure_backoff or Backoff(base=1.0, cap=30.0)
         self.clock = clock
+        self._problem: str | None = None  # the failure being retried, reported once
         self._path = LEASES.path(namespace, name)
         self._lease: dict | None = None  # the last Lease read or written
         self._observed_spec: dict | None = None
@@ -118,13 +153,16 @@ class LeaderElector:
         try:
             while True:
                 started = self.clock()
+                failed = False
                 try:
                     held = await self._try_acquire_or_renew(started)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 — any failure just means "not renewed"
-                    log.warning("Lease %s/%s: %s", self.namespace, self.name, exc)
-                    held = None
+                    self._report_failure(exc)
+                    held, failed = None, True
+                else:
+                    self._report_recovery()
                 if held:
                     self._renewed_at = started
                     self._set_leader(True)
@@ -136,6 +174,8 @@ class LeaderElector:
                     self._set_leader(False)
                 if self.is_leader:
                     delay = self.renew_interval
+                elif failed:
+                    delay = self.failure_backoff.next_delay()
                 else:
                     delay = self.retry_interval * random.uniform(1.0, 1.2)
                 await asyncio.sleep(delay)
@@ -145,6 +185,24 @@ class LeaderElector:
                     await asyncio.wait_for(self.release(), self.release_timeout)
                 except (asyncio.TimeoutError, asyncio.CancelledError):
                     log.warning("could not release Lease %s/%s in time", self.namespace, self.name)
+
+    def _report_failure(self, exc: Exception) -> None:
+        """Log a failure once when it starts (or changes), at debug level while it repeats."""
+        problem = f"{type(exc).__name__}: {exc}"
+        if problem == self._problem:
+            log.debug("Lease %s/%s: still failing: %s", self.namespace, self.name, exc)
+            return
+        self._problem = problem
+        if isinstance(exc, LeaseNamespaceMissing):
+            log.error("Lease %s/%s: %s", self.namespace, self.name, exc)
+        else:
+            log.warning("Lease %s/%s: %s (retrying quietly)", self.namespace, self.name, str(exc) or type(exc).__name__)
+
+    def _report_recovery(self) -> None:
+        self.failure_backoff.reset()
+        if self._problem is not None:
+            self._problem = None
+            log.info("Lease %s/%s: reachable again", self.namespace, self.name)
 
     async def _try_acquire_or_renew(self, now_local: float) -> bool | None:
         """True: we hold the Lease; False: another holder's lease is valid; None: a retryable failure."""
@@ -191,6 +249,8 @@ class LeaderElector:
         except ApiError as exc:
             if exc.status == 409:  # another candidate created it first
                 return None
+            if exc.status == 404:  # a create 404s only for want of the namespace
+                raise LeaseNamespaceMissing(self.namespace) from exc
             raise
         self._observed_spec = self._lease.get("spec") or {}
         self._observed_at = self.clock()

@@ -1,4 +1,4 @@
-"""Admin HTTP server on its own port: /healthz, /readyz, /metrics, /routes.
+"""Admin HTTP server on its own port (or, for a worker, a Unix socket): /healthz, /readyz, /metrics, /routes.
 
 aiohttp is fine here: nothing on this port is on the request path. ``/readyz``
 answers 200 once the first routing table is published and until a drain starts;
@@ -59,4 +59,13 @@ async def start_admin(server, host: str, port: int, extra_ready=None) -> web.App
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
+    return runner
+
+
+async def start_admin_unix(server, path: str) -> web.AppRunner:
+    """The same app on a Unix socket: a worker's admin, reached only by its supervisor
+    (the socket lives in the supervisor's private directory, see gateway/workers.py)."""
+    runner = web.AppRunner(make_app(server), access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.UnixSite(runner, path).start()
     return runner

@@ -117,9 +117,14 @@ def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
     _add(r, "--ratelimit-max-keys", 100_000, int, "local rate-limit keys kept in memory (oldest evicted)")
     _add(r, "--ratelimit-headers", True, bool, "send RateLimit-Policy/RateLimit headers on allowed responses too")
     a = p.add_argument_group("authentication")
-    _add(a, "--default-auth-secret", None, str, "NAMESPACE/NAME of the Secret used by routes with authRequired and no auth")
-    _add(a, "--default-auth-type", "APIKey", str, "scheme of --default-auth-secret", choices=["APIKey", "Basic", "JWT"])
+    _add_auth_default_flags(a)
     _add(a, "--jwks-refresh-floor", 10.0, float, "least seconds between two fetches of one jwksURL (unknown kid refetches)")
+
+
+def _add_auth_default_flags(p) -> None:
+    """The gateway-wide default auth: run and demo, and validate/routes, which must compile alike."""
+    _add(p, "--default-auth-secret", None, str, "NAMESPACE/NAME of the Secret used by routes with authRequired and no auth")
+    _add(p, "--default-auth-type", "APIKey", str, "scheme of --default-auth-secret", choices=["APIKey", "Basic", "JWT"])
 
 
 def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> None:
@@ -132,6 +137,8 @@ def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> Non
     _add(s, "--ingress-class", "crdgate", str, "the IngressClass / ingressClassName this gateway serves")
     _add(s, "--publish-address", None, str, "address written into Ingress status.loadBalancer")
     _add(s, "--publish-service", None, str, "NAMESPACE/NAME of the Service whose address goes into Ingress status")
+    _add(s, "--leader-elect", True, bool,
+         "elect one status writer among replicas through a Lease; off: this single replica writes status, no Lease")
     _add(s, "--lease-namespace", "crdgate-system", str, "namespace of the leader-election Lease")
     _add(s, "--lease-name", "crdgate-leader", str, "name of the leader-election Lease")
     _add(s, "--identity", None, str, "this replica's identity for leader election (default: POD_NAME or hostname)")
@@ -169,11 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("dir", help="manifests folder")
     val.add_argument("--output", choices=["text", "json"], default="text")
     _add(val, "--ingress-class", "crdgate", str, "the class this gateway serves")
+    _add_auth_default_flags(val)
 
     routes = sub.add_parser("routes", help="print the compiled routing table, in match order")
     routes.add_argument("dir", help="manifests folder")
     routes.add_argument("--output", choices=["text", "json"], default="text")
     _add(routes, "--ingress-class", "crdgate", str, "the class this gateway serves")
+    _add_auth_default_flags(routes)
 
     bench = sub.add_parser("bench", help="the load benchmark (see `crdgate bench --help`)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -206,6 +215,21 @@ def gateway_config(args) -> GatewayConfig:
         access_log=args.access_log, drain_seconds=args.drain_seconds, shutdown_timeout=args.shutdown_timeout,
         listen_tls=args.listen_tls, upstream_ca_file=_upstream_ca_file(args.upstream_ca_file),
     )
+
+
+def compile_options(args):
+    """The compile options of every subcommand that compiles (run, demo, workers, validate, routes).
+
+    Built here once from the parsed flags, so that a flag cannot get lost on
+    the way to the compiler. ValueError names a bad flag.
+    """
+    from controller.authbuild import AuthDefaults
+    from controller.compile import CompileOptions
+
+    secret = args.default_auth_secret
+    # --default-auth-type has a default (APIKey): it only means something with a secret.
+    auth_defaults = AuthDefaults.from_flags(secret, args.default_auth_type if secret else None)
+    return CompileOptions(ingress_class=args.ingress_class, auth_defaults=auth_defaults)
 
 
 def _upstream_ca_file(path: str | None) -> str | None:
@@ -258,20 +282,18 @@ def setup_logging(fmt: str, level: str) -> None:
 
 
 def _offline(args):
-    """The folder and compile options shared by validate and routes; None when not a folder."""
-    from controller.compile import CompileOptions
-
+    """The folder shared by validate and routes; None when not a folder."""
     root = Path(args.dir)
     if not root.is_dir():
         print(f"crdgate: not a folder: {root}", file=sys.stderr)
-        return None, None
-    return root, CompileOptions(ingress_class=args.ingress_class)
+        return None
+    return root
 
 
-def cmd_validate(args) -> int:
+def cmd_validate(args, options) -> int:
     from controller.report import validate_json, validate_report
 
-    root, options = _offline(args)
+    root = _offline(args)
     if root is None:
         return 2
     if args.output == "json":
@@ -283,10 +305,10 @@ def cmd_validate(args) -> int:
     return 0 if ok else 1
 
 
-def cmd_routes(args) -> int:
+def cmd_routes(args, options) -> int:
     from controller.report import routes_json_for_folder, routes_report
 
-    root, options = _offline(args)
+    root = _offline(args)
     if root is None:
         return 2
     if args.output == "json":
@@ -304,24 +326,34 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        options = compile_options(args)
+    except ValueError as e:
+        parser.error(str(e))
     if args.command == "validate":
-        return cmd_validate(args)
+        return cmd_validate(args, options)
     if args.command == "routes":
-        return cmd_routes(args)
+        return cmd_routes(args, options)
     setup_logging(args.log_format, args.log_level)
     from gateway.run import run_gateway
 
     if args.command == "demo":
         from gateway.demo import run_demo
 
-        return run_demo(args, gateway_config(args))
+        return run_demo(args, gateway_config(args), options)
+    # A kubeconfig or a context says which cluster to watch: the intent is plain.
+    implied = "--kubeconfig" if args.kubeconfig else "--context" if args.context else None
+    if implied and not args.kube:
+        if args.manifests:
+            parser.error(f"--manifests and {implied} are exclusive ({implied} selects the Kubernetes source)")
+        args.kube = True
     if not args.kube and not args.manifests:
-        parser.error("run needs a source: --manifests DIR or --kube")
+        parser.error("run needs a source: --manifests DIR, or --kube (implied by --kubeconfig FILE)")
     if args.kube and args.manifests:
         parser.error("--manifests and --kube are exclusive")
     if args.manifests and not Path(args.manifests).is_dir():
         parser.error(f"--manifests: not a folder: {args.manifests}")
-    return run_gateway(args, gateway_config(args))
+    return run_gateway(args, gateway_config(args), options)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ def curl_lines(table, listen: tuple[str, int]) -> list[str]:
     return lines
 
 
-def run_demo(args, config: GatewayConfig) -> int:
+def run_demo(args, config: GatewayConfig, options) -> int:
+    """``options``: the CompileOptions built from the flags (gateway.cli.compile_options)."""
     from gateway.run import serve
 
     manifests = Path(args.manifests)
@@ -118,7 +119,7 @@ def run_demo(args, config: GatewayConfig) -> int:
             asyncio.ensure_future(announce())
 
         try:
-            return await serve(args, config, started=started)
+            return await serve(args, config, options, started=started)
         finally:
             for r in runners:
                 await r.cleanup()

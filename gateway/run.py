@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any, NamedTuple
 import uvloop
 
 from gateway import _native, metrics
-from gateway.admin import start_admin
+from gateway.admin import start_admin, start_admin_unix
 from gateway.config import GatewayConfig
 from gateway.server import Server
 
@@ -49,16 +50,17 @@ def raise_open_file_limit() -> tuple[int, int]:
     return (soft, target)
 
 
-def run_gateway(args, config: GatewayConfig) -> int:
+def run_gateway(args, config: GatewayConfig, options) -> int:
+    """``options``: the CompileOptions built once from the flags (gateway.cli.compile_options)."""
     before, after = raise_open_file_limit()
     if after > before:
         log.info("open-file limit raised from %d to %d", before, after)
     if getattr(args, "workers", 1) > 1:
         from gateway.workers import supervise
 
-        return supervise(args, config)
+        return supervise(args, config, options)
     try:
-        return uvloop.run(serve(args, config))
+        return uvloop.run(serve(args, config, options))
     except KeyboardInterrupt:
         return 0
 
@@ -74,8 +76,9 @@ def make_limiter(args):
     )
 
 
-async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, started=None) -> int:
-    from controller.compile import CompileOptions
+async def serve(args, config: GatewayConfig, options, sock: socket.socket | None = None, started=None,
+                admin_socket: str | None = None) -> int:
+    """One gateway on this event loop. ``admin_socket``: serve admin on that Unix socket (a worker's)."""
     from controller.publish import Publisher
     from controller.store import KINDS, Store
 
@@ -90,11 +93,16 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
     server = Server(config, limiter=limiter, certificates=tls.certificates)
     server.ratelimit_headers = args.ratelimit_headers
     server.create_traceparent = args.create_traceparent
-    options = CompileOptions(ingress_class=args.ingress_class, **_auth_defaults(args))
     tasks: list[asyncio.Task] = []
     status_sink = None
     if args.kube:
-        source, status_sink, extra_tasks = await _kube_source(args, store, config)
+        from controller.kube import KubeConfigError
+
+        try:
+            source, status_sink, extra_tasks = await _kube_source(args, store, config)
+        except (KubeConfigError, ValueError) as e:  # a bad kubeconfig or flag: say so, no traceback
+            log.error("%s", e)
+            return 1
         tasks += extra_tasks
         if tls.default is not None:
             # The default certificate's Secret is referenced by no object: watch it by name too.
@@ -112,19 +120,30 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
         log.error("cannot listen on %s:%d: %s", *config.listen, e)
         return 1
     admin = None
-    if config.admin_listen is not None and config.admin_listen[1] >= 0:
+    if admin_socket is not None:
+        try:
+            admin = await start_admin_unix(server, admin_socket)
+        except OSError as e:
+            log.error("cannot listen on admin socket %s: %s", admin_socket, e)
+            await server.close()
+            return 1
+        admin_at = f"unix:{admin_socket}"
+    elif config.admin_listen is not None and config.admin_listen[1] >= 0:
         try:
             admin = await start_admin(server, *config.admin_listen)
         except OSError as e:
             log.error("cannot listen on admin %s:%d: %s", *config.admin_listen, e)
             await server.close()
             return 1
+        admin_at = "%s:%d" % config.admin_listen
+    else:
+        admin_at = "(none)"
     tasks.append(asyncio.ensure_future(source.run()))
     tasks.append(asyncio.ensure_future(publisher.run()))
     host, port = server.addresses[0] if server.addresses else config.listen
-    log.info("proxy %s %s:%d, admin on %s:%d (proxy core: %s)",
+    log.info("proxy %s %s:%d, admin on %s (proxy core: %s)",
              "bound (accepting from the first table) on" if server.deferred else "listening on",
-             host, port, *config.admin_listen, _native.describe())
+             host, port, admin_at, _native.describe())
     for tls_host, tls_port in server.tls_addresses:
         log.info("TLS listening on %s:%d", tls_host, tls_port)
 
@@ -216,27 +235,18 @@ def _default_certificate(args) -> tuple[str, str] | None:
     return ns, name
 
 
-def _auth_defaults(args) -> dict:
-    """Gateway-wide default auth for routes with authRequired and no auth of their own."""
-    from controller.compile import CompileOptions
-
-    fields = getattr(CompileOptions, "__dataclass_fields__", {})
-    out = {}
-    if args.default_auth_secret and "default_auth_secret" in fields:
-        out["default_auth_secret"] = args.default_auth_secret
-        out["default_auth_type"] = args.default_auth_type
-    return out
+def replica_identity(args) -> str:
+    """This process's name in leader election: --identity, else the pod's name, else the host's."""
+    return args.identity or os.environ.get("POD_NAME") or socket.gethostname()
 
 
 async def _kube_source(args, store, config):
     """The Kubernetes API source, the status writer and leader election."""
-    import os
-
     from controller import kube
 
     api = await kube.make_api_client(args.kubeconfig, args.context)
     namespaces = [n for v in (args.namespace or args.namespace_env or []) for n in v.split(",") if n]
-    identity = args.identity or os.environ.get("POD_NAME") or socket.gethostname()
+    identity = replica_identity(args)
     return await kube.wire(
         store=store,
         api=api,
@@ -248,4 +258,5 @@ async def _kube_source(args, store, config):
         publish_address=args.publish_address,
         publish_service=args.publish_service,
         default_auth_secret=args.default_auth_secret,
+        leader_elect=args.leader_elect,
     )

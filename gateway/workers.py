@@ -6,10 +6,13 @@ documented in the README: N workers keep N watches and N caches.
 
 The supervisor owns the admin port: ``/readyz`` is ready when every worker is,
 ``/metrics`` merges the workers' metrics with a ``worker`` label, ``/routes``
-shows worker 0's table. Workers' own admin servers listen on the next ports
-(admin port + 1 + i, loopback). A worker that dies is restarted (with a delay
-that grows if it keeps dying); SIGTERM drains every worker, a second one kills.
-Front-door code like gateway/cli.py.
+shows worker 0's table. Each worker serves its own admin on a Unix socket
+(``worker-<i>.sock``) in a directory the supervisor creates for the run
+(mode 0700, removed at exit): no TCP port besides the admin and proxy ones is
+bound, so nothing else on the host can make a worker fail to start, and only
+this user can reach a worker's admin. A worker that dies is restarted (with a
+delay that grows if it keeps dying); SIGTERM drains every worker, a second one
+kills. Front-door code like gateway/cli.py.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import asyncio
 import dataclasses
 import logging
 import multiprocessing as mp
+import os
+import shutil
 import signal
+import tempfile
 import time
 
 import aiohttp
@@ -29,45 +35,54 @@ from prometheus_client.parser import text_string_to_metric_families
 log = logging.getLogger("crdgate.workers")
 
 
-def _worker_main(args, config, index: int) -> None:
+def _worker_main(args, config, options, index: int, admin_socket: str) -> None:
     from gateway.cli import setup_logging
-    from gateway.run import serve
+    from gateway.run import replica_identity, serve
 
     setup_logging(args.log_format, args.log_level)
     logging.getLogger().name = f"worker-{index}"
+    # Each worker runs its own leader election: with the replica's identity
+    # shared, every worker would take the Lease as its own and write status.
+    args.identity = f"{replica_identity(args)}_worker-{index}"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
     try:
-        code = uvloop.run(serve(args, config))
+        code = uvloop.run(serve(args, config, options, admin_socket=admin_socket))
     except KeyboardInterrupt:
         code = 0
     raise SystemExit(code)
 
 
-def worker_config(config, index: int):
-    host, port = config.admin_listen
-    return dataclasses.replace(config, admin_listen=("127.0.0.1", port + 1 + index))
+def worker_config(config):
+    """A worker's settings: its admin is on a Unix socket, not on a TCP port."""
+    return dataclasses.replace(config, admin_listen=None)
 
 
 class Supervisor:
-    def __init__(self, args, config, n: int):
+    def __init__(self, args, config, n: int, options):
         self.args = args
         self.config = config
+        self.options = options
         self.n = n
+        # Private (0700) directory for the workers' admin sockets.
+        self.run_dir = tempfile.mkdtemp(prefix="crdgate-workers-")
         self.ctx = mp.get_context("spawn")
         self.procs: list[mp.process.BaseProcess | None] = [None] * n
         self.deaths: list[list[float]] = [[] for _ in range(n)]
         self.stopping = False
 
     def start_worker(self, i: int) -> None:
-        p = self.ctx.Process(target=_worker_main, args=(self.args, worker_config(self.config, i), i),
+        p = self.ctx.Process(target=_worker_main,
+                             args=(self.args, worker_config(self.config), self.options, i, self.admin_socket(i)),
                              name=f"crdgate-worker-{i}", daemon=False)
         p.start()
         self.procs[i] = p
         log.info("worker %d started (pid %d)", i, p.pid)
 
-    def worker_admin(self, i: int) -> str:
-        host, port = worker_config(self.config, i).admin_listen
-        return f"http://{host}:{port}"
+    def admin_socket(self, i: int) -> str:
+        return os.path.join(self.run_dir, f"worker-{i}.sock")
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     async def watch(self) -> None:
         while not self.stopping:
@@ -102,11 +117,14 @@ class Supervisor:
     # -- admin ---------------------------------------------------------------------------
 
     def admin_app(self) -> web.Application:
-        async def fetch(session, i, path):
+        async def fetch(i, path):
+            # One connection per worker socket; the host name is only for the request line.
+            connector = aiohttp.UnixConnector(path=self.admin_socket(i))
             try:
-                async with session.get(self.worker_admin(i) + path, timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    return r.status, await r.text()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                async with aiohttp.ClientSession(connector=connector) as session:
+                    async with session.get(f"http://worker-{i}{path}", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                        return r.status, await r.text()
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
                 return 0, str(e)
 
         async def healthz(_):
@@ -115,21 +133,18 @@ class Supervisor:
         async def readyz(_):
             if self.stopping:
                 return web.json_response({"status": "draining"}, status=503)
-            async with aiohttp.ClientSession() as s:
-                results = await asyncio.gather(*(fetch(s, i, "/readyz") for i in range(self.n)))
+            results = await asyncio.gather(*(fetch(i, "/readyz") for i in range(self.n)))
             ready = [st == 200 for st, _ in results]
             body = {"status": "ready" if all(ready) else "not ready", "workers_ready": sum(ready), "workers": self.n}
             return web.json_response(body, status=200 if all(ready) else 503)
 
         async def metrics(_):
-            async with aiohttp.ClientSession() as s:
-                results = await asyncio.gather(*(fetch(s, i, "/metrics") for i in range(self.n)))
+            results = await asyncio.gather(*(fetch(i, "/metrics") for i in range(self.n)))
             text = merge_metrics([(str(i), body) for i, (st, body) in enumerate(results) if st == 200])
             return web.Response(text=text, content_type="text/plain")
 
         async def routes(_):
-            async with aiohttp.ClientSession() as s:
-                st, body = await fetch(s, 0, "/routes")
+            st, body = await fetch(0, "/routes")
             return web.Response(text=body, status=st or 503, content_type="application/json")
 
         app = web.Application()
@@ -171,16 +186,21 @@ def _num(v: float) -> str:
     return repr(float(v)) if v == v and v not in (float("inf"), float("-inf")) else ("+Inf" if v > 0 else ("-Inf" if v < 0 else "NaN"))
 
 
-def supervise(args, config) -> int:
-    sup = Supervisor(args, config, args.workers)
+def supervise(args, config, options) -> int:
+    sup = Supervisor(args, config, args.workers, options)
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
-        for i in range(sup.n):
-            sup.start_worker(i)
         runner = web.AppRunner(sup.admin_app(), access_log=None, handle_signals=False)
         await runner.setup()
-        await web.TCPSite(runner, *config.admin_listen, reuse_address=True).start()
+        try:
+            await web.TCPSite(runner, *config.admin_listen, reuse_address=True).start()
+        except OSError as e:
+            log.error("cannot listen on admin %s:%d: %s", *config.admin_listen, e)
+            await runner.cleanup()
+            return 1
+        for i in range(sup.n):
+            sup.start_worker(i)
         done = asyncio.Event()
         signals = {"n": 0}
 
@@ -196,4 +216,7 @@ def supervise(args, config) -> int:
         await runner.cleanup()
         return 0
 
-    return uvloop.run(main())
+    try:
+        return uvloop.run(main())
+    finally:
+        sup.cleanup()

@@ -18,7 +18,11 @@ depends on it:
   the ``status`` subresource changes only status, never ``metadata.generation``;
   writes to the main resource ignore status and bump generation on spec changes;
   no-op writes do not bump the resourceVersion;
-- errors as real ``Status`` objects; bearer-token auth.
+- errors as real ``Status`` objects; bearer-token auth;
+- with ``namespaces=[...]``, only those namespaces (and Namespace objects
+  created later) exist, and creating an object in another one is a 404
+  ``namespaces "x" not found``, as on the real server; without it (the
+  default) every namespace exists, which most tests rely on.
 
 Test controls: ``create``/``update``/``set_status``/``delete``/``get`` (direct,
 no HTTP, as another client would write), ``compact()``, ``drop_watches()``
@@ -40,7 +44,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -72,6 +76,7 @@ RESOURCES = (
     Res("networking.k8s.io", "v1", "ingresses", "Ingress", status_subresource=True),
     Res("networking.k8s.io", "v1", "ingressclasses", "IngressClass", namespaced=False),
     Res("coordination.k8s.io", "v1", "leases", "Lease"),
+    Res("", "v1", "namespaces", "Namespace", namespaced=False),
 )
 
 REASONS = {
@@ -218,7 +223,8 @@ class _Fault:
 
 class FakeKube:
     def __init__(self, *, token: str | None = "test-token", gone_mode: str = "event", history: int = 10_000,
-                 bookmark_interval: float | None = None, default_watch_timeout: float = 1800):
+                 bookmark_interval: float | None = None, default_watch_timeout: float = 1800,
+                 namespaces: Iterable[str] | None = None):
         assert gone_mode in ("event", "status")
         self.token = token
         self.gone_mode = gone_mode
@@ -240,6 +246,9 @@ class FakeKube:
         self._page_ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        self.strict_namespaces = namespaces is not None
+        for ns in namespaces or ():
+            self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -362,6 +371,9 @@ class FakeKube:
         meta = obj.setdefault("metadata", {})
         if res.namespaced:
             meta["namespace"] = ns or meta.get("namespace") or "default"
+            if self.strict_namespaces and ("", meta["namespace"]) not in self.objects[self.by_kind["Namespace"]]:
+                raise ApiFailure(404, f'namespaces "{meta["namespace"]}" not found', "NotFound",
+                                 {"name": meta["namespace"], "kind": "namespaces"})
         else:
             meta.pop("namespace", None)
         name = meta.get("name")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import aiohttp
 
@@ -131,3 +133,91 @@ async def test_a_worker_without_a_table_takes_no_connections_from_its_siblings()
         for server in servers:
             await server.close()
         await backend.runner.cleanup()
+
+
+async def test_workers_need_no_port_besides_the_admin_and_proxy_ones(tmp_path):
+    """The ports after the admin port may be anyone's: workers' admin servers use Unix sockets."""
+    import socket
+
+    from proxyharness import free_port
+
+    users = await start_backend("users")
+    (tmp_path / "svc.yaml").write_text(endpoint_manifests("shop", "users", users.port))
+    (tmp_path / "route.yaml").write_text(ROUTE)
+    admin_port = free_port()
+    squatters = []
+    for offset in (1, 2):
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", admin_port + offset))
+            sock.listen()
+        except OSError:
+            sock.close()  # already taken by someone else: as good for this test
+            continue
+        squatters.append(sock)
+    # Taken before the gateway starts; the last --admin-listen wins.
+    gw = GatewayProcess(tmp_path, "--workers", "2", "--admin-listen", f"127.0.0.1:{admin_port}")
+    gw.admin_port = admin_port
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, gw.wait_ready, 30.0)
+        async with aiohttp.ClientSession() as s:
+            async with s.get(gw.admin + "/readyz") as r:
+                assert r.status == 200 and (await r.json())["workers_ready"] == 2
+            for _ in range(10):
+                async with s.get(gw.base + "/users") as r:
+                    assert r.status == 200
+            async with s.get(gw.admin + "/metrics") as r:
+                text = await r.text()
+            assert 'worker="0"' in text and 'worker="1"' in text and "crdgate_requests_total" in text
+            async with s.get(gw.admin + "/routes") as r:
+                assert r.status == 200 and (await r.json())["routes"][0]["name"] == "shop/users"
+        log = Path(gw.log.name).read_text(errors="replace")
+        assert "address already in use" not in log.lower()
+        sockets = set(re.findall(r"admin on unix:(\S+?\.sock)", log))
+        assert len(sockets) == 2, log[-3000:]
+        assert gw.terminate(timeout=30) == 0
+        # The workers' private socket directory goes with the supervisor.
+        assert not any(Path(p).parent.exists() for p in sockets)
+    finally:
+        for sock in squatters:
+            sock.close()
+        gw.close()
+        await users.runner.cleanup()
+
+
+async def test_one_status_writer_among_the_workers(tmp_path):
+    """Each worker runs leader election: they must not share one identity, or every worker would lead."""
+    from fakekube import FakeKube, apiendpoint
+
+    fk = FakeKube()
+    await fk.start()
+    fk.create(apiendpoint("shop", "users", path="/users", backends=[{"url": "http://127.0.0.1:9"}]))
+    gw = GatewayProcess(None, "--kubeconfig", fk.kubeconfig(tmp_path / "kubeconfig"), "--lease-namespace", "default",
+                        "--identity", "replica-a", "--workers", "2")
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, gw.wait_ready, 30.0)
+        holder = None
+        leaders: list[str] = []
+        deadline = time.monotonic() + 20
+        async with aiohttp.ClientSession() as s:
+            while time.monotonic() < deadline:
+                lease = fk.get("Lease", "default", "crdgate-leader")
+                holder = lease and lease["spec"]["holderIdentity"]
+                async with s.get(gw.admin + "/metrics") as r:
+                    leaders = re.findall(r'crdgate_leader\{worker="(\d)"\} 1\.0', await r.text())
+                if holder and leaders:
+                    break
+                await asyncio.sleep(0.2)
+            assert holder and holder.startswith("replica-a"), holder
+            # Watch for longer than a retry interval (5 s): a second leader would show by then.
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                async with s.get(gw.admin + "/metrics") as r:
+                    leaders = re.findall(r'crdgate_leader\{worker="(\d)"\} 1\.0', await r.text())
+                assert len(leaders) == 1, leaders
+                await asyncio.sleep(0.2)
+    finally:
+        gw.close()
+        await fk.stop()

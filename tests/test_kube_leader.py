@@ -127,3 +127,26 @@ async def test_leader_steps_down_when_it_cannot_renew(fake_kube, kube_api):
 def test_timings_must_nest():
     with pytest.raises(ValueError, match="renew_deadline"):
         LeaderElector(KubeAPI(None), lease_duration=5, renew_interval=2, renew_deadline=6)
+
+
+async def test_missing_lease_namespace_is_one_error_then_quiet_retries_until_it_exists(fake_kube, kube_api, caplog):
+    from controller.backoff import Backoff
+
+    fake_kube.strict_namespaces = True  # the real server's answer: 404 namespaces "crdgate-system" not found
+    one = LeaderElector(kube_api, NS, NAME, "one", **QUICK, failure_backoff=Backoff(base=0.05, cap=0.1))
+
+    def posts():
+        return sum(1 for m, p, _ in fake_kube.requests if m == "POST" and p.endswith("/leases"))
+
+    with caplog.at_level("DEBUG", logger="crdgate.controller.leader"):
+        async with running(one.run()):
+            await eventually(lambda: posts() >= 5, what="five attempts")
+            loud = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+            assert [r.levelname for r in loud] == ["ERROR"]
+            assert "kubectl create namespace crdgate-system" in loud[0].getMessage()
+            assert not one.is_leader
+            fake_kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+            await eventually(lambda: one.is_leader, what="leads once the namespace exists")
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
+    # Success starts the delays between failed attempts over.
+    assert one.failure_backoff.attempt == 0
