@@ -109,11 +109,12 @@ def test_a_hello_offering_only_tls10_or_tls11_gets_protocol_version(run, old):
 
 
 @RUNNERS
-def test_an_unknown_name_without_a_default_certificate_gets_unrecognized_name(run):
+@pytest.mark.parametrize("sni", ["unknown.example", None], ids=["unknown", "no-sni"])
+def test_an_unknown_name_without_a_default_certificate_gets_unrecognized_name(run, sni):
     async def scenario():
         ca, server = await _proxy()
         try:
-            record, closed = await first_record(tls_port(server), client_hello("unknown.example"))
+            record, closed = await first_record(tls_port(server), client_hello(sni))
             assert_alert(record, UNRECOGNIZED_NAME)
             assert closed
             # The listener goes on serving the names it has a certificate for.
