@@ -33,7 +33,7 @@ def _worker_main(args, config, index: int) -> None:
     from gateway.cli import setup_logging
     from gateway.run import serve
 
-    setup_logging(args.log_format, args.log_level)
+    setup_logging(args.log_format, args.log_level, getattr(args, "log_buffer_bytes", None))
     logging.getLogger().name = f"worker-{index}"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
     try:
