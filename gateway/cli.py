@@ -72,6 +72,18 @@ def _hostport(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}") from None
 
 
+def _log_buffer_bytes(value: str) -> int:
+    from gateway.logwriter import MIN_BUFFER
+
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes, got {value!r}") from None
+    if n < MIN_BUFFER:
+        raise argparse.ArgumentTypeError(f"at least {MIN_BUFFER} bytes, got {n}")
+    return n
+
+
 def _namespaced_name(value: str) -> str:
     ns, sep, name = value.strip().partition("/")
     if not sep or not ns or not name or "/" in name:
@@ -147,6 +159,9 @@ def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> Non
 def _add_log_flags(p: argparse.ArgumentParser) -> None:
     _add(p, "--log-format", "json", str, "json lines or text", choices=["json", "text"])
     _add(p, "--log-level", "info", str, "debug, info, warning, error")
+    _add(p, "--log-buffer-bytes", 4 << 20, _log_buffer_bytes,
+         "log lines held per stream (access log on stdout, process log on stderr) while its reader is slow; "
+         "lines beyond are dropped and counted, never waited for")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,7 +227,8 @@ def gateway_config(args) -> GatewayConfig:
     )
     return GatewayConfig(
         listen=args.listen, admin_listen=args.admin_listen, trusted_proxies=tuple(nets), limits=limits,
-        access_log=args.access_log, drain_seconds=args.drain_seconds, shutdown_timeout=args.shutdown_timeout,
+        access_log=args.access_log, log_buffer_bytes=args.log_buffer_bytes,
+        drain_seconds=args.drain_seconds, shutdown_timeout=args.shutdown_timeout,
         listen_tls=args.listen_tls, upstream_ca_file=_upstream_ca_file(args.upstream_ca_file),
     )
 
@@ -264,8 +280,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(fmt: str, level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(fmt: str, level: str, buffer_bytes: int | None = None) -> None:
+    """The process log on stderr, through a bounded writer that never blocks (gateway/logwriter.py).
+
+    A StreamHandler writes on the caller's thread: with a stalled log
+    collector on stderr, a warning logged on the request path froze the event
+    loop. The same writer as the access log's serves here (rather than a
+    QueueHandler and a listener thread around a StreamHandler): one bounded
+    buffer, one thread, drops counted in ``crdgate_log_dropped_total``. Lines
+    are formatted on the caller's thread, so a record's arguments are read
+    when it is logged.
+    """
+    from gateway import metrics
+    from gateway.logwriter import MAX_BUFFER, LogWriter, LogWriterHandler, stream_fd
+
+    def warn_dropped(lost: int) -> None:
+        logging.getLogger("crdgate.log").warning(
+            "%d log lines dropped because stderr was not read fast enough (crdgate_log_dropped_total)", lost)
+
+    writer = LogWriter(stream_fd(sys.stderr, 2), "log", on_drops=warn_dropped,
+                       max_buffer=buffer_bytes or MAX_BUFFER)
+    metrics.LOG_DROPS.process = writer
+    handler = LogWriterHandler(writer)
     if fmt == "json":
         f = JsonFormatter()
         f.converter = __import__("time").gmtime
@@ -273,6 +309,9 @@ def setup_logging(fmt: str, level: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
+    for old in root.handlers:
+        if isinstance(old, LogWriterHandler):  # set up again (tests, a worker): the old writer flushes and stops
+            old.close()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -334,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_validate(args, options)
     if args.command == "routes":
         return cmd_routes(args, options)
-    setup_logging(args.log_format, args.log_level)
+    setup_logging(args.log_format, args.log_level, args.log_buffer_bytes)
     from gateway.run import run_gateway
 
     if args.command == "demo":

@@ -43,6 +43,7 @@ class GatewayConfig:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     limits: Limits = field(default_factory=Limits)
     access_log: bool = True
+    log_buffer_bytes: int = 4 << 20  # access log lines held while stdout is slow; above: dropped, counted
     scheme: str = "http"  # what X-Forwarded-Proto says for the plain listener
     listen_tls: tuple[str, int] | None = None  # the TLS listener (certificates: gateway/tls.py); None = none
     upstream_ca_file: str | None = None  # extra CAs trusted for https upstreams, beside the system's

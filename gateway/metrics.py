@@ -287,6 +287,36 @@ class LocalStoreStats:
 LOCAL_RATELIMIT = LocalStoreStats()
 REGISTRY.register(LOCAL_RATELIMIT)
 
+class LogDropStats:
+    """Log lines dropped instead of stalling the proxy, read from the log writers when scraped.
+
+    The access log (stdout) and the process log (stderr) each hold a bounded
+    buffer (gateway/logwriter.py); a reader that stops reading fills it, and
+    then lines are dropped and counted here rather than requests left waiting.
+    """
+
+    def __init__(self):
+        self.access = None  # gateway.logwriter.LogWriter of the access log, set by gateway/server.py
+        self.process = None  # ... of the process log, set by gateway/cli.py's setup_logging
+
+    def collect(self):
+        for writer, name, documentation in (
+            (self.access, "crdgate_access_log_dropped",
+             "Access log lines dropped because stdout was not read fast enough (or was closed)."),
+            (self.process, "crdgate_log_dropped",
+             "Process log lines dropped because stderr was not read fast enough (or was closed)."),
+        ):
+            family = CounterMetricFamily(name, documentation)
+            family.add_metric([], writer.dropped if writer is not None else 0)
+            yield family
+
+    def describe(self):
+        return self.collect()
+
+
+LOG_DROPS = LogDropStats()
+REGISTRY.register(LOG_DROPS)
+
 # Controller side (the controller may import the gateway; never the reverse).
 WATCH_EVENTS = Counter(
     "crdgate_watch_events_total",

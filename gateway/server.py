@@ -2,8 +2,9 @@
 
 ``Server.table`` is the one reference the controller swaps (``swap``); every
 request reads it once. A single sweeper task checks every connection's
-deadlines ten times a second instead of arming a timer per request, closes
-stale upstream connections and flushes the access log.
+deadlines ten times a second instead of arming a timer per request and closes
+stale upstream connections. The access log goes through a bounded writer
+(gateway/logwriter.py) that never blocks the loop.
 
 Startup and shutdown run in a fixed order (``start`` / ``drain``): on drain,
 readiness turns 503 first, listeners close after ``drain_seconds``, idle
@@ -24,12 +25,11 @@ import logging
 import socket
 import sys
 import time
-from datetime import datetime, timezone
-from typing import IO
 
 from gateway import metrics
 from gateway.config import GatewayConfig
 from gateway.http import ClientProtocol, Exchange
+from gateway.logwriter import MAX_BUFFER, LogWriter, stream_fd
 from gateway.routing import RouteTable
 from gateway.tls import CertificateStore, upstream_context
 from gateway.upstream import Upstreams
@@ -42,15 +42,31 @@ TLS_SHUTDOWN_TIMEOUT = 3.0
 
 
 class AccessLog:
-    """One JSON line per request, buffered and flushed by the sweeper."""
+    """One JSON line per request on stdout, through a LogWriter (gateway/logwriter.py).
 
-    def __init__(self, stream: IO[str] | None = None):
-        self.stream = stream or sys.stdout
-        self.buf: list[str] = []
+    On the request path: a dict, one JSON encoding and an append; the writer
+    thread does the writing, and a stdout nobody reads costs dropped lines
+    (``crdgate_access_log_dropped_total``), never a stalled proxy.
+    """
+
+    def __init__(self, writer: LogWriter | None = None, max_buffer: int = MAX_BUFFER):
+        if writer is None:
+            writer = LogWriter(stream_fd(sys.stdout, 1), "access-log", on_drops=_warn_dropped,
+                               max_buffer=max_buffer)
+        self.writer = writer
+        self._add = writer.write
+        self._second = -1
+        self._stamp = ""
+        metrics.LOG_DROPS.access = writer
 
     def write(self, ex: Exchange, now: float) -> None:
+        wall = time.time()
+        second = int(wall)
+        if second != self._second:  # the date and time to the second, formatted once a second
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         entry = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": "%s.%03dZ" % (self._stamp, int((wall - second) * 1000)),
             "route": ex.route_name(),
             "method": ex.method,
             "path": ex.path or None,
@@ -64,18 +80,20 @@ class AccessLog:
             "request_id": ex.request_id.decode("latin-1") if ex.request_id else None,
             "client": ex.proto.peer,
         }
-        self.buf.append(json.dumps(entry, separators=(",", ":")))
-        if len(self.buf) >= 512:
-            self.flush()
+        self._add(_to_json(entry))
 
-    def flush(self) -> None:
-        if self.buf:
-            lines, self.buf = self.buf, []
-            try:
-                self.stream.write("\n".join(lines) + "\n")
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass
+    def close(self) -> None:
+        """Write out what is buffered (bounded in time: a stalled stdout cannot hold the shutdown)."""
+        self.writer.close()
+
+
+# One encoder for every line: json.dumps with separators builds a new one per call.
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _warn_dropped(lost: int) -> None:
+    log.warning("access log: %d lines dropped because stdout was not read fast enough "
+                "(crdgate_access_log_dropped_total)", lost)
 
 
 class Server:
@@ -98,7 +116,8 @@ class Server:
         # What the TLS listener serves; run.py feeds it from the controller.
         self.certificates = certificates
         self.stats = metrics.STATS
-        self.access_log = access_log if access_log is not None else (AccessLog() if config.access_log else None)
+        self.access_log = access_log if access_log is not None else (
+            AccessLog(max_buffer=config.log_buffer_bytes) if config.access_log else None)
         self.connections: set[ClientProtocol] = set()
         self.draining = False
         self._servers: list[asyncio.AbstractServer] = []
@@ -210,8 +229,6 @@ class Server:
                 except Exception:
                     log.exception("timeout check failed")
             tick += 1
-            if self.access_log is not None:
-                self.access_log.flush()
             if tick % 10 == 0:
                 table = self.table
                 if table is not None and self._live_endpoints is None:
@@ -264,7 +281,8 @@ class Server:
             conn.abort()
         self.upstreams.close()
         if self.access_log is not None:
-            self.access_log.flush()
+            # Waits (bounded) for the writer thread to write what is buffered: off the loop.
+            await asyncio.to_thread(self.access_log.close)
         if self.limiter is not None and hasattr(self.limiter, "close"):
             try:
                 await self.limiter.close()

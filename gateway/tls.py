@@ -9,7 +9,10 @@ and publishes an immutable index of them with one reference swap.
 The TLS listener (gateway/server.py) uses ``CertificateStore.server_context``;
 its ``sni_callback`` picks a context for each handshake: the exact host, then
 wildcards from the longest suffix down, then the default; with none, the
-handshake fails with the ``unrecognized_name`` alert. A connection keeps the
+handshake fails with the ``unrecognized_name`` alert. A hello offering only
+TLS 1.0/1.1 gets OpenSSL's ``protocol_version`` alert. Both alerts reach the
+client because the listener's SSL objects are ``AlertingSSLObject``s (asyncio
+and uvloop would otherwise drop them). A connection keeps the
 context it was given, so rotation never drops one. A bundle that does not load
 (key and certificate do not match, not PEM) is logged and its pattern keeps
 the certificate it had. gateway/http.py reads ``bound_server_name`` for the 421
@@ -107,6 +110,36 @@ def bound_server_name(ssl_object) -> str | None:
     return getattr(ssl_object, _SNI_ATTR, None) if ssl_object is not None else None
 
 
+class AlertingSSLObject(ssl.SSLObject):
+    """An SSLObject whose failed handshake still sends its alert to the client.
+
+    asyncio's and uvloop's SSL transports close the connection as soon as
+    ``do_handshake`` raises, without sending what OpenSSL left in the outgoing
+    memory BIO (CPython gh-98078; uvloop's sslproto.pyx has the same code):
+    the ``protocol_version`` or ``unrecognized_name`` alert never left, and the
+    client saw 0 bytes and a closed socket instead of the reason. Neither
+    transport can be patched from here, so the failure is reported one step
+    late: the first time, "want read", on which both transports send the
+    outgoing BIO (the alert); the next call (the client's next bytes) raises
+    the real error. A client closes on a fatal alert (RFC 8446 6.2), and the
+    transport closes on that EOF; one that stays is cut by the handshake
+    timeout like any client that never finishes a handshake.
+    """
+
+    _refusal: ssl.SSLError | None = None
+
+    def do_handshake(self) -> None:
+        if self._refusal is not None:
+            raise self._refusal
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLSyscallError):
+            raise
+        except ssl.SSLError as e:
+            self._refusal = e
+            raise ssl.SSLWantReadError("handshake refused; sending the alert first") from e
+
+
 class _Index(NamedTuple):
     exact: Mapping[str, ssl.SSLContext]
     wildcard: Mapping[str, ssl.SSLContext]  # "*.example.com" kept as "example.com"
@@ -122,6 +155,9 @@ class CertificateStore:
         self._index = _Index({}, {}, None)
         self.server_context = _base_context()
         self.server_context.sni_callback = self._on_sni
+        # The listener's SSL objects come from this context (the SNI callback
+        # only swaps their context later): make them send their alerts.
+        self.server_context.sslobject_class = AlertingSSLObject
 
     # -- publishing ------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ def _worker_main(args, config, options, index: int, admin_socket: str) -> None:
     from gateway.cli import setup_logging
     from gateway.run import replica_identity, serve
 
-    setup_logging(args.log_format, args.log_level)
+    setup_logging(args.log_format, args.log_level, getattr(args, "log_buffer_bytes", None))
     logging.getLogger().name = f"worker-{index}"
     # Each worker runs its own leader election: with the replica's identity
     # shared, every worker would take the Lease as its own and write status.

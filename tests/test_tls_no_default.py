@@ -1,8 +1,8 @@
 """No certificate for the name and no default: the handshake fails at once, and the listener lives on.
 
-The SNI callback answers ``unrecognized_name``; asyncio and uvloop then close
-the connection without flushing that alert, so a client sees an SSL error or a
-reset. Either way it is refused at once, never left hanging.
+The SNI callback answers ``unrecognized_name``; the client sees that alert as
+an SSL error (the bytes on the wire: tests/test_tls_alerts.py). It is refused
+at once, never left hanging.
 """
 
 from __future__ import annotations

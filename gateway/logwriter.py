@@ -1,0 +1,188 @@
+"""Log lines to stdout and stderr without ever stalling the proxy.
+
+A log collector that stops reading its pipe turns every blocking write into a
+stall: the access log's flush, on the event loop, froze the proxy after a few
+hundred requests. ``LogWriter`` takes whole lines into a bounded buffer
+(``MAX_BUFFER`` characters, bytes for the ASCII JSON lines) and a writer thread
+writes them in batches, every ``INTERVAL`` seconds. When the buffer is full a
+new line is dropped and counted (``dropped``), the proxy goes on; once the
+stream takes lines again, ``on_drops`` is told how many were lost, at most once
+per ``DROP_WARNING_INTERVAL``. Lines are never split: a batch is whole lines,
+and it is written to its end before the next one starts.
+
+Users: gateway/server.py's access log (stdout), ``LogWriterHandler`` for the
+process log (stderr, installed by gateway/cli.py); gateway/metrics.py exports
+both ``dropped`` counters.
+
+Why a thread that writes with ordinary blocking writes, rather than the event
+loop writing to a non-blocking fd: O_NONBLOCK is a flag of the open file
+description, which stdout and stderr share with whoever else holds them (the
+shell's terminal, the supervisor and the sibling ``--workers``, other programs
+on the same pipe): setting it makes their writes fail with EAGAIN. A thread
+works on any kind of fd (file, pipe, terminal, socket), before the event loop
+starts and after it stops, and from any thread (the process log is written
+from several); the event loop's whole share is an append under an uncontended
+lock. Its blocked write waits for the reader, never for the proxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+from typing import Callable
+
+MAX_BUFFER = 4 << 20  # characters held per stream, written or waiting (--log-buffer-bytes)
+MIN_BUFFER = 4096  # smaller and a long line (a traceback) could never fit
+BATCH = 64 << 10  # characters per write (whole lines: a long line makes a longer write)
+INTERVAL = 0.05  # seconds between batches: one write per interval, not per line
+DROP_WARNING_INTERVAL = 10.0  # at most one "lines were dropped" warning per stream per this many seconds
+CLOSE_TIMEOUT = 2.0  # seconds a shutdown waits for what is buffered to be written
+
+
+class LogWriter:
+    """Whole lines to one fd, through a bounded buffer and a writer thread; never blocks a caller."""
+
+    def __init__(self, fd: int, name: str, on_drops: Callable[[int], None] | None = None,
+                 max_buffer: int = MAX_BUFFER, interval: float = INTERVAL,
+                 warning_interval: float = DROP_WARNING_INTERVAL):
+        self.fd = fd
+        self.name = name
+        # Called from the writer thread with the lines lost since the last call,
+        # once the stream takes lines again (to log a warning elsewhere, or here).
+        self.on_drops = on_drops
+        self.max_buffer = max_buffer
+        self.interval = interval
+        self.warning_interval = warning_interval
+        self.dropped = 0  # lines lost: buffer full, or the stream closed/broken
+        self._lines: list[str] = []
+        self._held = 0  # characters of lines waiting or being written: the bound applies to this
+        self._lock = threading.Lock()
+        self._closing = False
+        self._wake = threading.Event()
+        self._reported = 0
+        self._last_warning = -warning_interval
+        self._broken = False
+        self._thread = threading.Thread(target=self._run, name=f"crdgate-{name}-writer", daemon=True)
+        self._thread.start()
+
+    # -- callers' side (any thread) ---------------------------------------------------------
+
+    def write(self, line: str) -> bool:
+        """Queue one line (without its newline); False when it was dropped."""
+        n = len(line) + 1
+        with self._lock:
+            if self._held + n > self.max_buffer or self._closing:
+                self.dropped += 1
+                return False
+            self._lines.append(line)
+            self._held += n
+        return True
+
+    @property
+    def buffered(self) -> int:
+        """Characters held now (waiting or being written): never above ``max_buffer``."""
+        return self._held
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """Write what is buffered, then stop; True if it all went out within ``timeout``.
+
+        A stalled reader cannot hold the shutdown: after ``timeout`` the thread
+        (a daemon) is left behind and the process exits without it.
+        """
+        with self._lock:
+            self._closing = True
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            with self._lock:
+                lines, self._lines = self._lines, []
+                closing = self._closing
+            if lines:
+                self._write_lines(lines)
+            self._report_drops()
+            if closing and not self._lines:
+                return
+
+    def _write_lines(self, lines: list[str]) -> None:
+        i, end = 0, len(lines)
+        while i < end:
+            j, size = i, 0
+            while j < end and size < BATCH:
+                size += len(lines[j]) + 1
+                j += 1
+            data = ("\n".join(lines[i:j]) + "\n").encode("utf-8", "backslashreplace")
+            ok = self._write_all(data)
+            with self._lock:
+                self._held -= size
+                if not ok:
+                    self.dropped += j - i
+            i = j
+
+    def _write_all(self, data: bytes) -> bool:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except BlockingIOError:
+                # Somebody else made the shared fd non-blocking: wait here, in this thread.
+                select.select([], [self.fd], [], 1.0)
+                continue
+            except OSError:  # closed, broken pipe: nothing can be written there any more
+                self._broken = True
+                return False
+            view = view[n:]
+        self._broken = False
+        return True
+
+    def _report_drops(self) -> None:
+        lost = self.dropped - self._reported
+        if lost <= 0 or self._broken or self.on_drops is None:
+            return
+        now = time.monotonic()
+        if now - self._last_warning < self.warning_interval:
+            return
+        self._reported += lost
+        self._last_warning = now
+        try:
+            self.on_drops(lost)
+        except Exception:  # a warning must not end the writer
+            pass
+
+
+class LogWriterHandler(logging.Handler):
+    """A logging handler that formats a record and hands the line to a ``LogWriter``."""
+
+    def __init__(self, writer: LogWriter):
+        super().__init__()
+        self.writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self.writer.write(line)
+
+    def close(self) -> None:
+        # logging.shutdown (at exit) closes handlers: what is buffered goes out, in bounded time.
+        self.writer.close()
+        super().close()
+
+
+def stream_fd(stream, default: int) -> int:
+    """The fd under ``stream`` (sys.stdout, sys.stderr), or ``default`` when it has none."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return default
