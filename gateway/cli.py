@@ -122,6 +122,11 @@ def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
     _add(a, "--jwks-refresh-floor", 10.0, float, "least seconds between two fetches of one jwksURL (unknown kid refetches)")
 
 
+def _add_cross_namespace_flag(p) -> None:
+    _add(p, "--allow-cross-namespace-refs", False, bool,
+         "let routes use Services and Secrets of other namespaces without a ReferenceGrant (single-tenant clusters)")
+
+
 def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> None:
     s = p.add_argument_group("source")
     _add(s, "--manifests", manifests_default, str, "folder of manifests to route from (watched for changes)")
@@ -130,6 +135,7 @@ def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> Non
     _add(s, "--context", None, str, "kubeconfig context")
     _add(s, "--namespace", [], list, "namespace to watch (repeatable; default all)")
     _add(s, "--ingress-class", "crdgate", str, "the IngressClass / ingressClassName this gateway serves")
+    _add_cross_namespace_flag(s)
     _add(s, "--publish-address", None, str, "address written into Ingress status.loadBalancer")
     _add(s, "--publish-service", None, str, "NAMESPACE/NAME of the Service whose address goes into Ingress status")
     _add(s, "--lease-namespace", "crdgate-system", str, "namespace of the leader-election Lease")
@@ -169,11 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("dir", help="manifests folder")
     val.add_argument("--output", choices=["text", "json"], default="text")
     _add(val, "--ingress-class", "crdgate", str, "the class this gateway serves")
+    _add_cross_namespace_flag(val)
 
     routes = sub.add_parser("routes", help="print the compiled routing table, in match order")
     routes.add_argument("dir", help="manifests folder")
     routes.add_argument("--output", choices=["text", "json"], default="text")
     _add(routes, "--ingress-class", "crdgate", str, "the class this gateway serves")
+    _add_cross_namespace_flag(routes)
 
     bench = sub.add_parser("bench", help="the load benchmark (see `crdgate bench --help`)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -265,7 +273,9 @@ def _offline(args):
     if not root.is_dir():
         print(f"crdgate: not a folder: {root}", file=sys.stderr)
         return None, None
-    return root, CompileOptions(ingress_class=args.ingress_class)
+    return root, CompileOptions(
+        ingress_class=args.ingress_class, allow_cross_namespace_refs=args.allow_cross_namespace_refs
+    )
 
 
 def cmd_validate(args) -> int:

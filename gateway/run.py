@@ -90,7 +90,11 @@ async def serve(args, config: GatewayConfig, sock: socket.socket | None = None, 
     server = Server(config, limiter=limiter, certificates=tls.certificates)
     server.ratelimit_headers = args.ratelimit_headers
     server.create_traceparent = args.create_traceparent
-    options = CompileOptions(ingress_class=args.ingress_class, **_auth_defaults(args))
+    options = CompileOptions(
+        ingress_class=args.ingress_class,
+        allow_cross_namespace_refs=args.allow_cross_namespace_refs,
+        **_auth_defaults(args),
+    )
     tasks: list[asyncio.Task] = []
     status_sink = None
     if args.kube:
