@@ -297,6 +297,13 @@ class FakeKube:
         """Answer the next ``times`` matching requests with ``status`` (and Retry-After)."""
         self.faults.append(_Fault(status, times, retry_after, method, path_contains, watch))
 
+    def install(self, res: Res) -> None:
+        """Start serving a resource (a CRD installed while clients run)."""
+        self.resources = (*self.resources, res)
+        self.by_path.update({(res.group, v, res.plural): res for v in res.versions})
+        self.by_kind[res.kind] = res
+        self.objects.setdefault(res, {})
+
     def compact(self) -> None:
         """Forget the whole history: watches from any older resourceVersion get 410."""
         self.history.clear()
@@ -733,6 +740,17 @@ def secret(ns: str, name: str, labels: dict | None = None, **data: str) -> dict:
     if labels:
         meta["labels"] = labels
     return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque", "data": data}
+
+
+def referencegrant(ns: str, name: str, from_namespace: str, to_kind: str = "Service", to_name: str | None = None,
+                   from_kind: str = "APIEndpoint", version: str = "v1beta1") -> dict:
+    to: dict = {"group": "", "kind": to_kind}
+    if to_name:
+        to["name"] = to_name
+    from_group = "crdgate.io" if from_kind == "APIEndpoint" else "networking.k8s.io"
+    return {"apiVersion": f"gateway.networking.k8s.io/{version}", "kind": "ReferenceGrant",
+            "metadata": {"namespace": ns, "name": name},
+            "spec": {"from": [{"group": from_group, "kind": from_kind, "namespace": from_namespace}], "to": [to]}}
 
 
 def ingress(ns: str, name: str, class_name: str | None = "crdgate", tls: list[str] = (),
