@@ -24,7 +24,9 @@ from controller.compile import CompileOptions
 from controller.kube import KubeSource, make_api_client
 from controller.kubeapi import KubeAPI
 from controller.publish import Publisher
-from controller.store import APIENDPOINT, KINDS, REFERENCEGRANT, Store
+from controller.store import KINDS, Store
+
+REFERENCEGRANT = "ReferenceGrant"
 
 FAST = dict(timeout_seconds=30, backoff_base=0.05, backoff_cap=0.2, min_watch_seconds=0.0)
 GRANT_V1BETA1_AND_V1 = Res("gateway.networking.k8s.io", "v1beta1", "referencegrants", "ReferenceGrant", also_served=("v1",))

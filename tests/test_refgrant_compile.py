@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from controller.compile import CompileOptions, compile_snapshot
 from controller.incremental import Compiler
-from controller.store import REFERENCEGRANT, Store
+from controller.store import Store
 from gateway.routing import ENDPOINTS_NOT_FOUND
 from kobjects import apiendpoint, backend, ingress, path, referencegrant, snapshot
+
+REFERENCEGRANT = "ReferenceGrant"
 
 APIENDPOINT_FROM = ("crdgate.io", "APIEndpoint", "tenant-a")
 INGRESS_FROM = ("networking.k8s.io", "Ingress", "tenant-a")
