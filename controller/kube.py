@@ -44,7 +44,6 @@ import os
 import re
 from typing import Callable, Iterable, Sequence
 
-import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config import (
     ConfigException,
@@ -64,7 +63,6 @@ from controller.kubeapi import (
     REFERENCEGRANTS,
     SECRETS,
     SERVICES,
-    ApiError,
     KubeAPI,
     Resource,
 )
@@ -491,7 +489,7 @@ class KubeSource:
         while True:
             try:
                 resource = await self._discover_grants()
-            except (ApiError, OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            except Exception as exc:  # noqa: BLE001 — retried like a failed list; never fatal to the source
                 delay = backoff.next_delay()
                 log.warning("discovery of ReferenceGrant failed: %s; retrying in %.1fs", exc, delay)
                 await backoff.sleep(delay)

@@ -25,7 +25,6 @@ Neighbours: controller/compile.py (backends, mirror) and controller/authbuild.py
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -89,9 +88,10 @@ def validate_grant(obj: Mapping[str, Any]) -> None:
             for key in required:
                 if not isinstance(entry.get(key), str) or not entry[key]:
                     raise ValueError(f"{where}.{key}: required (a non-empty string)")
-            for key in set(keys) - set(required):
-                if entry.get(key) is not None and not isinstance(entry[key], str):
-                    raise ValueError(f"{where}.{key}: expected a string")
+            if entry.get("group") is not None and not isinstance(entry["group"], str):
+                raise ValueError(f"{where}.group: expected a string (\"\" for the core group)")
+            if field == "to" and entry.get("name") is not None and (not isinstance(entry["name"], str) or not entry["name"]):
+                raise ValueError(f"{where}.name: expected a non-empty string (leave it out for every name)")
 
 
 _ANY_NAME = None  # a ``to`` without a name: every object of the kind
@@ -140,9 +140,10 @@ def _entries(grant: Mapping[str, Any]) -> Iterable[tuple[tuple[str, ...], str | 
     if not isinstance(namespace, str) or not namespace or not isinstance(spec, Mapping):
         return
     froms = [f for f in spec.get("from") or () if _valid(f, ("kind", "namespace"))]
-    tos = [t for t in spec.get("to") or () if _valid(t, ("kind",)) and isinstance(t.get("name", ""), (str, type(None)))]
+    # An empty or non-string name is malformed, not "every name".
+    tos = [t for t in spec.get("to") or () if _valid(t, ("kind",)) and (t.get("name") is None or _valid(t, ("name",)))]
     for t in tos:
-        name = t.get("name") or _ANY_NAME
+        name = t.get("name", _ANY_NAME)
         for f in froms:
             key = (namespace, t.get("group") or "", t["kind"], f.get("group") or "", f["kind"], f["namespace"])
             yield key, name
@@ -158,18 +159,11 @@ def _valid(entry: Any, required: tuple[str, ...]) -> bool:
 
 NO_GRANTS = ReferenceGrants()
 
-_index_for: tuple[Any, ReferenceGrants] | None = None
-
 
 def grants_of(snapshot: Snapshot) -> ReferenceGrants:
-    """The index of a snapshot's ReferenceGrants, built once per snapshot."""
-    global _index_for
-    if _index_for is not None and _index_for[0]() is snapshot:
-        return _index_for[1]
+    """The index of a snapshot's ReferenceGrants (a compile builds it once, on first use)."""
     objects = snapshot.of(REFERENCEGRANT)
-    grants = ReferenceGrants(objects.values()) if objects else NO_GRANTS
-    _index_for = (weakref.ref(snapshot), grants)
-    return grants
+    return ReferenceGrants(objects.values()) if objects else NO_GRANTS
 
 
 class References:

@@ -75,8 +75,17 @@ async def test_grants_are_listed_and_watched(fake_kube, kube_api):
     assert fake_kube.watch_requests("referencegrants")
 
 
+async def test_failed_discovery_is_retried(fake_kube, kube_api):
+    fake_kube.create(referencegrant("tenant-b", "g", "tenant-a"))
+    fake_kube.fail(503, times=2, path_contains="/apis/gateway.networking.k8s.io/v1")
+    store = Store()
+    async with running(KubeSource(store, kube_api, **FAST).run()):
+        await eventually(lambda: store.synced(KINDS), what="sync after the failures")
+        assert store.keys(REFERENCEGRANT) == ["tenant-b/g"]
+
+
 async def test_v1_is_preferred_where_served(tmp_path):
-    resources = tuple(r for r in WITHOUT_REFERENCEGRANT) + (GRANT_V1BETA1_AND_V1,)
+    resources = (*WITHOUT_REFERENCEGRANT, GRANT_V1BETA1_AND_V1)
     async with serving(tmp_path, resources) as (fk, api):
         fk.create(referencegrant("tenant-b", "g", "tenant-a"))
         store = Store()

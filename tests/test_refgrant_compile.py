@@ -251,3 +251,21 @@ def test_removing_or_narrowing_a_grant_revokes_at_the_next_compile():
     # A grant in another namespace than the target's permits nothing there.
     store.apply(REFERENCEGRANT, "ADDED", referencegrant("g", "tenant-c", [APIENDPOINT_FROM], [("", "Service")]))
     assert states() == ("RefNotPermitted", "RefNotPermitted")
+
+
+# -- the index -------------------------------------------------------------------------
+
+
+def test_malformed_entries_grant_nothing_and_the_rest_stands():
+    from controller.refgrant import Referrer, ReferenceGrants
+
+    grant = referencegrant("g", "tenant-b", [APIENDPOINT_FROM], [("", "Service", "db")])
+    grant["spec"]["to"] += [{"group": "", "kind": "Secret", "name": ""}, {"kind": 7}, "junk"]
+    grant["spec"]["from"] += [{"group": "crdgate.io", "kind": "APIEndpoint"}]  # no namespace
+    grants = ReferenceGrants([grant, {"kind": "ReferenceGrant", "metadata": {"name": "no-spec", "namespace": "tenant-b"}}])
+    a = Referrer("crdgate.io", "APIEndpoint", "tenant-a")
+    assert grants.permits(a, "", "Service", "tenant-b", "db")
+    assert not grants.permits(a, "", "Service", "tenant-b", "cache")
+    assert not grants.permits(a, "", "Secret", "tenant-b", "keys")  # an empty name is not "every name"
+    assert not grants.permits(Referrer("crdgate.io", "APIEndpoint", "tenant-c"), "", "Service", "tenant-b", "db")
+    assert grants.permits(Referrer("x", "Y", "tenant-b"), "", "Secret", "tenant-b", "anything")  # same namespace
