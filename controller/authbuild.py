@@ -7,7 +7,7 @@ Called by controller/compile.py for each route; the result goes into
 - ``(None, None)``: no authentication on this route.
 - ``(authenticator, None)``: authenticate with it.
 - ``(unavailable, (reason, message))`` with reason ``SecretNotFound``,
-  ``InvalidSecret`` or ``AuthNotConfigured``: keep the route, whose
+  ``RefNotPermitted``, ``InvalidSecret`` or ``AuthNotConfigured``: keep the route, whose
   authenticator answers 503 "auth unavailable" (fail closed, and the route
   stays visible, so a client sees an outage rather than a 404 that hides a
   typo); mark the object ``Error`` with that reason and message.
@@ -21,6 +21,12 @@ from its ``crdgate.io/auth-*`` annotations), then the gateway default
 (``--default-auth-secret NS/NAME`` with ``--default-auth-type``), else
 ``AuthNotConfigured``. An explicit ``auth`` always applies, whatever
 ``authRequired`` says.
+
+A Secret in another namespace than the route's is read only when a
+ReferenceGrant there permits it (controller/refgrant.py, the ``references``
+the compiler passes); otherwise the route fails closed with ``RefNotPermitted``
+and the Secret is not even looked up. The gateway default
+(``--default-auth-secret``) is the operator's choice and needs no grant.
 
 Authenticators are memoised by a hash of the normalised spec and the Secret's
 content: recompiling with the same content hands back the same instance, so
@@ -44,6 +50,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from controller.durations import parse_duration
+from controller.refgrant import CORE_GROUP, REF_NOT_PERMITTED, References
 from controller.store import SECRET, Snapshot
 from gateway.auth import (
     SCHEME_APIKEY,
@@ -75,6 +82,7 @@ INVALID_SPEC = "InvalidSpec"
 AUTH_NOT_CONFIGURED = "AuthNotConfigured"
 
 DEFAULT_AUTH_LABEL = "crdgate.io/default-auth"
+GATEWAY_DEFAULT = "--default-auth-secret"  # where the gateway-wide default comes from, for messages
 
 # Ingress annotations (and the options of a namespace-default Secret).
 A_TYPE = "crdgate.io/auth-type"
@@ -192,11 +200,13 @@ def build_auth(
     defaults: AuthDefaults = NO_DEFAULTS,
     *,
     field: str = "spec.auth",
+    references: References | None = None,
 ) -> tuple[Authenticator | None, AuthError | None]:
     """The authenticator for one route (see the module docstring for the cases).
 
     ``field`` is where ``spec_auth`` came from, for messages ("spec.auth", or
-    "metadata.annotations" for an Ingress).
+    "metadata.annotations" for an Ingress); ``references``: which Secrets of
+    other namespaces the route may read (None: any, as before grants existed).
     """
     where = f"{field}.secretRef"
     if not spec_auth:
@@ -217,12 +227,13 @@ def build_auth(
             spec = parse_spec(default_auth, namespace, "auth")
         except SpecError as e:  # options from the default Secret's annotations
             return UnavailableAuthenticator("none", INVALID_SECRET), (INVALID_SECRET, f"{where}: {e}")
-        return _build(spec, snapshot, where)
+        # A namespace default lives in the route's own namespace; the gateway default is the operator's.
+        return _build(spec, snapshot, where, None if where == GATEWAY_DEFAULT else references)
     try:
         spec = parse_spec(spec_auth, namespace, field)
     except SpecError as e:
         return None, (INVALID_SPEC, str(e))
-    return _build(spec, snapshot, where)
+    return _build(spec, snapshot, where, references)
 
 
 def build_ingress_auth(
@@ -230,13 +241,16 @@ def build_ingress_auth(
     namespace: str,
     snapshot: Snapshot,
     defaults: AuthDefaults = NO_DEFAULTS,
+    references: References | None = None,
 ) -> tuple[Authenticator | None, AuthError | None]:
     """The authenticator for an Ingress's routes, from its annotations."""
     try:
         spec_auth, required = spec_from_annotations(annotations or {}, namespace)
     except SpecError as e:
         return None, (INVALID_SPEC, f"metadata.annotations: {e}")
-    auth, error = build_auth(spec_auth, required, namespace, snapshot, defaults, field="metadata.annotations")
+    auth, error = build_auth(
+        spec_auth, required, namespace, snapshot, defaults, field="metadata.annotations", references=references
+    )
     if error is not None:
         # Name the annotation the user wrote, not the spec field it became.
         reason, message = error
@@ -276,7 +290,7 @@ def resolve_default(
         return options, where, None
     if defaults.secret_name and defaults.type:
         spec = {"type": defaults.type, "secretRef": {"name": defaults.secret_name, "namespace": defaults.secret_namespace}}
-        return spec, "--default-auth-secret", None
+        return spec, GATEWAY_DEFAULT, None
     return None
 
 
@@ -523,9 +537,16 @@ _authenticators: "weakref.WeakValueDictionary[str, Authenticator]" = weakref.Wea
 _remote_jwks: "weakref.WeakValueDictionary[str, RemoteJWKS]" = weakref.WeakValueDictionary()
 
 
-def _build(spec: AuthSpec, snapshot: Snapshot, where: str) -> tuple[Authenticator | None, AuthError | None]:
+def _build(
+    spec: AuthSpec, snapshot: Snapshot, where: str, references: References | None
+) -> tuple[Authenticator | None, AuthError | None]:
     data: dict[str, bytes] = {}
     if spec.secret_name is not None:
+        ns = spec.secret_namespace or ""
+        if references is not None and not references.permitted(CORE_GROUP, SECRET, ns, spec.secret_name):
+            # Checked before the lookup: a refused reference learns nothing of the Secret, not even that it exists.
+            msg = f"{references.refusal(SECRET, ns, spec.secret_name)} ({where})"
+            return UnavailableAuthenticator(spec.type, REF_NOT_PERMITTED), (REF_NOT_PERMITTED, msg)
         secret = snapshot.get(SECRET, spec.secret_namespace or "", spec.secret_name)
         if secret is None:
             msg = f"Secret {spec.secret_ref} not found ({where})"

@@ -24,6 +24,10 @@ Every semantic rule lives here:
 - backends resolve Service -> EndpointSlices -> ready addresses and the port
   the Service port maps to; a missing Service is ``BackendNotFound`` (route kept,
   the proxy answers 500), no ready endpoints is ``NoReadyEndpoints`` (503);
+- a Service or Secret in another namespace is used only when a ReferenceGrant
+  there permits it (controller/refgrant.py; ``allow_cross_namespace_refs``
+  turns the check off): otherwise ``RefNotPermitted``, the route is kept and
+  fails closed, as for a missing one (a backend answers 500, auth 503);
 - ``refresh_endpoints`` redoes only that last step for EndpointSlice churn.
 
 This module compiles one object at a time (``_Compiler.build``: an object and
@@ -52,6 +56,16 @@ from controller import models as m
 from controller.annotations import AnnotationError, ingress_policy
 from controller.authbuild import NO_DEFAULTS, AuthDefaults
 from controller.ingressclass import owns_ingress
+from controller.refgrant import (
+    APIENDPOINT_GROUP,
+    CORE_GROUP,
+    INGRESS_GROUP,
+    REF_NOT_PERMITTED,
+    Referrer,
+    References,
+    ReferenceGrants,
+    grants_of,
+)
 from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, INGRESSCLASS, SERVICE, Snapshot
 from gateway.routing import (
     ENDPOINTS_NONE_READY,
@@ -86,6 +100,7 @@ BACKEND_NOT_FOUND = "BackendNotFound"
 NO_READY_ENDPOINTS = "NoReadyEndpoints"
 SECRET_NOT_FOUND = "SecretNotFound"
 AUTH_NOT_CONFIGURED = "AuthNotConfigured"
+# REF_NOT_PERMITTED ("RefNotPermitted", controller/refgrant.py): no ReferenceGrant permits a reference.
 # Reasons that leave the object out of the table, by the condition they belong to.
 _ACCEPTED_REASONS = frozenset({INVALID_SPEC, CONFLICTED})
 
@@ -95,6 +110,9 @@ class CompileOptions:
     ingress_class: str = "crdgate"
     controller_name: str = "crdgate.io/gateway"
     auth_defaults: AuthDefaults = NO_DEFAULTS  # what authRequired means with no namespace default
+    # --allow-cross-namespace-refs: any route may use any namespace's Services and
+    # Secrets without a ReferenceGrant (single-tenant clusters only).
+    allow_cross_namespace_refs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +219,7 @@ def build_auth(
     *,
     auth_required: bool = False,
     defaults: AuthDefaults = NO_DEFAULTS,
+    references: References | None = None,
 ) -> tuple[Any | None, RefError | None]:
     """The authenticator for a route's ``auth`` (or the default that ``authRequired`` means).
 
@@ -214,7 +233,9 @@ def build_auth(
       through to a broader route without auth), status Error with the reason;
     - ``(None, RefError)``: the ``auth`` spec is invalid: leave the route out.
     """
-    authenticator, err = authbuild.build_auth(spec_auth, auth_required, namespace, snapshot, defaults)
+    authenticator, err = authbuild.build_auth(
+        spec_auth, auth_required, namespace, snapshot, defaults, references=references
+    )
     if err is None and authenticator is None and (spec_auth or auth_required):
         # Never serve a route that asked for auth without it.
         return None, RefError(AUTH_NOT_CONFIGURED, "auth could not be built")
@@ -330,6 +351,22 @@ def service_key(namespace: str, name: str, port: int | str | None, services: _Se
     return f"{namespace}/{name}" + ("" if port is None else f":{port}")
 
 
+# A Service reference that no ReferenceGrant permits gets a key of its own: the
+# Service's real EndpointSet (which routes of its own namespace may use) stays
+# as it is, and this one is always "not found" (the proxy answers 500). No
+# namespace contains ":", so it can never be taken for a Service key.
+REFUSED_PREFIX = "refused:"
+
+
+def refused_key(namespace: str, name: str, port: int | str | None) -> str:
+    return f"{REFUSED_PREFIX}{namespace}/{name}" + ("" if port is None else f":{port}")
+
+
+def is_service_key(key: str) -> bool:
+    """True for "ns/svc:port" keys; False for URL backends and refused references."""
+    return not key.startswith(("http://", "https://", REFUSED_PREFIX))
+
+
 @lru_cache(maxsize=4096)
 def url_key(url: str) -> str:
     u = urlsplit(url)
@@ -412,6 +449,8 @@ def _resolve_all(
     for key in sorted(keys):
         if key.startswith(("http://", "https://")):
             out[key] = _resolve_url(key)
+        elif key.startswith(REFUSED_PREFIX):
+            out[key] = EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), ""  # the object's ref_errors say why
         else:
             out[key] = _resolve_service(key, services)
     return out
@@ -446,7 +485,11 @@ def _error_status(kind, namespace, name, generation, origin, reason, message) ->
 
 def _routed_status(r: _Routed, resolved: Mapping[str, tuple[EndpointSet, str]]) -> ObjectStatus:
     """The status of an object in the table, once its backends are resolved."""
-    missing = [resolved[k][1] for k in (*r.backends, *r.extra_refs) if resolved[k][0].state == ENDPOINTS_NOT_FOUND]
+    missing = [
+        resolved[k][1]
+        for k in (*r.backends, *r.extra_refs)
+        if resolved[k][0].state == ENDPOINTS_NOT_FOUND and not k.startswith(REFUSED_PREFIX)
+    ]
     unready = [resolved[k][1] for k in r.backends if resolved[k][0].state == ENDPOINTS_NONE_READY]
     if r.problems:
         accepted = ("False", r.problems[0][0], "; ".join(msg for _, msg in r.problems))
@@ -635,11 +678,23 @@ def _policy(spec: m.APIEndpointSpec, authenticator: Any, mirror_key: str | None)
     )
 
 
-def _target_key(t: m.BackendTargetSpec, namespace: str, services: _Services) -> str:
+def _target_key(
+    t: m.BackendTargetSpec,
+    namespace: str,
+    services: _Services,
+    refs: References,
+    where: str,
+    refused: list[tuple[str, str]],
+) -> str:
+    """The EndpointSet key of a backend; a refused one is added to ``refused`` as (reason, message)."""
     if t.url is not None:
         return url_key(t.url)
     assert t.service is not None
-    return service_key(t.service.namespace or namespace, t.service.name, t.service.port, services)
+    ns, name = t.service.namespace or namespace, t.service.name
+    if not refs.permitted(CORE_GROUP, SERVICE, ns, name):
+        refused.append((REF_NOT_PERMITTED, f"{refs.refusal(SERVICE, ns, name)} ({where})"))
+        return refused_key(ns, name, t.service.port)  # the Service itself is not even looked up
+    return service_key(ns, name, t.service.port, services)
 
 
 @lru_cache(maxsize=4096)
@@ -722,6 +777,26 @@ class _Compiler:
         self.services = _Services(snapshot, self._reads.note, slices)
         self.tracked = _Tracked(snapshot, self._reads.note)
         self._default_class: bool | None = None
+        self._grants: ReferenceGrants | None = None
+        self._references: dict[tuple[str, str], References] = {}
+
+    def grants(self) -> ReferenceGrants:
+        """The snapshot's ReferenceGrants, indexed on the first cross-namespace question."""
+        if self._grants is None:
+            self._grants = grants_of(self.snapshot)
+        return self._grants
+
+    def references(self, group: str, kind: str, namespace: str) -> References:
+        """What an object of ``kind`` in ``namespace`` may refer to; asking notes the dependency."""
+        refs = self._references.get((kind, namespace))
+        if refs is None:
+            refs = self._references[(kind, namespace)] = References(
+                Referrer(group, kind, namespace),
+                self.grants,
+                allow_all=self.options.allow_cross_namespace_refs,
+                note=self._reads.note,
+            )
+        return refs
 
     def origin(self, kind: str, key: str) -> str | None:
         return self.snapshot.origins.get(f"{kind}:{key}")
@@ -769,6 +844,7 @@ class _Compiler:
         except ValidationError as e:
             raise _Invalid(INVALID_SPEC, "; ".join(m.describe_errors(e, "spec"))) from None
 
+        refs = self.references(APIENDPOINT_GROUP, APIENDPOINT, namespace)
         authenticator = None
         ref_errors: tuple[tuple[str, str], ...] = ()
         if spec.auth is not None or spec.auth_required:
@@ -778,6 +854,7 @@ class _Compiler:
                 self.tracked,
                 auth_required=spec.auth_required,
                 defaults=self.options.auth_defaults,
+                references=refs,
             )
             if err is not None:
                 if authenticator is None:
@@ -785,11 +862,17 @@ class _Compiler:
                 ref_errors = ((err.reason, err.message),)
 
         backends: list[BackendRef] = []
+        refused: list[tuple[str, str]] = []  # (RefNotPermitted, message) per refused backend
         if spec.backend_service is not None:
             backends.append(_backend_ref(service_key(namespace, spec.backend_service, None, self.services)))
-        for b in spec.backends or ():
-            backends.append(_backend_ref(_target_key(b, namespace, self.services), b.weight))
-        mirror_key = _target_key(spec.mirror.backend, namespace, self.services) if spec.mirror else None
+        for i, b in enumerate(spec.backends or ()):
+            target = _target_key(b, namespace, self.services, refs, f"spec.backends[{i}]", refused)
+            backends.append(_backend_ref(target, b.weight))
+        mirror_key = None
+        if spec.mirror:
+            mirror_key = _target_key(spec.mirror.backend, namespace, self.services, refs, "spec.mirror.backend", refused)
+        if refused:
+            ref_errors = (*refused, *ref_errors)
         origin = self.origin(APIENDPOINT, key)
 
         path_type = spec.path_type
@@ -867,7 +950,11 @@ class _Compiler:
             raise _Invalid(INVALID_SPEC, "; ".join(m.describe_errors(e, ""))) from None
         owner = key  # "namespace/name", the store's own string
         authenticator, err = authbuild.build_ingress_auth(
-            ing.metadata.annotations, namespace, self.tracked, self.options.auth_defaults
+            ing.metadata.annotations,
+            namespace,
+            self.tracked,
+            self.options.auth_defaults,
+            references=self.references(INGRESS_GROUP, INGRESS, namespace),
         )
         try:
             # Checked before auth's own error: a mistyped crdgate.io/auth-* name is named here.

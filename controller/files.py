@@ -11,7 +11,9 @@ What a file gives, and what the API server would have done to it:
   sorted path order; hidden files and folders and editor leftovers are skipped;
 - multi-document YAML, ``kind: List`` (or ``*List``) with ``items``, JSON objects;
 - known kinds only (APIEndpoint, Service, EndpointSlice, Ingress, IngressClass,
-  Secret); others (Namespace, Deployment, ...) are ignored;
+  Secret, ReferenceGrant); others (Namespace, Deployment, ...) are ignored; a
+  ReferenceGrant's spec is checked here (the API server would check it against
+  the CRD's schema), so a typo is an error rather than a grant of nothing;
 - defaults: namespace ``default`` (IngressClass is cluster-scoped: ``""``),
   ``generation`` 1, a deterministic ``uid``, ``resourceVersion`` = content hash,
   Secret ``stringData`` folded into base64 ``data``;
@@ -55,6 +57,7 @@ import yaml
 from yaml.nodes import ScalarNode
 
 from controller import store as store_mod
+from controller.refgrant import GRANT_API_VERSIONS, validate_grant
 from controller.store import Store
 from gateway import metrics
 
@@ -70,16 +73,17 @@ STEP_MS = 10  # the watcher's polling step (see ManifestSource.run)
 # file is meant to lose routes, and dropping them would 404 live traffic.
 SETTLE_S = 0.25
 
-# kind -> the apiVersion it is served at. A known kind at another version is an
+# kind -> the apiVersions it is served at. A known kind at another version is an
 # error rather than silently ignored: it is almost always a typo or an old
 # manifest (networking.k8s.io/v1beta1) the user expects to take effect.
 API_VERSIONS = {
-    store_mod.APIENDPOINT: "crdgate.io/v1",
-    store_mod.SERVICE: "v1",
-    store_mod.ENDPOINTSLICE: "discovery.k8s.io/v1",
-    store_mod.INGRESS: "networking.k8s.io/v1",
-    store_mod.INGRESSCLASS: "networking.k8s.io/v1",
-    store_mod.SECRET: "v1",
+    store_mod.APIENDPOINT: ("crdgate.io/v1",),
+    store_mod.SERVICE: ("v1",),
+    store_mod.ENDPOINTSLICE: ("discovery.k8s.io/v1",),
+    store_mod.INGRESS: ("networking.k8s.io/v1",),
+    store_mod.INGRESSCLASS: ("networking.k8s.io/v1",),
+    store_mod.SECRET: ("v1",),
+    store_mod.REFERENCEGRANT: GRANT_API_VERSIONS,
 }
 CLUSTER_SCOPED = frozenset({store_mod.INGRESSCLASS})
 
@@ -266,8 +270,8 @@ def _object(doc: object, origin: str) -> tuple[str, dict] | None:
     if wanted is None:
         log.debug("%s: ignoring %s %s (not a kind crdgate reads)", origin, kind, name)
         return None
-    if api_version != wanted:
-        raise ValueError(f"{kind} {name}: apiVersion must be {wanted}, not {api_version}")
+    if api_version not in wanted:
+        raise ValueError(f"{kind} {name}: apiVersion must be {' or '.join(wanted)}, not {api_version}")
     if len(name) > 253 or not _NAME.fullmatch(name):
         raise ValueError(f"{kind} {name!r}: metadata.name must be lower-case letters, digits, '-' and '.'")
     if kind in CLUSTER_SCOPED:
@@ -278,6 +282,11 @@ def _object(doc: object, origin: str) -> tuple[str, dict] | None:
             raise ValueError(
                 f"{kind} {name}: metadata.namespace {namespace!r} must be lower-case letters, digits and '-'"
             )
+    if kind == store_mod.REFERENCEGRANT:
+        try:
+            validate_grant(doc)
+        except ValueError as e:
+            raise ValueError(f"{kind} {namespace}/{name}: {e}") from None
     obj = dict(doc)
     if kind == store_mod.SECRET and "stringData" in obj:
         obj = _fold_string_data(obj, f"Secret {namespace}/{name}")

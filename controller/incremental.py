@@ -12,7 +12,8 @@ object counts as changed: ``compile_snapshot``) or from the previous compile:
 
 1. objects to compile: the APIEndpoints and Ingresses that changed, and those
    that read something that changed (a Service whose ports moved, a Secret, the
-   namespace's default auth Secret, the IngressClass); an object whose only
+   namespace's default auth Secret, the IngressClass, a ReferenceGrant in a
+   namespace it refers into); an object whose only
    change is its status or resourceVersion (our own status write coming back
    through the watch) keeps what it compiled to;
 2. conflicts: the candidates that share a match key (host, path, type, methods,
@@ -56,6 +57,7 @@ from controller.compile import (
     _gc_paused,
     _parse_service_key,
     _resolve_all,
+    is_service_key,
     _routed_status,
     _Routed,
     candidate_order,
@@ -65,7 +67,8 @@ from controller.compile import (
     settle,
     slice_service,
 )
-from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, SECRET, SERVICE, Snapshot
+from controller.refgrant import REFERENCE_GRANTS
+from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot
 from gateway.routing import EndpointSet, Route, RouteTable
 
 log = logging.getLogger("crdgate.controller.compile")
@@ -286,6 +289,10 @@ class _Step:
                 meta = (secret or {}).get("metadata") or {}
                 if DEFAULT_AUTH_LABEL in (meta.get("labels") or {}):
                     out |= self._dependents((NAMESPACE_DEFAULTS, meta.get("namespace") or ""))
+        for key in ch.get(REFERENCEGRANT, ()):
+            # A grant added, narrowed or removed: every object that asked about a
+            # reference into its namespace is checked again (revocation is at once).
+            out |= self._dependents((REFERENCE_GRANTS, key.partition("/")[0]))
         return out
 
     def _compile_objects(self) -> None:
@@ -522,8 +529,8 @@ class _Step:
             self.endpoint_changes[key] = None
 
     def _index_backend(self, key: str, add: bool) -> None:
-        if key.startswith(("http://", "https://")):
-            return  # a URL depends on no Service
+        if not is_service_key(key):
+            return  # a URL, or a refused reference, depends on no Service
         namespace, name, _ = _parse_service_key(key)
         svc = f"{namespace}/{name}"
         by_service = self.st.keys_by_service

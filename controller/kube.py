@@ -24,6 +24,14 @@ Secrets are not watched wholesale; the Store holds only the ones routes use:
 Both need only get/list/watch on Secrets (RBAC cannot narrow list/watch to
 names, so the ClusterRole grants them on all Secrets; the cache stays narrow).
 
+ReferenceGrants (Gateway API, controller/refgrant.py) are a CRD the cluster
+may not have: discovery picks the version served (v1 preferred, else v1beta1)
+and one reflector per watched namespace follows it. When neither is served,
+that is logged once and the kind counts as listed with no grants (so every
+cross-namespace reference is refused and everything else routes); discovery
+is tried again every ``rediscover_seconds``, so installing the CRD later takes
+effect without a restart.
+
 ``wire`` assembles everything ``crdgate run --kube`` needs: the source, the
 status writer (controller/status.py) and leader election (controller/leader.py).
 """
@@ -52,6 +60,7 @@ from controller.kubeapi import (
     ENDPOINTSLICES,
     INGRESSCLASSES,
     INGRESSES,
+    REFERENCEGRANTS,
     SECRETS,
     SERVICES,
     KubeAPI,
@@ -64,6 +73,7 @@ from controller.store import (
     APIENDPOINT,
     INGRESS,
     INGRESSCLASS,
+    REFERENCEGRANT,
     SECRET,
     SERVICE,
     Snapshot,
@@ -384,6 +394,7 @@ class KubeSource:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         min_watch_seconds: float = 1.0,
+        rediscover_seconds: float = 60.0,
         sleep: Callable | None = None,
     ):
         self.store = store
@@ -398,6 +409,8 @@ class KubeSource:
         self._backoff_args: dict = dict(base=backoff_base, cap=backoff_cap)
         if sleep is not None:
             self._backoff_args["sleep"] = sleep
+        self.rediscover_seconds = rediscover_seconds
+        self.grant_resource: Resource | None = None  # the ReferenceGrant version watched, once discovered
         self._refs_changed = asyncio.Event()
         self._refs = SecretReferences(store, ingress_class)
         self.feeds: dict[str, KindFeed] = {}
@@ -430,6 +443,8 @@ class KubeSource:
         self.feeds[INGRESSCLASS] = KindFeed(self.store, INGRESSCLASS, refs_changed)
         self.feeds[SECRET] = secrets = KindFeed(self.store, SECRET)
         secrets.expect(_REFERENCES)
+        self.feeds[REFERENCEGRANT] = grants = KindFeed(self.store, REFERENCEGRANT)
+        grant_sinks = [(ns, grants.expect(ns or "*")) for ns in self.namespaces or (None,)]
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -445,6 +460,7 @@ class KubeSource:
                     self._start(SERVICES, self.feeds[SERVICE].expect(f"publish:{ns}/{name}"),
                                 namespace=ns, field_selector=f"metadata.name={name}")
                 tg.create_task(self._follow_secrets(), name="secret references")
+                tg.create_task(self._follow_grants(grant_sinks), name="reference grants")
         finally:
             self._tg = None
             self._secret_tasks.clear()
@@ -465,6 +481,43 @@ class KubeSource:
             self._reconcile_secrets(wanted | self.default_secrets)
             self.feeds[SECRET].drop(_REFERENCES)  # from now on the Secret kind may sync
             await self._refs_changed.wait()
+
+    async def _follow_grants(self, sinks: list[tuple[str | None, _PartSink]]) -> None:
+        """Find the ReferenceGrant version served, then start its reflectors (one per namespace part)."""
+        backoff = Backoff(**self._backoff_args)
+        told = False
+        while True:
+            try:
+                resource = await self._discover_grants()
+            except Exception as exc:  # noqa: BLE001 — retried like a failed list; never fatal to the source
+                delay = backoff.next_delay()
+                log.warning("discovery of ReferenceGrant failed: %s; retrying in %.1fs", exc, delay)
+                await backoff.sleep(delay)
+                continue
+            backoff.reset()
+            if resource is not None:
+                break
+            if not told:
+                log.warning(
+                    "ReferenceGrant (%s) is not served by the API server: no grants, so references to "
+                    "Services and Secrets in other namespaces are refused (RefNotPermitted). Install the "
+                    "Gateway API CRDs to grant them, or run with --allow-cross-namespace-refs on",
+                    REFERENCEGRANTS[0].group,
+                )
+                told = True
+                for _, sink in sinks:
+                    sink.replace([])  # listed, empty: the first table need not wait for it
+            await backoff.sleep(self.rediscover_seconds)
+        self.grant_resource = resource
+        log.info("watching ReferenceGrants at %s", resource.api_version)
+        for ns, sink in sinks:
+            self._start(resource, sink, namespace=ns)
+
+    async def _discover_grants(self) -> Resource | None:
+        for resource in REFERENCEGRANTS:  # preferred first
+            if await self.api.serves(resource):
+                return resource
+        return None
 
     def _reconcile_secrets(self, wanted: set[tuple[str, str]]) -> None:
         feed = self.feeds[SECRET]

@@ -29,7 +29,8 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 import aiohttp
 from kubernetes_asyncio.client import ApiClient
 
-from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, INGRESSCLASS, SECRET, SERVICE
+from controller.refgrant import GRANT_GROUP, GRANT_VERSIONS
+from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, INGRESSCLASS, REFERENCEGRANT, SECRET, SERVICE
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -76,6 +77,8 @@ INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", INGRESS)
 INGRESSCLASSES = Resource("networking.k8s.io", "v1", "ingressclasses", INGRESSCLASS, namespaced=False)
 SECRETS = Resource("", "v1", "secrets", SECRET)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+# Gateway API's CRD, when installed: the versions to try, preferred first (see KubeSource).
+REFERENCEGRANTS = tuple(Resource(GRANT_GROUP, v, "referencegrants", REFERENCEGRANT) for v in GRANT_VERSIONS)
 
 
 class ApiError(Exception):
@@ -159,6 +162,20 @@ class KubeAPI:
                 raise await _error_from(resp)
             data = await resp.read()
         return json.loads(data) if data else {}
+
+    async def serves(self, resource: Resource) -> bool:
+        """Whether the server serves ``resource`` at its version (API discovery).
+
+        False when the group version is unknown (404, e.g. a CRD not installed)
+        or does not list the resource; ApiError for any other failure."""
+        path = f"/apis/{resource.group}/{resource.version}" if resource.group else f"/api/{resource.version}"
+        try:
+            doc = await self.request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return any(isinstance(r, dict) and r.get("name") == resource.plural for r in doc.get("resources") or ())
 
     @asynccontextmanager
     async def stream(self, path: str, query: Sequence[tuple[str, str]],

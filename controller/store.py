@@ -30,8 +30,9 @@ ENDPOINTSLICE = "EndpointSlice"
 INGRESS = "Ingress"
 INGRESSCLASS = "IngressClass"
 SECRET = "Secret"
+REFERENCEGRANT = "ReferenceGrant"  # gateway.networking.k8s.io: permission across namespaces
 
-KINDS = (APIENDPOINT, SERVICE, ENDPOINTSLICE, INGRESS, INGRESSCLASS, SECRET)
+KINDS = (APIENDPOINT, SERVICE, ENDPOINTSLICE, INGRESS, INGRESSCLASS, SECRET, REFERENCEGRANT)
 # Kinds whose changes only move addresses: no route needs recompiling for them.
 ENDPOINT_KINDS = frozenset({ENDPOINTSLICE})
 

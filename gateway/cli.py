@@ -139,6 +139,11 @@ def _add_auth_default_flags(p) -> None:
     _add(p, "--default-auth-type", "APIKey", str, "scheme of --default-auth-secret", choices=["APIKey", "Basic", "JWT"])
 
 
+def _add_cross_namespace_flag(p) -> None:
+    _add(p, "--allow-cross-namespace-refs", False, bool,
+         "let routes use Services and Secrets of other namespaces without a ReferenceGrant (single-tenant clusters)")
+
+
 def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> None:
     s = p.add_argument_group("source")
     _add(s, "--manifests", manifests_default, str, "folder of manifests to route from (watched for changes)")
@@ -147,6 +152,7 @@ def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> Non
     _add(s, "--context", None, str, "kubeconfig context")
     _add(s, "--namespace", [], list, "namespace to watch (repeatable; default all)")
     _add(s, "--ingress-class", "crdgate", str, "the IngressClass / ingressClassName this gateway serves")
+    _add_cross_namespace_flag(s)
     _add(s, "--publish-address", None, str, "address written into Ingress status.loadBalancer")
     _add(s, "--publish-service", None, str, "NAMESPACE/NAME of the Service whose address goes into Ingress status")
     _add(s, "--leader-elect", True, bool,
@@ -192,12 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--output", choices=["text", "json"], default="text")
     _add(val, "--ingress-class", "crdgate", str, "the class this gateway serves")
     _add_auth_default_flags(val)
+    _add_cross_namespace_flag(val)
 
     routes = sub.add_parser("routes", help="print the compiled routing table, in match order")
     routes.add_argument("dir", help="manifests folder")
     routes.add_argument("--output", choices=["text", "json"], default="text")
     _add(routes, "--ingress-class", "crdgate", str, "the class this gateway serves")
     _add_auth_default_flags(routes)
+    _add_cross_namespace_flag(routes)
 
     bench = sub.add_parser("bench", help="the load benchmark (see `crdgate bench --help`)", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -245,7 +253,11 @@ def compile_options(args):
     secret = args.default_auth_secret
     # --default-auth-type has a default (APIKey): it only means something with a secret.
     auth_defaults = AuthDefaults.from_flags(secret, args.default_auth_type if secret else None)
-    return CompileOptions(ingress_class=args.ingress_class, auth_defaults=auth_defaults)
+    return CompileOptions(
+        ingress_class=args.ingress_class,
+        auth_defaults=auth_defaults,
+        allow_cross_namespace_refs=args.allow_cross_namespace_refs,
+    )
 
 
 def _upstream_ca_file(path: str | None) -> str | None:

@@ -23,6 +23,10 @@ depends on it:
   created later) exist, and creating an object in another one is a 404
   ``namespaces "x" not found``, as on the real server; without it (the
   default) every namespace exists, which most tests rely on.
+- discovery of a group version (``GET /apis/GROUP/VERSION``: an
+  APIResourceList, 404 when nothing is served there). ``resources`` chooses
+  what is served (leave ReferenceGrant out: its CRD is not installed); a Res's
+  ``also_served`` versions share its objects, as a CRD's versions do.
 
 Test controls: ``create``/``update``/``set_status``/``delete``/``get`` (direct,
 no HTTP, as another client would write), ``compact()``, ``drop_watches()``
@@ -58,6 +62,11 @@ class Res:
     kind: str
     namespaced: bool = True
     status_subresource: bool = False
+    also_served: tuple[str, ...] = ()  # more versions of the same objects
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return (self.version, *self.also_served)
 
     @property
     def api_version(self) -> str:
@@ -77,7 +86,10 @@ RESOURCES = (
     Res("networking.k8s.io", "v1", "ingressclasses", "IngressClass", namespaced=False),
     Res("coordination.k8s.io", "v1", "leases", "Lease"),
     Res("", "v1", "namespaces", "Namespace", namespaced=False),
+    # Gateway API's standard channel serves ReferenceGrant at v1beta1.
+    Res("gateway.networking.k8s.io", "v1beta1", "referencegrants", "ReferenceGrant"),
 )
+WITHOUT_REFERENCEGRANT = tuple(r for r in RESOURCES if r.kind != "ReferenceGrant")
 
 REASONS = {
     400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
@@ -224,7 +236,7 @@ class _Fault:
 class FakeKube:
     def __init__(self, *, token: str | None = "test-token", gone_mode: str = "event", history: int = 10_000,
                  bookmark_interval: float | None = None, default_watch_timeout: float = 1800,
-                 namespaces: Iterable[str] | None = None):
+                 namespaces: Iterable[str] | None = None, resources: tuple[Res, ...] = RESOURCES):
         assert gone_mode in ("event", "status")
         self.token = token
         self.gone_mode = gone_mode
@@ -233,9 +245,10 @@ class FakeKube:
         self.default_watch_timeout = default_watch_timeout
         self.rv = 1000
         self.compacted_rv = 0  # events with rv <= this are forgotten
-        self.by_path = {(r.group, r.version, r.plural): r for r in RESOURCES}
-        self.by_kind = {r.kind: r for r in RESOURCES}
-        self.objects: dict[Res, dict[tuple[str, str], dict]] = {r: {} for r in RESOURCES}
+        self.resources = resources
+        self.by_path = {(r.group, v, r.plural): r for r in resources for v in r.versions}
+        self.by_kind = {r.kind: r for r in resources}
+        self.objects: dict[Res, dict[tuple[str, str], dict]] = {r: {} for r in resources}
         self.history: deque[_Event] = deque()
         self.watchers: set[_Watcher] = set()
         self.requests: list[tuple[str, str, dict]] = []
@@ -291,6 +304,13 @@ class FakeKube:
              path_contains: str | None = None, watch: bool | None = None) -> None:
         """Answer the next ``times`` matching requests with ``status`` (and Retry-After)."""
         self.faults.append(_Fault(status, times, retry_after, method, path_contains, watch))
+
+    def install(self, res: Res) -> None:
+        """Start serving a resource (a CRD installed while clients run)."""
+        self.resources = (*self.resources, res)
+        self.by_path.update({(res.group, v, res.plural): res for v in res.versions})
+        self.by_kind[res.kind] = res
+        self.objects.setdefault(res, {})
 
     def compact(self) -> None:
         """Forget the whole history: watches from any older resourceVersion get 410."""
@@ -484,6 +504,28 @@ class FakeKube:
         except ApiFailure as exc:
             return exc.response()
 
+    def _discovery(self, path: str) -> dict | None:
+        """The APIResourceList of ``/api/v1`` or ``/apis/GROUP/VERSION``; None for other paths."""
+        parts = [p for p in path.split("/") if p]
+        if parts == ["api", "v1"]:
+            group, version = "", "v1"
+        elif len(parts) == 3 and parts[0] == "apis":
+            group, version = parts[1], parts[2]
+        else:
+            return None
+        served = [r for r in self.resources if r.group == group and version in r.versions]
+        if not served:
+            raise ApiFailure(404, "the server could not find the requested resource")
+        resources = []
+        for r in served:
+            resources.append({"name": r.plural, "namespaced": r.namespaced, "kind": r.kind,
+                              "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+            if r.status_subresource:
+                resources.append({"name": f"{r.plural}/status", "namespaced": r.namespaced, "kind": r.kind,
+                                  "verbs": ["get", "patch", "update"]})
+        gv = f"{group}/{version}" if group else version
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+
     def _route(self, path: str) -> tuple[Res, str | None, str | None, str | None]:
         parts = [p for p in path.split("/") if p]
         if parts[:2] == ["api", "v1"]:
@@ -507,6 +549,10 @@ class FakeKube:
         return res, ns, name, sub
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET":
+            discovery = self._discovery(request.path)
+            if discovery is not None:
+                return web.json_response(discovery)
         res, ns, name, sub = self._route(request.path)
         query = dict(parse_qsl(request.query_string, keep_blank_values=True))
         method = request.method
@@ -705,6 +751,17 @@ def secret(ns: str, name: str, labels: dict | None = None, **data: str) -> dict:
     if labels:
         meta["labels"] = labels
     return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque", "data": data}
+
+
+def referencegrant(ns: str, name: str, from_namespace: str, to_kind: str = "Service", to_name: str | None = None,
+                   from_kind: str = "APIEndpoint", version: str = "v1beta1") -> dict:
+    to: dict = {"group": "", "kind": to_kind}
+    if to_name:
+        to["name"] = to_name
+    from_group = "crdgate.io" if from_kind == "APIEndpoint" else "networking.k8s.io"
+    return {"apiVersion": f"gateway.networking.k8s.io/{version}", "kind": "ReferenceGrant",
+            "metadata": {"namespace": ns, "name": name},
+            "spec": {"from": [{"group": from_group, "kind": from_kind, "namespace": from_namespace}], "to": [to]}}
 
 
 def ingress(ns: str, name: str, class_name: str | None = "crdgate", tls: list[str] = (),

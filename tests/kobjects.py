@@ -122,3 +122,23 @@ def snapshot(*objects: dict, origins: dict[str, str] | None = None) -> Snapshot:
 def backend(svc: str = "users", ns: str = "shop", addresses: tuple[str, ...] = ("10.0.0.1",)) -> list[dict]:
     """A Service with one ready endpoint per address: the usual healthy backend."""
     return [service(svc, ns), endpointslice(svc, list(addresses), ns)]
+
+
+def referencegrant(
+    name: str,
+    ns: str,
+    from_: list[tuple[str, str, str]],
+    to: list[tuple[str, str] | tuple[str, str, str]],
+    version: str = "v1beta1",
+) -> dict:
+    """A ReferenceGrant in ``ns`` (the target namespace): ``from_`` (group, kind,
+    namespace) entries, ``to`` (group, kind[, name]) entries."""
+    return {
+        "apiVersion": f"gateway.networking.k8s.io/{version}",
+        "kind": "ReferenceGrant",
+        "metadata": _meta(name, ns, T0, 1),
+        "spec": {
+            "from": [{"group": g, "kind": k, "namespace": n} for g, k, n in from_],
+            "to": [dict(zip(("group", "kind", "name"), t)) for t in to],
+        },
+    }

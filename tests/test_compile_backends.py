@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from controller.compile import compile_snapshot, refresh_endpoints, resolve_endpoints
 from gateway.routing import Endpoint
-from kobjects import apiendpoint, backend, endpointslice, service, snapshot
+from kobjects import apiendpoint, backend, endpointslice, referencegrant, service, snapshot
 
 
 def compiled(*objs, spec=None):
@@ -120,9 +120,11 @@ def test_url_backends():
     assert [(b.key, b.weight) for b in route.backends] == [("http://127.0.0.1:18083", 3), ("https://api.example.net", 1)]
 
 
-def test_cross_namespace_service_reference():
+def test_cross_namespace_service_reference_with_a_grant():
+    # Without the grant it is RefNotPermitted: tests/test_refgrant_compile.py.
     spec = {"path": "/r", "backends": [{"service": {"name": "users", "namespace": "core", "port": 80}}]}
-    result, st = compiled(*backend(ns="core"), spec=spec)
+    grant = referencegrant("shop-may-use-users", "core", [("crdgate.io", "APIEndpoint", "shop")], [("", "Service", "users")])
+    result, st = compiled(*backend(ns="core"), grant, spec=spec)
     assert st.state == "Ready" and "core/users:80" in result.table.endpoints
 
 

@@ -14,6 +14,8 @@ CLUSTER_GRANTS = {
     ("networking.k8s.io", "ingresses"): {"get", "list", "watch"},
     ("networking.k8s.io", "ingressclasses"): {"get", "list", "watch"},
     ("", "secrets"): {"get", "list", "watch"},
+    # Permission for cross-namespace references (controller/refgrant.py); read only.
+    ("gateway.networking.k8s.io", "referencegrants"): {"get", "list", "watch"},
     ("crdgate.io", "apiendpoints/status"): {"patch", "update"},
     ("networking.k8s.io", "ingresses/status"): {"patch", "update"},
 }

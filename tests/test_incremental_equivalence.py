@@ -1,7 +1,7 @@
 """The incremental compiler gives exactly what a fresh compile gives, after every change.
 
 Random sequences of adds, edits and deletes of APIEndpoints, Ingresses,
-Services, EndpointSlices, Secrets and the IngressClass, in a small universe
+Services, EndpointSlices, Secrets, ReferenceGrants and the IngressClass, in a small universe
 (few hosts, paths, names and timestamps) so that conflicts, ties, objects
 moving between hosts, defaultBackend hand-overs and dependency changes happen
 all the time. After each step the Compiler's result (fed through a real Store
@@ -20,9 +20,19 @@ import pytest
 from controller.authbuild import AuthDefaults
 from controller.compile import CompileOptions, compile_snapshot
 from controller.incremental import Compiler
-from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, INGRESSCLASS, KINDS, SECRET, SERVICE, Store
+from controller.store import (
+    APIENDPOINT,
+    ENDPOINTSLICE,
+    INGRESS,
+    INGRESSCLASS,
+    KINDS,
+    REFERENCEGRANT,
+    SECRET,
+    SERVICE,
+    Store,
+)
 from gateway.tablejson import table_to_json
-from kobjects import apiendpoint, endpointslice, ingress, ingress_class, service
+from kobjects import apiendpoint, endpointslice, ingress, ingress_class, referencegrant, service
 
 NAMESPACES = ("a", "b")
 NAMES = tuple(f"r{i}" for i in range(7))
@@ -87,8 +97,12 @@ class Universe:
         a = self.rng.random()
         if a < 0.1:
             spec["auth"] = {"type": "APIKey", "secretRef": {"name": self.pick(("keys", "nokeys"))}}
-        elif a < 0.2:
+        elif a < 0.16:  # maybe another namespace's: needs a ReferenceGrant there
+            spec["auth"] = {"type": "APIKey", "secretRef": {"name": "keys", "namespace": self.pick(NAMESPACES)}}
+        elif a < 0.24:
             spec["authRequired"] = True
+        if self.maybe(0.06):
+            spec["mirror"] = {"backend": {"service": {"name": self.pick(SERVICES), "namespace": self.pick(NAMESPACES)}}}
         if self.maybe(0.05):
             spec["ingressClassName"] = self.pick(("crdgate", "nginx"))
         if self.maybe(0.04):
@@ -116,7 +130,8 @@ class Universe:
             spec["defaultBackend"] = {"service": {"name": self.pick(SERVICES), "port": {"number": 80}}}
         annotations = None
         if self.maybe(0.1):
-            annotations = {"crdgate.io/auth-type": "APIKey", "crdgate.io/auth-secret": self.pick(("keys", "nokeys"))}
+            secret = self.pick(("keys", "nokeys", "a/keys", "b/keys"))
+            annotations = {"crdgate.io/auth-type": "APIKey", "crdgate.io/auth-secret": secret}
         class_name = self.pick(("crdgate", "crdgate", "crdgate", None, "nginx"))
         return ingress(name, spec, ns=ns, created=self.pick(TIMES), annotations=annotations, class_name=class_name)
 
@@ -141,6 +156,13 @@ class Universe:
             meta["labels"] = {"crdgate.io/default-auth": self.pick(("APIKey", "Bogus"))}
         return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": data}
 
+    def referencegrant(self, ns: str, name: str) -> dict:
+        from_ = [(self.pick(("crdgate.io", "networking.k8s.io")), self.pick(("APIEndpoint", "Ingress")), self.pick(NAMESPACES))
+                 for _ in range(self.rng.randint(1, 2))]
+        to = [("", self.pick(("Service", "Secret")), *self.rng.sample([*SERVICES, "keys"], self.rng.randint(0, 1)))
+              for _ in range(self.rng.randint(1, 2))]
+        return referencegrant(name, ns, from_, to)
+
     def ingress_class(self) -> dict:
         return ingress_class("crdgate", default=self.maybe())
 
@@ -164,8 +186,10 @@ def random_change(u: Universe, store: Store) -> None:
         kind, name, make = SERVICE, u.pick(SERVICES), u.service
     elif r < 0.75:
         kind, name, make = ENDPOINTSLICE, u.pick(SERVICES), u.endpointslice
-    elif r < 0.85:
+    elif r < 0.81:
         kind, name, make = SECRET, u.pick(("keys", "default")), u.secret
+    elif r < 0.87:
+        kind, name, make = REFERENCEGRANT, u.pick(("g1", "g2")), u.referencegrant
     elif r < 0.9:
         store.apply(INGRESSCLASS, "MODIFIED", u.ingress_class())
         return
@@ -225,9 +249,12 @@ def seeded_store(u: Universe) -> Store:
 
 
 GATEWAY_DEFAULT_AUTH = CompileOptions(auth_defaults=AuthDefaults("b", "keys", "APIKey"))
+CROSS_NAMESPACE = CompileOptions(allow_cross_namespace_refs=True)
 
 
-@pytest.mark.parametrize("options", [CompileOptions(), GATEWAY_DEFAULT_AUTH], ids=["plain", "default-auth"])
+@pytest.mark.parametrize(
+    "options", [CompileOptions(), GATEWAY_DEFAULT_AUTH, CROSS_NAMESPACE], ids=["plain", "default-auth", "cross-namespace"]
+)
 @pytest.mark.parametrize("seed", range(12))
 def test_incremental_equals_fresh_compile_after_every_step(seed, options, caplog):
     rng = random.Random(seed)
