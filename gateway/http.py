@@ -890,7 +890,7 @@ class Exchange(Handler):
             return
         if extra and _unsafe_fields(extra):
             # A Location (or another field) built from configuration would split the response.
-            _refused(self.route, "response header", b"; ".join(v for _, v in extra))
+            _refused(self.route, "response header", b"; ".join([v for _, v in extra]))
             status, message, extra, body = 500, "the route's configuration makes an invalid response header", None, None
         self.drop_upstream()
         if self.policy_task is not None and not self.policy_task.done():
