@@ -11,7 +11,9 @@ What a file gives, and what the API server would have done to it:
   sorted path order; hidden files and folders and editor leftovers are skipped;
 - multi-document YAML, ``kind: List`` (or ``*List``) with ``items``, JSON objects;
 - known kinds only (APIEndpoint, Service, EndpointSlice, Ingress, IngressClass,
-  Secret, ReferenceGrant); others (Namespace, Deployment, ...) are ignored; a
+  Secret, ReferenceGrant); others (Namespace, Deployment, ...) are ignored and
+  counted (``ManifestSource.ignored``), except in the groups crdgate knows in
+  full (``KNOWN_GROUPS``), where an unknown kind is a typo and a load error; a
   ReferenceGrant's spec is checked here (the API server would check it against
   the CRD's schema), so a typo is an error rather than a grant of nothing;
 - defaults: namespace ``default`` (IngressClass is cluster-scoped: ``""``),
@@ -41,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import difflib
 import hashlib
 import json
 import logging
@@ -49,9 +52,10 @@ import re
 import stat as stat_mod
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, NamedTuple
 
 import yaml
 from yaml.nodes import ScalarNode
@@ -86,6 +90,43 @@ API_VERSIONS = {
     store_mod.REFERENCEGRANT: GRANT_API_VERSIONS,
 }
 CLUSTER_SCOPED = frozenset({store_mod.INGRESSCLASS})
+
+# Groups whose every kind crdgate knows: there an unknown kind ("APIEndpiont",
+# "Ingres") is a load error naming the nearest known kind, not an object silently
+# ignored (a typo must not make a route vanish without a word). A group's known
+# kinds are the ones crdgate reads (API_VERSIONS, by the group of their
+# apiVersion) and the ones listed here, which it leaves alone. Objects of other
+# groups (core Namespace, apps Deployment, ...) are ignored. To read a new kind,
+# add it to API_VERSIONS (and controller.store.KINDS); to check a whole group,
+# list it here with the kinds of it that crdgate does not read.
+KNOWN_GROUPS: dict[str, frozenset[str]] = {
+    "crdgate.io": frozenset(),
+    "networking.k8s.io": frozenset({"NetworkPolicy", "IPAddress", "ServiceCIDR"}),
+    # Gateway API, standard and experimental channels.
+    "gateway.networking.k8s.io": frozenset({
+        "GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant", "BackendTLSPolicy",
+        "TLSRoute", "TCPRoute", "UDPRoute", "BackendLBPolicy",
+    }),
+}
+
+
+def api_group(api_version: str) -> str:
+    """The group of an apiVersion ("crdgate.io/v1" -> "crdgate.io"; the core "v1" -> "")."""
+    group, _, _ = api_version.rpartition("/")
+    return group
+
+
+def known_kinds(group: str) -> frozenset[str]:
+    """Every kind of ``group`` that crdgate knows of (reads or leaves alone)."""
+    read = {kind for kind, versions in API_VERSIONS.items() if any(api_group(v) == group for v in versions)}
+    return KNOWN_GROUPS.get(group, frozenset()) | read
+
+
+def _unknown_kind(kind: str, group: str) -> str:
+    known = {k.lower(): k for k in known_kinds(group)}
+    close = difflib.get_close_matches(kind.lower(), sorted(known), n=1, cutoff=0.6)
+    hint = f" (did you mean {known[close[0]]}?)" if close else f" (known: {', '.join(sorted(known.values()))})"
+    return f"not a kind of {group}{hint}"
 
 # The API server's name rules: names are DNS-1123 subdomains, namespaces labels.
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
@@ -268,6 +309,9 @@ def _object(doc: object, origin: str) -> tuple[str, dict] | None:
         raise ValueError(f"{kind} has no metadata.name")
     wanted = API_VERSIONS.get(kind)
     if wanted is None:
+        group = api_group(api_version)
+        if group in KNOWN_GROUPS and kind not in known_kinds(group):
+            raise ValueError(f"{kind} {name}: {_unknown_kind(kind, group)}")
         log.debug("%s: ignoring %s %s (not a kind crdgate reads)", origin, kind, name)
         return None
     if api_version not in wanted:
@@ -321,17 +365,19 @@ class _FileState:
     entries: tuple[_Entry, ...] = ()  # the last good content (see module docstring)
     errors: tuple[LoadError, ...] = ()
     ever_good: bool = False
+    ignored: tuple[str, ...] = ()  # kinds of the objects ignored (not kinds crdgate reads)
 
 
-def _parse_file(abs_path: str, shown: str) -> tuple[list[_Entry], list[LoadError]]:
-    """Every object a file provides, and its errors. Never raises."""
+def _parse_file(abs_path: str, shown: str) -> tuple[list[_Entry], list[LoadError], list[str]]:
+    """Every object a file provides, its errors, and the kinds of the objects it ignored. Never raises."""
     entries: list[_Entry] = []
     errors: list[LoadError] = []
+    ignored: list[str] = []
     try:
         with open(abs_path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        return [], [LoadError(shown, None, f"cannot read: {e.strerror or e}")]
+        return [], [LoadError(shown, None, f"cannot read: {e.strerror or e}")], []
     docs = _json_documents(raw) if abs_path.endswith(".json") else _yaml_documents(raw)
     try:
         for doc in docs:
@@ -352,14 +398,16 @@ def _parse_file(abs_path: str, shown: str) -> tuple[list[_Entry], list[LoadError
                 except ValueError as e:
                     errors.append(LoadError(shown, doc.index, f"{prefix}{e}", doc.line))
                     continue
-                if got is not None:
+                if got is None:
+                    ignored.append(data["kind"])
+                else:
                     kind, obj = got
                     meta = obj["metadata"]
                     key = f"{meta['namespace']}/{meta['name']}"
                     entries.append(_Entry(kind, key, obj, origin, doc.index, doc.line))
     except _ParseError as e:
         errors.append(LoadError(shown, e.document, e.message, e.line, e.column))
-    return entries, errors
+    return entries, errors, ignored
 
 
 # -- the folder ----------------------------------------------------------------
@@ -452,6 +500,11 @@ class ManifestSource:
         if self._folder_error is not None:
             errs.append(self._folder_error)
         return tuple(sorted(errs, key=LoadError.sort_key))
+
+    @property
+    def ignored(self) -> dict[str, int]:
+        """How many objects of each kind crdgate does not read the files hold, by kind."""
+        return dict(sorted(Counter(k for st in self._files.values() for k in st.ignored).items()))
 
     def load(self) -> None:
         """(Re)load the folder and feed the store. Raises ManifestFolderError if it is missing."""
@@ -566,13 +619,13 @@ class ManifestSource:
                 files[rel] = old
                 continue
             changed = True
-            entries, errors = _parse_file(abs_path, self._shown(rel, single_file))
+            entries, errors, ignored = _parse_file(abs_path, self._shown(rel, single_file))
             if not errors:
-                new = _FileState(sig, tuple(entries), (), True)
+                new = _FileState(sig, tuple(entries), (), True, tuple(ignored))
             elif old is not None and old.ever_good:
-                new = _FileState(sig, old.entries, tuple(errors), True)
+                new = _FileState(sig, old.entries, tuple(errors), True, tuple(ignored))
             else:
-                new = _FileState(sig, tuple(entries), tuple(errors), False)
+                new = _FileState(sig, tuple(entries), tuple(errors), False, tuple(ignored))
             if (
                 not settled
                 and old is not None
@@ -581,7 +634,7 @@ class ManifestSource:
             ):
                 # Possibly caught half written: keep the old objects and look again
                 # once the file has settled (an unchanged signature is re-parsed then).
-                files[rel] = _FileState(None, old.entries, old.errors, old.ever_good)
+                files[rel] = _FileState(None, old.entries, old.errors, old.ever_good, old.ignored)
                 self._unsettled = True
                 continue
             files[rel] = new
@@ -713,11 +766,19 @@ class ManifestSource:
         self._logged = current
 
 
-def load_folder(root: Path | str) -> tuple[dict[str, dict[str, dict]], dict[str, str], list[LoadError]]:
+class Manifests(NamedTuple):
+    """A folder loaded offline (``load_manifests``)."""
+
+    objects: dict[str, dict[str, dict]]  # kind -> "ns/name" -> object
+    origins: dict[str, str]  # "Kind:ns/name" -> "path#doc"
+    errors: list[LoadError]
+    ignored: dict[str, int]  # kind -> objects of that kind ignored (not kinds crdgate reads)
+
+
+def load_manifests(root: Path | str) -> Manifests:
     """Load a folder (or one file) offline, for ``validate`` and ``routes``.
 
-    Returns (objects: kind -> "ns/name" -> object, origins: "Kind:ns/name" -> "path#doc",
-    errors). The objects and origins have the shape of ``controller.store.Snapshot``.
+    The objects and origins have the shape of ``controller.store.Snapshot``.
     Raises ManifestFolderError if ``root`` does not exist.
     """
     source = ManifestSource(Store(), root)
@@ -725,4 +786,10 @@ def load_folder(root: Path | str) -> tuple[dict[str, dict[str, dict]], dict[str,
     source._rescan(())
     objects, by_kind = source.merged()
     origins = {f"{kind}:{key}": origin for kind, keys in by_kind.items() for key, origin in keys.items()}
-    return objects, origins, list(source.errors)
+    return Manifests(objects, origins, list(source.errors), source.ignored)
+
+
+def load_folder(root: Path | str) -> tuple[dict[str, dict[str, dict]], dict[str, str], list[LoadError]]:
+    """``load_manifests`` without the ignored count: (objects, origins, errors)."""
+    objects, origins, errors, _ = load_manifests(root)
+    return objects, origins, errors

@@ -32,7 +32,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from controller.durations import parse_duration
-from gateway import regex
+from gateway import regex, syntax
 from gateway.ratelimit import MAX_RATE_VALUE
 from gateway.regex import Regex
 
@@ -82,7 +82,6 @@ def describe_errors(exc: ValidationError, prefix: str = "spec") -> list[str]:
 # -- shared field types --------------------------------------------------------
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER_VALUE = re.compile(r"[^\r\n\x00]*")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _HOSTNAME = re.compile(r"(\*\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*")
 _ORIGIN = re.compile(r"\*|[a-zA-Z][a-zA-Z0-9+.-]*://(\*\.)?[^\s/?#*]+")
@@ -106,8 +105,23 @@ def _token(v: str) -> str:
 
 
 def _header_value(v: str) -> str:
-    if not _HEADER_VALUE.fullmatch(v):
+    if not syntax.valid_field_value(v):
         raise ValueError("header values must not contain CR, LF or NUL")
+    return v
+
+
+def _head_path(v: str) -> str:
+    """A path the gateway writes into a request line or a Location (gateway/syntax.py)."""
+    problem = syntax.path_problem(v)
+    if problem is not None:
+        raise ValueError(problem)
+    return v
+
+
+def _head_hostname(v: str) -> str:
+    """A host name the gateway writes into Host or Location: RFC 1123, any case, no wildcard."""
+    if not syntax.valid_hostname(v.lower()):
+        raise ValueError(f"{v!r} is not a valid host name (RFC 1123: letters, digits, '-' and '.'; no port)")
     return v
 
 
@@ -147,6 +161,8 @@ def _none_to_dict(v: Any) -> Any:
 
 Token = Annotated[str, PlainValidator(lambda v: _token(_expect_str(v)))]
 HeaderValueStr = Annotated[str, PlainValidator(lambda v: _header_value(_expect_str(v)))]
+HeadPath = Annotated[str, PlainValidator(lambda v: _head_path(_expect_str(v)))]
+HeadHostname = Annotated[str, PlainValidator(lambda v: _head_hostname(_expect_str(v)))]
 Duration = Annotated[float, PlainValidator(_duration)]
 PortRef = Annotated[int | str, PlainValidator(_port_ref)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -166,6 +182,9 @@ def _dns_label(v: str, what: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _http_url(v: str) -> str:
+    if re.search(r"[\x00-\x20\x7f]", v):
+        # urlsplit would quietly drop a CR, LF or TAB; the host goes into the Host header.
+        raise ValueError(f"URL {v!r} must not contain spaces or control characters")
     try:
         u = urlsplit(v)
         u.port  # noqa: B018 - raises ValueError for a port that is not a number in range
@@ -257,8 +276,9 @@ class BackendSpec(BackendTargetSpec):
 
 class PathModifierSpec(_Spec):
     type: Literal["ReplacePrefixMatch", "ReplaceFullPath"]
-    replace_prefix_match: str | None = None
-    replace_full_path: str | None = None
+    # Written into the upstream request line or a Location: RFC 3986 only (gateway/syntax.py).
+    replace_prefix_match: HeadPath | None = None
+    replace_full_path: HeadPath | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "PathModifierSpec":
@@ -271,8 +291,6 @@ class PathModifierSpec(_Spec):
         problems = []
         if values[wanted] is None:
             problems.append((wanted, f"required when type is {self.type}"))
-        elif not values[wanted].startswith("/"):
-            problems.append((wanted, "must start with '/'"))
         if values[other] is not None:
             problems.append((other, f"not allowed when type is {self.type}"))
         if problems:
@@ -281,15 +299,13 @@ class PathModifierSpec(_Spec):
 
 
 class RewriteSpec(_Spec):
-    hostname: str | None = None
+    hostname: HeadHostname | None = None  # the upstream request's Host
     path: PathModifierSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "RewriteSpec":
         if self.hostname is None and self.path is None:
             raise SpecError(("", "set hostname, path, or both"))
-        if self.hostname is not None and not _HOSTNAME.fullmatch(self.hostname.lower()):
-            raise SpecError(("hostname", f"{self.hostname!r} is not a valid host name"))
         return self
 
 
@@ -305,18 +321,14 @@ class HeaderModifierSpec(_Spec):
 
 
 class RedirectSpec(_Spec):
+    """Gateway API's RequestRedirect: every field is optional, and what is not set
+    is the request's own (``{statusCode: 303}`` alone redirects to the same URL)."""
+
     scheme: Literal["http", "https"] | None = None
-    hostname: str | None = None
+    hostname: HeadHostname | None = None  # written into Location
     port: Port | None = None
     path: PathModifierSpec | None = None
     status_code: Literal[301, 302, 303, 307, 308] = 302
-
-    @field_validator("hostname")
-    @classmethod
-    def _host(cls, v: str | None) -> str | None:
-        if v is not None and (v.startswith("*") or not _HOSTNAME.fullmatch(v.lower())):
-            raise ValueError(f"{v!r} is not a valid host name")
-        return v
 
 
 class TimeoutsSpec(_Spec):
@@ -477,6 +489,7 @@ class TLSSpec(_Spec):
 
 PATH_TYPES = ("Exact", "Prefix", "RegularExpression")
 _BAD_SEGMENT = re.compile(r"//|/\./|/\.\./|/\.{1,2}$")
+_MATCH_PATH_BAD = re.compile(r"[\x00-\x20\x7f]")
 
 
 class APIEndpointSpec(_Spec):
@@ -538,6 +551,10 @@ class APIEndpointSpec(_Spec):
                 p.append(("path", f"must start with '/' for pathType {self.path_type}"))
             elif "?" in self.path or "#" in self.path:
                 p.append(("path", "must not contain '?' or '#'; match query parameters with queryParams"))
+            elif bad := _MATCH_PATH_BAD.search(self.path):
+                # A request path never holds them (the parser refuses them), so such a path
+                # could never match; the CRD refuses them too.
+                p.append(("path", f"must not contain {bad.group()!r}: spaces and control characters are not allowed"))
             elif _BAD_SEGMENT.search(self.path):
                 # Requests are normalised before matching, so such a path could never match.
                 p.append(("path", "must not contain empty, '.' or '..' segments"))

@@ -9,13 +9,13 @@ table's JSON rows come from gateway/tablejson.py, shared with the admin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from controller.compile import ERROR, PENDING, READY, CompileOptions, CompileResult, ObjectStatus, compile_snapshot
-from controller.files import LoadError, load_folder
+from controller.files import LoadError, load_manifests
 from controller.store import APIENDPOINT, INGRESS, Snapshot
 from gateway.routing import Timeouts
 from gateway.tablejson import table_to_json
@@ -33,6 +33,8 @@ class FolderReport:
     result: CompileResult
     load_errors: tuple[LoadError, ...]
     options: CompileOptions
+    # Objects of kinds crdgate does not read (Namespace, Deployment...), by kind.
+    ignored_kinds: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -58,12 +60,12 @@ class FolderReport:
 def compile_folder(root: Path, options: CompileOptions | None = None) -> FolderReport:
     """Load and compile a folder. Raises controller.files.ManifestFolderError if it is missing."""
     options = options or CompileOptions()
-    objects, origins, errors = load_folder(root)
+    objects, origins, errors, ignored = load_manifests(root)
     snapshot = Snapshot(
         objects=MappingProxyType({k: MappingProxyType(v) for k, v in objects.items()}),
         origins=MappingProxyType(origins),
     )
-    return FolderReport(snapshot, compile_snapshot(snapshot, options), tuple(errors), options)
+    return FolderReport(snapshot, compile_snapshot(snapshot, options), tuple(errors), options, ignored)
 
 
 # -- one-line summaries ----------------------------------------------------------
@@ -155,6 +157,12 @@ def validate_text(report: FolderReport) -> str:
         )
     for err in report.load_errors:
         lines.append(f"{'ERROR'.ljust(_LABEL_WIDTH)} {err}")
+    if report.ignored_kinds:
+        kinds = ", ".join(f"{kind} ({n})" for kind, n in report.ignored_kinds.items())
+        lines.append(
+            f"{'IGNORED'.ljust(_LABEL_WIDTH)} {sum(report.ignored_kinds.values())} object(s) of kinds crdgate "
+            f"does not read: {kinds}"
+        )
     n = _summary(report)
     lines.append(
         f"{n['ready']} ready, {n['pending']} pending, {n['error']} with errors, {n['ignored']} for other classes; "
@@ -196,6 +204,7 @@ def validate_json(root: Path, options: CompileOptions | None = None) -> dict:
         "summary": _summary(report),
         "objects": objects,
         "ignored": ignored,
+        "ignoredKinds": dict(report.ignored_kinds),
         "loadErrors": [e.to_json() for e in report.load_errors],
     }
 

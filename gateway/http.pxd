@@ -54,7 +54,7 @@ cdef class Exchange(Handler):
     cpdef attempt(self, bint first=*)
     cpdef _send(self, UpstreamConnection conn)
     @cython.locals(route=Route, pol=RoutePolicy, parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset, strip=tuple)
-    cpdef bytes _upstream_head(self)
+    cpdef bytes _upstream_head(self)  # None: refused (see gateway/syntax.py)
     cpdef bytes _forwarding(self, incoming)
     @cython.locals(route=Route, pol=RoutePolicy, parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint,
                    special=frozenset, looked=tuple, n=Py_ssize_t)

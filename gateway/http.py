@@ -29,6 +29,7 @@ import httptools
 from gateway import policies
 from gateway.normalize import BadTarget, normalize_target, valid_host
 from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
+from gateway.syntax import unsafe_field_value, unsafe_target
 from gateway.tls import bound_server_name
 from gateway.upstream import EndpointPool, Handler, UpstreamConnection
 
@@ -479,6 +480,9 @@ class Exchange(Handler):
     def _send(self, conn: UpstreamConnection) -> None:
         self.conn = conn
         head = self._upstream_head()
+        if head is None:  # the route's configuration would inject bytes: nothing was written
+            self._release_try(close=False)
+            return self.respond(502, "the route's configuration makes an invalid upstream request")
         conn.send(self, head, self.method == "HEAD", self.upgrade)
         self.sent_head = True
         if self.upgrade:
@@ -497,7 +501,10 @@ class Exchange(Handler):
         if self.req_done and self.chunked:
             conn.transport.write(b"0\r\n\r\n")
 
-    def _upstream_head(self) -> bytes:
+    def _upstream_head(self) -> bytes | None:
+        """The request head for the upstream; None (logged) if the route's configuration
+        would put a space, CR, LF or other control byte into it (gateway/syntax.py: the
+        compiler refuses such values; this is the last line of defence)."""
         route = self.route
         pol = route.policy
         path = self.path
@@ -509,6 +516,12 @@ class Exchange(Handler):
         elif self.upstream_host is not None:
             host = self.upstream_host
         target = path.encode() if not self.query else (path + "?" + self.query).encode()
+        if pol.rewrite is not None and (unsafe_target(target) or unsafe_field_value(host)):
+            _refused(route, "rewritten request line or Host", target + b" " + host)
+            return None
+        if pol.request_headers is not None and policies.unsafe_modifier(pol.request_headers):
+            _refused(route, "request header modifier", b"")
+            return None
         parts = [self.method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
         headers = self.headers
         # The client's Connection options name its own hop-by-hop fields: they
@@ -620,6 +633,10 @@ class Exchange(Handler):
             self.pool.succeeded()
         self.upstream_time = _monotonic() - self.upstream_start
         self.up_keep_alive = keep_alive
+        if pol.response_headers is not None and policies.unsafe_modifier(pol.response_headers):
+            _refused(route, "response header modifier", b"")
+            self._release_try(close=True)  # the rest of this response is never read
+            return self.respond(502, "the route's configuration makes an invalid response header")
         self.status = status
         self.resp_started = True
         if status == 101 and self.upgrade:
@@ -871,6 +888,10 @@ class Exchange(Handler):
         """Answer from the gateway itself (errors, redirects, preflights)."""
         if self.finished or self.resp_started:
             return
+        if extra and _unsafe_fields(extra):
+            # A Location (or another field) built from configuration would split the response.
+            _refused(self.route, "response header", b"; ".join([v for _, v in extra]))
+            status, message, extra, body = 500, "the route's configuration makes an invalid response header", None, None
         self.drop_upstream()
         if self.policy_task is not None and not self.policy_task.done():
             self.policy_task.cancel()
@@ -951,6 +972,22 @@ def _add_field(parts: list, name: bytes, value: bytes) -> None:
     parts.append(b": ")
     parts.append(value)
     parts.append(b"\r\n")
+
+
+def _unsafe_fields(fields) -> bool:
+    """Whether a value of these (name, value) pairs holds CR, LF or NUL."""
+    for _, value in fields:
+        if unsafe_field_value(value):
+            return True
+    return False
+
+
+def _refused(route, what: str, value: bytes) -> None:
+    """Log a head the gateway refused to write (%r: the bytes are never logged raw either)."""
+    log.error(
+        "route %s: refused to write a %s holding a space, CR, LF or control byte: %r",
+        route.name if route is not None else "-", what, value[:200],
+    )
 
 
 def _websocket_upgrade(headers) -> bool:

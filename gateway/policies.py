@@ -16,6 +16,7 @@ from gateway import metrics
 from gateway.auth.base import AuthMemo, header_value, upstream_headers
 from gateway.ratelimit import OUTCOME_ALLOWED, Decision
 from gateway.routing import PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
+from gateway.syntax import valid_field_value
 
 if TYPE_CHECKING:
     from gateway.http import Exchange
@@ -287,6 +288,15 @@ def apply_rate_limit(ex: "Exchange", rl, decision) -> bool:
 
 def rewrite(route: Route, rw: Rewrite, path: str) -> tuple[str, str | None]:
     return replaced_path(route, path, rw.path_type, rw.replace_prefix_match, rw.replace_full_path), rw.hostname
+
+
+def unsafe_modifier(mod: HeaderModifier) -> bool:
+    """Whether a header modifier would write CR, LF or NUL (refused at compile time, and
+    checked again before writing: gateway/syntax.py)."""
+    for name, value in mod.set + mod.add:
+        if not valid_field_value(name) or not valid_field_value(value):
+            return True
+    return False
 
 
 def modify_headers(mod: HeaderModifier, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import celpy
 import jsonschema
 import kubernetes_validate
+import re2
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,12 +102,20 @@ def to_jsonschema(node: Any, strict: bool = True) -> Any:
     return out
 
 
+def _re2_pattern(validator, pattern: str, instance: Any, schema: dict):
+    """``pattern`` as the API server applies it: Go's regexp, RE2 syntax, where '$' is the
+    end of the text (Python's re also lets it match before a final newline, so "/x\\n"
+    would pass a pattern that the API server refuses it with)."""
+    if validator.is_type(instance, "string") and re2.search(pattern, instance) is None:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 @functools.cache
 def _validator() -> jsonschema.protocols.Validator:
     schema = to_jsonschema(openapi_schema())
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     cls.check_schema(schema)
-    return cls(schema)
+    return jsonschema.validators.extend(cls, {"pattern": _re2_pattern})(schema)
 
 
 # -- defaulting --------------------------------------------------------------------------------

@@ -226,6 +226,13 @@ INVALID = [
     ),
     ({A + "rewrite-prefix": "v2"}, A + "rewrite-prefix", "must start with '/', got 'v2'"),
     ({A + "rewrite-host": "bad_host"}, A + "rewrite-host", "'bad_host' is not a valid host name"),
+    # Written into the upstream request line / Host: nothing that could end a line or the head.
+    ({A + "rewrite-prefix": "/v2 HTTP/1.1\r\nHost: internal\r\n\r\nGET /smuggled"}, A + "rewrite-prefix",
+     "must not contain ' ': spaces and control characters are not allowed"),
+    ({A + "rewrite-prefix": "/v2\r\nX-Evil: 1"}, A + "rewrite-prefix", "must not contain '\\r'"),
+    ({A + "rewrite-prefix": "/v2?x=1"}, A + "rewrite-prefix", "must not contain '?'"),
+    ({A + "rewrite-host": "internal\r\nX-Evil: 1"}, A + "rewrite-host", "is not a valid host name"),
+    ({A + "rewrite-host": "*.internal"}, A + "rewrite-host", "is not a valid host name"),
     ({A + "request-headers-set": "X-A: 1"}, A + "request-headers-set", "expected a JSON object"),
     ({A + "request-headers-set": '{"X-A": "1", "X-A": "2"}'}, A + "request-headers-set", "header 'X-A' appears twice"),
     ({A + "request-headers-set": '{"X-A": ["1", "2"]}'}, A + "request-headers-set", "the value must be a string"),

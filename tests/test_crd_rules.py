@@ -86,6 +86,11 @@ VALID = {
     "weight 0": spec(backendService=None, backends=[{"service": {"name": "a"}, "weight": 0}, {"url": "https://b.example.com"}]),
     "cors any origin": spec(cors={"allowOrigins": ["*"]}),
     "dots inside a path segment": spec(path="/.well-known/jwks..json"),
+    # Gateway API: a redirect may change only the status code (same scheme, host, path, query).
+    "redirect with only a status code": {"path": "/a", "redirect": {"statusCode": 303}},
+    "rewrite path of RFC 3986 characters": spec(
+        rewrite={"path": {"type": "ReplaceFullPath", "replaceFullPath": "/a-b_c.d~e/%7Euser/x:y@z;v=1,2/!$&'()*+"}}),
+    "rewrite host of 63-character labels": spec(rewrite={"hostname": "a" * 63 + ".example.com"}),
 }
 
 
@@ -147,6 +152,32 @@ SCHEMA_INVALID = {
     "cors without origins": (spec(cors={"allowMethods": ["GET"]}), "'allowOrigins' is a required property"),
     "mirror percent over 100": (spec(mirror={"backend": {"url": "http://shadow:80"}, "percent": 150}), "greater than the maximum"),
     "unknown JWT algorithm": (spec(auth={"type": "JWT", "secretRef": {"name": "k"}, "jwt": {"algorithms": ["none"]}}), "'none' is not one of"),
+    # Values written into a request line or a header: no CR/LF, space or control character.
+    "rewrite full path smuggling a request": (spec(rewrite={"path": {
+        "type": "ReplaceFullPath", "replaceFullPath": "/admin HTTP/1.1\r\nHost: internal\r\n\r\nGET /smuggled"}}), "does not match"),
+    "rewrite prefix with a trailing LF": (
+        spec(rewrite={"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2\n"}}), "does not match"),
+    "rewrite path with a space": (
+        spec(rewrite={"path": {"type": "ReplaceFullPath", "replaceFullPath": "/a b"}}), "does not match"),
+    "rewrite path with a query": (
+        spec(rewrite={"path": {"type": "ReplaceFullPath", "replaceFullPath": "/a?b=1"}}), "does not match"),
+    "rewrite path with a fragment": (
+        spec(rewrite={"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/a#top"}}), "does not match"),
+    "rewrite path with a bare percent": (
+        spec(rewrite={"path": {"type": "ReplaceFullPath", "replaceFullPath": "/100%"}}), "does not match"),
+    "rewrite path with NUL": (
+        spec(rewrite={"path": {"type": "ReplaceFullPath", "replaceFullPath": "/a\x00"}}), "does not match"),
+    "redirect path injecting a header": ({"path": "/a", "redirect": {"path": {
+        "type": "ReplaceFullPath", "replaceFullPath": "/x\r\nSet-Cookie: session=evil"}}}, "does not match"),
+    "redirect prefix with a tab": ({"path": "/a", "redirect": {"path": {
+        "type": "ReplacePrefixMatch", "replacePrefixMatch": "/x\ty"}}}, "does not match"),
+    "redirect hostname injecting a header": (
+        {"path": "/a", "redirect": {"hostname": "b.example.com\r\nSet-Cookie: x=1"}}, "does not match"),
+    "redirect hostname with a trailing LF": ({"path": "/a", "redirect": {"hostname": "b.example.com\n"}}, "does not match"),
+    "rewrite hostname with a port": (spec(rewrite={"hostname": "b.example.com:8080"}), "does not match"),
+    "rewrite hostname wildcard": (spec(rewrite={"hostname": "*.example.com"}), "does not match"),
+    "rewrite hostname label over 63": (spec(rewrite={"hostname": "a" * 64 + ".example.com"}), "does not match"),
+    "url with CRLF": (spec(backendService=None, backends=[{"url": "http://a.example.com\r\n:80"}]), "does not match"),
 }
 
 # Refused by a CEL rule (x-kubernetes-validations):
@@ -166,6 +197,9 @@ CEL_INVALID = {
     "path without leading slash": (spec(path="api/v1/users"), 'path must start with "/"'),
     "exact path without leading slash": (spec(path="users", pathType="Exact"), 'path must start with "/"'),
     "path with a query": (spec(path="/users?id=1"), 'path must start with "/"'),
+    "path with CRLF": (spec(path="/users\r\nX-Evil: 1"), 'path must start with "/"'),
+    "path with a trailing LF": (spec(path="/users\n"), 'path must start with "/"'),
+    "path with a NUL": (spec(path="/us\x00ers"), 'path must start with "/"'),
     "path with an empty segment": (spec(path="/api//users"), "empty, '.' or '..' segments"),
     "path with a dot-dot segment": (spec(path="/api/../admin"), "empty, '.' or '..' segments"),
     "rewrite prefix on an exact path": (
@@ -189,8 +223,6 @@ CEL_INVALID = {
     "full-path rewrite given a prefix": (
         spec(rewrite={"path": {"type": "ReplaceFullPath", "replacePrefixMatch": "/x"}}),
         "replaceFullPath must be set when type is ReplaceFullPath"),
-    "redirect that changes nothing": (
-        {"path": "/a", "redirect": {"statusCode": 301}}, "redirect must change at least one of"),
     "per-try timeout above the request timeout": (
         spec(timeouts={"request": "10s", "backendRequest": "1m"}), "timeouts.backendRequest must not exceed"),
     "APIKey without secretRef": (

@@ -12,6 +12,8 @@ from proxyharness import proxy_port, request, route, start_proxy, table
     (Redirect(hostname="new.test", port=9000, status_code=307), "/old", "http://new.test:9000/old", 307),
     (Redirect(path_type="ReplacePrefixMatch", replace_prefix_match="/new", status_code=308), "/old/x", "http://shop.test:8080/new/x", 308),
     (Redirect(path_type="ReplaceFullPath", replace_full_path="/landing", status_code=303), "/old/x", "http://shop.test:8080/landing", 303),
+    # Gateway API: only the status code set: the same scheme, host, port, path and query.
+    (Redirect(status_code=303), "/old/x?a=1&b=2", "http://shop.test:8080/old/x?a=1&b=2", 303),
 ])
 async def test_redirect(redirect, path, location, status):
     srv = await start_proxy(table([route(path="/old", backends=(), policy=RoutePolicy(redirect=redirect))], {}))
