@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway import metrics
-from gateway.auth.base import AuthMemo, header_value, upstream_headers
+from gateway.auth.base import AuthMemo, header_value, upstream_headers, without_query_param
 from gateway.ratelimit import OUTCOME_ALLOWED, Decision
 from gateway.routing import PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
 
@@ -184,18 +184,13 @@ def apply_auth(ex: "Exchange", auth, result) -> bool:
             upstream = upstream_headers(auth.consumer_header, result.consumer, result.forward_headers)
         ex.auth_headers = upstream
         if result.strip_query_param:
-            ex.query = _strip_query_param(ex.query, result.strip_query_param)
+            ex.query = without_query_param(ex.query, result.strip_query_param)
         return True
     extra = []
     if result.www_authenticate:
         extra.append((b"www-authenticate", result.www_authenticate.encode("latin-1")))
     ex.respond(result.status, result.message or "unauthorized", extra=extra)
     return False
-
-
-def _strip_query_param(query: str, name: str) -> str:
-    kept = [p for p in query.split("&") if p.split("=", 1)[0] != name]
-    return "&".join(kept)
 
 
 # -- rate limiting -------------------------------------------------------------------
@@ -349,8 +344,13 @@ def mirror(ex: "Exchange") -> None:
     if eset is None or not eset.endpoints:
         return
     ep = eset.endpoints[random.randrange(len(eset.endpoints))]
-    target = ex.path + ("?" + ex.query if ex.query else "")
-    headers = [(n, v) for n, v in ex.headers if n.lower() not in _MIRROR_SKIP]
+    target = ex.path + ("?" + ex.query if ex.query else "")  # the query as forwarded: credentials removed
+    auth = ex.route.policy.auth
+    # Like the upstream, the mirror never sees the client's credentials (unless
+    # keepCredentials) nor a consumer or claim header the client made up.
+    skip = _MIRROR_SKIP if auth is None else _MIRROR_SKIP.union(auth.strip_headers)
+    headers = [(n, v) for n, v in ex.headers if n.lower() not in skip]
+    headers += ex.auth_headers
     body = b"".join(ex.replay)
     head = [ex.method.encode(), b" ", target.encode(), b" HTTP/1.1\r\nhost: ", ex.host, b"\r\n"]
     for n, v in headers:
