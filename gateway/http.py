@@ -68,8 +68,11 @@ REASONS = {
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 417: "Expectation Failed",
     413: "Content Too Large", 414: "URI Too Long", 421: "Misdirected Request", 429: "Too Many Requests",
     431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
 }
+# The answer to a request line of another major version (HTTP/2.0 or the HTTP/2
+# preface, HTTP/3.0, HTTP/0.9): this listener speaks HTTP/1.x only.
+VERSION_NOT_SUPPORTED = "only HTTP/1.0 and HTTP/1.1 are served on this listener"
 
 # Normalised request targets by raw target: clients repeat the same few, and
 # normalising is pure. Bounded: cleared when full.
@@ -1127,7 +1130,14 @@ class ClientProtocol:
         except httptools.HttpParserInvalidURLError:
             self._refuse(400, "invalid request target")
         except httptools.HttpParserError:
-            self._refuse(400, "malformed request")
+            # llhttp refuses most other versions itself ("Invalid HTTP version"), and the
+            # HTTP/2 preface ("PRI * HTTP/2.0"); the version it read tells them apart
+            # from malformed input ("0.0": no version read).
+            version = self.parser.get_http_version()
+            if version[0] != "1" and version != "0.0":
+                self._refuse(505, VERSION_NOT_SUPPORTED)
+            else:
+                self._refuse(400, "malformed request")
 
     def _refuse(self, status: int, message: str) -> None:
         """Refuse what cannot be parsed safely: answer if we can, then close."""
@@ -1213,7 +1223,8 @@ class ClientProtocol:
         if size > self._max_header_bytes or len(headers) > self._max_headers:
             raise _Reject(431, "request header fields too large")
         # Only a few names matter before routing; their lengths filter cheaply.
-        if len(name) in _SPECIAL_LENGTHS:
+        n = len(name)
+        if n in _SPECIAL_LENGTHS or (n == 16 and name[0] | 0x20 == 0x70):  # or Proxy-Connection, by its "p"
             self._special_header(name.lower(), value)
 
     def _special_header(self, lname: bytes, value: bytes) -> None:
@@ -1229,7 +1240,9 @@ class ClientProtocol:
             ex.host = value
         elif lname == b"content-length":
             ex.content_length = int(value)  # llhttp has checked digits and duplicates
-        elif lname == b"connection":
+        elif lname == b"connection" or lname == b"proxy-connection":
+            # llhttp reads Proxy-Connection as Connection (keep-alive, close, upgrade):
+            # so do we, or a request it keeps alive would pass for HTTP/1.1 below.
             ex.conn_value = value if ex.conn_value is None else ex.conn_value + b"," + value
         elif lname == b"expect":
             if value.lower() == b"100-continue":
@@ -1250,11 +1263,16 @@ class ClientProtocol:
         method = p.get_method()
         ex.method = _METHODS.get(method) or method.decode("ascii", "replace")
         ex.keep_alive = p.should_keep_alive()
-        # llhttp keeps an HTTP/1.0 connection alive only on "Connection: keep-alive", so
-        # kept alive without a Connection header is 1.1: the version string, formatted
-        # by httptools on every call (a tenth of this callback's cost), is not needed.
-        if (not ex.keep_alive or ex.conn_value is not None) and p.get_http_version() == "1.0":
-            ex.http10 = True
+        # llhttp keeps a connection of any version but 1.1 alive only on "Connection:
+        # keep-alive", so kept alive without a Connection header is 1.1: the version
+        # string, formatted by httptools on every call (a tenth of this callback's
+        # cost), is not needed. llhttp parses 0.9, 1.0, 1.1 and 2.0 request lines.
+        if not ex.keep_alive or ex.conn_value is not None:
+            version = p.get_http_version()
+            if version == "1.0":
+                ex.http10 = True
+            elif version != "1.1":
+                raise _Reject(505, VERSION_NOT_SUPPORTED)
         # llhttp flags an upgrade only for CONNECT or with "Connection: upgrade": without a
         # Connection header the parser need not be asked.
         if (ex.conn_value is not None or ex.method == "CONNECT") and p.should_upgrade():
