@@ -259,6 +259,8 @@ class Exchange(Handler):
         self.header_view = hv = HeaderView(self.headers)
         res = table.match(self.method, host, path, hv, query)
         route = res.route
+        if self.method == "OPTIONS":  # maybe a CORS preflight: routed as the request it announces
+            route = policies.preflight_route(table, route, host, path, hv, query)
         if route is None:
             if res.status == 405:
                 allow = ", ".join(res.allow).encode()

@@ -40,6 +40,28 @@ def early_answer(ex: "Exchange", pol: RoutePolicy):
     return None
 
 
+def preflight_route(table, matched: Route | None, host: str, path: str, hv, query: str) -> Route | None:
+    """The route that answers an OPTIONS request: ``matched`` (what OPTIONS
+    itself matched, None on 404/405) unless the request is a CORS preflight
+    (Origin and Access-Control-Request-Method) and the request it announces
+    would reach a route with CORS whose methods leave OPTIONS out: that route's
+    CORS policy answers the preflight (see ``early_answer``). Without this a
+    route with ``methods: [GET, POST]`` answers its own preflights 405, or a
+    broader route takes them. A route that lists OPTIONS takes every OPTIONS
+    request, preflights included; a preflight for a route without CORS keeps
+    what OPTIONS matched."""
+    if matched is not None and matched.methods is not None and "OPTIONS" in matched.methods:
+        return matched
+    announced_method = hv.get("access-control-request-method")
+    if announced_method is None or hv.get("origin") is None:
+        return matched
+    announced = table.match(announced_method.strip(), host, path, hv, query).route
+    if (announced is not None and announced.policy.cors is not None
+            and announced.methods is not None and "OPTIONS" not in announced.methods):
+        return announced
+    return matched
+
+
 def _forwarded_https(ex: "Exchange") -> bool:
     """A trusted proxy in front terminated TLS already: redirecting would loop."""
     if not ex.proto.trusted:
