@@ -1085,7 +1085,13 @@ class ClientProtocol:
                 self.trusted = any(addr in net for net in srv.trusted_proxies)
             except ValueError:
                 self.trusted = False
-        self._idle_since = _monotonic()
+        # Until its first request arrives a connection is due its head within the
+        # header timeout, not the idle timeout: a client that connects and sends
+        # nothing must not hold a slot for a minute. (On the TLS listener the
+        # protocol is connected once the handshake is done, itself bounded by
+        # the same timeout.)
+        now = self._idle_since = _monotonic()
+        self._head_deadline = now + self._header_timeout
         srv.connections.add(self)
 
     def connection_lost(self, exc) -> None:
@@ -1339,7 +1345,13 @@ class ClientProtocol:
         if self._head_deadline and now > self._head_deadline:
             # Slow or stalled request head (slowloris): 408 if nothing is in progress.
             head = self.pipeline[0] if self.pipeline else None
-            if head is not None and head is self.current and not head.head_complete:
+            if head is None:
+                # Not one request byte since accept: closed without an answer, as
+                # there is no request to answer (and a client that preconnected
+                # may retry on a fresh connection).
+                self.close()
+                return
+            if head is self.current and not head.head_complete:
                 self.server.stats.rejected(408)
                 self.current = None
                 head.keep_alive = False
