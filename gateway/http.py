@@ -69,8 +69,11 @@ REASONS = {
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 417: "Expectation Failed",
     413: "Content Too Large", 414: "URI Too Long", 421: "Misdirected Request", 429: "Too Many Requests",
     431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
 }
+# The answer to a request line of another major version (HTTP/2.0 or the HTTP/2
+# preface, HTTP/3.0, HTTP/0.9): this listener speaks HTTP/1.x only.
+VERSION_NOT_SUPPORTED = "only HTTP/1.0 and HTTP/1.1 are served on this listener"
 
 # Normalised request targets by raw target: clients repeat the same few, and
 # normalising is pure. Bounded: cleared when full.
@@ -257,6 +260,8 @@ class Exchange(Handler):
         self.header_view = hv = HeaderView(self.headers)
         res = table.match(self.method, host, path, hv, query)
         route = res.route
+        if self.method == "OPTIONS":  # maybe a CORS preflight: routed as the request it announces
+            route = policies.preflight_route(table, route, host, path, hv, query)
         if route is None:
             if res.status == 405:
                 allow = ", ".join(res.allow).encode()
@@ -1117,7 +1122,13 @@ class ClientProtocol:
                 self.trusted = any(addr in net for net in srv.trusted_proxies)
             except ValueError:
                 self.trusted = False
-        self._idle_since = _monotonic()
+        # Until its first request arrives a connection is due its head within the
+        # header timeout, not the idle timeout: a client that connects and sends
+        # nothing must not hold a slot for a minute. (On the TLS listener the
+        # protocol is connected once the handshake is done, itself bounded by
+        # the same timeout.)
+        now = self._idle_since = _monotonic()
+        self._head_deadline = now + self._header_timeout
         srv.connections.add(self)
 
     def connection_lost(self, exc) -> None:
@@ -1164,7 +1175,14 @@ class ClientProtocol:
         except httptools.HttpParserInvalidURLError:
             self._refuse(400, "invalid request target")
         except httptools.HttpParserError:
-            self._refuse(400, "malformed request")
+            # llhttp refuses most other versions itself ("Invalid HTTP version"), and the
+            # HTTP/2 preface ("PRI * HTTP/2.0"); the version it read tells them apart
+            # from malformed input ("0.0": no version read).
+            version = self.parser.get_http_version()
+            if version[0] != "1" and version != "0.0":
+                self._refuse(505, VERSION_NOT_SUPPORTED)
+            else:
+                self._refuse(400, "malformed request")
 
     def _refuse(self, status: int, message: str) -> None:
         """Refuse what cannot be parsed safely: answer if we can, then close."""
@@ -1250,7 +1268,8 @@ class ClientProtocol:
         if size > self._max_header_bytes or len(headers) > self._max_headers:
             raise _Reject(431, "request header fields too large")
         # Only a few names matter before routing; their lengths filter cheaply.
-        if len(name) in _SPECIAL_LENGTHS:
+        n = len(name)
+        if n in _SPECIAL_LENGTHS or (n == 16 and name[0] | 0x20 == 0x70):  # or Proxy-Connection, by its "p"
             self._special_header(name.lower(), value)
 
     def _special_header(self, lname: bytes, value: bytes) -> None:
@@ -1266,7 +1285,9 @@ class ClientProtocol:
             ex.host = value
         elif lname == b"content-length":
             ex.content_length = int(value)  # llhttp has checked digits and duplicates
-        elif lname == b"connection":
+        elif lname == b"connection" or lname == b"proxy-connection":
+            # llhttp reads Proxy-Connection as Connection (keep-alive, close, upgrade):
+            # so do we, or a request it keeps alive would pass for HTTP/1.1 below.
             ex.conn_value = value if ex.conn_value is None else ex.conn_value + b"," + value
         elif lname == b"expect":
             if value.lower() == b"100-continue":
@@ -1287,11 +1308,16 @@ class ClientProtocol:
         method = p.get_method()
         ex.method = _METHODS.get(method) or method.decode("ascii", "replace")
         ex.keep_alive = p.should_keep_alive()
-        # llhttp keeps an HTTP/1.0 connection alive only on "Connection: keep-alive", so
-        # kept alive without a Connection header is 1.1: the version string, formatted
-        # by httptools on every call (a tenth of this callback's cost), is not needed.
-        if (not ex.keep_alive or ex.conn_value is not None) and p.get_http_version() == "1.0":
-            ex.http10 = True
+        # llhttp keeps a connection of any version but 1.1 alive only on "Connection:
+        # keep-alive", so kept alive without a Connection header is 1.1: the version
+        # string, formatted by httptools on every call (a tenth of this callback's
+        # cost), is not needed. llhttp parses 0.9, 1.0, 1.1 and 2.0 request lines.
+        if not ex.keep_alive or ex.conn_value is not None:
+            version = p.get_http_version()
+            if version == "1.0":
+                ex.http10 = True
+            elif version != "1.1":
+                raise _Reject(505, VERSION_NOT_SUPPORTED)
         # llhttp flags an upgrade only for CONNECT or with "Connection: upgrade": without a
         # Connection header the parser need not be asked.
         if (ex.conn_value is not None or ex.method == "CONNECT") and p.should_upgrade():
@@ -1356,7 +1382,13 @@ class ClientProtocol:
         if self._head_deadline and now > self._head_deadline:
             # Slow or stalled request head (slowloris): 408 if nothing is in progress.
             head = self.pipeline[0] if self.pipeline else None
-            if head is not None and head is self.current and not head.head_complete:
+            if head is None:
+                # Not one request byte since accept: closed without an answer, as
+                # there is no request to answer (and a client that preconnected
+                # may retry on a fresh connection).
+                self.close()
+                return
+            if head is self.current and not head.head_complete:
                 self.server.stats.rejected(408)
                 self.current = None
                 head.keep_alive = False

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway import metrics
-from gateway.auth.base import AuthMemo, header_value, upstream_headers
+from gateway.auth.base import AuthMemo, header_value, upstream_headers, without_query_param
 from gateway.ratelimit import OUTCOME_ALLOWED, Decision
 from gateway.routing import PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
 from gateway.syntax import valid_field_value
@@ -39,6 +39,28 @@ def early_answer(ex: "Exchange", pol: RoutePolicy):
         if origin is not None and hv.get("access-control-request-method") is not None:
             return _preflight(pol.cors, origin, hv)
     return None
+
+
+def preflight_route(table, matched: Route | None, host: str, path: str, hv, query: str) -> Route | None:
+    """The route that answers an OPTIONS request: ``matched`` (what OPTIONS
+    itself matched, None on 404/405) unless the request is a CORS preflight
+    (Origin and Access-Control-Request-Method) and the request it announces
+    would reach a route with CORS whose methods leave OPTIONS out: that route's
+    CORS policy answers the preflight (see ``early_answer``). Without this a
+    route with ``methods: [GET, POST]`` answers its own preflights 405, or a
+    broader route takes them. A route that lists OPTIONS takes every OPTIONS
+    request, preflights included; a preflight for a route without CORS keeps
+    what OPTIONS matched."""
+    if matched is not None and matched.methods is not None and "OPTIONS" in matched.methods:
+        return matched
+    announced_method = hv.get("access-control-request-method")
+    if announced_method is None or hv.get("origin") is None:
+        return matched
+    announced = table.match(announced_method.strip(), host, path, hv, query).route
+    if (announced is not None and announced.policy.cors is not None
+            and announced.methods is not None and "OPTIONS" not in announced.methods):
+        return announced
+    return matched
 
 
 def _forwarded_https(ex: "Exchange") -> bool:
@@ -185,18 +207,13 @@ def apply_auth(ex: "Exchange", auth, result) -> bool:
             upstream = upstream_headers(auth.consumer_header, result.consumer, result.forward_headers)
         ex.auth_headers = upstream
         if result.strip_query_param:
-            ex.query = _strip_query_param(ex.query, result.strip_query_param)
+            ex.query = without_query_param(ex.query, result.strip_query_param)
         return True
     extra = []
     if result.www_authenticate:
         extra.append((b"www-authenticate", result.www_authenticate.encode("latin-1")))
     ex.respond(result.status, result.message or "unauthorized", extra=extra)
     return False
-
-
-def _strip_query_param(query: str, name: str) -> str:
-    kept = [p for p in query.split("&") if p.split("=", 1)[0] != name]
-    return "&".join(kept)
 
 
 # -- rate limiting -------------------------------------------------------------------
@@ -359,8 +376,13 @@ def mirror(ex: "Exchange") -> None:
     if eset is None or not eset.endpoints:
         return
     ep = eset.endpoints[random.randrange(len(eset.endpoints))]
-    target = ex.path + ("?" + ex.query if ex.query else "")
-    headers = [(n, v) for n, v in ex.headers if n.lower() not in _MIRROR_SKIP]
+    target = ex.path + ("?" + ex.query if ex.query else "")  # the query as forwarded: credentials removed
+    auth = ex.route.policy.auth
+    # Like the upstream, the mirror never sees the client's credentials (unless
+    # keepCredentials) nor a consumer or claim header the client made up.
+    skip = _MIRROR_SKIP if auth is None else _MIRROR_SKIP.union(auth.strip_headers)
+    headers = [(n, v) for n, v in ex.headers if n.lower() not in skip]
+    headers += ex.auth_headers
     body = b"".join(ex.replay)
     head = [ex.method.encode(), b" ", target.encode(), b" HTTP/1.1\r\nhost: ", ex.host, b"\r\n"]
     for n, v in headers:

@@ -173,10 +173,10 @@ class RawClient:
         """True when the server closes the connection (EOF) within ``timeout``."""
         try:
             data = await asyncio.wait_for(self.reader.read(65536), timeout)
+        except asyncio.TimeoutError:  # first: since Python 3.11 it is the built-in TimeoutError, an OSError
+            return False
         except (ConnectionError, OSError):
             return True
-        except asyncio.TimeoutError:
-            return False
         return data == b""
 
 

@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from aiohttp import web
 
 from gateway.config import Limits
 from gateway.routing import RoutePolicy
@@ -259,3 +260,53 @@ async def test_each_new_host_on_a_keep_alive_connection_is_checked(gw):
         assert r.status == 400 and b"invalid Host header" in r.body
         assert await c.closed()
     assert len(b.seen) == 2
+
+
+@pytest.mark.parametrize("version", [b"2.0", b"3.0", b"0.9", b"9.9", b"2.1"])
+@pytest.mark.parametrize("connection", [b"", b"Connection: keep-alive\r\n", b"Proxy-Connection: keep-alive\r\n"],
+                         ids=["none", "connection", "proxy-connection"])
+async def test_a_major_version_other_than_1_is_505(gw, version, connection):
+    b, _, port = gw
+    r = await refused(port, b"GET /public HTTP/" + version + b"\r\nHost: a\r\n" + connection + b"\r\n", 505)
+    assert r.json()["error"] == "HTTP Version Not Supported"
+    assert b.seen == []
+
+
+async def test_a_major_version_other_than_1_later_on_a_keep_alive_connection_is_505(gw):
+    b, _, port = gw
+    async with RawClient(port) as c:
+        await c.send(b"GET /public HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert (await c.response()).status == 200
+        await c.send(b"GET /public/2 HTTP/2.0\r\nHost: a\r\n\r\n")
+        r = await c.response()
+        assert r.status == 505 and await c.closed()
+    assert [s[1] for s in b.seen] == ["/public"]
+
+
+async def test_the_http2_connection_preface_is_refused_and_closed(gw):
+    # A client with prior knowledge of HTTP/2 on the HTTP/1 listener: refused, never a hang.
+    b, _, port = gw
+    await refused(port, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00", 505)
+    assert b.seen == []
+
+
+async def test_an_http10_client_with_proxy_connection_keep_alive_is_answered_in_http10_framing():
+    # llhttp reads Proxy-Connection like Connection: the request must still be known as 1.0.
+    async def streamed(request, body):
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"hello")
+        await resp.write_eof()
+        return resp
+
+    b = await start_backend("b", streamed)
+    srv = await start_proxy(table([route(path="/")], {"ns/svc:80": (b.endpoint,)}))
+    try:
+        async with RawClient(proxy_port(srv)) as c:
+            await c.send(b"GET / HTTP/1.0\r\nHost: a\r\nProxy-Connection: keep-alive\r\n\r\n")
+            r = await c.response()
+            assert r.status == 200 and r.body == b"hello"
+            assert "transfer-encoding" not in r.headers, "chunked framing does not exist in HTTP/1.0"
+    finally:
+        await srv.close()
+        await b.runner.cleanup()

@@ -64,3 +64,85 @@ async def test_actual_request_gets_cors_headers_only_for_allowed_origins():
     finally:
         await srv.close()
         await b.runner.cleanup()
+
+
+# -- preflights on routes that list their methods --------------------------------------
+#
+# A preflight (OPTIONS with Origin and Access-Control-Request-Method) is matched as
+# the request it announces: the route that request would reach answers with its CORS
+# policy, although OPTIONS is not among its methods.
+
+
+async def _compiled_gw(*extra: dict):
+    from controller.compile import compile_snapshot
+    from kobjects import ingress, snapshot
+    from test_compile_examples import example_objects
+
+    b = await start_backend("b")
+    url = [{"url": f"http://127.0.0.1:{b.port}"}]
+
+    def endpoint(name, spec):
+        return {"apiVersion": "crdgate.io/v1", "kind": "APIEndpoint", "metadata": {"name": name, "namespace": "shop",
+                "creationTimestamp": "2024-01-01T00:00:00Z", "generation": 1}, "spec": {"backends": url, **spec}}
+
+    site = ingress("site", {"rules": [{"host": "site.test", "http": {"paths": [
+        {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "users", "port": {"number": 80}}}}]}}]},
+        ns="demo", annotations={"crdgate.io/cors-allow-origins": "https://site.test",
+                                "crdgate.io/cors-allow-methods": "GET, POST"})
+    objects = [*example_objects(), site,
+               endpoint("checkout", {"hosts": ["site.test"], "path": "/checkout", "methods": ["POST"],
+                                     "cors": {"allowOrigins": ["https://checkout.test"], "allowMethods": ["POST"]}}),
+               endpoint("no-cors", {"path": "/no-cors", "methods": ["POST"]}),
+               endpoint("own-options", {"path": "/own-options", "methods": ["OPTIONS", "POST"],
+                                        "cors": {"allowOrigins": ["https://x.test"]}}),
+               *extra]
+    result = compile_snapshot(snapshot(*objects))
+    assert not [k for k, s in result.statuses.items() if s.state == "Error"], result.statuses
+    srv = await start_proxy(result.table)
+    return b, srv, proxy_port(srv)
+
+
+def _preflight(origin: str, method: str = "POST") -> dict:
+    return {"Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": "content-type"}
+
+
+async def test_preflight_on_the_demo_payments_route_is_answered_by_its_cors_policy():
+    b, srv, port = await _compiled_gw()
+    try:
+        r = await request(port, "OPTIONS", "/api/v1/payments", headers=_preflight("https://shop.demo.local"))
+        assert r.status == 204, r.body
+        assert r.headers["access-control-allow-origin"] == "https://shop.demo.local"
+        assert r.headers["access-control-allow-methods"] == "GET, POST"
+        assert r.headers["access-control-max-age"] == "600"
+        r = await request(port, "OPTIONS", "/api/v1/payments", headers=_preflight("https://evil.test"))
+        assert r.status == 403
+        # A plain OPTIONS (no preflight) is still outside the route's methods.
+        r = await request(port, "OPTIONS", "/api/v1/payments")
+        assert r.status == 405 and r.headers["allow"] == "GET, POST"
+        assert b.seen == []
+    finally:
+        await srv.close()
+        await b.runner.cleanup()
+
+
+async def test_preflight_is_answered_by_the_route_the_announced_request_reaches():
+    b, srv, port = await _compiled_gw()
+    try:
+        # POST /checkout on site.test goes to the APIEndpoint, not to the Ingress's "/": so does its preflight.
+        r = await request(port, "OPTIONS", "/checkout", host="site.test", headers=_preflight("https://checkout.test"))
+        assert r.status == 204 and r.headers["access-control-allow-origin"] == "https://checkout.test"
+        r = await request(port, "OPTIONS", "/checkout", host="site.test", headers=_preflight("https://site.test"))
+        assert r.status == 403
+        # Elsewhere on the host, the Ingress's annotations answer, as before.
+        r = await request(port, "OPTIONS", "/page", host="site.test", headers=_preflight("https://site.test", "GET"))
+        assert r.status == 204 and r.headers["access-control-allow-origin"] == "https://site.test"
+        # A preflight for a route without CORS keeps its answer (405: OPTIONS is not among its methods).
+        r = await request(port, "OPTIONS", "/no-cors", headers=_preflight("https://x.test"))
+        assert r.status == 405 and r.headers["allow"] == "POST"
+        # A route that lists OPTIONS matches the preflight itself (and answers it with its CORS policy).
+        r = await request(port, "OPTIONS", "/own-options", headers=_preflight("https://x.test"))
+        assert r.status == 204 and r.headers["access-control-allow-origin"] == "https://x.test"
+        assert b.seen == []
+    finally:
+        await srv.close()
+        await b.runner.cleanup()

@@ -92,15 +92,18 @@ class APIKeyAuthenticator(Authenticator):
         self._missing = denied(MISSING, challenge)
         self._invalid = denied(INVALID, challenge)
         forbidden = denied(FORBIDDEN, None)
+        # The query parameter is removed before forwarding whenever it is
+        # configured, whichever of header and query carried the key: a request
+        # may carry both, and the backend must see neither.
         strip_query = None if keep_credentials else self.query_param
 
-        # digest -> (result when the key came in the header, result when it came
-        # in the query). A dict lookup keyed by the digest of the presented key
-        # is safe against timing attacks: how long the lookup takes depends on
-        # the digest, and knowing bits of SHA-256(k) for a valid k does not help
-        # anyone find k (preimage resistance). Comparing the raw key against each
-        # stored key would leak a prefix and which consumer came close.
-        by_digest: dict[bytes, tuple[AuthResult, AuthResult]] = {}
+        # digest -> the consumer's result. A dict lookup keyed by the digest of
+        # the presented key is safe against timing attacks: how long the lookup
+        # takes depends on the digest, and knowing bits of SHA-256(k) for a valid
+        # k does not help anyone find k (preimage resistance). Comparing the raw
+        # key against each stored key would leak a prefix and which consumer
+        # came close.
+        by_digest: dict[bytes, AuthResult] = {}
         owner: dict[bytes, str] = {}
         for consumer in sorted(keys):
             digest = key_digest(keys[consumer], consumer)
@@ -108,11 +111,9 @@ class APIKeyAuthenticator(Authenticator):
                 raise SecretContentError(f"consumers {owner[digest]!r} and {consumer!r} have the same key")
             owner[digest] = consumer
             if self.allowed_consumers is not None and consumer not in self.allowed_consumers:
-                by_digest[digest] = (forbidden, forbidden)
-                continue
-            by_header = allowed(consumer, consumer_header=self.consumer_header)
-            by_query = allowed(consumer, (), strip_query, self.consumer_header) if strip_query else by_header
-            by_digest[digest] = (by_header, by_query)
+                by_digest[digest] = forbidden
+            else:
+                by_digest[digest] = allowed(consumer, (), strip_query, self.consumer_header)
         self._by_digest = by_digest
         self.consumers = tuple(sorted(keys))
 
@@ -141,22 +142,17 @@ class APIKeyAuthenticator(Authenticator):
             if memo is not None:  # only known keys: a wrong one is hashed every time
                 memo.authenticator = self
                 memo.credential = found
-                memo.result = hit[0]
-            return hit[0]
+                memo.result = hit
+            return hit
         return self._decide(None if found is None else found.decode("latin-1"), query)
 
     def _decide(self, presented: str | None, query: str) -> AuthResult:
-        from_query = 0
         if not presented and self.query_param is not None:
             presented = query_value(query, self.query_param)
-            from_query = 1
         if not presented:
             return self._missing
-        digest = _sha256(presented.strip().encode("utf-8", "surrogateescape")).digest()
-        found = self._by_digest.get(digest)
-        if found is None:
-            return self._invalid
-        return found[from_query]
+        found = self._by_digest.get(_sha256(presented.strip().encode("utf-8", "surrogateescape")).digest())
+        return self._invalid if found is None else found
 
     def describe(self) -> dict:
         out = {"type": self.scheme, "header": self.header, "consumers": len(self.consumers)}

@@ -65,8 +65,9 @@ class AuthResult:
     (it already accounts for keepCredentials), sets
     ``Authenticator.consumer_header: consumer`` when ``consumer`` is not None,
     adds ``forward_headers`` (forwarded JWT claims, values already free of
-    CR/LF), and drops the query parameter ``strip_query_param`` if set (None
-    under keepCredentials). Otherwise it answers ``status`` with
+    CR/LF), and drops the query parameter ``strip_query_param`` if set: the
+    configured one, whichever of header and query carried the credential
+    (None under keepCredentials or without a query parameter). Otherwise it answers ``status`` with
     ``WWW-Authenticate: www_authenticate`` when set and a body made of
     ``message`` only — which never says which part of the credentials was wrong.
 
@@ -252,6 +253,23 @@ def query_value(query: str, name: str) -> str | None:
         if key == name:
             return unquote_plus(value)
     return None
+
+
+def without_query_param(query: str, name: str) -> str:
+    """``query`` less every occurrence of parameter ``name``, the parameter
+    ``query_value`` reads: also when its name is percent- or plus-encoded
+    (``api%5Fkey``), which a backend decodes to the same name. The other
+    parameters keep their order and spelling."""
+    if not query or (name not in query and "%" not in query and "+" not in query):
+        return query  # no part can be, or decode to, ``name``
+    kept = []
+    for part in query.split("&"):
+        key = part.partition("=")[0]
+        if key != name and ("%" in key or "+" in key):
+            key = unquote_plus(key)
+        if key != name:
+            kept.append(part)
+    return "&".join(kept)
 
 
 def header_name_ok(name: str) -> bool:

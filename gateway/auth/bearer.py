@@ -127,10 +127,9 @@ class JWTAuthenticator(Authenticator):
             "require": list(self.required_claims),
             "enforce_minimum_key_length": True,
         }
-        # Keys: the token (str) from a header, ("q", token) from the query; a
-        # long token's SHA-256 (bytes), b"q" + it from the query. Keys of
-        # different kinds never compare equal.
-        self.cache: TTLCache[str | bytes | tuple, AuthResult] = TTLCache(cache_size, cache_ttl)
+        # Keys: the token (str), or a long token's SHA-256 (bytes). Where the
+        # token came from does not change the result (see _decide).
+        self.cache: TTLCache[str | bytes, AuthResult] = TTLCache(cache_size, cache_ttl)
 
         challenge = f'Bearer realm="{REALM}"'
         self._missing = denied(MISSING, challenge)
@@ -140,20 +139,19 @@ class JWTAuthenticator(Authenticator):
 
     # -- per request ------------------------------------------------------------
 
-    def _token(self, value: str | None, query: str) -> tuple[str | None, bool]:
-        """(the presented token or None, whether it came from the query), from
-        the configured header's value and the raw query."""
+    def _token(self, value: str | None, query: str) -> str | None:
+        """The presented token or None, from the configured header's value and the raw query."""
         if value:
             value = value.strip()
             scheme, sep, rest = value.partition(" ")
             if scheme.lower() == "bearer":
-                return rest.strip() or None, False
+                return rest.strip() or None
             if self._header == "authorization" or sep:
-                return None, False  # another scheme (Basic, ...): no bearer token here
-            return value, False
+                return None  # another scheme (Basic, ...): no bearer token here
+            return value
         if self.query_param is not None:
-            return query_value(query, self.query_param) or None, True
-        return None, False
+            return query_value(query, self.query_param) or None
+        return None
 
     def authenticate(self, req: AuthRequest) -> AuthResult | Awaitable[AuthResult]:
         return self._authenticate(req.headers.get(self._header), req.query)
@@ -164,17 +162,14 @@ class JWTAuthenticator(Authenticator):
         return self._authenticate(header_value(headers, self._header_bytes), query)
 
     def _authenticate(self, value: str | None, query: str) -> AuthResult | Awaitable[AuthResult]:
-        token, from_query = self._token(value, query)
+        token = self._token(value, query)
         if token is None:
             return self._missing
         if len(token) > MAX_TOKEN_BYTES:
             return self._invalid
-        # The source is part of the key: a query token's result strips the query.
-        if len(token) <= CACHE_KEY_MAX:
-            cache_key: str | bytes | tuple = ("q", token) if from_query else token
-        else:
-            digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-            cache_key = b"q" + digest if from_query else digest
+        cache_key: str | bytes = (
+            token if len(token) <= CACHE_KEY_MAX else hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        )
         hit = self.cache.get(cache_key)
         if hit is not None:
             return hit
@@ -194,24 +189,24 @@ class JWTAuthenticator(Authenticator):
         if static is not None:
             own = static.candidates(kid, alg)
             if remote is None or (kid is not None and (own or static.knows(kid))):
-                return self._verify(token, own, cache_key, from_query)
+                return self._verify(token, own, cache_key)
         keys = remote.current()  # type: ignore[union-attr]
         if keys is None:
             if own:  # the URL has not answered yet, but the Secret's keys may do
-                return self._verify(token, own, cache_key, from_query)
-            return self._verify_after_fetch(token, kid, alg, cache_key, from_query)
+                return self._verify(token, own, cache_key)
+            return self._verify_after_fetch(token, kid, alg, cache_key)
         candidates = own + keys.candidates(kid, alg)
         if not candidates and kid is not None and not keys.knows(kid) and remote.may_fetch():  # type: ignore[union-attr]
-            return self._verify_after_fetch(token, kid, alg, cache_key, from_query)
-        return self._verify(token, candidates, cache_key, from_query)
+            return self._verify_after_fetch(token, kid, alg, cache_key)
+        return self._verify(token, candidates, cache_key)
 
-    async def _verify_after_fetch(self, token: str, kid: str | None, alg: str, cache_key: str | bytes | tuple, from_query: bool) -> AuthResult:
+    async def _verify_after_fetch(self, token: str, kid: str | None, alg: str, cache_key: str | bytes) -> AuthResult:
         keys = await self.remote.refresh()  # type: ignore[union-attr]
         if keys is None:
             return self._unavailable  # never had keys: we cannot judge, so refuse
-        return self._verify(token, keys.candidates(kid, alg), cache_key, from_query)
+        return self._verify(token, keys.candidates(kid, alg), cache_key)
 
-    def _verify(self, token: str, candidates: tuple[KeyEntry, ...], cache_key: str | bytes | tuple, from_query: bool) -> AuthResult:
+    def _verify(self, token: str, candidates: tuple[KeyEntry, ...], cache_key: str | bytes) -> AuthResult:
         claims = None
         for entry in candidates:
             try:
@@ -232,7 +227,7 @@ class JWTAuthenticator(Authenticator):
                 return self._invalid  # claims, encoding: another key would not help
         if claims is None:
             return self._invalid
-        result = self._decide(claims, from_query)
+        result = self._decide(claims)
         ttl = self.cache.ttl
         exp = claims.get("exp")
         if isinstance(exp, (int, float)):
@@ -241,7 +236,7 @@ class JWTAuthenticator(Authenticator):
             self.cache.put(cache_key, result, ttl)
         return result
 
-    def _decide(self, claims: dict, from_query: bool) -> AuthResult:
+    def _decide(self, claims: dict) -> AuthResult:
         raw = claims.get(self.consumer_claim)
         consumer = sanitize_header_value(raw, 256) if raw is not None and not isinstance(raw, (dict, list)) else None
         if self.allowed_consumers is not None and consumer not in self.allowed_consumers:
@@ -253,7 +248,8 @@ class JWTAuthenticator(Authenticator):
                 text = sanitize_header_value(value)
                 if text:
                     fwd.append((header, text))
-        return allowed(consumer or None, tuple(fwd), self._strip_query if from_query else None, self.consumer_header)
+        # The query parameter goes whichever of header and query carried the token.
+        return allowed(consumer or None, tuple(fwd), self._strip_query, self.consumer_header)
 
     def describe(self) -> dict:
         out: dict = {"type": self.scheme}
