@@ -64,6 +64,17 @@ class GatewayProcess:
     def logs(self) -> str:
         return Path(self.log.name).read_text(errors="replace")[-6000:]
 
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        """The whole log once it holds ``text``; polled, since the log is written in batches."""
+        deadline = time.monotonic() + timeout
+        while True:
+            whole = Path(self.log.name).read_text(errors="replace")
+            if text in whole:
+                return whole
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{text!r} not logged within {timeout} s:\n{whole[-6000:]}")
+            time.sleep(0.05)
+
     def stdout(self) -> str:
         return Path(self.out.name).read_text(errors="replace")
 
