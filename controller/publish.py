@@ -219,8 +219,8 @@ class Publisher:
         metrics.TABLE_SWAPS.labels(kind).inc()
         metrics.TABLE_GENERATION.set(generation)
         metrics.TABLE_ROUTES.set(len(result.table))
-        self._queue_statuses(result, first)
         _log_served(generation, kind, len(result.table), snapshot, elapsed)
+        self._queue_statuses(result, first)
         return True
 
     # -- statuses ------------------------------------------------------------------
