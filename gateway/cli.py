@@ -88,7 +88,8 @@ def _namespaced_name(value: str) -> str:
     return f"{ns}/{name}"
 
 
-def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080", access_log: bool = True) -> None:
+def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080", access_log: bool = True,
+                       drain_seconds: float = 5.0) -> None:
     g = p.add_argument_group("proxy")
     _add(g, "--listen", listen, _hostport, "address of the proxy listener")
     _add(g, "--admin-listen", "127.0.0.1:9090", _hostport, "address of /healthz /readyz /metrics /routes")
@@ -106,7 +107,7 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
          "seconds an unused pooled upstream connection is kept")
     _add(g, "--access-log", access_log, bool, "one JSON line per request on stdout")
     _add(g, "--create-traceparent", False, bool, "add a W3C traceparent header to requests that arrive without one")
-    _add(g, "--drain-seconds", 5.0, float, "on SIGTERM, seconds /readyz answers 503 before listeners close")
+    _add(g, "--drain-seconds", drain_seconds, float, "on SIGTERM, seconds /readyz answers 503 before listeners close")
     _add(g, "--shutdown-timeout", 25.0, float, "after listeners close, seconds in-flight requests get to finish")
     _add(g, "--workers", 1, int, "proxy processes sharing the listen port (SO_REUSEPORT), each with its own controller")
     t = p.add_argument_group("TLS")
@@ -195,9 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
                           usage="crdgate demo [options]",
                           description="Start demo backends on 127.0.0.1 and the gateway on deploy/examples, then print what to curl.")
     _add_source_flags(demo, str(EXAMPLES))
-    # The demo binds loopback unless told otherwise (a first run exposes nothing), and
-    # keeps the terminal for its own lines: text logs, no access log.
-    _add_gateway_flags(demo, listen="127.0.0.1:8080", access_log=False)
+    # The demo binds loopback unless told otherwise (a first run exposes nothing), keeps
+    # the terminal for its own lines (text logs, no access log), and stops at Ctrl-C
+    # without draining: no load balancer is waiting for its readiness to drop.
+    _add_gateway_flags(demo, listen="127.0.0.1:8080", access_log=False, drain_seconds=0.0)
     _add_log_flags(demo, log_format="text")
 
     val = sub.add_parser("validate", help="compile manifests offline: what each object becomes or why it fails")
