@@ -369,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_validate(args)
     if args.command == "routes":
         return cmd_routes(args)
-    setup_logging(resolve_log_format(args.log_format), args.log_level)
+    args.log_format = resolve_log_format(args.log_format)  # once: --workers children log the same way
+    setup_logging(args.log_format, args.log_level)
     from gateway.run import run_gateway
 
     if args.command == "demo":
