@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)
             f.write("\n")
-    if args.plot:
-        plot(doc, args.plot)
+    if args.plot and not plot(doc, args.plot):
+        print(f"crdgate bench: no chart written to {args.plot}: nothing was measured", file=sys.stderr)
     failed = [r for r in [*doc["baselines"].values(), *doc["scenarios"]] if r["state"] == "failed"]
     return 1 if failed else 0
 

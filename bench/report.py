@@ -117,6 +117,16 @@ def _model(host: dict) -> str:
     return f" ({host['cpu_model']})" if host.get("cpu_model") else ""
 
 
+def _paired_nginx_rps(doc: dict, vs: dict) -> float | None:
+    """The nginx req/s a row's ratios were taken against: the median of its paired nginx
+    runs, or the nginx baseline when it had none (see ``_vs_paired``)."""
+    if not vs:
+        return None
+    if "nginx_rps_median" in vs:
+        return vs["nginx_rps_median"]
+    return ((doc["baselines"].get("nginx") or {}).get("summary") or {}).get("rps_median")
+
+
 def table(doc: dict) -> str:
     s = doc["settings"]
     lines = [
@@ -131,7 +141,7 @@ def table(doc: dict) -> str:
         lines += [
             "",
             f"{'scenario':<18} {'state':<7} {'req/s':>10} {'spread':>7} {'p50 ms':>7} {'p99 ms':>8} {'errors':>7}"
-            f" {'vs nginx req/s':>14} {'vs nginx p99':>12} {'CPU us/req':>10} {'vs nginx CPU':>12}",
+            f" {'nginx req/s':>11} {'vs nginx req/s':>14} {'vs nginx p99':>12} {'CPU us/req':>10} {'vs nginx CPU':>12}",
         ]
     for r in rows:
         sm = r["summary"] or {}
@@ -140,9 +150,11 @@ def table(doc: dict) -> str:
         rps = f"{sm['rps_median']:,.0f}" if sm else "-"
         spread = f"{sm['rps_spread_pct']:.0f}%" if sm and sm.get("rps_spread_pct") is not None else "-"
         errors = str(sm["errors"]) if sm else "-"
+        nginx = _paired_nginx_rps(doc, vs)
         lines.append(
             f"{r['name']:<18} {state:<7} {rps:>10} {spread:>7} {_ms(sm.get('p50_us')):>7} {_ms(sm.get('p99_us')):>8}"
-            f" {errors:>7} {_x(vs.get('rps_ratio')):>14} {_x(vs.get('p99_ratio')):>12}"
+            f" {errors:>7} {'-' if nginx is None else f'{nginx:,.0f}':>11}"
+            f" {_x(vs.get('rps_ratio')):>14} {_x(vs.get('p99_ratio')):>12}"
             f" {_us(sm.get('cpu_us_per_request')):>10} {_x(vs.get('cpu_ratio')):>12}"
         )
     for r in doc["scenarios"]:
@@ -181,70 +193,114 @@ def table(doc: dict) -> str:
 # -- chart -------------------------------------------------------------------------
 
 
-def plot(doc: dict, path: str) -> None:
-    """A 2x2 PNG: throughput, latency, propagation, lookup (matplotlib, no display needed)."""
+def _ratio_label(vs: dict | None, key: str) -> str:
+    value = (vs or {}).get(key)
+    return "" if value is None else f"{value:.2f}x nginx"
+
+
+def plot(doc: dict, path: str) -> bool:
+    """Write the chart as a PNG; False (and no file) when nothing was measured."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(doc)
+    if fig is None:
+        return False
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def figure(doc: dict):
+    """The chart of what was measured: throughput and latency (with the ratios to nginx on
+    crdgate's bars), propagation, lookup; a panel without data is left out. None when
+    nothing was measured (matplotlib, no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    (ax_rps, ax_lat), (ax_prop, ax_look) = axes
-    rows = list(doc["baselines"].values()) + [r for r in doc["scenarios"] if r["kind"] in ("load", "churn")]
-    names = [r["name"] for r in rows]
-    colors = ["#888888" if r["kind"] == "baseline" else ("#2b7bba" if r["state"] == "ok" else "#d62728") for r in rows]
-
-    def val(r, key):
-        return (r["summary"] or {}).get(key) or 0
-
-    rps = [val(r, "rps_median") for r in rows]
-    lo = [max(0.0, v - ((r["summary"] or {}).get("rps_min") or v)) for r, v in zip(rows, rps)]
-    hi = [max(0.0, ((r["summary"] or {}).get("rps_max") or v) - v) for r, v in zip(rows, rps)]
-    ax_rps.bar(names, rps, color=colors, yerr=[lo, hi], capsize=3)
-    ax_rps.set_title("throughput (median, bars = min..max of runs)")
-    ax_rps.set_ylabel("requests/s")
-    for i, r in enumerate(rows):
-        if r["state"] != "ok":
-            ax_rps.text(i, 0, r["state"].upper(), rotation=90, ha="center", va="bottom", fontsize=8)
-
-    x = range(len(rows))
-    ax_lat.bar([i - 0.2 for i in x], [val(r, "p50_us") / 1000 for r in rows], width=0.4, label="p50")
-    ax_lat.bar([i + 0.2 for i in x], [val(r, "p99_us") / 1000 for r in rows], width=0.4, label="p99")
-    ax_lat.set_xticks(list(x), names)
-    ax_lat.set_title(f"latency at {doc['settings']['connections']} connections (not equal offered load)")
-    ax_lat.set_ylabel("ms")
-    ax_lat.legend()
-    for ax in (ax_rps, ax_lat):
-        ax.tick_params(axis="x", labelrotation=30)
-
+    rows = [r for r in list(doc["baselines"].values()) + [r for r in doc["scenarios"] if r["kind"] in ("load", "churn")]
+            if r["state"] != SKIPPED]
     prop = next((r for r in doc["scenarios"] if r["kind"] == "propagation"), None)
     sizes = [e for e in (prop["extra"].get("sizes", []) if prop else []) if e.get("p50_ms") is not None]
-    if sizes:
-        labels = [f"{e['routes']:,}" for e in sizes]
-        px = range(len(sizes))
-        ax_prop.bar([i - 0.2 for i in px], [e["p50_ms"] for e in sizes], width=0.4, label="p50")
-        ax_prop.bar([i + 0.2 for i in px], [e["p99_ms"] for e in sizes], width=0.4, label="p99")
-        ax_prop.set_xticks(list(px), labels)
-        ax_prop.legend()
-    else:
-        ax_prop.text(0.5, 0.5, "propagation not measured", ha="center", va="center", transform=ax_prop.transAxes)
-    ax_prop.set_title("propagation: manifest write -> first routed request")
-    ax_prop.set_xlabel("routes in the table")
-    ax_prop.set_ylabel("ms")
-
     look = next((r for r in doc["scenarios"] if r["kind"] == "lookup"), None)
     entries = look["extra"].get("sizes", []) if look else []
+    panels = []
+    if any(r["summary"] for r in rows):
+        panels += [("throughput", rows), ("latency", rows)]
+    if sizes:
+        panels.append(("propagation", sizes))
     if entries:
-        ax_look.plot([e["routes"] for e in entries], [e["ns_per_lookup"] for e in entries], marker="o")
-        ax_look.set_xscale("log")
-        ax_look.set_ylim(bottom=0)
-    else:
-        ax_look.text(0.5, 0.5, "lookup not measured", ha="center", va="center", transform=ax_look.transAxes)
-    ax_look.set_title("RouteTable.match (in-process)")
-    ax_look.set_xlabel("routes in the table")
-    ax_look.set_ylabel("ns per lookup")
+        panels.append(("lookup", entries))
+    if not panels:
+        return None
+
+    columns = 2 if len(panels) > 1 else 1
+    fig, axes = plt.subplots((len(panels) + 1) // 2, columns, figsize=(6.5 * columns, 4.5 * ((len(panels) + 1) // 2)),
+                             squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[len(panels):]:
+        fig.delaxes(ax)  # an odd number of panels: no empty frame
+    for ax, (panel, data) in zip(flat, panels):
+        {"throughput": _throughput, "latency": _latency, "propagation": _propagation, "lookup": _lookup}[panel](
+            ax, data, doc)
 
     fig.suptitle(f"crdgate bench ({doc['started_at']})")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def _val(r: dict, key: str) -> float:
+    return (r["summary"] or {}).get(key) or 0
+
+
+def _throughput(ax, rows: list[dict], doc: dict) -> None:
+    names = [r["name"] for r in rows]
+    colors = ["#888888" if r["kind"] == "baseline" else ("#2b7bba" if r["state"] == "ok" else "#d62728") for r in rows]
+    rps = [_val(r, "rps_median") for r in rows]
+    lo = [max(0.0, v - ((r["summary"] or {}).get("rps_min") or v)) for r, v in zip(rows, rps)]
+    hi = [max(0.0, ((r["summary"] or {}).get("rps_max") or v) - v) for r, v in zip(rows, rps)]
+    bars = ax.bar(names, rps, color=colors, yerr=[lo, hi], capsize=3)
+    # The headline: each crdgate bar says how it compares with nginx (req/s ratio).
+    ax.bar_label(bars, [_ratio_label(r["vs_nginx"], "rps_ratio") for r in rows], label_type="center",
+                 rotation=90, fontsize=8, color="white")
+    ax.set_title("throughput (median, bars = min..max of runs)")
+    ax.set_ylabel("requests/s")
+    for i, r in enumerate(rows):
+        if r["state"] != "ok":
+            ax.text(i, 0, r["state"].upper(), rotation=90, ha="center", va="bottom", fontsize=8)
+    ax.tick_params(axis="x", labelrotation=30)
+
+
+def _latency(ax, rows: list[dict], doc: dict) -> None:
+    x = range(len(rows))
+    ax.bar([i - 0.2 for i in x], [_val(r, "p50_us") / 1000 for r in rows], width=0.4, label="p50")
+    p99 = ax.bar([i + 0.2 for i in x], [_val(r, "p99_us") / 1000 for r in rows], width=0.4, label="p99")
+    ax.bar_label(p99, [_ratio_label(r["vs_nginx"], "p99_ratio") for r in rows], rotation=90, fontsize=8,
+                 padding=2)
+    ax.set_xticks(list(x), [r["name"] for r in rows])
+    ax.set_title(f"latency at {doc['settings']['connections']} connections (not equal offered load)")
+    ax.set_ylabel("ms")
+    ax.margins(y=0.35)  # room for the ratio labels above the bars
+    ax.legend()
+    ax.tick_params(axis="x", labelrotation=30)
+
+
+def _propagation(ax, sizes: list[dict], doc: dict) -> None:
+    px = range(len(sizes))
+    ax.bar([i - 0.2 for i in px], [e["p50_ms"] for e in sizes], width=0.4, label="p50")
+    ax.bar([i + 0.2 for i in px], [e["p99_ms"] for e in sizes], width=0.4, label="p99")
+    ax.set_xticks(list(px), [f"{e['routes']:,}" for e in sizes])
+    ax.legend()
+    ax.set_title("propagation: manifest write -> first routed request")
+    ax.set_xlabel("routes in the table")
+    ax.set_ylabel("ms")
+
+
+def _lookup(ax, entries: list[dict], doc: dict) -> None:
+    ax.plot([e["routes"] for e in entries], [e["ns_per_lookup"] for e in entries], marker="o")
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_title("RouteTable.match (in-process)")
+    ax.set_xlabel("routes in the table")
+    ax.set_ylabel("ns per lookup")

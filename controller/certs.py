@@ -308,4 +308,5 @@ class CertificateCompiler:
             routed=base.routed,
             certificates=certs,
             certificate_problems=problems,
+            incremental=base.incremental,
         )

@@ -190,6 +190,9 @@ class CompileResult:
     # None when not known: compare everything.
     changed_statuses: Mapping[str, ObjectStatus | None] | None = field(default=None, repr=False, compare=False)
     status_base: Mapping[str, ObjectStatus] | None = field(default=None, repr=False, compare=False)
+    # Built on the previous compile, redoing only what the changes touched
+    # (controller/incremental.py); False for a compile from scratch.
+    incremental: bool = field(default=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -149,9 +149,12 @@ class LoadError:
     column: int | None = None  # 1-based, when known
 
     def __str__(self) -> str:
-        where = self.path if self.document is None else f"{self.path}#{self.document}"
+        # file:line:column, the form editors and terminals jump to; the document
+        # index only when no line is known.
         if self.line is not None:
-            where += f" line {self.line}" + (f" column {self.column}" if self.column is not None else "")
+            where = f"{self.path}:{self.line}" + (f":{self.column}" if self.column is not None else "")
+        else:
+            where = self.path if self.document is None else f"{self.path}#{self.document}"
         return f"{where}: {self.message}"
 
     def sort_key(self) -> tuple:
@@ -228,7 +231,12 @@ def _yaml_documents(raw: bytes) -> Iterator[_Doc]:
             index += 1
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        parts = [p for p in (e.context, e.problem) if p]
+        context = e.context
+        if context and e.context_mark is not None and mark is not None and e.context_mark.line != mark.line:
+            # An unclosed bracket or quote is noticed lines later: say where it was opened,
+            # which is where the fix goes.
+            context += f" (started at line {e.context_mark.line + 1}, column {e.context_mark.column + 1})"
+        parts = [p for p in (context, e.problem) if p]
         raise _ParseError(
             index,
             "YAML: " + ", ".join(parts) if parts else "YAML: invalid document",
@@ -469,6 +477,11 @@ def _scan(root: str) -> dict[str, tuple[str, tuple]]:
 
     walk(root, "")
     return found
+
+
+def manifest_files(root: Path | str) -> list[str]:
+    """The manifest files a folder (or a single file) gives, relative to it, sorted."""
+    return sorted(_scan(str(root)))
 
 
 class ManifestSource:

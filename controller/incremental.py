@@ -592,6 +592,7 @@ class _Step:
             routed=routed,
             changed_statuses=None if self.full else self.status_changes,
             status_base=None if self.full else base,
+            incremental=not self.full,
         )
 
     def _table(self) -> RouteTable:

@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from controller import fieldnames
 from controller.durations import parse_duration
 from gateway import regex, syntax
 from gateway.ratelimit import MAX_RATE_VALUE
@@ -69,6 +70,10 @@ def describe_errors(exc: ValidationError, prefix: str = "spec") -> list[str]:
             continue
         if err["type"] == "extra_forbidden":
             message = "unknown field"
+            # exc.title names the model validated (e.g. APIEndpointSpec), defined in this module.
+            known = fieldnames.suggestion(globals().get(exc.title), err["loc"])
+            if known is not None:
+                message += f"; did you mean `{known}`?"
         elif err["type"] == "missing":
             message = "required field is missing"
         elif isinstance(cause, ValueError):

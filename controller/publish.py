@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from controller.compile import ERROR, CompileOptions, CompileResult, ObjectStatus
+from controller.compile import ERROR, READY, CompileOptions, CompileResult, ObjectStatus
 from controller.incremental import Compiler
 from controller.store import APIENDPOINT, ENDPOINT_KINDS, INGRESS, KINDS, Snapshot, Store
 from gateway import metrics
@@ -56,6 +56,43 @@ def _settle_heap() -> None:
     gc.collect()
     gc.freeze()
     log.debug("froze %d long-lived objects in %.0f ms", gc.get_freeze_count(), (time.perf_counter() - started) * 1000)
+
+
+def _log_served(generation: int, kind: str, routes: int, snapshot: Snapshot, elapsed: float) -> None:
+    """One line per table served: what a user watching the log wants to know about a change."""
+    if snapshot.changes is not None:
+        what = f"{sum(len(keys) for keys in snapshot.changes.values())} object(s) changed"
+    else:  # the first compile (or one after a failure): everything was read
+        what = f"from {sum(len(objects) for objects in snapshot.objects.values())} object(s)"
+    log.info(
+        "serving routing table generation %d: %d route(s), %s, compiled in %.1f ms%s",
+        generation, routes, what, elapsed * 1000, " (endpoints only)" if kind == "endpoints" else "",
+        extra={"crdgate_generation": generation, "crdgate_routes": routes, "crdgate_update": kind,
+               "crdgate_compile_ms": round(elapsed * 1000, 1)},
+    )
+
+
+def _log_transition(old: ObjectStatus | None, new: ObjectStatus, first: bool) -> None:
+    """One line when an object's state (or the reason for it) changes, never per compile.
+
+    On the first table the Ready objects are left to the table's line (a cluster
+    may hold thousands); what needs attention is still named one by one.
+    """
+    if old is not None and old.state == new.state and old.reason == new.reason:
+        if new.state != ERROR or old.message == new.message:
+            return
+    if first and new.state == READY:
+        return
+    where = f" ({new.origin})" if new.origin else ""
+    was = f", was {old.state}" if old is not None and old.state != new.state else ""
+    reason = f" ({new.reason}{was})" if new.reason != new.state else f" (was {old.state})" if was else ""
+    log.log(
+        logging.WARNING if new.state == ERROR else logging.INFO,
+        "%s %s/%s%s: %s%s: %s",
+        new.kind, new.namespace, new.name, where, new.state, reason, new.message,
+        extra={"crdgate_object": f"{new.kind}:{new.namespace}/{new.name}", "crdgate_state": new.state,
+               "crdgate_reason": new.reason},
+    )
 
 
 class Publisher:
@@ -172,7 +209,8 @@ class Publisher:
             self.on_result(result)
         self.first_published.set()
 
-        kind = "endpoints" if cheap else "full"
+        # "incremental": a compile that built on the previous one; "full": one from scratch.
+        kind = "endpoints" if cheap else "incremental" if result.incremental else "full"
         if cheap:
             self.refreshes += 1
         else:
@@ -181,13 +219,13 @@ class Publisher:
         metrics.TABLE_SWAPS.labels(kind).inc()
         metrics.TABLE_GENERATION.set(generation)
         metrics.TABLE_ROUTES.set(len(result.table))
-        self._queue_statuses(result)
-        log.debug("published table generation %d (%s, %d routes) in %.1f ms", generation, kind, len(result.table), elapsed * 1000)
+        _log_served(generation, kind, len(result.table), snapshot, elapsed)
+        self._queue_statuses(result, first)
         return True
 
     # -- statuses ------------------------------------------------------------------
 
-    def _queue_statuses(self, result: CompileResult) -> None:
+    def _queue_statuses(self, result: CompileResult, first: bool = False) -> None:
         statuses = result.statuses
         if result.changed_statuses is not None and result.status_base is self.last_statuses:
             changes: Mapping[str, ObjectStatus | None] = result.changed_statuses
@@ -200,13 +238,11 @@ class Publisher:
             self._count(old, -1)
             self._count(st, +1)
             if st is None:
+                if old is not None:
+                    log.info("%s %s/%s: removed", old.kind, old.namespace, old.name)
                 continue
             changed[key] = st
-            if st.state == ERROR and (old is None or old.state != ERROR or old.message != st.message):
-                log.warning(
-                    "%s %s/%s%s: %s: %s",
-                    st.kind, st.namespace, st.name, f" ({st.origin})" if st.origin else "", st.reason, st.message,
-                )
+            _log_transition(old, st, first)
         self.last_statuses = statuses  # never changed once handed out
         self._export_counts()
         if changed and self.on_statuses is not None:

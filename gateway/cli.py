@@ -46,7 +46,7 @@ def _env_default(flag: str, default, kind=str):
 def _add(p: argparse.ArgumentParser, flag: str, default=None, kind=str, help: str = "", **kw):
     d = _env_default(flag, default, kind)
     env = "CRDGATE_" + flag.lstrip("-").upper().replace("-", "_")
-    shown = f" (default: {default}; env {env})" if default not in (None, [], "") else f" (env {env})"
+    shown = f" (default: {_shown(default)}; env {env})" if default not in (None, [], "") else f" (env {env})"
     if kind is list:
         p.add_argument(flag, action="append", default=None, help=help + shown, **kw)
         p.set_defaults(**{flag.lstrip("-").replace("-", "_") + "_env": d})
@@ -54,6 +54,15 @@ def _add(p: argparse.ArgumentParser, flag: str, default=None, kind=str, help: st
         p.add_argument(flag, default=d, type=_on_off, help=help + shown, metavar="on|off", **kw)
     else:
         p.add_argument(flag, default=d, type=kind, help=help + shown, **kw)
+
+
+def _shown(default) -> str:
+    """A default as the user would type it: booleans are on/off like the values the flag takes."""
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, tuple) and len(default) == 2:  # a parsed HOST:PORT
+        return f"{default[0]}:{default[1]}"
+    return str(default)
 
 
 def _on_off(value: str) -> bool:
@@ -91,9 +100,10 @@ def _namespaced_name(value: str) -> str:
     return f"{ns}/{name}"
 
 
-def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
+def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080", access_log: bool = True,
+                       drain_seconds: float = 5.0) -> None:
     g = p.add_argument_group("proxy")
-    _add(g, "--listen", "0.0.0.0:8080", _hostport, "address of the proxy listener")
+    _add(g, "--listen", listen, _hostport, "address of the proxy listener")
     _add(g, "--admin-listen", "127.0.0.1:9090", _hostport, "address of /healthz /readyz /metrics /routes")
     _add(g, "--trusted-proxies", [], list,
          "CIDR whose X-Forwarded-*/Forwarded headers are trusted (repeatable or comma-separated)")
@@ -107,9 +117,9 @@ def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
     _add(g, "--idle-timeout", Limits.idle_timeout, float, "seconds an idle client keep-alive connection is kept")
     _add(g, "--upstream-idle-timeout", Limits.upstream_idle_timeout, float,
          "seconds an unused pooled upstream connection is kept")
-    _add(g, "--access-log", True, bool, "one JSON line per request on stdout")
+    _add(g, "--access-log", access_log, bool, "one JSON line per request on stdout")
     _add(g, "--create-traceparent", False, bool, "add a W3C traceparent header to requests that arrive without one")
-    _add(g, "--drain-seconds", 5.0, float, "on SIGTERM, seconds /readyz answers 503 before listeners close")
+    _add(g, "--drain-seconds", drain_seconds, float, "on SIGTERM, seconds /readyz answers 503 before listeners close")
     _add(g, "--shutdown-timeout", 25.0, float, "after listeners close, seconds in-flight requests get to finish")
     _add(g, "--workers", 1, int, "proxy processes sharing the listen port (SO_REUSEPORT), each with its own controller")
     t = p.add_argument_group("TLS")
@@ -162,12 +172,32 @@ def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> Non
     _add(s, "--identity", None, str, "this replica's identity for leader election (default: POD_NAME or hostname)")
 
 
-def _add_log_flags(p: argparse.ArgumentParser) -> None:
-    _add(p, "--log-format", "json", str, "json lines or text", choices=["json", "text"])
+def _add_log_flags(p: argparse.ArgumentParser, log_format: str = "auto") -> None:
+    _add(p, "--log-format", log_format, str, "json lines, text, or auto: text when stderr is a terminal, json otherwise",
+         choices=["auto", "json", "text"])
     _add(p, "--log-level", "info", str, "debug, info, warning, error")
     _add(p, "--log-buffer-bytes", 4 << 20, _log_buffer_bytes,
          "log lines held per stream (access log on stdout, process log on stderr) while its reader is slow; "
          "lines beyond are dropped and counted, never waited for")
+
+
+RUN_EXAMPLES = """\
+examples:
+  crdgate run --manifests deploy/examples/     route from a folder of manifests (edits apply at once)
+  crdgate run --kube --namespace shop          route from the cluster's APIEndpoints and Ingresses
+"""
+
+
+OUTPUT_HELP = "text for people, json for scripts (default: text)"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("crdgate")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,34 +205,41 @@ def build_parser() -> argparse.ArgumentParser:
         prog="crdgate",
         description="Kubernetes-native API gateway: APIEndpoint and Ingress objects -> routing table -> reverse proxy.",
     )
+    parser.add_argument("--version", action="version", version=f"crdgate {_version()}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    # A short usage line: the full one lists every flag (30 lines) above the examples.
     run = sub.add_parser("run", help="run the gateway with its in-process controller",
-                         description="Run the proxy, fed by a manifests folder (--manifests DIR) or the Kubernetes API (--kube).")
+                         usage="crdgate run (--manifests DIR | --kube) [options]",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description=RUN_EXAMPLES + "\nRun the proxy, fed by a manifests folder (--manifests DIR) "
+                                                    "or the Kubernetes API (--kube).")
     _add_source_flags(run)
     _add_gateway_flags(run)
     _add_log_flags(run)
 
     demo = sub.add_parser("demo", help="start demo backends and the gateway on the example manifests",
+                          usage="crdgate demo [options]",
                           description="Start demo backends on 127.0.0.1 and the gateway on deploy/examples, then print what to curl.")
     _add_source_flags(demo, str(EXAMPLES))
-    _add_gateway_flags(demo)
-    _add_log_flags(demo)
-    # The demo binds loopback unless told otherwise: a first run exposes nothing.
-    demo.set_defaults(log_format="text", access_log=False,
-                      listen=_env_default("--listen", ("127.0.0.1", 8080), _hostport))
+    # The demo binds loopback unless told otherwise (a first run exposes nothing), keeps
+    # the terminal for its own lines (text logs, no access log), and stops at Ctrl-C
+    # without draining: no load balancer is waiting for its readiness to drop.
+    _add_gateway_flags(demo, listen="127.0.0.1:8080", access_log=False, drain_seconds=0.0)
+    _add_log_flags(demo, log_format="text")
 
     val = sub.add_parser("validate", help="compile manifests offline: what each object becomes or why it fails")
-    val.add_argument("dir", help="manifests folder")
-    val.add_argument("--output", choices=["text", "json"], default="text")
+    val.add_argument("dir", metavar="PATH", help="manifests folder (read recursively) or a single manifest file")
+    val.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
     _add(val, "--ingress-class", "crdgate", str, "the class this gateway serves")
     _add_auth_default_flags(val)
     _add_cross_namespace_flag(val)
 
     routes = sub.add_parser("routes", help="print the compiled routing table, in match order")
-    routes.add_argument("dir", help="manifests folder")
-    routes.add_argument("--output", choices=["text", "json"], default="text")
+    routes.add_argument("dir", metavar="PATH", help="manifests folder (read recursively) or a single manifest file")
+    routes.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
     _add(routes, "--ingress-class", "crdgate", str, "the class this gateway serves")
     _add_auth_default_flags(routes)
     _add_cross_namespace_flag(routes)
@@ -327,16 +364,40 @@ def setup_logging(fmt: str, level: str, buffer_bytes: int | None = None) -> None
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # watchfiles logs every batch ("3 changes detected") at info under its own name;
+    # the manifests source logs what the changes did, under crdgate.*.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+
+
+def resolve_log_format(fmt: str, stream=None) -> str:
+    """``auto``: text for a person at a terminal, JSON lines for a log collector."""
+    if fmt != "auto":
+        return fmt
+    stream = sys.stderr if stream is None else stream
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return "json"
 
 
 # -- commands ---------------------------------------------------------------------------------
 
 
 def _offline(args):
-    """The folder shared by validate and routes; None when not a folder."""
+    """The folder or file shared by validate and routes; None when there is nothing to compile."""
+    from controller.files import manifest_files
+
     root = Path(args.dir)
-    if not root.is_dir():
-        print(f"crdgate: not a folder: {root}", file=sys.stderr)
+    if not root.exists():
+        print(f"crdgate {args.command}: {root}: no such file or folder", file=sys.stderr)
+        return None
+    if not (root.is_dir() or root.is_file()):
+        print(f"crdgate {args.command}: {root}: neither a folder nor a file", file=sys.stderr)
+        return None
+    if root.is_dir() and not manifest_files(root):
+        # Nothing to compile is almost always a wrong path, never a valid gateway.
+        print(f"crdgate {args.command}: {root} has no manifests (no *.yaml, *.yml or *.json files in it "
+              f"or its subfolders)", file=sys.stderr)
         return None
     return root
 
@@ -385,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_validate(args, options)
     if args.command == "routes":
         return cmd_routes(args, options)
+    args.log_format = resolve_log_format(args.log_format)  # once: --workers children log the same way
     setup_logging(args.log_format, args.log_level, args.log_buffer_bytes)
     from gateway.run import run_gateway
 

@@ -16,8 +16,18 @@ from aiohttp import web
 
 from gateway.config import GatewayConfig
 
-# The example manifests' Services/EndpointSlices and url backends point here.
-DEMO_BACKENDS = (("users-1", 18081), ("users-2", 18082), ("orders", 18083))
+# The example manifests' Services/EndpointSlices and url backends point here
+# (deploy/examples/backends.yaml). Each answers with its name, which starts with
+# the name of the Service (or url route) it stands for.
+DEMO_BACKENDS = (
+    ("users-a", 18081),
+    ("users-b", 18082),
+    ("orders-v1", 18083),
+    ("orders-v2", 18084),
+    ("payments", 18085),
+    ("accounts", 18086),
+    ("storefront", 18087),
+)
 # The API key of deploy/examples/accounts.yaml's demo Secret.
 DEMO_API_KEY = "demo-key-123"
 
@@ -100,6 +110,7 @@ def run_demo(args, config: GatewayConfig, options) -> int:
     args.kube = False
 
     async def main() -> int:
+        print("crdgate demo: starting (Ctrl-C stops; a second Ctrl-C exits at once)", flush=True)
         runners = await start_backends()
 
         def started(server, publisher) -> None:
@@ -114,7 +125,8 @@ def run_demo(args, config: GatewayConfig, options) -> int:
                     print("  " + line)
                 print(f"  curl -s http://{admin_host}:{admin_port}/routes     # the live table")
                 print(f"  curl -s http://{admin_host}:{admin_port}/metrics    # Prometheus metrics")
-                print(f"\nEdit a file in {manifests} and routing changes at once. Ctrl-C stops.\n", flush=True)
+                print(f"\nEdit a file in {manifests} and routing changes at once.")
+                print("Ctrl-C stops (it lets requests in flight finish); a second Ctrl-C exits at once.\n", flush=True)
 
             asyncio.ensure_future(announce())
 

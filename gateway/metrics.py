@@ -213,7 +213,8 @@ TABLE_ROUTES = Gauge(
 )
 TABLE_SWAPS = Counter(
     "crdgate_table_swaps_total",
-    "Routing tables published, by kind of update (full, endpoints).",
+    "Routing tables published, by kind of update (full: compiled from scratch, incremental: only what changed "
+    "recompiled, endpoints: EndpointSlices only).",
     ["kind"],
     registry=REGISTRY,
 )

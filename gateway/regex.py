@@ -75,4 +75,23 @@ def compile(pattern: str) -> Regex:  # noqa: A001 - the module's one verb, as in
         reason = e.args[0] if e.args else "invalid pattern"
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
-        raise RegexError(str(reason)) from None
+        raise RegexError(_explained(str(reason), pattern)) from None
+
+
+# RE2's reasons for the constructs it leaves out on purpose: its own words
+# ("invalid perl operator: (?=") read like a typo, not like a design choice.
+_BACKREFERENCE = re2.compile(r"invalid escape sequence: \\([1-9]|k|g)")
+_LOOKAROUND = ("invalid perl operator: (?=", "invalid perl operator: (?!", "invalid perl operator: (?<=",
+               "invalid perl operator: (?<!")
+_NO_BACKTRACKING = ("invalid perl operator: (?>", "bad repetition operator: ++", "bad repetition operator: *+",
+                    "bad repetition operator: ?+")
+
+
+def _explained(reason: str, pattern: str) -> str:
+    """RE2's reason, plus a plain word when the pattern uses what RE2 never supports."""
+    if (_BACKREFERENCE.search(reason) or reason.startswith(_LOOKAROUND)
+            or (reason == "invalid perl operator: (?P" and "(?P=" in pattern)):
+        return f"{reason} (RE2, the linear-time engine crdgate matches with, has no backreferences or lookaround)"
+    if reason.startswith(_NO_BACKTRACKING):
+        return f"{reason} (RE2, the linear-time engine crdgate matches with, has no atomic groups or possessive quantifiers)"
+    return reason

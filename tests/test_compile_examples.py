@@ -33,9 +33,27 @@ def test_every_example_object_is_ready():
 def test_demo_backends_are_the_loopback_ports():
     eps = compiled().table.endpoints
     assert eps["demo/users:80"].endpoints == (Endpoint("127.0.0.1", 18081), Endpoint("127.0.0.1", 18082))
-    assert eps["demo/orders-v1:80"].endpoints == (Endpoint("127.0.0.1", 18081),)
-    assert eps["demo/orders-v2:80"].endpoints == (Endpoint("127.0.0.1", 18082),)
-    assert eps["http://127.0.0.1:18083"].endpoints == (Endpoint("127.0.0.1", 18083),)
+    assert eps["demo/orders-v1:80"].endpoints == (Endpoint("127.0.0.1", 18083),)
+    assert eps["demo/orders-v2:80"].endpoints == (Endpoint("127.0.0.1", 18084),)
+    assert eps["http://127.0.0.1:18085"].endpoints == (Endpoint("127.0.0.1", 18085),)
+    assert eps["demo/accounts:80"].endpoints == (Endpoint("127.0.0.1", 18086),)
+    assert eps["demo/storefront:80"].endpoints == (Endpoint("127.0.0.1", 18087),)
+
+
+def test_each_route_reaches_a_demo_backend_named_after_its_service():
+    from gateway.demo import DEMO_BACKENDS
+
+    answers = {port: name for name, port in DEMO_BACKENDS}
+    table = compiled().table
+    seen = set()
+    for route in table.routes:
+        for ref in route.backends:
+            # "demo/orders-v1:80" -> orders-v1; a url backend stands for its route (payments).
+            service = ref.key.split("/", 1)[1].rsplit(":", 1)[0] if not ref.key.startswith("http") else route.name.split("/")[1]
+            for ep in table.endpoints[ref.key].endpoints:
+                assert answers[ep.port].startswith(service), (route.name, ref.key, answers[ep.port])
+                seen.add(answers[ep.port])
+    assert seen == set(answers.values())  # and every demo backend is used by some route
 
 
 def test_demo_requests_route_where_the_readme_says():

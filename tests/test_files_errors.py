@@ -40,7 +40,7 @@ def test_syntax_error_names_file_document_and_line(tmp_path):
     assert err.document == 1
     assert err.line is not None and err.line >= 9  # the second document, after the '[' left open
     assert err.message.startswith("YAML:")
-    assert f"{tmp_path}/bad.yaml#1 line {err.line}" in str(err)
+    assert str(err).startswith(f"{tmp_path}/bad.yaml:{err.line}:{err.column}: YAML: ")
 
 
 def test_broken_file_keeps_its_last_good_objects_until_fixed(tmp_path):

@@ -63,12 +63,12 @@ def test_full_form_is_valid():
 
 
 def test_unknown_field_is_an_error_naming_it():
-    assert errors({**SEED, "backendSerivce": "users"}) == ["spec.backendSerivce: unknown field"]
+    assert errors({**SEED, "backendSerivce": "users"}) == ["spec.backendSerivce: unknown field; did you mean `backendService`?"]
 
 
 def test_unknown_nested_field_names_its_path():
     spec = {"path": "/a", "backends": [{"service": {"name": "a", "prot": 80}}]}
-    assert errors(spec) == ["spec.backends[0].service.prot: unknown field"]
+    assert errors(spec) == ["spec.backends[0].service.prot: unknown field; did you mean `port`?"]
 
 
 @pytest.mark.parametrize(
@@ -146,9 +146,9 @@ def test_header_regex_must_compile():
 def test_regexes_are_re2_syntax():
     # Backreferences and lookaround need a backtracking engine; the status says RE2 refused them.
     got = errors({"path": "/(a)\\1", "pathType": "RegularExpression", "backendService": "a"})
-    assert got == ["spec.path: invalid regular expression: invalid escape sequence: \\1"]
+    assert len(got) == 1 and got[0].startswith("spec.path: invalid regular expression: invalid escape sequence: \\1 (")
     got = errors({"path": "/a", "backendService": "a", "headers": [{"name": "x", "value": "(?!admin).*", "type": "RegularExpression"}]})
-    assert got == ["spec.headers[0].value: invalid regular expression: invalid perl operator: (?!"]
+    assert len(got) == 1 and got[0].startswith("spec.headers[0].value: invalid regular expression: invalid perl operator: (?! (")
 
 
 def test_redirect_alone_needs_no_backend():

@@ -141,7 +141,7 @@ async def test_only_changed_statuses_are_delivered(running, caplog):
         store.replace(ENDPOINTSLICE, [])
         await until(lambda: len(batches) == 1)
     assert {k: s.state for k, s in batches[0].items()} == {"APIEndpoint:shop/users": "Pending", "APIEndpoint:shop/bad": "Error"}
-    assert "APIEndpoint shop/bad: InvalidSpec: spec.path: must start with '/'" in caplog.text
+    assert "APIEndpoint shop/bad: Error (InvalidSpec): spec.path: must start with '/'" in caplog.text
     store.apply(ENDPOINTSLICE, "ADDED", endpointslice("users", ["10.0.0.1"]))
     await until(lambda: len(batches) == 2)
     assert {k: s.state for k, s in batches[1].items()} == {"APIEndpoint:shop/users": "Ready"}

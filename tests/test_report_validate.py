@@ -88,7 +88,7 @@ def test_load_errors_fail_and_are_listed(tmp_path):
     root = folder(tmp_path, ("base.yaml", BASE), ("broken.yaml", "kind: [\n"))
     text, ok = validate_report(root, CompileOptions())
     assert not ok
-    assert any(ln.startswith(f"ERROR   {root}/broken.yaml#0 line ") for ln in text.splitlines())
+    assert any(ln.startswith(f"ERROR   {root}/broken.yaml:2:1: YAML: ") for ln in text.splitlines()), text
 
 
 def test_ingress_class_option_decides_what_is_ours(tmp_path):
