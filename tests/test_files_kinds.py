@@ -40,7 +40,7 @@ def test_unknown_kind_of_a_known_group_is_a_load_error(tmp_path, api_version, ki
     loaded = load_manifests(tmp_path)
     assert len(loaded.errors) == 1, loaded.errors
     text = str(loaded.errors[0])
-    assert text.startswith(f"{tmp_path / 'a.yaml'}#1 line 5: "), text
+    assert text.startswith(f"{tmp_path / 'a.yaml'}:5: "), text
     assert kind in text and suggestion in text
 
 
@@ -48,7 +48,7 @@ def test_a_typo_fails_validate_with_file_document_and_suggestion(tmp_path):
     (tmp_path / "routes.yaml").write_text(ROUTE.format(kind="APIEndpoint") + "---\n" + ROUTE.format(kind="APIEndpiont"))
     text, ok = validate_report(tmp_path)
     assert not ok
-    assert f"ERROR   {tmp_path / 'routes.yaml'}#1 line 6: APIEndpiont list-users: " in text
+    assert f"ERROR   {tmp_path / 'routes.yaml'}:6: APIEndpiont list-users: " in text
     assert "did you mean APIEndpoint?" in text
 
 
