@@ -49,10 +49,10 @@ from controller.compile import (
     SECRET_NOT_FOUND,
     CompileOptions,
     CompileResult,
+    Compiler,
     Condition,
     ObjectStatus,
 )
-from controller.incremental import Compiler
 from controller.store import APIENDPOINT, INGRESS, SECRET, Snapshot
 from gateway.tls import DEFAULT_PATTERN, CertBundle
 

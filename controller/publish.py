@@ -30,8 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from controller.compile import ERROR, READY, CompileOptions, CompileResult, ObjectStatus
-from controller.incremental import Compiler
+from controller.compile import ERROR, READY, CompileOptions, CompileResult, Compiler, ObjectStatus
 from controller.store import APIENDPOINT, ENDPOINT_KINDS, INGRESS, KINDS, Snapshot, Store
 from gateway import metrics
 from gateway.routing import RouteTable

@@ -18,8 +18,7 @@ import random
 import pytest
 
 from controller.authbuild import AuthDefaults
-from controller.compile import CompileOptions, compile_snapshot
-from controller.incremental import Compiler
+from controller.compile import CompileOptions, Compiler, compile_snapshot
 from controller.store import (
     APIENDPOINT,
     ENDPOINTSLICE,
