@@ -28,7 +28,7 @@ kind or name, ...) is a ``LoadError`` with file, document and line, and keeps
 serving the objects it gave last time it loaded: an editor's half-written save
 never empties the table. A file seen for the first time with an error gives the
 documents that did load. Semantic errors inside a well-formed object are the
-compiler's job (controller/compile.py), which reports them with the origin
+compiler's job (controller/compile/), which reports them with the origin
 (``path#document``) recorded here.
 
 Reloads are incremental: the folder is rescanned (one ``stat`` per file) and

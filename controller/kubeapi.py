@@ -6,7 +6,7 @@ kubernetes-asyncio's ``ApiClient`` that keeps its connection setup and auth
 (kubeconfig, in-cluster token refresh, client certificates) but sends raw
 requests and hands back plain JSON dicts, exactly as the server wrote them.
 Deserialising into the generated model classes would cost time and lose the
-shape the compiler (controller/compile.py) reads.
+shape the compiler (controller/compile/) reads.
 
 Neighbours: controller/reflector.py (list + watch), controller/status.py
 (status patches), controller/leader.py (Lease), controller/kube.py (client

@@ -7,8 +7,8 @@ The Kubernetes kinds (Ingress, Service, EndpointSlice, IngressClass) are
 lenient: the API server has validated them already and adds fields over time,
 so unknown fields are ignored and only what routing needs is modelled.
 
-controller/compile.py validates each object here and turns a ValidationError
-into messages with ``describe_errors`` ("spec.backends[0].weight: ...").
+The compiler (controller/compile/) validates each object here and turns a
+ValidationError into messages with ``describe_errors`` ("spec.backends[0].weight: ...").
 Nothing here knows about the routing table.
 """
 
