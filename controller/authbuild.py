@@ -63,7 +63,6 @@ from controller.store import SECRET, Snapshot
 from gateway.auth import (
     SCHEME_APIKEY,
     SCHEME_BASIC,
-    SCHEME_JWT,
     SCHEMES,
     APIKeyAuthenticator,
     Authenticator,

@@ -31,7 +31,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from controller.refgrant import GRANT_GROUP, GRANT_VERSIONS
 from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, INGRESSCLASS, REFERENCEGRANT, SECRET, SERVICE
-from gateway.errors import ApiError, Gone
+from gateway.errors import ApiError, Gone  # noqa: F401 - Gone: re-exported for the reflector
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"

@@ -9,12 +9,12 @@ tests/test_incremental_equivalence.py checks that both give the same result.
 
 from __future__ import annotations
 
+from controller.compile.backends import resolve_all
 from controller.compile.conflicts import candidate_order, match_keys, settle
 from controller.compile.context import Candidate, gc_paused
 from controller.compile.objects import ObjectCompiler
 from controller.compile.options import CompileOptions
 from controller.compile.result import CompileResult
-from controller.compile.backends import resolve_all
 from controller.compile.status import ObjectStatus, Routed, routed_status
 from controller.store import APIENDPOINT, INGRESS, Snapshot
 from gateway.routing import Route, RouteTable

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Mapping, TypeVar
 from urllib.parse import unquote_plus
 
-from gateway.errors import SecretContentError
+from gateway.errors import SecretContentError  # noqa: F401 - the auth schemes import it from here
 
 SCHEME_APIKEY = "APIKey"
 SCHEME_BASIC = "Basic"
