@@ -21,8 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from controller.compile import CompileOptions
-from controller.incremental import Compiler
+from controller.compile import CompileOptions, Compiler
 from controller.store import APIENDPOINT, ENDPOINTSLICE, KINDS, SERVICE, Store, compact
 
 T0 = "2024-05-01T10:00:00Z"

@@ -1,8 +1,15 @@
-"""Turns an APIEndpoint's ``auth`` (or an Ingress's annotations) plus the Secrets
+"""Turns a validated ``auth`` (or an Ingress's annotations) plus the Secrets
 of a Snapshot into a gateway.auth authenticator, or an error for the status.
 
-Called by controller/compile.py for each route; the result goes into
-``RoutePolicy.auth``. What ``build_auth`` returns, and what the compiler does:
+Validation is not done here: ``controller.models.AuthSpec`` is the one
+validator of ``auth``. An APIEndpoint's field arrives validated; an Ingress's
+``crdgate.io/auth-*`` annotations and a namespace default's options are first
+shaped into that model's input (``spec_from_annotations``) and validated by it
+(``validate_auth``), so their errors come from the same place.
+
+Called by the compiler (controller/compile/context.py) for each route; the
+result goes into ``RoutePolicy.auth``. What ``build_auth`` returns, and what
+the compiler does:
 
 - ``(None, None)``: no authentication on this route.
 - ``(authenticator, None)``: authenticate with it.
@@ -11,8 +18,8 @@ Called by controller/compile.py for each route; the result goes into
   authenticator answers 503 "auth unavailable" (fail closed, and the route
   stays visible, so a client sees an outage rather than a 404 that hides a
   typo); mark the object ``Error`` with that reason and message.
-- ``(None, ("InvalidSpec", message))``: the spec itself is wrong; leave the
-  route out like any other invalid spec.
+- ``(None, ("InvalidSpec", message))``: the spec itself is wrong (annotations,
+  or a plain mapping handed in); leave the route out like any other invalid spec.
 
 ``authRequired: true`` without ``auth`` resolves, in order, to: the namespace
 default (a Secret in the route's namespace labelled
@@ -47,15 +54,15 @@ import json
 import weakref
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
-from controller.durations import parse_duration
+from pydantic import ValidationError
+
+from controller import models as m
 from controller.refgrant import CORE_GROUP, REF_NOT_PERMITTED, References
 from controller.store import SECRET, Snapshot
 from gateway.auth import (
     SCHEME_APIKEY,
     SCHEME_BASIC,
-    SCHEME_JWT,
     SCHEMES,
     APIKeyAuthenticator,
     Authenticator,
@@ -63,7 +70,6 @@ from gateway.auth import (
     JWTAuthenticator,
     KeySet,
     RemoteJWKS,
-    SecretContentError,
     UnavailableAuthenticator,
     hmac_keyset,
     parse_htpasswd,
@@ -71,8 +77,8 @@ from gateway.auth import (
     parse_pem,
 )
 from gateway.auth.apikey import DEFAULT_HEADER
-from gateway.auth.base import DEFAULT_CONSUMER_HEADER, header_name_ok
-from gateway.auth.jwks import ALL_ALGORITHMS
+from gateway.auth.base import DEFAULT_CONSUMER_HEADER
+from gateway.errors import SecretContentError, SpecError
 
 AuthError = tuple[str, str]  # (reason, message)
 
@@ -118,17 +124,6 @@ ANNOTATIONS = (
     A_JWT_ALGORITHMS, A_JWT_CONSUMER_CLAIM,
 )  # fmt: skip
 
-# Headers that frame or route the request: never a credentials header (it is
-# stripped before forwarding) nor one an authenticator sets.
-FRAMING_HEADERS = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade", "expect", "proxy-connection"}
-)
-# Headers an authenticator may not set upstream: the above, credentials, and
-# the forwarding headers the proxy itself owns.
-RESERVED_HEADERS = FRAMING_HEADERS | frozenset(
-    {"proxy-authorization", "authorization", "cookie", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"}
-)
-
 _SCHEME_BY_LOWER = {s.lower(): s for s in SCHEMES}
 
 
@@ -160,8 +155,9 @@ NO_DEFAULTS = AuthDefaults()
 
 
 @dataclass(frozen=True)
-class AuthSpec:
-    """A validated, normalised ``auth`` (the memo key is made from it)."""
+class AuthSettings:
+    """What an authenticator is built from: a validated ``auth`` (controller/models.py
+    ``AuthSpec``) with the route's namespace filled in; the memo key is made from it."""
 
     type: str
     secret_namespace: str | None
@@ -185,15 +181,11 @@ class AuthSpec:
         return f"{self.secret_namespace}/{self.secret_name}"
 
 
-class SpecError(ValueError):
-    """An ``auth`` field is wrong; the message names it."""
-
-
 # -- entry points -----------------------------------------------------------------
 
 
 def build_auth(
-    spec_auth: Mapping[str, Any] | None,
+    spec_auth: m.AuthSpec | Mapping[str, Any] | None,
     auth_required: bool,
     namespace: str,
     snapshot: Snapshot,
@@ -204,9 +196,11 @@ def build_auth(
 ) -> tuple[Authenticator | None, AuthError | None]:
     """The authenticator for one route (see the module docstring for the cases).
 
-    ``field`` is where ``spec_auth`` came from, for messages ("spec.auth", or
-    "metadata.annotations" for an Ingress); ``references``: which Secrets of
-    other namespaces the route may read (None: any, as before grants existed).
+    ``spec_auth``: the validated model (an APIEndpoint's ``spec.auth``), or the
+    same as a plain mapping, validated here with that model. ``field`` is where
+    it came from, for messages ("spec.auth", or "metadata.annotations" for an
+    Ingress); ``references``: which Secrets of other namespaces the route may
+    read (None: any, as before grants existed).
     """
     where = f"{field}.secretRef"
     if not spec_auth:
@@ -224,16 +218,19 @@ def build_auth(
         if error is not None:
             return UnavailableAuthenticator("none", error[0]), error
         try:
-            spec = parse_spec(default_auth, namespace, "auth")
+            model = validate_auth(default_auth, "auth")
         except SpecError as e:  # options from the default Secret's annotations
             return UnavailableAuthenticator("none", INVALID_SECRET), (INVALID_SECRET, f"{where}: {e}")
         # A namespace default lives in the route's own namespace; the gateway default is the operator's.
-        return _build(spec, snapshot, where, None if where == GATEWAY_DEFAULT else references)
-    try:
-        spec = parse_spec(spec_auth, namespace, field)
-    except SpecError as e:
-        return None, (INVALID_SPEC, str(e))
-    return _build(spec, snapshot, where, references)
+        return _build(settings(model, namespace), snapshot, where, None if where == GATEWAY_DEFAULT else references)
+    if isinstance(spec_auth, m.AuthSpec):
+        model = spec_auth
+    else:
+        try:
+            model = validate_auth(spec_auth, field)
+        except SpecError as e:
+            return None, (INVALID_SPEC, str(e))
+    return _build(settings(model, namespace), snapshot, where, references)
 
 
 def build_ingress_auth(
@@ -243,21 +240,68 @@ def build_ingress_auth(
     defaults: AuthDefaults = NO_DEFAULTS,
     references: References | None = None,
 ) -> tuple[Authenticator | None, AuthError | None]:
-    """The authenticator for an Ingress's routes, from its annotations."""
+    """The authenticator for an Ingress's routes, from its annotations (shaped
+    into the ``auth`` model and validated by it, as an APIEndpoint's field)."""
     try:
         spec_auth, required = spec_from_annotations(annotations or {}, namespace)
     except SpecError as e:
         return None, (INVALID_SPEC, f"metadata.annotations: {e}")
+    try:
+        model = validate_auth(spec_auth, "metadata.annotations") if spec_auth is not None else None
+    except SpecError as e:
+        return None, (INVALID_SPEC, _annotation_names(str(e)))
     auth, error = build_auth(
-        spec_auth, required, namespace, snapshot, defaults, field="metadata.annotations", references=references
+        model, required, namespace, snapshot, defaults, field="metadata.annotations", references=references
     )
     if error is not None:
-        # Name the annotation the user wrote, not the spec field it became.
-        reason, message = error
-        for path, annotation in _ANNOTATION_OF_FIELD:
-            message = message.replace(f"metadata.annotations.{path}", f"metadata.annotations[{annotation}]")
-        error = (reason, message)
+        error = (error[0], _annotation_names(error[1]))
     return auth, error
+
+
+def _annotation_names(message: str) -> str:
+    """Name the annotation the user wrote, not the spec field it became."""
+    for path, annotation in _ANNOTATION_OF_FIELD:
+        message = message.replace(f"metadata.annotations.{path}", f"metadata.annotations[{annotation}]")
+    return message
+
+
+def validate_auth(raw: Mapping[str, Any], field: str) -> m.AuthSpec:
+    """``raw`` validated with the one ``auth`` model; SpecError names the fields (under ``field``)."""
+    if not isinstance(raw, Mapping):
+        raise SpecError((field, "expected an object"))
+    try:
+        return m.AuthSpec.model_validate(raw)
+    except ValidationError as e:
+        raise SpecError(("", "; ".join(m.describe_errors(e, field)))) from None
+
+
+def settings(model: m.AuthSpec, namespace: str) -> AuthSettings:
+    """What the authenticator is built from: the model with the route's namespace filled in."""
+    ref, jwt = model.secret_ref, model.jwt
+    kw: dict[str, Any] = {
+        "type": model.type,
+        "secret_namespace": (ref.namespace or namespace) if ref is not None else None,
+        "secret_name": ref.name if ref is not None else None,
+        "header": model.header,
+        "query_param": model.query_param,
+        "allowed_consumers": tuple(model.allowed_consumers) if model.allowed_consumers else None,
+        "keep_credentials": model.keep_credentials,
+    }
+    if model.consumer_header is not None:
+        kw["consumer_header"] = model.consumer_header
+    if jwt is not None:
+        kw.update(
+            issuer=jwt.issuer,
+            audiences=tuple(jwt.audiences or ()),
+            jwks_url=jwt.jwks_url or None,
+            leeway=jwt.leeway if jwt.leeway is not None else 0.0,
+            required_claims=tuple(jwt.required_claims or ()),
+            forward_claims=tuple(sorted((jwt.forward_claims or {}).items())),
+            algorithms=tuple(jwt.algorithms) if jwt.algorithms else None,
+        )
+        if jwt.consumer_claim is not None:
+            kw["consumer_claim"] = jwt.consumer_claim
+    return AuthSettings(**kw)
 
 
 def resolve_default(
@@ -268,7 +312,7 @@ def resolve_default(
     (spec_auth, where-for-messages, error-or-None)."""
     note = getattr(snapshot, "note", None)
     if note is not None:
-        # The incremental compiler (controller/incremental.py) recompiles this
+        # The incremental compiler (controller/compile/incremental.py) recompiles this
         # route when a default-auth Secret of the namespace comes, goes or changes.
         note((NAMESPACE_DEFAULTS, namespace))
     secret = _namespace_defaults(getattr(snapshot, "untracked", snapshot)).get(namespace)
@@ -323,135 +367,6 @@ def _namespace_defaults(snapshot: Snapshot) -> dict[str, dict]:
     return best
 
 
-# -- spec parsing -------------------------------------------------------------------
-
-
-def parse_spec(raw: Mapping[str, Any], namespace: str, field: str = "spec.auth") -> AuthSpec:
-    """Validate and normalise an ``auth`` object; SpecError names the field."""
-    if not isinstance(raw, Mapping):
-        raise SpecError(f"{field}: expected an object")
-    raw = {k: v for k, v in raw.items() if v is not None}  # a dumped model spells "unset" as None
-    known = {"type", "secretRef", "header", "queryParam", "allowedConsumers", "keepCredentials", "consumerHeader", "jwt"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise SpecError(f"{field}: unknown field(s) {', '.join(unknown)}")
-    t = raw.get("type")
-    auth_type = _SCHEME_BY_LOWER.get(t.lower()) if isinstance(t, str) else None
-    if auth_type is None:
-        raise SpecError(f"{field}.type: expected one of {', '.join(SCHEMES)}, got {t!r}")
-
-    kw: dict[str, Any] = {"type": auth_type}
-    ref = raw.get("secretRef")
-    jwt_raw = raw.get("jwt")
-    if jwt_raw is not None and auth_type != SCHEME_JWT:
-        raise SpecError(f"{field}.jwt: only for type JWT")
-    jwks_url = jwt_raw.get("jwksURL") if isinstance(jwt_raw, Mapping) else None
-    if ref is None:
-        if not jwks_url:
-            raise SpecError(f"{field}.secretRef: required" + (" (or jwt.jwksURL)" if auth_type == SCHEME_JWT else ""))
-        kw["secret_namespace"] = kw["secret_name"] = None
-    else:
-        if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str) or not ref.get("name"):
-            raise SpecError(f"{field}.secretRef.name: required")
-        ns = ref.get("namespace") or namespace
-        if not isinstance(ns, str):
-            raise SpecError(f"{field}.secretRef.namespace: expected a string")
-        kw["secret_namespace"], kw["secret_name"] = ns, ref["name"]
-
-    if "header" in raw:
-        if auth_type == SCHEME_BASIC:
-            raise SpecError(f"{field}.header: only for types APIKey and JWT (Basic uses Authorization)")
-        kw["header"] = _header(raw["header"], f"{field}.header", reading=True)
-    if raw.get("queryParam") is not None:
-        if auth_type == SCHEME_BASIC:
-            raise SpecError(f"{field}.queryParam: only for types APIKey and JWT")
-        q = raw["queryParam"]
-        if not isinstance(q, str) or not q or any(c in q for c in "&=# "):
-            raise SpecError(f"{field}.queryParam: expected a parameter name")
-        kw["query_param"] = q
-    if raw.get("allowedConsumers"):
-        kw["allowed_consumers"] = tuple(sorted(set(_strings(raw["allowedConsumers"], f"{field}.allowedConsumers"))))
-    if "keepCredentials" in raw:
-        if not isinstance(raw["keepCredentials"], bool):
-            raise SpecError(f"{field}.keepCredentials: expected true or false")
-        kw["keep_credentials"] = raw["keepCredentials"]
-    if "consumerHeader" in raw:
-        kw["consumer_header"] = _header(raw["consumerHeader"], f"{field}.consumerHeader")
-    if jwt_raw is not None:
-        kw.update(_parse_jwt(jwt_raw, f"{field}.jwt"))
-    return AuthSpec(**kw)
-
-
-def _parse_jwt(raw: Any, field: str) -> dict[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise SpecError(f"{field}: expected an object")
-    raw = {k: v for k, v in raw.items() if v is not None}
-    known = {"issuer", "audiences", "jwksURL", "leeway", "requiredClaims", "forwardClaims", "algorithms", "consumerClaim"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise SpecError(f"{field}: unknown field(s) {', '.join(unknown)}")
-    kw: dict[str, Any] = {}
-    if raw.get("issuer") is not None:
-        if not isinstance(raw["issuer"], str) or not raw["issuer"]:
-            raise SpecError(f"{field}.issuer: expected a string")
-        kw["issuer"] = raw["issuer"]
-    if raw.get("audiences") is not None:
-        aud = raw["audiences"]
-        kw["audiences"] = (aud,) if isinstance(aud, str) else tuple(_strings(aud, f"{field}.audiences"))
-    if raw.get("jwksURL"):
-        url = raw["jwksURL"]
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SpecError(f"{field}.jwksURL: expected an http(s) URL, got {url!r}")
-        kw["jwks_url"] = url
-    if raw.get("leeway") is not None:
-        lw = raw["leeway"]
-        try:
-            seconds = float(lw) if isinstance(lw, (int, float)) and not isinstance(lw, bool) else parse_duration(lw)
-        except ValueError as e:
-            raise SpecError(f"{field}.leeway: {e}") from None
-        if seconds < 0 or seconds > 3600:
-            raise SpecError(f"{field}.leeway: expected between 0s and 1h")
-        kw["leeway"] = seconds
-    if raw.get("requiredClaims"):
-        kw["required_claims"] = tuple(_strings(raw["requiredClaims"], f"{field}.requiredClaims"))
-    if raw.get("forwardClaims"):
-        fc = raw["forwardClaims"]
-        if not isinstance(fc, Mapping):
-            raise SpecError(f"{field}.forwardClaims: expected a map of claim to header name")
-        pairs = []
-        for claim in sorted(fc):
-            if not isinstance(claim, str) or not claim:
-                raise SpecError(f"{field}.forwardClaims: claim names must be strings")
-            pairs.append((claim, _header(fc[claim], f"{field}.forwardClaims.{claim}")))
-        kw["forward_claims"] = tuple(pairs)
-    if raw.get("algorithms"):
-        algs = tuple(_strings(raw["algorithms"], f"{field}.algorithms"))
-        bad = [a for a in algs if a not in ALL_ALGORITHMS]
-        if bad:
-            raise SpecError(f"{field}.algorithms: {', '.join(bad)} not accepted (choose from {', '.join(sorted(ALL_ALGORITHMS))})")
-        kw["algorithms"] = tuple(sorted(set(algs)))
-    if raw.get("consumerClaim") is not None:
-        if not isinstance(raw["consumerClaim"], str) or not raw["consumerClaim"]:
-            raise SpecError(f"{field}.consumerClaim: expected a claim name")
-        kw["consumer_claim"] = raw["consumerClaim"]
-    return kw
-
-
-def _strings(value: Any, field: str) -> list[str]:
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise SpecError(f"{field}: expected a list of strings")
-    return list(value)
-
-
-def _header(value: Any, field: str, reading: bool = False) -> str:
-    if not isinstance(value, str) or not header_name_ok(value):
-        raise SpecError(f"{field}: {value!r} is not a valid header name")
-    if value.lower() in (FRAMING_HEADERS if reading else RESERVED_HEADERS):
-        raise SpecError(f"{field}: {value} is reserved")
-    return value
-
-
 # -- annotations --------------------------------------------------------------------
 
 
@@ -490,7 +405,7 @@ def spec_from_annotations(
         for item in _csv(a[A_JWT_FORWARD]):
             claim, sep, header = item.partition("=")
             if not sep or not claim.strip() or not header.strip():
-                raise SpecError(f"{A_JWT_FORWARD}: expected claim=Header pairs, got {item!r}")
+                raise SpecError((A_JWT_FORWARD, f"expected claim=Header pairs, got {item!r}"))
             forward[claim.strip()] = header.strip()
         jwt["forwardClaims"] = forward
     if a.get(A_JWT_ALGORITHMS):
@@ -507,13 +422,14 @@ def spec_from_annotations(
     secret = a.get(A_SECRET)
     if not auth_type and a.get(NGINX_TYPE):
         if a[NGINX_TYPE].strip().lower() != "basic":
-            raise SpecError(f"{NGINX_TYPE}: only 'basic' is supported")
+            raise SpecError((NGINX_TYPE, "only 'basic' is supported"))
         auth_type, secret = SCHEME_BASIC, secret or a.get(NGINX_SECRET)
     if not auth_type:
         if spec or secret:
-            raise SpecError(f"{A_TYPE}: required when other crdgate.io/auth-* annotations are set")
+            raise SpecError((A_TYPE, "required when other crdgate.io/auth-* annotations are set"))
         return None, required
-    spec["type"] = auth_type.strip()
+    # Enums in annotations are accepted in any case (as the policy annotations'); the model wants the CRD's spelling.
+    spec["type"] = _SCHEME_BY_LOWER.get(auth_type.strip().lower(), auth_type.strip())
     if secret:
         ns, sep, name = secret.strip().rpartition("/")
         spec["secretRef"] = {"name": name, "namespace": ns if sep else namespace}
@@ -527,7 +443,7 @@ def _csv(value: str) -> list[str]:
 def _bool(value: str, name: str) -> bool:
     v = value.strip().lower()
     if v not in ("true", "false"):
-        raise SpecError(f"{name}: expected 'true' or 'false', got {value!r}")
+        raise SpecError((name, f"expected 'true' or 'false', got {value!r}"))
     return v == "true"
 
 
@@ -538,7 +454,7 @@ _remote_jwks: "weakref.WeakValueDictionary[str, RemoteJWKS]" = weakref.WeakValue
 
 
 def _build(
-    spec: AuthSpec, snapshot: Snapshot, where: str, references: References | None
+    spec: AuthSettings, snapshot: Snapshot, where: str, references: References | None
 ) -> tuple[Authenticator | None, AuthError | None]:
     data: dict[str, bytes] = {}
     if spec.secret_name is not None:
@@ -567,7 +483,7 @@ def _build(
     return auth, None
 
 
-def _invalid(spec: AuthSpec, e: Exception) -> tuple[Authenticator, AuthError]:
+def _invalid(spec: AuthSettings, e: Exception) -> tuple[Authenticator, AuthError]:
     return UnavailableAuthenticator(spec.type, INVALID_SECRET), (INVALID_SECRET, f"Secret {spec.secret_ref}: {e}")
 
 
@@ -596,7 +512,7 @@ def secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
     return out
 
 
-def _memo_key(spec: AuthSpec, data: Mapping[str, bytes]) -> str:
+def _memo_key(spec: AuthSettings, data: Mapping[str, bytes]) -> str:
     h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode())
     for k in sorted(data):
         h.update(b"\0" + k.encode() + b"\0" + hashlib.sha256(data[k]).digest())
@@ -610,7 +526,7 @@ def _text(data: Mapping[str, bytes], key: str) -> str:
         raise SecretContentError(f"data.{key} is not UTF-8 text") from None
 
 
-def _construct(spec: AuthSpec, data: Mapping[str, bytes]) -> Authenticator:
+def _construct(spec: AuthSettings, data: Mapping[str, bytes]) -> Authenticator:
     common = {
         "allowed_consumers": spec.allowed_consumers,
         "keep_credentials": spec.keep_credentials,

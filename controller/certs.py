@@ -3,7 +3,7 @@
 Neighbours: reads the same ``controller.store.Snapshot`` and ``CompileResult``
 as the publisher (controller/publish.py); builds ``gateway.tls.CertBundle``s
 that gateway/run.py hands to the proxy's ``CertificateStore``. Pure, like
-controller/compile.py: no I/O, no clock, inputs never mutated.
+controller/compile/: no I/O, no clock, inputs never mutated.
 
 Who names a certificate, for which hosts:
 
@@ -24,7 +24,7 @@ is still handed on: the proxy fails to load it and keeps serving the previous
 certificate of those hosts. Either way the owning object's status says so
 (``ResolvedRefs`` False, state ``Error``; its routes keep serving).
 
-``CertificateCompiler`` wraps an incremental ``Compiler`` (controller/incremental.py)
+``CertificateCompiler`` wraps an incremental ``Compiler`` (controller/compile/incremental.py)
 for the Publisher's ``compiler``/``refresh`` seams, so certificates and their
 statuses follow every publish without changing the compiler itself.
 """
@@ -49,10 +49,10 @@ from controller.compile import (
     SECRET_NOT_FOUND,
     CompileOptions,
     CompileResult,
+    Compiler,
     Condition,
     ObjectStatus,
 )
-from controller.incremental import Compiler
 from controller.store import APIENDPOINT, INGRESS, SECRET, Snapshot
 from gateway.tls import DEFAULT_PATTERN, CertBundle
 

@@ -28,7 +28,7 @@ kind or name, ...) is a ``LoadError`` with file, document and line, and keeps
 serving the objects it gave last time it loaded: an editor's half-written save
 never empties the table. A file seen for the first time with an error gives the
 documents that did load. Semantic errors inside a well-formed object are the
-compiler's job (controller/compile.py), which reports them with the origin
+compiler's job (controller/compile/), which reports them with the origin
 (``path#document``) recorded here.
 
 Reloads are incremental: the folder is rescanned (one ``stat`` per file) and
@@ -64,6 +64,7 @@ from controller import store as store_mod
 from controller.refgrant import GRANT_API_VERSIONS, validate_grant
 from controller.store import Store
 from gateway import metrics
+from gateway.errors import ManifestFolderError
 
 log = logging.getLogger("crdgate.controller.files")
 
@@ -132,10 +133,6 @@ def _unknown_kind(kind: str, group: str) -> str:
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _UID_NS = uuid.UUID("6f1c1a52-3c1e-4b8e-9d51-1f3c2b7e0a11")
-
-
-class ManifestFolderError(FileNotFoundError):
-    """The manifests folder (or file) named on the command line does not exist."""
 
 
 @dataclass(frozen=True)

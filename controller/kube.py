@@ -81,6 +81,7 @@ from controller.store import (
     compact,
     object_key,
 )
+from gateway.errors import KubeConfigError
 
 log = logging.getLogger("crdgate.controller.kube")
 
@@ -100,10 +101,6 @@ DEFAULT_INGRESS_CLASS = "crdgate"
 # Object names are RFC 1123 subdomains; anything else could not be a Secret and
 # must not reach a field selector (where "," and "=" mean something).
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
-class KubeConfigError(Exception):
-    """The kubeconfig (or in-cluster service account) could not be loaded."""
 
 
 class _ApiClient(ApiClient):

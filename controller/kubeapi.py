@@ -6,7 +6,7 @@ kubernetes-asyncio's ``ApiClient`` that keeps its connection setup and auth
 (kubeconfig, in-cluster token refresh, client certificates) but sends raw
 requests and hands back plain JSON dicts, exactly as the server wrote them.
 Deserialising into the generated model classes would cost time and lose the
-shape the compiler (controller/compile.py) reads.
+shape the compiler (controller/compile/) reads.
 
 Neighbours: controller/reflector.py (list + watch), controller/status.py
 (status patches), controller/leader.py (Lease), controller/kube.py (client
@@ -31,6 +31,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from controller.refgrant import GRANT_GROUP, GRANT_VERSIONS
 from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, INGRESSCLASS, REFERENCEGRANT, SECRET, SERVICE
+from gateway.errors import ApiError, Gone  # noqa: F401 - Gone: re-exported for the reflector
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -79,32 +80,6 @@ SECRETS = Resource("", "v1", "secrets", SECRET)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 # Gateway API's CRD, when installed: the versions to try, preferred first (see KubeSource).
 REFERENCEGRANTS = tuple(Resource(GRANT_GROUP, v, "referencegrants", REFERENCEGRANT) for v in GRANT_VERSIONS)
-
-
-class ApiError(Exception):
-    """A non-2xx answer; ``status`` is the HTTP code, the rest comes from the Status body."""
-
-    def __init__(self, status: int, reason: str = "", message: str = "", retry_after: float | None = None):
-        super().__init__(f"{status} {reason}: {message}" if reason or message else str(status))
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.retry_after = retry_after
-
-    @classmethod
-    def from_status(cls, status_obj: Mapping[str, Any], http_status: int | None = None,
-                    retry_after: float | None = None) -> "ApiError":
-        """Build from a ``Status`` object (an HTTP error body or a watch ERROR event)."""
-        code = status_obj.get("code") or http_status or 500
-        details = status_obj.get("details") or {}
-        if retry_after is None and details.get("retryAfterSeconds") is not None:
-            retry_after = float(details["retryAfterSeconds"])
-        err_cls = Gone if code == 410 else ApiError
-        return err_cls(int(code), str(status_obj.get("reason") or ""), str(status_obj.get("message") or ""), retry_after)
-
-
-class Gone(ApiError):
-    """410: the resourceVersion (or continue token) is older than the server keeps; relist."""
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

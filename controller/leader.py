@@ -39,22 +39,10 @@ from kubernetes_asyncio.client import ApiClient
 
 from controller.backoff import Backoff
 from controller.kubeapi import LEASES, ApiError, KubeAPI
+from gateway.errors import LeaseNamespaceMissing
 from gateway.metrics import LEADER
 
 log = logging.getLogger("crdgate.controller.leader")
-
-
-class LeaseNamespaceMissing(Exception):
-    """The Lease cannot be created: its namespace does not exist (the API answered 404)."""
-
-    def __init__(self, namespace: str):
-        super().__init__(
-            f"namespace {namespace!r} of the leader-election Lease does not exist, so this gateway routes "
-            f"but writes no status: create it (kubectl create namespace {namespace}), or pass "
-            f"--lease-namespace with an existing namespace, or --leader-elect off for a single replica; "
-            f"retrying quietly until then"
-        )
-        self.namespace = namespace
 
 
 async def without_election() -> None:

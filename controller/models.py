@@ -7,8 +7,8 @@ The Kubernetes kinds (Ingress, Service, EndpointSlice, IngressClass) are
 lenient: the API server has validated them already and adds fields over time,
 so unknown fields are ignored and only what routing needs is modelled.
 
-controller/compile.py validates each object here and turns a ValidationError
-into messages with ``describe_errors`` ("spec.backends[0].weight: ...").
+The compiler (controller/compile/) validates each object here and turns a
+ValidationError into messages with ``describe_errors`` ("spec.backends[0].weight: ...").
 Nothing here knows about the routing table.
 """
 
@@ -34,18 +34,11 @@ from pydantic.alias_generators import to_camel
 from controller import fieldnames
 from controller.durations import parse_duration
 from gateway import regex, syntax
+from gateway.errors import SpecError
 from gateway.ratelimit import MAX_RATE_VALUE
 from gateway.regex import Regex
 
 # -- errors --------------------------------------------------------------------
-
-
-class SpecError(ValueError):
-    """Cross-field errors, each naming the field it is about (relative to the model)."""
-
-    def __init__(self, *problems: tuple[str, str]):
-        self.problems = problems
-        super().__init__("; ".join(f"{f}: {m}" if f else m for f, m in problems))
 
 
 def _loc_text(parts) -> str:
@@ -398,15 +391,49 @@ def _leeway(v: Any) -> float:
     return seconds
 
 
+# Headers that frame or route the request: never a credentials header (it is
+# stripped before forwarding) nor one an authenticator sets.
+FRAMING_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade", "expect", "proxy-connection"}
+)
+# Headers an authenticator may not set upstream: the above, credentials, and
+# the forwarding headers the proxy itself owns.
+RESERVED_HEADERS = FRAMING_HEADERS | frozenset(
+    {"proxy-authorization", "authorization", "cookie", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"}
+)
+
+
+def _not_reserved(v: str | None, reserved: frozenset[str]) -> str | None:
+    if v is not None and v.lower() in reserved:
+        raise ValueError(f"{v} is reserved")
+    return v
+
+
+def _names(v: Any) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise ValueError("expected a list of strings")
+    return v
+
+
+def _name(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError("expected a non-empty string")
+    return v
+
+
+NonEmptyStr = Annotated[str, PlainValidator(_name)]
+Names = Annotated[list[str], PlainValidator(_names)]
+
+
 class JWTSpec(_Spec):
-    issuer: str | None = None
+    issuer: NonEmptyStr | None = None
     audiences: Annotated[list[str], PlainValidator(_audiences)] | None = None
     jwks_url: str | None = Field(default=None, alias="jwksURL")
     leeway: Annotated[float, PlainValidator(_leeway)] | None = None
-    required_claims: list[str] | None = None
-    forward_claims: dict[str, Token] | None = None
+    required_claims: Names | None = None
+    forward_claims: dict[NonEmptyStr, Token] | None = None  # claim -> the header it is forwarded in
     algorithms: list[Literal[JWT_ALGORITHMS]] | None = None  # type: ignore[valid-type]
-    consumer_claim: str | None = None
+    consumer_claim: NonEmptyStr | None = None
 
     @field_validator("jwks_url")
     @classmethod
@@ -418,25 +445,71 @@ class JWTSpec(_Spec):
             raise ValueError(f"jwksURL {v!r} must be an http(s) URL")
         return v
 
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else sorted(set(v))  # normalised: the authenticator's memo key
+
+    @model_validator(mode="after")
+    def _check(self) -> "JWTSpec":
+        bad = [(f"forwardClaims.{c}", f"{h} is reserved") for c, h in sorted((self.forward_claims or {}).items())
+               if h.lower() in RESERVED_HEADERS]  # fmt: skip
+        if bad:
+            raise SpecError(*bad)
+        return self
+
 
 class AuthSpec(_Spec):
-    """The shape of ``auth``. Its meaning (which fields go with which type,
-    the Secret's content) is checked by controller/authbuild.py, which builds
-    the authenticator from the raw mapping and names the field it rejects."""
+    """``auth``: the one validator of authentication settings, whether written as
+    an APIEndpoint field, as an Ingress's ``crdgate.io/auth-*`` annotations or as
+    a namespace default (controller/authbuild.py shapes those into this model
+    first). controller/authbuild.py builds the authenticator from the result."""
 
     type: Literal["APIKey", "Basic", "JWT"]
     secret_ref: SecretRefSpec | None = None
-    header: Token | None = None
+    header: Token | None = None  # APIKey: X-API-Key; JWT: Authorization
     query_param: str | None = None
-    allowed_consumers: list[str] | None = None
+    allowed_consumers: Names | None = None
     keep_credentials: bool = False
     consumer_header: Token | None = None
     jwt: JWTSpec | None = None
 
+    @field_validator("header")
+    @classmethod
+    def _header(cls, v: str | None) -> str | None:
+        return _not_reserved(v, FRAMING_HEADERS)  # read from the request, then stripped
+
+    @field_validator("consumer_header")
+    @classmethod
+    def _consumer_header(cls, v: str | None) -> str | None:
+        return _not_reserved(v, RESERVED_HEADERS)  # set upstream by the gateway
+
+    @field_validator("query_param")
+    @classmethod
+    def _query_param(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c in v for c in "&=# ")):
+            raise ValueError("expected a parameter name")
+        return v
+
+    @field_validator("allowed_consumers")
+    @classmethod
+    def _consumers(cls, v: list[str] | None) -> list[str] | None:
+        return sorted(set(v)) if v else None  # normalised: order and repeats mean nothing
+
     @model_validator(mode="after")
     def _check(self) -> "AuthSpec":
+        p: list[tuple[str, str]] = []
         if self.jwt is not None and self.type != "JWT":
-            raise SpecError(("jwt", f"only allowed with type JWT, not {self.type}"))
+            p.append(("jwt", f"only allowed with type JWT, not {self.type}"))
+        if self.secret_ref is None and not (self.jwt is not None and self.jwt.jwks_url and self.type == "JWT"):
+            p.append(("secretRef", "required" + (" (or jwt.jwksURL)" if self.type == "JWT" else "")))
+        if self.type == "Basic":
+            if self.header is not None:
+                p.append(("header", "only for types APIKey and JWT (Basic uses Authorization)"))
+            if self.query_param is not None:
+                p.append(("queryParam", "only for types APIKey and JWT"))
+        if p:
+            raise SpecError(*p)
         return self
 
 

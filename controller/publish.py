@@ -9,7 +9,7 @@ One task, woken by the dirty signal, so bursts of watch events coalesce and the
 newest snapshot wins. Before the first publish it waits until every required
 kind has been listed once, so the first table is never built from half a
 cluster. Each compile runs in a worker thread, so the event loop keeps
-serving requests, and builds on the previous one (controller/incremental.py):
+serving requests, and builds on the previous one (controller/compile/incremental.py):
 the snapshot says which objects changed since the last compile, and only what
 they touch is redone. When only EndpointSlices moved it takes the cheap path
 (same routes, new endpoints). A compile that raises (a bug, since compile
@@ -30,8 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-from controller.compile import ERROR, READY, CompileOptions, CompileResult, ObjectStatus
-from controller.incremental import Compiler
+from controller.compile import ERROR, READY, CompileOptions, CompileResult, Compiler, ObjectStatus
 from controller.store import APIENDPOINT, ENDPOINT_KINDS, INGRESS, KINDS, Snapshot, Store
 from gateway import metrics
 from gateway.routing import RouteTable

@@ -15,10 +15,10 @@ that answers one question, ``permits(referrer, to_group, to_kind, namespace,
 name)``; ``References`` is what one object's compile holds: that question for
 one referrer, the ``--allow-cross-namespace-refs`` switch, the message a
 refusal shows in status (reason ``RefNotPermitted``), and the dependency the
-incremental compiler (controller/incremental.py) needs to recompile the
+incremental compiler (controller/compile/incremental.py) needs to recompile the
 object when a grant in the target namespace changes.
 
-Neighbours: controller/compile.py (backends, mirror) and controller/authbuild.py
+Neighbours: controller/compile/ (backends, mirror) and controller/authbuild.py
 (``secretRef``, Ingress auth-secret annotations) ask; controller/files.py
 (manifests) and controller/kube.py (the API) put ReferenceGrants in the store.
 """

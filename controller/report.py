@@ -1,7 +1,7 @@
 """Offline reports for ``crdgate validate DIR`` and ``crdgate routes DIR``.
 
 Loads a manifests folder (controller/files.py), compiles it with the same pure
-compiler the running gateway uses (controller/compile.py) and renders what each
+compiler the running gateway uses (controller/compile/) and renders what each
 object becomes, or why it fails, and the compiled table in match order. The
 table's JSON rows come from gateway/tablejson.py, shared with the admin
 ``/routes`` view. The CLI (gateway/cli.py) prints what these return.

@@ -48,7 +48,7 @@ RESOURCES = {APIENDPOINT: APIENDPOINTS, INGRESS: INGRESSES}
 
 
 class ObjectStatus(Protocol):
-    """What the compiler hands over per object (controller/compile.py)."""
+    """What the compiler hands over per object (controller/compile/)."""
 
     kind: str
     namespace: str

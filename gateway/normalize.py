@@ -12,10 +12,12 @@ as 400 rather than guessed at.
 
 ``valid_host`` checks a Host header or an absolute-form authority the same way.
 
-Imports nothing of ours; used by gateway/http.py.
+Imports nothing of ours but the exception tree (gateway/errors.py); used by gateway/http.py.
 """
 
 from __future__ import annotations
+
+from gateway.errors import BadTarget
 
 _HEX = b"0123456789ABCDEFabcdef"
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -45,15 +47,6 @@ _PATH_MARK = _marking(_PATH_SAFE)
 # RFC 3986 reg-name and IPv4address characters, plus ':' before a port.
 _HOST_MARK = _marking(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:")
 _IP_LITERAL_MARK = _marking(b"0123456789abcdefABCDEF:.")
-
-
-class BadTarget(Exception):
-    """The request target cannot be routed safely; the proxy answers ``status``."""
-
-    def __init__(self, reason: str, status: int = 400):
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes, bytes | None]:

@@ -2,7 +2,7 @@
 
 The proxy (gateway/http.py) asks ``RateLimiter.check`` after auth and before
 forwarding, and adds ``RateLimiter.headers`` to the answer; the compiler
-(controller/compile.py) builds the ``RateLimitPolicy`` (gateway/routing.py) and
+(controller/compile/) builds the ``RateLimitPolicy`` (gateway/routing.py) and
 may call ``policy_error`` to reject a bad one with a message naming the field.
 
 Semantics (the same for both scopes)

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import re2
 
+from gateway.errors import RegexError
+
 __all__ = ["Regex", "RegexError", "compile"]
 
 
 
-class RegexError(ValueError):
-    """A pattern RE2 refuses; the message is RE2's reason (e.g. ``invalid perl operator: (?=``)."""
 
 # Patterns are small; a pattern whose program outgrows this is refused at
 # compile time rather than kept (RE2's default is 8 MiB, per pattern).

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Mapping, NamedTuple
 
+from gateway.errors import CertificateError
+
 log = logging.getLogger("crdgate.tls")
 
 DEFAULT_PATTERN = "*"  # the key of the default certificate in ``update``
@@ -52,10 +54,6 @@ class CertBundle:
     cert_pem: bytes = field(repr=False)
     key_pem: bytes = field(repr=False)
     source: str = ""  # where it came from, for logs: "Secret shop/shop-tls"
-
-
-class CertificateError(ValueError):
-    """A bundle that cannot serve: the message says why (never the key)."""
 
 
 def _base_context() -> ssl.SSLContext:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.annotations import AnnotationError, ingress_policy
+from controller.compile.annotations import AnnotationError, ingress_policy
 from controller.compile import compile_snapshot
 from gateway.auth import APIKeyAuthenticator, UnavailableAuthenticator
 from gateway.policies import replaced_path

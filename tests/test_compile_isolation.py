@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import controller.compile as compile_module
+import controller.compile.apiendpoint as apiendpoint_step
 from controller.compile import compile_snapshot
 from kobjects import apiendpoint, backend, ingress, path, snapshot
 
@@ -36,14 +36,14 @@ def test_garbage_objects_are_isolated():
 
 
 def test_an_unexpected_error_costs_one_object(monkeypatch):
-    real = compile_module._policy
+    real = apiendpoint_step.route_policy
 
     def exploding(spec, *a, **kw):
         if spec.path == "/boom":
             raise RuntimeError("kaboom")
         return real(spec, *a, **kw)
 
-    monkeypatch.setattr(compile_module, "_policy", exploding)
+    monkeypatch.setattr(apiendpoint_step, "route_policy", exploding)
     boom = apiendpoint("boom", {"path": "/boom", "backendService": "users"})
     result = compile_snapshot(snapshot(GOOD, boom, *backend()))
     st = result.statuses["APIEndpoint:shop/boom"]

@@ -5,21 +5,23 @@ Services, EndpointSlices, Secrets, ReferenceGrants and the IngressClass, in a sm
 (few hosts, paths, names and timestamps) so that conflicts, ties, objects
 moving between hosts, defaultBackend hand-overs and dependency changes happen
 all the time. After each step the Compiler's result (fed through a real Store
-and its change log) is compared with ``compile_snapshot`` of the same snapshot:
-statuses, the /routes JSON (match order included), and the answers to many
-sample requests.
+and its change log) is compared with ``compile_snapshot`` of the same snapshot
+(controller/compile/full.py: the same per-object steps, none of the driver's
+bookkeeping): statuses, the /routes JSON (match order included), and the
+answers to many sample requests.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
+import pathlib
 import random
 
 import pytest
 
 from controller.authbuild import AuthDefaults
-from controller.compile import CompileOptions, compile_snapshot
-from controller.incremental import Compiler
+from controller.compile import CompileOptions, Compiler, compile_snapshot
 from controller.store import (
     APIENDPOINT,
     ENDPOINTSLICE,
@@ -339,3 +341,30 @@ def test_deleting_a_winner_hands_its_match_to_the_next_oldest():
     assert second.statuses["APIEndpoint:a/c"].message == "conflicts with a/b (older)"
     assert set(second.changed_statuses) == {"APIEndpoint:a/a", "APIEndpoint:a/b", "APIEndpoint:a/c"}
     assert_same(second, compile_snapshot(store.snapshot(), CompileOptions(), 2))
+
+
+def _imports(module: str) -> set[str]:
+    path = pathlib.Path(__file__).resolve().parent.parent / "controller" / "compile" / f"{module}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    return found | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+
+def test_the_fresh_compile_is_independent_of_the_driver(monkeypatch):
+    """The comparison above means something only if the two paths are two: the full
+    compile neither imports nor calls the incremental driver, nor the driver the full compile."""
+    import controller.compile.incremental as driver
+
+    assert "controller.compile.incremental" not in _imports("full")
+    assert "controller.compile.full" not in _imports("incremental")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the full compile went through the incremental driver")
+
+    monkeypatch.setattr(driver.Compiler, "compile", refuse)
+    monkeypatch.setattr(driver.Compiler, "__init__", refuse)
+    u = Universe(random.Random(3))
+    store = seeded_store(u)
+    store.apply(APIENDPOINT, "ADDED", apiendpoint("r", {"path": "/r", "backendService": "s1"}, ns="a"))
+    result = compile_snapshot(store.snapshot(), CompileOptions(), 1)
+    assert result.table.match("GET", "h", "/r").route.name == "a/r"

@@ -16,7 +16,7 @@ from gateway.metrics import REGISTRY
 FAST = dict(timeout_seconds=30, backoff_base=0.05, backoff_cap=0.2, min_watch_seconds=0.0)
 
 
-# A stand-in for controller/compile.py's ObjectStatus: the writer only needs this shape.
+# A stand-in for controller/compile/'s ObjectStatus: the writer only needs this shape.
 @dataclass(frozen=True)
 class Condition:
     type: str

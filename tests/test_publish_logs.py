@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from controller.incremental import Compiler
+from controller.compile import Compiler
 from controller.publish import Publisher
 from controller.store import APIENDPOINT, ENDPOINTSLICE, SERVICE, Store
 from gateway import metrics

@@ -8,8 +8,7 @@ restores the permissive behaviour.
 
 from __future__ import annotations
 
-from controller.compile import CompileOptions, compile_snapshot
-from controller.incremental import Compiler
+from controller.compile import CompileOptions, Compiler, compile_snapshot
 from controller.store import Store
 from gateway.routing import ENDPOINTS_NOT_FOUND
 from kobjects import apiendpoint, backend, ingress, path, referencegrant, snapshot

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Mapping, TypeVar
 from urllib.parse import unquote_plus
 
+from gateway.errors import SecretContentError  # noqa: F401 - the auth schemes import it from here
+
 SCHEME_APIKEY = "APIKey"
 SCHEME_BASIC = "Basic"
 SCHEME_JWT = "JWT"
@@ -142,11 +144,6 @@ class AuthMemo:
         self.authenticator: Authenticator | None = None
         self.credential = b""
         self.result: AuthResult | None = None
-
-
-class SecretContentError(ValueError):
-    """The referenced Secret's content cannot be used (authbuild reports it as
-    InvalidSecret). Messages name data keys and line numbers, never values."""
 
 
 class Authenticator:

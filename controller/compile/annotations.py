@@ -4,12 +4,13 @@ An Ingress has no fields for crdgate's route policies, so users write them as
 annotations. This module reads every policy annotation except authentication
 (``crdgate.io/auth-*`` is controller/authbuild.py's, via ``build_ingress_auth``)
 and returns a ``gateway.routing.RoutePolicy`` without ``auth``; the compiler
-(controller/compile.py) adds the authenticator and gives the result to every
-route of the Ingress, its ``defaultBackend`` included.
+(controller/compile/ingress.py) adds the authenticator and gives the result to
+every route of the Ingress, its ``defaultBackend`` included.
 
 The rules are the APIEndpoint fields' rules: values are turned into the shape
-of the matching spec field and validated with the same models
-(controller/models.py), durations with controller/durations.py (through the
+of the matching spec field, validated with the same models
+(controller/models.py) and built into policies by the same builders
+(controller/compile/policies.py), durations with controller/durations.py (through the
 models), and a rate limit with ``gateway.ratelimit.policy_error``. Messages
 name the annotation: ``metadata.annotations[crdgate.io/retry-attempts]: must be
 an integer 1..10, got 'x'``.
@@ -41,7 +42,6 @@ import difflib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
 from functools import lru_cache
 from typing import Any, get_args
 
@@ -49,6 +49,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from controller import authbuild
 from controller import models as m
+import controller.compile.policies as policies
+from gateway.errors import AnnotationError
 from gateway.ratelimit import policy_error
 from gateway.routing import (
     NO_POLICY,
@@ -141,14 +143,6 @@ _RATE_LIMIT_KEYS = get_args(m.RateLimitSpec.model_fields["key"].annotation)
 _RATE_LIMIT_SCOPES = get_args(m.RateLimitSpec.model_fields["scope"].annotation)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _HEADER_NAME = TypeAdapter(m.Token)
-
-
-class AnnotationError(ValueError):
-    """One or more annotations are invalid; ``problems`` are (annotation, message)."""
-
-    def __init__(self, problems: tuple[tuple[str, str], ...]):
-        self.problems = problems
-        super().__init__("; ".join(f"metadata.annotations[{a}]: {msg}" for a, msg in problems))
 
 
 def ingress_policy(annotations: Mapping[str, str] | None, *, has_auth: bool = False) -> RoutePolicy:
@@ -399,13 +393,10 @@ def _rewrite(r: _Reader) -> Rewrite | None:
         raw["path"] = {"type": "ReplacePrefixMatch", "replacePrefixMatch": prefix}
     if host is not None:
         raw["hostname"] = host
-    if r.validate(m.RewriteSpec, raw, _REWRITE) is None or not r.ok(*_REWRITE.values()):
+    spec = r.validate(m.RewriteSpec, raw, _REWRITE)
+    if spec is None or not r.ok(*_REWRITE.values()):
         return None
-    return Rewrite(
-        path_type="ReplacePrefixMatch" if prefix is not None else None,
-        replace_prefix_match=prefix,
-        hostname=host.lower() if host is not None else None,
-    )
+    return policies.rewrite(spec)
 
 
 def _headers(r: _Reader, set_name: str, add_name: str, remove_name: str) -> HeaderModifier | None:
@@ -419,11 +410,13 @@ def _headers(r: _Reader, set_name: str, add_name: str, remove_name: str) -> Head
         _check(r, remove_name, header, _HEADER_NAME.validate_python, header)
     if not r.ok(set_name, add_name, remove_name) or not (to_set or to_add or to_remove):
         return None
-    return HeaderModifier(
-        set=tuple(to_set or ()),
-        add=tuple(to_add or ()),
-        remove=tuple(h.lower() for h in to_remove or ()),
-    )
+    # Every entry passed the spec's own validators above: this cannot fail.
+    spec = m.HeaderModifierSpec.model_validate({
+        "set": [{"name": k, "value": v} for k, v in to_set or ()],
+        "add": [{"name": k, "value": v} for k, v in to_add or ()],
+        "remove": list(to_remove or ()),
+    })
+    return policies.header_modifier(spec)
 
 
 def _check(r: _Reader, name: str, header: str, validate: Callable[[Any], Any], value: Any) -> None:
@@ -443,9 +436,7 @@ def _timeouts(r: _Reader) -> Timeouts:
     spec = r.validate(m.TimeoutsSpec, raw, _TIMEOUTS)
     if spec is None or not r.ok(*_TIMEOUTS.values()):
         return default
-    # As for the APIEndpoint field: 0s turns the limit off; no request timeout keeps the default.
-    req = default.request if spec.request is None else (spec.request or None)
-    return Timeouts(request=req, backend_request=spec.backend_request or None, connect=default.connect)
+    return policies.timeouts(spec)  # as for the APIEndpoint field
 
 
 def _retries(r: _Reader) -> RetryPolicy:
@@ -472,13 +463,7 @@ def _retries(r: _Reader) -> RetryPolicy:
     spec = r.validate(m.RetriesSpec, raw, _RETRIES)
     if spec is None or not r.ok(*_RETRIES.values()):
         return default
-    return RetryPolicy(
-        attempts=spec.attempts,
-        status_codes=frozenset(spec.status_codes) if spec.status_codes is not None else default.status_codes,
-        on_connect_failure=spec.on_connect_failure,
-        backoff=spec.backoff if spec.backoff is not None else default.backoff,
-        non_idempotent=spec.non_idempotent,
-    )
+    return policies.retries(spec)
 
 
 def _cors(r: _Reader) -> CorsPolicy | None:
@@ -495,14 +480,7 @@ def _cors(r: _Reader) -> CorsPolicy | None:
     spec = r.validate(m.CorsSpec, {k: v for k, v in values.items() if v is not None}, _CORS)
     if spec is None or not r.ok(*_CORS.values()):
         return None
-    return CorsPolicy(
-        allow_origins=tuple(spec.allow_origins),
-        allow_methods=tuple(x.upper() for x in spec.allow_methods),
-        allow_headers=tuple(spec.allow_headers),
-        expose_headers=tuple(spec.expose_headers),
-        allow_credentials=spec.allow_credentials,
-        max_age=spec.max_age,
-    )
+    return policies.cors(spec)
 
 
 def _load_balancer(r: _Reader) -> str:
@@ -542,10 +520,11 @@ def _rate_limit(r: _Reader, has_auth: bool) -> RateLimitPolicy | None:
     raw = {"requestsPerMinute": rpm, "burst": policy.burst, "key": policy.key, "scope": policy.scope}
     if key_header is not None:
         raw["keyHeader"] = key_header
-    if r.validate(m.RateLimitSpec, raw, _RATE_LIMIT) is None:
+    spec = r.validate(m.RateLimitSpec, raw, _RATE_LIMIT)
+    if spec is None:
         return None
     if policy.key == "Consumer" and not has_auth:
         needs = f"Consumer needs authentication ({authbuild.A_TYPE} or {authbuild.A_REQUIRED}) to know the consumer"
         r.fail(RATE_LIMIT_KEY, needs)
         return None
-    return replace(policy, key_header=key_header.lower()) if key_header is not None else policy
+    return policies.rate_limit(spec)

@@ -1,14 +1,15 @@
 """Incremental compilation: redo what a change touched, reuse everything else.
 
-Neighbours: builds on controller/compile.py (one object's compile, conflict
-settling, endpoint resolution, statuses); the publisher (controller/publish.py)
+Neighbours: strings together the package's steps (objects.py: one object's
+compile; conflicts.py: settling; backends.py: endpoint resolution; status.py:
+statuses), as the full compile (full.py) does; the publisher (controller/publish.py)
 keeps one ``Compiler`` and calls it with each new store snapshot, which carries
 the keys changed since the previous one (controller/store.py); the result's
 table is made with ``RouteTable.updated`` (gateway/routing.py), which rebuilds
 only the host groups and path buckets whose routes changed.
 
 A compile goes through the same steps whether it starts from nothing (every
-object counts as changed: ``compile_snapshot``) or from the previous compile:
+object counts as changed) or from the previous compile:
 
 1. objects to compile: the APIEndpoints and Ingresses that changed, and those
    that read something that changed (a Service whose ports moved, a Secret, the
@@ -28,9 +29,10 @@ object counts as changed: ``compile_snapshot``) or from the previous compile:
    ``RouteTable.updated``; the previous table is not touched.
 
 The result is exactly what a fresh compile of the same snapshot gives (same
-table semantics and match order, same statuses):
-tests/test_incremental_equivalence.py checks that after every step of random
-edit sequences.
+table semantics and match order, same statuses): full.py's
+``compile_snapshot`` shares the per-object steps but none of this
+bookkeeping, and tests/test_incremental_equivalence.py compares the two after
+every step of random edit sequences.
 
 Each step costs what the change touches, not the number of routes, apart from
 copying a few flat dicts: the statuses and routed maps handed out with the
@@ -48,25 +50,19 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from controller.authbuild import DEFAULT_AUTH_LABEL, NAMESPACE_DEFAULTS
-from controller.compile import (
-    CompileOptions,
-    CompileResult,
-    ObjectStatus,
-    _Candidate,
-    _Compiler,
-    _gc_paused,
-    _parse_service_key,
-    _resolve_all,
+from controller.compile.backends import (
     is_service_key,
-    _routed_status,
-    _Routed,
-    candidate_order,
-    match_keys,
-    refresh_endpoints,
+    parse_service_key,
+    resolve_all,
     service_shape,
-    settle,
     slice_service,
 )
+from controller.compile.conflicts import candidate_order, match_keys, settle
+from controller.compile.context import Candidate, gc_paused
+from controller.compile.objects import ObjectCompiler, Outcome
+from controller.compile.options import CompileOptions
+from controller.compile.result import CompileResult, refresh_endpoints
+from controller.compile.status import ObjectStatus, Routed, routed_status
 from controller.refgrant import REFERENCE_GRANTS
 from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot
 from gateway.routing import EndpointSet, Route, RouteTable
@@ -78,14 +74,12 @@ _NO_SNAPSHOT = Snapshot(objects={})
 # Metadata the compiler never reads: a change there alone compiles the same.
 _VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
 
-Outcome = _Candidate | ObjectStatus | None  # a candidate, left out with an error, or not ours
-
 
 class _Entry(NamedTuple):
     """What one object compiled to, and from what."""
 
     obj: Mapping  # the store's object (the same dict until the object changes)
-    deps: frozenset  # what else it read (see _Compiler.build)
+    deps: frozenset  # what else it read (see ObjectCompiler.build)
     outcome: Outcome
 
 
@@ -108,7 +102,7 @@ class _State:
         self.slices: dict[str, list[str]] = {}  # "ns/name" of a Service -> its slice keys, sorted
         # Handed out with each result: replaced by copies, never changed.
         self.statuses: Mapping[str, ObjectStatus] = {}
-        self.routed: Mapping[str, _Routed] = {}
+        self.routed: Mapping[str, Routed] = {}
         self.table: RouteTable | None = None
 
 
@@ -135,7 +129,7 @@ class Compiler:
                 log.exception("incremental compile failed; compiling everything again")
         self._state = None
         state = _State(options)
-        with _gc_paused():
+        with gc_paused():
             result = _Step(state, snapshot, generation, full=True).run()
         self._state = state
         return result
@@ -166,7 +160,7 @@ def _same_input(a: Mapping, b: Mapping) -> bool:
 
 
 def _origin_of(outcome: Outcome) -> str | None:
-    if isinstance(outcome, _Candidate):
+    if isinstance(outcome, Candidate):
         return outcome.routed.origin
     if isinstance(outcome, ObjectStatus):
         return outcome.origin
@@ -180,7 +174,7 @@ def _route_fields(r: Route) -> tuple:
     )  # fmt: skip
 
 
-def _same_candidate(a: _Candidate, b: _Candidate) -> bool:
+def _same_candidate(a: Candidate, b: Candidate) -> bool:
     return (
         a.status_key == b.status_key
         and a.created == b.created
@@ -197,7 +191,7 @@ def _same_candidate(a: _Candidate, b: _Candidate) -> bool:
 def _keep_if_same(old: Outcome, new: Outcome) -> Outcome:
     """The old outcome when the new one is equal: unchanged objects keep their
     route objects, so nothing downstream (table, statuses) moves for them."""
-    if isinstance(old, _Candidate) and isinstance(new, _Candidate):
+    if isinstance(old, Candidate) and isinstance(new, Candidate):
         return old if _same_candidate(old, new) else new
     if old is None and new is None:
         return None
@@ -228,7 +222,7 @@ def _holders(claim: str | tuple[str, ...] | None) -> tuple[str, ...]:
     return (claim,) if isinstance(claim, str) else claim
 
 
-def _refs(info: _Routed | None) -> set[str]:
+def _refs(info: Routed | None) -> set[str]:
     return set(info.backends) | set(info.extra_refs) if info is not None else set()
 
 
@@ -240,14 +234,14 @@ class _Step:
         self.snap = snapshot
         self.generation = generation
         self.full = full
-        self.compiler = _Compiler(snapshot, state.options, state.slices)
+        self.compiler = ObjectCompiler(snapshot, state.options, state.slices)
         self.changes = self._changes()
         # Filled as the step goes:
         self.touched: dict[str, tuple[Outcome, Outcome]] = {}  # status key -> (old, new) outcome
         self.route_keys: dict[str, list[list[tuple]]] = {}  # candidate -> match keys of each route
         self.removed: dict[int, Route] = {}  # routes leaving the table
         self.added: dict[int, Route] = {}  # routes entering it
-        self.routed_changes: dict[str, _Routed | None] = {}
+        self.routed_changes: dict[str, Routed | None] = {}
         self.status_changes: dict[str, ObjectStatus | None] = {}
         self.status_dirty: set[str] = set()  # routed objects whose status must be redone
         self.endpoint_changes: dict[str, EndpointSet | None] = {}
@@ -352,7 +346,7 @@ class _Step:
 
     # -- 2. conflicts ----------------------------------------------------------
 
-    def _keys(self, sk: str, cand: _Candidate) -> list[list[tuple]]:
+    def _keys(self, sk: str, cand: Candidate) -> list[list[tuple]]:
         """``match_keys`` of each route of a current candidate (computed once per step)."""
         keys = self.route_keys.get(sk)
         if keys is None:
@@ -373,9 +367,9 @@ class _Step:
             # Most keys have one claimant: keep it as is, without a tuple around it.
             claims[key] = holders[0] if len(holders) == 1 else holders
 
-    def _candidate(self, sk: str) -> _Candidate:
+    def _candidate(self, sk: str) -> Candidate:
         outcome = self.st.entries[sk].outcome
-        assert isinstance(outcome, _Candidate)
+        assert isinstance(outcome, Candidate)
         return outcome
 
     def _settle_conflicts(self) -> None:
@@ -385,7 +379,7 @@ class _Step:
         pending: list[tuple] = []  # match keys whose claimants must be settled again
         fallbacks_moved = False
         for sk, (old, new) in self.touched.items():
-            if isinstance(old, _Candidate):
+            if isinstance(old, Candidate):
                 for keys in map(match_keys, old.routes):
                     for k in keys:
                         self._claim(k, sk, add=False)
@@ -393,7 +387,7 @@ class _Step:
                 if old.fallback is not None:
                     st.fallbacks.discard(sk)
                     fallbacks_moved = True
-            if isinstance(new, _Candidate):
+            if isinstance(new, Candidate):
                 members.add(sk)
                 for keys in self._keys(sk, new):
                     for k in keys:
@@ -410,7 +404,7 @@ class _Step:
             members = self._closure(members, pending)
         self._settle(sorted(members, key=lambda m: candidate_order(self._candidate(m))))
         for sk, (_, new) in self.touched.items():
-            if not isinstance(new, _Candidate):  # gone, left out with an error, or no longer ours
+            if not isinstance(new, Candidate):  # gone, left out with an error, or no longer ours
                 self._leave(sk, new if isinstance(new, ObjectStatus) else None)
 
     def _closure(self, members: set[str], pending: list[tuple]) -> set[str]:
@@ -435,7 +429,7 @@ class _Step:
     def _settle(self, members: list[str]) -> None:
         st = self.st
         fallback_owner = self._candidate(st.fallback) if st.fallback is not None else None
-        claimed: dict[tuple, tuple[_Candidate, str]] = {}
+        claimed: dict[tuple, tuple[Candidate, str]] = {}
         for sk in members:
             cand = self._candidate(sk)
             kept, info, error = settle(cand, self._keys(sk, cand), claimed, fallback_owner)
@@ -474,7 +468,7 @@ class _Step:
         else:
             self.st.kept.pop(sk, None)
 
-    def _set_routed(self, sk: str, info: _Routed | None) -> None:
+    def _set_routed(self, sk: str, info: Routed | None) -> None:
         old = self.routed_changes[sk] if sk in self.routed_changes else self.st.routed.get(sk)
         if info is not None and old is not None and info == old:
             return
@@ -511,7 +505,7 @@ class _Step:
                 users.add(sk)
         for svc in moved_services:
             to_resolve |= st.keys_by_service.get(svc, set())
-        resolved = _resolve_all(self.snap, to_resolve, self.compiler.services)
+        resolved = resolve_all(self.snap, to_resolve, self.compiler.services)
         for key, value in resolved.items():
             if st.resolved.get(key) != value:
                 st.resolved[key] = value
@@ -531,7 +525,7 @@ class _Step:
     def _index_backend(self, key: str, add: bool) -> None:
         if not is_service_key(key):
             return  # a URL, or a refused reference, depends on no Service
-        namespace, name, _ = _parse_service_key(key)
+        namespace, name, _ = parse_service_key(key)
         svc = f"{namespace}/{name}"
         by_service = self.st.keys_by_service
         if add:
@@ -572,7 +566,7 @@ class _Step:
         for sk in self.status_dirty:
             info = self.routed_changes[sk] if sk in self.routed_changes else st.routed.get(sk)
             if info is not None:
-                self._set_status(sk, _routed_status(info, st.resolved))
+                self._set_status(sk, routed_status(info, st.resolved))
 
     def _finish(self) -> CompileResult:
         st = self.st
