@@ -268,3 +268,59 @@ def test_malformed_entries_grant_nothing_and_the_rest_stands():
     assert not grants.permits(a, "", "Secret", "tenant-b", "keys")  # an empty name is not "every name"
     assert not grants.permits(Referrer("crdgate.io", "APIEndpoint", "tenant-c"), "", "Service", "tenant-b", "db")
     assert grants.permits(Referrer("x", "Y", "tenant-b"), "", "Secret", "tenant-b", "anything")  # same namespace
+
+
+# -- URL backends that name a Service by its cluster DNS name -------------------------
+
+
+def url_backend(url: str, ns: str = "tenant-a") -> dict:
+    return apiendpoint("r", {"path": "/r", "backends": [{"url": url}]}, ns=ns)
+
+
+def test_url_naming_another_namespaces_service_needs_a_grant():
+    for url in ("http://db.tenant-b.svc:5432", "http://db.tenant-b.svc.cluster.local:5432",
+                "https://DB.Tenant-B.svc.cluster.local.", "http://db.tenant-b.svc.example.internal"):
+        result = compile_snapshot(snapshot(url_backend(url)))
+        st = status(result)
+        assert (st.state, st.reason) == ("Error", "RefNotPermitted"), url
+        assert "Service tenant-b/db" in st.message and "spec.backends[0]" in st.message, url
+        assert backend_state(result) == [ENDPOINTS_NOT_FOUND], url  # the proxy answers 500, never connects
+
+
+def test_url_naming_a_service_with_a_grant_or_in_its_own_namespace_is_used():
+    grant = referencegrant("g", "tenant-b", [APIENDPOINT_FROM], [("", "Service", "db")])
+    result = compile_snapshot(snapshot(url_backend("http://db.tenant-b.svc.cluster.local:5432"), grant))
+    assert status(result).state == "Ready"
+    assert backend_state(result) == ["Ready"]
+    own = compile_snapshot(snapshot(url_backend("http://db.tenant-a.svc:5432")))
+    assert status(own).state == "Ready"
+    # Other host names and addresses say nothing about namespaces (a NetworkPolicy's job).
+    for url in ("http://127.0.0.1:9", "http://api.example.com", "http://svc.example.com"):
+        assert status(compile_snapshot(snapshot(url_backend(url)))).state == "Ready", url
+
+
+def test_url_mirror_naming_another_namespaces_service_is_refused():
+    spec = {"path": "/r", "backends": [{"url": "http://127.0.0.1:9"}],
+            "mirror": {"backend": {"url": "http://db.tenant-b.svc:80"}}}
+    result = compile_snapshot(snapshot(apiendpoint("r", spec, ns="tenant-a")))
+    st = status(result)
+    assert st.reason == "RefNotPermitted" and "spec.mirror.backend" in st.message
+
+
+def test_a_grant_removed_revokes_a_url_backend_at_the_next_incremental_compile():
+    store = Store()
+    store.apply("APIEndpoint", "ADDED", url_backend("http://db.tenant-b.svc:5432"))
+    grant = referencegrant("g", "tenant-b", [APIENDPOINT_FROM], [("", "Service")])
+    store.apply(REFERENCEGRANT, "ADDED", grant)
+    compiler = Compiler()
+    compiled_at = [0]
+
+    def reason():
+        result = compiler.compile(store.snapshot(since=compiled_at[0]))
+        compiled_at[0] = store.version
+        assert result.statuses == compile_snapshot(store.snapshot()).statuses
+        return status(result).reason
+
+    assert reason() != "RefNotPermitted"
+    store.apply(REFERENCEGRANT, "DELETED", grant)
+    assert reason() == "RefNotPermitted"

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from controller import models as m
 import controller.compile.policies as policies
-from controller.compile.backends import Services, backend_ref, one, refused_key, service_key, url_key
+from controller.compile.backends import (
+    Services,
+    backend_ref,
+    cluster_service_of_url,
+    one,
+    refused_key,
+    service_key,
+    url_key,
+)
 from controller.compile.context import Candidate, ObjectContext, lower_host, object_meta
 from controller.compile.status import INVALID_SPEC, Routed
 from controller.refgrant import APIENDPOINT_GROUP, CORE_GROUP, REF_NOT_PERMITTED, References
@@ -169,6 +178,10 @@ def target_key(
 ) -> str:
     """The EndpointSet key of a backend; a refused one is added to ``refused`` as (reason, message)."""
     if t.url is not None:
+        named = cluster_service_of_url(t.url)
+        if named is not None and not refs.permitted(CORE_GROUP, SERVICE, *named):
+            refused.append((REF_NOT_PERMITTED, f"{refs.refusal(SERVICE, *named)} ({where}: {t.url})"))
+            return refused_key(*named, urlsplit(t.url).port)
         return url_key(t.url)
     assert t.service is not None
     ns, name = t.service.namespace or namespace, t.service.name

@@ -161,6 +161,22 @@ def url_key(url: str) -> str:
     return f"{u.scheme.lower()}://{u.netloc.lower()}"
 
 
+def cluster_service_of_url(url: str) -> tuple[str, str] | None:
+    """(namespace, name) when a URL's host is a Service's cluster DNS name, else None.
+
+    ``name.namespace.svc`` and ``name.namespace.svc.<cluster domain>`` reach a
+    Service as surely as a ``service`` reference does, so a URL backend that
+    names another namespace's Service this way needs the same ReferenceGrant.
+    (A bare IP or another host name says nothing about namespaces: keeping
+    those apart is a NetworkPolicy's job.)
+    """
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    labels = host.split(".")
+    if len(labels) >= 3 and labels[2] == "svc" and labels[0] and labels[1]:
+        return labels[1], labels[0]
+    return None
+
+
 def parse_service_key(key: str) -> tuple[str, str, int | str | None]:
     namespace, _, rest = key.partition("/")
     name, sep, port = rest.partition(":")
