@@ -111,6 +111,9 @@ def _namespaced_name(value: str) -> str:
     return f"{ns}/{name}"
 
 
+LIMITS = Limits()  # the flags' defaults: an instance's (a slots dataclass's class attributes are descriptors)
+
+
 def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080", access_log: bool = True,
                        drain_seconds: float = 5.0) -> None:
     g = p.add_argument_group("proxy")
@@ -118,15 +121,15 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
     _add(g, "--admin-listen", "127.0.0.1:9090", _hostport, "address of /healthz /readyz /metrics /routes")
     _add(g, "--trusted-proxies", [], list,
          "CIDR whose X-Forwarded-*/Forwarded headers are trusted (repeatable or comma-separated)")
-    _add(g, "--max-body-bytes", Limits.max_body_bytes, int, "largest request body (413 above); routes may set maxBodyBytes")
-    _add(g, "--max-header-bytes", Limits.max_header_bytes, int, "largest request header section (431 above)")
-    _add(g, "--max-headers", Limits.max_headers, int, "most request header lines (431 above)")
-    _add(g, "--max-uri-bytes", Limits.max_uri_bytes, int, "longest request target (414 above)")
-    _add(g, "--max-response-header-bytes", Limits.max_response_header_bytes, int,
+    _add(g, "--max-body-bytes", LIMITS.max_body_bytes, int, "largest request body (413 above); routes may set maxBodyBytes")
+    _add(g, "--max-header-bytes", LIMITS.max_header_bytes, int, "largest request header section (431 above)")
+    _add(g, "--max-headers", LIMITS.max_headers, int, "most request header lines (431 above)")
+    _add(g, "--max-uri-bytes", LIMITS.max_uri_bytes, int, "longest request target (414 above)")
+    _add(g, "--max-response-header-bytes", LIMITS.max_response_header_bytes, int,
          "largest upstream response header section (502 above)")
-    _add(g, "--header-timeout", Limits.header_timeout, float, "seconds for a request head to arrive (408)")
-    _add(g, "--idle-timeout", Limits.idle_timeout, float, "seconds an idle client keep-alive connection is kept")
-    _add(g, "--upstream-idle-timeout", Limits.upstream_idle_timeout, float,
+    _add(g, "--header-timeout", LIMITS.header_timeout, float, "seconds for a request head to arrive (408)")
+    _add(g, "--idle-timeout", LIMITS.idle_timeout, float, "seconds an idle client keep-alive connection is kept")
+    _add(g, "--upstream-idle-timeout", LIMITS.upstream_idle_timeout, float,
          "seconds an unused pooled upstream connection is kept")
     _add(g, "--access-log", access_log, bool, "one JSON line per request on stdout")
     _add(g, "--create-traceparent", False, bool, "add a W3C traceparent header to requests that arrive without one")
