@@ -25,15 +25,18 @@ import ssl
 import sys
 from pathlib import Path
 
-from controller.authbuild import AuthDefaults
-from controller.compile import CompileOptions
-from controller.files import manifest_files
-from crdgate import demo, report, run, workers
-from crdgate.config import Config, KubeSource, LogConfig, ManifestsSource, RateLimitConfig, TLSConfig
-from crdgate.logs import resolve_log_format, setup_logging
-from gateway.auth.jwks import REFRESH_FLOOR
+from typing import TYPE_CHECKING
+
 from gateway.config import GatewayConfig, Limits, parse_hostport
 from gateway.logwriter import MIN_BUFFER
+
+if TYPE_CHECKING:
+    from controller.compile import CompileOptions
+    from crdgate.config import Config, KubeSource, ManifestsSource
+
+# The controller, the proxy and their dependencies (pydantic, the JWT and
+# crypto libraries, aiohttp) load in the command that needs them, not at
+# import: `crdgate --help`, a usage error and `crdgate bench` answer at once.
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "deploy" / "examples"
@@ -281,6 +284,9 @@ def _list_flag(args, name: str) -> list[str]:
 
 def build_config(args) -> Config:
     """The one frozen Config of ``run`` and ``demo``, built from the parsed flags."""
+    from crdgate.config import Config, LogConfig, RateLimitConfig, TLSConfig
+    from crdgate.logs import resolve_log_format
+
     return Config(
         source=_source(args),
         gateway=gateway_config(args),
@@ -299,6 +305,8 @@ def build_config(args) -> Config:
 
 
 def _source(args) -> ManifestsSource | KubeSource:
+    from crdgate.config import KubeSource, ManifestsSource
+
     if args.command == "demo":  # the demo routes from a folder, always
         return ManifestsSource(Path(args.manifests))
     # A kubeconfig or a context says which cluster to watch: the intent is plain.
@@ -354,17 +362,21 @@ def gateway_config(args) -> GatewayConfig:
     )
 
 
-def compile_options(args, jwks_refresh_floor: float = REFRESH_FLOOR) -> CompileOptions:
+def compile_options(args, jwks_refresh_floor: float | None = None) -> CompileOptions:
     """The compile options of every subcommand that compiles (run, demo, workers, validate, routes).
 
     Built here once from the parsed flags, so that a flag cannot get lost on
     the way to the compiler. ``jwks_refresh_floor``: --jwks-refresh-floor of
-    run and demo (validate and routes fetch nothing). ValueError names a bad flag.
+    run and demo (validate and routes fetch nothing: None, the default).
+    ValueError names a bad flag.
     """
+    from controller.authbuild import AuthDefaults
+    from controller.compile import CompileOptions
+
     secret = args.default_auth_secret
+    floor = {} if jwks_refresh_floor is None else {"jwks_refresh_floor": jwks_refresh_floor}
     # --default-auth-type has a default (APIKey): it only means something with a secret.
-    auth_defaults = AuthDefaults.from_flags(secret, args.default_auth_type if secret else None,
-                                            jwks_refresh_floor=jwks_refresh_floor)
+    auth_defaults = AuthDefaults.from_flags(secret, args.default_auth_type if secret else None, **floor)
     return CompileOptions(
         ingress_class=args.ingress_class,
         auth_defaults=auth_defaults,
@@ -401,6 +413,8 @@ def _upstream_ca_file(path: str | None) -> str | None:
 
 def _offline(args):
     """The folder or file shared by validate and routes; None when there is nothing to compile."""
+    from controller.files import manifest_files
+
     root = Path(args.dir)
     if not root.exists():
         print(f"crdgate {args.command}: {root}: no such file or folder", file=sys.stderr)
@@ -417,6 +431,8 @@ def _offline(args):
 
 
 def cmd_validate(args, options: CompileOptions) -> int:
+    from crdgate import report
+
     root = _offline(args)
     if root is None:
         return 2
@@ -430,6 +446,8 @@ def cmd_validate(args, options: CompileOptions) -> int:
 
 
 def cmd_routes(args, options: CompileOptions) -> int:
+    from crdgate import report
+
     root = _offline(args)
     if root is None:
         return 2
@@ -458,6 +476,9 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
     except ValueError as e:
         parser.error(str(e))
+    from crdgate import demo, run, workers
+    from crdgate.logs import setup_logging
+
     setup_logging(config.logging)
     if args.command == "demo":
         return demo.run_demo(config)

@@ -66,9 +66,11 @@ def test_run_and_demo_hand_the_options_on(command, monkeypatch, tmp_path):
         seen["options"] = config.compile
         return 0
 
-    monkeypatch.setattr(cli.run, "run_gateway", fake)
-    monkeypatch.setattr(cli.demo, "run_demo", fake)
-    monkeypatch.setattr(cli, "setup_logging", lambda *a: None)
+    from crdgate import demo, logs, run
+
+    monkeypatch.setattr(run, "run_gateway", fake)
+    monkeypatch.setattr(demo, "run_demo", fake)
+    monkeypatch.setattr(logs, "setup_logging", lambda *a: None)
     argv = COMPILING[command] + AUTH_FLAGS
     if command == "run":
         argv = ["run", "--manifests", str(tmp_path)] + AUTH_FLAGS
