@@ -1,6 +1,6 @@
 """Starting crdgate for one scenario and waiting until its table is published.
 
-The contract with the CLI (gateway/cli.py):
+The contract with the CLI (crdgate/cli.py):
 ``crdgate run --manifests DIR --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:PORT2
 --access-log off --log-format text [--redis-url URL]``; ``GET /readyz`` on the
 admin port answers 200 once the first table is published. Every failure to
@@ -21,7 +21,7 @@ from .backends import REPO_ROOT
 from .client import Client
 from .procs import Child, free_port
 
-DEFAULT_COMMAND = f"{sys.executable} -m gateway.cli"
+DEFAULT_COMMAND = f"{sys.executable} -m crdgate"
 
 
 class GatewayError(RuntimeError):

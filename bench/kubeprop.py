@@ -81,7 +81,7 @@ async def measure(size: int, samples: int, workdir: Path) -> dict:
     gw_port, admin_port = _free_port(), _free_port()
     log = open(workdir / f"kube-{size}.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run", "--kube", "--kubeconfig", fk.kubeconfig(workdir / "kubeconfig"),
+        [sys.executable, "-m", "crdgate", "run", "--kube", "--kubeconfig", fk.kubeconfig(workdir / "kubeconfig"),
          "--listen", f"127.0.0.1:{gw_port}", "--admin-listen", f"127.0.0.1:{admin_port}",
          "--access-log", "off", "--lease-namespace", "default", "--drain-seconds", "0"],
         cwd=ROOT, stdout=log, stderr=log)

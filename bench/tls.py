@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"apiVersion": "crdgate.io/v1", "kind": "APIEndpoint", "metadata": {"namespace": "bench", "name": "plain"},
                  "spec": {"path": "/", "backends": [{"url": f"http://127.0.0.1:{backend_port}"}]}},
             ]}))
-            gw = subprocess.Popen(_pin(0) + [sys.executable, "-m", "gateway.cli", "run", "--manifests", str(manifests),
+            gw = subprocess.Popen(_pin(0) + [sys.executable, "-m", "crdgate", "run", "--manifests", str(manifests),
                                              "--listen", f"127.0.0.1:{gw_port}", "--listen-tls", f"127.0.0.1:{gw_tls}",
                                              "--default-certificate", "bench/cert", "--admin-listen", f"127.0.0.1:{admin}",
                                              "--access-log", "off", "--log-level", "warning"],

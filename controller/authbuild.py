@@ -78,6 +78,7 @@ from gateway.auth import (
 )
 from gateway.auth.apikey import DEFAULT_HEADER
 from gateway.auth.base import DEFAULT_CONSUMER_HEADER
+from gateway.auth.jwks import REFRESH_FLOOR
 from gateway.errors import SecretContentError, SpecError
 
 AuthError = tuple[str, str]  # (reason, message)
@@ -129,17 +130,23 @@ _SCHEME_BY_LOWER = {s.lower(): s for s in SCHEMES}
 
 @dataclass(frozen=True)
 class AuthDefaults:
-    """The gateway-wide default for ``authRequired`` (command-line flags)."""
+    """The gateway-wide auth settings (command-line flags): the default for ``authRequired``,
+    and how often one ``jwksURL`` may be fetched (given to the RemoteJWKS built here)."""
 
     secret_namespace: str | None = None
     secret_name: str | None = None
     type: str | None = None
+    jwks_refresh_floor: float = REFRESH_FLOOR
 
     @classmethod
-    def from_flags(cls, secret: str | None, auth_type: str | None) -> "AuthDefaults":
-        """``--default-auth-secret NS/NAME`` and ``--default-auth-type``; ValueError names the flag."""
+    def from_flags(cls, secret: str | None, auth_type: str | None,
+                   jwks_refresh_floor: float = REFRESH_FLOOR) -> "AuthDefaults":
+        """``--default-auth-secret NS/NAME``, ``--default-auth-type`` and ``--jwks-refresh-floor``;
+        ValueError names the flag."""
+        if not jwks_refresh_floor >= 0:  # also refuses NaN
+            raise ValueError(f"--jwks-refresh-floor: expected seconds >= 0, got {jwks_refresh_floor!r}")
         if not secret and not auth_type:
-            return cls()
+            return cls(jwks_refresh_floor=jwks_refresh_floor)
         if not secret or not auth_type:
             raise ValueError("--default-auth-secret and --default-auth-type go together")
         ns, sep, name = secret.partition("/")
@@ -148,7 +155,7 @@ class AuthDefaults:
         canonical = _SCHEME_BY_LOWER.get(auth_type.lower())
         if canonical is None:
             raise ValueError(f"--default-auth-type: expected one of {', '.join(SCHEMES)}, got {auth_type!r}")
-        return cls(ns, name, canonical)
+        return cls(ns, name, canonical, jwks_refresh_floor)
 
 
 NO_DEFAULTS = AuthDefaults()
@@ -222,7 +229,8 @@ def build_auth(
         except SpecError as e:  # options from the default Secret's annotations
             return UnavailableAuthenticator("none", INVALID_SECRET), (INVALID_SECRET, f"{where}: {e}")
         # A namespace default lives in the route's own namespace; the gateway default is the operator's.
-        return _build(settings(model, namespace), snapshot, where, None if where == GATEWAY_DEFAULT else references)
+        return _build(settings(model, namespace), snapshot, where, None if where == GATEWAY_DEFAULT else references,
+                      defaults.jwks_refresh_floor)
     if isinstance(spec_auth, m.AuthSpec):
         model = spec_auth
     else:
@@ -230,7 +238,7 @@ def build_auth(
             model = validate_auth(spec_auth, field)
         except SpecError as e:
             return None, (INVALID_SPEC, str(e))
-    return _build(settings(model, namespace), snapshot, where, references)
+    return _build(settings(model, namespace), snapshot, where, references, defaults.jwks_refresh_floor)
 
 
 def build_ingress_auth(
@@ -450,11 +458,11 @@ def _bool(value: str, name: str) -> bool:
 # -- building -----------------------------------------------------------------------
 
 _authenticators: "weakref.WeakValueDictionary[str, Authenticator]" = weakref.WeakValueDictionary()
-_remote_jwks: "weakref.WeakValueDictionary[str, RemoteJWKS]" = weakref.WeakValueDictionary()
+_remote_jwks: "weakref.WeakValueDictionary[tuple[str, float], RemoteJWKS]" = weakref.WeakValueDictionary()
 
 
 def _build(
-    spec: AuthSettings, snapshot: Snapshot, where: str, references: References | None
+    spec: AuthSettings, snapshot: Snapshot, where: str, references: References | None, jwks_refresh_floor: float
 ) -> tuple[Authenticator | None, AuthError | None]:
     data: dict[str, bytes] = {}
     if spec.secret_name is not None:
@@ -472,11 +480,13 @@ def _build(
         except SecretContentError as e:
             return _invalid(spec, e)
     key = _memo_key(spec, data)
+    if spec.jwks_url:  # the floor is part of what gets built
+        key += f"/floor={jwks_refresh_floor!r}"
     found = _authenticators.get(key)
     if found is not None:
         return found, None
     try:
-        auth = _construct(spec, data)
+        auth = _construct(spec, data, jwks_refresh_floor)
     except SecretContentError as e:
         return _invalid(spec, e)
     _authenticators[key] = auth
@@ -526,7 +536,7 @@ def _text(data: Mapping[str, bytes], key: str) -> str:
         raise SecretContentError(f"data.{key} is not UTF-8 text") from None
 
 
-def _construct(spec: AuthSettings, data: Mapping[str, bytes]) -> Authenticator:
+def _construct(spec: AuthSettings, data: Mapping[str, bytes], jwks_refresh_floor: float) -> Authenticator:
     common = {
         "allowed_consumers": spec.allowed_consumers,
         "keep_credentials": spec.keep_credentials,
@@ -542,10 +552,10 @@ def _construct(spec: AuthSettings, data: Mapping[str, bytes]) -> Authenticator:
         raise SecretContentError("no data key 'htpasswd' (or 'auth', as ingress-nginx) with htpasswd lines")
     remote = None
     if spec.jwks_url:
-        remote = _remote_jwks.get(spec.jwks_url)
+        remote = _remote_jwks.get((spec.jwks_url, jwks_refresh_floor))
         if remote is None:
-            remote = RemoteJWKS(spec.jwks_url)
-            _remote_jwks[spec.jwks_url] = remote
+            remote = RemoteJWKS(spec.jwks_url, refresh_floor=jwks_refresh_floor)
+            _remote_jwks[(spec.jwks_url, jwks_refresh_floor)] = remote
     keys = jwt_keys(data) if spec.secret_name is not None else None
     return JWTAuthenticator(
         keys,

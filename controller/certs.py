@@ -2,7 +2,7 @@
 
 Neighbours: reads the same ``controller.store.Snapshot`` and ``CompileResult``
 as the publisher (controller/publish.py); builds ``gateway.tls.CertBundle``s
-that gateway/run.py hands to the proxy's ``CertificateStore``. Pure, like
+that crdgate/run.py hands to the proxy's ``CertificateStore``. Pure, like
 controller/compile/: no I/O, no clock, inputs never mutated.
 
 Who names a certificate, for which hosts:

@@ -556,6 +556,7 @@ async def wire(
     publish_address: str | None = None,
     publish_service: str | None = None,
     default_auth_secret: str | None = None,
+    default_certificate: tuple[str, str] | None = None,
     leader_elect: bool = True,
     status_qps: float = 20.0,
 ) -> tuple[KubeSource, Callable, list[asyncio.Task]]:
@@ -566,13 +567,16 @@ async def wire(
     shutdown (the elector's task then releases the Lease and closes ``api``).
     ``leader_elect=False``: no Lease; this replica writes status on its own
     (for a single replica: two such replicas would write over each other).
-    ``default_auth_secret`` (``NAMESPACE/NAME``) is watched by name whatever
-    ``namespaces`` says: it is the operator's, not a route's, reference.
+    ``default_auth_secret`` (``NAMESPACE/NAME``) and ``default_certificate``
+    (``(namespace, name)``) are watched by name whatever ``namespaces`` says:
+    they are the operator's, not a route's, references.
     ``publish_address`` may list several addresses, comma-separated; it wins
     over ``publish_service`` (``NAMESPACE/NAME``). ValueError names a bad flag.
     """
     pub_service = _ns_name(publish_service, "--publish-service") if publish_service else None
     defaults = {_ns_name(default_auth_secret, "--default-auth-secret")} if default_auth_secret else set()
+    if default_certificate is not None:
+        defaults.add(default_certificate)
     addresses = [a.strip() for a in (publish_address or "").split(",") if a.strip()]
     kube_api = KubeAPI.of(api)
     source = KubeSource(store, kube_api, namespaces, ingress_class=ingress_class,

@@ -64,7 +64,7 @@ async def start_admin(server, host: str, port: int, extra_ready=None) -> web.App
 
 async def start_admin_unix(server, path: str) -> web.AppRunner:
     """The same app on a Unix socket: a worker's admin, reached only by its supervisor
-    (the socket lives in the supervisor's private directory, see gateway/workers.py)."""
+    (the socket lives in the supervisor's private directory, see crdgate/workers.py)."""
     runner = web.AppRunner(make_app(server), access_log=None, handle_signals=False)
     await runner.setup()
     await web.UnixSite(runner, path).start()

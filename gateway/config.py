@@ -1,4 +1,8 @@
-"""Frozen settings of one gateway process, built by gateway/cli.py from flags and env."""
+"""Frozen settings of the data plane: listeners, limits, timeouts, logs, response switches.
+
+Part of the process's one ``Config`` (crdgate/config.py), built once by the
+command line (crdgate/cli.py) and handed to ``gateway.server.Server``.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ def parse_hostport(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]
     return host or default_host, p
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Limits:
     max_uri_bytes: int = 8192  # longer request targets: 414
     max_header_bytes: int = 32768  # whole header section: 431
@@ -36,7 +40,7 @@ class Limits:
     max_response_header_bytes: int = 65536  # an upstream response head above this: 502
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     listen: tuple[str, int] = ("0.0.0.0", 8080)
     admin_listen: tuple[str, int] = ("127.0.0.1", 9090)
@@ -51,3 +55,5 @@ class GatewayConfig:
     shutdown_timeout: float = 25.0  # in-flight requests get this long to finish
     request_id_header: str = "x-request-id"
     server_header: bool = False
+    ratelimit_headers: bool = True  # RateLimit-Policy/RateLimit on allowed responses too, not only on 429
+    create_traceparent: bool = False  # add a W3C traceparent to requests that arrive without one

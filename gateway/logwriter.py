@@ -11,7 +11,7 @@ per ``DROP_WARNING_INTERVAL``. Lines are never split: a batch is whole lines,
 and it is written to its end before the next one starts.
 
 Users: gateway/server.py's access log (stdout), ``LogWriterHandler`` for the
-process log (stderr, installed by gateway/cli.py); gateway/metrics.py exports
+process log (stderr, installed by crdgate/logs.py); gateway/metrics.py exports
 both ``dropped`` counters.
 
 Why a thread that writes with ordinary blocking writes, rather than the event

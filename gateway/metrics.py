@@ -267,7 +267,7 @@ class LocalStoreStats:
     """
 
     def __init__(self):
-        self.limiter = None  # the process's gateway.ratelimit.RateLimiter, set by gateway/run.py
+        self.limiter = None  # the process's gateway.ratelimit.RateLimiter, set by gateway/server.py's Server
 
     def collect(self):
         lim = self.limiter
@@ -298,7 +298,7 @@ class LogDropStats:
 
     def __init__(self):
         self.access = None  # gateway.logwriter.LogWriter of the access log, set by gateway/server.py
-        self.process = None  # ... of the process log, set by gateway/cli.py's setup_logging
+        self.process = None  # ... of the process log, set by crdgate/logs.py's setup_logging
 
     def collect(self):
         for writer, name, documentation in (

@@ -106,8 +106,11 @@ class Server:
         self.scheme_bytes = config.scheme.encode()
         self.request_id_header = config.request_id_header.lower().encode()
         self.limiter = limiter
-        self.ratelimit_headers = True
-        self.create_traceparent = False  # --create-traceparent
+        if limiter is not None:
+            # /metrics reports the store of the limiter this server serves with.
+            metrics.LOCAL_RATELIMIT.limiter = limiter
+        self.ratelimit_headers = config.ratelimit_headers
+        self.create_traceparent = config.create_traceparent
         self.table: RouteTable | None = None
         self.upstreams = Upstreams(max_idle=config.limits.max_idle_per_endpoint,
                                    idle_timeout=config.limits.upstream_idle_timeout,

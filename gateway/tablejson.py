@@ -1,7 +1,7 @@
 """A routing table as plain JSON: the admin ``/routes`` view and ``crdgate routes``.
 
 Reads only ``gateway.routing`` types, so the data plane's admin server
-(gateway/admin.py) can use it; the offline report (controller/report.py) renders
+(gateway/admin.py) can use it; the offline report (crdgate/report.py) renders
 its text table from the same rows, so both views always agree.
 
 Credentials never appear: authenticators describe themselves through their

@@ -2,7 +2,7 @@
 
 The controller (controller/certs.py) turns ``kubernetes.io/tls`` Secrets into
 ``CertBundle``s keyed by host pattern: an exact name, a ``*.suffix`` wildcard,
-or ``*`` for the default certificate. gateway/run.py hands every new set to
+or ``*`` for the default certificate. crdgate/run.py hands every new set to
 ``CertificateStore.update``, which builds one ``ssl.SSLContext`` per certificate
 and publishes an immutable index of them with one reference swap.
 

@@ -26,7 +26,7 @@ class GatewayProcess:
         self.out = tempfile.NamedTemporaryFile(prefix="crdgate-", suffix=".out", delete=False)
         source = ["--manifests", str(manifests)] if manifests is not None else []
         args = [
-            sys.executable, "-m", "gateway.cli", "run", *source,
+            sys.executable, "-m", "crdgate", "run", *source,
             "--listen", f"127.0.0.1:{self.port}",
             "--admin-listen", f"127.0.0.1:{self.admin_port}",
             "--log-format", "json",

@@ -7,9 +7,10 @@ import bcrypt
 import pytest
 from authkeys import b64, ec_key, jwk, jwks, public_pem, request, rsa_key, secret
 
-from controller.authbuild import build_auth
+from controller.authbuild import AuthDefaults, build_auth
 from controller.store import SECRET, Snapshot
 from gateway.auth import APIKeyAuthenticator, BasicAuthenticator, JWTAuthenticator, UnavailableAuthenticator
+from gateway.auth.jwks import REFRESH_FLOOR
 
 
 def snap(*secrets) -> Snapshot:
@@ -113,6 +114,16 @@ def test_jwt_secret_and_jwks_url_together():
 def test_jwt_secret_without_keys_is_invalid_secret():
     _, err = build_auth({"type": "JWT", "secretRef": {"name": "idp"}}, False, "shop", snap(secret("idp", data={"other": "x"})))
     assert err[0] == "InvalidSecret" and "'jwks'" in err[1]
+
+
+def test_the_jwks_refresh_floor_comes_from_the_auth_settings():
+    # --jwks-refresh-floor travels in AuthDefaults (CompileOptions), not in a module global set at start.
+    spec = {"type": "JWT", "jwt": {"jwksURL": "https://idp/floor-jwks"}}
+    default, err = build_auth(spec, False, "shop", snap())
+    assert err is None and default.remote.refresh_floor == REFRESH_FLOOR
+    quick, err = build_auth(spec, False, "shop", snap(), AuthDefaults(jwks_refresh_floor=2.5))
+    assert err is None and quick.remote.refresh_floor == 2.5
+    assert quick is not default and quick.remote is not default.remote
 
 
 def test_jwks_url_needs_no_secret_and_shares_the_key_set():

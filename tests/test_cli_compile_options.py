@@ -13,7 +13,8 @@ import pytest
 
 from controller.authbuild import AuthDefaults
 from controller.compile import CompileOptions
-from gateway import cli
+from crdgate import cli
+from crdgate.config import Config, ManifestsSource
 
 AUTH_FLAGS = ["--default-auth-secret", "crdgate-system/gateway-keys", "--default-auth-type", "Basic"]
 EXPECTED = AuthDefaults("crdgate-system", "gateway-keys", "Basic")
@@ -61,16 +62,15 @@ def test_run_and_demo_hand_the_options_on(command, monkeypatch, tmp_path):
     """The options the gateway (and each --workers process) compiles with are the ones built here."""
     seen = {}
 
-    def fake(args, config, options):
-        seen["options"] = options
+    def fake(config):
+        seen["options"] = config.compile
         return 0
 
-    import gateway.demo
-    import gateway.run
+    from crdgate import demo, logs, run
 
-    monkeypatch.setattr(gateway.run, "run_gateway", fake)
-    monkeypatch.setattr(gateway.demo, "run_demo", fake)
-    monkeypatch.setattr(cli, "setup_logging", lambda *a: None)
+    monkeypatch.setattr(run, "run_gateway", fake)
+    monkeypatch.setattr(demo, "run_demo", fake)
+    monkeypatch.setattr(logs, "setup_logging", lambda *a: None)
     argv = COMPILING[command] + AUTH_FLAGS
     if command == "run":
         argv = ["run", "--manifests", str(tmp_path)] + AUTH_FLAGS
@@ -78,8 +78,8 @@ def test_run_and_demo_hand_the_options_on(command, monkeypatch, tmp_path):
     assert seen["options"].auth_defaults == EXPECTED
 
 
-def test_workers_start_with_the_options(monkeypatch):
-    from gateway import workers
+def test_workers_start_with_the_options(monkeypatch, tmp_path):
+    from crdgate import workers
 
     started = []
 
@@ -93,15 +93,14 @@ def test_workers_start_with_the_options(monkeypatch):
             pass
 
     options = CompileOptions(auth_defaults=EXPECTED)
-    args = cli.build_parser().parse_args(["run", "--manifests", ".", "--workers", "2"])
-    sup = workers.Supervisor(args, cli.gateway_config(args), 2, options)
+    sup = workers.Supervisor(Config(source=ManifestsSource(tmp_path), compile=options, workers=2))
     try:
         monkeypatch.setattr(sup.ctx, "Process", FakeProcess)
         sup.start_worker(0)
         sup.start_worker(1)
     finally:
         sup.cleanup()
-    assert [a[2] for a in started] == [options, options]
+    assert [a[0].compile for a in started] == [options, options]
 
 
 def _folder(tmp_path):

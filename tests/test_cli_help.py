@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import parser as bench_parser
-from gateway import cli
+from crdgate import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def crdgate(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "crdgate", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=60, env=env)
 
 

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from gateway import cli
+from crdgate import cli, logs
+from crdgate.config import LogConfig
 from gatewayproc import GatewayProcess
 
 ROUTE = """\
@@ -30,13 +31,13 @@ class Terminal(io.StringIO):
 @pytest.mark.parametrize("stream, expected", [(Terminal(), "text"), (io.StringIO(), "json"), (None, "json")])
 def test_auto_is_text_at_a_terminal_and_json_otherwise(stream, expected, monkeypatch):
     if stream is None:
-        monkeypatch.setattr(cli.sys, "stderr", None)
-    assert cli.resolve_log_format("auto", stream) == expected
+        monkeypatch.setattr(logs.sys, "stderr", None)
+    assert logs.resolve_log_format("auto", stream) == expected
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_an_explicit_format_wins(fmt):
-    assert cli.resolve_log_format(fmt, Terminal()) == fmt
+    assert logs.resolve_log_format(fmt, Terminal()) == fmt
 
 
 def test_auto_is_the_default_of_run():
@@ -44,7 +45,7 @@ def test_auto_is_the_default_of_run():
 
 
 def test_watchfiles_batches_stay_out_of_the_info_log():
-    cli.setup_logging("json", "info")
+    logs.setup_logging(LogConfig(format="json", level="info"))
     try:
         assert not logging.getLogger("watchfiles.main").isEnabledFor(logging.INFO)
         assert logging.getLogger("crdgate.controller").isEnabledFor(logging.INFO)

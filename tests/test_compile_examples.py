@@ -41,7 +41,7 @@ def test_demo_backends_are_the_loopback_ports():
 
 
 def test_each_route_reaches_a_demo_backend_named_after_its_service():
-    from gateway.demo import DEMO_BACKENDS
+    from crdgate.demo import DEMO_BACKENDS
 
     answers = {port: name for name, port in DEMO_BACKENDS}
     table = compiled().table

@@ -4,7 +4,7 @@ In a cluster the API server applies the CRD's schema and CEL rules before the co
 sees an object; from a manifests folder only the compiler (controller/models.py) stands
 between a file and the routing table. Each object below goes through both — the CRD as the
 API server applies it (tests/crd_support.py) and ``crdgate validate``'s load and compile
-(controller/report.py) — and both must accept it or both refuse it. The set covers the
+(crdgate/report.py) — and both must accept it or both refuse it. The set covers the
 redirects Gateway API allows and forbids and the values that would inject bytes into a
 request line or a header.
 """
@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from controller.report import compile_folder
+from crdgate.report import compile_folder
 from crd_support import admit, api_endpoint
 
 URL = [{"url": "http://127.0.0.1:9000"}]

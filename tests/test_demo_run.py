@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.demo import DEMO_API_KEY, DEMO_BACKENDS
+from crdgate.demo import DEMO_API_KEY, DEMO_BACKENDS
 from proxyharness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def demo(tmp_path):
     out, err = tmp_path / "out", tmp_path / "err"
     with open(out, "w") as o, open(err, "w") as e:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "demo", "--listen", f"127.0.0.1:{port}",
+            [sys.executable, "-m", "crdgate", "demo", "--listen", f"127.0.0.1:{port}",
              "--admin-listen", f"127.0.0.1:{admin}"], cwd=ROOT, stdout=o, stderr=e)
     try:
         wait_for(lambda: "Try:" in out.read_text() or proc.poll() is not None, 60, "the demo's curl lines")

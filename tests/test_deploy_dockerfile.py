@@ -61,6 +61,15 @@ def test_builder_makes_wheels_from_the_project(stages):
             assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
 
 
+def test_builder_copies_every_package_the_wheel_ships(stages):
+    # A new top-level package (crdgate/ once) left out of the COPY lines builds a
+    # wheel whose console script fails to import.
+    copied = {copy.split()[0] for copy in _args(stages[0], "COPY")}
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    for pattern in patterns:
+        assert pattern.rstrip("*") in copied, f"pyproject.toml ships {pattern}; deploy/Dockerfile does not COPY it"
+
+
 def test_runtime_installs_only_the_wheels(stages):
     runtime = stages[1]
     (install,) = [r for r in _args(runtime, "RUN") if "pip install" in r]

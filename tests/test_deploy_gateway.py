@@ -39,7 +39,7 @@ def test_replicas_image_and_args(objects, container):
     ]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "https": 8443, "admin": 9090}
     # The arguments are ones the real CLI accepts.
-    from gateway.cli import build_parser
+    from crdgate.cli import build_parser
 
     build_parser().parse_args(container["args"])
 

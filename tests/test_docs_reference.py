@@ -11,7 +11,7 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge, Histogram
 
 from gateway import metrics
-from gateway.cli import build_parser
+from crdgate.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

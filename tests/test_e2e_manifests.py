@@ -216,17 +216,17 @@ async def _slow_handler(request, body):
 def test_validate_and_routes_commands(tmp_path):
     (tmp_path / "svc.yaml").write_text(endpoint_manifests("shop", "users", 18999))
     (tmp_path / "users.yaml").write_text(USERS)
-    ok = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", str(tmp_path)], cwd=ROOT,
+    ok = subprocess.run([sys.executable, "-m", "crdgate", "validate", str(tmp_path)], cwd=ROOT,
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "shop/list-users" in ok.stdout
-    routes = subprocess.run([sys.executable, "-m", "gateway.cli", "routes", str(tmp_path)], cwd=ROOT,
+    routes = subprocess.run([sys.executable, "-m", "crdgate", "routes", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert routes.returncode == 0 and "/api/v1/users" in routes.stdout
     (tmp_path / "bad.yaml").write_text(USERS.replace("list-users", "bad").replace("method: GET", "method: GET\n  colour: blue"))
-    bad = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", str(tmp_path)], cwd=ROOT,
+    bad = subprocess.run([sys.executable, "-m", "crdgate", "validate", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
     assert "colour" in bad.stdout and "shop/bad" in bad.stdout
-    usage = subprocess.run([sys.executable, "-m", "gateway.cli", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    usage = subprocess.run([sys.executable, "-m", "crdgate", "run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2

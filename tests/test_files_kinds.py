@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from controller.files import load_manifests
-from controller.report import validate_json, validate_report
+from crdgate.report import validate_json, validate_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def test_nothing_ignored_says_nothing(tmp_path):
 
 def test_validate_cli_fails_on_a_kind_typo(tmp_path):
     (tmp_path / "a.yaml").write_text(ROUTE.format(kind="APIEndpiont"))
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "validate", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "crdgate", "validate", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "did you mean APIEndpoint?" in proc.stdout

@@ -89,7 +89,7 @@ def read_to_end(proc: subprocess.Popen, timeout: float) -> tuple[bytes, bytes]:
 def test_a_stdout_nobody_reads_never_stalls_the_proxy(tmp_path):
     port, admin = free_port(), free_port()
     args = [
-        sys.executable, "-m", "gateway.cli", "run", "--manifests", str(tmp_path),
+        sys.executable, "-m", "crdgate", "run", "--manifests", str(tmp_path),
         "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
         "--log-format", "json", "--access-log", "on", "--log-buffer-bytes", str(BUFFER),
         "--drain-seconds", "0", "--shutdown-timeout", "2",
@@ -131,7 +131,8 @@ def test_a_stdout_nobody_reads_never_stalls_the_proxy(tmp_path):
 
 def test_the_process_log_on_a_stderr_nobody_reads_drops_lines_instead_of_blocking(monkeypatch):
     from gateway import metrics
-    from gateway.cli import setup_logging
+    from crdgate.config import LogConfig
+    from crdgate.logs import setup_logging
 
     r, w = os.pipe()
 
@@ -143,7 +144,7 @@ def test_the_process_log_on_a_stderr_nobody_reads_drops_lines_instead_of_blockin
     saved = root.handlers[:], root.level
     monkeypatch.setattr(sys, "stderr", StalledStderr())
     try:
-        setup_logging("json", "info", 8192)
+        setup_logging(LogConfig(format="json", level="info", buffer_bytes=8192))
         writer = metrics.LOG_DROPS.process
         log = logging.getLogger("crdgate.test")
         started = time.monotonic()

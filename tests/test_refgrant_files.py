@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from controller.files import load_folder
-from controller.report import compile_folder
+from crdgate.report import compile_folder
 from gatewayproc import ROOT
 
 CROSS = """\
@@ -67,7 +67,7 @@ def test_malformed_or_misversioned_grants_are_load_errors(tmp_path):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "crdgate", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controller.compile import CompileOptions
-from controller.report import routes_json_for_folder, routes_report
+from crdgate.report import routes_json_for_folder, routes_report
 from gateway.routing import BackendRef, EndpointSet, HeaderModifier, Route, RoutePolicy, RouteTable, Timeouts
 from gateway.tablejson import REDACTED, table_to_json
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controller.compile import CompileOptions
-from controller.report import validate_json, validate_report
+from crdgate.report import validate_json, validate_report
 
 BASE = """\
 apiVersion: v1

@@ -9,7 +9,7 @@ from gatewayproc import ROOT
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--listen", "127.0.0.1:0",
+    return subprocess.run([sys.executable, "-m", "crdgate", "run", "--listen", "127.0.0.1:0",
                            "--admin-listen", "127.0.0.1:0", "--log-format", "text", *argv],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 

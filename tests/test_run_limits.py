@@ -5,7 +5,7 @@ import sys
 
 PROBE = """
 import resource
-from gateway.run import raise_open_file_limit
+from crdgate.run import raise_open_file_limit
 resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 before, after = raise_open_file_limit()
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -59,11 +59,11 @@ async def test_custom_ca_makes_an_https_backend_trusted(tmp_path):
 def test_cli_refuses_an_unreadable_ca_file(tmp_path):
     import pytest
 
-    from gateway.cli import build_parser, gateway_config
+    from crdgate.cli import build_config, build_parser
 
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
     args = build_parser().parse_args(["run", "--manifests", str(tmp_path), "--upstream-ca-file", str(bad)])
-    with pytest.raises(SystemExit) as e:
-        gateway_config(args)
+    with pytest.raises(ValueError) as e:  # the CLI makes it a usage error naming the flag
+        build_config(args)
     assert "--upstream-ca-file" in str(e.value)

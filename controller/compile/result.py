@@ -2,7 +2,7 @@
 
 Neighbours: made by the full compile (full.py) and the incremental driver
 (incremental.py); read by the publisher (controller/publish.py), the offline
-report (controller/report.py) and the certificate compiler (controller/certs.py).
+report (crdgate/report.py) and the certificate compiler (controller/certs.py).
 ``refresh_endpoints`` redoes only the endpoints and readiness of a result, for
 EndpointSlice churn, with no compiler state at all.
 """

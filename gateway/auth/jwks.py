@@ -46,7 +46,7 @@ MIN_RSA_BITS = 2048
 MIN_HMAC_BYTES = 32  # RFC 7518 3.2: at least the hash size for HS256
 
 JWKS_TTL = 300.0
-REFRESH_FLOOR = 10.0
+REFRESH_FLOOR = 10.0  # the default of --jwks-refresh-floor
 FETCH_TIMEOUT = 5.0
 MAX_JWKS_BYTES = 1 << 20
 
@@ -181,14 +181,14 @@ class RemoteJWKS:
         url: str,
         *,
         ttl: float = JWKS_TTL,
-        refresh_floor: float | None = None,  # None: the module's REFRESH_FLOOR (--jwks-refresh-floor)
+        refresh_floor: float = REFRESH_FLOOR,  # --jwks-refresh-floor, through controller/authbuild.py
         timeout: float = FETCH_TIMEOUT,
         max_bytes: int = MAX_JWKS_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.url = url
         self.ttl = ttl
-        self.refresh_floor = REFRESH_FLOOR if refresh_floor is None else refresh_floor
+        self.refresh_floor = refresh_floor
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.clock = clock

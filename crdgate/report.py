@@ -4,7 +4,9 @@ Loads a manifests folder (controller/files.py), compiles it with the same pure
 compiler the running gateway uses (controller/compile/) and renders what each
 object becomes, or why it fails, and the compiled table in match order. The
 table's JSON rows come from gateway/tablejson.py, shared with the admin
-``/routes`` view. The CLI (gateway/cli.py) prints what these return.
+``/routes`` view. Front-door output, so it lives with the command line
+(crdgate/cli.py prints what these return): it joins the controller's compile
+and the data plane's table view, and nothing in controller/ needs it.
 """
 
 from __future__ import annotations

@@ -1,27 +1,32 @@
-"""Wiring of one gateway process: source -> store -> publisher -> server, plus admin.
+"""Wiring of one gateway process from its Config: source -> store -> publisher -> server, plus admin.
 
-Front-door code like gateway/cli.py (it may import the controller; the data
-plane modules below it may not). Startup order: proxy and admin listeners first
-(``/readyz`` is 503 until the first table), then the source and the publisher.
-Shutdown: first SIGTERM/SIGINT drains (see Server.drain); a second one exits now.
+The composition root (crdgate/): it joins the controller and the data plane,
+which never import each other's wiring. Startup order: proxy and admin
+listeners first (``/readyz`` is 503 until the first table), then the source and
+the publisher. Shutdown: first SIGTERM/SIGINT (or the caller's ``stop`` event)
+drains (see Server.drain); a second signal exits now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import socket
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import uvloop
 
-from gateway import _native, metrics
+from controller.certs import DEFAULT_OWNER, CertificateCompiler, CertificateOptions
+from controller.files import ManifestSource
+from controller.publish import Publisher
+from controller.store import KINDS, Store
+from crdgate.config import Config, KubeSource
+from gateway import _native
 from gateway.admin import start_admin, start_admin_unix
-from gateway.config import GatewayConfig
+from gateway.ratelimit import RateLimiter
 from gateway.server import Server
+from gateway.tls import CertificateStore
 
 log = logging.getLogger("crdgate")
 
@@ -50,74 +55,53 @@ def raise_open_file_limit() -> tuple[int, int]:
     return (soft, target)
 
 
-def run_gateway(args, config: GatewayConfig, options) -> int:
-    """``options``: the CompileOptions built once from the flags (gateway.cli.compile_options)."""
-    before, after = raise_open_file_limit()
-    if after > before:
-        log.info("open-file limit raised from %d to %d", before, after)
-    if getattr(args, "workers", 1) > 1:
-        from gateway.workers import supervise
-
-        return supervise(args, config, options)
+def run_gateway(config: Config) -> int:
+    """One gateway process on uvloop until it is stopped (``--workers``: crdgate/workers.py)."""
     try:
-        return uvloop.run(serve(args, config, options))
+        return uvloop.run(serve(config))
     except KeyboardInterrupt:
         return 0
 
 
-def make_limiter(args):
-    from gateway.ratelimit import RateLimiter
-
-    return RateLimiter.from_config(
-        redis_url=args.redis_url,
-        failure_mode=args.ratelimit_redis_failure,
-        timeout=args.ratelimit_redis_timeout,
-        max_keys=args.ratelimit_max_keys,
-    )
+def make_limiter(config: Config) -> RateLimiter:
+    rl = config.ratelimit
+    return RateLimiter.from_config(redis_url=rl.redis_url, failure_mode=rl.redis_failure,
+                                   timeout=rl.redis_timeout, max_keys=rl.max_keys)
 
 
-async def serve(args, config: GatewayConfig, options, sock: socket.socket | None = None, started=None,
-                admin_socket: str | None = None) -> int:
-    """One gateway on this event loop. ``admin_socket``: serve admin on that Unix socket (a worker's)."""
-    from controller.publish import Publisher
-    from controller.store import KINDS, Store
+async def serve(config: Config, sock: socket.socket | None = None, started=None, admin_socket: str | None = None,
+                stop: asyncio.Event | None = None) -> int:
+    """One gateway on this event loop, until ``stop`` is set or a signal arrives; returns the exit code.
 
-    from gateway.auth import jwks
-
-    jwks.REFRESH_FLOOR = args.jwks_refresh_floor
+    ``started(server, publisher)`` is called once the listeners are up;
+    ``admin_socket``: serve admin on that Unix socket (a worker's) instead of
+    ``config.gateway.admin_listen``.
+    """
+    gw = config.gateway
     loop = asyncio.get_running_loop()
     store = Store()
-    tls = _tls_wiring(args, config)
-    limiter = make_limiter(args)
-    metrics.LOCAL_RATELIMIT.limiter = limiter
-    server = Server(config, limiter=limiter, certificates=tls.certificates)
-    server.ratelimit_headers = args.ratelimit_headers
-    server.create_traceparent = args.create_traceparent
+    tls = _tls_wiring(config)
+    server = Server(gw, limiter=make_limiter(config), certificates=tls.certificates)
     tasks: list[asyncio.Task] = []
     status_sink = None
-    if args.kube:
-        from controller.kube import KubeConfigError
+    if isinstance(config.source, KubeSource):
+        from controller.kube import KubeConfigError  # the Kubernetes client loads only for --kube
 
         try:
-            source, status_sink, extra_tasks = await _kube_source(args, store, config)
+            source, status_sink, extra_tasks = await _kube_source(config, config.source, store, tls.default)
         except (KubeConfigError, ValueError) as e:  # a bad kubeconfig or flag: say so, no traceback
             log.error("%s", e)
             return 1
         tasks += extra_tasks
-        if tls.default is not None:
-            # The default certificate's Secret is referenced by no object: watch it by name too.
-            source.default_secrets = source.default_secrets | {tls.default}
     else:
-        from controller.files import ManifestSource
-
-        source = ManifestSource(store, Path(args.manifests))
-    publisher = Publisher(store, options, on_table=server.swap, on_statuses=status_sink, required_kinds=KINDS,
+        source = ManifestSource(store, config.source.path)
+    publisher = Publisher(store, config.compile, on_table=server.swap, on_statuses=status_sink, required_kinds=KINDS,
                           settle_heap=True, **tls.publisher_seams)
 
     try:
-        await server.start(sock=sock, reuse_port=getattr(args, "workers", 1) > 1)
+        await server.start(sock=sock, reuse_port=config.workers > 1)
     except OSError as e:
-        log.error("cannot listen on %s:%d: %s", *config.listen, e)
+        log.error("cannot listen on %s:%d: %s", *gw.listen, e)
         return 1
     admin = None
     if admin_socket is not None:
@@ -128,26 +112,26 @@ async def serve(args, config: GatewayConfig, options, sock: socket.socket | None
             await server.close()
             return 1
         admin_at = f"unix:{admin_socket}"
-    elif config.admin_listen is not None and config.admin_listen[1] >= 0:
+    elif gw.admin_listen is not None and gw.admin_listen[1] >= 0:
         try:
-            admin = await start_admin(server, *config.admin_listen)
+            admin = await start_admin(server, *gw.admin_listen)
         except OSError as e:
-            log.error("cannot listen on admin %s:%d: %s", *config.admin_listen, e)
+            log.error("cannot listen on admin %s:%d: %s", *gw.admin_listen, e)
             await server.close()
             return 1
-        admin_at = "%s:%d" % config.admin_listen
+        admin_at = "%s:%d" % gw.admin_listen
     else:
         admin_at = "(none)"
     tasks.append(asyncio.ensure_future(source.run()))
     tasks.append(asyncio.ensure_future(publisher.run()))
-    host, port = server.addresses[0] if server.addresses else config.listen
+    host, port = server.addresses[0] if server.addresses else gw.listen
     log.info("proxy %s %s:%d, admin on %s (proxy core: %s)",
              "bound (accepting from the first table) on" if server.deferred else "listening on",
              host, port, admin_at, _native.describe())
     for tls_host, tls_port in server.tls_addresses:
         log.info("TLS listening on %s:%d", tls_host, tls_port)
 
-    stop = asyncio.Event()
+    stop = asyncio.Event() if stop is None else stop
     signals = {"count": 0}
 
     def on_signal(signum: int) -> None:
@@ -161,10 +145,12 @@ async def serve(args, config: GatewayConfig, options, sock: socket.socket | None
                 t.cancel()
             raise SystemExit(0)
 
+    handled = []
     for s in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(s, on_signal, s)
-        except (NotImplementedError, RuntimeError):
+            handled.append(s)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
             pass
     if started is not None:
         started(server, publisher)
@@ -183,32 +169,30 @@ async def serve(args, config: GatewayConfig, options, sock: socket.socket | None
     await asyncio.gather(*tasks, return_exceptions=True)
     if admin is not None:
         await admin.cleanup()
+    for s in handled:  # the loop may outlive this gateway (an embedding program, a test)
+        loop.remove_signal_handler(s)
     log.info("stopped")
     return 0
 
 
 class _TLSWiring(NamedTuple):
-    certificates: Any  # gateway.tls.CertificateStore, or None without --listen-tls
+    certificates: CertificateStore | None  # None without --listen-tls
     default: tuple[str, str] | None  # --default-certificate
-    publisher_seams: dict  # Publisher keyword arguments: compiler, refresh, on_result
+    publisher_seams: dict[str, Any]  # Publisher keyword arguments: compiler, refresh, on_result
 
 
-def _tls_wiring(args, config: GatewayConfig) -> _TLSWiring:
+def _tls_wiring(config: Config) -> _TLSWiring:
     """With ``--listen-tls``: the certificate store, and the publisher seams that feed it.
 
     Certificates are compiled with every table (controller/certs.py) and handed
     to the store right after the swap; problems show in the owning objects'
     statuses, the default certificate's in the log.
     """
-    default = _default_certificate(args)
-    if config.listen_tls is None:
+    default = config.tls.default_certificate
+    if config.gateway.listen_tls is None:
         if default is not None:
             log.warning("--default-certificate is ignored without --listen-tls")
         return _TLSWiring(None, None, {})
-    from controller.certs import DEFAULT_OWNER, CertificateCompiler, CertificateOptions
-
-    from gateway.tls import CertificateStore
-
     store = CertificateStore()
     compiler = CertificateCompiler(CertificateOptions(default_certificate=default))
     reported: list = [None]
@@ -227,36 +211,28 @@ def _tls_wiring(args, config: GatewayConfig) -> _TLSWiring:
     return _TLSWiring(store, default, {"compiler": compiler.compile, "refresh": compiler.refresh, "on_result": on_result})
 
 
-def _default_certificate(args) -> tuple[str, str] | None:
-    value = getattr(args, "default_certificate", None)
-    if not value:
-        return None
-    ns, _, name = value.partition("/")
-    return ns, name
+async def _kube_source(config: Config, kube_source: KubeSource, store: Store,
+                       default_certificate: tuple[str, str] | None):
+    """The Kubernetes API source, the status writer and leader election.
 
-
-def replica_identity(args) -> str:
-    """This process's name in leader election: --identity, else the pod's name, else the host's."""
-    return args.identity or os.environ.get("POD_NAME") or socket.gethostname()
-
-
-async def _kube_source(args, store, config):
-    """The Kubernetes API source, the status writer and leader election."""
+    ``default_certificate``: the Secret served when no host's certificate
+    matches (only with a TLS listener); no object names it, so it is watched by name.
+    """
     from controller import kube
 
-    api = await kube.make_api_client(args.kubeconfig, args.context)
-    namespaces = [n for v in (args.namespace or args.namespace_env or []) for n in v.split(",") if n]
-    identity = replica_identity(args)
+    api = await kube.make_api_client(kube_source.kubeconfig, kube_source.context)
+    defaults = config.compile.auth_defaults
     return await kube.wire(
         store=store,
         api=api,
-        namespaces=namespaces,
-        ingress_class=args.ingress_class,
-        identity=identity,
-        lease_namespace=args.lease_namespace,
-        lease_name=args.lease_name,
-        publish_address=args.publish_address,
-        publish_service=args.publish_service,
-        default_auth_secret=args.default_auth_secret,
-        leader_elect=args.leader_elect,
+        namespaces=list(kube_source.namespaces),
+        ingress_class=config.compile.ingress_class,
+        identity=kube_source.identity,
+        lease_namespace=kube_source.lease_namespace,
+        lease_name=kube_source.lease_name,
+        publish_address=kube_source.publish_address,
+        publish_service=kube_source.publish_service,
+        default_auth_secret=f"{defaults.secret_namespace}/{defaults.secret_name}" if defaults.secret_name else None,
+        default_certificate=default_certificate,
+        leader_elect=kube_source.leader_elect,
     )

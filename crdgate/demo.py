@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 
 import uvloop
 from aiohttp import web
 
-from gateway.config import GatewayConfig
+from crdgate.config import Config
+from crdgate.run import serve
 
 # The example manifests' Services/EndpointSlices and url backends point here
 # (deploy/examples/backends.yaml). Each answers with its name, which starts with
@@ -98,16 +98,14 @@ def curl_lines(table, listen: tuple[str, int]) -> list[str]:
     return lines
 
 
-def run_demo(args, config: GatewayConfig, options) -> int:
-    """``options``: the CompileOptions built from the flags (gateway.cli.compile_options)."""
-    from gateway.run import serve
-
-    manifests = Path(args.manifests)
+def run_demo(config: Config) -> int:
+    """The demo backends and the gateway of ``config`` (its source: the example manifests folder)."""
+    manifests = config.source.path
     if not manifests.is_dir():
         print(f"crdgate demo: example manifests not found at {manifests} (run from a source checkout, "
               f"or pass --manifests DIR)", file=sys.stderr)
         return 1
-    args.kube = False
+    gw = config.gateway
 
     async def main() -> int:
         print("crdgate demo: starting (Ctrl-C stops; a second Ctrl-C exits at once)", flush=True)
@@ -117,11 +115,11 @@ def run_demo(args, config: GatewayConfig, options) -> int:
             async def announce() -> None:
                 while server.table is None:
                     await asyncio.sleep(0.05)
-                admin_host, admin_port = config.admin_listen
-                print(f"\ncrdgate demo: gateway on {config.listen[0]}:{config.listen[1]} routing from {manifests}", flush=True)
+                admin_host, admin_port = gw.admin_listen
+                print(f"\ncrdgate demo: gateway on {gw.listen[0]}:{gw.listen[1]} routing from {manifests}", flush=True)
                 print("demo backends: " + ", ".join(f"{n} on 127.0.0.1:{p}" for n, p in DEMO_BACKENDS))
                 print("\nTry:")
-                for line in curl_lines(server.table, config.listen):
+                for line in curl_lines(server.table, gw.listen):
                     print("  " + line)
                 print(f"  curl -s http://{admin_host}:{admin_port}/routes     # the live table")
                 print(f"  curl -s http://{admin_host}:{admin_port}/metrics    # Prometheus metrics")
@@ -131,7 +129,7 @@ def run_demo(args, config: GatewayConfig, options) -> int:
             asyncio.ensure_future(announce())
 
         try:
-            return await serve(args, config, options, started=started)
+            return await serve(config, started=started)
         finally:
             for r in runners:
                 await r.cleanup()

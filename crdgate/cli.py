@@ -1,13 +1,15 @@
-"""The ``crdgate`` command: flags and environment -> settings -> wiring.
+"""The ``crdgate`` command: flags and environment -> one frozen ``Config`` -> run.
 
-This is the only module that joins the two halves: it builds a source
-(manifests folder or Kubernetes API), the store, the publisher and the proxy
-server, and runs them on one uvloop event loop. Every flag can also be given as
-an environment variable ``CRDGATE_<FLAG>`` (``--admin-listen`` ->
-``CRDGATE_ADMIN_LISTEN``); a flag on the command line wins.
+Every flag can also be given as an environment variable ``CRDGATE_<FLAG>``
+(``--admin-listen`` -> ``CRDGATE_ADMIN_LISTEN``); a flag on the command line
+wins. ``build_config`` turns the parsed flags of ``run`` and ``demo`` into a
+``crdgate.config.Config``, checked before anything starts; ``compile_options``
+builds the controller's options for every subcommand that compiles. Nothing
+below this module sees argparse: crdgate/run.py, demo.py and workers.py take
+the config.
 
 Exit codes: 0 ok, 1 invalid manifests (validate/routes) or a failed start,
-2 usage errors.
+2 usage errors (a bad flag or value).
 """
 
 from __future__ import annotations
@@ -16,16 +18,30 @@ import argparse
 import ipaddress
 import json
 import logging
+import math
 import os
+import socket
+import ssl
 import sys
 from pathlib import Path
 
-from gateway.config import GatewayConfig, Limits, parse_hostport
+from typing import TYPE_CHECKING
 
-log = logging.getLogger("crdgate")
+from gateway.config import GatewayConfig, Limits, parse_hostport
+from gateway.logwriter import MIN_BUFFER
+
+if TYPE_CHECKING:
+    from controller.compile import CompileOptions
+    from crdgate.config import Config, KubeSource, ManifestsSource
+
+# The controller, the proxy and their dependencies (pydantic, the JWT and
+# crypto libraries, aiohttp) load in the command that needs them, not at
+# import: `crdgate --help`, a usage error and `crdgate bench` answer at once.
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "deploy" / "examples"
+
+log = logging.getLogger("crdgate")
 
 
 # -- flags ------------------------------------------------------------------------
@@ -82,8 +98,6 @@ def _hostport(value: str) -> tuple[str, int]:
 
 
 def _log_buffer_bytes(value: str) -> int:
-    from gateway.logwriter import MIN_BUFFER
-
     try:
         n = int(value)
     except ValueError:
@@ -100,6 +114,9 @@ def _namespaced_name(value: str) -> str:
     return f"{ns}/{name}"
 
 
+LIMITS = Limits()  # the flags' defaults: an instance's (a slots dataclass's class attributes are descriptors)
+
+
 def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080", access_log: bool = True,
                        drain_seconds: float = 5.0) -> None:
     g = p.add_argument_group("proxy")
@@ -107,15 +124,15 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
     _add(g, "--admin-listen", "127.0.0.1:9090", _hostport, "address of /healthz /readyz /metrics /routes")
     _add(g, "--trusted-proxies", [], list,
          "CIDR whose X-Forwarded-*/Forwarded headers are trusted (repeatable or comma-separated)")
-    _add(g, "--max-body-bytes", Limits.max_body_bytes, int, "largest request body (413 above); routes may set maxBodyBytes")
-    _add(g, "--max-header-bytes", Limits.max_header_bytes, int, "largest request header section (431 above)")
-    _add(g, "--max-headers", Limits.max_headers, int, "most request header lines (431 above)")
-    _add(g, "--max-uri-bytes", Limits.max_uri_bytes, int, "longest request target (414 above)")
-    _add(g, "--max-response-header-bytes", Limits.max_response_header_bytes, int,
+    _add(g, "--max-body-bytes", LIMITS.max_body_bytes, int, "largest request body (413 above); routes may set maxBodyBytes")
+    _add(g, "--max-header-bytes", LIMITS.max_header_bytes, int, "largest request header section (431 above)")
+    _add(g, "--max-headers", LIMITS.max_headers, int, "most request header lines (431 above)")
+    _add(g, "--max-uri-bytes", LIMITS.max_uri_bytes, int, "longest request target (414 above)")
+    _add(g, "--max-response-header-bytes", LIMITS.max_response_header_bytes, int,
          "largest upstream response header section (502 above)")
-    _add(g, "--header-timeout", Limits.header_timeout, float, "seconds for a request head to arrive (408)")
-    _add(g, "--idle-timeout", Limits.idle_timeout, float, "seconds an idle client keep-alive connection is kept")
-    _add(g, "--upstream-idle-timeout", Limits.upstream_idle_timeout, float,
+    _add(g, "--header-timeout", LIMITS.header_timeout, float, "seconds for a request head to arrive (408)")
+    _add(g, "--idle-timeout", LIMITS.idle_timeout, float, "seconds an idle client keep-alive connection is kept")
+    _add(g, "--upstream-idle-timeout", LIMITS.upstream_idle_timeout, float,
          "seconds an unused pooled upstream connection is kept")
     _add(g, "--access-log", access_log, bool, "one JSON line per request on stdout")
     _add(g, "--create-traceparent", False, bool, "add a W3C traceparent header to requests that arrive without one")
@@ -211,60 +228,126 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     # A short usage line: the full one lists every flag (30 lines) above the examples.
-    run = sub.add_parser("run", help="run the gateway with its in-process controller",
-                         usage="crdgate run (--manifests DIR | --kube) [options]",
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         description=RUN_EXAMPLES + "\nRun the proxy, fed by a manifests folder (--manifests DIR) "
-                                                    "or the Kubernetes API (--kube).")
-    _add_source_flags(run)
-    _add_gateway_flags(run)
-    _add_log_flags(run)
+    run_cmd = sub.add_parser("run", help="run the gateway with its in-process controller",
+                             usage="crdgate run (--manifests DIR | --kube) [options]",
+                             formatter_class=argparse.RawDescriptionHelpFormatter,
+                             description=RUN_EXAMPLES + "\nRun the proxy, fed by a manifests folder (--manifests DIR) "
+                                                        "or the Kubernetes API (--kube).")
+    _add_source_flags(run_cmd)
+    _add_gateway_flags(run_cmd)
+    _add_log_flags(run_cmd)
 
-    demo = sub.add_parser("demo", help="start demo backends and the gateway on the example manifests",
-                          usage="crdgate demo [options]",
-                          description="Start demo backends on 127.0.0.1 and the gateway on deploy/examples, then print what to curl.")
-    _add_source_flags(demo, str(EXAMPLES))
+    demo_cmd = sub.add_parser("demo", help="start demo backends and the gateway on the example manifests",
+                              usage="crdgate demo [options]",
+                              description="Start demo backends on 127.0.0.1 and the gateway on deploy/examples, then print what to curl.")
+    _add_source_flags(demo_cmd, str(EXAMPLES))
     # The demo binds loopback unless told otherwise (a first run exposes nothing), keeps
     # the terminal for its own lines (text logs, no access log), and stops at Ctrl-C
     # without draining: no load balancer is waiting for its readiness to drop.
-    _add_gateway_flags(demo, listen="127.0.0.1:8080", access_log=False, drain_seconds=0.0)
-    _add_log_flags(demo, log_format="text")
+    _add_gateway_flags(demo_cmd, listen="127.0.0.1:8080", access_log=False, drain_seconds=0.0)
+    _add_log_flags(demo_cmd, log_format="text")
 
-    val = sub.add_parser("validate", help="compile manifests offline: what each object becomes or why it fails")
-    val.add_argument("dir", metavar="PATH", help="manifests folder (read recursively) or a single manifest file")
-    val.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
-    _add(val, "--ingress-class", "crdgate", str, "the class this gateway serves")
-    _add_auth_default_flags(val)
-    _add_cross_namespace_flag(val)
+    validate_cmd = sub.add_parser("validate", help="compile manifests offline: what each object becomes or why it fails")
+    validate_cmd.add_argument("dir", metavar="PATH", help="manifests folder (read recursively) or a single manifest file")
+    validate_cmd.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
+    _add(validate_cmd, "--ingress-class", "crdgate", str, "the class this gateway serves")
+    _add_auth_default_flags(validate_cmd)
+    _add_cross_namespace_flag(validate_cmd)
 
-    routes = sub.add_parser("routes", help="print the compiled routing table, in match order")
-    routes.add_argument("dir", metavar="PATH", help="manifests folder (read recursively) or a single manifest file")
-    routes.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
-    _add(routes, "--ingress-class", "crdgate", str, "the class this gateway serves")
-    _add_auth_default_flags(routes)
-    _add_cross_namespace_flag(routes)
+    routes_cmd = sub.add_parser("routes", help="print the compiled routing table, in match order")
+    routes_cmd.add_argument("dir", metavar="PATH", help="manifests folder (read recursively) or a single manifest file")
+    routes_cmd.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
+    _add(routes_cmd, "--ingress-class", "crdgate", str, "the class this gateway serves")
+    _add_auth_default_flags(routes_cmd)
+    _add_cross_namespace_flag(routes_cmd)
 
-    bench = sub.add_parser("bench", help="the load benchmark (see `crdgate bench --help`)", add_help=False)
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench_cmd = sub.add_parser("bench", help="the load benchmark (see `crdgate bench --help`)", add_help=False)
+    bench_cmd.add_argument("bench_args", nargs=argparse.REMAINDER)
     return parser
 
 
 def _list_flag(args, name: str) -> list[str]:
-    given = getattr(args, name, None)
-    values = given if given is not None else getattr(args, name + "_env", []) or []
+    """A repeatable flag's values (comma-separated too); the environment's when none was given."""
+    given = getattr(args, name)
+    values = given if given is not None else getattr(args, name + "_env") or []
     out: list[str] = []
     for v in values:
         out += [p.strip() for p in v.split(",") if p.strip()]
     return out
 
 
+# -- flags -> Config --------------------------------------------------------------
+# Every function here reads the flags of one concern; ValueError names the bad flag
+# (main turns it into a usage error). A new flag of run must reach the Config:
+# tests/test_cli_config.py checks each one does.
+
+
+def build_config(args) -> Config:
+    """The one frozen Config of ``run`` and ``demo``, built from the parsed flags."""
+    from crdgate.config import Config, LogConfig, RateLimitConfig, TLSConfig
+    from crdgate.logs import resolve_log_format
+
+    return Config(
+        source=_source(args),
+        gateway=gateway_config(args),
+        compile=compile_options(args, jwks_refresh_floor=args.jwks_refresh_floor),
+        tls=TLSConfig(default_certificate=_default_certificate(args.default_certificate)),
+        ratelimit=RateLimitConfig(
+            redis_url=args.redis_url,
+            redis_failure=args.ratelimit_redis_failure,
+            redis_timeout=_positive(args.ratelimit_redis_timeout, "--ratelimit-redis-timeout"),
+            max_keys=_positive(args.ratelimit_max_keys, "--ratelimit-max-keys"),
+        ),
+        logging=LogConfig(format=resolve_log_format(args.log_format), level=args.log_level,
+                          buffer_bytes=args.log_buffer_bytes),
+        workers=_positive(args.workers, "--workers"),
+    )
+
+
+def _source(args) -> ManifestsSource | KubeSource:
+    from crdgate.config import KubeSource, ManifestsSource
+
+    if args.command == "demo":  # the demo routes from a folder, always
+        return ManifestsSource(Path(args.manifests))
+    # A kubeconfig or a context says which cluster to watch: the intent is plain.
+    implied = "--kubeconfig" if args.kubeconfig else "--context" if args.context else None
+    kube = args.kube or implied is not None
+    if implied and not args.kube and args.manifests:
+        raise ValueError(f"--manifests and {implied} are exclusive ({implied} selects the Kubernetes source)")
+    if not kube and not args.manifests:
+        raise ValueError("run needs a source: --manifests DIR, or --kube (implied by --kubeconfig FILE)")
+    if kube and args.manifests:
+        raise ValueError("--manifests and --kube are exclusive")
+    if not kube:
+        if not Path(args.manifests).is_dir():
+            raise ValueError(f"--manifests: not a folder: {args.manifests}")
+        return ManifestsSource(Path(args.manifests))
+    return KubeSource(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        namespaces=tuple(_list_flag(args, "namespace")),
+        identity=replica_identity(args.identity),
+        leader_elect=args.leader_elect,
+        lease_namespace=args.lease_namespace,
+        lease_name=args.lease_name,
+        publish_address=args.publish_address,
+        publish_service=args.publish_service,
+    )
+
+
+def replica_identity(flag: str | None) -> str:
+    """This process's name in leader election: --identity, else the pod's name, else the host's."""
+    return flag or os.environ.get("POD_NAME") or socket.gethostname()
+
+
 def gateway_config(args) -> GatewayConfig:
+    """The data plane's settings: listeners, limits, timeouts, access log, response switches."""
     nets = []
     for cidr in _list_flag(args, "trusted_proxies"):
         try:
             nets.append(ipaddress.ip_network(cidr, strict=False))
         except ValueError:
-            raise SystemExit(f"crdgate: --trusted-proxies: not a CIDR: {cidr!r}")
+            raise ValueError(f"--trusted-proxies: not a CIDR: {cidr!r}") from None
     limits = Limits(
         max_uri_bytes=args.max_uri_bytes, max_header_bytes=args.max_header_bytes, max_headers=args.max_headers,
         max_body_bytes=args.max_body_bytes, header_timeout=args.header_timeout, idle_timeout=args.idle_timeout,
@@ -275,21 +358,25 @@ def gateway_config(args) -> GatewayConfig:
         access_log=args.access_log, log_buffer_bytes=args.log_buffer_bytes,
         drain_seconds=args.drain_seconds, shutdown_timeout=args.shutdown_timeout,
         listen_tls=args.listen_tls, upstream_ca_file=_upstream_ca_file(args.upstream_ca_file),
+        ratelimit_headers=args.ratelimit_headers, create_traceparent=args.create_traceparent,
     )
 
 
-def compile_options(args):
+def compile_options(args, jwks_refresh_floor: float | None = None) -> CompileOptions:
     """The compile options of every subcommand that compiles (run, demo, workers, validate, routes).
 
     Built here once from the parsed flags, so that a flag cannot get lost on
-    the way to the compiler. ValueError names a bad flag.
+    the way to the compiler. ``jwks_refresh_floor``: --jwks-refresh-floor of
+    run and demo (validate and routes fetch nothing: None, the default).
+    ValueError names a bad flag.
     """
     from controller.authbuild import AuthDefaults
     from controller.compile import CompileOptions
 
     secret = args.default_auth_secret
+    floor = {} if jwks_refresh_floor is None else {"jwks_refresh_floor": jwks_refresh_floor}
     # --default-auth-type has a default (APIKey): it only means something with a secret.
-    auth_defaults = AuthDefaults.from_flags(secret, args.default_auth_type if secret else None)
+    auth_defaults = AuthDefaults.from_flags(secret, args.default_auth_type if secret else None, **floor)
     return CompileOptions(
         ingress_class=args.ingress_class,
         auth_defaults=auth_defaults,
@@ -297,87 +384,28 @@ def compile_options(args):
     )
 
 
+def _positive(value, flag: str):
+    if not value > 0 or (isinstance(value, float) and math.isinf(value)):
+        raise ValueError(f"{flag}: expected a number above 0, got {value!r}")
+    return value
+
+
+def _default_certificate(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    ns, _, name = value.partition("/")
+    return ns, name
+
+
 def _upstream_ca_file(path: str | None) -> str | None:
     """The CA file, checked now: a bad one must stop the start, not fail every https request."""
     if not path:
         return None
-    import ssl
-
     try:
         ssl.create_default_context().load_verify_locations(cafile=path)
     except (OSError, ssl.SSLError) as e:
-        raise SystemExit(f"crdgate: --upstream-ca-file: cannot load {path}: {e}")
+        raise ValueError(f"--upstream-ca-file: cannot load {path}: {e}") from None
     return path
-
-
-# -- logging ------------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key.startswith("crdgate_"):
-                entry[key[8:]] = value
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def setup_logging(fmt: str, level: str, buffer_bytes: int | None = None) -> None:
-    """The process log on stderr, through a bounded writer that never blocks (gateway/logwriter.py).
-
-    A StreamHandler writes on the caller's thread: with a stalled log
-    collector on stderr, a warning logged on the request path froze the event
-    loop. The same writer as the access log's serves here (rather than a
-    QueueHandler and a listener thread around a StreamHandler): one bounded
-    buffer, one thread, drops counted in ``crdgate_log_dropped_total``. Lines
-    are formatted on the caller's thread, so a record's arguments are read
-    when it is logged.
-    """
-    from gateway import metrics
-    from gateway.logwriter import MAX_BUFFER, LogWriter, LogWriterHandler, stream_fd
-
-    def warn_dropped(lost: int) -> None:
-        logging.getLogger("crdgate.log").warning(
-            "%d log lines dropped because stderr was not read fast enough (crdgate_log_dropped_total)", lost)
-
-    writer = LogWriter(stream_fd(sys.stderr, 2), "log", on_drops=warn_dropped,
-                       max_buffer=buffer_bytes or MAX_BUFFER)
-    metrics.LOG_DROPS.process = writer
-    handler = LogWriterHandler(writer)
-    if fmt == "json":
-        f = JsonFormatter()
-        f.converter = __import__("time").gmtime
-        handler.setFormatter(f)
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for old in root.handlers:
-        if isinstance(old, LogWriterHandler):  # set up again (tests, a worker): the old writer flushes and stops
-            old.close()
-    root.handlers[:] = [handler]
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # watchfiles logs every batch ("3 changes detected") at info under its own name;
-    # the manifests source logs what the changes did, under crdgate.*.
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)
-
-
-def resolve_log_format(fmt: str, stream=None) -> str:
-    """``auto``: text for a person at a terminal, JSON lines for a log collector."""
-    if fmt != "auto":
-        return fmt
-    stream = sys.stderr if stream is None else stream
-    try:
-        return "text" if stream.isatty() else "json"
-    except (AttributeError, ValueError):  # no stream, or a closed one
-        return "json"
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -402,31 +430,31 @@ def _offline(args):
     return root
 
 
-def cmd_validate(args, options) -> int:
-    from controller.report import validate_json, validate_report
+def cmd_validate(args, options: CompileOptions) -> int:
+    from crdgate import report
 
     root = _offline(args)
     if root is None:
         return 2
     if args.output == "json":
-        doc = validate_json(root, options)
+        doc = report.validate_json(root, options)
         print(json.dumps(doc, indent=2))
         return 0 if doc.get("ok") else 1
-    text, ok = validate_report(root, options)
+    text, ok = report.validate_report(root, options)
     print(text)
     return 0 if ok else 1
 
 
-def cmd_routes(args, options) -> int:
-    from controller.report import routes_json_for_folder, routes_report
+def cmd_routes(args, options: CompileOptions) -> int:
+    from crdgate import report
 
     root = _offline(args)
     if root is None:
         return 2
     if args.output == "json":
-        print(json.dumps(routes_json_for_folder(root, options), indent=2))
+        print(json.dumps(report.routes_json_for_folder(root, options), indent=2))
         return 0
-    print(routes_report(root, options))
+    print(report.routes_report(root, options))
     return 0
 
 
@@ -438,35 +466,28 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("validate", "routes"):
+        try:
+            options = compile_options(args)
+        except ValueError as e:
+            parser.error(str(e))
+        return cmd_validate(args, options) if args.command == "validate" else cmd_routes(args, options)
     try:
-        options = compile_options(args)
+        config = build_config(args)
     except ValueError as e:
         parser.error(str(e))
-    if args.command == "validate":
-        return cmd_validate(args, options)
-    if args.command == "routes":
-        return cmd_routes(args, options)
-    args.log_format = resolve_log_format(args.log_format)  # once: --workers children log the same way
-    setup_logging(args.log_format, args.log_level, args.log_buffer_bytes)
-    from gateway.run import run_gateway
+    from crdgate import demo, run, workers
+    from crdgate.logs import setup_logging
 
+    setup_logging(config.logging)
     if args.command == "demo":
-        from gateway.demo import run_demo
-
-        return run_demo(args, gateway_config(args), options)
-    # A kubeconfig or a context says which cluster to watch: the intent is plain.
-    implied = "--kubeconfig" if args.kubeconfig else "--context" if args.context else None
-    if implied and not args.kube:
-        if args.manifests:
-            parser.error(f"--manifests and {implied} are exclusive ({implied} selects the Kubernetes source)")
-        args.kube = True
-    if not args.kube and not args.manifests:
-        parser.error("run needs a source: --manifests DIR, or --kube (implied by --kubeconfig FILE)")
-    if args.kube and args.manifests:
-        parser.error("--manifests and --kube are exclusive")
-    if args.manifests and not Path(args.manifests).is_dir():
-        parser.error(f"--manifests: not a folder: {args.manifests}")
-    return run_gateway(args, gateway_config(args), options)
+        return demo.run_demo(config)
+    before, after = run.raise_open_file_limit()  # before any worker starts: they inherit it
+    if after > before:
+        log.info("open-file limit raised from %d to %d", before, after)
+    if config.workers > 1:
+        return workers.supervise(config)
+    return run.run_gateway(config)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ shows worker 0's table. Each worker serves its own admin on a Unix socket
 bound, so nothing else on the host can make a worker fail to start, and only
 this user can reach a worker's admin. A worker that dies is restarted (with a
 delay that grows if it keeps dying); SIGTERM drains every worker, a second one
-kills. Front-door code like gateway/cli.py.
+kills. Each worker gets the supervisor's frozen Config (pickled by the spawn),
+changed only where a worker must differ: its admin socket and its identity in
+leader election.
 """
 
 from __future__ import annotations
@@ -32,47 +34,49 @@ import uvloop
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from crdgate.config import Config, KubeSource
+from crdgate.logs import setup_logging
+from crdgate.run import serve
+
 log = logging.getLogger("crdgate.workers")
 
 
-def _worker_main(args, config, options, index: int, admin_socket: str) -> None:
-    from gateway.cli import setup_logging
-    from gateway.run import replica_identity, serve
-
-    setup_logging(args.log_format, args.log_level, getattr(args, "log_buffer_bytes", None))
+def _worker_main(config: Config, index: int, admin_socket: str) -> None:
+    setup_logging(config.logging)
     logging.getLogger().name = f"worker-{index}"
-    # Each worker runs its own leader election: with the replica's identity
-    # shared, every worker would take the Lease as its own and write status.
-    args.identity = f"{replica_identity(args)}_worker-{index}"
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides; SIGTERM drains
     try:
-        code = uvloop.run(serve(args, config, options, admin_socket=admin_socket))
+        code = uvloop.run(serve(config, admin_socket=admin_socket))
     except KeyboardInterrupt:
         code = 0
     raise SystemExit(code)
 
 
-def worker_config(config):
-    """A worker's settings: its admin is on a Unix socket, not on a TCP port."""
-    return dataclasses.replace(config, admin_listen=None)
+def worker_config(config: Config, index: int) -> Config:
+    """Worker ``index``'s settings: the supervisor's, but admin on a Unix socket, not on a TCP port,
+    and, watching the API, an identity of its own."""
+    changes: dict = {"gateway": dataclasses.replace(config.gateway, admin_listen=None)}
+    if isinstance(config.source, KubeSource):
+        # Each worker runs its own leader election: with the replica's identity
+        # shared, every worker would take the Lease as its own and write status.
+        changes["source"] = dataclasses.replace(config.source, identity=f"{config.source.identity}_worker-{index}")
+    return dataclasses.replace(config, **changes)
 
 
 class Supervisor:
-    def __init__(self, args, config, n: int, options):
-        self.args = args
+    def __init__(self, config: Config):
         self.config = config
-        self.options = options
-        self.n = n
+        self.n = config.workers
         # Private (0700) directory for the workers' admin sockets.
         self.run_dir = tempfile.mkdtemp(prefix="crdgate-workers-")
         self.ctx = mp.get_context("spawn")
-        self.procs: list[mp.process.BaseProcess | None] = [None] * n
-        self.deaths: list[list[float]] = [[] for _ in range(n)]
+        self.procs: list[mp.process.BaseProcess | None] = [None] * self.n
+        self.deaths: list[list[float]] = [[] for _ in range(self.n)]
         self.stopping = False
 
     def start_worker(self, i: int) -> None:
         p = self.ctx.Process(target=_worker_main,
-                             args=(self.args, worker_config(self.config), self.options, i, self.admin_socket(i)),
+                             args=(worker_config(self.config, i), i, self.admin_socket(i)),
                              name=f"crdgate-worker-{i}", daemon=False)
         p.start()
         self.procs[i] = p
@@ -107,7 +111,7 @@ class Supervisor:
         for p in self.procs:
             if p is not None and p.is_alive():
                 p.kill() if kill else p.terminate()  # terminate = SIGTERM: the worker drains
-        deadline = time.monotonic() + self.config.drain_seconds + self.config.shutdown_timeout + 5
+        deadline = time.monotonic() + self.config.gateway.drain_seconds + self.config.gateway.shutdown_timeout + 5
         while any(p is not None and p.is_alive() for p in self.procs) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         for p in self.procs:
@@ -186,17 +190,19 @@ def _num(v: float) -> str:
     return repr(float(v)) if v == v and v not in (float("inf"), float("-inf")) else ("+Inf" if v > 0 else ("-Inf" if v < 0 else "NaN"))
 
 
-def supervise(args, config, options) -> int:
-    sup = Supervisor(args, config, args.workers, options)
+def supervise(config: Config) -> int:
+    """``config.workers`` gateway processes under this one, which serves the merged admin."""
+    sup = Supervisor(config)
+    admin_listen = config.gateway.admin_listen
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
         runner = web.AppRunner(sup.admin_app(), access_log=None, handle_signals=False)
         await runner.setup()
         try:
-            await web.TCPSite(runner, *config.admin_listen, reuse_address=True).start()
+            await web.TCPSite(runner, *admin_listen, reuse_address=True).start()
         except OSError as e:
-            log.error("cannot listen on admin %s:%d: %s", *config.admin_listen, e)
+            log.error("cannot listen on admin %s:%d: %s", *admin_listen, e)
             await runner.cleanup()
             return 1
         for i in range(sup.n):

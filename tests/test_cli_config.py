@@ -1,0 +1,193 @@
+"""Every flag of ``crdgate run`` reaches the one frozen Config (so a flag can never get lost again).
+
+Two guards: a full command line, one non-default value per flag, becomes
+exactly the Config written out by hand below; and each flag alone changes the
+Config. The list of flags here must be the parser's: a new flag fails this
+test until it is given a value here and a home in the Config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from pathlib import Path
+
+import pytest
+from tlsharness import CA
+
+from controller.authbuild import AuthDefaults
+from controller.compile import CompileOptions
+from crdgate import cli
+from crdgate.config import Config, KubeSource, LogConfig, ManifestsSource, RateLimitConfig, TLSConfig
+from crdgate.workers import worker_config
+from gateway.config import GatewayConfig, Limits
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("CRDGATE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("POD_NAME", "gw-0")  # the identity when --identity is not given
+
+
+@pytest.fixture
+def ca_file(tmp_path) -> str:
+    path = tmp_path / "ca.pem"
+    path.write_bytes(CA().pem)
+    return str(path)
+
+
+def kube_flags(ca_file: str) -> dict[str, list[str]]:
+    """One non-default value per flag (the Kubernetes source: it has the most flags)."""
+    return {
+        "--kube": [],
+        "--kubeconfig": ["/etc/kube/config"],
+        "--context": ["staging"],
+        "--namespace": ["shop,billing", "--namespace", "ops"],
+        "--ingress-class": ["edge"],
+        "--allow-cross-namespace-refs": ["on"],
+        "--publish-address": ["203.0.113.7"],
+        "--publish-service": ["crdgate-system/crdgate"],
+        "--leader-elect": ["off"],
+        "--lease-namespace": ["ops"],
+        "--lease-name": ["gw-lease"],
+        "--identity": ["replica-a"],
+        "--listen": ["127.0.0.1:18080"],
+        "--admin-listen": ["127.0.0.1:19090"],
+        "--trusted-proxies": ["10.0.0.0/8", "--trusted-proxies", "192.168.1.0/24"],
+        "--max-body-bytes": ["1000"],
+        "--max-header-bytes": ["2000"],
+        "--max-headers": ["30"],
+        "--max-uri-bytes": ["4000"],
+        "--max-response-header-bytes": ["5000"],
+        "--header-timeout": ["3.5"],
+        "--idle-timeout": ["7.5"],
+        "--upstream-idle-timeout": ["8.5"],
+        "--access-log": ["off"],
+        "--create-traceparent": ["on"],
+        "--drain-seconds": ["1.5"],
+        "--shutdown-timeout": ["9.5"],
+        "--workers": ["3"],
+        "--listen-tls": ["127.0.0.1:18443"],
+        "--default-certificate": ["crdgate-system/wildcard"],
+        "--upstream-ca-file": [ca_file],
+        "--redis-url": ["redis://127.0.0.1:6390/2"],
+        "--ratelimit-redis-failure": ["closed"],
+        "--ratelimit-redis-timeout": ["0.2"],
+        "--ratelimit-max-keys": ["500"],
+        "--ratelimit-headers": ["off"],
+        "--default-auth-secret": ["ops/keys"],
+        "--default-auth-type": ["JWT"],
+        "--jwks-refresh-floor": ["2.5"],
+        "--log-format": ["text"],
+        "--log-level": ["debug"],
+        "--log-buffer-bytes": ["65536"],
+    }
+
+
+def expected_kube_config(ca_file: str) -> Config:
+    return Config(
+        source=KubeSource(
+            kubeconfig="/etc/kube/config", context="staging", namespaces=("shop", "billing", "ops"),
+            identity="replica-a", leader_elect=False, lease_namespace="ops", lease_name="gw-lease",
+            publish_address="203.0.113.7", publish_service="crdgate-system/crdgate",
+        ),
+        gateway=GatewayConfig(
+            listen=("127.0.0.1", 18080), admin_listen=("127.0.0.1", 19090),
+            trusted_proxies=(ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.0/24")),
+            limits=Limits(max_uri_bytes=4000, max_header_bytes=2000, max_headers=30, max_body_bytes=1000,
+                          header_timeout=3.5, idle_timeout=7.5, upstream_idle_timeout=8.5,
+                          max_response_header_bytes=5000),
+            access_log=False, log_buffer_bytes=65536, listen_tls=("127.0.0.1", 18443), upstream_ca_file=ca_file,
+            drain_seconds=1.5, shutdown_timeout=9.5, ratelimit_headers=False, create_traceparent=True,
+        ),
+        compile=CompileOptions(
+            ingress_class="edge", allow_cross_namespace_refs=True,
+            auth_defaults=AuthDefaults("ops", "keys", "JWT", jwks_refresh_floor=2.5),
+        ),
+        tls=TLSConfig(default_certificate=("crdgate-system", "wildcard")),
+        ratelimit=RateLimitConfig(redis_url="redis://127.0.0.1:6390/2", redis_failure="closed", redis_timeout=0.2,
+                                  max_keys=500),
+        logging=LogConfig(format="text", level="debug", buffer_bytes=65536),
+        workers=3,
+    )
+
+
+def run_flags() -> set[str]:
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    run = sub.choices["run"]
+    return {a.option_strings[0] for a in run._actions if a.option_strings and a.dest != "help"}
+
+
+def config_of(*argv: str) -> Config:
+    return cli.build_config(cli.build_parser().parse_args(["run", *argv]))
+
+
+def test_every_flag_of_run_is_listed_here(ca_file):
+    listed = set(kube_flags(ca_file)) | {"--manifests"}
+    assert listed == run_flags(), "give a new flag a value in kube_flags() and a place in the Config"
+
+
+def test_a_full_command_line_becomes_exactly_the_config(ca_file):
+    argv = [part for flag, values in kube_flags(ca_file).items() for part in (flag, *values)]
+    assert config_of(*argv) == expected_kube_config(ca_file)
+
+
+def test_without_flags_the_data_plane_gets_its_own_defaults():
+    # The flags' defaults are read from the dataclasses: a class attribute of a
+    # slots dataclass is a descriptor, not the default, and once reached the proxy as such.
+    config = config_of("--kube")
+    assert config.gateway == dataclasses.replace(GatewayConfig(), admin_listen=("127.0.0.1", 9090))
+    assert config.compile == CompileOptions() and config.ratelimit == RateLimitConfig()
+
+
+def test_the_manifests_source(tmp_path):
+    assert config_of("--manifests", str(tmp_path)).source == ManifestsSource(Path(tmp_path))
+
+
+@pytest.mark.parametrize("flag", sorted(set(kube_flags("ca.pem")) - {"--kube"}))
+def test_each_flag_alone_changes_the_config(flag, ca_file):
+    values = kube_flags(ca_file)[flag]
+    base = ["--kube"]
+    if flag == "--default-auth-type":  # only means something with a secret
+        base += ["--default-auth-secret", "ops/keys"]
+    assert config_of(*base, flag, *values) != config_of(*base), f"{flag} does not reach the Config"
+
+
+def test_the_config_is_frozen(tmp_path):
+    config = config_of("--manifests", str(tmp_path))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.workers = 2  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.gateway.access_log = False  # type: ignore[misc]
+
+
+def test_the_identity_defaults_to_the_pods_name():
+    assert config_of("--kube").source.identity == "gw-0"
+
+
+def test_each_worker_gets_the_supervisors_config_but_its_own_admin_and_identity(ca_file):
+    config = expected_kube_config(ca_file)
+    worker = worker_config(config, 2)
+    assert worker.gateway.admin_listen is None and worker.source.identity == "replica-a_worker-2"
+    assert dataclasses.replace(worker, gateway=config.gateway, source=config.source) == config
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--kube", "--workers", "0"], "--workers: expected a number above 0"),
+    (["--kube", "--ratelimit-max-keys", "0"], "--ratelimit-max-keys: expected a number above 0"),
+    (["--kube", "--jwks-refresh-floor", "-1"], "--jwks-refresh-floor: expected seconds >= 0"),
+    (["--kube", "--trusted-proxies", "ten/8"], "--trusted-proxies: not a CIDR"),
+    (["--kube", "--manifests", "."], "--manifests and --kube are exclusive"),
+    ([], "run needs a source"),
+])
+def test_bad_values_are_usage_errors_naming_the_flag(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["run", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
