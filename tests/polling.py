@@ -2,10 +2,11 @@
 
 ``wait_until`` (blocking) and ``eventually`` (async) call ``check`` until it
 returns something truthy, and return that; past the deadline they raise
-AssertionError with ``message`` (and the last exception ``check`` raised, if
-any). ``check`` may be a coroutine function for ``eventually``. A short step
-keeps tests quick on an idle machine; the deadline, not the step, is what keeps
-them reliable on a loaded one.
+AssertionError naming ``what`` (a string, or a function that builds one then,
+e.g. with the process log) and the last exception ``check`` raised, if any.
+``check`` may be a coroutine function for ``eventually``. A short step keeps
+tests quick on an idle machine; the deadline, not the step, is what keeps them
+reliable on a loaded one.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any, Callable
 STEP = 0.02
 
 
-def _timed_out(message: str, timeout: float, last_error: BaseException | None) -> AssertionError:
+def _timed_out(what, timeout: float, last_error: BaseException | None) -> AssertionError:
+    if callable(what):
+        what = what()
     detail = f": last check raised {last_error!r}" if last_error is not None else ""
-    return AssertionError(f"{message or 'condition not met'} within {timeout} s{detail}")
+    return AssertionError(f"timed out after {timeout} s waiting for {what or 'a condition'}{detail}")
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 10.0, message: str = "", step: float = STEP,
+def wait_until(check: Callable[[], Any], timeout: float = 10.0, what: str | Callable[[], str] = "", step: float = STEP,
                ignore: tuple[type[BaseException], ...] = ()) -> Any:
     """Blocking: call ``check`` until truthy; exceptions in ``ignore`` count as not yet."""
     deadline = time.monotonic() + timeout
@@ -36,11 +39,11 @@ def wait_until(check: Callable[[], Any], timeout: float = 10.0, message: str = "
         except ignore as exc:
             last_error = exc
         if time.monotonic() >= deadline:
-            raise _timed_out(message, timeout, last_error)
+            raise _timed_out(what, timeout, last_error)
         time.sleep(step)
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, message: str = "", step: float = STEP,
+async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str | Callable[[], str] = "", step: float = STEP,
                      ignore: tuple[type[BaseException], ...] = ()) -> Any:
     """Async: call (and await, if need be) ``check`` until truthy; the loop runs meanwhile."""
     deadline = time.monotonic() + timeout
@@ -55,5 +58,5 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0, message: s
         except ignore as exc:
             last_error = exc
         if time.monotonic() >= deadline:
-            raise _timed_out(message, timeout, last_error)
+            raise _timed_out(what, timeout, last_error)
         await asyncio.sleep(step)

@@ -15,6 +15,7 @@ import pytest
 
 from gateway.demo import DEMO_API_KEY, DEMO_BACKENDS
 from proxyharness import free_port
+from polling import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,16 +30,6 @@ def port_taken(port: int) -> bool:
     return False
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not reached in {timeout}s: {what}")
-
-
 @pytest.fixture
 def demo(tmp_path):
     busy = [p for _, p in DEMO_BACKENDS if port_taken(p)]
@@ -51,7 +42,7 @@ def demo(tmp_path):
             [sys.executable, "-m", "gateway.cli", "demo", "--listen", f"127.0.0.1:{port}",
              "--admin-listen", f"127.0.0.1:{admin}"], cwd=ROOT, stdout=o, stderr=e)
     try:
-        wait_for(lambda: "Try:" in out.read_text() or proc.poll() is not None, 60, "the demo's curl lines")
+        wait_until(lambda: "Try:" in out.read_text() or proc.poll() is not None, 60, "the demo's curl lines")
         assert proc.poll() is None, err.read_text()
         yield proc, port, out
     finally:
