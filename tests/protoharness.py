@@ -11,8 +11,8 @@ next loop turn). Upstream connections go through the proxy's own pools and
 bytes (by default an echo of the request as JSON, like proxyharness's backends),
 or holds the request until the test answers it by hand.
 
-Timeouts need no waiting: ``Gateway.expire(seconds)`` runs the server's timeout
-check as if that much time had passed.
+Timeouts need no waiting: ``Gateway.advance(seconds)`` moves the proxy's clock
+on and runs the server's timeout check, as its sweeper would.
 
 Neighbours: tests/proxyharness.py builds tables and reads responses (shared
 here) and drives the same Server over loopback where a real socket matters
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -280,6 +281,16 @@ class FakeBackend:
         return self.seen[count - 1]
 
 
+class Clock:
+    """time.monotonic, plus however far the test has moved it on."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+
 class Gateway:
     """A proxy Server with fake clients and fake upstreams (``async with``)."""
 
@@ -291,17 +302,28 @@ class Gateway:
         self.backends: dict[tuple[str, int], FakeBackend] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ports = 10000
+        self.clock = Clock()
+        self._clocked: list = []  # modules whose clock this gateway replaced
 
     async def __aenter__(self) -> "Gateway":
         # Every upstream connection the proxy opens during the test lands on a FakeBackend.
         self._loop = asyncio.get_running_loop()
         self._loop.create_connection = self._create_connection
+        # The proxy reads the time through a module-level ``_monotonic`` (bound once: no
+        # attribute lookup per request); found by value, whichever gateway modules
+        # hold one, so that moving code between them needs no change here.
+        for name, module in list(sys.modules.items()):
+            if name.startswith("gateway.") and getattr(module, "_monotonic", None) is time.monotonic:
+                module._monotonic = self.clock
+                self._clocked.append(module)
         return self
 
     async def __aexit__(self, *exc) -> None:
         await self.server.close()
         await asyncio.sleep(0)  # connection_lost of what close() cut
         del self._loop.create_connection  # the loop's own method again
+        for module in self._clocked:
+            module._monotonic = time.monotonic
 
     def backend(self, name: str = "b1", answer=echo, port: int | None = None) -> FakeBackend:
         if port is None:
@@ -314,9 +336,10 @@ class Gateway:
     def client(self, peer=("127.0.0.1", 40000), scheme: str = "http") -> Client:
         return Client(self, peer, scheme)
 
-    def expire(self, seconds: float) -> None:
-        """Check every connection's deadlines as if ``seconds`` had passed."""
-        now = time.monotonic() + seconds
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass for the proxy, then check every connection's deadlines."""
+        self.clock.offset += seconds
+        now = self.clock()
         for conn in list(self.server.connections):
             conn.check_timeouts(now)
 

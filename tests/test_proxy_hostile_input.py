@@ -101,9 +101,9 @@ async def test_slow_request_head_gets_408_and_close(gw):
     _, g = gw
     c = g.client()
     c.send(b"GET /public HTTP/1.1\r\nHost: a\r\n")  # never finished
-    g.expire(0.4)
+    g.advance(0.4)
     assert c.written == b"", "answered before the header timeout"
-    g.expire(0.6)
+    g.advance(0.2)
     r = await c.response()
     assert r.status == 408
     assert await c.closed()
