@@ -301,13 +301,17 @@ class Gateway:
             self.server.swap(table)
         self.backends: dict[tuple[str, int], FakeBackend] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._saved_connect = None
         self._ports = 10000
         self.clock = Clock()
         self._clocked: list = []  # modules whose clock this gateway replaced
 
     async def __aenter__(self) -> "Gateway":
         # Every upstream connection the proxy opens during the test lands on a FakeBackend.
+        # (An attribute of the loop object: asyncio's own loop, which pytest-asyncio runs;
+        # uvloop's loop is an extension type that takes no new attributes.)
         self._loop = asyncio.get_running_loop()
+        self._saved_connect = self._loop.__dict__.get("create_connection")  # another Gateway's, if nested
         self._loop.create_connection = self._create_connection
         # The proxy reads the time through a module-level ``_monotonic`` (bound once: no
         # attribute lookup per request); found by value, whichever gateway modules
@@ -321,7 +325,10 @@ class Gateway:
     async def __aexit__(self, *exc) -> None:
         await self.server.close()
         await asyncio.sleep(0)  # connection_lost of what close() cut
-        del self._loop.create_connection  # the loop's own method again
+        if self._saved_connect is None:
+            del self._loop.create_connection  # the loop's own method again
+        else:
+            self._loop.create_connection = self._saved_connect
         for module in self._clocked:
             module._monotonic = time.monotonic
 
