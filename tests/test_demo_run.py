@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -44,7 +43,7 @@ def demo(tmp_path):
     try:
         wait_until(lambda: "Try:" in out.read_text() or proc.poll() is not None, 60, "the demo's curl lines")
         assert proc.poll() is None, err.read_text()
-        yield proc, port, out
+        yield proc, port, out, err, admin
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -58,7 +57,7 @@ def answer(port: int, path: str, method: str = "GET", headers: dict | None = Non
 
 
 def test_each_route_answers_from_its_own_backend_and_ctrl_c_stops(demo):
-    proc, port, out = demo
+    proc, port, out, _, _ = demo
     assert answer(port, "/api/v1/users") in ("users-a", "users-b")
     assert answer(port, "/api/v1/orders", headers={"Host": "api.demo.local", "X-Beta": "true"}) == "orders-v2"
     assert answer(port, "/api/v1/orders/status", headers={"Host": "api.demo.local"}) == "orders-v1"
@@ -75,13 +74,18 @@ def test_each_route_answers_from_its_own_backend_and_ctrl_c_stops(demo):
 
 
 def test_a_second_ctrl_c_exits_at_once(demo):
-    proc, port, _ = demo
+    proc, port, _, err, admin = demo
     # A request in flight holds the first Ctrl-C's shutdown (up to --shutdown-timeout, 25 s).
     hold = socket.create_connection(("127.0.0.1", port))
     hold.sendall(b"POST /api/v1/payments/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
-    time.sleep(0.3)
+
+    def metrics() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    wait_until(lambda: "crdgate_client_connections 1.0" in metrics(), 10, "the held connection to be open")
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    wait_until(lambda: "draining" in err.read_text(), 10, "the first Ctrl-C to be handled")
     assert proc.poll() is None  # still waiting for the request
     proc.send_signal(signal.SIGINT)
     assert proc.wait(5) == 0
