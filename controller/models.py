@@ -565,7 +565,6 @@ class TLSSpec(_Spec):
     secret_name: str
 
 
-PATH_TYPES = ("Exact", "Prefix", "RegularExpression")
 _BAD_SEGMENT = re.compile(r"//|/\./|/\.\./|/\.{1,2}$")
 _MATCH_PATH_BAD = re.compile(r"[\x00-\x20\x7f]")
 

@@ -706,18 +706,10 @@ class FakeKube:
 # -- helpers for the tests ----------------------------------------------------------------------------
 
 import contextlib  # noqa: E402
-import time  # noqa: E402
 
 import pytest  # noqa: E402
 
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll ``predicate`` until true; fail after ``timeout`` seconds (keeps every test bounded)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
+from polling import eventually  # noqa: E402,F401  (the kube tests import it from here)
 
 
 @contextlib.asynccontextmanager

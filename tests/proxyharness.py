@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from gateway.config import GatewayConfig, Limits
-from gateway.routing import BackendRef, Endpoint, EndpointSet, Route, RoutePolicy, RouteTable
+from gateway.routing import BackendRef, Endpoint, EndpointSet, Route, RouteTable
 from gateway.server import Server
 
 
@@ -194,6 +194,6 @@ async def request(port: int, method: str = "GET", path: str = "/", headers: dict
 
 
 __all__ = [
-    "Backend", "RawClient", "Response", "RoutePolicy", "free_port", "proxy_port", "read_response",
+    "Backend", "RawClient", "Response", "free_port", "proxy_port", "read_response",
     "request", "route", "start_backend", "start_proxy", "table",
 ]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
-
 from bench.report import SCHEMA, figure, plot, table
 
 

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from crdgate.demo import DEMO_API_KEY, DEMO_BACKENDS
 from proxyharness import free_port
+from polling import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,16 +29,6 @@ def port_taken(port: int) -> bool:
     return False
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not reached in {timeout}s: {what}")
-
-
 @pytest.fixture
 def demo(tmp_path):
     busy = [p for _, p in DEMO_BACKENDS if port_taken(p)]
@@ -51,9 +41,9 @@ def demo(tmp_path):
             [sys.executable, "-m", "crdgate", "demo", "--listen", f"127.0.0.1:{port}",
              "--admin-listen", f"127.0.0.1:{admin}"], cwd=ROOT, stdout=o, stderr=e)
     try:
-        wait_for(lambda: "Try:" in out.read_text() or proc.poll() is not None, 60, "the demo's curl lines")
+        wait_until(lambda: "Try:" in out.read_text() or proc.poll() is not None, 60, "the demo's curl lines")
         assert proc.poll() is None, err.read_text()
-        yield proc, port, out
+        yield proc, port, out, err, admin
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -67,7 +57,7 @@ def answer(port: int, path: str, method: str = "GET", headers: dict | None = Non
 
 
 def test_each_route_answers_from_its_own_backend_and_ctrl_c_stops(demo):
-    proc, port, out = demo
+    proc, port, out, _, _ = demo
     assert answer(port, "/api/v1/users") in ("users-a", "users-b")
     assert answer(port, "/api/v1/orders", headers={"Host": "api.demo.local", "X-Beta": "true"}) == "orders-v2"
     assert answer(port, "/api/v1/orders/status", headers={"Host": "api.demo.local"}) == "orders-v1"
@@ -84,13 +74,18 @@ def test_each_route_answers_from_its_own_backend_and_ctrl_c_stops(demo):
 
 
 def test_a_second_ctrl_c_exits_at_once(demo):
-    proc, port, _ = demo
+    proc, port, _, err, admin = demo
     # A request in flight holds the first Ctrl-C's shutdown (up to --shutdown-timeout, 25 s).
     hold = socket.create_connection(("127.0.0.1", port))
     hold.sendall(b"POST /api/v1/payments/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
-    time.sleep(0.3)
+
+    def metrics() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    wait_until(lambda: "crdgate_client_connections 1.0" in metrics(), 10, "the held connection to be open")
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    wait_until(lambda: "draining" in err.read_text(), 10, "the first Ctrl-C to be handled")
     assert proc.poll() is None  # still waiting for the request
     proc.send_signal(signal.SIGINT)
     assert proc.wait(5) == 0

@@ -14,8 +14,9 @@ import jwt as pyjwt
 import pytest
 from aiohttp import web
 
-from authkeys import jwk, jwks, public_pem, rsa_key, token
+from authkeys import jwk, public_pem, rsa_key, token
 from gatewayproc import GatewayProcess, endpoint_manifests
+from polling import eventually
 from proxyharness import free_port, start_backend
 
 
@@ -160,12 +161,11 @@ async def test_secret_rotation_takes_effect_without_restart(world):
     doc = json.loads((root / "secrets.json").read_text())
     doc["items"][0] = json.loads(secret("api-keys", {"alice": "key-alice-NEW"}))
     (root / "secrets.json").write_text(json.dumps(doc))
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if (await call(gw, "/admin", {"X-API-Key": "key-alice-NEW"}))[0] == 200:
-            break
-        await asyncio.sleep(0.05)
-    assert (await call(gw, "/admin", {"X-API-Key": "key-alice-NEW"}))[0] == 200
+
+    async def rotated():
+        return (await call(gw, "/admin", {"X-API-Key": "key-alice-NEW"}))[0] == 200
+
+    await eventually(rotated, 5, "the new key to be accepted")
     assert (await call(gw, "/admin", {"X-API-Key": "key-alice-123"}))[0] == 401
 
 
@@ -196,9 +196,11 @@ async def test_keep_alive_connection_is_checked_again_on_every_key_and_after_rot
         doc = json.loads((root / "secrets.json").read_text())
         doc["items"][0] = json.loads(secret("api-keys", {"alice": "key-alice-NEW"}))
         (root / "secrets.json").write_text(json.dumps(doc))
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and (await get("key-alice-NEW"))[0] != 200:
-            await asyncio.sleep(0.05)
+
+        async def rotated():
+            return (await get("key-alice-NEW"))[0] == 200
+
+        await eventually(rotated, 5, "the new key to be accepted")
         assert await get("key-alice-NEW") == (200, "alice")
         assert (await get("key-alice-123"))[0] == 401, "a revoked key is refused on a connection that used it"
         assert (await get("key-bob-456"))[0] == 401

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 
 import aiohttp
 
 from fakekube import FakeKube, apiendpoint
 from gatewayproc import GatewayProcess, endpoint_manifests
 from proxyharness import start_backend
+from polling import eventually
 
 KEY = "ops-key-0123456789"
 FLAGS = ("--default-auth-secret", "crdgate-system/gateway-keys", "--default-auth-type", "APIKey")
@@ -33,15 +33,6 @@ async def answers(session, url, headers=None) -> int:
         return r.status
 
 
-async def until(fn, timeout=15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await fn():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 async def check_default_auth(gw: GatewayProcess) -> None:
     await asyncio.get_running_loop().run_in_executor(None, gw.wait_ready, 30.0)
     async with aiohttp.ClientSession() as s:
@@ -49,7 +40,7 @@ async def check_default_auth(gw: GatewayProcess) -> None:
 
         async def keyed_ok():
             return await answers(s, url, {"X-API-Key": KEY}) == 200
-        assert await until(keyed_ok), gw.logs()
+        await eventually(keyed_ok, 15, lambda: "a keyed request to pass:\n" + gw.logs())
         assert await answers(s, url) == 401
         assert await answers(s, url, {"X-API-Key": "not-" + KEY}) == 401
 
@@ -94,7 +85,7 @@ async def test_kube_source_watches_the_gateway_default_secret(tmp_path):
         async with aiohttp.ClientSession() as s:
             async def rotated_ok():
                 return await answers(s, gw.base + "/users", {"X-API-Key": "rotated-key-000000"}) == 200
-            assert await until(rotated_ok), gw.logs()
+            await eventually(rotated_ok, 15, lambda: "the rotated key to pass:\n" + gw.logs())
             assert await answers(s, gw.base + "/users", {"X-API-Key": KEY}) == 401
     finally:
         gw.close()

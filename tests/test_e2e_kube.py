@@ -8,13 +8,13 @@ while it was away arrive after it returns.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 
 from fakekube import FakeKube, apiendpoint
 from gatewayproc import GatewayProcess
 from proxyharness import start_backend
+from polling import eventually
 
 
 def service(ns, name, port):
@@ -33,15 +33,6 @@ async def status_of(session, url):
     async with session.get(url) as r:
         await r.read()
         return r.status
-
-
-async def eventually(fn, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await fn():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def test_kube_source_end_to_end(tmp_path):
@@ -64,7 +55,7 @@ async def test_kube_source_end_to_end(tmp_path):
                 ok = (fk.get("APIEndpoint", "shop", "list-users") or {}).get("status", {})
                 bad = (fk.get("APIEndpoint", "shop", "broken") or {}).get("status", {})
                 return ok.get("state") == "Ready" and bad.get("state") == "Error"
-            assert await eventually(statuses_written), gw.logs()
+            await eventually(statuses_written, 10, lambda: "statuses written:\n" + gw.logs())
             bad = fk.get("APIEndpoint", "shop", "broken")["status"]
             reasons = {c["type"]: c["reason"] for c in bad["conditions"]}
             assert reasons["ResolvedRefs"] == "BackendNotFound"
@@ -75,7 +66,7 @@ async def test_kube_source_end_to_end(tmp_path):
             fk.create(apiendpoint("shop", "orders", path="/api/v1/orders", backendService="users"))
             async def orders_routed():
                 return await status_of(s, gw.base + "/api/v1/orders") == 200
-            assert await eventually(orders_routed)
+            await eventually(orders_routed, 10, "orders routed")
 
             # The API server goes away: the last table keeps serving, readiness holds.
             port = fk.port
@@ -90,7 +81,7 @@ async def test_kube_source_end_to_end(tmp_path):
             await fk.start(port)
             async def orders_gone():
                 return await status_of(s, gw.base + "/api/v1/orders") == 404
-            assert await eventually(orders_gone, timeout=20), gw.logs()
+            await eventually(orders_gone, 20, lambda: "orders gone:\n" + gw.logs())
             assert await status_of(s, gw.base + "/api/v1/users") == 200
             async with s.get(gw.admin + "/metrics") as r:
                 text = await r.text()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import aiohttp
 
 from fakekube import FakeKube, apiendpoint
 from gatewayproc import GatewayProcess
 from proxyharness import start_backend
+from polling import eventually
 
 LEASE_NS = "crdgate-system"
 
@@ -52,15 +52,6 @@ def lease_posts(fk: FakeKube) -> int:
     return sum(1 for m, p, _ in fk.requests if m == "POST" and p.endswith(f"/namespaces/{LEASE_NS}/leases"))
 
 
-async def poll(fn, timeout: float, what: str, gw: GatewayProcess):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fn():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}:\n{gw.logs()}")
-
-
 def status_state(fk: FakeKube) -> str | None:
     return ((fk.get("APIEndpoint", "shop", "users") or {}).get("status") or {}).get("state")
 
@@ -78,7 +69,7 @@ async def test_missing_lease_namespace_is_reported_once_and_recovers(tmp_path):
         def lease_errors():
             return [e for e in log_lines(gw) if "Lease" in e["message"] and e["level"] in ("warning", "error")]
 
-        await poll(lambda: lease_errors(), 15, "the Lease error", gw)
+        await eventually(lambda: lease_errors(), 15, lambda: "the Lease error:\n" + gw.logs())
         first = lease_errors()
         assert len(first) == 1 and first[0]["level"] == "error", first
         assert "kubectl create namespace crdgate-system" in first[0]["message"]
@@ -86,14 +77,15 @@ async def test_missing_lease_namespace_is_reported_once_and_recovers(tmp_path):
 
         # It keeps trying (three more attempts), and says nothing more.
         seen = lease_posts(fk)
-        await poll(lambda: lease_posts(fk) >= seen + 3, 20, "three more Lease attempts", gw)
+        await eventually(lambda: lease_posts(fk) >= seen + 3, 20, lambda: "three more Lease attempts:\n" + gw.logs())
         assert lease_errors() == first
         assert status_state(fk) is None
 
         # The namespace appears: the next attempt takes the Lease and status is written.
         fk.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NS}})
-        await poll(lambda: status_state(fk) == "Ready", 40, "status written", gw)
+        await eventually(lambda: status_state(fk) == "Ready", 40, lambda: "status written:\n" + gw.logs())
         assert fk.get("Lease", LEASE_NS, "crdgate-leader")["spec"]["holderIdentity"]
+        await asyncio.to_thread(gw.wait_log, "reachable again")  # the log is written in batches
         assert any("reachable again" in e["message"] for e in log_lines(gw))
     finally:
         gw.close()
@@ -106,7 +98,7 @@ async def test_leader_election_off_writes_status_without_a_lease(tmp_path):
     gw = GatewayProcess(None, "--kubeconfig", fk.kubeconfig(tmp_path / "kubeconfig"), "--leader-elect", "off")
     try:
         await asyncio.get_running_loop().run_in_executor(None, gw.wait_ready, 30.0)
-        await poll(lambda: status_state(fk) == "Ready", 15, "status written", gw)
+        await eventually(lambda: status_state(fk) == "Ready", 15, lambda: "status written:\n" + gw.logs())
         assert fk.objects[fk.by_kind["Lease"]] == {}
         assert not [p for _, p, _ in fk.requests if "/leases" in p]
         async with aiohttp.ClientSession() as s:

@@ -12,14 +12,13 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from gatewayproc import ROOT, GatewayProcess, endpoint_manifests
 from proxyharness import start_backend
+from polling import eventually
 
 USERS = """
 apiVersion: crdgate.io/v1
@@ -66,15 +65,6 @@ async def world(tmp_path):
 async def get(session, url, **kw):
     async with session.get(url, **kw) as r:
         return r.status, await r.read(), r.headers
-
-
-async def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def test_proxies_through_service_and_endpointslice(world):
@@ -132,7 +122,7 @@ async def test_hot_reload_with_requests_in_flight_never_fails(world):
         async with aiohttp.ClientSession() as s:
             async def extra_routed():
                 return (await get(s, gw.base + "/extra/14/x"))[0] == 200
-            assert await wait_for(extra_routed), "a new manifest must be routed within a fraction of a second"
+            await eventually(extra_routed, 5, "a new manifest to be routed")
     finally:
         done.set()
         await asyncio.gather(*workers)
@@ -142,18 +132,16 @@ async def test_hot_reload_with_requests_in_flight_never_fails(world):
 async def test_broken_file_keeps_last_good_table_and_is_reported(world):
     gw, root, _, _ = world
     (root / "users.yaml").write_text("apiVersion: crdgate.io/v1\nkind: APIEndpoint\nmetadata: {name: list-users\n  oops: [")
-    await asyncio.sleep(0.5)
+    await asyncio.to_thread(gw.wait_log, "users.yaml")  # the broken file was read
     async with aiohttp.ClientSession() as s:
         status, _, _ = await get(s, gw.base + "/api/v1/users")
         assert status == 200, "the last good table keeps serving"
-    gw.wait_log("users.yaml")
     # A semantically bad object is isolated: it gets an error, everyone else keeps routing.
     (root / "bad.yaml").write_text(orders("/bad").replace("name: orders", "name: bad").replace("methods: [GET, POST]", "methods: GET"))
-    await asyncio.sleep(0.5)
+    await asyncio.to_thread(gw.wait_log, "shop/bad")  # compiled, and refused
     async with aiohttp.ClientSession() as s:
         assert (await get(s, gw.base + "/api/v1/orders"))[0] == 200
         assert (await get(s, gw.base + "/bad"))[0] == 404
-    gw.wait_log("shop/bad")
 
 
 async def test_deleting_a_file_removes_its_routes(world):
@@ -162,7 +150,7 @@ async def test_deleting_a_file_removes_its_routes(world):
     async with aiohttp.ClientSession() as s:
         async def gone():
             return (await get(s, gw.base + "/api/v1/orders"))[0] == 404
-        assert await wait_for(gone)
+        await eventually(gone, 5, "the deleted file's route to go")
         assert (await get(s, gw.base + "/api/v1/users"))[0] == 200
 
 
@@ -170,10 +158,12 @@ async def test_access_log_lines_are_json_with_documented_fields(world):
     gw, _, _, _ = world
     async with aiohttp.ClientSession() as s:
         await get(s, gw.base + "/api/v1/users", headers={"X-Request-Id": "rid-42"})
-    await asyncio.sleep(0.4)  # the access log is flushed by the sweeper
-    lines = [json.loads(line) for line in gw.stdout().splitlines() if line.strip()]
-    mine = [e for e in lines if e.get("request_id") == "rid-42"]
-    assert mine, gw.stdout()[-2000:]
+
+    def logged():  # the access log is written in batches
+        lines = [json.loads(line) for line in gw.stdout().splitlines() if line.strip()]
+        return [e for e in lines if e.get("request_id") == "rid-42"]
+
+    mine = await eventually(logged, 10, lambda: "the access log line of rid-42:\n" + gw.stdout()[-2000:])
     entry = mine[0]
     for field in ("time", "route", "method", "path", "status", "bytes_in", "bytes_out", "duration_ms",
                   "upstream_ms", "upstream", "consumer", "request_id", "client"):
@@ -190,13 +180,16 @@ async def test_sigterm_drains_in_flight_requests(world):
         async with aiohttp.ClientSession() as s:
             async def routed():
                 return (await get(s, gw.base + "/slow/ready"))[0] == 200
-            assert await wait_for(routed)
+            await eventually(routed, 5, "/slow to be routed")
             inflight = [asyncio.ensure_future(get(s, gw.base + "/slow/wait")) for _ in range(5)]
-            await asyncio.sleep(0.2)
+            await eventually(lambda: [r[1] for r in slow.seen].count("/slow/wait") == 5, 10,
+                             "the 5 requests to reach the backend")
             gw.proc.send_signal(__import__("signal").SIGTERM)
-            await asyncio.sleep(0.2)
-            status, _, _ = await get(s, gw.admin + "/readyz")
-            assert status == 503, "readiness goes 503 first"
+
+            async def not_ready():
+                return (await get(s, gw.admin + "/readyz"))[0] == 503
+
+            await eventually(not_ready, 5, "readiness to go 503 first")
             results = await asyncio.gather(*inflight)
             assert [r[0] for r in results] == [200] * 5
         rc = await asyncio.get_running_loop().run_in_executor(None, gw.proc.wait, 15)

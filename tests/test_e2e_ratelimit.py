@@ -7,9 +7,9 @@ import json
 import time
 
 import aiohttp
-import pytest
 
 from gatewayproc import GatewayProcess, endpoint_manifests
+from polling import eventually
 from proxyharness import start_backend
 
 
@@ -113,12 +113,11 @@ async def test_global_limit_with_redis_down_fails_open_or_closed(tmp_path, redis
             assert "crdgate_ratelimit_redis_errors_total" in text
             assert 'outcome="failopen"' in text
             redis_restartable.start()
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                if (await status_and_headers(s, closed.base + "/g"))[0] == 200:
-                    break
-                await asyncio.sleep(0.2)
-            assert (await status_and_headers(s, closed.base + "/g"))[0] == 200, "recovers after Redis returns"
+
+            async def recovered():
+                return (await status_and_headers(s, closed.base + "/g"))[0] == 200
+
+            await eventually(recovered, 10, "recovery after Redis returns")
     finally:
         opened.close()
         closed.close()

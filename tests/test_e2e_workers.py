@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -14,6 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from gatewayproc import GatewayProcess, endpoint_manifests
+from polling import eventually
 from proxyharness import start_backend
 
 ROUTE = """
@@ -124,9 +124,14 @@ async def test_a_worker_without_a_table_takes_no_connections_from_its_siblings()
         assert statuses == [200] * 60
         waiting.swap(tbl)
         assert not waiting.deferred
-        await asyncio.sleep(0.05)  # start_serving runs as a task
-        # With its table in, the late one accepts: close the other and it serves alone.
+        # With its table in, the late one accepts (start_serving runs as a task): close the
+        # other and it serves alone.
         await serving.close()
+
+        async def served():
+            return (await request(port, path="/users", headers={"Connection": "close"})).status == 200
+
+        await eventually(served, 5, "the late listener to accept", ignore=(OSError,))
         for _ in range(10):
             assert (await request(port, path="/users", headers={"Connection": "close"})).status == 200
     finally:

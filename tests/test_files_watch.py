@@ -10,22 +10,13 @@ import pytest
 
 from controller.files import ManifestFolderError, ManifestSource
 from controller.store import Store
+from polling import eventually
 
 SVC = "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec: {{ports: [{{port: {port}}}]}}\n"
-WAIT = 3.0  # a generous bound for "it happened", not a performance assertion
 
 
 def svc(name: str, port: int = 80) -> str:
     return SVC.format(name=name, port=port)
-
-
-async def until(predicate, timeout: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("the store did not follow the folder in time")
-        await asyncio.sleep(0.01)
 
 
 def port(store: Store, name: str) -> int | None:
@@ -39,7 +30,7 @@ async def watched(tmp_path):
     store = Store()
     source = ManifestSource(store, tmp_path, debounce=0.02)
     task = asyncio.ensure_future(source.run())
-    await until(store.synced)
+    await eventually(store.synced)
     await asyncio.sleep(0.2)  # let the watch settle before the test writes
     yield tmp_path, store, source
     task.cancel()
@@ -51,7 +42,7 @@ async def test_in_place_edit_reaches_the_store(watched):
     root, store, _ = watched
     assert port(store, "users") == 80
     (root / "a.yaml").write_text(svc("users", 81))
-    await until(lambda: port(store, "users") == 81)
+    await eventually(lambda: port(store, "users") == 81)
 
 
 async def test_atomic_rename_write_reaches_the_store(watched):
@@ -60,27 +51,27 @@ async def test_atomic_rename_write_reaches_the_store(watched):
         tmp = root / ".a.yaml.tmp-save"
         tmp.write_text(svc("users", n))
         os.replace(tmp, root / "a.yaml")
-        await until(lambda: port(store, "users") == n)
+        await eventually(lambda: port(store, "users") == n)
 
 
 async def test_new_file_in_a_new_subfolder_and_deletion(watched):
     root, store, _ = watched
     (root / "sub").mkdir()
     (root / "sub" / "b.yml").write_text(svc("orders"))
-    await until(lambda: store.get("Service", "shop", "orders") is not None)
+    await eventually(lambda: store.get("Service", "shop", "orders") is not None)
     (root / "sub" / "b.yml").unlink()
-    await until(lambda: store.get("Service", "shop", "orders") is None)
+    await eventually(lambda: store.get("Service", "shop", "orders") is None)
     assert port(store, "users") == 80
 
 
 async def test_broken_save_keeps_serving_then_the_fix_applies(watched):
     root, store, source = watched
     (root / "a.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: users\n")
-    await until(lambda: len(source.errors) == 1)
+    await eventually(lambda: len(source.errors) == 1)
     assert port(store, "users") == 80
     assert source.errors[0].path == str(root / "a.yaml")
     (root / "a.yaml").write_text(svc("users", 90))
-    await until(lambda: port(store, "users") == 90 and source.errors == ())
+    await eventually(lambda: port(store, "users") == 90 and source.errors == ())
 
 
 async def test_configmap_style_symlink_swap_reaches_the_store(tmp_path):
@@ -94,12 +85,12 @@ async def test_configmap_style_symlink_swap_reaches_the_store(tmp_path):
     source = ManifestSource(store, tmp_path, debounce=0.02)
     task = asyncio.ensure_future(source.run())
     try:
-        await until(lambda: port(store, "users") == 80)
+        await eventually(lambda: port(store, "users") == 80)
         (tmp_path / "..v2").mkdir()
         (tmp_path / "..v2" / "a.yaml").write_text(svc("users", 81))
         os.symlink("..v2", tmp_path / "..data_tmp")
         os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
-        await until(lambda: port(store, "users") == 81)
+        await eventually(lambda: port(store, "users") == 81)
         assert store.keys("Service") == ["shop/users"]  # the hidden ..v1/..v2 copies are not read
     finally:
         task.cancel()

@@ -15,15 +15,7 @@ import time
 import pytest
 
 from gateway.logwriter import LogWriter, LogWriterHandler
-
-
-def wait_until(cond, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
+from polling import wait_until
 
 
 @pytest.fixture

@@ -13,16 +13,9 @@ from controller.publish import Publisher
 from controller.store import APIENDPOINT, ENDPOINTSLICE, SERVICE, Store
 from gateway import metrics
 from kobjects import apiendpoint, endpointslice, service
+from polling import eventually
 
 KINDS = (APIENDPOINT, SERVICE, ENDPOINTSLICE)
-
-
-async def until(cond, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -54,7 +47,7 @@ async def test_a_served_table_and_a_state_change_are_one_line_each(running, capl
                                 apiendpoint("orders", {"path": "/orders", "backendService": "orders"})])
     store.replace(SERVICE, [service("users")])
     store.replace(ENDPOINTSLICE, [endpointslice("users", ["10.0.0.1"])])
-    await until(lambda: pub.generation == 1 and served(caplog))
+    await eventually(lambda: pub.generation == 1 and served(caplog))
     (first,) = served(caplog)
     assert first.startswith("serving routing table generation 1: 2 route(s), from 4 object(s), compiled in ")
     assert first.endswith(" ms")
@@ -66,7 +59,7 @@ async def test_a_served_table_and_a_state_change_are_one_line_each(running, capl
     mark = len(caplog.records)
     store.apply(SERVICE, "ADDED", service("orders"))
     store.apply(ENDPOINTSLICE, "ADDED", endpointslice("orders", ["10.0.0.2"]))
-    await until(lambda: pub.last_statuses["APIEndpoint:shop/orders"].state == "Ready" and served(caplog, mark))
+    await eventually(lambda: pub.last_statuses["APIEndpoint:shop/orders"].state == "Ready" and served(caplog, mark))
     (second,) = served(caplog, mark)
     assert second.startswith("serving routing table generation 2: 2 route(s), 2 object(s) changed, compiled in ")
     (change,) = [m for m in lines(caplog, mark) if m.startswith("APIEndpoint ")]
@@ -76,11 +69,11 @@ async def test_a_served_table_and_a_state_change_are_one_line_each(running, capl
     # A new object is a change of state; a recompile that changes nobody's state logs the table only.
     mark = len(caplog.records)
     store.apply(APIENDPOINT, "ADDED", apiendpoint("more", {"path": "/more", "backendService": "users"}))
-    await until(lambda: "APIEndpoint:shop/more" in pub.last_statuses and served(caplog, mark))
+    await eventually(lambda: "APIEndpoint:shop/more" in pub.last_statuses and served(caplog, mark))
     assert [m for m in lines(caplog, mark) if m.startswith("APIEndpoint ")] == ["APIEndpoint shop/more: Ready: routed"]
     mark = len(caplog.records)
     store.apply(ENDPOINTSLICE, "MODIFIED", endpointslice("users", ["10.0.0.1", "10.0.0.3"]))
-    await until(lambda: served(caplog, mark))
+    await eventually(lambda: served(caplog, mark))
     assert served(caplog, mark)[0].endswith(" ms (endpoints only)")
     assert [m for m in lines(caplog, mark) if m.startswith("APIEndpoint ")] == []
 
@@ -91,12 +84,12 @@ async def test_the_swaps_metric_labels_incremental_compiles(running):
     store.replace(APIENDPOINT, [apiendpoint("users", {"path": "/users", "backendService": "users"})])
     store.replace(SERVICE, [service("users")])
     store.replace(ENDPOINTSLICE, [endpointslice("users", ["10.0.0.1"])])
-    await until(lambda: pub.generation == 1)
+    await eventually(lambda: pub.generation == 1)
     assert (swaps("full"), swaps("incremental")) == (full + 1, incremental)
     store.apply(APIENDPOINT, "ADDED", apiendpoint("more", {"path": "/more", "backendService": "users"}))
-    await until(lambda: pub.generation == 2)
+    await eventually(lambda: pub.generation == 2)
     assert (swaps("full"), swaps("incremental")) == (full + 1, incremental + 1)
     store.apply(ENDPOINTSLICE, "MODIFIED", endpointslice("users", ["10.0.0.1", "10.0.0.3"]))
-    await until(lambda: pub.generation == 3)
+    await eventually(lambda: pub.generation == 3)
     assert swaps("endpoints") == endpoints + 1
     assert isinstance(pub._compiler, Compiler)

@@ -13,6 +13,7 @@ from controller.publish import Publisher
 from controller.store import APIENDPOINT, ENDPOINTSLICE, SERVICE, Store
 from gateway import metrics
 from kobjects import apiendpoint, endpointslice, service
+from polling import eventually
 
 KINDS = (APIENDPOINT, SERVICE, ENDPOINTSLICE)
 
@@ -34,14 +35,6 @@ class Recorder:
     def refresh(self, previous, snapshot, generation):
         self.refreshes += 1
         return refresh_endpoints(previous, snapshot, generation)
-
-
-async def until(cond, timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 async def settle() -> None:
@@ -85,10 +78,10 @@ async def test_waits_for_every_required_kind(running):
 async def test_bursts_coalesce_and_the_newest_wins(running):
     store, pub, rec, tables, _ = running
     fill(store)
-    await until(lambda: pub.ready)
+    await eventually(lambda: pub.ready)
     for i in range(50):
         store.apply(APIENDPOINT, "ADDED", apiendpoint(f"r{i}", {"path": f"/r{i}", "backendService": "users"}))
-    await until(lambda: len(pub.table) == 51)
+    await eventually(lambda: len(pub.table) == 51)
     await settle()
     assert rec.compiles <= 3  # 50 events, a handful of compiles at most
     assert len(tables) == rec.compiles
@@ -98,11 +91,11 @@ async def test_bursts_coalesce_and_the_newest_wins(running):
 async def test_endpoint_churn_takes_the_cheap_path(running):
     store, pub, rec, tables, _ = running
     fill(store)
-    await until(lambda: pub.ready)
+    await eventually(lambda: pub.ready)
     first = pub.table
     swaps = metrics.TABLE_SWAPS.labels("endpoints")._value.get()
     store.apply(ENDPOINTSLICE, "MODIFIED", endpointslice("users", ["10.0.0.1", "10.0.0.2"]))
-    await until(lambda: pub.table is not first)
+    await eventually(lambda: pub.table is not first)
     assert rec.compiles == 1 and rec.refreshes == 1
     assert metrics.TABLE_SWAPS.labels("endpoints")._value.get() == swaps + 1
     assert pub.table.routes is first.routes  # routes untouched
@@ -110,24 +103,24 @@ async def test_endpoint_churn_takes_the_cheap_path(running):
     assert pub.table.generation == 2
     # A Service change is not endpoint-only: full compile.
     store.apply(SERVICE, "MODIFIED", service("users", ports=[{"name": "http", "port": 81, "targetPort": 8080}]))
-    await until(lambda: rec.compiles == 2)
+    await eventually(lambda: rec.compiles == 2)
 
 
 async def test_failed_compile_keeps_the_previous_table(running, caplog):
     store, pub, rec, tables, _ = running
     fill(store)
-    await until(lambda: pub.ready)
+    await eventually(lambda: pub.ready)
     good = pub.table
     rec.fail = True
     with caplog.at_level(logging.ERROR, logger="crdgate.controller"):
         store.apply(APIENDPOINT, "ADDED", apiendpoint("more", {"path": "/more", "backendService": "users"}))
-        await until(lambda: pub.failures == 1)
+        await eventually(lambda: pub.failures == 1)
     assert pub.table is good and pub.generation == 1 and tables == [good]
     assert "still serving generation 1" in caplog.text
     # After a failure even an endpoint-only change recompiles everything.
     rec.fail = False
     store.apply(ENDPOINTSLICE, "MODIFIED", endpointslice("users", ["10.0.0.9"]))
-    await until(lambda: pub.generation == 2)
+    await eventually(lambda: pub.generation == 2)
     assert rec.refreshes == 0
     assert pub.table.match("GET", "h", "/more").route is not None
 
@@ -139,11 +132,11 @@ async def test_only_changed_statuses_are_delivered(running, caplog):
                                     apiendpoint("bad", {"path": "bad", "backendService": "users"})])
         store.replace(SERVICE, [service("users")])
         store.replace(ENDPOINTSLICE, [])
-        await until(lambda: len(batches) == 1)
+        await eventually(lambda: len(batches) == 1)
     assert {k: s.state for k, s in batches[0].items()} == {"APIEndpoint:shop/users": "Pending", "APIEndpoint:shop/bad": "Error"}
     assert "APIEndpoint shop/bad: Error (InvalidSpec): spec.path: must start with '/'" in caplog.text
     store.apply(ENDPOINTSLICE, "ADDED", endpointslice("users", ["10.0.0.1"]))
-    await until(lambda: len(batches) == 2)
+    await eventually(lambda: len(batches) == 2)
     assert {k: s.state for k, s in batches[1].items()} == {"APIEndpoint:shop/users": "Ready"}
     assert metrics.OBJECTS.labels("APIEndpoint", "Ready")._value.get() == 1
     assert metrics.OBJECTS.labels("APIEndpoint", "Error")._value.get() == 1
@@ -162,14 +155,14 @@ async def test_slow_status_writer_does_not_hold_up_tables():
     task = asyncio.create_task(pub.run())
     try:
         fill(store)
-        await until(lambda: pub.ready and len(delivered) == 1)
+        await eventually(lambda: pub.ready and len(delivered) == 1)
         store.apply(APIENDPOINT, "ADDED", apiendpoint("a", {"path": "/a", "backendService": "users"}))
-        await until(lambda: pub.generation == 2)  # published while the writer is stuck
+        await eventually(lambda: pub.generation == 2)  # published while the writer is stuck
         store.apply(APIENDPOINT, "ADDED", apiendpoint("b", {"path": "/b", "backendService": "users"}))
-        await until(lambda: pub.generation == 3)
+        await eventually(lambda: pub.generation == 3)
         assert len(delivered) == 1
         release.set()
-        await until(lambda: len(delivered) == 2)
+        await eventually(lambda: len(delivered) == 2)
         assert set(delivered[1]) == {"APIEndpoint:shop/a", "APIEndpoint:shop/b"}  # merged while waiting
     finally:
         task.cancel()
@@ -183,21 +176,21 @@ async def test_default_compiler_builds_on_the_previous_table_and_sends_only_what
     task = asyncio.create_task(pub.run())
     try:
         fill(store)
-        await until(lambda: pub.ready and len(batches) == 1)
+        await eventually(lambda: pub.ready and len(batches) == 1)
         first = pub.table
         # Our own status write coming back through the watch: nothing to compile, nothing to send.
         echoed = dict(store.get(APIENDPOINT, "shop", "users"), status={"state": "Ready"})
         store.apply(APIENDPOINT, "MODIFIED", echoed)
-        await until(lambda: pub.generation == 2)
+        await eventually(lambda: pub.generation == 2)
         assert pub.table.routes is first.routes
         store.apply(APIENDPOINT, "ADDED", apiendpoint("orders", {"path": "/orders", "backendService": "users"}))
-        await until(lambda: pub.generation == 3 and len(batches) == 2)
+        await eventually(lambda: pub.generation == 3 and len(batches) == 2)
         assert set(batches[1]) == {"APIEndpoint:shop/orders"}
         assert pub.table.match("GET", "h", "/orders").route.name == "shop/orders"
         assert first.match("GET", "h", "/orders").route is None  # the table that was live is untouched
         assert metrics.OBJECTS.labels("APIEndpoint", "Ready")._value.get() == 2
         store.apply(APIENDPOINT, "DELETED", apiendpoint("users", {"path": "/users", "backendService": "users"}))
-        await until(lambda: pub.generation == 4)
+        await eventually(lambda: pub.generation == 4)
         assert metrics.OBJECTS.labels("APIEndpoint", "Ready")._value.get() == 1
         assert pub._compiler.failures == 0
     finally:

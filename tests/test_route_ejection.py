@@ -5,7 +5,6 @@ import asyncio
 from aiohttp import web
 
 import gateway.upstream as upstream
-from gateway.routing import RetryPolicy, RoutePolicy
 from proxyharness import proxy_port, request, route, start_backend, start_proxy, table
 
 

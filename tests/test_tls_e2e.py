@@ -116,9 +116,7 @@ async def test_tls_from_manifests_serves_rotates_and_survives_a_bad_secret(world
     # A broken edit (key of another certificate): logged with the Ingress; the previous one keeps serving.
     broken = mismatched(ca.issue("shop.test", cn="shop-broken"))
     (folder / "shop-tls.yaml").write_text(secret_yaml("shop", "shop-tls", broken))
-    deadline = time.monotonic() + 10
-    while "InvalidCertificate" not in gw.logs() and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await asyncio.to_thread(gw.wait_log, "InvalidCertificate")
     logs = gw.logs()
     assert "InvalidCertificate" in logs and "shop/web" in logs, logs
     assert "PRIVATE KEY" not in logs
