@@ -31,8 +31,16 @@ INGRESS = "Ingress"
 INGRESSCLASS = "IngressClass"
 SECRET = "Secret"
 REFERENCEGRANT = "ReferenceGrant"  # gateway.networking.k8s.io: permission across namespaces
+# Gateway API (controller/gatewayapi/): read into the store; the compile does not route them yet.
+GATEWAYCLASS = "GatewayClass"
+GATEWAY = "Gateway"
+HTTPROUTE = "HTTPRoute"
+NAMESPACE = "Namespace"  # its labels decide a listener's allowedRoutes.namespaces.from: Selector
 
-KINDS = (APIENDPOINT, SERVICE, ENDPOINTSLICE, INGRESS, INGRESSCLASS, SECRET, REFERENCEGRANT)
+KINDS = (
+    APIENDPOINT, SERVICE, ENDPOINTSLICE, INGRESS, INGRESSCLASS, SECRET, REFERENCEGRANT,
+    GATEWAYCLASS, GATEWAY, HTTPROUTE, NAMESPACE,
+)  # fmt: skip
 # Kinds whose changes only move addresses: no route needs recompiling for them.
 ENDPOINT_KINDS = frozenset({ENDPOINTSLICE})
 
