@@ -60,7 +60,7 @@ def _string(v: Any) -> str:
     return v
 
 
-def _checked(check: Callable[[str], str | None]) -> PlainValidator:
+def checked(check: Callable[[str], str | None]) -> PlainValidator:
     """A string validator from ``check`` (the problem with a value, or None)."""
 
     def validate(v: Any) -> str:
@@ -135,13 +135,13 @@ def _duration(v: Any) -> float:
     return parse_duration(text)
 
 
-Group = Annotated[str, _checked(_group_problem)]
-Kind = Annotated[str, _checked(_kind_problem)]
-ObjectName = Annotated[str, _checked(_object_name_problem)]
-Namespace = Annotated[str, _checked(_namespace_problem)]
-SectionName = Annotated[str, _checked(_section_name_problem)]
-Hostname = Annotated[str, _checked(_hostname_problem)]  # may start with '*.'
-PreciseHostname = Annotated[str, _checked(_precise_hostname_problem)]  # written into Host / Location
+Group = Annotated[str, checked(_group_problem)]
+Kind = Annotated[str, checked(_kind_problem)]
+ObjectName = Annotated[str, checked(_object_name_problem)]
+Namespace = Annotated[str, checked(_namespace_problem)]
+SectionName = Annotated[str, checked(_section_name_problem)]
+Hostname = Annotated[str, checked(_hostname_problem)]  # may start with '*.'
+PreciseHostname = Annotated[str, checked(_precise_hostname_problem)]  # written into Host / Location
 PortNumber = Port
 HeaderName = Annotated[Token, _length(1, 256)]
 HeaderValue = Annotated[HeaderValueStr, _length(1, 4096)]

@@ -40,6 +40,7 @@ from controller.gatewayapi.common import (
     SecretObjectReference,
     SectionName,
     bounded,
+    checked,
     raise_problems,
     unique,
 )
@@ -55,6 +56,24 @@ _CONTROLLER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-
 _ADDRESS_TYPE = re.compile(r"Hostname|IPAddress|NamedAddress|" + _CONTROLLER_NAME.pattern)
 
 
+def _controller_name_problem(v: str) -> str | None:
+    if not 1 <= len(v) <= 253 or not _CONTROLLER_NAME.fullmatch(v):
+        return f"{v!r} is not a controller name (a domain-prefixed path, e.g. crdgate.io/gateway-controller)"
+    return None
+
+
+def _protocol_problem(v: str) -> str | None:
+    if not 1 <= len(v) <= 255 or not _PROTOCOL.fullmatch(v):
+        return f"{v!r} is not a protocol ({', '.join(PROTOCOLS)}, or a domain-prefixed name)"
+    return None
+
+
+def _address_type_problem(v: str) -> str | None:
+    if not 1 <= len(v) <= 253 or not _ADDRESS_TYPE.fullmatch(v):
+        return f"{v!r} is not an address type (IPAddress, Hostname, NamedAddress, or a domain-prefixed name)"
+    return None
+
+
 # -- GatewayClass --------------------------------------------------------------
 
 
@@ -66,7 +85,7 @@ class ParametersReference(GatewayAPISpec):
 
 
 class GatewayClassSpec(GatewayAPISpec):
-    controller_name: Annotated[str, bounded(1, 253), Field(pattern=f"^({_CONTROLLER_NAME.pattern})$")]
+    controller_name: Annotated[str, checked(_controller_name_problem)]
     parameters_ref: ParametersReference | None = None
     description: Annotated[str, bounded(0, 64)] | None = None
 
@@ -112,7 +131,7 @@ class Listener(GatewayAPISpec):
     name: SectionName
     hostname: Hostname | None = None
     port: PortNumber
-    protocol: Annotated[str, bounded(1, 255), Field(pattern=f"^({_PROTOCOL.pattern})$")]
+    protocol: Annotated[str, checked(_protocol_problem)]
     tls: GatewayTLSConfig | None = None
     allowed_routes: AllowedRoutes = AllowedRoutes()
 
@@ -136,7 +155,7 @@ class Listener(GatewayAPISpec):
 
 
 class GatewayAddress(GatewayAPISpec):
-    type: Annotated[str, bounded(1, 253), Field(pattern=f"^({_ADDRESS_TYPE.pattern})$")] = "IPAddress"
+    type: Annotated[str, checked(_address_type_problem)] = "IPAddress"
     value: Annotated[str, bounded(0, 253)] | None = None
 
     @model_validator(mode="after")
