@@ -35,7 +35,9 @@ them), so the first table never waits for them; discovery is tried again every
 ``rediscover_seconds``, so installing the CRDs later takes effect without a
 restart. Namespaces are read too (their labels decide which routes a Gateway
 listener admits with ``from: Selector``): all of them, or only the watched
-ones, by name.
+ones, by name. A 403 on the first list of any of these (a ClusterRole older than
+this version) counts as an empty list, logged, and retried: it never holds
+back the first table (controller/reflector.py, ``forbidden_is_empty``).
 
 ``wire`` assembles everything ``crdgate run --kube`` needs: the source, the
 status writer (controller/status.py) and leader election (controller/leader.py).
@@ -483,7 +485,7 @@ class KubeSource:
                 # Namespaces: only the watched ones (routes elsewhere are not read), by name.
                 for ns in self.namespaces or (None,):
                     self._start(NAMESPACES, self.feeds[NAMESPACE].expect(ns or "*"),
-                                field_selector=f"metadata.name={ns}" if ns else None)
+                                field_selector=f"metadata.name={ns}" if ns else None, forbidden_is_empty=True)
                 if self.publish_service and self.namespaces and self.publish_service[0] not in self.namespaces:
                     ns, name = self.publish_service
                     self._start(SERVICES, self.feeds[SERVICE].expect(f"publish:{ns}/{name}"),
@@ -537,7 +539,7 @@ class KubeSource:
                 self.served[kind] = resource
                 log.info("watching %s at %s", kind, resource.api_version)
                 for ns, sink in sinks[kind]:
-                    self._start(resource, sink, namespace=ns)
+                    self._start(resource, sink, namespace=ns, forbidden_is_empty=True)
             missing = [kind for kind in missing if kind not in found]
             if not missing:
                 return

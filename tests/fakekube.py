@@ -240,6 +240,7 @@ class _Fault:
     method: str | None
     path_contains: str | None
     watch: bool | None
+    path: str | None = None  # the whole path, where a part would match others too
 
 
 class FakeKube:
@@ -310,9 +311,9 @@ class FakeKube:
     # -- test controls ------------------------------------------------------------------------
 
     def fail(self, status: int = 429, *, times: int = 1, retry_after: float | None = None, method: str | None = None,
-             path_contains: str | None = None, watch: bool | None = None) -> None:
+             path_contains: str | None = None, watch: bool | None = None, path: str | None = None) -> None:
         """Answer the next ``times`` matching requests with ``status`` (and Retry-After)."""
-        self.faults.append(_Fault(status, times, retry_after, method, path_contains, watch))
+        self.faults.append(_Fault(status, times, retry_after, method, path_contains, watch, path))
 
     def install(self, res: Res) -> None:
         """Start serving a resource (a CRD installed while clients run)."""
@@ -498,6 +499,8 @@ class FakeKube:
                 if fault.method and fault.method != request.method:
                     continue
                 if fault.path_contains and fault.path_contains not in request.path:
+                    continue
+                if fault.path and fault.path != request.path:
                     continue
                 if fault.watch is not None and fault.watch != is_watch:
                     continue

@@ -128,3 +128,25 @@ async def test_without_the_crds_the_first_table_is_published_and_said_once(tmp_p
             await eventually(lambda: store.get(HTTPROUTE, "app", "web") is not None, what="read after install")
             await eventually(lambda: set(source.served) == {REFERENCEGRANT, GATEWAYCLASS, GATEWAY, HTTPROUTE},
                              what="every kind discovered")
+
+
+async def test_a_cluster_role_without_these_kinds_does_not_hold_back_the_first_table(fake_kube, kube_api, caplog):
+    """An image upgraded before its ClusterRole: Namespaces and HTTPRoutes are forbidden (403).
+    They count as listed with nothing, everything else routes, and once allowed they are read."""
+    caplog.set_level(logging.WARNING, logger="crdgate.controller.reflector")
+    world(fake_kube)
+    fake_kube.create(service("app", "web"))
+    fake_kube.create(apiendpoint("app", "ep", path="/ep", backendService="web"))
+    fake_kube.fail(403, times=10**6, path="/api/v1/namespaces", watch=False)
+    fake_kube.fail(403, times=10**6, path_contains="/httproutes", watch=False)
+    store = Store()
+    pub = Publisher(store, CompileOptions(), required_kinds=KINDS)
+    async with running(KubeSource(store, kube_api, **FAST).run()), running(pub.run()):
+        await eventually(lambda: pub.ready, what="first table despite the 403s")
+        assert pub.table.match("GET", "h", "/ep") is not None
+        assert store.keys(NAMESPACE) == [] and store.keys(HTTPROUTE) == []
+        assert store.keys(GATEWAY) == ["infra/gw"]  # allowed kinds are read as ever
+        assert any("403" in r.getMessage() and "RBAC" in r.getMessage() for r in caplog.records)
+        fake_kube.faults.clear()  # the ClusterRole is updated
+        await eventually(lambda: store.keys(HTTPROUTE) == ["app/web"], what="HTTPRoutes once allowed")
+        await eventually(lambda: sorted(store.keys(NAMESPACE)) == ["/app", "/infra"], what="Namespaces once allowed")
