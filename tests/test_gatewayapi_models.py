@@ -124,6 +124,9 @@ def test_valid_variants_the_crd_accepts():
                                                                               "fraction": {"numerator": 1}}}]}]})
     route({"rules": [{"matches": [{"path": {"type": "RegularExpression", "value": "/(a|b)+"}}]}]})
     route({"hostnames": ["*.example.com", "example.com"]})
+    # An empty ReplacePrefixMatch leaves the rest of the path (Gateway API's table).
+    route({"rules": [{"filters": [{"type": "URLRewrite", "urlRewrite": {
+        "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": ""}}}]}]})
 
 
 def test_timeouts_are_seconds():

@@ -9,7 +9,6 @@ import logging
 
 from fakekube import (  # noqa: F401
     GATEWAY_API,
-    RESOURCES,
     WITHOUT_GATEWAY_API,
     FakeKube,
     Res,

@@ -32,7 +32,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from controller import models
 from controller.gatewayapi.common import (
     BackendObjectReference,
     Duration,
@@ -41,16 +40,16 @@ from controller.gatewayapi.common import (
     HeaderValue,
     Hostname,
     LocalObjectReference,
-    ObjectName,
     ParentReference,
     PortNumber,
     PreciseHostname,
     SectionName,
     bounded,
+    checked,
     raise_problems,
     unique,
 )
-from controller.models import HeadPath, ObjectMeta, SpecError, compile_regex
+from controller.models import ObjectMeta, SpecError, compile_regex, dot_segment_problem
 from gateway import regex, syntax
 
 KIND = "HTTPRoute"
@@ -69,6 +68,14 @@ MAX_MATCHES = 128  # over all rules of a route
 # -- matches -------------------------------------------------------------------
 
 
+def _check_regex(value: str) -> None:
+    """A RegularExpression value must compile (RE2, compiled once: controller/models.py)."""
+    try:
+        compile_regex(value)
+    except regex.RegexError as e:
+        raise SpecError(("value", f"invalid regular expression: {e}")) from None
+
+
 class HTTPPathMatch(GatewayAPISpec):
     type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
     value: Annotated[str, bounded(0, 1024)] = "/"
@@ -77,16 +84,13 @@ class HTTPPathMatch(GatewayAPISpec):
     def _check(self) -> "HTTPPathMatch":
         v = self.value
         if self.type == "RegularExpression":
-            try:
-                compile_regex(v)
-            except regex.RegexError as e:
-                raise SpecError(("value", f"invalid regular expression: {e}")) from None
+            _check_regex(v)
             return self
         problem = syntax.path_problem(v) if v else "must not be empty"
         if problem is None and ("%2f" in v or "%2F" in v):
             problem = "must not contain an encoded '/' (%2F)"
         if problem is None:
-            problem = models.dot_segment_problem(v)
+            problem = dot_segment_problem(v)
         if problem is not None:
             raise SpecError(("value", f"{problem} (type {self.type})"))
         return self
@@ -100,10 +104,7 @@ class HTTPHeaderMatch(GatewayAPISpec):
     @model_validator(mode="after")
     def _check(self) -> "HTTPHeaderMatch":
         if self.type == "RegularExpression":
-            try:
-                compile_regex(self.value)
-            except regex.RegexError as e:
-                raise SpecError(("value", f"invalid regular expression: {e}")) from None
+            _check_regex(self.value)
         return self
 
 
@@ -115,10 +116,7 @@ class HTTPQueryParamMatch(GatewayAPISpec):
     @model_validator(mode="after")
     def _check(self) -> "HTTPQueryParamMatch":
         if self.type == "RegularExpression":
-            try:
-                compile_regex(self.value)
-            except regex.RegexError as e:
-                raise SpecError(("value", f"invalid regular expression: {e}")) from None
+            _check_regex(self.value)
         return self
 
 
@@ -167,11 +165,24 @@ class HTTPHeaderFilter(GatewayAPISpec):
         return self
 
 
+def _replacement_path_problem(v: str) -> str | None:
+    """A path written into the upstream request line or a Location: RFC 3986 (gateway/syntax.py).
+
+    Empty is allowed, as the CRD allows it: a prefix replaced by "" leaves the rest of the path
+    ("/foo/bar" with prefix "/foo" becomes "/bar"; "/foo" becomes "/"), and an empty full path
+    is "/" (a request line needs one)."""
+    if len(v) > 1024:
+        return f"must be at most 1024 characters, not {len(v)}"
+    return syntax.path_problem(v) if v else None
+
+
+ReplacementPath = Annotated[str, checked(_replacement_path_problem)]
+
+
 class HTTPPathModifier(GatewayAPISpec):
     type: Literal["ReplaceFullPath", "ReplacePrefixMatch"]
-    # Written into the upstream request line or a Location: RFC 3986 (gateway/syntax.py).
-    replace_full_path: Annotated[HeadPath, bounded(1, 1024)] | None = None
-    replace_prefix_match: Annotated[HeadPath, bounded(1, 1024)] | None = None
+    replace_full_path: ReplacementPath | None = None
+    replace_prefix_match: ReplacementPath | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "HTTPPathModifier":

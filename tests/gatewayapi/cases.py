@@ -245,6 +245,11 @@ REWRITES = (
     c("prefix by '/'", _W, "/strip/x", to(V1, path="/x")),
     c("prefix by '/': the prefix itself", _W, "/strip", to(V1, path="/")),
     c("hostname and path", _W, "/both/x", to(V1, host="both.example.org", path="/rewritten")),
+    # Gateway API's ReplacePrefixMatch table (trailing slashes, an empty replacement):
+    c("prefix by '': the rest", _W, "/empty/bar", to(V1, path="/bar")),
+    c("prefix by '': the prefix itself", _W, "/empty", to(V1, path="/")),
+    c("prefix by '': the prefix and a slash", _W, "/empty/", to(V1, path="/")),
+    c("prefix '/slashed/' by '/xyz/'", _W, "/slashed/bar", to(V1, path="/xyz/bar")),
 )
 
 # -- header modifiers and mirroring (60-headers.yaml) -----------------------------------
