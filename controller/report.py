@@ -16,15 +16,11 @@ from typing import Iterable, Mapping
 
 from controller.compile import ERROR, PENDING, READY, CompileOptions, CompileResult, ObjectStatus, compile_snapshot
 from controller.files import LoadError, load_manifests
-from controller.store import APIENDPOINT, GATEWAY, GATEWAYCLASS, HTTPROUTE, INGRESS, NAMESPACE, Snapshot
+from controller.store import APIENDPOINT, INGRESS, NOT_COMPILED_KINDS, Snapshot
 from gateway.routing import Timeouts
 from gateway.tablejson import table_to_json
 
 _DEFAULT_REQUEST_TIMEOUT = Timeouts().request
-# Kinds read into the store (and checked) that the compile does not route yet: the
-# reports count them with the kinds crdgate does not read, so that nobody takes an
-# HTTPRoute in the folder for a route. Remove a kind once the compile uses it.
-NOT_ROUTED_KINDS = (NAMESPACE, GATEWAYCLASS, GATEWAY, HTTPROUTE)
 _LABELS = {READY: "OK", PENDING: "PENDING", ERROR: "ERROR"}
 _LABEL_WIDTH = 7  # "PENDING"
 
@@ -65,8 +61,10 @@ def compile_folder(root: Path, options: CompileOptions | None = None) -> FolderR
     """Load and compile a folder. Raises controller.files.ManifestFolderError if it is missing."""
     options = options or CompileOptions()
     objects, origins, errors, ignored = load_manifests(root)
+    # Kinds read (and checked) that the compile does not route yet count as ignored, so that
+    # nobody takes an HTTPRoute in the folder for a route.
     ignored = dict(ignored)
-    for kind in NOT_ROUTED_KINDS:
+    for kind in NOT_COMPILED_KINDS:
         if objects.get(kind):
             ignored[kind] = ignored.get(kind, 0) + len(objects[kind])
     ignored = dict(sorted(ignored.items()))

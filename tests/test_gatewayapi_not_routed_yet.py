@@ -44,22 +44,26 @@ def test_the_table_and_statuses_are_the_same_with_gateway_api_objects():
     assert compiled(without)[0]  # the examples do route
 
 
-def test_a_gateway_api_change_recompiles_to_the_same_table():
+def test_a_gateway_api_change_publishes_nothing_new():
     async def run():
         store = Store()
         for kind, objects in examples_with().items():
             store.replace(kind, objects.values())
         pub = Publisher(store, CompileOptions(), required_kinds=KINDS)
         assert await pub.publish_once(store.take_changes())
-        before = table_to_json(pub.table), dict(pub.result.statuses)
+        before = pub.generation, table_to_json(pub.table), dict(pub.result.statuses)
         corpus = load_manifests(MANIFESTS).objects
         store.update(HTTPROUTE, corpus[HTTPROUTE])
         store.update(NAMESPACE, corpus[NAMESPACE])
-        await pub.publish_once(store.take_changes())
-        return before, (table_to_json(pub.table), dict(pub.result.statuses))
+        assert not await pub.publish_once(store.take_changes())  # no compile, no new generation
+        after_nothing = pub.generation, table_to_json(pub.table), dict(pub.result.statuses)
+        # A recompile with them in the store: the same table and statuses.
+        assert await pub.publish_once(None)
+        return before, after_nothing, (table_to_json(pub.table), dict(pub.result.statuses))
 
-    before, after = asyncio.run(run())
-    assert after == before
+    before, after_nothing, recompiled = asyncio.run(run())
+    assert after_nothing == before
+    assert recompiled == before[1:]
 
 
 def test_gateway_api_kinds_are_part_of_the_first_sync():
