@@ -11,12 +11,16 @@ What a file gives, and what the API server would have done to it:
   sorted path order; hidden files and folders and editor leftovers are skipped;
 - multi-document YAML, ``kind: List`` (or ``*List``) with ``items``, JSON objects;
 - known kinds only (APIEndpoint, Service, EndpointSlice, Ingress, IngressClass,
-  Secret, ReferenceGrant); others (Namespace, Deployment, ...) are ignored and
-  counted (``ManifestSource.ignored``), except in the groups crdgate knows in
-  full (``KNOWN_GROUPS``), where an unknown kind is a typo and a load error; a
-  ReferenceGrant's spec is checked here (the API server would check it against
-  the CRD's schema), so a typo is an error rather than a grant of nothing;
-- defaults: namespace ``default`` (IngressClass is cluster-scoped: ``""``),
+  Secret, Namespace, and Gateway API's ReferenceGrant, GatewayClass, Gateway,
+  HTTPRoute); others (Deployment, ConfigMap, ...) are ignored and counted
+  (``ManifestSource.ignored``), except in the groups crdgate knows in full
+  (``KNOWN_GROUPS``), where an unknown kind is a typo and a load error; the
+  spec of a Gateway API object is checked here, as the API server would check
+  it against the CRD (controller/refgrant.py, controller/gatewayapi/), so a
+  typo is a load error naming the field rather than an object that does
+  something else;
+- defaults: namespace ``default`` (IngressClass, GatewayClass and Namespace are
+  cluster-scoped: ``""``),
   ``generation`` 1, a deterministic ``uid``, ``resourceVersion`` = content hash,
   Secret ``stringData`` folded into base64 ``data``;
 - ``creationTimestamp`` defaults to the epoch, so objects without one tie and
@@ -61,6 +65,7 @@ import yaml
 from yaml.nodes import ScalarNode
 
 from controller import store as store_mod
+from controller.gatewayapi import objects as gatewayapi
 from controller.refgrant import GRANT_API_VERSIONS, validate_grant
 from controller.store import Store
 from gateway import metrics
@@ -89,8 +94,10 @@ API_VERSIONS = {
     store_mod.INGRESSCLASS: ("networking.k8s.io/v1",),
     store_mod.SECRET: ("v1",),
     store_mod.REFERENCEGRANT: GRANT_API_VERSIONS,
+    store_mod.NAMESPACE: ("v1",),
+    **{kind: gatewayapi.API_VERSIONS for kind in gatewayapi.KINDS},
 }
-CLUSTER_SCOPED = frozenset({store_mod.INGRESSCLASS})
+CLUSTER_SCOPED = frozenset({store_mod.INGRESSCLASS, store_mod.NAMESPACE}) | gatewayapi.CLUSTER_SCOPED
 
 # Groups whose every kind crdgate knows: there an unknown kind ("APIEndpiont",
 # "Ingres") is a load error naming the nearest known kind, not an object silently
@@ -105,8 +112,7 @@ KNOWN_GROUPS: dict[str, frozenset[str]] = {
     "networking.k8s.io": frozenset({"NetworkPolicy", "IPAddress", "ServiceCIDR"}),
     # Gateway API, standard and experimental channels.
     "gateway.networking.k8s.io": frozenset({
-        "GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant", "BackendTLSPolicy",
-        "TLSRoute", "TCPRoute", "UDPRoute", "BackendLBPolicy",
+        "GRPCRoute", "BackendTLSPolicy", "TLSRoute", "TCPRoute", "UDPRoute", "BackendLBPolicy", "ListenerSet",
     }),
 }
 
@@ -323,6 +329,8 @@ def _object(doc: object, origin: str) -> tuple[str, dict] | None:
         raise ValueError(f"{kind} {name}: apiVersion must be {' or '.join(wanted)}, not {api_version}")
     if len(name) > 253 or not _NAME.fullmatch(name):
         raise ValueError(f"{kind} {name!r}: metadata.name must be lower-case letters, digits, '-' and '.'")
+    if kind == store_mod.NAMESPACE and (len(name) > 63 or not _NAMESPACE.fullmatch(name)):
+        raise ValueError(f"{kind} {name!r}: metadata.name must be lower-case letters, digits and '-' (at most 63)")
     if kind in CLUSTER_SCOPED:
         namespace = ""
     else:
@@ -336,6 +344,11 @@ def _object(doc: object, origin: str) -> tuple[str, dict] | None:
             validate_grant(doc)
         except ValueError as e:
             raise ValueError(f"{kind} {namespace}/{name}: {e}") from None
+    elif kind in gatewayapi.MODELS:
+        try:
+            gatewayapi.parse(kind, doc)
+        except gatewayapi.InvalidObject as e:
+            raise ValueError(f"{kind} {f'{namespace}/' if namespace else ''}{name}: {e}") from None
     obj = dict(doc)
     if kind == store_mod.SECRET and "stringData" in obj:
         obj = _fold_string_data(obj, f"Secret {namespace}/{name}")

@@ -24,13 +24,20 @@ Secrets are not watched wholesale; the Store holds only the ones routes use:
 Both need only get/list/watch on Secrets (RBAC cannot narrow list/watch to
 names, so the ClusterRole grants them on all Secrets; the cache stays narrow).
 
-ReferenceGrants (Gateway API, controller/refgrant.py) are a CRD the cluster
-may not have: discovery picks the version served (v1 preferred, else v1beta1)
-and one reflector per watched namespace follows it. When neither is served,
-that is logged once and the kind counts as listed with no grants (so every
-cross-namespace reference is refused and everything else routes); discovery
-is tried again every ``rediscover_seconds``, so installing the CRD later takes
-effect without a restart.
+Gateway API's kinds (ReferenceGrant, controller/refgrant.py; GatewayClass,
+Gateway and HTTPRoute, controller/gatewayapi/) are CRDs the cluster may not
+have. One mechanism serves them all (``OPTIONAL_KINDS``): discovery picks the
+version served (v1 preferred, else v1beta1) and one reflector per watched
+namespace follows it (one in all for the cluster-scoped GatewayClass). The
+kinds not served are logged once, in one line, and count as listed with no
+objects (no grants: every cross-namespace reference is refused; no routes from
+them), so the first table never waits for them; discovery is tried again every
+``rediscover_seconds``, so installing the CRDs later takes effect without a
+restart. Namespaces are read too (their labels decide which routes a Gateway
+listener admits with ``from: Selector``): all of them, or only the watched
+ones, by name. A 403 on the first list of any of these (a ClusterRole older than
+this version) counts as an empty list, logged, and retried: it never holds
+back the first table (controller/reflector.py, ``forbidden_is_empty``).
 
 ``wire`` assembles everything ``crdgate run --kube`` needs: the source, the
 status writer (controller/status.py) and leader election (controller/leader.py).
@@ -58,8 +65,12 @@ from controller.ingressclass import is_default_class, owns_ingress
 from controller.kubeapi import (
     APIENDPOINTS,
     ENDPOINTSLICES,
+    GATEWAYCLASSES,
+    GATEWAYS,
+    HTTPROUTES,
     INGRESSCLASSES,
     INGRESSES,
+    NAMESPACES,
     REFERENCEGRANTS,
     SECRETS,
     SERVICES,
@@ -73,6 +84,7 @@ from controller.store import (
     APIENDPOINT,
     INGRESS,
     INGRESSCLASS,
+    NAMESPACE,
     REFERENCEGRANT,
     SECRET,
     SERVICE,
@@ -95,6 +107,12 @@ NAMESPACED = (
     (ENDPOINTSLICES, "kubernetes.io/service-name"),
     (INGRESSES, None),
 )
+
+# CRDs the cluster may not have (Gateway API's): kind -> the versions to try, preferred first.
+# Discovered and followed by KubeSource._follow_optional, all alike.
+OPTIONAL_KINDS: dict[str, tuple[Resource, ...]] = {
+    resources[0].kind: resources for resources in (REFERENCEGRANTS, GATEWAYCLASSES, GATEWAYS, HTTPROUTES)
+}
 
 DEFAULT_INGRESS_CLASS = "crdgate"
 
@@ -407,13 +425,18 @@ class KubeSource:
         if sleep is not None:
             self._backoff_args["sleep"] = sleep
         self.rediscover_seconds = rediscover_seconds
-        self.grant_resource: Resource | None = None  # the ReferenceGrant version watched, once discovered
+        self.served: dict[str, Resource] = {}  # optional kind -> the version watched, once discovered
         self._refs_changed = asyncio.Event()
         self._refs = SecretReferences(store, ingress_class)
         self.feeds: dict[str, KindFeed] = {}
         self.reflectors: list[Reflector] = []
         self._secret_tasks: dict[tuple[str, str], tuple[asyncio.Task, _PartSink]] = {}
         self._tg: asyncio.TaskGroup | None = None
+
+    @property
+    def grant_resource(self) -> Resource | None:
+        """The ReferenceGrant version watched, once discovered."""
+        return self.served.get(REFERENCEGRANT)
 
     @property
     def watched_secrets(self) -> frozenset[tuple[str, str]]:
@@ -440,8 +463,12 @@ class KubeSource:
         self.feeds[INGRESSCLASS] = KindFeed(self.store, INGRESSCLASS, refs_changed)
         self.feeds[SECRET] = secrets = KindFeed(self.store, SECRET)
         secrets.expect(_REFERENCES)
-        self.feeds[REFERENCEGRANT] = grants = KindFeed(self.store, REFERENCEGRANT)
-        grant_sinks = [(ns, grants.expect(ns or "*")) for ns in self.namespaces or (None,)]
+        self.feeds[NAMESPACE] = KindFeed(self.store, NAMESPACE)
+        optional_sinks: dict[str, list[tuple[str | None, _PartSink]]] = {}
+        for kind, resources in OPTIONAL_KINDS.items():
+            self.feeds[kind] = feed = KindFeed(self.store, kind)
+            parts = self.namespaces if resources[0].namespaced and self.namespaces else (None,)
+            optional_sinks[kind] = [(ns, feed.expect(ns or "*")) for ns in parts]
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -452,12 +479,16 @@ class KubeSource:
                     self._start(SECRETS, secrets.expect(f"label:{ns or '*'}"),
                                 namespace=ns, label_selector=DEFAULT_AUTH_LABEL)
                 self._start(INGRESSCLASSES, self.feeds[INGRESSCLASS].expect("*"))
+                # Namespaces: only the watched ones (routes elsewhere are not read), by name.
+                for ns in self.namespaces or (None,):
+                    self._start(NAMESPACES, self.feeds[NAMESPACE].expect(ns or "*"),
+                                field_selector=f"metadata.name={ns}" if ns else None, forbidden_is_empty=True)
                 if self.publish_service and self.namespaces and self.publish_service[0] not in self.namespaces:
                     ns, name = self.publish_service
                     self._start(SERVICES, self.feeds[SERVICE].expect(f"publish:{ns}/{name}"),
                                 namespace=ns, field_selector=f"metadata.name={name}")
                 tg.create_task(self._follow_secrets(), name="secret references")
-                tg.create_task(self._follow_grants(grant_sinks), name="reference grants")
+                tg.create_task(self._follow_optional(optional_sinks), name="optional kinds")
         finally:
             self._tg = None
             self._secret_tasks.clear()
@@ -479,39 +510,46 @@ class KubeSource:
             self.feeds[SECRET].drop(_REFERENCES)  # from now on the Secret kind may sync
             await self._refs_changed.wait()
 
-    async def _follow_grants(self, sinks: list[tuple[str | None, _PartSink]]) -> None:
-        """Find the ReferenceGrant version served, then start its reflectors (one per namespace part)."""
+    async def _follow_optional(self, sinks: dict[str, list[tuple[str | None, _PartSink]]]) -> None:
+        """Find the version served of each optional kind, then start its reflectors (one per part).
+
+        Kinds not served yet are tried again every ``rediscover_seconds``; the
+        first time, they are logged (once, together) and listed as empty, so
+        that the first table need not wait for them."""
         backoff = Backoff(**self._backoff_args)
+        missing = list(sinks)
         told = False
-        while True:
+        while missing:
+            found: dict[str, Resource] = {}
             try:
-                resource = await self._discover_grants()
+                for kind in missing:
+                    resource = await self._discover(OPTIONAL_KINDS[kind])
+                    if resource is not None:
+                        found[kind] = resource
             except Exception as exc:  # noqa: BLE001 — retried like a failed list; never fatal to the source
                 delay = backoff.next_delay()
-                log.warning("discovery of ReferenceGrant failed: %s; retrying in %.1fs", exc, delay)
+                log.warning("discovery of %s failed: %s; retrying in %.1fs", ", ".join(missing), exc, delay)
                 await backoff.sleep(delay)
                 continue
             backoff.reset()
-            if resource is not None:
-                break
+            for kind, resource in found.items():
+                self.served[kind] = resource
+                log.info("watching %s at %s", kind, resource.api_version)
+                for ns, sink in sinks[kind]:
+                    self._start(resource, sink, namespace=ns, forbidden_is_empty=True)
+            missing = [kind for kind in missing if kind not in found]
+            if not missing:
+                return
             if not told:
-                log.warning(
-                    "ReferenceGrant (%s) is not served by the API server: no grants, so references to "
-                    "Services and Secrets in other namespaces are refused (RefNotPermitted). Install the "
-                    "Gateway API CRDs to grant them, or run with --allow-cross-namespace-refs on",
-                    REFERENCEGRANTS[0].group,
-                )
+                log.warning("%s", _not_served_message(missing))
                 told = True
-                for _, sink in sinks:
-                    sink.replace([])  # listed, empty: the first table need not wait for it
+                for kind in missing:
+                    for _, sink in sinks[kind]:
+                        sink.replace([])  # listed, empty: the first table need not wait for it
             await backoff.sleep(self.rediscover_seconds)
-        self.grant_resource = resource
-        log.info("watching ReferenceGrants at %s", resource.api_version)
-        for ns, sink in sinks:
-            self._start(resource, sink, namespace=ns)
 
-    async def _discover_grants(self) -> Resource | None:
-        for resource in REFERENCEGRANTS:  # preferred first
+    async def _discover(self, resources: tuple[Resource, ...]) -> Resource | None:
+        for resource in resources:  # preferred first
             if await self.api.serves(resource):
                 return resource
         return None
@@ -532,6 +570,21 @@ class KubeSource:
             task = self._start(SECRETS, sink, namespace=ns, field_selector=f"metadata.name={name}")
             self._secret_tasks[ref] = (task, sink)
             log.debug("watching Secret %s/%s", ns, name)
+
+
+def _not_served_message(kinds: Sequence[str]) -> str:
+    """The one warning for the optional kinds the API server does not serve: what it means, what to do."""
+    group = OPTIONAL_KINDS[kinds[0]][0].group
+    text = f"{', '.join(kinds)} ({group}) not served by the API server"
+    if REFERENCEGRANT in kinds:
+        text += (
+            "; no ReferenceGrants, so references to Services and Secrets in other namespaces are refused "
+            "(RefNotPermitted): run with --allow-cross-namespace-refs on to allow them all"
+        )
+    routed = [kind for kind in kinds if kind != REFERENCEGRANT]
+    if routed:
+        text += f"; no {', '.join(routed)} objects are read"
+    return text + ". Install the Gateway API CRDs to use them (docs/gateway-api.md); they are picked up without a restart"
 
 
 # -- wiring for `crdgate run --kube` ------------------------------------------------------

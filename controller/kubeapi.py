@@ -29,8 +29,21 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 import aiohttp
 from kubernetes_asyncio.client import ApiClient
 
+from controller.gatewayapi.objects import VERSIONS as GATEWAY_API_VERSIONS
 from controller.refgrant import GRANT_GROUP, GRANT_VERSIONS
-from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, INGRESSCLASS, REFERENCEGRANT, SECRET, SERVICE
+from controller.store import (
+    APIENDPOINT,
+    ENDPOINTSLICE,
+    GATEWAY,
+    GATEWAYCLASS,
+    HTTPROUTE,
+    INGRESS,
+    INGRESSCLASS,
+    NAMESPACE,
+    REFERENCEGRANT,
+    SECRET,
+    SERVICE,
+)
 from gateway.errors import ApiError, Gone  # noqa: F401 - Gone: re-exported for the reflector
 
 JSON = "application/json"
@@ -78,8 +91,14 @@ INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", INGRESS)
 INGRESSCLASSES = Resource("networking.k8s.io", "v1", "ingressclasses", INGRESSCLASS, namespaced=False)
 SECRETS = Resource("", "v1", "secrets", SECRET)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
-# Gateway API's CRD, when installed: the versions to try, preferred first (see KubeSource).
+NAMESPACES = Resource("", "v1", "namespaces", NAMESPACE, namespaced=False)
+# Gateway API's CRDs, when installed: the versions to try, preferred first (see KubeSource).
 REFERENCEGRANTS = tuple(Resource(GRANT_GROUP, v, "referencegrants", REFERENCEGRANT) for v in GRANT_VERSIONS)
+GATEWAYCLASSES = tuple(
+    Resource(GRANT_GROUP, v, "gatewayclasses", GATEWAYCLASS, namespaced=False) for v in GATEWAY_API_VERSIONS
+)
+GATEWAYS = tuple(Resource(GRANT_GROUP, v, "gateways", GATEWAY) for v in GATEWAY_API_VERSIONS)
+HTTPROUTES = tuple(Resource(GRANT_GROUP, v, "httproutes", HTTPROUTE) for v in GATEWAY_API_VERSIONS)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -51,8 +51,11 @@ def _loc_text(parts) -> str:
     return out
 
 
-def describe_errors(exc: ValidationError, prefix: str = "spec") -> list[str]:
-    """Pydantic errors as "spec.backends[0].weight: Input should be ..." strings."""
+def describe_errors(exc: ValidationError, prefix: str = "spec", model: type[BaseModel] | None = None) -> list[str]:
+    """Pydantic errors as "spec.backends[0].weight: Input should be ..." strings.
+
+    ``model``: the model validated, for "did you mean" on unknown fields; by
+    default the one of this module that ``exc`` names."""
     out: list[str] = []
     for err in exc.errors(include_url=False):
         loc = ([prefix] if prefix else []) + list(err["loc"])
@@ -64,7 +67,7 @@ def describe_errors(exc: ValidationError, prefix: str = "spec") -> list[str]:
         if err["type"] == "extra_forbidden":
             message = "unknown field"
             # exc.title names the model validated (e.g. APIEndpointSpec), defined in this module.
-            known = fieldnames.suggestion(globals().get(exc.title), err["loc"])
+            known = fieldnames.suggestion(model or globals().get(exc.title), err["loc"])
             if known is not None:
                 message += f"; did you mean `{known}`?"
         elif err["type"] == "missing":
@@ -569,6 +572,16 @@ _BAD_SEGMENT = re.compile(r"//|/\./|/\.\./|/\.{1,2}$")
 _MATCH_PATH_BAD = re.compile(r"[\x00-\x20\x7f]")
 
 
+def dot_segment_problem(path: str) -> str | None:
+    """Why a path to match holds a segment no request can have; None if it has none.
+
+    Requests are normalised before matching (gateway/normalize.py), so a path with
+    an empty, '.' or '..' segment could never match (Gateway API's CRD refuses them too)."""
+    if _BAD_SEGMENT.search(path):
+        return "must not contain empty, '.' or '..' segments"
+    return None
+
+
 class APIEndpointSpec(_Spec):
     """The ``spec`` of an APIEndpoint (README: APIEndpoint reference)."""
 
@@ -632,9 +645,8 @@ class APIEndpointSpec(_Spec):
                 # A request path never holds them (the parser refuses them), so such a path
                 # could never match; the CRD refuses them too.
                 p.append(("path", f"must not contain {bad.group()!r}: spaces and control characters are not allowed"))
-            elif _BAD_SEGMENT.search(self.path):
-                # Requests are normalised before matching, so such a path could never match.
-                p.append(("path", "must not contain empty, '.' or '..' segments"))
+            elif problem := dot_segment_problem(self.path):
+                p.append(("path", problem))
         has_backends = self.backends is not None
         has_service = self.backend_service is not None
         if self.redirect is not None:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from controller.compile import ERROR, READY, CompileOptions, CompileResult, Compiler, ObjectStatus
-from controller.store import APIENDPOINT, ENDPOINT_KINDS, INGRESS, KINDS, Snapshot, Store
+from controller.store import APIENDPOINT, ENDPOINT_KINDS, INGRESS, KINDS, NOT_COMPILED_KINDS, Snapshot, Store
 from gateway import metrics
 from gateway.routing import RouteTable
 
@@ -175,6 +175,8 @@ class Publisher:
         snapshot = self.store.snapshot(since=self._compiled_version)
         generation = self.generation + 1
         previous = self.result
+        if changed is not None:
+            changed = frozenset(changed) - NOT_COMPILED_KINDS  # the compile would not look at them
         cheap = previous is not None and not self._full_next and changed is not None and changed <= ENDPOINT_KINDS
         if previous is not None and changed is not None and not changed and not self._full_next:
             return False  # woken with nothing changed

@@ -16,6 +16,11 @@ reflectors of one kind (one per namespace, or one per referenced Secret).
 HTTP goes through controller/kubeapi.py; retries through controller/backoff.py.
 Each object goes through ``transform`` as it arrives (controller/kube.py passes
 ``store.compact``), so a large list is never held twice.
+
+``forbidden_is_empty``: for a kind the gateway can route without (Gateway API's,
+Namespaces), a 403 on the first list counts as an empty list: a ClusterRole not
+yet updated for a new version of crdgate must not keep every route from being
+published. The list is retried as any failure is, and takes effect once allowed.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class Reflector:
         min_watch_seconds: float = 1.0,
         read_grace_seconds: float = 30.0,
         transform: Callable[[dict], dict] | None = None,
+        forbidden_is_empty: bool = False,
     ):
         self.api = api
         self.transform = transform
@@ -75,6 +81,8 @@ class Reflector:
         # in a tight loop (client-go calls it a "very short watch").
         self.min_watch_seconds = min_watch_seconds
         self.read_grace_seconds = read_grace_seconds
+        self.forbidden_is_empty = forbidden_is_empty
+        self.listed = False  # a list (or, see forbidden_is_empty, a refusal) reached the sink
         self.resource_version: str | None = None
         self._events_since_list = 0
         self._stream_events = 0
@@ -102,6 +110,14 @@ class Reflector:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 — every failure is retried, none is fatal
+                if (
+                    self.forbidden_is_empty
+                    and not self.listed
+                    and isinstance(exc, ApiError)
+                    and exc.status == 403
+                ):
+                    self.sink.replace([])
+                    self.listed = True
                 await self._failed("list", exc)
                 continue
             await self._watch()
@@ -126,6 +142,7 @@ class Reflector:
             if not cont:
                 break
         self.sink.replace(items)
+        self.listed = True
         self.resource_version = meta.get("resourceVersion") or None
         self._events_since_list = 0
         RELISTS.labels(self._kind).inc()
@@ -220,6 +237,8 @@ class Reflector:
             hint = " (is the resource's CRD installed?)"
         elif isinstance(exc, ApiError) and exc.status in (401, 403):
             hint = " (check the service account's RBAC)"
+            if exc.status == 403 and self.forbidden_is_empty:
+                hint += "; until it is allowed, there are none"
         log.warning("%s of %s failed: %s%s; retrying in %.1fs",
                     what, self, _describe(exc), hint, delay)
         await self.backoff.sleep(delay)

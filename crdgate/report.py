@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 
 from controller.compile import ERROR, PENDING, READY, CompileOptions, CompileResult, ObjectStatus, compile_snapshot
 from controller.files import LoadError, load_manifests
-from controller.store import APIENDPOINT, INGRESS, Snapshot
+from controller.store import APIENDPOINT, INGRESS, NOT_COMPILED_KINDS, Snapshot
 from gateway.routing import Timeouts
 from gateway.tablejson import table_to_json
 
@@ -63,6 +63,13 @@ def compile_folder(root: Path, options: CompileOptions | None = None) -> FolderR
     """Load and compile a folder. Raises controller.files.ManifestFolderError if it is missing."""
     options = options or CompileOptions()
     objects, origins, errors, ignored = load_manifests(root)
+    # Kinds read (and checked) that the compile does not route yet count as ignored, so that
+    # nobody takes an HTTPRoute in the folder for a route.
+    ignored = dict(ignored)
+    for kind in NOT_COMPILED_KINDS:
+        if objects.get(kind):
+            ignored[kind] = ignored.get(kind, 0) + len(objects[kind])
+    ignored = dict(sorted(ignored.items()))
     snapshot = Snapshot(
         objects=MappingProxyType({k: MappingProxyType(v) for k, v in objects.items()}),
         origins=MappingProxyType(origins),

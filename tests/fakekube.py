@@ -25,8 +25,9 @@ depends on it:
   default) every namespace exists, which most tests rely on.
 - discovery of a group version (``GET /apis/GROUP/VERSION``: an
   APIResourceList, 404 when nothing is served there). ``resources`` chooses
-  what is served (leave ReferenceGrant out: its CRD is not installed); a Res's
-  ``also_served`` versions share its objects, as a CRD's versions do.
+  what is served (``WITHOUT_GATEWAY_API``: Gateway API's CRDs are not
+  installed; ``install`` adds one later); a Res's ``also_served`` versions
+  share its objects, as a CRD's versions do.
 
 Test controls: ``create``/``update``/``set_status``/``delete``/``get`` (direct,
 no HTTP, as another client would write), ``compact()``, ``drop_watches()``
@@ -86,10 +87,18 @@ RESOURCES = (
     Res("networking.k8s.io", "v1", "ingressclasses", "IngressClass", namespaced=False),
     Res("coordination.k8s.io", "v1", "leases", "Lease"),
     Res("", "v1", "namespaces", "Namespace", namespaced=False),
-    # Gateway API's standard channel serves ReferenceGrant at v1beta1.
+    # Gateway API's standard channel: GatewayClass, Gateway and HTTPRoute at v1 (and
+    # v1beta1), ReferenceGrant at v1beta1.
+    Res("gateway.networking.k8s.io", "v1", "gatewayclasses", "GatewayClass", namespaced=False,
+        status_subresource=True, also_served=("v1beta1",)),
+    Res("gateway.networking.k8s.io", "v1", "gateways", "Gateway", status_subresource=True, also_served=("v1beta1",)),
+    Res("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", status_subresource=True,
+        also_served=("v1beta1",)),
     Res("gateway.networking.k8s.io", "v1beta1", "referencegrants", "ReferenceGrant"),
 )
+GATEWAY_API = tuple(r for r in RESOURCES if r.group == "gateway.networking.k8s.io")
 WITHOUT_REFERENCEGRANT = tuple(r for r in RESOURCES if r.kind != "ReferenceGrant")
+WITHOUT_GATEWAY_API = tuple(r for r in RESOURCES if r not in GATEWAY_API)
 
 REASONS = {
     400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
@@ -231,6 +240,7 @@ class _Fault:
     method: str | None
     path_contains: str | None
     watch: bool | None
+    path: str | None = None  # the whole path, where a part would match others too
 
 
 class FakeKube:
@@ -301,9 +311,9 @@ class FakeKube:
     # -- test controls ------------------------------------------------------------------------
 
     def fail(self, status: int = 429, *, times: int = 1, retry_after: float | None = None, method: str | None = None,
-             path_contains: str | None = None, watch: bool | None = None) -> None:
+             path_contains: str | None = None, watch: bool | None = None, path: str | None = None) -> None:
         """Answer the next ``times`` matching requests with ``status`` (and Retry-After)."""
-        self.faults.append(_Fault(status, times, retry_after, method, path_contains, watch))
+        self.faults.append(_Fault(status, times, retry_after, method, path_contains, watch, path))
 
     def install(self, res: Res) -> None:
         """Start serving a resource (a CRD installed while clients run)."""
@@ -489,6 +499,8 @@ class FakeKube:
                 if fault.method and fault.method != request.method:
                     continue
                 if fault.path_contains and fault.path_contains not in request.path:
+                    continue
+                if fault.path and fault.path != request.path:
                     continue
                 if fault.watch is not None and fault.watch != is_watch:
                     continue
@@ -754,6 +766,34 @@ def referencegrant(ns: str, name: str, from_namespace: str, to_kind: str = "Serv
     return {"apiVersion": f"gateway.networking.k8s.io/{version}", "kind": "ReferenceGrant",
             "metadata": {"namespace": ns, "name": name},
             "spec": {"from": [{"group": from_group, "kind": from_kind, "namespace": from_namespace}], "to": [to]}}
+
+
+def namespace(name: str, labels: dict | None = None) -> dict:
+    meta: dict = {"name": name}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def gatewayclass(name: str, controller: str = "crdgate.io/gateway-controller") -> dict:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": name},
+            "spec": {"controllerName": controller}}
+
+
+def gateway(ns: str, name: str, class_name: str = "crdgate", **spec: Any) -> dict:
+    spec.setdefault("listeners", [{"name": "http", "port": 80, "protocol": "HTTP"}])
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"namespace": ns, "name": name},
+            "spec": {"gatewayClassName": class_name, **spec}}
+
+
+def httproute(ns: str, name: str, gateway: str = "gw", gateway_namespace: str | None = None, **spec: Any) -> dict:
+    parent: dict = {"name": gateway}
+    if gateway_namespace:
+        parent["namespace"] = gateway_namespace
+    spec.setdefault("parentRefs", [parent])
+    spec.setdefault("rules", [{"backendRefs": [{"name": "svc", "port": 80}]}])
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"namespace": ns, "name": name}, "spec": spec}
 
 
 def ingress(ns: str, name: str, class_name: str | None = "crdgate", tls: list[str] = (),

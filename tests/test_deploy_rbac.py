@@ -14,8 +14,17 @@ CLUSTER_GRANTS = {
     ("networking.k8s.io", "ingresses"): {"get", "list", "watch"},
     ("networking.k8s.io", "ingressclasses"): {"get", "list", "watch"},
     ("", "secrets"): {"get", "list", "watch"},
+    # Namespace labels: a Gateway listener's allowedRoutes may select namespaces by them.
+    ("", "namespaces"): {"get", "list", "watch"},
     # Permission for cross-namespace references (controller/refgrant.py); read only.
     ("gateway.networking.k8s.io", "referencegrants"): {"get", "list", "watch"},
+    # Gateway API's routing kinds (controller/gatewayapi/), and their status.
+    ("gateway.networking.k8s.io", "gatewayclasses"): {"get", "list", "watch"},
+    ("gateway.networking.k8s.io", "gateways"): {"get", "list", "watch"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch"},
+    ("gateway.networking.k8s.io", "gatewayclasses/status"): {"patch", "update"},
+    ("gateway.networking.k8s.io", "gateways/status"): {"patch", "update"},
+    ("gateway.networking.k8s.io", "httproutes/status"): {"patch", "update"},
     ("crdgate.io", "apiendpoints/status"): {"patch", "update"},
     ("networking.k8s.io", "ingresses/status"): {"patch", "update"},
 }

@@ -36,11 +36,13 @@ def test_multi_document_yaml_gives_each_known_object_with_its_origin(tmp_path):
     assert errors == []
     assert list(objects["APIEndpoint"]) == ["shop/list-users"]
     assert list(objects["Service"]) == ["shop/users"]
+    assert list(objects["Namespace"]) == ["/shop"]  # cluster-scoped (its labels select Gateway API routes)
     assert origins == {
         "APIEndpoint:shop/list-users": f"{tmp_path}/shop.yaml#0",
         "Service:shop/users": f"{tmp_path}/shop.yaml#1",
+        "Namespace:/shop": f"{tmp_path}/shop.yaml#3",
     }
-    assert set(objects) == set(KINDS)  # Namespace is not a kind crdgate reads
+    assert set(objects) == set(KINDS)
 
 
 def test_json_object_and_v1_list(tmp_path):

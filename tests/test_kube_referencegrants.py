@@ -146,7 +146,7 @@ async def test_without_the_crd_there_are_no_grants_and_everything_else_works(tmp
             await eventually(lambda: reason(pub, "later") == "NoReadyEndpoints", what="a new APIEndpoint routed")
 
             # The CRD is installed later: the grant takes effect without a restart.
-            fk.install(RESOURCES[-1])
+            fk.install(next(r for r in RESOURCES if r.kind == REFERENCEGRANT))
             fk.create(referencegrant("tenant-b", "g", "tenant-a"))
             await eventually(lambda: reason(pub, "steal") == "NoReadyEndpoints", what="granted after install")
         assert source.grant_resource is not None

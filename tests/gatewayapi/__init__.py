@@ -1,0 +1,1 @@
+"""The Gateway API corpus: manifests and cases (cases.py says how to use them)."""
