@@ -87,7 +87,7 @@ def test_bench_smoke_writes_json_and_png(tmp_path):
         assert plain["vs_nginx"]["cpu_ratio"] == pytest.approx(run["cpu_us_per_request"] / ref["cpu_us_per_request"])
     else:
         assert plain["state"] == "failed" and plain["reason"]
-    if (REPO / "gateway" / "cli.py").exists():
+    if (REPO / "crdgate" / "cli.py").exists():
         assert plain["state"] == "ok", plain["reason"]
 
     lookup = by_name["lookup"]

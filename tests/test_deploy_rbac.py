@@ -68,7 +68,7 @@ def test_leader_election_role_is_exact_and_namespaced():
 
 def test_role_names_the_lease_the_gateway_uses():
     """The Role's resourceNames and namespace follow the CLI's --lease-name/--lease-namespace defaults."""
-    cli = (ROOT / "gateway" / "cli.py").read_text()
+    cli = (ROOT / "crdgate" / "cli.py").read_text()
     defaults = dict(re.findall(r'"--(lease-name|lease-namespace)",\s*"([^"]+)"', cli))
     assert defaults == {"lease-name": "crdgate-leader", "lease-namespace": "crdgate-system"}
     args = find(kustomize("deploy"), "Deployment", "crdgate")["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -13,7 +13,7 @@ from gatewayapi.cases import MANIFESTS
 from controller.compile import CompileOptions, compile_snapshot
 from controller.files import load_manifests
 from controller.publish import Publisher
-from controller.report import validate_json, validate_report
+from crdgate.report import validate_json, validate_report
 from controller.store import GATEWAY, GATEWAYCLASS, HTTPROUTE, KINDS, NAMESPACE, Snapshot, Store
 from gateway.tablejson import table_to_json
 
