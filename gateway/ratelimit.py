@@ -1,6 +1,6 @@
 """Rate limiting: GCRA per (route, key), in this process or shared through Redis.
 
-The proxy (gateway/http.py) asks ``RateLimiter.check`` after auth and before
+The proxy (gateway/exchange.py) asks ``RateLimiter.check`` after auth and before
 forwarding, and adds ``RateLimiter.headers`` to the answer; the compiler
 (controller/compile.py) builds the ``RateLimitPolicy`` (gateway/routing.py) and
 may call ``policy_error`` to reject a bad one with a message naming the field.

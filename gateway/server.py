@@ -28,7 +28,8 @@ import time
 
 from gateway import metrics
 from gateway.config import GatewayConfig
-from gateway.http import ClientProtocol, Exchange
+from gateway.exchange import Exchange
+from gateway.http1 import ClientProtocol
 from gateway.logwriter import MAX_BUFFER, LogWriter, stream_fd
 from gateway.routing import RouteTable
 from gateway.tls import CertificateStore, upstream_context

@@ -1,6 +1,6 @@
 """What every authenticator shares: the request it reads, the result it returns.
 
-The proxy (gateway/http.py) builds one ``AuthRequest`` per request on a route
+The proxy (gateway/exchange.py) builds one ``AuthRequest`` per request on a route
 whose policy has an authenticator and calls ``authenticator.authenticate(req)``.
 The answer is an ``AuthResult`` directly whenever no I/O or slow hashing is
 needed (API keys, cached Basic credentials, JWTs signed by known keys), and an
