@@ -20,10 +20,8 @@ cdef class ClientProtocol(Downstream):
     cdef public double _head_deadline, _idle_since, _header_timeout
     cdef public bint _writing_paused, _eof, _upgrade_refused
 
-    cpdef pause_reading(self, str why)
-    cpdef resume_reading(self, str why)
-    cpdef abort(self)
-    cpdef close(self)
+    # pause_reading, resume_reading, abort, close and exchange_done are Downstream's
+    # C methods (exchange.pxd), overridden here: a final class may not declare them again.
     cpdef _special_header(self, bytes lname, bytes value)
     @cython.locals(headers=list, size=Py_ssize_t, n=Py_ssize_t)
     cpdef on_header(self, bytes name, bytes value)
@@ -32,4 +30,3 @@ cdef class ClientProtocol(Downstream):
     cpdef on_body(self, bytes body)
     @cython.locals(ex=Exchange)
     cpdef on_message_complete(self)
-    cpdef exchange_done(self, Exchange ex)

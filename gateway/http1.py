@@ -209,7 +209,7 @@ class ClientProtocol(Downstream):
             self.abort()
             return
         ex.keep_alive = False
-        ex.respond(status, message, close=True)
+        ex.respond(status, message, extra=None, close=True)
 
     def eof_received(self):
         # A half-close from the client: finish what is in flight, then close.
@@ -399,7 +399,7 @@ class ClientProtocol(Downstream):
                 self.server.stats.rejected(408)
                 self.current = None
                 head.keep_alive = False
-                head.respond(408, "request head timed out", close=True)
+                head.respond(408, "request head timed out", extra=None, close=True)
                 return
         if not self.pipeline:
             if self._upgraded is None and now - self._idle_since > self.server.limits.idle_timeout:
