@@ -142,6 +142,8 @@ class BuildExt(build_ext):
             self._build_or_reuse(ext)
         except Exception as e:  # Cython's and the C compiler's errors alike
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            if first == _source(ext.name):  # Cython's error names only the file; its messages went to stderr
+                first = "Cython could not translate it (its errors are in the build output)"
             self.__dict__.setdefault("failed", {})[ext.name] = first
             print(f"crdgate: {ext.name} FAILED to compile and will run as plain Python: {first}", file=sys.stderr)
             if not ext.optional:
