@@ -241,9 +241,6 @@ class Server:
         if self.draining and not self.connections:
             self._idle.set()
 
-    def in_flight(self) -> int:
-        return sum(1 for c in self.connections if c.pipeline)
-
     async def drain(self, drain_seconds: float | None = None, timeout: float | None = None) -> None:
         """Graceful shutdown: 503 on /readyz, stop accepting, finish in-flight requests."""
         cfg = self.config
