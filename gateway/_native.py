@@ -62,8 +62,10 @@ def _why_not_compiled() -> str:
     if failed:  # named by the build (setup.py): say which and why
         return "failed to compile: " + "; ".join(f"{m}: {why}" for m, why in sorted(failed.items()))
     missing = [m for m in MODULES if _extension(m) is None]
+    if len(missing) == len(MODULES):
+        return "not compiled (no C compiler or Cython at install time)"
     if missing:
-        return f"not compiled (no C compiler or Cython at install time; missing: {', '.join(missing)})"
+        return f"not compiled: {', '.join(missing)} (reinstall to rebuild)"
     if recorded is None:
         return "no build record (_native.json)"
     for m in MODULES:
