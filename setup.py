@@ -1,14 +1,16 @@
 """Builds the proxy core as C extensions; everything else is in pyproject.toml.
 
-gateway/http.py, gateway/upstream.py, gateway/routing.py, gateway/policies.py,
-gateway/ratelimit.py, gateway/metrics.py and gateway/auth/apikey.py are ordinary
-Python modules.
-Cython compiles them, with the field and method types declared in their .pxd
-files (policies.pxd types only the rate-limit glue), into extension modules
-that replace them on import: the per-request path (parsing callbacks, routing
-glue, header forwarding, policy checks) then runs as C calls on C structs
-instead of bytecode on instance dicts (the README's Benchmark section has the
-figures). gateway/_native.py lists the same modules (MODULES).
+The modules listed in gateway/_native.py (CORE and POLICY: the HTTP/1 protocol,
+the exchange, the wire helpers, the request view, upstream connections, the
+routing table, the policies, rate limiting, metrics, API keys) are ordinary
+Python modules. Cython compiles them, with the field and method types declared
+in their .pxd files (policies.pxd types only the auth and rate-limit glue), into
+extension modules that replace them on import: the per-request path (parsing
+callbacks, routing glue, header forwarding, policy checks) then runs as C calls
+on C structs instead of bytecode on instance dicts (the README's Benchmark
+section has the figures). That list is read here from gateway/_native.py
+(with ast: importing the package would select its modules), so the build and
+the run-time choice never disagree on what is compiled.
 Without a C compiler the build goes on and the same modules run as plain
 Python; ``CRDGATE_NO_EXTENSIONS=1`` forces that at run time, and a compiled
 module older than its source is never used (gateway/_native.py).
@@ -26,6 +28,7 @@ The cache is ``$CRDGATE_BUILD_CACHE``, else ``$XDG_CACHE_HOME/crdgate/extensions
 It keeps the newest few builds of each module.
 """
 
+import ast
 import glob
 import hashlib
 import json
@@ -39,10 +42,26 @@ import time
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
+
+
+def _compiled_modules() -> dict:
+    """CORE and POLICY, as gateway/_native.py assigns them (tuples of string literals)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gateway", "_native.py")
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in ("CORE", "POLICY"):
+                found[node.targets[0].id] = ast.literal_eval(node.value)
+    return found
+
+
+_LISTS = _compiled_modules()
 # The proxy core: written for C semantics (no negative indexes, no bounds checks).
-CORE = ("gateway.http", "gateway.upstream")
+CORE = _LISTS["CORE"]
 # The routing table and per-request policy code: compiled with Python's indexing rules kept.
-POLICY = ("gateway.routing", "gateway.ratelimit", "gateway.policies", "gateway.metrics", "gateway.auth.apikey")
+POLICY = _LISTS["POLICY"]
 COMPILED = CORE + POLICY
 
 # Types come from the .pxd files only; the .py annotations are documentation.
@@ -79,10 +98,20 @@ class BuildExt(build_ext):
     Only extensions this run wrote get a new hash: one skipped (no Cython, a
     compiler error, ``optional``) keeps the hash it was built from, so an older
     extension beside an edited source is detected and not used.
+
+    A module that fails to translate or compile is named on stderr and in the
+    record (``failed``), which gateway/_native.py gives as the reason the core
+    runs as Python (``crdgate run`` logs it; tests/test_native_core.py fails on
+    it in CI). With ``CRDGATE_REQUIRE_EXTENSIONS=1`` (.ci/run) the build itself
+    fails after trying every module.
     """
 
     def run(self):
         started = time.time()
+        self.failed = {}
+        if _required() and not self.extensions:
+            raise SystemExit("crdgate: CRDGATE_REQUIRE_EXTENSIONS is set but nothing is compiled "
+                             "(Cython is not installed, or CRDGATE_NO_EXTENSIONS is set)")
         super().run()
         folder = os.path.dirname(self.get_ext_fullpath("gateway._native"))  # the package's own folder
         record = os.path.join(folder, "_native.json")
@@ -91,16 +120,36 @@ class BuildExt(build_ext):
                 digests = json.load(f)
         except (OSError, ValueError):
             digests = {}
+        failed = digests.pop("failed", {})
         for ext in self.extensions:
             built = self.get_ext_fullpath(ext.name)
             if ext.name in COMPILED and os.path.exists(built) and os.path.getmtime(built) >= started - 1:
                 with open(_source(ext.name), "rb") as f:
                     digests[ext.name] = hashlib.sha256(f.read()).hexdigest()
+                failed.pop(ext.name, None)
+        failed.update(self.failed)
+        if failed:
+            digests["failed"] = failed
         os.makedirs(folder, exist_ok=True)
         with open(record, "w") as f:
             json.dump(digests, f, indent=1, sort_keys=True)
+        if self.failed and _required():
+            raise SystemExit("crdgate: failed to compile " + ", ".join(sorted(self.failed))
+                             + " (CRDGATE_REQUIRE_EXTENSIONS is set; the errors are above)")
 
     def build_extension(self, ext):
+        try:
+            self._build_or_reuse(ext)
+        except Exception as e:  # Cython's and the C compiler's errors alike
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            if first == _source(ext.name):  # Cython's error names only the file; its messages went to stderr
+                first = "Cython could not translate it (its errors are in the build output)"
+            self.__dict__.setdefault("failed", {})[ext.name] = first
+            print(f"crdgate: {ext.name} FAILED to compile and will run as plain Python: {first}", file=sys.stderr)
+            if not ext.optional:
+                raise
+
+    def _build_or_reuse(self, ext):
         target = self.get_ext_fullpath(ext.name)
         cache = _cache_dir()
         key = self._cache_key(ext) if cache else ""
@@ -117,7 +166,7 @@ class BuildExt(build_ext):
         # The C file goes into the extension setuptools prepared (finalize_options), not Cython's copy.
         ext.sources = list(translated.sources)
         started = time.time()
-        super().build_extension(ext)  # a compiler error here is reported by build_ext (optional)
+        super().build_extension(ext)  # a compiler error here is caught by build_extension
         # Only what this call wrote is cached: never an older file left at the target.
         if cache and os.path.isfile(target) and os.path.getmtime(target) >= started - 1:
             _store(target, cache, cached, ext.name)
@@ -176,6 +225,10 @@ def _store(built: str, cache: str, cached: str, module: str) -> None:
             os.remove(old)
     except OSError as e:  # a read-only or full cache costs speed, never the build
         print(f"{module}: not cached ({e})")
+
+
+def _required() -> bool:
+    return os.environ.get("CRDGATE_REQUIRE_EXTENSIONS", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _extensions():

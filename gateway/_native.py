@@ -7,8 +7,9 @@ the same name, so a compiled module would keep running after its source was
 edited (a development install): the build records each source's sha256 in
 _native.json, and a mismatch, a missing record, or ``CRDGATE_NO_EXTENSIONS=1``
 makes every compiled module load from source instead. All or none: the
-compiled http module is typed against the compiled upstream and routing
-modules' classes, and all of them must be the same code.
+compiled modules are typed against each other's classes (the exchange against
+the upstream, routing and request modules', the protocol against the
+exchange's), and all of them must be the same code.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ import json
 import os
 import sys
 
-MODULES = (
-    "gateway.routing", "gateway.upstream", "gateway.http", "gateway.ratelimit", "gateway.policies", "gateway.metrics",
-    "gateway.auth.apikey",
-)
+# The compiled modules: the one list (setup.py reads it from this file with ast,
+# tests/test_native_pxd.py checks each against its .pxd). A new entry needs a
+# .pxd beside its source.
+# The proxy core: written for C semantics (no negative indexes, no bounds checks).
+CORE = ("gateway.wire", "gateway.request", "gateway.exchange", "gateway.http1", "gateway.upstream")
+# The routing table and per-request policy code: compiled with Python's indexing rules kept.
+POLICY = ("gateway.routing", "gateway.ratelimit", "gateway.policies", "gateway.metrics", "gateway.auth.apikey")
+MODULES = CORE + POLICY
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # What was chosen and why; `crdgate run` logs it at start.
@@ -48,13 +53,20 @@ def _extension(module: str) -> str | None:
 def _why_not_compiled() -> str:
     if os.environ.get("CRDGATE_NO_EXTENSIONS"):
         return "CRDGATE_NO_EXTENSIONS is set"
-    missing = [m for m in MODULES if _extension(m) is None]
-    if missing:
-        return "not compiled (no C compiler or Cython at install time)"
     try:
         with open(os.path.join(_HERE, "_native.json")) as f:
             recorded = json.load(f)
     except (OSError, ValueError):
+        recorded = None
+    failed = recorded.get("failed") if isinstance(recorded, dict) else None
+    if failed:  # named by the build (setup.py): say which and why
+        return "failed to compile: " + "; ".join(f"{m}: {why}" for m, why in sorted(failed.items()))
+    missing = [m for m in MODULES if _extension(m) is None]
+    if len(missing) == len(MODULES):
+        return "not compiled (no C compiler or Cython at install time)"
+    if missing:
+        return f"not compiled: {', '.join(missing)} (reinstall to rebuild)"
+    if recorded is None:
         return "no build record (_native.json)"
     for m in MODULES:
         if m not in recorded:

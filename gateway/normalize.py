@@ -12,7 +12,7 @@ as 400 rather than guessed at.
 
 ``valid_host`` checks a Host header or an absolute-form authority the same way.
 
-Imports nothing of ours but the exception tree (gateway/errors.py); used by gateway/http.py.
+Imports nothing of ours but the exception tree (gateway/errors.py); used by gateway/exchange.py.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _has_other(value: bytes, marking: bytes) -> bool:
     return value.translate(marking).find(b"\0") != -1
 
 
-# Checked for every target the memo in http.py misses (paths with ids in them miss it).
+# Checked for every target the memo in exchange.py misses (paths with ids in them miss it).
 _PATH_MARK = _marking(_PATH_SAFE)
 # RFC 3986 reg-name and IPv4address characters, plus ':' before a port.
 _HOST_MARK = _marking(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:")

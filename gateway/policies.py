@@ -5,21 +5,20 @@ first, then authentication, then rate limiting (so a consumer-keyed limit sees
 the authenticated consumer), then the request is rewritten and forwarded.
 Authenticators (gateway/auth) and the RateLimiter (gateway/ratelimit) return a
 plain result when they can decide at once and an awaitable only when they need
-I/O; gateway/http.py handles both.
+I/O; the exchange (gateway/exchange.py) handles both.
+
+Every function here takes the request as a ``RequestView`` (gateway/request.py),
+never the exchange itself: what a policy may read and write is that type's fields.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from gateway import metrics
 from gateway.auth.base import AuthMemo, header_value, upstream_headers, without_query_param
 from gateway.ratelimit import OUTCOME_ALLOWED, Decision
+from gateway.request import RequestView
 from gateway.routing import PATH_EXACT, PATH_REGEX, CorsPolicy, HeaderModifier, Redirect, Rewrite, Route, RoutePolicy
 from gateway.syntax import valid_field_value
-
-if TYPE_CHECKING:
-    from gateway.http import Exchange
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -27,9 +26,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # -- answered by the gateway ------------------------------------------------------
 
 
-def early_answer(ex: "Exchange", pol: RoutePolicy):
+def early_answer(ex: RequestView, pol: RoutePolicy):
     """(status, message, extra headers, body) when the gateway answers itself."""
-    if pol.https_redirect and ex.proto.scheme != "https" and not _forwarded_https(ex):
+    if pol.https_redirect and ex.client.scheme != "https" and not _forwarded_https(ex):
         return _redirect_answer(ex, Redirect(scheme="https", status_code=301 if ex.method in ("GET", "HEAD") else 308))
     if pol.redirect is not None:
         return _redirect_answer(ex, pol.redirect)
@@ -63,9 +62,9 @@ def preflight_route(table, matched: Route | None, host: str, path: str, hv, quer
     return matched
 
 
-def _forwarded_https(ex: "Exchange") -> bool:
+def _forwarded_https(ex: RequestView) -> bool:
     """A trusted proxy in front terminated TLS already: redirecting would loop."""
-    if not ex.proto.trusted:
+    if not ex.client.trusted:
         return False
     proto = ex.header_view.get("x-forwarded-proto")
     return proto is not None and proto.split(",")[0].strip().lower() == "https"
@@ -85,14 +84,14 @@ def replaced_path(route: Route, path: str, path_type: str | None, prefix: str | 
     return path
 
 
-def _redirect_answer(ex: "Exchange", r: Redirect):
+def _redirect_answer(ex: RequestView, r: Redirect):
     host_header = ex.host.decode("latin-1")
     req_host, _, req_port = host_header.rpartition(":") if host_header.count(":") == 1 else (host_header, "", "")
-    scheme = r.scheme or ex.proto.scheme
+    scheme = r.scheme or ex.client.scheme
     host = r.hostname or req_host
     if r.port is not None:
         port = r.port
-    elif r.scheme and r.scheme != ex.proto.scheme:
+    elif r.scheme and r.scheme != ex.client.scheme:
         port = None  # a scheme change implies its well-known port
     else:
         port = int(req_port) if req_port.isdigit() else None
@@ -148,7 +147,7 @@ def _allow_origin_value(cors: CorsPolicy, origin: str) -> bytes:
     return origin.encode("latin-1")
 
 
-def cors_response_headers(ex: "Exchange", cors: CorsPolicy, parts: list) -> None:
+def cors_response_headers(ex: RequestView, cors: CorsPolicy, parts: list) -> None:
     origin = ex.header_view.get("origin") if ex.header_view is not None else None
     if origin is None or not origin_allowed(cors, origin):
         return
@@ -171,30 +170,16 @@ _AUTH_COUNTS = metrics.AUTH_DECISIONS.counts
 _RL_COUNTS = metrics.RATELIMIT_DECISIONS.counts
 
 
-class AuthRequestView:
-    """What an authenticator may read of a request (for authenticators called
-    with an ``AuthRequest``-shaped object; the proxy itself calls
-    ``authenticate_raw``)."""
-
-    __slots__ = ("headers", "query", "path", "method")
-
-    def __init__(self, ex: "Exchange"):
-        self.headers = ex.header_view
-        self.query = ex.query
-        self.path = ex.path
-        self.method = ex.method
-
-
-def authenticate(ex: "Exchange", auth):
+def authenticate(ex: RequestView, auth):
     """Ask the route's authenticator, with the client connection's memo of its last credential."""
-    proto = ex.proto
-    memo = proto.auth_memo
+    client = ex.client
+    memo = client.auth_memo
     if memo is None:
-        memo = proto.auth_memo = AuthMemo()
+        memo = client.auth_memo = AuthMemo()
     return auth.authenticate_raw(ex.headers, ex.query, ex.path, memo)
 
 
-def apply_auth(ex: "Exchange", auth, result) -> bool:
+def apply_auth(ex: RequestView, auth, result) -> bool:
     """Record the outcome; answer 401/403/503 and return False when refused."""
     route = ex.route
     key = (route.name, auth.scheme, result.outcome)
@@ -219,14 +204,14 @@ def apply_auth(ex: "Exchange", auth, result) -> bool:
 # -- rate limiting -------------------------------------------------------------------
 
 
-def client_address(ex: "Exchange") -> str:
+def client_address(ex: RequestView) -> str:
     """The client's address: the peer, or from X-Forwarded-For when the peer is trusted."""
-    proto = ex.proto
-    if not proto.trusted:
-        return proto.peer
+    client = ex.client
+    if not client.trusted:
+        return client.peer
     xff = header_value(ex.headers, b"x-forwarded-for")
     if not xff:
-        return proto.peer
+        return client.peer
     import ipaddress
 
     nets = ex.server.trusted_proxies
@@ -238,10 +223,10 @@ def client_address(ex: "Exchange") -> str:
             return hop
         if not any(addr in n for n in nets):
             return hop
-    return proto.peer
+    return client.peer
 
 
-def rate_limit_key(ex: "Exchange", rl) -> str:
+def rate_limit_key(ex: RequestView, rl) -> str:
     key = rl.key
     if key == "ClientAddress":  # the default: checked first
         return "addr:" + client_address(ex)
@@ -256,19 +241,19 @@ def rate_limit_key(ex: "Exchange", rl) -> str:
     return "addr:" + client_address(ex)
 
 
-def rate_limit(ex: "Exchange", rl):
+def rate_limit(ex: RequestView, rl):
     """Count this request against ``rl``: True to go on, False when answered (429), or a
     future of the Decision for a Global limit (then ``apply_rate_limit`` follows)."""
-    proto = ex.proto
-    if rl.key == "ClientAddress" and not proto.trusted:  # the default, and the common case
-        key = proto.addr_key  # the same string object each time: its hash is kept
+    client = ex.client
+    if rl.key == "ClientAddress" and not client.trusted:  # the default, and the common case
+        key = client.addr_key  # the same string object each time: its hash is kept
         if key is None:
-            key = proto.addr_key = "addr:" + proto.peer
+            key = client.addr_key = "addr:" + client.peer
     else:
         key = rate_limit_key(ex, rl)
-    limiter = proto.limiter
+    limiter = client.limiter
     name = ex.route.name
-    got = limiter.admit(name, rl, key, proto.ratelimit_headers)
+    got = limiter.admit(name, rl, key, client.ratelimit_headers)
     if got.__class__ is list:  # a Local admission, with the fields to answer with
         counted = (name, rl.scope, OUTCOME_ALLOWED)
         counts = _RL_COUNTS
@@ -282,7 +267,7 @@ def rate_limit(ex: "Exchange", rl):
     return apply_rate_limit(ex, rl, got)
 
 
-def apply_rate_limit(ex: "Exchange", rl, decision) -> bool:
+def apply_rate_limit(ex: RequestView, rl, decision) -> bool:
     key = (ex.route.name, rl.scope, decision.outcome)
     counts = _RL_COUNTS
     counts[key] = counts.get(key, 0) + 1
@@ -331,7 +316,7 @@ def modify_headers(mod: HeaderModifier, headers: list[tuple[bytes, bytes]]) -> l
     return out
 
 
-def modify_request_headers(ex: "Exchange", pol: RoutePolicy, headers: list[tuple[bytes, bytes]], drop=None):
+def modify_request_headers(ex: RequestView, pol: RoutePolicy, headers: list[tuple[bytes, bytes]], drop=None):
     """The client's fields less those its Connection header lists (``drop``),
     then authentication's changes, then the route's modifiers."""
     if drop:
@@ -357,11 +342,11 @@ _MIRROR_SKIP = frozenset((b"host", b"content-length", b"transfer-encoding", b"co
                           b"expect", b"te", b"trailer", b"upgrade", b"proxy-connection"))
 
 
-def mirror(ex: "Exchange") -> None:
+def mirror(ex: RequestView) -> None:
     """Copy a finished request to the mirror backend: fire and forget.
 
     Runs after the client's response is complete, so it can never delay or alter
-    it. Requests whose body was too large to keep (see http.REPLAY_LIMIT) are not
+    it. Requests whose body was too large to keep (see exchange.REPLAY_LIMIT) are not
     mirrored. Failures are counted as upstream errors of the route, reason
     ``mirror``.
     """

@@ -1,6 +1,6 @@
 """Rate limiting: GCRA per (route, key), in this process or shared through Redis.
 
-The proxy (gateway/http.py) asks ``RateLimiter.check`` after auth and before
+The proxy (gateway/policies.py, for the exchange) asks ``RateLimiter.admit`` after auth and before
 forwarding, and adds ``RateLimiter.headers`` to the answer; the compiler
 (controller/compile/) builds the ``RateLimitPolicy`` (gateway/routing.py) and
 may call ``policy_error`` to reject a bad one with a message naming the field.
@@ -673,10 +673,6 @@ class RateLimiter:
     def local_keys(self) -> int:
         """Keys held by the Local store (some may already be at rest)."""
         return len(self._store)
-
-    @property
-    def redis_configured(self) -> bool:
-        return self._redis is not None
 
     async def ping(self) -> bool:
         """Whether Redis answers within the timeout (True when none is configured)."""

@@ -2,7 +2,7 @@
 
 Ground floor of the data plane: this module imports nothing of ours. The
 controller's compiler (controller/compile/) builds a RouteTable; the proxy
-(gateway/http.py) reads ``table = server.table`` once per request and calls
+(gateway/exchange.py) reads ``table = server.table`` once per request and calls
 ``table.match``. A table is never mutated after it is built, so a reference swap
 publishes it and requests in flight finish on the table they started with.
 

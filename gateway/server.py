@@ -28,7 +28,8 @@ import time
 
 from gateway import metrics
 from gateway.config import GatewayConfig
-from gateway.http import ClientProtocol, Exchange
+from gateway.exchange import Exchange
+from gateway.http1 import ClientProtocol
 from gateway.logwriter import MAX_BUFFER, LogWriter, stream_fd
 from gateway.routing import RouteTable
 from gateway.tls import CertificateStore, upstream_context
@@ -242,9 +243,6 @@ class Server:
     def connection_closed(self, proto: ClientProtocol) -> None:
         if self.draining and not self.connections:
             self._idle.set()
-
-    def in_flight(self) -> int:
-        return sum(1 for c in self.connections if c.pipeline)
 
     async def drain(self, drain_seconds: float | None = None, timeout: float | None = None) -> None:
         """Graceful shutdown: 503 on /readyz, stop accepting, finish in-flight requests."""

@@ -21,7 +21,7 @@ Every piece of a head that comes from configuration has its grammar here:
 controller/models.py validates configuration with these (an ``InvalidSpec``
 naming the field), crds/apiendpoints.crdgate.io.yaml states the same as OpenAPI
 patterns (tests/test_crd_agreement.py holds the two together), and
-gateway/http.py checks the bytes it is about to write with ``unsafe_target`` and
+gateway/exchange.py checks the bytes it is about to write with ``unsafe_target`` and
 ``unsafe_field_value`` as a last line of defence. Imports nothing of ours.
 """
 

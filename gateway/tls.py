@@ -15,7 +15,7 @@ client because the listener's SSL objects are ``AlertingSSLObject``s (asyncio
 and uvloop would otherwise drop them). A connection keeps the
 context it was given, so rotation never drops one. A bundle that does not load
 (key and certificate do not match, not PEM) is logged and its pattern keeps
-the certificate it had. gateway/http.py reads ``bound_server_name`` for the 421
+the certificate it had. gateway/http1.py reads ``bound_server_name`` for the 421
 check. Nothing here imports the controller.
 """
 

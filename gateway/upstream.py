@@ -3,7 +3,7 @@
 ``Upstreams`` outlives routing tables: pools are keyed by endpoint address, so a
 table swap keeps warm connections, round-robin positions and ejection state.
 An ``UpstreamConnection`` parses responses with httptools and hands every event
-to its current ``handler`` (the proxy's exchange, gateway/http.py); it knows
+to its current ``handler`` (the proxy's exchange, gateway/exchange.py); it knows
 nothing about clients. Imports only gateway.routing and gateway.metrics.
 """
 
@@ -32,7 +32,7 @@ _monotonic = time.monotonic
 
 
 class Handler:
-    """What an UpstreamConnection reports to: the base of http.Exchange.
+    """What an UpstreamConnection reports to: the base of exchange.Exchange (through request.RequestView).
 
     A base class rather than a Protocol: compiled, upstream.pxd declares the
     per-response callbacks as C methods, so the connection's calls to its

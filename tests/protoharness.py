@@ -37,7 +37,7 @@ from polling import eventually
 from proxyharness import Response, read_response
 
 # The one import of the protocol class: the module that defines it may move.
-from gateway.http import ClientProtocol
+from gateway.http1 import ClientProtocol
 
 
 class FakeTransport:

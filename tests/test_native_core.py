@@ -1,11 +1,12 @@
 """The compiled proxy core (setup.py, gateway/_native.py): used when built, never when stale.
 
-gateway/http.py, gateway/upstream.py, the routing table they read (gateway/routing.py) and
-the per-request policy code (gateway/policies.py, gateway/ratelimit.py, gateway/metrics.py,
-gateway/auth/apikey.py) are compiled by Cython at install time.
+The modules gateway/_native.py lists (the HTTP/1 protocol, the exchange, the wire helpers,
+the request view, upstream connections, the routing table and the per-request policy
+code) are compiled by Cython at install time.
 These tests check that the install really compiled them (in CI, where the README's
-set-up command built them), that a build older than its source is never loaded,
-and that the same proxy tests pass on the plain-Python modules.
+set-up command built them: there a missing or failed build fails, never skips), that a
+build older than its source is never loaded, that a module which failed to compile is
+named, and that the same proxy tests pass on the plain-Python modules.
 """
 
 from __future__ import annotations
@@ -20,32 +21,42 @@ from pathlib import Path
 
 import pytest
 
-import gateway.http
 from gateway import _native
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_installed_core_is_compiled():
+    if os.environ.get("CRDGATE_NO_EXTENSIONS"):
+        pytest.skip("CRDGATE_NO_EXTENSIONS is set: this run checks the plain-Python core (.ci/run's second pass)")
     if _native.state != "compiled":
         msg = f"proxy core not compiled: {_native.reason}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg + " (the README's test command installs with Cython and gcc)")
         pytest.skip(msg)
+    import importlib
     import importlib.machinery
 
-    import gateway.auth.apikey
-    import gateway.metrics
-    import gateway.policies
-    import gateway.ratelimit
-    import gateway.routing
-    import gateway.upstream
-
-    modules = (gateway.routing, gateway.http, gateway.upstream, gateway.policies, gateway.ratelimit, gateway.metrics,
-               gateway.auth.apikey)
-    assert {m.__name__ for m in modules} == set(_native.MODULES)
-    for module in modules:
+    for name in _native.MODULES:
+        module = importlib.import_module(name)
         assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), module.__file__
+
+
+def test_one_list_of_compiled_modules():
+    # setup.py reads CORE and POLICY from gateway/_native.py: the build and the run-time choice agree.
+    import runpy
+    import types
+    from unittest import mock
+
+    import setuptools
+
+    with mock.patch.object(setuptools, "setup", lambda **kw: None), \
+            mock.patch.dict(sys.modules, {"Cython": types.SimpleNamespace(__version__="3.0.0")}):
+        setup_py = runpy.run_path(str(ROOT / "setup.py"), run_name="setup_under_test")
+    assert setup_py["CORE"] == _native.CORE and setup_py["POLICY"] == _native.POLICY
+    assert setup_py["COMPILED"] == _native.MODULES
+    for module in _native.MODULES:
+        assert (ROOT / (module.replace(".", "/") + ".py")).exists(), module
 
 
 def _fake_package(tmp_path: Path, recorded: dict[str, str] | None) -> Path:
@@ -82,10 +93,10 @@ def test_a_build_matching_its_sources_is_used(tmp_path, monkeypatch):
 def test_an_edited_source_makes_the_build_stale(tmp_path, monkeypatch):
     folder = _fake_package(tmp_path, None)
     (folder / "_native.json").write_text(json.dumps(_digests(folder)))
-    (folder / "http.py").write_text("# edited after the build\n")
+    (folder / "exchange.py").write_text("# edited after the build\n")
     monkeypatch.setattr(_native, "_HERE", str(folder))
     monkeypatch.delenv("CRDGATE_NO_EXTENSIONS", raising=False)
-    assert "gateway.http changed after it was compiled" in _native._why_not_compiled()
+    assert "gateway.exchange changed after it was compiled" in _native._why_not_compiled()
 
 
 def test_no_build_record_or_no_extension_means_source(tmp_path, monkeypatch):
@@ -111,12 +122,12 @@ def test_the_plain_python_core_passes_the_proxy_tests():
     """The fallback is the same code: run the proxy's own tests on it, in a child process."""
     env = dict(os.environ, CRDGATE_NO_EXTENSIONS="1")
     probe = subprocess.run(
-        [sys.executable, "-c", "import gateway.http, gateway._native as n; print(n.state, gateway.http.__file__)"],
+        [sys.executable, "-c", "import gateway.http1, gateway._native as n; print(n.state, gateway.http1.__file__)"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )
     assert probe.returncode == 0, probe.stderr
     state, path = probe.stdout.split()
-    assert state == "source" and path.endswith("http.py")
+    assert state == "source" and path.endswith("http1.py")
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "tests/test_proxy_forwarding.py", "tests/test_proxy_hostile_input.py", "tests/test_proxy_errors.py",
@@ -150,7 +161,43 @@ def test_a_build_that_compiles_nothing_keeps_the_recorded_hashes(tmp_path):
     stale = {m: "0" * 64 for m in _native.MODULES}
     (tmp_path / "gateway" / "_native.json").write_text(json.dumps(stale))
     env = dict(os.environ, CRDGATE_NO_EXTENSIONS="1")
+    env.pop("CRDGATE_REQUIRE_EXTENSIONS", None)  # set by .ci/run for the install, not for this build
     proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "gateway" / "_native.json").read_text()) == stale
+
+
+def test_a_module_that_failed_to_compile_is_named(tmp_path, monkeypatch):
+    # The build records what failed (setup.py); the reason names it, so CI's failure
+    # of test_the_installed_core_is_compiled says which module to look at.
+    folder = _fake_package(tmp_path, None)
+    digests = _digests(folder)
+    digests["failed"] = {"gateway.exchange": "gateway/exchange.py:12:4: undeclared name"}
+    (folder / "_native.json").write_text(json.dumps(digests))
+    monkeypatch.setattr(_native, "_HERE", str(folder))
+    monkeypatch.delenv("CRDGATE_NO_EXTENSIONS", raising=False)
+    assert _native._why_not_compiled() == "failed to compile: gateway.exchange: gateway/exchange.py:12:4: undeclared name"
+
+
+def test_the_build_names_a_module_that_fails_and_goes_on(capsys):
+    import runpy
+    import types
+    from unittest import mock
+
+    import setuptools
+    from setuptools import Extension
+
+    with mock.patch.object(setuptools, "setup", lambda **kw: None), \
+            mock.patch.dict(sys.modules, {"Cython": types.SimpleNamespace(__version__="3.0.0")}):
+        setup_py = runpy.run_path(str(ROOT / "setup.py"), run_name="setup_under_test")
+
+    def broken(ext):
+        raise RuntimeError("gateway/wire.py:3:0: Cython says no\nmore detail")
+
+    build = types.SimpleNamespace(_build_or_reuse=broken)
+    setup_py["BuildExt"].build_extension(build, Extension("gateway.wire", ["gateway/wire.py"], optional=True))
+    assert build.failed == {"gateway.wire": "gateway/wire.py:3:0: Cython says no"}
+    assert "gateway.wire FAILED to compile" in capsys.readouterr().err
+    with pytest.raises(RuntimeError):  # a required extension still stops the build
+        setup_py["BuildExt"].build_extension(build, Extension("gateway.wire", ["gateway/wire.py"], optional=False))

@@ -92,11 +92,11 @@ async def test_response_hop_by_hop_headers_are_stripped():
 
 def test_generated_request_ids_are_distinct_and_fixed_width_across_the_table_boundary():
     # The low 3 hex digits come from a table, the rest are formatted every 4,096 ids.
-    from gateway import http
+    from gateway import wire
 
-    ids = [http.next_request_id() for _ in range(2 * 4096 + 10)]
+    ids = [wire.next_request_id() for _ in range(2 * 4096 + 10)]
     assert len(set(ids)) == len(ids)
     assert {len(i) for i in ids} == {24}
-    assert all(i.startswith(http._RID_PREFIX) for i in ids)
+    assert all(i.startswith(wire.RID_PREFIX) for i in ids)
     counters = [int(i[12:], 16) for i in ids]
     assert counters == list(range(counters[0], counters[0] + len(ids)))

@@ -4,7 +4,7 @@ One module per scheme — apikey.py, basic.py, bearer.py (JWT) with jwks.py for
 its keys — over base.py, which defines what the proxy sees: ``AuthRequest``,
 ``AuthResult`` and the ``Authenticator`` interface. The controller builds
 authenticators (controller/authbuild.py) and puts them in ``RoutePolicy.auth``;
-gateway/http.py calls ``authenticate`` and applies the result. Nothing here
+gateway/policies.py calls ``authenticate_raw`` for the exchange and applies the result. Nothing here
 imports the controller or the Kubernetes client.
 """
 

@@ -8,7 +8,7 @@ precomputed result (``allowed``, or ``forbidden`` when the consumer is not in
 keep-alive connection presenting the key it presented last costs one
 constant-time comparison with it (see ``AuthMemo``).
 
-Built by controller/authbuild.py; called by gateway/http.py (see base.py).
+Built by controller/authbuild.py; called by gateway/exchange.py (see base.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """What every authenticator shares: the request it reads, the result it returns.
 
-The proxy (gateway/http.py) builds one ``AuthRequest`` per request on a route
-whose policy has an authenticator and calls ``authenticator.authenticate(req)``.
+For each request on a route whose policy has an authenticator, the proxy
+(gateway/policies.py, for the exchange) calls ``authenticator.authenticate_raw``
+with the raw header pairs; ``authenticate(AuthRequest)`` is the same decision
+on a decoded request (tests, tools).
 The answer is an ``AuthResult`` directly whenever no I/O or slow hashing is
 needed (API keys, cached Basic credentials, JWTs signed by known keys), and an
 awaitable of one otherwise (a bcrypt verify in the hashing pool, a JWKS fetch).

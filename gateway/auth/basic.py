@@ -12,7 +12,7 @@ request pays for one verify per minute, not one per request.
 An unknown user costs the same as a wrong password: the presented password is
 verified against a real hash of the file and the answer thrown away.
 
-Built by controller/authbuild.py; called by gateway/http.py (see base.py).
+Built by controller/authbuild.py; called by gateway/exchange.py (see base.py).
 """
 
 from __future__ import annotations

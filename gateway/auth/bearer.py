@@ -21,7 +21,7 @@ good ones out. Refusals are not cached.
 Synchronous unless keys must be fetched: the first request on a JWKS URL, or
 a ``kid`` the cached set does not know (refetched at most once per floor).
 
-Built by controller/authbuild.py; called by gateway/http.py (see base.py).
+Built by controller/authbuild.py; called by gateway/exchange.py (see base.py).
 """
 
 from __future__ import annotations

@@ -1,57 +1,40 @@
-"""The proxy's HTTP/1.1 protocol: parse, match, apply policies, forward, stream back.
+"""One request and its response: ``Exchange``, from parsed head to last byte.
 
-One ``ClientProtocol`` per client connection parses requests with httptools;
-each request is an ``Exchange`` that reads the routing table once
-(``server.table``), so a table swap never changes a request already routed.
-Pipelined requests queue behind the one in progress and are answered in order.
-Everything on the common path runs in protocol callbacks: no task, no
-coroutine, unless a policy needs I/O (a JWKS fetch, a Redis round trip) or a new
-upstream connection must be opened.
+An exchange reads the routing table once (``server.table``), so a table swap
+never changes a request already routed; runs the route's policies
+(gateway/policies.py) in order, each of which may answer; forwards the request
+to an upstream endpoint (gateway/upstream.py calls it back as its ``Handler``),
+retrying where the route allows; and streams the response back. Everything on
+the common path runs in protocol callbacks: no task, no coroutine, unless a
+policy needs I/O (a JWKS fetch, a Redis round trip) or a new upstream
+connection must be opened.
 
-Neighbours: gateway/server.py owns listeners, the table reference and the
-timeout sweeper; gateway/upstream.py owns upstream connections; policies come
-from gateway/auth.py, gateway/ratelimit.py and gateway/policies.py.
+It is driven by a ``Downstream``, the client connection as an exchange sees it:
+the HTTP/1 protocol (gateway/http1.py) is one, and an HTTP/2 connection will be
+another. Policies see the exchange only as a ``RequestView`` (gateway/request.py).
+Heads are built with gateway/wire.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import os
 import random
 import time
-from collections import deque
-from typing import TYPE_CHECKING
-
-import httptools
 
 from gateway import policies
 from gateway.normalize import BadTarget, normalize_target, valid_host
+from gateway.request import ClientConnection, HeaderView, RequestView
 from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
 from gateway.syntax import unsafe_field_value, unsafe_target
-from gateway.tls import bound_server_name
-from gateway.upstream import EndpointPool, Handler, UpstreamConnection
-
-if TYPE_CHECKING:
-    from gateway.server import Server
+from gateway.upstream import EndpointPool, UpstreamConnection
+from gateway.wire import (
+    CONNECTION_OPTIONS, FORWARDING, HOP_BY_HOP, IDEMPOTENT, add_field, connection_tokens, forwarding_fields, has_header,
+    json_body, next_request_id, status_line, unsafe_fields,
+)
 
 log = logging.getLogger("crdgate.proxy")
 
-# RFC 9110 7.6.1: connection-specific fields, never forwarded.
-HOP_BY_HOP = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
-     b"proxy-authorization", b"proxy-authenticate")
-)
-# Set by us; when the peer is not a trusted proxy, its own values are dropped.
-FORWARDING = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
-                        b"forwarded", b"x-real-ip"))
-IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
-# Interned method names: no decode per request for the common ones.
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")}
-# Lengths of the request header names looked at before routing:
-# host, expect, connection, content-length, transfer-encoding.
-_SPECIAL_LENGTHS = frozenset((4, 6, 10, 14, 17))
 # Request headers never copied as they are: hop-by-hop ones, those we set
 # ourselves, and the framing we re-create.
 _REQ_SPECIAL = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"expect"}
@@ -60,20 +43,8 @@ _RESP_SPECIAL = HOP_BY_HOP | {b"connection"}
 # By name length: whether a response header can be one of those or Content-Length.
 # Most are not (Date, Server, Content-Type...): copied without lower-casing the name.
 _RESP_LOOKED = tuple(n in {len(h) for h in _RESP_SPECIAL | {b"content-length"}} for n in range(32))
+# Status lines by status, with the reason they were made for.
 _STATUS_LINES: dict[int, tuple[bytes, bytes]] = {}
-KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"))
-
-REASONS = {
-    200: "OK", 204: "No Content", 301: "Moved Permanently", 302: "Found", 303: "See Other",
-    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized",
-    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 417: "Expectation Failed",
-    413: "Content Too Large", 414: "URI Too Long", 421: "Misdirected Request", 429: "Too Many Requests",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
-    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
-}
-# The answer to a request line of another major version (HTTP/2.0 or the HTTP/2
-# preface, HTTP/3.0, HTTP/0.9): this listener speaks HTTP/1.x only.
-VERSION_NOT_SUPPORTED = "only HTTP/1.0 and HTTP/1.1 are served on this listener"
 
 # Normalised request targets by raw target: clients repeat the same few, and
 # normalising is pure. Bounded: cleared when full.
@@ -86,75 +57,55 @@ REPLAY_LIMIT = 64 * 1024
 BUFFER_HIGH = 256 * 1024
 
 
-def json_body(status: int, message: str) -> bytes:
-    # Messages are ours, never echoes of request input, so no escaping is needed
-    # beyond quotes; keep it that way.
-    reason = REASONS.get(status, "Error")
-    return ('{"status":%d,"error":"%s","message":"%s"}\n' % (status, reason, message.replace('"', "'"))).encode()
+class Downstream(ClientConnection):
+    """The client connection as an exchange drives it ("downstream": Envoy's word).
+
+    Beyond what policies read, an exchange writes to ``transport``, pauses and
+    resumes reading (with a reason: reading resumes when none is left), and
+    hands over when done (``exchange_done``). Fields, set once per connection
+    by the protocol that extends it (gateway/http1.py):
+
+    - server, transport, closed; upstreams, stats, access_log (the server's);
+    - max_body_bytes, request_id_header, create_traceparent (the server's settings);
+    - peer_bytes, forwarded_for, scheme_bytes, sni: the peer, as written in the
+      forwarding headers, and the TLS server name that chose the certificate;
+    - fwd_key, fwd_block: the forwarding headers of the last Host seen (see
+      ``Exchange._forwarding``); last_host, last_host_str: the last Host value
+      that passed ``valid_host``, and decoded (a keep-alive client repeats it).
+    """
+
+    def pause_reading(self, why: str) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self, why: str) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def exchange_done(self, ex: "Exchange") -> None:
+        raise NotImplementedError
+
+    def upgraded(self, ex: "Exchange") -> None:
+        """The upstream switched protocols: the connection's bytes now go to ``ex``."""
+        raise NotImplementedError
 
 
-def status_line(status: int, reason: bytes | None = None) -> bytes:
-    if reason is None:
-        reason = REASONS.get(status, "Status").encode()
-    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
-
-
-class _Reject(Exception):
-    """Raised inside parser callbacks to refuse a request (limits)."""
-
-    def __init__(self, status: int, message: str):
-        self.status = status
-        self.message = message
-
-
-class HeaderView:
-    """Lower-case str view of the request headers, decoded only on lookup."""
-
-    __slots__ = ("_headers", "_cache")
-
-    def __init__(self, headers: list[tuple[bytes, bytes]]):
-        self._headers = headers
-        self._cache: dict[str, str] | None = None
-
-    def _build(self) -> dict[str, str]:
-        d: dict[str, str] = {}
-        for name, value in self._headers:
-            k = name.decode("latin-1").lower()
-            v = value.decode("latin-1")
-            d[k] = d[k] + ", " + v if k in d else v
-        self._cache = d
-        return d
-
-    def get(self, name: str, default=None):
-        d = self._cache if self._cache is not None else self._build()
-        return d.get(name, default)
-
-    def __getitem__(self, name: str) -> str:
-        d = self._cache if self._cache is not None else self._build()
-        return d[name]
-
-    def __contains__(self, name: object) -> bool:
-        d = self._cache if self._cache is not None else self._build()
-        return name in d
-
-    def items(self):
-        d = self._cache if self._cache is not None else self._build()
-        return d.items()
-
-
-class Exchange(Handler):
+class Exchange(RequestView):
     """One request and its response, from parsed head to last byte.
 
-    Compiled, it is a C struct (gateway/http.pxd types every field), so this
+    Compiled, it is a C struct (gateway/exchange.pxd types every field), so this
     initialisation is a run of plain stores.
     """
 
-    def __init__(self, proto: "ClientProtocol"):
+    def __init__(self, proto: Downstream):
         self.proto = proto
-        self.server = proto.server
+        self._init_view(proto, proto.server)
         self.start = _monotonic()
         # request, as parsed
-        self.method = "GET"
         self.url = b""
         self.http10 = False
         self.keep_alive = True
@@ -162,20 +113,9 @@ class Exchange(Handler):
         self.content_length = -1
         self.chunked = False
         self.expect_continue = False
-        self.host = b""
         self.conn_value = None
         self.head_complete = False
-        self.req_done = False
         self.req_bytes = 0
-        # routing: the table read once at the head, the route it matched
-        self.table = None
-        self.route = None
-        self.path = ""
-        self.query = ""
-        self.header_view = None
-        self.consumer = None
-        self.auth_headers = ()
-        self.extra_resp_headers = None
         self.upstream_host = None
         # request body toward the upstream: buffered until a connection is attached;
         # ``replay`` keeps up to REPLAY_LIMIT bytes so a retry can resend it
@@ -207,9 +147,7 @@ class Exchange(Handler):
         self.request_id = None
         self.policy_task = None
         self.out = None
-        self.headers = []
         self.body_buf = []
-        self.replay = []
 
     @property
     def upstream_addr(self) -> str | None:
@@ -249,7 +187,7 @@ class Exchange(Handler):
             return self.respond(400, "missing Host header", close=True)
         self.path, self.query = path, query
         proto = self.proto
-        host = proto._host_str if self.host == proto._host_ok else self.host.decode("latin-1")
+        host = proto.last_host_str if self.host == proto.last_host else self.host.decode("latin-1")
         sni = proto.sni
         if sni is not None and host and normalize_host(host) != sni:
             # The certificate was chosen for another name: this host is not served on this connection.
@@ -531,7 +469,7 @@ class Exchange(Handler):
         headers = self.headers
         # The client's Connection options name its own hop-by-hop fields: they
         # never remove a field the gateway adds (consumer, claims, modifiers).
-        drop = _connection_tokens(self.conn_value, None) - _NOT_LISTED if self.conn_value is not None else None
+        drop = connection_tokens(self.conn_value, None) - CONNECTION_OPTIONS if self.conn_value is not None else None
         strip = None
         if not route.plain:
             if pol.request_headers is not None:
@@ -559,18 +497,18 @@ class Exchange(Handler):
                 continue
             if lname == rid_name:
                 rid = value
-            _add_field(parts, name, value)
+            add_field(parts, name, value)
         if strip is not None:
             for name, value in self.auth_headers:
-                _add_field(parts, name, value)
+                add_field(parts, name, value)
         parts.append(self._forwarding(forwarded))
-        if self.proto.create_traceparent and not _has_header(headers, b"traceparent"):
+        if self.proto.create_traceparent and not has_header(headers, b"traceparent"):
             # W3C Trace Context: start a trace for requests that arrive without one
             # (ones that carry it are forwarded untouched, like any end-to-end header).
             parts.append(b"traceparent: 00-%032x-%016x-01\r\n" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1))
         if rid is None:
             rid = next_request_id()
-            _add_field(parts, rid_name, rid)
+            add_field(parts, rid_name, rid)
         self.request_id = rid
         if self.upgrade:
             parts.append(b"connection: upgrade\r\nupgrade: ")
@@ -585,7 +523,7 @@ class Exchange(Handler):
         return b"".join(parts)
 
     def _forwarding(self, incoming: dict | None) -> bytes:
-        """X-Forwarded-For/-Proto/-Host and Forwarded for this hop.
+        """X-Forwarded-For/-Proto/-Host and Forwarded for this hop (gateway/wire.py).
 
         From an untrusted peer the incoming values were dropped and the block
         depends only on the connection and the Host, so it is cached on the
@@ -595,27 +533,11 @@ class Exchange(Handler):
         host = self.host
         if incoming is None and proto.fwd_key == host:
             return proto.fwd_block
-        peer = proto.peer_bytes
-        scheme = proto.scheme_bytes
-        this_hop = b'for=%s;host="%s";proto=%s' % (proto.forwarded_for, host.replace(b'"', b""), scheme)
+        block = forwarding_fields(proto.peer_bytes, proto.forwarded_for, proto.scheme_bytes, host, incoming)
         if incoming is None:
-            block = b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nforwarded: %s\r\n" % (
-                peer, scheme, host, this_hop)
             proto.fwd_key = host
             proto.fwd_block = block
-            return block
-        xff = incoming.get(b"x-forwarded-for")
-        fwd = incoming.get(b"forwarded")
-        out = b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nforwarded: %s\r\n" % (
-            peer if xff is None else xff + b", " + peer,
-            incoming.get(b"x-forwarded-proto") or scheme,
-            incoming.get(b"x-forwarded-host") or host,
-            this_hop if fwd is None else fwd + b", " + this_hop,
-        )
-        port = incoming.get(b"x-forwarded-port")
-        if port is not None:
-            out += b"x-forwarded-port: %s\r\n" % port
-        return out
+        return block
 
     # ------------------------------------------------------------------ upstream events
 
@@ -669,28 +591,28 @@ class Exchange(Handler):
                 if lname in special:
                     if lname == b"transfer-encoding":
                         chunked = True
-                    elif lname == b"connection" and value.lower() not in _NOT_LISTED:
+                    elif lname == b"connection" and value.lower() not in CONNECTION_OPTIONS:
                         # The usual "keep-alive"/"close" lists no header: skip the split.
-                        drop = _connection_tokens(value, drop) - _NOT_LISTED
+                        drop = connection_tokens(value, drop) - CONNECTION_OPTIONS
                     continue
                 if lname == b"content-length":
                     if status == 204:
                         continue  # RFC 9110 8.6: never on a 204 (a client could wait for that body)
                     length = int(value)  # llhttp has validated it
-            _add_field(parts, name, value)
+            add_field(parts, name, value)
         if drop:
             # Names listed in Connection are hop-by-hop for this message: take them out again.
             kept = [parts[0]]
             for name, value in headers:
                 lname = name.lower()
                 if lname not in special and lname not in drop and not (status == 204 and lname == b"content-length"):
-                    _add_field(kept, name, value)
+                    add_field(kept, name, value)
             parts = kept
         if pol.cors is not None:
             policies.cors_response_headers(self, pol.cors, parts)
         if self.extra_resp_headers:
             for name, value in self.extra_resp_headers:
-                _add_field(parts, name, value)
+                add_field(parts, name, value)
         if length >= 0 and not chunked:
             pass  # passed through as received
         elif self.method == "HEAD" or status == 204 or status == 304:
@@ -719,7 +641,7 @@ class Exchange(Handler):
         conn.upgraded = True
         parts = [status_line(101, reason or None)]
         for name, value in headers:
-            _add_field(parts, name, value)
+            add_field(parts, name, value)
         parts.append(b"\r\n")
         self.proto.transport.write(b"".join(parts))
         self.proto.upgraded(self)
@@ -893,7 +815,7 @@ class Exchange(Handler):
         """Answer from the gateway itself (errors, redirects, preflights)."""
         if self.finished or self.resp_started:
             return
-        if extra and _unsafe_fields(extra):
+        if extra and unsafe_fields(extra):
             # A Location (or another field) built from configuration would split the response.
             _refused(self.route, "response header", b"; ".join([v for _, v in extra]))
             status, message, extra, body = 500, "the route's configuration makes an invalid response header", None, None
@@ -909,10 +831,10 @@ class Exchange(Handler):
             parts.append(b"content-type: application/json\r\n")
         if extra:
             for name, value in extra:
-                _add_field(parts, name, value)
+                add_field(parts, name, value)
         if self.extra_resp_headers:
             for name, value in self.extra_resp_headers:
-                _add_field(parts, name, value)
+                add_field(parts, name, value)
         parts.append(b"content-length: %d\r\n" % len(body))
         unread_body = not self.req_done and (self.chunked or self.content_length > 0)
         if close or unread_body or not self.keep_alive or self.server.draining or self.upgrade:
@@ -946,46 +868,6 @@ class Exchange(Handler):
 
 _monotonic = time.monotonic
 
-# Request ids: a random per-process prefix and 12 hex digits of a counter.
-# Unique (each worker process imports this afresh), and no system call per
-# request (os.urandom is one). The last 3 digits come from a table and the rest
-# are formatted once per 4,096 ids (b"%012x" on every request cost as much as
-# building the rest of the upstream head). Compiled, the counter and the high
-# part are C variables (http.pxd): rebinding a Python module global per request
-# would void the compiled module's cached lookups of every global.
-_RID_PREFIX = os.urandom(6).hex().encode()
-_RID_LOW = tuple(b"%03x" % i for i in range(4096))
-_rid_count = 0
-_rid_high = _RID_PREFIX + b"%09x" % 0
-
-
-def next_request_id() -> bytes:
-    global _rid_count, _rid_high
-    _rid_count += 1
-    n = _rid_count
-    low = n & 0xFFF
-    if low == 0:
-        _rid_high = _RID_PREFIX + b"%09x" % (n >> 12)
-    return _rid_high + _RID_LOW[low]
-
-
-def _add_field(parts: list, name: bytes, value: bytes) -> None:
-    """One header line into a head being built. Compiled, four appends are a few
-    stores each; ``parts += (name, b": ", value, b"\r\n")`` built a tuple and
-    went through the generic in-place add for every header."""
-    parts.append(name)
-    parts.append(b": ")
-    parts.append(value)
-    parts.append(b"\r\n")
-
-
-def _unsafe_fields(fields) -> bool:
-    """Whether a value of these (name, value) pairs holds CR, LF or NUL."""
-    for _, value in fields:
-        if unsafe_field_value(value):
-            return True
-    return False
-
 
 def _refused(route, what: str, value: bytes) -> None:
     """Log a head the gateway refused to write (%r: the bytes are never logged raw either)."""
@@ -995,24 +877,8 @@ def _refused(route, what: str, value: bytes) -> None:
     )
 
 
-def _websocket_upgrade(headers) -> bool:
-    """Whether the Upgrade header offers WebSocket, the one protocol this proxy tunnels."""
-    for name, value in headers:
-        if len(name) == 7 and name.lower() == b"upgrade":
-            for token in value.split(b","):
-                if token.strip().lower() == b"websocket":
-                    return True
-    return False
-
-
-def _has_header(headers, lname: bytes) -> bool:
-    for name, _ in headers:
-        if name.lower() == lname:
-            return True
-    return False
-
-
 def _weighted(backends):
+    """A backend by weight (Gateway API backendRefs); None when every weight is 0."""
     total = 0
     for b in backends:
         total += b.weight
@@ -1028,374 +894,3 @@ def _weighted(backends):
             return b
     return None
 
-
-_NOT_LISTED = frozenset((b"keep-alive", b"close", b"upgrade"))
-
-
-def _connection_tokens(value: bytes, into: set | None) -> set:
-    out = into if into is not None else set()
-    for tok in value.split(b","):
-        tok = tok.strip().lower()
-        if tok:
-            out.add(tok)
-    return out
-
-
-_HTTPS = b"https"
-_SCHEME_BYTES = {"http": b"http", "https": _HTTPS}
-
-
-class ClientProtocol:
-    """One client connection: parsing, pipelining, flow control, timeouts.
-
-    An asyncio protocol by duck typing (the event loop only calls its methods):
-    subclassing asyncio.Protocol would keep it from compiling to an extension type.
-    """
-
-
-    def __init__(self, server: "Server", scheme: str = "http"):
-        self.server = server
-        # What the server fixes before it accepts connections, read here once
-        # instead of per request (an attribute of a Python object each time):
-        # typed when compiled.
-        self.upstreams = server.upstreams
-        self.stats = server.stats
-        self.access_log = server.access_log
-        self.request_id_header = server.request_id_header
-        self.create_traceparent = server.create_traceparent
-        self.limiter = server.limiter
-        self.ratelimit_headers = server.ratelimit_headers
-        # Per listener: what X-Forwarded-Proto says and what redirects compare against.
-        self.scheme = scheme
-        self.scheme_bytes = _SCHEME_BYTES.get(scheme) or scheme.encode()
-        # TLS only: the SNI name when it chose a host-bound certificate; the Host must agree (421).
-        self.sni: str | None = None
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
-        self.pipeline: deque[Exchange] = deque()
-        self.current: Exchange | None = None  # being parsed
-        self.closed = False
-        self.peer = ""
-        self.peer_bytes = b""
-        self.forwarded_for = b""
-        self.trusted = False
-        self._paused: set[str] = set()
-        self._url_size = 0
-        self._header_bytes = 0
-        self._head_deadline = 0.0
-        self._idle_since = 0.0
-        self._upgraded: Exchange | None = None
-        self._writing_paused = False
-        self._eof = False
-        self._upgrade_refused = False
-        self._host_ok = b""  # the last Host value that passed valid_host on this connection
-        self._host_str = ""
-        self.auth_memo = None  # gateway.auth.base.AuthMemo, made by the first authenticated request
-        self.addr_key = None  # the rate-limit key of the peer's address, made at first use
-        self._headers: list = []
-        lim = server.limits
-        self._max_uri = lim.max_uri_bytes
-        self._max_header_bytes = lim.max_header_bytes
-        self._max_headers = lim.max_headers
-        self._header_timeout = lim.header_timeout
-        self.max_body_bytes = lim.max_body_bytes
-        # The forwarding headers of the last Host seen on this connection (see
-        # Exchange._forwarding): the same for every request of a keep-alive client.
-        self.fwd_key: bytes | None = None
-        self.fwd_block = b""
-
-    # -- connection ----------------------------------------------------------------
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        ip = peer[0] if peer else ""
-        self.peer = ip
-        self.peer_bytes = ip.encode()
-        self.forwarded_for = b'"[%s]"' % self.peer_bytes if ":" in ip else self.peer_bytes
-        srv = self.server
-        if self.scheme_bytes is _HTTPS:
-            self.sni = bound_server_name(transport.get_extra_info("ssl_object"))
-        if srv.trusted_proxies and ip:
-            try:
-                addr = ipaddress.ip_address(ip)
-                self.trusted = any(addr in net for net in srv.trusted_proxies)
-            except ValueError:
-                self.trusted = False
-        # Until its first request arrives a connection is due its head within the
-        # header timeout, not the idle timeout: a client that connects and sends
-        # nothing must not hold a slot for a minute. (On the TLS listener the
-        # protocol is connected once the handshake is done, itself bounded by
-        # the same timeout.)
-        now = self._idle_since = _monotonic()
-        self._head_deadline = now + self._header_timeout
-        srv.connections.add(self)
-
-    def connection_lost(self, exc) -> None:
-        self.closed = True
-        self.server.connections.discard(self)
-        for ex in list(self.pipeline):
-            if not ex.finished:
-                # The client went away: stop the upstream work it caused.
-                ex.finished = True
-                if ex.policy_task is not None:
-                    ex.policy_task.cancel()
-                if ex.resp_started or ex.sent_head:
-                    ex.server.stats.record(ex.route_name(), ex.method, 499, time.monotonic() - ex.start)
-                ex.drop_upstream()
-        self.pipeline.clear()
-        self.server.connection_closed(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self._upgraded is not None:
-            self._upgraded.upgrade_data(data)
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as e:
-            off = e.args[0] if e.args else len(data)
-            ex = self.current
-            if ex is not None and ex.upgrade:
-                self.current = None
-                if off < len(data):
-                    ex.upgrade_data(data[off:])
-            elif self._upgrade_refused:
-                self.pause_reading("upgrade refused")  # what follows is not parsed: closing after the response
-            else:
-                self._refuse(400, "unexpected upgrade")
-        except _Reject as e:
-            self._refuse(e.status, e.message)
-        except httptools.HttpParserCallbackError as e:
-            cause = e.__context__
-            if isinstance(cause, _Reject):
-                self._refuse(cause.status, cause.message)
-            else:
-                log.exception("parser callback failed")
-                self._refuse(500, "internal error")
-        except httptools.HttpParserInvalidURLError:
-            self._refuse(400, "invalid request target")
-        except httptools.HttpParserError:
-            # llhttp refuses most other versions itself ("Invalid HTTP version"), and the
-            # HTTP/2 preface ("PRI * HTTP/2.0"); the version it read tells them apart
-            # from malformed input ("0.0": no version read).
-            version = self.parser.get_http_version()
-            if version[0] != "1" and version != "0.0":
-                self._refuse(505, VERSION_NOT_SUPPORTED)
-            else:
-                self._refuse(400, "malformed request")
-
-    def _refuse(self, status: int, message: str) -> None:
-        """Refuse what cannot be parsed safely: answer if we can, then close."""
-        self.server.stats.rejected(status)
-        self.pause_reading("refused")  # nothing after a framing error can be trusted
-        ex = self.current
-        self.current = None
-        head = self.pipeline[0] if self.pipeline else None
-        if ex is None and head is None:
-            ex = Exchange(self)
-            self.pipeline.append(ex)
-            head = ex
-        if ex is not head or ex.finished or ex.resp_started:
-            # Answering in order would mean waiting on the request ahead: cut instead.
-            self.abort()
-            return
-        ex.keep_alive = False
-        ex.respond(status, message, close=True)
-
-    def eof_received(self):
-        # A half-close from the client: finish what is in flight, then close.
-        self._eof = True
-        return bool(self.pipeline)
-
-    def pause_writing(self) -> None:
-        self._writing_paused = True
-        head = self.pipeline[0] if self.pipeline else None
-        if head is not None and head.conn is not None and head.conn.transport is not None:
-            head.conn.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self._writing_paused = False
-        head = self.pipeline[0] if self.pipeline else None
-        if head is not None and head.conn is not None and head.conn.transport is not None:
-            head.conn.transport.resume_reading()
-
-    def pause_reading(self, why: str) -> None:
-        if not self._paused and self.transport is not None and not self.closed:
-            self.transport.pause_reading()
-        self._paused.add(why)
-
-    def resume_reading(self, why: str) -> None:
-        if why in self._paused:
-            self._paused.discard(why)
-            if not self._paused and self.transport is not None and not self.closed:
-                self.transport.resume_reading()
-
-    def abort(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.abort()
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-
-    # -- httptools callbacks ----------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        ex = Exchange(self)
-        self.current = ex
-        self._headers = ex.headers
-        pipeline = self.pipeline
-        pipeline.append(ex)
-        self._url_size = 0
-        self._header_bytes = 0
-        if self._head_deadline == 0.0:
-            self._head_deadline = ex.start + self._header_timeout
-        if len(pipeline) > 1:
-            self.pause_reading("pipeline")
-
-    def on_url(self, url: bytes) -> None:
-        ex = self.current
-        self._url_size += len(url)
-        if self._url_size > self._max_uri:
-            raise _Reject(414, "request target too long")
-        ex.url = url if not ex.url else ex.url + url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        size = self._header_bytes + len(name) + len(value) + 4
-        self._header_bytes = size
-        headers = self._headers
-        headers.append((name, value))
-        if size > self._max_header_bytes or len(headers) > self._max_headers:
-            raise _Reject(431, "request header fields too large")
-        # Only a few names matter before routing; their lengths filter cheaply.
-        n = len(name)
-        if n in _SPECIAL_LENGTHS or (n == 16 and name[0] | 0x20 == 0x70):  # or Proxy-Connection, by its "p"
-            self._special_header(name.lower(), value)
-
-    def _special_header(self, lname: bytes, value: bytes) -> None:
-        ex = self.current
-        if lname == b"host":
-            if ex.host:
-                raise _Reject(400, "more than one Host header")
-            if value != self._host_ok:  # a keep-alive client repeats its Host: checked once
-                if not valid_host(value):
-                    raise _Reject(400, "invalid Host header")
-                self._host_ok = value
-                self._host_str = value.decode("latin-1")  # for routing: decoded once too
-            ex.host = value
-        elif lname == b"content-length":
-            ex.content_length = int(value)  # llhttp has checked digits and duplicates
-        elif lname == b"connection" or lname == b"proxy-connection":
-            # llhttp reads Proxy-Connection as Connection (keep-alive, close, upgrade):
-            # so do we, or a request it keeps alive would pass for HTTP/1.1 below.
-            ex.conn_value = value if ex.conn_value is None else ex.conn_value + b"," + value
-        elif lname == b"expect":
-            if value.lower() == b"100-continue":
-                ex.expect_continue = True
-            else:
-                raise _Reject(417, "unsupported expectation")
-        elif lname == b"transfer-encoding":
-            if value.strip().lower() == b"chunked" and not ex.chunked:
-                ex.chunked = True
-            else:
-                ex.chunked = None  # anything but one "chunked": refuse (501)
-
-    def on_headers_complete(self) -> None:
-        ex = self.current
-        p = self.parser
-        self._head_deadline = 0.0
-        ex.head_complete = True
-        method = p.get_method()
-        ex.method = _METHODS.get(method) or method.decode("ascii", "replace")
-        ex.keep_alive = p.should_keep_alive()
-        # llhttp keeps a connection of any version but 1.1 alive only on "Connection:
-        # keep-alive", so kept alive without a Connection header is 1.1: the version
-        # string, formatted by httptools on every call (a tenth of this callback's
-        # cost), is not needed. llhttp parses 0.9, 1.0, 1.1 and 2.0 request lines.
-        if not ex.keep_alive or ex.conn_value is not None:
-            version = p.get_http_version()
-            if version == "1.0":
-                ex.http10 = True
-            elif version != "1.1":
-                raise _Reject(505, VERSION_NOT_SUPPORTED)
-        # llhttp flags an upgrade only for CONNECT or with "Connection: upgrade": without a
-        # Connection header the parser need not be asked.
-        if (ex.conn_value is not None or ex.method == "CONNECT") and p.should_upgrade():
-            if ex.method == "GET" and _websocket_upgrade(ex.headers):
-                ex.upgrade = True
-            else:
-                # Only WebSocket is tunnelled. An h2c (or any other) upgrade passed
-                # on would let the backend switch protocols and take requests on
-                # that stream past routing and auth ("h2c smuggling"); it is served
-                # as an ordinary request, Upgrade dropped as hop-by-hop. llhttp
-                # parses nothing after an upgrade request (not even its body), so a
-                # body is refused and the connection closes after the response.
-                if ex.content_length > 0 or ex.chunked:
-                    raise _Reject(400, "Upgrade on a request with a body")
-                ex.keep_alive = False
-                self._upgrade_refused = True
-        if self.pipeline[0] is ex:
-            ex.begin()
-
-    def on_body(self, body: bytes) -> None:
-        self.current.request_body(body)
-
-    def on_message_complete(self) -> None:
-        ex = self.current
-        if ex is None:
-            return
-        if not ex.upgrade:
-            self.current = None
-        ex.request_complete()
-
-    # -- pipeline -------------------------------------------------------------------------
-
-    def exchange_done(self, ex: Exchange) -> None:
-        if not self.pipeline or self.pipeline[0] is not ex:
-            return
-        self.pipeline.popleft()
-        if ex.close_after or not ex.keep_alive:
-            self.close()
-            return
-        self._idle_since = _monotonic()
-        if self.pipeline:
-            nxt = self.pipeline[0]
-            if len(self.pipeline) == 1:
-                self.resume_reading("pipeline")
-            if nxt.head_complete:
-                nxt.start = _monotonic()
-                nxt.begin()
-                if nxt.req_done and nxt.finished:
-                    pass
-        else:
-            self.resume_reading("pipeline")
-            if self.server.draining or self._eof:
-                self.close()
-
-    def upgraded(self, ex: Exchange) -> None:
-        self._upgraded = ex
-        self.resume_reading("pipeline")
-
-    def check_timeouts(self, now: float) -> None:
-        if self.closed:
-            return
-        if self._head_deadline and now > self._head_deadline:
-            # Slow or stalled request head (slowloris): 408 if nothing is in progress.
-            head = self.pipeline[0] if self.pipeline else None
-            if head is None:
-                # Not one request byte since accept: closed without an answer, as
-                # there is no request to answer (and a client that preconnected
-                # may retry on a fresh connection).
-                self.close()
-                return
-            if head is self.current and not head.head_complete:
-                self.server.stats.rejected(408)
-                self.current = None
-                head.keep_alive = False
-                head.respond(408, "request head timed out", close=True)
-                return
-        if not self.pipeline:
-            if self._upgraded is None and now - self._idle_since > self.server.limits.idle_timeout:
-                self.close()
-            return
-        self.pipeline[0].check_timeouts(now)

@@ -1,0 +1,82 @@
+# C declarations for gateway/exchange.py when it is compiled by Cython (see setup.py).
+# The .py stays the one source; this file gives its classes typed fields and
+# makes the calls between their hot methods, and into the protocol that drives
+# them (through Downstream), C calls.
+cimport cython
+from gateway cimport policies
+from gateway.metrics cimport RequestStats
+from gateway.request cimport ClientConnection, HeaderView, RequestView
+from gateway.routing cimport BackendRef, EndpointSet, MatchResult, Route, RoutePolicy, RouteTable, Timeouts
+from gateway.upstream cimport EndpointPool, UpstreamConnection, Upstreams
+from gateway.wire cimport (add_field, connection_tokens, forwarding_fields, has_header, json_body, next_request_id,
+                           status_line, unsafe_fields)
+
+
+cdef class Exchange
+
+
+cdef class Downstream(ClientConnection):
+    cdef public object server, transport, access_log, max_body_bytes, sni, fwd_key, fwd_block
+    cdef public Upstreams upstreams
+    cdef public RequestStats stats
+    cdef public bytes request_id_header, peer_bytes, forwarded_for, scheme_bytes, last_host
+    cdef public str last_host_str
+    cdef public bint closed, create_traceparent
+
+    cpdef pause_reading(self, str why)
+    cpdef resume_reading(self, str why)
+    cpdef abort(self)
+    cpdef close(self)
+    cpdef exchange_done(self, Exchange ex)
+
+
+cdef class Exchange(RequestView):
+    cdef public Downstream proto
+    cdef public bytes url
+    cdef public bint http10, keep_alive, upgrade, expect_continue, head_complete
+    # chunked is tri-state (None = a transfer-coding we refuse); lengths stay
+    # Python ints because a peer may send any number of digits.
+    cdef public object content_length, chunked, conn_value, req_bytes, resp_bytes
+    cdef public object upstream_host, request_id, policy_task, out
+    cdef public list body_buf
+    cdef public Py_ssize_t body_buf_size
+    cdef public bint sent_head, up_paused, connecting, up_keep_alive
+    cdef public UpstreamConnection conn
+    cdef public EndpointPool pool
+    cdef public object tried, backend_key, upstream_ep
+    cdef public int attempts, peers, status
+    cdef public double deadline, try_deadline, upstream_start, upstream_time, start
+    cdef public bint resp_started, resp_chunked, resp_until_close, finished, close_after
+
+    cpdef str route_name(self)
+    @cython.locals(table=RouteTable, res=MatchResult, route=Route, pol=RoutePolicy, timeouts=Timeouts,
+                   proto=Downstream, host=str)
+    cpdef begin(self)
+    @cython.locals(route=Route, pol=RoutePolicy)
+    cpdef run_policies(self, int step)
+    cpdef request_body(self, bytes data)
+    cpdef request_complete(self)
+    cpdef _write_body(self, bytes data)
+    cpdef forward(self)
+    @cython.locals(pool=EndpointPool, conn=UpstreamConnection, table=RouteTable, route=Route, ref=BackendRef, eset=EndpointSet)
+    cpdef attempt(self, bint first=*)
+    cpdef _send(self, UpstreamConnection conn)
+    @cython.locals(route=Route, pol=RoutePolicy, parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset, strip=tuple)
+    cpdef bytes _upstream_head(self)  # None: refused (see gateway/syntax.py)
+    @cython.locals(proto=Downstream)
+    cpdef bytes _forwarding(self, incoming)
+    @cython.locals(route=Route, pol=RoutePolicy, parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint,
+                   special=frozenset, looked=tuple, n=Py_ssize_t)
+    cpdef upstream_head(self, UpstreamConnection conn, int status, bytes reason, list headers, bint keep_alive)
+    cpdef upstream_body(self, bytes data)
+    cpdef flush(self)
+    cpdef upstream_done(self, UpstreamConnection conn)
+    cpdef _release_try(self, bint close)
+    cpdef drop_upstream(self)
+    cpdef respond(self, int status, str message, extra=*, bint close=*, body=*)
+    @cython.locals(proto=Downstream, route=Route)
+    cpdef finish(self)
+
+
+# Per-request lookups in module-level caches: typed, `.get` is a C dict lookup.
+cdef dict _STATUS_LINES, _TARGETS

@@ -1,0 +1,32 @@
+# C declarations for gateway/http1.py when it is compiled by Cython (see setup.py).
+# The .py stays the one source; this file gives the protocol typed fields and
+# makes its calls into the exchange (exchange.pxd) C calls.
+cimport cython
+from gateway.exchange cimport Downstream, Exchange
+from gateway.wire cimport websocket_upgrade
+
+
+# Per-request lookups in module-level caches: typed, `.get` is a C dict lookup.
+cdef dict _METHODS
+
+
+@cython.final
+cdef class ClientProtocol(Downstream):
+    cdef public Exchange current
+    cdef public object parser, pipeline
+    cdef public object _paused, _upgraded
+    cdef public list _headers
+    cdef public Py_ssize_t _url_size, _header_bytes, _max_uri, _max_header_bytes, _max_headers
+    cdef public double _head_deadline, _idle_since, _header_timeout
+    cdef public bint _writing_paused, _eof, _upgrade_refused
+
+    # pause_reading, resume_reading, abort, close and exchange_done are Downstream's
+    # C methods (exchange.pxd), overridden here: a final class may not declare them again.
+    cpdef _special_header(self, bytes lname, bytes value)
+    @cython.locals(headers=list, size=Py_ssize_t, n=Py_ssize_t)
+    cpdef on_header(self, bytes name, bytes value)
+    @cython.locals(ex=Exchange, version=str)
+    cpdef on_headers_complete(self)
+    cpdef on_body(self, bytes body)
+    @cython.locals(ex=Exchange)
+    cpdef on_message_complete(self)

@@ -1,0 +1,408 @@
+"""The HTTP/1.x protocol: one ``ClientProtocol`` per client connection.
+
+It parses requests with httptools (llhttp), refuses what cannot be parsed
+safely (limits on the request target and head, framing errors, versions
+other than 1.0 and 1.1, upgrades other than WebSocket), and makes each request
+an ``Exchange`` (gateway/exchange.py) that routes, applies policies, forwards
+and answers it. Pipelined requests queue behind the one in progress and are
+answered in order. The protocol owns the connection: flow control in both
+directions, the head and idle timeouts (checked by the server's sweeper), the
+upgraded stream after a 101, and the half-close.
+
+Neighbours: gateway/server.py creates one per accepted connection and owns
+listeners, the table reference and the sweeper; wire-format helpers are in
+gateway/wire.py. An HTTP/2 protocol will sit beside this one and feed the same
+exchange.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections import deque
+
+import httptools
+
+from gateway.exchange import Downstream, Exchange
+from gateway.normalize import valid_host
+from gateway.tls import bound_server_name
+from gateway.wire import websocket_upgrade
+
+log = logging.getLogger("crdgate.proxy")
+
+# Interned method names: no decode per request for the common ones.
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")}
+# Lengths of the request header names looked at before routing:
+# host, expect, connection, content-length, transfer-encoding.
+_SPECIAL_LENGTHS = frozenset((4, 6, 10, 14, 17))
+# The answer to a request line of another major version (HTTP/2.0 or the HTTP/2
+# preface, HTTP/3.0, HTTP/0.9): this listener speaks HTTP/1.x only.
+VERSION_NOT_SUPPORTED = "only HTTP/1.0 and HTTP/1.1 are served on this listener"
+
+_HTTPS = b"https"
+_SCHEME_BYTES = {"http": b"http", "https": _HTTPS}
+
+_monotonic = time.monotonic
+
+
+class _Reject(Exception):
+    """Raised inside parser callbacks to refuse a request (limits)."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+
+
+class ClientProtocol(Downstream):
+    """One client connection: parsing, pipelining, flow control, timeouts.
+
+    An asyncio protocol by duck typing (the event loop only calls its methods):
+    subclassing asyncio.Protocol would keep it from compiling to an extension type.
+    """
+
+    def __init__(self, server, scheme: str = "http"):  # server: gateway.server.Server
+        self.server = server
+        # What the server fixes before it accepts connections, read here once
+        # instead of per request (an attribute of a Python object each time):
+        # typed when compiled.
+        self.upstreams = server.upstreams
+        self.stats = server.stats
+        self.access_log = server.access_log
+        self.request_id_header = server.request_id_header
+        self.create_traceparent = server.create_traceparent
+        self.limiter = server.limiter
+        self.ratelimit_headers = server.ratelimit_headers
+        # Per listener: what X-Forwarded-Proto says and what redirects compare against.
+        self.scheme = scheme
+        self.scheme_bytes = _SCHEME_BYTES.get(scheme) or scheme.encode()
+        # TLS only: the SNI name when it chose a host-bound certificate; the Host must agree (421).
+        self.sni: str | None = None
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.pipeline: deque[Exchange] = deque()
+        self.current: Exchange | None = None  # being parsed
+        self.closed = False
+        self.peer = ""
+        self.peer_bytes = b""
+        self.forwarded_for = b""
+        self.trusted = False
+        self._paused: set[str] = set()
+        self._url_size = 0
+        self._header_bytes = 0
+        self._head_deadline = 0.0
+        self._idle_since = 0.0
+        self._upgraded: Exchange | None = None
+        self._writing_paused = False
+        self._eof = False
+        self._upgrade_refused = False
+        self.last_host = b""  # the last Host value that passed valid_host on this connection
+        self.last_host_str = ""
+        self.auth_memo = None  # gateway.auth.base.AuthMemo, made by the first authenticated request
+        self.addr_key = None  # the rate-limit key of the peer's address, made at first use
+        self._headers: list = []
+        lim = server.limits
+        self._max_uri = lim.max_uri_bytes
+        self._max_header_bytes = lim.max_header_bytes
+        self._max_headers = lim.max_headers
+        self._header_timeout = lim.header_timeout
+        self.max_body_bytes = lim.max_body_bytes
+        # The forwarding headers of the last Host seen on this connection (see
+        # Exchange._forwarding): the same for every request of a keep-alive client.
+        self.fwd_key: bytes | None = None
+        self.fwd_block = b""
+
+    # -- connection ----------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if peer else ""
+        self.peer = ip
+        self.peer_bytes = ip.encode()
+        self.forwarded_for = b'"[%s]"' % self.peer_bytes if ":" in ip else self.peer_bytes
+        srv = self.server
+        if self.scheme_bytes is _HTTPS:
+            self.sni = bound_server_name(transport.get_extra_info("ssl_object"))
+        if srv.trusted_proxies and ip:
+            try:
+                addr = ipaddress.ip_address(ip)
+                self.trusted = any(addr in net for net in srv.trusted_proxies)
+            except ValueError:
+                self.trusted = False
+        # Until its first request arrives a connection is due its head within the
+        # header timeout, not the idle timeout: a client that connects and sends
+        # nothing must not hold a slot for a minute. (On the TLS listener the
+        # protocol is connected once the handshake is done, itself bounded by
+        # the same timeout.)
+        now = self._idle_since = _monotonic()
+        self._head_deadline = now + self._header_timeout
+        srv.connections.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        for ex in list(self.pipeline):
+            if not ex.finished:
+                # The client went away: stop the upstream work it caused.
+                ex.finished = True
+                if ex.policy_task is not None:
+                    ex.policy_task.cancel()
+                if ex.resp_started or ex.sent_head:
+                    ex.server.stats.record(ex.route_name(), ex.method, 499, time.monotonic() - ex.start)
+                ex.drop_upstream()
+        self.pipeline.clear()
+        self.server.connection_closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._upgraded is not None:
+            self._upgraded.upgrade_data(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            off = e.args[0] if e.args else len(data)
+            ex = self.current
+            if ex is not None and ex.upgrade:
+                self.current = None
+                if off < len(data):
+                    ex.upgrade_data(data[off:])
+            elif self._upgrade_refused:
+                self.pause_reading("upgrade refused")  # what follows is not parsed: closing after the response
+            else:
+                self._refuse(400, "unexpected upgrade")
+        except _Reject as e:
+            self._refuse(e.status, e.message)
+        except httptools.HttpParserCallbackError as e:
+            cause = e.__context__
+            if isinstance(cause, _Reject):
+                self._refuse(cause.status, cause.message)
+            else:
+                log.exception("parser callback failed")
+                self._refuse(500, "internal error")
+        except httptools.HttpParserInvalidURLError:
+            self._refuse(400, "invalid request target")
+        except httptools.HttpParserError:
+            # llhttp refuses most other versions itself ("Invalid HTTP version"), and the
+            # HTTP/2 preface ("PRI * HTTP/2.0"); the version it read tells them apart
+            # from malformed input ("0.0": no version read).
+            version = self.parser.get_http_version()
+            if version[0] != "1" and version != "0.0":
+                self._refuse(505, VERSION_NOT_SUPPORTED)
+            else:
+                self._refuse(400, "malformed request")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Refuse what cannot be parsed safely: answer if we can, then close."""
+        self.server.stats.rejected(status)
+        self.pause_reading("refused")  # nothing after a framing error can be trusted
+        ex = self.current
+        self.current = None
+        head = self.pipeline[0] if self.pipeline else None
+        if ex is None and head is None:
+            ex = Exchange(self)
+            self.pipeline.append(ex)
+            head = ex
+        if ex is not head or ex.finished or ex.resp_started:
+            # Answering in order would mean waiting on the request ahead: cut instead.
+            self.abort()
+            return
+        ex.keep_alive = False
+        ex.respond(status, message, extra=None, close=True)
+
+    def eof_received(self):
+        # A half-close from the client: finish what is in flight, then close.
+        self._eof = True
+        return bool(self.pipeline)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        head = self.pipeline[0] if self.pipeline else None
+        if head is not None and head.conn is not None and head.conn.transport is not None:
+            head.conn.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        head = self.pipeline[0] if self.pipeline else None
+        if head is not None and head.conn is not None and head.conn.transport is not None:
+            head.conn.transport.resume_reading()
+
+    def pause_reading(self, why: str) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self._paused.add(why)
+
+    def resume_reading(self, why: str) -> None:
+        if why in self._paused:
+            self._paused.discard(why)
+            if not self._paused and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    # -- httptools callbacks ----------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        ex = Exchange(self)
+        self.current = ex
+        self._headers = ex.headers
+        pipeline = self.pipeline
+        pipeline.append(ex)
+        self._url_size = 0
+        self._header_bytes = 0
+        if self._head_deadline == 0.0:
+            self._head_deadline = ex.start + self._header_timeout
+        if len(pipeline) > 1:
+            self.pause_reading("pipeline")
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.current
+        self._url_size += len(url)
+        if self._url_size > self._max_uri:
+            raise _Reject(414, "request target too long")
+        ex.url = url if not ex.url else ex.url + url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = self._header_bytes + len(name) + len(value) + 4
+        self._header_bytes = size
+        headers = self._headers
+        headers.append((name, value))
+        if size > self._max_header_bytes or len(headers) > self._max_headers:
+            raise _Reject(431, "request header fields too large")
+        # Only a few names matter before routing; their lengths filter cheaply.
+        n = len(name)
+        if n in _SPECIAL_LENGTHS or (n == 16 and name[0] | 0x20 == 0x70):  # or Proxy-Connection, by its "p"
+            self._special_header(name.lower(), value)
+
+    def _special_header(self, lname: bytes, value: bytes) -> None:
+        ex = self.current
+        if lname == b"host":
+            if ex.host:
+                raise _Reject(400, "more than one Host header")
+            if value != self.last_host:  # a keep-alive client repeats its Host: checked once
+                if not valid_host(value):
+                    raise _Reject(400, "invalid Host header")
+                self.last_host = value
+                self.last_host_str = value.decode("latin-1")  # for routing: decoded once too
+            ex.host = value
+        elif lname == b"content-length":
+            ex.content_length = int(value)  # llhttp has checked digits and duplicates
+        elif lname == b"connection" or lname == b"proxy-connection":
+            # llhttp reads Proxy-Connection as Connection (keep-alive, close, upgrade):
+            # so do we, or a request it keeps alive would pass for HTTP/1.1 below.
+            ex.conn_value = value if ex.conn_value is None else ex.conn_value + b"," + value
+        elif lname == b"expect":
+            if value.lower() == b"100-continue":
+                ex.expect_continue = True
+            else:
+                raise _Reject(417, "unsupported expectation")
+        elif lname == b"transfer-encoding":
+            if value.strip().lower() == b"chunked" and not ex.chunked:
+                ex.chunked = True
+            else:
+                ex.chunked = None  # anything but one "chunked": refuse (501)
+
+    def on_headers_complete(self) -> None:
+        ex = self.current
+        p = self.parser
+        self._head_deadline = 0.0
+        ex.head_complete = True
+        method = p.get_method()
+        ex.method = _METHODS.get(method) or method.decode("ascii", "replace")
+        ex.keep_alive = p.should_keep_alive()
+        # llhttp keeps a connection of any version but 1.1 alive only on "Connection:
+        # keep-alive", so kept alive without a Connection header is 1.1: the version
+        # string, formatted by httptools on every call (a tenth of this callback's
+        # cost), is not needed. llhttp parses 0.9, 1.0, 1.1 and 2.0 request lines.
+        if not ex.keep_alive or ex.conn_value is not None:
+            version = p.get_http_version()
+            if version == "1.0":
+                ex.http10 = True
+            elif version != "1.1":
+                raise _Reject(505, VERSION_NOT_SUPPORTED)
+        # llhttp flags an upgrade only for CONNECT or with "Connection: upgrade": without a
+        # Connection header the parser need not be asked.
+        if (ex.conn_value is not None or ex.method == "CONNECT") and p.should_upgrade():
+            if ex.method == "GET" and websocket_upgrade(ex.headers):
+                ex.upgrade = True
+            else:
+                # Only WebSocket is tunnelled. An h2c (or any other) upgrade passed
+                # on would let the backend switch protocols and take requests on
+                # that stream past routing and auth ("h2c smuggling"); it is served
+                # as an ordinary request, Upgrade dropped as hop-by-hop. llhttp
+                # parses nothing after an upgrade request (not even its body), so a
+                # body is refused and the connection closes after the response.
+                if ex.content_length > 0 or ex.chunked:
+                    raise _Reject(400, "Upgrade on a request with a body")
+                ex.keep_alive = False
+                self._upgrade_refused = True
+        if self.pipeline[0] is ex:
+            ex.begin()
+
+    def on_body(self, body: bytes) -> None:
+        self.current.request_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.current
+        if ex is None:
+            return
+        if not ex.upgrade:
+            self.current = None
+        ex.request_complete()
+
+    # -- pipeline -------------------------------------------------------------------------
+
+    def exchange_done(self, ex: Exchange) -> None:
+        if not self.pipeline or self.pipeline[0] is not ex:
+            return
+        self.pipeline.popleft()
+        if ex.close_after or not ex.keep_alive:
+            self.close()
+            return
+        self._idle_since = _monotonic()
+        if self.pipeline:
+            nxt = self.pipeline[0]
+            if len(self.pipeline) == 1:
+                self.resume_reading("pipeline")
+            if nxt.head_complete:
+                nxt.start = _monotonic()
+                nxt.begin()  # may finish it at once, and then start the one after it
+        else:
+            self.resume_reading("pipeline")
+            if self.server.draining or self._eof:
+                self.close()
+
+    def upgraded(self, ex: Exchange) -> None:
+        self._upgraded = ex
+        self.resume_reading("pipeline")
+
+    def check_timeouts(self, now: float) -> None:
+        if self.closed:
+            return
+        if self._head_deadline and now > self._head_deadline:
+            # Slow or stalled request head (slowloris): 408 if nothing is in progress.
+            head = self.pipeline[0] if self.pipeline else None
+            if head is None:
+                # Not one request byte since accept: closed without an answer, as
+                # there is no request to answer (and a client that preconnected
+                # may retry on a fresh connection).
+                self.close()
+                return
+            if head is self.current and not head.head_complete:
+                self.server.stats.rejected(408)
+                self.current = None
+                head.keep_alive = False
+                head.respond(408, "request head timed out", extra=None, close=True)
+                return
+        if not self.pipeline:
+            if self._upgraded is None and now - self._idle_since > self.server.limits.idle_timeout:
+                self.close()
+            return
+        self.pipeline[0].check_timeouts(now)

@@ -1,0 +1,30 @@
+# C declarations for gateway/request.py when it is compiled by Cython (see setup.py).
+# Policies (policies.pxd) take a RequestView: the fields they read are struct
+# members and respond() is a vtable call into the exchange.
+from gateway.routing cimport Route, RouteTable
+from gateway.upstream cimport Handler
+
+
+cdef class HeaderView:
+    cdef object _headers
+    cdef object _cache
+
+
+cdef class ClientConnection:
+    cdef public object peer, scheme, limiter, auth_memo, addr_key
+    cdef public bint trusted, ratelimit_headers
+
+
+cdef class RequestView(Handler):
+    cdef public ClientConnection client
+    cdef public object server
+    cdef public str method, path, query
+    cdef public bytes host
+    cdef public list headers
+    cdef public object header_view, consumer, auth_headers, extra_resp_headers, replay
+    cdef public RouteTable table
+    cdef public Route route
+    cdef public bint req_done
+
+    cdef _init_view(self, ClientConnection client, object server)
+    cpdef respond(self, int status, str message, extra=*, bint close=*, body=*)

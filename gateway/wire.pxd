@@ -1,0 +1,20 @@
+# C declarations for gateway/wire.py when it is compiled by Cython (see setup.py).
+# The exchange cimports these: its calls are C calls through the module's
+# exported function pointers, as fast as they were inside one module.
+cimport cython
+
+cpdef bytes json_body(int status, str message)
+cpdef bytes status_line(int status, reason=*)
+cpdef add_field(list parts, object name, object value)
+cpdef bint has_header(object headers, bytes lname) except -1
+cpdef bint unsafe_fields(object fields) except -1
+cpdef set connection_tokens(bytes value, set into)
+cpdef bytes forwarding_fields(bytes peer, bytes forwarded_for, bytes scheme, bytes host, dict incoming)
+cpdef bint websocket_upgrade(object headers) except -1
+
+# The request-id counter and the formatted high part: C variables (see wire.py).
+cdef Py_ssize_t _rid_count
+cdef bytes _rid_high
+cdef tuple _RID_LOW
+@cython.locals(n=Py_ssize_t, low=Py_ssize_t)
+cpdef bytes next_request_id()

@@ -1,0 +1,145 @@
+"""HTTP/1.1 on the wire: header classes, status lines, error bodies, head building.
+
+Pure functions and constants, no state but the request-id counter: the
+exchange (gateway/exchange.py) builds request and response heads with them and
+the HTTP/1 protocol (gateway/http1.py) reads requests with them. Compiled by
+Cython (wire.pxd): the exchange's calls into this module are C calls.
+"""
+
+from __future__ import annotations
+
+import os
+
+from gateway.syntax import unsafe_field_value
+
+# RFC 9110 7.6.1: connection-specific fields, never forwarded.
+HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+     b"proxy-authorization", b"proxy-authenticate")
+)
+# Set by us; when the peer is not a trusted proxy, its own values are dropped.
+FORWARDING = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+                        b"forwarded", b"x-real-ip"))
+# RFC 9110 9.2.2: methods a retry may send again.
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
+# Connection options that name no header field (RFC 9110 7.6.1).
+CONNECTION_OPTIONS = frozenset((b"keep-alive", b"close", b"upgrade"))
+
+REASONS = {
+    200: "OK", 204: "No Content", 301: "Moved Permanently", 302: "Found", 303: "See Other",
+    307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 417: "Expectation Failed",
+    413: "Content Too Large", 414: "URI Too Long", 421: "Misdirected Request", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+
+def json_body(status: int, message: str) -> bytes:
+    # Messages are ours, never echoes of request input, so no escaping is needed
+    # beyond quotes; keep it that way.
+    reason = REASONS.get(status, "Error")
+    return ('{"status":%d,"error":"%s","message":"%s"}\n' % (status, reason, message.replace('"', "'"))).encode()
+
+
+def status_line(status: int, reason: bytes | None = None) -> bytes:
+    if reason is None:
+        reason = REASONS.get(status, "Status").encode()
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
+
+
+def add_field(parts: list, name: bytes, value: bytes) -> None:
+    """One header line into a head being built. Compiled, four appends are a few
+    stores each; ``parts += (name, b": ", value, b"\r\n")`` built a tuple and
+    went through the generic in-place add for every header."""
+    parts.append(name)
+    parts.append(b": ")
+    parts.append(value)
+    parts.append(b"\r\n")
+
+
+def has_header(headers, lname: bytes) -> bool:
+    for name, _ in headers:
+        if name.lower() == lname:
+            return True
+    return False
+
+
+def unsafe_fields(fields) -> bool:
+    """Whether a value of these (name, value) pairs holds CR, LF or NUL (it would split the head)."""
+    for _, value in fields:
+        if unsafe_field_value(value):
+            return True
+    return False
+
+
+def connection_tokens(value: bytes, into: set | None) -> set:
+    """The options of a Connection header, lower-cased, added to ``into`` (or a new set)."""
+    out = into if into is not None else set()
+    for tok in value.split(b","):
+        tok = tok.strip().lower()
+        if tok:
+            out.add(tok)
+    return out
+
+
+def forwarding_fields(peer: bytes, forwarded_for: bytes, scheme: bytes, host: bytes, incoming: dict | None) -> bytes:
+    """X-Forwarded-For/-Proto/-Host and Forwarded (RFC 7239) for this hop.
+
+    ``peer`` is the client's address, ``forwarded_for`` the same as a Forwarded
+    node (IPv6 quoted and bracketed). ``incoming``: the values a trusted proxy
+    sent (lower-case name -> value), extended rather than replaced; None from
+    an untrusted peer, whose values were dropped.
+    """
+    this_hop = b'for=%s;host="%s";proto=%s' % (forwarded_for, host.replace(b'"', b""), scheme)
+    if incoming is None:
+        return b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nforwarded: %s\r\n" % (
+            peer, scheme, host, this_hop)
+    xff = incoming.get(b"x-forwarded-for")
+    fwd = incoming.get(b"forwarded")
+    out = b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\nforwarded: %s\r\n" % (
+        peer if xff is None else xff + b", " + peer,
+        incoming.get(b"x-forwarded-proto") or scheme,
+        incoming.get(b"x-forwarded-host") or host,
+        this_hop if fwd is None else fwd + b", " + this_hop,
+    )
+    port = incoming.get(b"x-forwarded-port")
+    if port is not None:
+        out += b"x-forwarded-port: %s\r\n" % port
+    return out
+
+
+def websocket_upgrade(headers) -> bool:
+    """Whether the Upgrade header offers WebSocket, the one protocol this proxy tunnels."""
+    for name, value in headers:
+        if len(name) == 7 and name.lower() == b"upgrade":
+            for token in value.split(b","):
+                if token.strip().lower() == b"websocket":
+                    return True
+    return False
+
+
+# -- request ids -------------------------------------------------------------------
+#
+# A random per-process prefix and 12 hex digits of a counter. Unique (each worker
+# process imports this afresh), and no system call per request (os.urandom is
+# one). The last 3 digits come from a table and the rest are formatted once per
+# 4,096 ids (b"%012x" on every request cost as much as building the rest of the
+# upstream head). Compiled, the counter and the high part are C variables
+# (wire.pxd): rebinding a Python module global per request would void the
+# compiled module's cached lookups of every global.
+
+RID_PREFIX = os.urandom(6).hex().encode()
+_RID_LOW = tuple(b"%03x" % i for i in range(4096))
+_rid_count = 0
+_rid_high = RID_PREFIX + b"%09x" % 0
+
+
+def next_request_id() -> bytes:
+    global _rid_count, _rid_high
+    _rid_count += 1
+    n = _rid_count
+    low = n & 0xFFF
+    if low == 0:
+        _rid_high = RID_PREFIX + b"%09x" % (n >> 12)
+    return _rid_high + _RID_LOW[low]
