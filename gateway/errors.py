@@ -21,7 +21,7 @@ raise these, and the front door (the command line) catches them by branch::
 Each keeps the built-in base its callers catch it by (``ValueError`` for the
 configuration errors that are about a value, ``FileNotFoundError`` for the
 missing folder). Private control flow stays where it is used (the proxy's
-``_Reject`` in gateway/exchange.py, the file source's ``_ParseError``).
+``_Reject`` in gateway/http1.py, the file source's ``_ParseError``).
 """
 
 from __future__ import annotations
