@@ -8,6 +8,7 @@ raise these, and the front door (the command line) catches them by branch::
     │   ├── SpecError                a spec field (models; auth; an Ingress's auth annotations)
     │   ├── AnnotationError          an Ingress's crdgate.io/ policy annotations
     │   ├── InvalidObject            one object left out of the table: its status reason and message
+    │   ├── SchemaError              an object its CRD's schema would refuse (Gateway API kinds); ``problems``
     │   ├── SecretContentError       a referenced Secret's content (reported as InvalidSecret)
     │   ├── CertificateError         a TLS bundle that cannot serve
     │   ├── RegexError               a pattern RE2 refuses
@@ -64,6 +65,14 @@ class InvalidObject(ConfigError):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+class SchemaError(ConfigError, ValueError):
+    """An object its CRD's schema would refuse; ``problems`` name the fields ("spec.listeners[0].port: ...")."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
 
 
 class SecretContentError(ConfigError, ValueError):

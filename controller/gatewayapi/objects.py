@@ -24,6 +24,7 @@ from controller.gatewayapi.gateway import Gateway, GatewayClass
 from controller.gatewayapi.httproute import HTTPRoute
 from controller.models import SpecError, describe_errors
 from controller.store import GATEWAY, GATEWAYCLASS, HTTPROUTE
+from gateway.errors import SchemaError as InvalidObject  # the name the sources catch it by
 
 VERSIONS = ("v1", "v1beta1")  # preferred first
 API_VERSIONS = tuple(f"{GROUP}/{v}" for v in VERSIONS)
@@ -34,14 +35,6 @@ CLUSTER_SCOPED = frozenset({GATEWAYCLASS})
 
 # crdgate's GatewayClass controllerName: Gateways of classes naming it are crdgate's.
 CONTROLLER_NAME = "crdgate.io/gateway-controller"
-
-
-class InvalidObject(ValueError):
-    """An object its CRD would refuse; ``problems`` name the fields ("spec.listeners[0].port: ...")."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("; ".join(problems))
 
 
 def parse(kind: str, obj: Mapping[str, Any]) -> BaseModel:
