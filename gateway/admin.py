@@ -1,4 +1,4 @@
-"""Admin HTTP server on its own port (or, for a worker, a Unix socket): /healthz, /readyz, /metrics, /routes.
+"""Admin HTTP server on its own port (or, for a worker, a Unix socket): /healthz, /readyz, /metrics, /routes, / (dashboard).
 
 aiohttp is fine here: nothing on this port is on the request path. ``/readyz``
 answers 200 once the first routing table is published and until a drain starts;
@@ -12,7 +12,7 @@ import json
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import metrics
+from gateway import dashboard, metrics
 from gateway.tablejson import table_to_json
 
 
@@ -51,6 +51,7 @@ def make_app(server, extra_ready=None) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/routes", routes)
+    dashboard.add_routes(app, server)  # / and /dashboard.json: gateway/dashboard.py
     return app
 
 
