@@ -41,6 +41,13 @@ MIN_SAMPLE_GAP = 1.0  # polls closer than this reuse the last sample
 MAX_ROUTE_ROWS = 500  # a page is no place for 10,000 rows: the rest are counted
 MAX_ENDPOINT_ROWS = 500
 QUANTILES = (0.5, 0.95, 0.99)
+# The page loads nothing from elsewhere and runs no inline script: say so to the browser.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+DATA_HEADERS = {"Cache-Control": "no-store"}
 # The page's files, served from memory; the names are the URLs under /dashboard/.
 STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 
@@ -249,31 +256,92 @@ def _static(name: str) -> bytes:
     return resources.files("gateway").joinpath("static", name).read_bytes()
 
 
-def add_routes(app: web.Application, server) -> None:
-    """``/`` (the page), ``/dashboard/<file>`` (its script and style), ``/dashboard.json``."""
-    window = TrafficWindow(metrics.STATS)
+def add_page(app: web.Application) -> None:
+    """``/`` (the page) and ``/dashboard/<file>`` (its script and style); the data is someone else's."""
     page = _static("dashboard.html")
     files = {name: (_static(name), ctype) for name, ctype in STATIC_FILES.items()}
-    # The page loads nothing from elsewhere and runs no inline script: say so to the browser.
-    headers = {
-        "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "no-cache",
-    }
 
     async def index(_: web.Request) -> web.Response:
-        return web.Response(body=page, content_type="text/html", charset="utf-8", headers=headers)
+        return web.Response(body=page, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
 
     async def static(request: web.Request) -> web.Response:
         found = files.get(request.match_info["name"])
         if found is None:
             raise web.HTTPNotFound()
         body, ctype = found
-        return web.Response(body=body, content_type=ctype, charset="utf-8", headers=headers)
-
-    async def data(_: web.Request) -> web.Response:
-        return web.json_response(snapshot(server, window), headers={"Cache-Control": "no-store"})
+        return web.Response(body=body, content_type=ctype, charset="utf-8", headers=PAGE_HEADERS)
 
     app.router.add_get("/", index)
     app.router.add_get("/dashboard/{name}", static)
+
+
+def add_routes(app: web.Application, server) -> None:
+    """The page, and ``/dashboard.json`` from this process's ``server``."""
+    window = TrafficWindow(metrics.STATS)
+
+    async def data(_: web.Request) -> web.Response:
+        return web.json_response(snapshot(server, window), headers=DATA_HEADERS)
+
+    add_page(app)
     app.router.add_get("/dashboard.json", data)
+
+
+# -- several workers (crdgate/workers.py) ---------------------------------------------------
+
+
+def merge_snapshots(snaps: list[dict], workers: int) -> dict:
+    """One view of ``--workers`` processes from the snapshots of those that answered.
+
+    Each worker compiles the same objects, so the table, objects, load errors
+    and certificates are the first worker's. What each worker counts alone is
+    added up: request and error rates and totals, rate-limit keys (each worker
+    has its own Local store). Latency percentiles cannot be added: the highest
+    of the workers' is shown (an upper bound). Ejection is passive health seen
+    by one worker: an endpoint is shown ejected when any worker ejected it.
+    """
+    base = dict(snaps[0])
+    base["workers"] = {"answered": len(snaps), "total": workers}
+    base["ready"] = len(snaps) == workers and all(s["ready"] for s in snaps)
+    routes: dict[str, dict] = {}
+    for snap in snaps:
+        for row in snap["traffic"]["routes"]:
+            acc = routes.get(row["route"])
+            if acc is None:
+                routes[row["route"]] = {**row, "latency": dict(row["latency"])}
+                continue
+            for k in ("requests", "errors", "rate", "errorRate"):
+                if acc[k] is None or row[k] is None:
+                    acc[k] = acc[k] if row[k] is None else row[k]
+                else:
+                    acc[k] += row[k]
+            for q, v in row["latency"].items():
+                if v is not None and (acc["latency"][q] is None or v > acc["latency"][q]):
+                    acc["latency"][q] = v
+    for acc in routes.values():
+        rate, err = acc["rate"], acc["errorRate"]
+        acc["errorRatio"] = err / rate if rate and err is not None else None
+    windows = [s["traffic"]["windowSeconds"] for s in snaps if s["traffic"]["windowSeconds"] is not None]
+    base["traffic"] = {"windowSeconds": min(windows) if windows else None,
+                       "routes": [routes[r] for r in sorted(routes)]}
+    if base.get("rateLimit"):
+        base["rateLimit"] = dict(base["rateLimit"],
+                                 localKeys=sum((s.get("rateLimit") or {}).get("localKeys", 0) for s in snaps),
+                                 evictions=sum((s.get("rateLimit") or {}).get("evictions", 0) for s in snaps))
+    ejected: dict[tuple[str, str], dict] = {}
+    for snap in snaps[1:]:
+        for b in snap["upstreams"]["backends"]:
+            for e in b["endpoints"]:
+                if e["ejected"]:
+                    ejected[(b["backend"], e["address"])] = e
+    if ejected:
+        backends = []
+        for b in base["upstreams"]["backends"]:
+            eps = []
+            for e in b["endpoints"]:
+                other = ejected.get((b["backend"], e["address"]))
+                if other is not None and not e["ejected"]:
+                    e = dict(e, ejected=True, ejectedForSeconds=other["ejectedForSeconds"])
+                eps.append(e)
+            backends.append(dict(b, endpoints=eps))
+        base["upstreams"] = dict(base["upstreams"], backends=backends)
+    return base

@@ -135,3 +135,31 @@ def test_dashboard_json_is_read_only_data_without_credentials(gateway):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=5)
     assert e.value.code == 405
+
+
+def test_with_workers_the_supervisor_adds_up_their_traffic(tmp_path):
+    (tmp_path / "backend.yaml").write_text(FOLDER["backend.yaml"])
+    (tmp_path / "carts.yaml").write_text(ADDED)
+    gw = GatewayProcess(tmp_path, "--workers", "2")
+    try:
+        gw.wait_ready(timeout=60)
+        sent = 40
+        for _ in range(sent):  # new connections: the kernel spreads them over both workers
+            try:
+                urllib.request.urlopen(gw.base + "/nowhere", timeout=5)
+            except urllib.error.HTTPError as e:
+                assert e.code == 404
+
+        def merged():
+            with urllib.request.urlopen(gw.admin + "/dashboard.json", timeout=5) as r:
+                data = json.loads(r.read())
+            rows = {t["route"]: t for t in data["traffic"]["routes"]}
+            return data if rows.get("-", {}).get("requests") == sent else None
+
+        data = wait_until(merged, timeout=20, step=0.2, what="both workers' requests added up")
+        assert data["workers"] == {"answered": 2, "total": 2}
+        assert [r["name"] for r in data["routes"]["shown"]] == ["shop/list-carts"]
+        with urllib.request.urlopen(gw.admin + "/", timeout=5) as r:
+            assert b"dashboard.js" in r.read()
+    finally:
+        gw.close()

@@ -115,3 +115,28 @@ async def test_snapshot_shows_ejection_and_certificates_but_never_a_key():
     assert cert["notAfterUnix"] > time.time()
     key_body = b"".join(issued.key_pem.splitlines()[1:-1]).decode()
     assert "PRIVATE KEY" not in body and key_body[:40] not in body
+
+
+def _snap(requests: int, rate: float | None, p99: float | None, keys: int, ejected: bool) -> dict:
+    return {
+        "ready": True,
+        "traffic": {"windowSeconds": 10.0, "routes": [
+            {"route": "a/b", "requests": requests, "errors": 1, "rate": rate, "errorRate": 0.1 if rate else None,
+             "errorRatio": None, "latency": {"p50": 0.001, "p95": 0.002, "p99": p99}}]},
+        "rateLimit": {"localKeys": keys, "evictions": 0, "maxKeys": 10},
+        "upstreams": {"backends": [{"backend": "a/s:80", "state": "Ready", "count": 1, "endpoints": [
+            {"address": "10.0.0.1:80", "ejected": ejected, "ejectedForSeconds": 4.0 if ejected else None}]}],
+            "more": 0},
+    }
+
+
+def test_merge_adds_up_what_each_worker_counts_alone():
+    merged = dashboard.merge_snapshots([_snap(10, 1.0, 0.01, 3, False), _snap(30, 3.0, 0.05, 4, True)], workers=3)
+    (row,) = merged["traffic"]["routes"]
+    assert row["requests"] == 40 and row["errors"] == 2
+    assert row["rate"] == pytest.approx(4.0) and row["errorRate"] == pytest.approx(0.2)
+    assert row["errorRatio"] == pytest.approx(0.05)
+    assert row["latency"]["p99"] == 0.05  # the highest: percentiles do not add up
+    assert merged["rateLimit"]["localKeys"] == 7
+    assert merged["upstreams"]["backends"][0]["endpoints"][0]["ejected"] is True
+    assert merged["workers"] == {"answered": 2, "total": 3} and merged["ready"] is False

@@ -62,6 +62,13 @@ function renderHeader(d) {
   const counts = (d.controller && d.controller.objectCounts) || {};
   document.getElementById("object-counts").textContent =
     ["Ready", "Pending", "Error"].map((s) => (counts[s] || 0) + " " + s).join(" · ");
+  if (d.workers) {
+    // --workers: traffic is added up over the workers; the table and objects are the first worker's.
+    document.getElementById("workers-label").hidden = false;
+    const w = document.getElementById("workers");
+    w.hidden = false;
+    w.textContent = d.workers.answered + " of " + d.workers.total + " answering";
+  }
   const updated = document.getElementById("updated");
   updated.textContent = "updated " + new Date(d.now * 1000).toLocaleTimeString();
   updated.className = "muted";
