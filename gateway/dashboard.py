@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping
 from aiohttp import web
 
 from gateway import metrics
-from gateway.tablejson import table_to_json
+from gateway.tablejson import route_to_json
 from gateway.tls import certificate_info
 
 WINDOW_SECONDS = 30.0  # rates are averaged over (at most) this much history
@@ -162,15 +162,23 @@ class TrafficWindow:
 
 
 def _routes(table) -> dict:
+    """The first ``MAX_ROUTE_ROWS`` routes in match order (and the fallback): only those are
+    rendered, so a poll costs the same at 10,000 routes as at 500 (this runs on the proxy's loop)."""
     if table is None:
         return {"generation": None, "count": 0, "shown": [], "more": 0}
-    rows = table_to_json(table)
-    return {"generation": table.generation, "count": len(rows), "shown": rows[:MAX_ROUTE_ROWS],
-            "more": max(0, len(rows) - MAX_ROUTE_ROWS)}
+    ordered = table.routes
+    rows = [route_to_json(r, table, i) for i, r in enumerate(ordered[:MAX_ROUTE_ROWS], 1)]
+    count = len(ordered)
+    if table.fallback is not None:
+        count += 1
+        if len(rows) < MAX_ROUTE_ROWS:
+            rows.append(route_to_json(table.fallback, table, None))
+    return {"generation": table.generation, "count": count, "shown": rows, "more": count - len(rows)}
 
 
 def _endpoints(server) -> dict:
-    """Every backend of the table with its endpoints and their passive-health state."""
+    """The backends of the table with their endpoints and passive-health state, at most
+    ``MAX_ENDPOINT_ROWS`` rows (an endpoint, or a backend without any); ``more`` counts the rest."""
     table = server.table
     if table is None:
         return {"backends": [], "more": 0}
@@ -179,12 +187,11 @@ def _endpoints(server) -> dict:
     rows = []
     shown = 0
     for key in sorted(table.endpoints):
+        if shown >= MAX_ENDPOINT_ROWS:
+            break
         eset = table.endpoints[key]
         eps = []
-        for ep in eset.endpoints:
-            if shown >= MAX_ENDPOINT_ROWS:
-                break
-            shown += 1
+        for ep in eset.endpoints[:MAX_ENDPOINT_ROWS - shown]:
             pool = pools.get(ep)
             # Read, never call ``ejected()``: that one also puts an endpoint back in rotation.
             left = pool.ejected_until - now if pool is not None and pool.ejected_until else 0.0
@@ -198,8 +205,9 @@ def _endpoints(server) -> dict:
                 "active": pool.active if pool is not None else 0,
                 "idle": len(pool.idle) if pool is not None else 0,
             })
+        shown += max(1, len(eps))  # a backend without endpoints still takes a row
         rows.append({"backend": key, "state": eset.state, "count": len(eset.endpoints), "endpoints": eps})
-    total = sum(len(e.endpoints) for e in table.endpoints.values())
+    total = sum(max(1, len(e.endpoints)) for e in table.endpoints.values())
     return {"backends": rows, "more": max(0, total - shown)}
 
 

@@ -140,3 +140,18 @@ def test_merge_adds_up_what_each_worker_counts_alone():
     assert merged["rateLimit"]["localKeys"] == 7
     assert merged["upstreams"]["backends"][0]["endpoints"][0]["ejected"] is True
     assert merged["workers"] == {"answered": 2, "total": 3} and merged["ready"] is False
+
+
+def test_a_big_table_costs_a_bounded_poll():
+    n = dashboard.MAX_ROUTE_ROWS + 100
+    eps = {f"ns/s{i}:80": (Endpoint("10.0.0.1", 1000 + i), Endpoint("10.0.0.2", 1000 + i)) for i in range(n)}
+    routes = [route(f"ns/r{i}", f"/p{i:04d}", f"ns/s{i}:80") for i in range(n)]
+    server = Server(GatewayConfig(listen=("127.0.0.1", 0), access_log=False))
+    server.swap(table(routes, eps))
+    snap = dashboard.snapshot(server, TrafficWindow(RequestStats()))
+    assert len(snap["routes"]["shown"]) == dashboard.MAX_ROUTE_ROWS
+    assert snap["routes"]["count"] == n and snap["routes"]["more"] == 100
+    assert [r["priority"] for r in snap["routes"]["shown"][:3]] == [1, 2, 3]
+    shown = sum(len(b["endpoints"]) for b in snap["upstreams"]["backends"])
+    assert shown == dashboard.MAX_ENDPOINT_ROWS
+    assert snap["upstreams"]["more"] == 2 * n - shown

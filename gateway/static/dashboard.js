@@ -151,7 +151,7 @@ function renderUpstreams(d) {
       el("td", {class: "num"}, e.failures), el("td", {class: "num"}, e.ejections),
       el("td", {class: "num"}, e.active), el("td", {class: "num"}, e.idle))));
   }
-  if (d.upstreams.more) rows.push(el("tr", {}, el("td", {class: "muted", colspan: 8}, "… and " + d.upstreams.more + " more endpoints")));
+  if (d.upstreams.more) rows.push(el("tr", {}, el("td", {class: "muted", colspan: 8}, "… and " + d.upstreams.more + " more rows not shown")));
   fill(document.querySelector("#upstreams tbody"), rows, "no backends", 8);
 }
 
