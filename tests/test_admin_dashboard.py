@@ -101,14 +101,22 @@ def test_page_renders_the_folder_and_follows_a_change(gateway, chromium, tmp_pat
     assert any("127.0.0.1:9" in r for r in rows(dom, "upstreams"))
     assert 'id="generation">1<' in dom
 
+    assert '<section id="problems-section" hidden' in dom  # no load error yet
+
     (tmp_path / "carts.yaml").write_text(ADDED)
+    (tmp_path / "typo.yaml").write_text("apiVersion: v1\nkind: [\n")
 
-    def shows_carts():
+    def shows_change():
         d = dump_dom(chromium, gateway.admin + "/", budget_ms=2500)
-        return d if any("shop/list-carts" in r for r in rows(d, "routes")) else None
+        problems = re.search(r'<section id="problems-section"( hidden="")?>.*?</section>', d, re.S)
+        if any("shop/list-carts" in r for r in rows(d, "routes")) and problems and not problems.group(1):
+            return d, problems.group(0)
+        return None
 
-    dom = wait_until(shows_carts, timeout=60, step=0.5, what=lambda: "the page to show shop/list-carts\n" + gateway.logs())
-    assert 'id="generation">2<' in dom or 'id="generation">3<' in dom
+    dom, problems = wait_until(shows_change, timeout=60, step=0.5,
+                               what=lambda: "the page to show shop/list-carts and the load error\n" + gateway.logs())
+    assert re.search(r'id="generation">[23]<', dom)
+    assert "typo.yaml:3" in problems, problems  # file:line of the YAML error
 
 
 def test_dashboard_json_is_read_only_data_without_credentials(gateway):
