@@ -1,4 +1,4 @@
-"""Admin HTTP server on its own port (or, for a worker, a Unix socket): /healthz, /readyz, /metrics, /routes, / (dashboard).
+"""Admin HTTP server on its own port (or, for a worker, a Unix socket): /healthz, /readyz, /metrics, /routes.
 
 aiohttp is fine here: nothing on this port is on the request path. ``/readyz``
 answers 200 once the first routing table is published and until a drain starts;
