@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from controller.compile import ObjectStatus
+from controller.files import ManifestSource
 from controller.publish import Publisher
 
 MAX_OBJECTS = 1000
@@ -38,9 +39,10 @@ def status_row(st: ObjectStatus) -> dict:
     }
 
 
-def control_plane_view(publisher: Publisher, source: Any, rate_limit: Mapping[str, Any] | None = None
-                       ) -> Callable[[], dict]:
-    """``source``: the manifests folder's ``ManifestSource`` (its ``errors``), or a source without load errors."""
+def control_plane_view(publisher: Publisher, folder: ManifestSource | None,
+                       rate_limit: Mapping[str, Any] | None = None) -> Callable[[], dict]:
+    """``folder``: the manifests source, whose load errors are shown (None: the Kubernetes API,
+    where the API server refuses a malformed object before crdgate sees it)."""
     cache: dict[str, Any] = {"of": None, "rows": [], "counts": {}}
 
     def objects(statuses: Mapping[str, ObjectStatus]) -> tuple[list[dict], dict]:
@@ -54,7 +56,7 @@ def control_plane_view(publisher: Publisher, source: Any, rate_limit: Mapping[st
 
     def view() -> dict:
         rows, counts = objects(publisher.last_statuses)
-        errors = getattr(source, "errors", ())
+        errors = folder.errors if folder is not None else ()
         return {
             "objects": rows,
             "loadErrors": [{**e.to_json(), "text": str(e)} for e in errors],

@@ -99,7 +99,8 @@ async def serve(config: Config, sock: socket.socket | None = None, started=None,
     publisher = Publisher(store, config.compile, on_table=server.swap, on_statuses=status_sink, required_kinds=KINDS,
                           settle_heap=True, **tls.publisher_seams)
     # The admin dashboard's view of the controller: statuses and load errors as plain data.
-    server.control_plane = control_plane_view(publisher, source, {"maxKeys": config.ratelimit.max_keys})
+    server.control_plane = control_plane_view(publisher, source if isinstance(source, ManifestSource) else None,
+                                              {"maxKeys": config.ratelimit.max_keys})
 
     try:
         await server.start(sock=sock, reuse_port=config.workers > 1)
