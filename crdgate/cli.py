@@ -121,7 +121,7 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
                        drain_seconds: float = 5.0) -> None:
     g = p.add_argument_group("proxy")
     _add(g, "--listen", listen, _hostport, "address of the proxy listener")
-    _add(g, "--admin-listen", "127.0.0.1:9090", _hostport, "address of /healthz /readyz /metrics /routes")
+    _add(g, "--admin-listen", "127.0.0.1:9090", _hostport, "address of /healthz /readyz /metrics /routes and the dashboard (/)")
     _add(g, "--trusted-proxies", [], list,
          "CIDR whose X-Forwarded-*/Forwarded headers are trusted (repeatable or comma-separated)")
     _add(g, "--max-body-bytes", LIMITS.max_body_bytes, int, "largest request body (413 above); routes may set maxBodyBytes")

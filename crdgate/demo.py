@@ -123,6 +123,7 @@ def run_demo(config: Config) -> int:
                     print("  " + line)
                 print(f"  curl -s http://{admin_host}:{admin_port}/routes     # the live table")
                 print(f"  curl -s http://{admin_host}:{admin_port}/metrics    # Prometheus metrics")
+                print(f"  open http://{admin_host}:{admin_port}/ in a browser for the dashboard")
                 print(f"\nEdit a file in {manifests} and routing changes at once.")
                 print("Ctrl-C stops (it lets requests in flight finish); a second Ctrl-C exits at once.\n", flush=True)
 

@@ -22,6 +22,7 @@ from controller.files import ManifestSource
 from controller.publish import Publisher
 from controller.store import KINDS, Store
 from crdgate.config import Config, KubeSource
+from crdgate.controlview import control_plane_view
 from gateway import _native
 from gateway.admin import start_admin, start_admin_unix
 from gateway.ratelimit import RateLimiter
@@ -97,6 +98,9 @@ async def serve(config: Config, sock: socket.socket | None = None, started=None,
         source = ManifestSource(store, config.source.path)
     publisher = Publisher(store, config.compile, on_table=server.swap, on_statuses=status_sink, required_kinds=KINDS,
                           settle_heap=True, **tls.publisher_seams)
+    # The admin dashboard's view of the controller: statuses and load errors as plain data.
+    server.control_plane = control_plane_view(publisher, source if isinstance(source, ManifestSource) else None,
+                                              {"maxKeys": config.ratelimit.max_keys})
 
     try:
         await server.start(sock=sock, reuse_port=config.workers > 1)

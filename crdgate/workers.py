@@ -6,7 +6,8 @@ documented in the README: N workers keep N watches and N caches.
 
 The supervisor owns the admin port: ``/readyz`` is ready when every worker is,
 ``/metrics`` merges the workers' metrics with a ``worker`` label, ``/routes``
-shows worker 0's table. Each worker serves its own admin on a Unix socket
+shows worker 0's table, the dashboard (``/``) adds up the workers' traffic
+(gateway/dashboard.py's ``merge_snapshots``). Each worker serves its own admin on a Unix socket
 (``worker-<i>.sock``) in a directory the supervisor creates for the run
 (mode 0700, removed at exit): no TCP port besides the admin and proxy ones is
 bound, so nothing else on the host can make a worker fail to start, and only
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -37,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from crdgate.config import Config, KubeSource
 from crdgate.logs import setup_logging
 from crdgate.run import serve
+from gateway import dashboard
 
 log = logging.getLogger("crdgate.workers")
 
@@ -151,11 +154,26 @@ class Supervisor:
             st, body = await fetch(0, "/routes")
             return web.Response(text=body, status=st or 503, content_type="application/json")
 
+        async def dashboard_data(_):
+            results = await asyncio.gather(*(fetch(i, "/dashboard.json") for i in range(self.n)))
+            snaps = []
+            for st, body in results:
+                if st == 200:
+                    try:
+                        snaps.append(json.loads(body))
+                    except ValueError:  # a worker stopping mid-answer: leave it out
+                        pass
+            if not snaps:
+                return web.json_response({"status": "no worker answered"}, status=503)
+            return web.json_response(dashboard.merge_snapshots(snaps, self.n), headers=dashboard.DATA_HEADERS)
+
         app = web.Application()
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/routes", routes)
+        dashboard.add_page(app)
+        app.router.add_get("/dashboard.json", dashboard_data)
         return app
 
 

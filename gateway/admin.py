@@ -12,7 +12,7 @@ import json
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import metrics
+from gateway import dashboard, metrics
 from gateway.tablejson import table_to_json
 
 
@@ -51,6 +51,7 @@ def make_app(server, extra_ready=None) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/routes", routes)
+    dashboard.add_routes(app, server)  # / and /dashboard.json: gateway/dashboard.py
     return app
 
 

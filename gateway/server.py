@@ -113,6 +113,11 @@ class Server:
         self.ratelimit_headers = config.ratelimit_headers
         self.create_traceparent = config.create_traceparent
         self.table: RouteTable | None = None
+        self.swapped_at: float | None = None  # wall time of the last swap (the admin dashboard)
+        # What the controller knows that the data plane does not (object statuses,
+        # load errors), as plain data: set by the front door (crdgate/run.py), read
+        # by the admin dashboard (gateway/dashboard.py). None: nothing handed over.
+        self.control_plane = None
         self.upstreams = Upstreams(max_idle=config.limits.max_idle_per_endpoint,
                                    idle_timeout=config.limits.upstream_idle_timeout,
                                    max_header_bytes=config.limits.max_response_header_bytes,
@@ -137,6 +142,7 @@ class Server:
     def swap(self, table: RouteTable) -> None:
         """Publish a new table: one reference assignment; requests in flight keep theirs."""
         self.table = table
+        self.swapped_at = time.time()
         self._live_endpoints = None  # recomputed lazily by the sweeper
         metrics.TABLE_GENERATION.set(table.generation)
         metrics.TABLE_ROUTES.set(len(table))

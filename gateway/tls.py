@@ -21,6 +21,7 @@ check. Nothing here imports the controller.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import ssl
@@ -101,6 +102,35 @@ def validity_warning(bundle: CertBundle, now: datetime | None = None) -> str | N
     if cert.not_valid_before_utc > now:
         return f"not valid before {cert.not_valid_before_utc.isoformat()}"
     return None
+
+
+def certificate_info(bundle: CertBundle) -> dict:
+    """The public facts of a bundle's leaf certificate (names, issuer, validity), never the key."""
+    return _certificate_facts(bundle.cert_pem)
+
+
+# Keyed by the certificate alone, so no private key is kept alive by the cache;
+# a dashboard asks every few seconds about the same few certificates.
+@functools.lru_cache(maxsize=256)
+def _certificate_facts(cert_pem: bytes) -> dict:
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as e:
+        return {"error": f"tls.crt is not a PEM certificate ({e})"}
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "dnsNames": list(names),
+        "notBefore": cert.not_valid_before_utc.isoformat(),
+        "notAfter": cert.not_valid_after_utc.isoformat(),
+        "notAfterUnix": cert.not_valid_after_utc.timestamp(),
+    }
 
 
 def bound_server_name(ssl_object) -> str | None:
@@ -223,6 +253,10 @@ class CertificateStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def bundles(self) -> list[tuple[str, CertBundle]]:
+        """(host pattern, bundle serving it), sorted by pattern: for the admin dashboard."""
+        return sorted((p, b) for p, (b, _) in self._entries.items())
 
     # -- choosing ------------------------------------------------------------------------
 

@@ -34,3 +34,19 @@ def redis_restartable():
     server = _redis_or_skip()
     yield server
     server.close()
+
+
+# -- headless Chromium (tests/browser.py) -----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The path of a headless-capable Chromium (installed with apt-get if missing)."""
+    from browser import BrowserUnavailable, ensure_chromium
+
+    try:
+        return ensure_chromium()
+    except BrowserUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"chromium is required in CI: {exc}")
+        pytest.skip(f"no chromium: {exc}")
