@@ -104,9 +104,13 @@ async def serve(config: Config, sock: socket.socket | None = None, started=None,
         log.error("cannot listen on %s:%d: %s", *gw.listen, e)
         return 1
     admin = None
+
+    def out_of_table():  # for the admin /explain: what the last compile left out, and why
+        return not_in_table(publisher.last_statuses.values())
+
     if admin_socket is not None:
         try:
-            admin = await start_admin_unix(server, admin_socket)
+            admin = await start_admin_unix(server, admin_socket, out_of_table=out_of_table)
         except OSError as e:
             log.error("cannot listen on admin socket %s: %s", admin_socket, e)
             await server.close()
@@ -114,7 +118,7 @@ async def serve(config: Config, sock: socket.socket | None = None, started=None,
         admin_at = f"unix:{admin_socket}"
     elif gw.admin_listen is not None and gw.admin_listen[1] >= 0:
         try:
-            admin = await start_admin(server, *gw.admin_listen)
+            admin = await start_admin(server, *gw.admin_listen, out_of_table=out_of_table)
         except OSError as e:
             log.error("cannot listen on admin %s:%d: %s", *gw.admin_listen, e)
             await server.close()

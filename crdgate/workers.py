@@ -151,11 +151,16 @@ class Supervisor:
             st, body = await fetch(0, "/routes")
             return web.Response(text=body, status=st or 503, content_type="application/json")
 
+        async def explain(request):  # the table is the same in every worker: ask worker 0
+            st, body = await fetch(0, "/explain?" + request.query_string)
+            return web.Response(text=body, status=st or 503, content_type="application/json")
+
         app = web.Application()
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/routes", routes)
+        app.router.add_get("/explain", explain)
         return app
 
 
