@@ -27,7 +27,7 @@ class ExplainFailed(Exception):
     """The request could not be explained (a bad URL, an unreachable admin): exit 2."""
 
 
-def not_in_table(statuses: Iterable) -> list[dict[str, Any]]:
+def not_ready_objects(statuses: Iterable) -> list[dict[str, Any]]:
     """Objects the compile did not put in the table whole (``ObjectStatus`` not Ready), as plain dicts."""
     from controller.compile import READY
 
@@ -51,7 +51,7 @@ def explain_offline(root: Path, options, method: str, url: str, headers: list[st
         doc = explain(report.result.table, method, url, parsed)
     except ExplainError as e:
         raise ExplainFailed(str(e)) from None
-    doc["outOfTable"] = not_in_table(report.result.statuses.values())
+    doc["notReady"] = not_ready_objects(report.result.statuses.values())
     doc["loadErrors"] = [e.to_json() for e in report.load_errors]
     return doc
 
@@ -129,11 +129,11 @@ def explain_text(doc: dict[str, Any]) -> str:
                 lines.append(f"   {b['backend']}  weight {b['weight']} ({b['share']:g}%)  {b['state']}: {eps}")
             if not doc["backends"]:
                 lines.append("   (none)")
-    out_of_table = doc.get("outOfTable") or []
-    if out_of_table:
-        lines.append("not (wholly) in the table (see crdgate validate):")
+    not_ready = doc.get("notReady") or []
+    if not_ready:
+        lines.append("objects not Ready, out of the table or routed with a problem (see crdgate validate):")
         lines += [f"   {o['state']:<8} {o['kind']} {o['namespace']}/{o['name']}: {o['reason']}: {o['message']}"
-                  for o in out_of_table]
+                  for o in not_ready]
     for err in doc.get("loadErrors") or []:
         lines.append(f"   load error: {err.get('file', '?')}: {err.get('message', err)}")
     return "\n".join(lines)

@@ -19,11 +19,12 @@ from gateway.explain import ExplainError, explain, parse_headers
 from gateway.tablejson import table_to_json
 
 
-def make_app(server, extra_ready=None, out_of_table=None) -> web.Application:
+def make_app(server, extra_ready=None, not_ready=None) -> web.Application:
     """``extra_ready``: optional callable returning (ok, reason) for more readiness checks.
-    ``out_of_table``: optional callable returning the objects that are not (wholly) in the
-    table, as plain dicts (kind, namespace, name, state, reason, message): the controller's
-    statuses, which the data plane does not know by itself; ``/explain`` lists them."""
+    ``not_ready``: optional callable returning the objects the last compile did not make
+    Ready (left out of the table, or routed with a problem), as plain dicts (kind,
+    namespace, name, state, reason, message): the controller's statuses, which the data
+    plane does not know by itself; ``/explain`` lists them."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -63,7 +64,7 @@ def make_app(server, extra_ready=None, out_of_table=None) -> web.Application:
             doc = explain(table, q.get("method", "GET"), q["url"], parse_headers(q.getall("header", [])))
         except ExplainError as e:
             return web.json_response({"error": str(e)}, status=400)
-        doc["outOfTable"] = list(out_of_table()) if out_of_table is not None else None
+        doc["notReady"] = list(not_ready()) if not_ready is not None else None
         return web.Response(text=json.dumps(doc, indent=1), content_type="application/json")
 
     app = web.Application()
@@ -75,18 +76,18 @@ def make_app(server, extra_ready=None, out_of_table=None) -> web.Application:
     return app
 
 
-async def start_admin(server, host: str, port: int, extra_ready=None, out_of_table=None) -> web.AppRunner:
-    runner = web.AppRunner(make_app(server, extra_ready, out_of_table), access_log=None, handle_signals=False)
+async def start_admin(server, host: str, port: int, extra_ready=None, not_ready=None) -> web.AppRunner:
+    runner = web.AppRunner(make_app(server, extra_ready, not_ready), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     return runner
 
 
-async def start_admin_unix(server, path: str, out_of_table=None) -> web.AppRunner:
+async def start_admin_unix(server, path: str, not_ready=None) -> web.AppRunner:
     """The same app on a Unix socket: a worker's admin, reached only by its supervisor
     (the socket lives in the supervisor's private directory, see crdgate/workers.py)."""
-    runner = web.AppRunner(make_app(server, out_of_table=out_of_table), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_app(server, not_ready=not_ready), access_log=None, handle_signals=False)
     await runner.setup()
     await web.UnixSite(runner, path).start()
     return runner

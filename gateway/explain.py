@@ -172,20 +172,25 @@ def _redirect(route: Route, scheme: str, method: str, host: str, path: str) -> d
 
 
 def _upstream(route: Route, table: RouteTable, host: str, path: str) -> dict[str, Any]:
+    """The path and Host the backend receives, as ``Exchange._upstream_head`` builds them:
+    a rewrite decides the Host (its hostname, else the request's); without one a URL
+    backend sends its own Host. Per backend when they differ."""
     rw = route.policy.rewrite
-    new_path, new_host = path, None
+    new_path = path
     if rw is not None:
         new_path = replaced_path(route, path, rw.path_type, rw.replace_prefix_match, rw.replace_full_path)
-        new_host = rw.hostname
     out: dict[str, Any] = {"path": new_path, "pathRewritten": new_path != path}
-    if new_host is not None:
-        out["host"], out["hostFrom"] = new_host, "rewrite"
+    if rw is not None:
+        out["host"], out["hostFrom"] = (rw.hostname, "rewrite") if rw.hostname else (host, "request")
+        return out
+    hosts = set()
+    for b in route.backends:
+        s = table.endpoints.get(b.key)
+        hosts.add((s.host_header, "backend URL") if s is not None and s.host_header else (host, "request"))
+    if len(hosts) > 1:
+        out["host"], out["hostFrom"] = None, "each backend (URL backends send their own)"
     else:
-        own = [s.host_header for b in route.backends if (s := table.endpoints.get(b.key)) is not None and s.host_header]
-        if own:
-            out["host"], out["hostFrom"] = own[0], "backend URL"
-        else:
-            out["host"], out["hostFrom"] = host, "request"
+        out["host"], out["hostFrom"] = next(iter(hosts), (host, "request"))
     return out
 
 
