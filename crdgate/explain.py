@@ -120,9 +120,13 @@ def explain_text(doc: dict[str, Any]) -> str:
         if "redirect" in doc:
             rd = doc["redirect"]
             lines.append(f"answered by the gateway: {rd['statusCode']} redirect to {rd['location']}")
+        elif "preflight" in doc:
+            pf = doc["preflight"]
+            lines.append(f"answered by the gateway's CORS policy: {pf['statusCode']} {pf['reason']}")
         else:
             up = doc["upstream"]
-            lines.append(f"backend sees: {up['path']}, Host {up['host']} (from the {up['hostFrom']})")
+            host = up["host"] if up["host"] is not None else "per backend"
+            lines.append(f"backend sees: {up['path']}, Host {host or '(none)'} (from the {up['hostFrom']})")
             lines.append("backends:")
             for b in doc["backends"]:
                 eps = ", ".join(b["endpoints"]) or "no endpoints"

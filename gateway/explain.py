@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from gateway.errors import BadTarget
 from gateway.normalize import normalize_target, valid_host
-from gateway.policies import DEFAULT_PORTS, preflight_route, replaced_path
+from gateway.policies import DEFAULT_PORTS, origin_allowed, preflight_route, replaced_path
 from gateway.routing import PATH_EXACT, PATH_PREFIX, PATH_REGEX, Considered, Route, RouteTable, normalize_host
 from gateway.tablejson import policy_to_json
 
@@ -171,6 +171,19 @@ def _redirect(route: Route, scheme: str, method: str, host: str, path: str) -> d
     return {"statusCode": status, "location": location + new_path}
 
 
+def _preflight(route: Route, headers: dict[str, str]) -> dict[str, Any]:
+    """What the route's CORS policy answers a preflight (gateway/policies.py ``_preflight``)."""
+    cors, origin = route.policy.cors, headers["origin"]
+    method = headers["access-control-request-method"].strip()
+    if not origin_allowed(cors, origin):
+        status, why = 403, "CORS origin not allowed"
+    elif cors.allow_methods and "*" not in cors.allow_methods and method not in cors.allow_methods:
+        status, why = 403, "CORS method not allowed"
+    else:
+        status, why = 204, "preflight"
+    return {"answeredBy": "gateway", "statusCode": status, "reason": why}
+
+
 def _upstream(route: Route, table: RouteTable, host: str, path: str) -> dict[str, Any]:
     """The path and Host the backend receives, as ``Exchange._upstream_head`` builds them:
     a rewrite decides the Host (its hostname, else the request's); without one a URL
@@ -298,6 +311,10 @@ def explain(table: RouteTable, method: str, url: str, headers: dict[str, str] | 
         redirect = _redirect(route, scheme, method, host, path)
         if redirect is not None:
             out["redirect"] = redirect  # answered by the gateway: no backend sees the request
+        elif (method == "OPTIONS" and route.policy.cors is not None and "origin" in headers
+              and "access-control-request-method" in headers):
+            # gateway/policies.py early_answer: the route's CORS policy answers the preflight itself.
+            out["preflight"] = _preflight(route, headers)
         else:
             out["upstream"] = _upstream(route, table, host, path)
             out["backends"] = _backends(route, table)

@@ -85,6 +85,17 @@ def test_redirect_is_answered_by_the_gateway(capsys):
     assert "backends" not in doc
 
 
+def test_cors_preflight_is_answered_by_the_announced_route(capsys):
+    preflight = ["-H", "Origin: https://shop.demo.local", "-H", "Access-Control-Request-Method: POST"]
+    code, doc = explain_json(capsys, "OPTIONS", "/api/v1/payments", *preflight)
+    assert code == 0 and doc["route"]["name"] == "payments" and doc["decidedBy"]["step"] == "preflight"
+    assert doc["preflight"] == {"answeredBy": "gateway", "statusCode": 204, "reason": "preflight"}
+    assert "backends" not in doc
+    code, doc = explain_json(capsys, "OPTIONS", "/api/v1/payments", "-H", "Origin: https://evil.example",
+                             "-H", "Access-Control-Request-Method: POST")
+    assert doc["preflight"]["statusCode"] == 403 and "evil" not in json.dumps(doc)
+
+
 def test_405_names_the_route_and_its_methods(capsys):
     code, out, _ = run(capsys, "DELETE", "/api/v1/payments/1", "--manifests", EXAMPLES)
     assert code == 1
