@@ -112,3 +112,17 @@ def test_a_published_change_is_explained(gateway):
                    timeout=15, what="the new route in /explain")
     finally:
         (gateway.manifests / "later.yaml").unlink()
+
+
+def test_workers_supervisor_forwards_explain(tmp_path):
+    """With --workers the supervisor owns the admin port and asks worker 0."""
+    shutil.copytree(ROOT / "deploy" / "examples", tmp_path, dirs_exist_ok=True)
+    gw = GatewayProcess(tmp_path, "--workers", "2")
+    try:
+        gw.wait_ready(timeout=30)
+        proc = cli("GET", "http://shop.demo.local/orders/new", "--admin", gw.admin, "--output", "json")
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["route"]["rule"] == "rules[0].paths[2]" and doc["decidedBy"]["step"] == "path"
+    finally:
+        gw.close()
