@@ -33,8 +33,7 @@ _POLICY_ORDER = (
     "httpsRedirect", "redirect", "cors", "maxBodyBytes", "auth", "rateLimit", "rewrite", "requestHeaders",
     "responseHeaders", "timeouts", "retries", "loadBalancer", "mirror",
 )  # fmt: skip
-_HOST_RANK = {"exact": 0, "wildcard": 1, "any": 2}
-_PATH_RANK = {PATH_EXACT: 0, PATH_PREFIX: 1, PATH_REGEX: 2}
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _RATE_KEYS = {
     "ClientAddress": "the client address",
     "Consumer": "the authenticated consumer (the client address when anonymous)",
@@ -228,9 +227,9 @@ def explain(table: RouteTable, method: str, url: str, headers: dict[str, str] | 
     ``headers`` maps lower-case names to values. Raises ExplainError for a
     request the proxy answers 400 before routing."""
     headers = dict(headers or {})
-    method = method.strip().upper()
-    if not method or not method.isalpha():
-        raise ExplainError(f"method {method!r} is not an HTTP method")
+    method = method.strip().upper()  # methods are case-sensitive; people type "get"
+    if not method or not all(c in _TCHAR for c in method):
+        raise ExplainError(f"method {method!r} is not an HTTP method (a token, RFC 9110 9.1)")
     raw = _target(url)
     try:
         path, query, authority = normalize_target(raw)
