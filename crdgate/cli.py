@@ -8,7 +8,7 @@ builds the controller's options for every subcommand that compiles. Nothing
 below this module sees argparse: crdgate/run.py, demo.py and workers.py take
 the config.
 
-Exit codes: 0 ok, 1 invalid manifests (validate/routes) or a failed start,
+Exit codes: 0 ok, 1 invalid manifests (validate/routes), no route (explain) or a failed start,
 2 usage errors (a bad flag or value).
 """
 
@@ -261,6 +261,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_auth_default_flags(routes_cmd)
     _add_cross_namespace_flag(routes_cmd)
 
+    explain_cmd = sub.add_parser(
+        "explain", help="which route a request would reach, and why (offline or on a running gateway)",
+        usage="crdgate explain METHOD URL [-H 'Name: value']... (--manifests PATH | --admin URL) [--output text|json]",
+        description="Explain which object and rule a request would reach: the precedence step that decided, every "
+                    "other route whose host and path matched and why it lost, the policies in order, the rewritten "
+                    "path and host, the backends. Exit status 0 when a route matches, 1 on 404/405, 2 on bad input.")
+    explain_cmd.add_argument("method", metavar="METHOD", help="HTTP method, e.g. GET")
+    explain_cmd.add_argument("url", metavar="URL",
+                             help="http://host/path?query, or /path?query with the host in -H 'Host: ...'")
+    explain_cmd.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                             help="a request header (repeatable), as with curl -H")
+    explain_from = explain_cmd.add_mutually_exclusive_group(required=True)
+    explain_from.add_argument("--manifests", metavar="PATH", dest="dir",
+                              help="compile this manifests folder or file, as validate does, and explain on it")
+    explain_from.add_argument("--admin", metavar="URL",
+                              help="explain on the live table of a running gateway: its admin listener, e.g. 127.0.0.1:9090")
+    explain_cmd.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
+    _add(explain_cmd, "--ingress-class", "crdgate", str, "the class this gateway serves (with --manifests)")
+    _add_auth_default_flags(explain_cmd)
+    _add_cross_namespace_flag(explain_cmd)
+
     bench_cmd = sub.add_parser("bench", help="the load benchmark (see `crdgate bench --help`)", add_help=False)
     bench_cmd.add_argument("bench_args", nargs=argparse.REMAINDER)
     return parser
@@ -458,6 +479,24 @@ def cmd_routes(args, options: CompileOptions) -> int:
     return 0
 
 
+def cmd_explain(args, options: CompileOptions) -> int:
+    from crdgate import explain
+
+    try:
+        if args.admin is not None:
+            doc = explain.explain_live(args.admin, args.method, args.url, args.header)
+        else:
+            root = _offline(args)
+            if root is None:
+                return 2
+            doc = explain.explain_offline(root, options, args.method, args.url, args.header)
+    except explain.ExplainFailed as e:
+        print(f"crdgate explain: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(doc, indent=2) if args.output == "json" else explain.explain_text(doc))
+    return 0 if doc.get("route") is not None else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
@@ -472,6 +511,12 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as e:
             parser.error(str(e))
         return cmd_validate(args, options) if args.command == "validate" else cmd_routes(args, options)
+    if args.command == "explain":
+        try:
+            options = compile_options(args)
+        except ValueError as e:
+            parser.error(str(e))
+        return cmd_explain(args, options)
     try:
         config = build_config(args)
     except ValueError as e:

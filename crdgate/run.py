@@ -23,6 +23,7 @@ from controller.publish import Publisher
 from controller.store import KINDS, Store
 from crdgate.config import Config, KubeSource
 from crdgate.controlview import control_plane_view
+from crdgate.explain import not_ready_objects
 from gateway import _native
 from gateway.admin import start_admin, start_admin_unix
 from gateway.ratelimit import RateLimiter
@@ -108,9 +109,13 @@ async def serve(config: Config, sock: socket.socket | None = None, started=None,
         log.error("cannot listen on %s:%d: %s", *gw.listen, e)
         return 1
     admin = None
+
+    def not_ready():  # for the admin /explain: the objects the last compile did not make Ready, and why
+        return not_ready_objects(publisher.last_statuses.values())
+
     if admin_socket is not None:
         try:
-            admin = await start_admin_unix(server, admin_socket)
+            admin = await start_admin_unix(server, admin_socket, not_ready=not_ready)
         except OSError as e:
             log.error("cannot listen on admin socket %s: %s", admin_socket, e)
             await server.close()
@@ -118,7 +123,7 @@ async def serve(config: Config, sock: socket.socket | None = None, started=None,
         admin_at = f"unix:{admin_socket}"
     elif gw.admin_listen is not None and gw.admin_listen[1] >= 0:
         try:
-            admin = await start_admin(server, *gw.admin_listen)
+            admin = await start_admin(server, *gw.admin_listen, not_ready=not_ready)
         except OSError as e:
             log.error("cannot listen on admin %s:%d: %s", *gw.admin_listen, e)
             await server.close()

@@ -167,6 +167,10 @@ class Supervisor:
                 return web.json_response({"status": "no worker answered"}, status=503)
             return web.json_response(dashboard.merge_snapshots(snaps, self.n), headers=dashboard.DATA_HEADERS)
 
+        async def explain(request):  # the table is the same in every worker: ask worker 0
+            st, body = await fetch(0, "/explain?" + request.query_string)
+            return web.Response(text=body, status=st or 503, content_type="application/json")
+
         app = web.Application()
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/readyz", readyz)
@@ -174,6 +178,7 @@ class Supervisor:
         app.router.add_get("/routes", routes)
         dashboard.add_page(app)
         app.router.add_get("/dashboard.json", dashboard_data)
+        app.router.add_get("/explain", explain)
         return app
 
 

@@ -438,6 +438,72 @@ def _group_match(group: _HostGroup, path: str, probe: _Probe) -> Route | None:
     return None
 
 
+
+# -- explaining a match (crdgate explain, the admin /explain) ----------------------
+# The proxy never calls these. They walk the same host groups and path buckets
+# in the same order as ``RouteTable._match`` / ``_group_match`` / ``_Probe.first``
+# and record, for every route they reach, why it was taken or passed over.
+# tests/test_explain_agreement.py checks that the route they pick is always the
+# one ``match`` picks.
+
+
+@dataclass(frozen=True, slots=True)
+class Considered:
+    """One route reached by the walk. ``rejected`` is None when it would take the
+    request, else the first check it failed: "wildcard" (an Ingress wildcard covers
+    one label), "headers", "query" or "method"; ``detail`` says which value."""
+
+    route: Route
+    host_match: str  # "exact" | "wildcard" | "any"
+    host_key: str  # the host, "*.suffix", or "" for any host
+    rejected: str | None
+    detail: str = ""
+
+
+def _verdict(r: Route, probe: _Probe) -> tuple[str | None, str]:
+    """``_Probe.first``'s checks for one route, in its order, with the reason."""
+    if r.wildcard_single_label and probe.host_labels != 1:
+        return "wildcard", f"an Ingress wildcard covers exactly one label, the host has {probe.host_labels} before it"
+    for m in r.headers:
+        actual = probe.headers.get(m.name)
+        if not m.matches(actual):
+            return "headers", _mismatch("header", m, actual)
+    if r.query:
+        q = probe.query()
+        for m in r.query:
+            if not m.matches(q.get(m.name)):
+                return "query", _mismatch("query parameter", m, q.get(m.name))
+    if r.methods is not None and probe.method not in r.methods:
+        if probe.allow is None:
+            probe.allow = set()
+        probe.allow.update(r.methods)
+        return "method", f"method {probe.method} is not in [{', '.join(sorted(r.methods))}]"
+    return None, ""
+
+
+def _mismatch(what: str, m: StringMatch, actual: str | None) -> str:
+    want = f"~ {m.value}" if m.regex is not None else f"= {m.value}"
+    if actual is None:
+        return f"{what} {m.name} {want} is not sent"
+    return f"{what} {m.name} {want} does not match {actual!r}"
+
+
+def _group_candidates(group: _HostGroup, path: str):
+    """The group's routes whose path matches, in ``_group_match``'s order."""
+    for r in group.exact.get(path, ()):
+        yield r
+    key = path.rstrip("/")
+    while True:
+        for r in group.prefix.get(key, ()):
+            yield r
+        if not key:
+            break
+        key = key[: key.rfind("/")]
+    for r in group.regex:
+        if r.regex is not None and r.regex.fullmatch(path):
+            yield r
+
+
 def normalize_host(host: str) -> str:
     """Lower-case, without port and trailing dot; IPv6 literals keep brackets."""
     host = host.strip().lower()
@@ -636,6 +702,65 @@ class RouteTable:
                 memo.clear()
             memo[key] = result
         return result
+
+    def trace(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        query: str = "",
+    ) -> tuple[MatchResult, list[Considered]]:
+        """What ``match`` answers, and every route it reaches on the way, in order.
+
+        Not for the request path (no memo, visits every candidate): for
+        ``crdgate explain`` and the admin ``/explain``. A route filed under
+        several host keys is listed where the walk first reaches it."""
+        host = normalize_host(host) if host else ""
+        probe = _Probe(method, headers if headers is not None else {}, query, 0)
+        groups: list[tuple[str, str, _HostGroup, int]] = []
+        g = self._exact.get(host) if self._exact else None
+        if g is not None:
+            groups.append((_EXACT, host, g, 0))
+        if self._wild and host:
+            labels = host.split(".")
+            n = len(labels)
+            for suffix_labels in self._wild_lens:
+                if suffix_labels >= n:
+                    continue
+                suffix = "." + ".".join(labels[n - suffix_labels :])
+                g = self._wild.get(suffix)
+                if g is not None:
+                    groups.append((_WILD, "*" + suffix, g, n - suffix_labels))
+        if self._any is not None:
+            groups.append((_ANY, "", self._any, 0))
+        seen: dict[int, str | None] = {}
+        steps: list[Considered] = []
+        winner: Route | None = None
+        for kind, key, group, host_labels in groups:
+            probe.host_labels = host_labels
+            for r in _group_candidates(group, path):
+                if winner is not None:
+                    # Past the winner: whether it would take the request, without
+                    # letting its methods into a 405's Allow (match stops earlier).
+                    allow = probe.allow
+                    rejected, detail = _verdict(r, probe)
+                    probe.allow = allow
+                else:
+                    rejected, detail = _verdict(r, probe)
+                    if rejected is None:
+                        winner = r
+                if id(r) in seen and seen[id(r)] == rejected:
+                    continue  # filed under several host keys: listed once per verdict
+                seen[id(r)] = rejected
+                steps.append(Considered(r, "wildcard" if kind == _WILD else kind, key, rejected, detail))
+        if winner is not None:
+            return MatchResult(winner), steps
+        if probe.allow:
+            return MatchResult(None, 405, tuple(sorted(probe.allow))), steps
+        if self.fallback is not None:
+            return MatchResult(self.fallback), steps
+        return NOT_FOUND, steps
 
     def _match(self, method, host, path, headers, query) -> tuple[MatchResult, bool]:
         host = normalize_host(host) if host else ""
