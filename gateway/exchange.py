@@ -451,13 +451,13 @@ class Exchange(RequestView):
         route = self.route
         pol = route.policy
         path = self.path
-        host = self.host
+        # A URL backend (or an ExternalName) is asked for by its own name; a rewrite's
+        # hostname wins over both; otherwise the client's Host goes through.
+        host = self.host if self.upstream_host is None else self.upstream_host
         if pol.rewrite is not None:
             path, new_host = policies.rewrite(route, pol.rewrite, path)
             if new_host:
                 host = new_host.encode()
-        elif self.upstream_host is not None:
-            host = self.upstream_host
         target = path.encode() if not self.query else (path + "?" + self.query).encode()
         if pol.rewrite is not None and (unsafe_target(target) or unsafe_field_value(host)):
             _refused(route, "rewritten request line or Host", target + b" " + host)

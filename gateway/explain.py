@@ -185,15 +185,15 @@ def _preflight(route: Route, headers: dict[str, str]) -> dict[str, Any]:
 
 def _upstream(route: Route, table: RouteTable, host: str, path: str) -> dict[str, Any]:
     """The path and Host the backend receives, as ``Exchange._upstream_head`` builds them:
-    a rewrite decides the Host (its hostname, else the request's); without one a URL
-    backend sends its own Host. Per backend when they differ."""
+    a rewrite's hostname wins; otherwise a URL backend sends its own Host and any other
+    backend the request's. Per backend when they differ."""
     rw = route.policy.rewrite
     new_path = path
     if rw is not None:
         new_path = replaced_path(route, path, rw.path_type, rw.replace_prefix_match, rw.replace_full_path)
     out: dict[str, Any] = {"path": new_path, "pathRewritten": new_path != path}
-    if rw is not None:
-        out["host"], out["hostFrom"] = (rw.hostname, "rewrite") if rw.hostname else (host, "request")
+    if rw is not None and rw.hostname:
+        out["host"], out["hostFrom"] = rw.hostname, "rewrite"
         return out
     hosts = set()
     for b in route.backends:

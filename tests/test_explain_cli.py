@@ -67,7 +67,7 @@ def test_ingress_exact_path_beats_prefixes(capsys):
 def test_rewrite_auth_and_rate_limit_are_explained(capsys):
     code, doc = explain_json(capsys, "POST", "http://any.host/api/v1/payments/42?x=1")
     assert code == 0 and doc["route"]["name"] == "payments"
-    assert doc["upstream"] == {"path": "/payments/42", "pathRewritten": True, "host": "any.host", "hostFrom": "request"}
+    assert doc["upstream"] == {"path": "/payments/42", "pathRewritten": True, "host": "127.0.0.1:18085", "hostFrom": "backend URL"}
     assert [p["policy"] for p in doc["policies"]][:2] == ["cors", "maxBodyBytes"]
     code, doc = explain_json(capsys, "GET", "/api/v1/accounts", "-H", "Host: x", "-H", "X-API-Key: demo-key-123")
     auth, rate = doc["policies"][0], doc["policies"][1]

@@ -3,7 +3,7 @@
 import pytest
 from aiohttp import web
 
-from gateway.routing import PATH_EXACT, HeaderModifier, Rewrite, RoutePolicy
+from gateway.routing import PATH_EXACT, EndpointSet, HeaderModifier, Rewrite, RoutePolicy
 from proxyharness import proxy_port, request, route, start_backend, start_proxy, table
 
 
@@ -35,6 +35,30 @@ async def test_replace_full_path_and_hostname():
         assert doc["path"] == "/v2/health?x=1"
         assert doc["headers"]["host"] == "internal.svc"
         assert doc["headers"]["x-forwarded-host"] == "example.test"
+    finally:
+        await srv.close()
+        await b.runner.cleanup()
+
+
+async def test_a_path_rewrite_keeps_a_url_backends_own_host():
+    # A URL backend is asked for by its own name with or without a path rewrite;
+    # only a rewrite's hostname replaces it.
+    b = await start_backend("b")
+    key = f"http://backend.example:{b.endpoint.port}"
+    eset = EndpointSet(key, (b.endpoint,), host_header=f"backend.example:{b.endpoint.port}")
+    plain = route(name="ns/plain", path="/plain", backends=(key,))
+    rewritten = route(name="ns/rw", path="/rw", backends=(key,), policy=RoutePolicy(
+        rewrite=Rewrite(path_type="ReplacePrefixMatch", replace_prefix_match="/v2")))
+    renamed = route(name="ns/rn", path="/rn", backends=(key,), policy=RoutePolicy(
+        rewrite=Rewrite(path_type="ReplacePrefixMatch", replace_prefix_match="/v2", hostname="other.example")))
+    srv = await start_proxy(table([plain, rewritten, renamed], {key: eset}))
+    try:
+        port = proxy_port(srv)
+        assert (await request(port, path="/plain")).json()["headers"]["host"] == f"backend.example:{b.endpoint.port}"
+        doc = (await request(port, path="/rw/x")).json()
+        assert doc["path"] == "/v2/x"
+        assert doc["headers"]["host"] == f"backend.example:{b.endpoint.port}"
+        assert (await request(port, path="/rn/x")).json()["headers"]["host"] == "other.example"
     finally:
         await srv.close()
         await b.runner.cleanup()
