@@ -184,3 +184,10 @@ def test_validate_reports_httproutes_like_the_other_kinds(tmp_path):
     assert "IGNORED" not in text
     assert "HTTPRoute gw-infra/match-paths" in text
     assert validate_json(tmp_path)["ignoredKinds"] == {}
+
+
+def test_validate_skips_the_routes_of_other_controllers():
+    text, _ = validate_report(MANIFESTS)
+    skipped = [line for line in text.splitlines() if line.startswith("SKIP")]
+    assert len(skipped) == 1 and skipped[0].startswith("SKIP    HTTPRoute gw-infra/to-other-controller (")
+    assert skipped[0].endswith("): attached to no Gateway of controller crdgate.io/gateway-controller")
