@@ -120,6 +120,9 @@ class ObjectContext:
         self.services = Services(snapshot, self.reads.note, slices)
         self.tracked = Tracked(snapshot, self.reads.note)
         self.default_class: bool | None = None  # is our IngressClass the default? (ingress.py, once per compile)
+        # Our GatewayClass names and the parsed Gateways, once per compile (gateways.py).
+        self.gateway_classes: frozenset[str] | None = None
+        self.gateways: dict[str, Any] = {}
         self._grants: ReferenceGrants | None = None
         self._references: dict[tuple[str, str], References] = {}
 

@@ -43,26 +43,32 @@ class Attachment:
 
 
 def our_classes(ctx: ObjectContext) -> frozenset[str]:
-    """Names of the GatewayClasses whose controllerName is ours."""
+    """Names of the GatewayClasses whose controllerName is ours (looked up once per compile)."""
+    classes = ctx.tracked.of(GATEWAYCLASS)  # noted as a dependency by every route that asks
+    if ctx.gateway_classes is not None:
+        return ctx.gateway_classes
     names = set()
-    for key, raw in ctx.tracked.of(GATEWAYCLASS).items():
+    for key, raw in classes.items():
         spec = raw.get("spec") if isinstance(raw, Mapping) else None  # the store's objects are read-only mappings
         if isinstance(spec, Mapping) and spec.get("controllerName") == ctx.options.gateway_controller_name:
             names.add(key.rpartition("/")[2])
-    return frozenset(names)
+    ctx.gateway_classes = frozenset(names)
+    return ctx.gateway_classes
 
 
 def our_gateway(ctx: ObjectContext, namespace: str, name: str) -> Gateway | None:
     """The Gateway ``namespace/name`` when it exists, is valid and of one of our classes."""
-    raw = ctx.tracked.of(GATEWAY).get(f"{namespace}/{name}")
+    key = f"{namespace}/{name}"
+    raw = ctx.tracked.of(GATEWAY).get(key)
     if raw is None:
         return None
-    try:
-        gw = parse(GATEWAY, raw)
-    except InvalidGatewayAPIObject:
-        return None
-    assert isinstance(gw, Gateway)
-    return gw if gw.spec.gateway_class_name in our_classes(ctx) else None
+    if key not in ctx.gateways:  # parsed once per compile, however many routes name it
+        try:
+            ctx.gateways[key] = parse(GATEWAY, raw)
+        except InvalidGatewayAPIObject:
+            ctx.gateways[key] = None
+    gw = ctx.gateways[key]
+    return gw if gw is not None and gw.spec.gateway_class_name in our_classes(ctx) else None
 
 
 def listener_serves_routes(listener: Listener) -> bool:
