@@ -179,6 +179,8 @@ def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> Non
     _add(s, "--context", None, str, "kubeconfig context")
     _add(s, "--namespace", [], list, "namespace to watch (repeatable; default all)")
     _add(s, "--ingress-class", "crdgate", str, "the IngressClass / ingressClassName this gateway serves")
+    _add(s, "--gateway-controller-name", "crdgate.io/gateway-controller", str,
+         "the GatewayClass controllerName whose Gateways (and their HTTPRoutes) this gateway serves")
     _add_cross_namespace_flag(s)
     _add(s, "--publish-address", None, str, "address written into Ingress status.loadBalancer")
     _add(s, "--publish-service", None, str, "NAMESPACE/NAME of the Service whose address goes into Ingress status")
@@ -251,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate_cmd.add_argument("dir", metavar="PATH", help="manifests folder (read recursively) or a single manifest file")
     validate_cmd.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
     _add(validate_cmd, "--ingress-class", "crdgate", str, "the class this gateway serves")
+    _add(validate_cmd, "--gateway-controller-name", "crdgate.io/gateway-controller", str,
+         "the GatewayClass controllerName whose Gateways (and their HTTPRoutes) this gateway serves")
     _add_auth_default_flags(validate_cmd)
     _add_cross_namespace_flag(validate_cmd)
 
@@ -258,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     routes_cmd.add_argument("dir", metavar="PATH", help="manifests folder (read recursively) or a single manifest file")
     routes_cmd.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
     _add(routes_cmd, "--ingress-class", "crdgate", str, "the class this gateway serves")
+    _add(routes_cmd, "--gateway-controller-name", "crdgate.io/gateway-controller", str,
+         "the GatewayClass controllerName whose Gateways (and their HTTPRoutes) this gateway serves")
     _add_auth_default_flags(routes_cmd)
     _add_cross_namespace_flag(routes_cmd)
 
@@ -400,6 +406,7 @@ def compile_options(args, jwks_refresh_floor: float | None = None) -> CompileOpt
     auth_defaults = AuthDefaults.from_flags(secret, args.default_auth_type if secret else None, **floor)
     return CompileOptions(
         ingress_class=args.ingress_class,
+        gateway_controller_name=args.gateway_controller_name,
         auth_defaults=auth_defaults,
         allow_cross_namespace_refs=args.allow_cross_namespace_refs,
     )

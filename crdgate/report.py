@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 
 from controller.compile import ERROR, PENDING, READY, CompileOptions, CompileResult, ObjectStatus, compile_snapshot
 from controller.files import LoadError, load_manifests
-from controller.store import APIENDPOINT, INGRESS, NOT_COMPILED_KINDS, Snapshot
+from controller.store import APIENDPOINT, HTTPROUTE, INGRESS, NOT_COMPILED_KINDS, Snapshot
 from gateway.routing import Timeouts
 from gateway.tablejson import table_to_json
 
@@ -50,10 +50,10 @@ class FolderReport:
         return out
 
     def unowned(self) -> list[tuple[str, str]]:
-        """Routable objects that got no status: another gateway class's."""
+        """Routable objects that got no status: another gateway class's (or Gateway controller's)."""
         return [
             (kind, key)
-            for kind in (APIENDPOINT, INGRESS)
+            for kind in (APIENDPOINT, INGRESS, HTTPROUTE)
             for key in sorted(self.snapshot.of(kind))
             if f"{kind}:{key}" not in self.result.statuses
         ]
@@ -160,10 +160,12 @@ def validate_text(report: FolderReport) -> str:
     ]
     for kind, key in report.unowned():
         origin = report.snapshot.origins.get(f"{kind}:{key}", "?")
-        lines.append(
-            f"{'SKIP'.ljust(_LABEL_WIDTH)} {kind} {key} ({origin}): "
-            f"not for ingress class {report.options.ingress_class}"
+        why = (
+            f"attached to no Gateway of controller {report.options.gateway_controller_name}"
+            if kind == HTTPROUTE
+            else f"not for ingress class {report.options.ingress_class}"
         )
+        lines.append(f"{'SKIP'.ljust(_LABEL_WIDTH)} {kind} {key} ({origin}): {why}")
     for err in report.load_errors:
         lines.append(f"{'ERROR'.ljust(_LABEL_WIDTH)} {err}")
     if report.ignored_kinds:

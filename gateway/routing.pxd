@@ -54,7 +54,7 @@ cdef class Route:
     cdef readonly str name, kind, path, path_type
     cdef readonly object hosts, methods, headers, query, backends
     cdef readonly RoutePolicy policy
-    cdef readonly object created, wildcard_single_label, regex, rule
+    cdef readonly object created, wildcard_single_label, regex, rule, order
     cdef public bint plain
 
 

@@ -36,6 +36,10 @@ PATH_EXACT = "Exact"
 PATH_PREFIX = "Prefix"
 PATH_REGEX = "RegularExpression"
 
+# Gateway API: a request no HTTPRoute matches is 404, even when only its method
+# differs; the methods of these routes never make a 405.
+KIND_HTTPROUTE = "HTTPRoute"
+
 # EndpointSet.state values and the status each one answers with.
 ENDPOINTS_OK = "Ready"
 ENDPOINTS_NONE_READY = "NoReadyEndpoints"  # 503
@@ -190,10 +194,10 @@ NO_POLICY = RoutePolicy()
 
 @dataclass(frozen=True, eq=False)
 class Route:
-    """One compiled route: an APIEndpoint, or one path of an Ingress rule."""
+    """One compiled route: an APIEndpoint, one path of an Ingress rule, or one match of an HTTPRoute rule."""
 
     name: str  # "namespace/name" of the owning object: the metrics label
-    kind: str  # "APIEndpoint" | "Ingress"
+    kind: str  # "APIEndpoint" | "Ingress" | "HTTPRoute"
     path: str
     path_type: str = PATH_PREFIX
     hosts: tuple[str, ...] = ()  # () = any host; "*.suffix" wildcards
@@ -207,6 +211,9 @@ class Route:
     wildcard_single_label: bool = False
     regex: Regex | None = field(default=None, compare=False)
     rule: str = ""  # which part of the object, e.g. "rules[0].paths[1]"
+    # The route's place within its object (an HTTPRoute's rule, then match): the
+    # tie-break after namespace/name, as numbers ("rules[10]" sorts before "rules[2]").
+    order: int = 0
     # True when the route has no policy beyond defaults: the proxy's fastest path.
     plain: bool = field(default=False, init=False, compare=False)
 
@@ -226,6 +233,7 @@ class Route:
             -len(self.query),
             self.created,
             self.name,
+            self.order,
             self.rule,
         )
 
@@ -398,9 +406,10 @@ class _Probe:
                 if not all(m.matches(q.get(m.name)) for m in r.query):
                     continue
             if r.methods is not None and self.method not in r.methods:
-                if self.allow is None:
-                    self.allow = set()
-                self.allow.update(r.methods)
+                if r.kind != KIND_HTTPROUTE:
+                    if self.allow is None:
+                        self.allow = set()
+                    self.allow.update(r.methods)
                 continue
             return r
         return None

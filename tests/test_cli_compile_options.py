@@ -29,11 +29,14 @@ COMPILING = {
 
 @pytest.mark.parametrize("command", sorted(COMPILING))
 def test_auth_defaults_reach_the_options_of_every_compiling_command(command):
-    args = cli.build_parser().parse_args(COMPILING[command] + AUTH_FLAGS + ["--ingress-class", "edge"])
+    args = cli.build_parser().parse_args(
+        COMPILING[command] + AUTH_FLAGS + ["--ingress-class", "edge", "--gateway-controller-name", "example.org/gw"]
+    )
     options = cli.compile_options(args)
     assert isinstance(options, CompileOptions)
     assert options.auth_defaults == EXPECTED
     assert options.ingress_class == "edge"
+    assert options.gateway_controller_name == "example.org/gw"
 
 
 @pytest.mark.parametrize("command", sorted(COMPILING))

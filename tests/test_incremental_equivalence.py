@@ -1,7 +1,9 @@
 """The incremental compiler gives exactly what a fresh compile gives, after every change.
 
 Random sequences of adds, edits and deletes of APIEndpoints, Ingresses,
-Services, EndpointSlices, Secrets, ReferenceGrants and the IngressClass, in a small universe
+HTTPRoutes (with the Gateways, GatewayClasses and Namespaces they attach
+through), Services, EndpointSlices, Secrets, ReferenceGrants and the
+IngressClass, in a small universe
 (few hosts, paths, names and timestamps) so that conflicts, ties, objects
 moving between hosts, defaultBackend hand-overs and dependency changes happen
 all the time. After each step the Compiler's result (fed through a real Store
@@ -25,9 +27,13 @@ from controller.compile import CompileOptions, Compiler, compile_snapshot
 from controller.store import (
     APIENDPOINT,
     ENDPOINTSLICE,
+    GATEWAY,
+    GATEWAYCLASS,
+    HTTPROUTE,
     INGRESS,
     INGRESSCLASS,
     KINDS,
+    NAMESPACE,
     REFERENCEGRANT,
     SECRET,
     SERVICE,
@@ -42,6 +48,7 @@ TIMES = ("2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z",
 HOSTS = ("x.example.com", "y.example.com", "*.example.com", "*.y.example.com")
 PATHS = ("/", "/api", "/api/", "/api/v1", "/x")
 SERVICES = ("s1", "s2")
+GATEWAYS = ("gw", "gw2")  # in namespace a
 
 REQUEST_HOSTS = ("x.example.com", "y.example.com", "z.example.com", "a.y.example.com", "b.a.y.example.com", "other.org", "")
 REQUEST_PATHS = ("/", "/api", "/api/", "/api/v1", "/api/v1/z", "/api/v2", "/x", "/xy", "/x/1", "/nothing")
@@ -159,11 +166,95 @@ class Universe:
         return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": data}
 
     def referencegrant(self, ns: str, name: str) -> dict:
-        from_ = [(self.pick(("crdgate.io", "networking.k8s.io")), self.pick(("APIEndpoint", "Ingress")), self.pick(NAMESPACES))
+        from_ = [(*self.pick((("crdgate.io", "APIEndpoint"), ("networking.k8s.io", "Ingress"),
+                                ("gateway.networking.k8s.io", "HTTPRoute"))), self.pick(NAMESPACES))
                  for _ in range(self.rng.randint(1, 2))]
         to = [("", self.pick(("Service", "Secret")), *self.rng.sample([*SERVICES, "keys"], self.rng.randint(0, 1)))
               for _ in range(self.rng.randint(1, 2))]
         return referencegrant(name, ns, from_, to)
+
+    def httproute(self, ns: str, name: str) -> dict:
+        parents = []
+        for _ in range(self.rng.randint(1, 2)):
+            ref: dict = {"name": self.pick(GATEWAYS), "namespace": "a"}
+            w = self.rng.random()
+            if w < 0.2:
+                ref["sectionName"] = self.pick(("http", "alt", "nope"))
+            elif w < 0.3:
+                ref["port"] = self.pick((80, 8080))
+            parents.append(ref)
+        if len(parents) == 2 and parents[0]["name"] == parents[1]["name"]:
+            parents = parents[:1]  # the CRD's rule for two refs to one parent: not what this test is about
+        rules = []
+        for _ in range(self.rng.randint(1, 2)):
+            matches = []
+            for _ in range(self.rng.randint(0, 2)):
+                t = self.pick(("PathPrefix", "PathPrefix", "Exact", "RegularExpression"))
+                path = self.pick(("/api/v[0-9]+", "/x.*")) if t == "RegularExpression" else self.pick(PATHS)
+                match: dict = {"path": {"type": t, "value": path}}
+                if self.maybe(0.3):
+                    match["method"] = self.pick(("GET", "POST"))
+                if self.maybe(0.15):
+                    match["headers"] = [{"name": "X-V", "value": "1"}]
+                if self.maybe(0.05):
+                    match["queryParams"] = [{"name": "q", "value": "1"}]
+                matches.append(match)
+            rule: dict = {"matches": matches} if matches else {}
+            refs = []
+            for _ in range(self.rng.randint(0, 2)):
+                b: dict = {"name": self.pick(SERVICES + ("missing",)), "port": self.pick((80, 81)),
+                           "weight": self.pick((0, 1, 1, 3))}
+                if self.maybe(0.2):
+                    b["namespace"] = self.pick(NAMESPACES)
+                refs.append(b)
+            rule["backendRefs"] = refs
+            if self.maybe(0.15):
+                rule["filters"] = [{"type": "RequestHeaderModifier",
+                                    "requestHeaderModifier": {"set": [{"name": "X-A", "value": "1"}]}}]
+            rules.append(rule)
+        spec: dict = {"parentRefs": parents, "rules": rules}
+        if self.maybe(0.6):
+            spec["hostnames"] = self.rng.sample(HOSTS, self.rng.randint(1, 2))
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": self.pick(TIMES),
+                         "generation": self.rng.randint(1, 3)},
+            "spec": spec,
+        }
+
+    def gateway(self, name: str) -> dict:
+        listeners = []
+        for lname, port in (("http", 80), ("alt", 8080)):
+            if self.maybe(0.8):
+                ls: dict = {"name": lname, "port": port, "protocol": "HTTP",
+                            "allowedRoutes": {"namespaces": {"from": self.pick(("Same", "All", "Selector"))}}}
+                if ls["allowedRoutes"]["namespaces"]["from"] == "Selector":
+                    ls["allowedRoutes"]["namespaces"]["selector"] = {"matchLabels": {"team": "x"}}
+                if self.maybe(0.3):
+                    ls["hostname"] = self.pick(("x.example.com", "*.example.com", "*.y.example.com"))
+                listeners.append(ls)
+        listeners = listeners or [{"name": "http", "port": 80, "protocol": "HTTP"}]
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": name, "namespace": "a", "creationTimestamp": TIMES[0], "generation": 1},
+            "spec": {"gatewayClassName": self.pick(("crdgate", "crdgate", "other")), "listeners": listeners},
+        }
+
+    def gateway_class(self, name: str | None = None, controller: str | None = None) -> dict:
+        # Mostly ours: while it is not, no HTTPRoute is.
+        controller = controller or ("crdgate.io/gateway-controller" if self.maybe(0.8) else "example.net/other")
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": name or "crdgate", "creationTimestamp": TIMES[0], "generation": 1},
+            "spec": {"controllerName": controller},
+        }
+
+    def namespace(self, ns: str) -> dict:
+        labels = {"team": "x"} if self.maybe() else {}
+        return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}
 
     def ingress_class(self) -> dict:
         return ingress_class("crdgate", default=self.maybe())
@@ -180,30 +271,42 @@ def random_change(u: Universe, store: Store) -> None:
     rng = u.rng
     ns = u.pick(NAMESPACES)
     r = rng.random()
-    if r < 0.35:
+    if r < 0.27:
         kind, name, make = APIENDPOINT, u.pick(NAMES), u.apiendpoint
-    elif r < 0.55:
+    elif r < 0.42:
         kind, name, make = INGRESS, u.pick(NAMES[:4]), u.ingress
-    elif r < 0.65:
+    elif r < 0.55:
+        kind, name, make = HTTPROUTE, u.pick(NAMES[:5]), u.httproute
+    elif r < 0.62:
         kind, name, make = SERVICE, u.pick(SERVICES), u.service
-    elif r < 0.75:
+    elif r < 0.69:
         kind, name, make = ENDPOINTSLICE, u.pick(SERVICES), u.endpointslice
-    elif r < 0.81:
+    elif r < 0.74:
         kind, name, make = SECRET, u.pick(("keys", "default")), u.secret
-    elif r < 0.87:
+    elif r < 0.79:
         kind, name, make = REFERENCEGRANT, u.pick(("g1", "g2")), u.referencegrant
-    elif r < 0.9:
+    elif r < 0.81:
         store.apply(INGRESSCLASS, "MODIFIED", u.ingress_class())
         return
-    elif r < 0.93:  # the same object from another file (the manifests source): its status names the file
-        kind = u.pick((APIENDPOINT, INGRESS))
+    elif r < 0.87:  # what HTTPRoutes attach through
+        g = rng.random()
+        if g < 0.5:
+            obj = u.gateway(u.pick(GATEWAYS))
+            store.apply(GATEWAY, "DELETED" if rng.random() < 0.15 else "MODIFIED", obj)
+        elif g < 0.75:
+            store.apply(GATEWAYCLASS, "MODIFIED", u.gateway_class())
+        else:
+            store.apply(NAMESPACE, "MODIFIED", u.namespace(ns))
+        return
+    elif r < 0.91:  # the same object from another file (the manifests source): its status names the file
+        kind = u.pick((APIENDPOINT, INGRESS, HTTPROUTE))
         keys = sorted(store.keys(kind))
         if keys:
             key = u.pick(keys)
             store.update(kind, {key: store.get(kind, *key.split("/"))}, origins={key: u.pick(("a.yaml#0", "b.yaml#1"))})
         return
     else:  # our own status write coming back: nothing to recompile
-        kind = u.pick((APIENDPOINT, INGRESS))
+        kind = u.pick((APIENDPOINT, INGRESS, HTTPROUTE))
         keys = store.keys(kind)
         if keys:
             key = u.pick(sorted(keys))
@@ -247,6 +350,10 @@ def seeded_store(u: Universe) -> Store:
         for svc in SERVICES:
             store.apply(SERVICE, "ADDED", u.service(ns, svc))
             store.apply(ENDPOINTSLICE, "ADDED", u.endpointslice(ns, svc))
+    store.apply(GATEWAYCLASS, "ADDED", u.gateway_class("crdgate", "crdgate.io/gateway-controller"))
+    store.apply(GATEWAYCLASS, "ADDED", u.gateway_class("other", "example.net/other"))
+    for name in GATEWAYS:
+        store.apply(GATEWAY, "ADDED", u.gateway(name))
     return store
 
 

@@ -1,7 +1,7 @@
 """What one object's compile sees: the snapshot, the options, and what it read.
 
 Neighbours: ``ObjectContext`` is handed to each per-kind step
-(apiendpoint.py, ingress.py; HTTPRoute will be one more), which returns a
+(apiendpoint.py, ingress.py, httproute.py), which returns a
 ``Candidate`` (waiting for conflicts.py) or raises ``InvalidObject``
 (gateway/errors.py) to be left out with an error status; objects.py runs the
 steps and turns what the context noted (``Reads``) into the object's
@@ -120,6 +120,9 @@ class ObjectContext:
         self.services = Services(snapshot, self.reads.note, slices)
         self.tracked = Tracked(snapshot, self.reads.note)
         self.default_class: bool | None = None  # is our IngressClass the default? (ingress.py, once per compile)
+        # Our GatewayClass names and the parsed Gateways, once per compile (gateways.py).
+        self.gateway_classes: frozenset[str] | None = None
+        self.gateways: dict[str, Any] = {}
         self._grants: ReferenceGrants | None = None
         self._references: dict[tuple[str, str], References] = {}
 

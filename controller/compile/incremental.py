@@ -64,12 +64,12 @@ from controller.compile.options import CompileOptions
 from controller.compile.result import CompileResult, refresh_endpoints
 from controller.compile.status import ObjectStatus, Routed, routed_status
 from controller.refgrant import REFERENCE_GRANTS
-from controller.store import APIENDPOINT, ENDPOINTSLICE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot
+from controller.store import APIENDPOINT, ENDPOINTSLICE, HTTPROUTE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot
 from gateway.routing import EndpointSet, Route, RouteTable
 
 log = logging.getLogger("crdgate.controller.compile")
 
-ROUTED_KINDS = (APIENDPOINT, INGRESS)
+ROUTED_KINDS = (APIENDPOINT, INGRESS, HTTPROUTE)
 _NO_SNAPSHOT = Snapshot(objects={})
 # Metadata the compiler never reads: a change there alone compiles the same.
 _VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
@@ -170,7 +170,7 @@ def _origin_of(outcome: Outcome) -> str | None:
 def _route_fields(r: Route) -> tuple:
     return (
         r.name, r.kind, r.path, r.path_type, r.hosts, r.methods, r.headers, r.query, r.backends, r.policy,
-        r.created, r.wildcard_single_label, r.rule, r.regex,
+        r.created, r.wildcard_single_label, r.rule, r.order, r.regex,
     )  # fmt: skip
 
 

@@ -16,6 +16,8 @@ from controller.authbuild import NO_DEFAULTS, AuthDefaults
 class CompileOptions:
     ingress_class: str = "crdgate"
     controller_name: str = "crdgate.io/gateway"
+    # --gateway-controller-name: the GatewayClass controllerName whose Gateways are ours.
+    gateway_controller_name: str = "crdgate.io/gateway-controller"
     auth_defaults: AuthDefaults = NO_DEFAULTS  # what authRequired means with no namespace default
     # --allow-cross-namespace-refs: any route may use any namespace's Services and
     # Secrets without a ReferenceGrant (single-tenant clusters only).
