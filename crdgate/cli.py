@@ -166,6 +166,15 @@ def _add_auth_default_flags(p) -> None:
     _add(p, "--default-auth-type", "APIKey", str, "scheme of --default-auth-secret", choices=["APIKey", "Basic", "JWT"])
 
 
+def _add_offline_compile_flags(p, note: str = "") -> None:
+    """What validate, routes and explain compile with: the same options as run's, so they agree."""
+    _add(p, "--ingress-class", "crdgate", str, "the class this gateway serves" + note)
+    _add(p, "--gateway-controller-name", "crdgate.io/gateway-controller", str,
+         "the GatewayClass controllerName whose Gateways (and their HTTPRoutes) this gateway serves" + note)
+    _add_auth_default_flags(p)
+    _add_cross_namespace_flag(p)
+
+
 def _add_cross_namespace_flag(p) -> None:
     _add(p, "--allow-cross-namespace-refs", False, bool,
          "let routes use Services and Secrets of other namespaces without a ReferenceGrant (single-tenant clusters)")
@@ -252,20 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate_cmd = sub.add_parser("validate", help="compile manifests offline: what each object becomes or why it fails")
     validate_cmd.add_argument("dir", metavar="PATH", help="manifests folder (read recursively) or a single manifest file")
     validate_cmd.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
-    _add(validate_cmd, "--ingress-class", "crdgate", str, "the class this gateway serves")
-    _add(validate_cmd, "--gateway-controller-name", "crdgate.io/gateway-controller", str,
-         "the GatewayClass controllerName whose Gateways (and their HTTPRoutes) this gateway serves")
-    _add_auth_default_flags(validate_cmd)
-    _add_cross_namespace_flag(validate_cmd)
+    _add_offline_compile_flags(validate_cmd)
 
     routes_cmd = sub.add_parser("routes", help="print the compiled routing table, in match order")
     routes_cmd.add_argument("dir", metavar="PATH", help="manifests folder (read recursively) or a single manifest file")
     routes_cmd.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
-    _add(routes_cmd, "--ingress-class", "crdgate", str, "the class this gateway serves")
-    _add(routes_cmd, "--gateway-controller-name", "crdgate.io/gateway-controller", str,
-         "the GatewayClass controllerName whose Gateways (and their HTTPRoutes) this gateway serves")
-    _add_auth_default_flags(routes_cmd)
-    _add_cross_namespace_flag(routes_cmd)
+    _add_offline_compile_flags(routes_cmd)
 
     explain_cmd = sub.add_parser(
         "explain", help="which route a request would reach, and why (offline or on a running gateway)",
@@ -284,9 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain_from.add_argument("--admin", metavar="URL",
                               help="explain on the live table of a running gateway: its admin listener, e.g. 127.0.0.1:9090")
     explain_cmd.add_argument("--output", choices=["text", "json"], default="text", help=OUTPUT_HELP)
-    _add(explain_cmd, "--ingress-class", "crdgate", str, "the class this gateway serves (with --manifests)")
-    _add_auth_default_flags(explain_cmd)
-    _add_cross_namespace_flag(explain_cmd)
+    _add_offline_compile_flags(explain_cmd, " (with --manifests)")
 
     bench_cmd = sub.add_parser("bench", help="the load benchmark (see `crdgate bench --help`)", add_help=False)
     bench_cmd.add_argument("bench_args", nargs=argparse.REMAINDER)

@@ -49,6 +49,7 @@ def kube_flags(ca_file: str) -> dict[str, list[str]]:
         "--namespace": ["shop,billing", "--namespace", "ops"],
         "--ingress-class": ["edge"],
         "--allow-cross-namespace-refs": ["on"],
+        "--gateway-controller-name": ["example.com/edge"],
         "--publish-address": ["203.0.113.7"],
         "--publish-service": ["crdgate-system/crdgate"],
         "--leader-elect": ["off"],
@@ -105,7 +106,7 @@ def expected_kube_config(ca_file: str) -> Config:
             drain_seconds=1.5, shutdown_timeout=9.5, ratelimit_headers=False, create_traceparent=True,
         ),
         compile=CompileOptions(
-            ingress_class="edge", allow_cross_namespace_refs=True,
+            ingress_class="edge", allow_cross_namespace_refs=True, gateway_controller_name="example.com/edge",
             auth_defaults=AuthDefaults("ops", "keys", "JWT", jwks_refresh_floor=2.5),
         ),
         tls=TLSConfig(default_certificate=("crdgate-system", "wildcard")),
