@@ -72,6 +72,7 @@ class ClientProtocol(Downstream):
         self.access_log = server.access_log
         self.request_id_header = server.request_id_header
         self.create_traceparent = server.create_traceparent
+        self.tracer = server.tracer
         self.limiter = server.limiter
         self.ratelimit_headers = server.ratelimit_headers
         # Per listener: what X-Forwarded-Proto says and what redirects compare against.
