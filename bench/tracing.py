@@ -103,9 +103,9 @@ def summary_line(extra: dict) -> str:
         return "tracing: no paired rounds"
     cpu = extra.get("cpu_cost_pct")
     spans = extra.get("spans") or {}
-    return (f"tracing at {extra['ratio']:g}: {extra['rps_cost_pct']:+.1f}% req/s vs the same gateway untraced "
-            f"(median of {extra['rounds']} paired rounds: {extra['untraced_rps_median']:,.0f} -> "
-            f"{extra['traced_rps_median']:,.0f} req/s)"
+    return (f"tracing at {extra['ratio']:g}: req/s cost {extra['rps_cost_pct']:+.1f}% (1 - traced/untraced) "
+            f"(median of {extra['rounds']} paired rounds; medians untraced {extra['untraced_rps_median']:,.0f}, "
+            f"traced {extra['traced_rps_median']:,.0f} req/s)"
             + (f", CPU/request {cpu:+.1f}%" if cpu is not None else "")
             + f"; spans exported {spans.get('exported', 0):,.0f}, dropped {spans.get('dropped', 0):,.0f}")
 

@@ -750,6 +750,8 @@ class Exchange(RequestView):
         if self.resp_started:
             # Part of the response is with the client already: all we can do is cut.
             self.finished = True
+            if self.trace is not None:
+                self.proto.tracer.finish(self, _monotonic(), reason)
             self.proto.abort()
             return
         retries = route.policy.retries
@@ -820,8 +822,12 @@ class Exchange(RequestView):
         if self.resp_started:
             # Part of the response is out: all we can do is cut the connection.
             self.server.stats.upstream_error(self.route_name(), "timeout")
+            if self.trace is not None:
+                self.trace.try_error("timeout")
             self._release_try(close=True)
             self.finished = True
+            if self.trace is not None:
+                self.proto.tracer.finish(self, _monotonic(), "timeout")
             self.proto.abort()
         elif self.pool is not None:
             self._try_failed("timeout", "")

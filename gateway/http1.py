@@ -153,6 +153,8 @@ class ClientProtocol(Downstream):
                 if ex.resp_started or ex.sent_head:
                     ex.server.stats.record(ex.route_name(), ex.method, 499, time.monotonic() - ex.start)
                 ex.drop_upstream()
+                if ex.trace is not None:
+                    self.tracer.finish(ex, time.monotonic(), "client_closed")
         self.pipeline.clear()
         self.server.connection_closed(self)
 

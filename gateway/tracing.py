@@ -162,8 +162,12 @@ class Tracer:
             return RequestTrace(_new_id(128), None, None)
         return None
 
-    def finish(self, ex, now: float) -> None:
-        """The request has ended: queue what its spans need (plain values, read now)."""
+    def finish(self, ex, now: float, error: str | None = None) -> None:
+        """The request has ended: queue what its spans need (plain values, read now).
+
+        ``error``: why it ended early, when it did (the response was cut: ``timeout``,
+        ``reset``, ...; the client went away: ``client_closed``).
+        """
         trace = ex.trace
         if trace.current is not None:
             trace.try_ended(now)
@@ -177,9 +181,12 @@ class Tracer:
             "url.path": ex.path or ex.url.decode("latin-1"),
             "url.scheme": proto.scheme,
             "network.protocol.version": "1.0" if ex.http10 else "1.1",
-            "http.response.status_code": ex.status,
             "client.address": proto.peer,
         }
+        if ex.status:
+            attrs["http.response.status_code"] = ex.status
+        if error is not None:
+            attrs["error.type"] = error
         host = ex.host
         if host:
             host = host.decode("latin-1") if isinstance(host, bytes) else host
@@ -244,12 +251,13 @@ class Tracer:
         server_ctx = SpanContext(trace.trace_id, trace.span_id, is_remote=False, trace_flags=sampled, trace_state=state)
         parent = (SpanContext(trace.trace_id, trace.parent_id, is_remote=True, trace_flags=sampled, trace_state=state)
                   if trace.parent_id is not None else None)
-        status = attrs["http.response.status_code"]
+        status = attrs.get("http.response.status_code", 0)
+        failed = status >= 500 or "error.type" in attrs
         spans = [ReadableSpan(
             name, context=server_ctx, parent=parent, resource=self._resource, attributes=attrs,
             kind=SpanKind.SERVER, instrumentation_scope=self._scope, start_time=ns(start), end_time=ns(end),
-            # OTel HTTP conventions: a server span is an error on 5xx only.
-            status=Status(StatusCode.ERROR) if status >= 500 else Status(StatusCode.UNSET),
+            # OTel HTTP conventions: a server span is an error on 5xx (or no complete answer), not 4xx.
+            status=Status(StatusCode.ERROR) if failed else Status(StatusCode.UNSET),
         )]
         for n, (span_id, t0, t1, address, up_status, error) in enumerate(trace.tries):
             host, _, port = address.rpartition(":")

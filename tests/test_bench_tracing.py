@@ -75,7 +75,7 @@ def test_the_report_prints_the_tracing_cost():
     }
     text = table(doc)
     assert summary_line(extra) in text
-    assert "+3.0% req/s" in summary_line(extra) and "10,000 -> 9,700" in summary_line(extra)
+    assert "req/s cost +3.0%" in summary_line(extra) and "untraced 10,000, traced 9,700" in summary_line(extra)
     assert "exported 600" in summary_line(extra)
     assert any(ln.startswith("tracing ") for ln in text.splitlines())  # its row in the table
 

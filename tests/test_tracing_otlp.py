@@ -6,6 +6,8 @@ the test extra includes.
 """
 
 import asyncio
+import socket
+import struct
 
 import pytest
 from aiohttp import web
@@ -22,7 +24,7 @@ from gateway.ratelimit import RateLimiter  # noqa: E402
 from gateway.routing import Endpoint, RateLimitPolicy, RetryPolicy, RoutePolicy  # noqa: E402
 from gateway.server import Server  # noqa: E402
 from polling import eventually  # noqa: E402
-from proxyharness import free_port, proxy_port, request, route, start_backend, start_proxy, table  # noqa: E402
+from proxyharness import RawClient, free_port, proxy_port, request, route, start_backend, start_proxy, table  # noqa: E402
 
 SERVER, CLIENT = 2, 3  # Span.SpanKind in the OTLP protobuf
 
@@ -150,6 +152,56 @@ async def test_a_connect_failure_is_an_error_client_span():
         assert attrs(server)["http.response.status_code"] == 502 and server.status.code == 2
     finally:
         await srv.close()
+        await rx.runner.cleanup()
+
+
+async def test_a_client_that_leaves_and_a_cut_response_still_give_spans():
+    rx = await Receiver().start()
+    release = asyncio.Event()
+
+    async def slow(request, body):
+        if request.path == "/cut":
+            transport = request.transport
+            resp = web.StreamResponse(headers={"content-length": "100"})
+            await resp.prepare(request)
+            await resp.write(b"partial")
+            await asyncio.sleep(0.1)  # the head and the first bytes are on their way
+            transport.abort()  # the response is cut after its head
+            return resp
+        await release.wait()
+        return web.Response(text="late")
+
+    b = await start_backend("b", slow)
+    srv = await start_proxy(table([route(path="/")], {"ns/svc:80": (b.endpoint,)}),
+                            otlp_endpoint=rx.url, trace_sample_ratio=1.0)
+    try:
+        async with RawClient(proxy_port(srv)) as c:
+            await c.send(b"GET /slow HTTP/1.1\r\nHost: example.test\r\n\r\n")
+            await eventually(lambda: len(b.seen) == 1, what="the request at the backend")
+            # Gone: a reset (a FIN is a half-close, and the gateway would still send the answer).
+            c.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.writer.transport.abort()
+        await eventually(lambda: rx.of_kind(SERVER), what="the span of the request whose client left")
+        (left,) = rx.of_kind(SERVER)
+        assert attrs(left)["error.type"] == "client_closed" and left.status.code == 2
+        assert "http.response.status_code" not in attrs(left)
+        async with RawClient(proxy_port(srv)) as c:
+            await c.send(b"GET /cut HTTP/1.1\r\nHost: example.test\r\n\r\n")
+            got = b""
+            try:
+                got = await asyncio.wait_for(c.reader.read(), 5)  # to EOF: the gateway cuts the connection
+            except ConnectionError:
+                pass
+            assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"partial")  # cut short of its 100 bytes
+        await eventually(lambda: len(rx.of_kind(SERVER)) == 2, what="the span of the cut response")
+        cut = next(s for s in rx.of_kind(SERVER) if attrs(s)["url.path"] == "/cut")
+        assert attrs(cut)["error.type"] == "reset" and attrs(cut)["http.response.status_code"] == 200
+        (try_span,) = [s for s in rx.of_kind(CLIENT) if s.parent_span_id == cut.span_id]
+        assert attrs(try_span)["error.type"] == "reset"
+    finally:
+        release.set()
+        await srv.close()
+        await b.runner.cleanup()
         await rx.runner.cleanup()
 
 
