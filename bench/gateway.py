@@ -55,6 +55,7 @@ def start_gateway(
     redis_url: str | None = None,
     ready_timeout: float = 60.0,
     name: str = "crdgate",
+    extra_args: list[str] | tuple[str, ...] = (),
 ) -> Gateway:
     port, admin_port = free_port(), free_port()
     argv = [
@@ -67,6 +68,7 @@ def start_gateway(
     ]
     if redis_url:
         argv += ["--redis-url", redis_url]
+    argv += list(extra_args)
     started = time.monotonic()
     try:
         # No drain period on stop: the scenario is over and nobody is load-balancing to us.

@@ -20,6 +20,7 @@ from typing import Iterable
 
 from .scenarios import FAILED, SKIPPED, Result
 from .stats import median, ratio
+from .tracing import summary_line as tracing_summary
 
 SCHEMA = "crdgate-bench/1"
 
@@ -136,7 +137,7 @@ def table(doc: dict) -> str:
     ]
     if doc.get("missing"):
         lines.append(f"missing: {', '.join(doc['missing'])} -> {doc['install_hint']} (what needs them is skipped)")
-    rows = list(doc["baselines"].values()) + [r for r in doc["scenarios"] if r["kind"] in ("load", "churn")]
+    rows = list(doc["baselines"].values()) + [r for r in doc["scenarios"] if r["kind"] in ("load", "tracing", "churn")]
     if rows:
         lines += [
             "",
@@ -163,6 +164,9 @@ def table(doc: dict) -> str:
             settled = "-" if e.get("settled_after_s") is None else f"{e['settled_after_s']:.2f}s"
             lines += ["", f"churn: {e['changes']} changes ({e['changes_per_s']}/s), misroutes {e['misroutes']} of "
                           f"{e['checked']} checked, non-2xx {e['non2xx']}, settled on the last state after {settled}"]
+    for r in doc["scenarios"]:
+        if r["kind"] == "tracing" and r["extra"]:
+            lines += ["", tracing_summary(r["extra"])]
     for r in doc["scenarios"]:
         if r["kind"] == "propagation" and r["extra"].get("sizes"):
             lines += ["", "propagation (manifest write -> first routed request):",

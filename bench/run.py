@@ -25,6 +25,7 @@ from .procs import Child, free_port
 from .progress import Progress
 from .propagation import run_propagation
 from .scenarios import FAILED, LOAD_SCENARIOS, Context, Result, run_baseline, run_load
+from .tracing import run_tracing
 from .settings import LOAD as LOAD_NAMES
 from .settings import Settings
 from .tools import find_tools, install_hint
@@ -79,7 +80,7 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
     cpus = available_cpus()
     pinning = plan(cpus, tools.paths.get("taskset"), settings.pin)
     notes = list(NOTES)
-    needs_wrk = any(n in selected for n in (*LOAD_NAMES, "churn"))
+    needs_wrk = any(n in selected for n in (*LOAD_NAMES, "tracing", "churn"))
     needs_backend = needs_wrk or "propagation" in selected
     wanted = {"wrk": needs_wrk, "nginx": needs_wrk, "redis-server": "global-ratelimit" in selected,
               "taskset": settings.pin}
@@ -142,6 +143,9 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
             if name in LOAD_SCENARIOS:
                 r = _guard(name, lambda: run_load(ctx, LOAD_SCENARIOS[name]))
                 r.kind = "load"
+            elif name == "tracing":
+                r = _guard(name, lambda: run_tracing(ctx))
+                r.kind = "tracing"
             elif name == "churn":
                 r = _guard(name, lambda: run_churn(ctx))
                 r.kind = "churn"

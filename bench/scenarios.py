@@ -101,7 +101,7 @@ class Context:
         (path / "manifests").mkdir(parents=True, exist_ok=True)
         return path
 
-    def start_gateway(self, name: str, folder: Path, redis: bool = False) -> Gateway:
+    def start_gateway(self, name: str, folder: Path, redis: bool = False, extra_args: list[str] = ()) -> Gateway:
         return start_gateway(
             self.settings.gateway_command,
             folder / "manifests",
@@ -110,6 +110,7 @@ class Context:
             redis_url=self.redis_url if redis else None,
             ready_timeout=self.settings.ready_timeout_s,
             name=f"crdgate-{name}",
+            extra_args=extra_args,
         )
 
 

@@ -23,12 +23,14 @@ import os
 import socket
 import ssl
 import sys
+import urllib.parse
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
 from gateway.config import GatewayConfig, Limits, parse_hostport
 from gateway.logwriter import MIN_BUFFER
+from gateway.tracing import packages_installed as tracing_packages_installed
 
 if TYPE_CHECKING:
     from controller.compile import CompileOptions
@@ -136,6 +138,11 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
          "seconds an unused pooled upstream connection is kept")
     _add(g, "--access-log", access_log, bool, "one JSON line per request on stdout")
     _add(g, "--create-traceparent", False, bool, "add a W3C traceparent header to requests that arrive without one")
+    _add(g, "--otlp-endpoint", None, str,
+         "OTLP/HTTP (protobuf) URL spans are exported to, e.g. http://127.0.0.1:4318/v1/traces; "
+         "unset: no tracing (needs the tracing extra: pip install 'crdgate[tracing]')")
+    _add(g, "--trace-sample-ratio", 0.0, float,
+         "share of requests traced when they carry no traceparent; a traceparent's sampled flag is always obeyed")
     _add(g, "--drain-seconds", drain_seconds, float, "on SIGTERM, seconds /readyz answers 503 before listeners close")
     _add(g, "--shutdown-timeout", 25.0, float, "after listeners close, seconds in-flight requests get to finish")
     _add(g, "--workers", 1, int, "proxy processes sharing the listen port (SO_REUSEPORT), each with its own controller")
@@ -385,7 +392,23 @@ def gateway_config(args) -> GatewayConfig:
         drain_seconds=args.drain_seconds, shutdown_timeout=args.shutdown_timeout,
         listen_tls=args.listen_tls, upstream_ca_file=_upstream_ca_file(args.upstream_ca_file),
         ratelimit_headers=args.ratelimit_headers, create_traceparent=args.create_traceparent,
+        **_tracing_settings(args),
     )
+
+
+def _tracing_settings(args) -> dict:
+    """--otlp-endpoint and --trace-sample-ratio, checked; ValueError names the flag."""
+    endpoint, ratio = args.otlp_endpoint or None, args.trace_sample_ratio
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"--trace-sample-ratio: must be between 0 and 1, got {ratio}")
+    if endpoint is None:
+        if ratio > 0.0:
+            raise ValueError("--trace-sample-ratio: needs --otlp-endpoint (where the spans go)")
+        return {}
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--otlp-endpoint: not an http(s) URL: {endpoint!r}")
+    return {"otlp_endpoint": endpoint, "trace_sample_ratio": ratio}
 
 
 def compile_options(args, jwks_refresh_floor: float | None = None) -> CompileOptions:
@@ -527,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
     except ValueError as e:
         parser.error(str(e))
+    if config.gateway.otlp_endpoint and not tracing_packages_installed():
+        parser.error("--otlp-endpoint: the OpenTelemetry packages are not installed: pip install 'crdgate[tracing]'")
     from crdgate import demo, run, workers
     from crdgate.logs import setup_logging
 

@@ -57,3 +57,5 @@ class GatewayConfig:
     server_header: bool = False
     ratelimit_headers: bool = True  # RateLimit-Policy/RateLimit on allowed responses too, not only on 429
     create_traceparent: bool = False  # add a W3C traceparent to requests that arrive without one
+    otlp_endpoint: str | None = None  # OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces; None = no tracing
+    trace_sample_ratio: float = 0.0  # requests without a sampled traceparent traced at this ratio (gateway/tracing.py)

@@ -22,6 +22,7 @@ cdef class Downstream(ClientConnection):
     cdef public bytes request_id_header, peer_bytes, forwarded_for, scheme_bytes, last_host
     cdef public str last_host_str
     cdef public bint closed, create_traceparent
+    cdef public object tracer  # gateway.tracing.Tracer, or None
 
     cpdef pause_reading(self, str why)
     cpdef resume_reading(self, str why)
@@ -38,6 +39,7 @@ cdef class Exchange(RequestView):
     # Python ints because a peer may send any number of digits.
     cdef public object content_length, chunked, conn_value, req_bytes, resp_bytes
     cdef public object upstream_host, request_id, policy_task, out
+    cdef public object trace  # gateway.tracing.RequestTrace when sampled, else None
     cdef public list body_buf
     cdef public Py_ssize_t body_buf_size
     cdef public bint sent_head, up_paused, connecting, up_keep_alive

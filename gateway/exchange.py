@@ -38,6 +38,8 @@ log = logging.getLogger("crdgate.proxy")
 # Request headers never copied as they are: hop-by-hop ones, those we set
 # ourselves, and the framing we re-create.
 _REQ_SPECIAL = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"expect"}
+# ... and, on a traced request, the client's traceparent: ours names the client span.
+_REQ_SPECIAL_TRACED = _REQ_SPECIAL | {b"traceparent"}
 # Response headers never copied as they are.
 _RESP_SPECIAL = HOP_BY_HOP | {b"connection"}
 # By name length: whether a response header can be one of those or Content-Length.
@@ -67,6 +69,7 @@ class Downstream(ClientConnection):
 
     - server, transport, closed; upstreams, stats, access_log (the server's);
     - max_body_bytes, request_id_header, create_traceparent (the server's settings);
+    - tracer: the server's gateway.tracing.Tracer, or None when tracing is off;
     - peer_bytes, forwarded_for, scheme_bytes, sni: the peer, as written in the
       forwarding headers, and the TLS server name that chose the certificate;
     - fwd_key, fwd_block: the forwarding headers of the last Host seen (see
@@ -148,6 +151,7 @@ class Exchange(RequestView):
         self.policy_task = None
         self.out = None
         self.body_buf = []
+        self.trace = None  # gateway.tracing.RequestTrace, only when this request is sampled
 
     @property
     def upstream_addr(self) -> str | None:
@@ -163,6 +167,10 @@ class Exchange(RequestView):
     def begin(self) -> None:
         """Headers are complete and this exchange is at the head of the pipeline."""
         srv = self.server
+        tracer = self.proto.tracer
+        if tracer is not None:
+            # Sampling first, and only that: an unsampled request records nothing more.
+            self.trace = tracer.sample(self.headers)
         if self.chunked is None:
             return self.respond(501, "unsupported transfer-coding", close=True)
         target = _TARGETS.get(self.url)
@@ -393,6 +401,8 @@ class Exchange(RequestView):
         pool.active += 1
         now = _monotonic()
         self.upstream_start = now
+        if self.trace is not None:
+            self.trace.try_started(pool.endpoint.address, now)
         bt = route.policy.timeouts.backend_request
         self.try_deadline = now + bt if bt else 0.0
         conn = pool.take_idle()
@@ -479,7 +489,7 @@ class Exchange(RequestView):
                 # The credentials and any client-sent consumer or claim header go in
                 # the loop below; what authentication established is added after it.
                 strip = pol.auth.strip_headers
-        special = _REQ_SPECIAL
+        special = _REQ_SPECIAL if self.trace is None else _REQ_SPECIAL_TRACED
         forwarded = None
         rid = None
         rid_name = self.proto.request_id_header
@@ -502,7 +512,11 @@ class Exchange(RequestView):
             for name, value in self.auth_headers:
                 add_field(parts, name, value)
         parts.append(self._forwarding(forwarded))
-        if self.proto.create_traceparent and not has_header(headers, b"traceparent"):
+        if self.trace is not None:
+            # Traced: the backend's parent is this try's client span (the client's
+            # tracestate is forwarded as it came).
+            parts.append(self.trace.traceparent())
+        elif self.proto.create_traceparent and not has_header(headers, b"traceparent"):
             # W3C Trace Context: start a trace for requests that arrive without one
             # (ones that carry it are forwarded untouched, like any end-to-end header).
             parts.append(b"traceparent: 00-%032x-%016x-01\r\n" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1))
@@ -544,6 +558,8 @@ class Exchange(RequestView):
     def upstream_head(self, conn, status: int, reason: bytes, headers: list, keep_alive: bool) -> None:
         route = self.route
         pol = route.policy
+        if self.trace is not None:
+            self.trace.try_status(status)
         if status >= 500:
             retries = pol.retries
             if status in retries.status_codes and self.attempts < retries.attempts and self._may_retry():
@@ -728,10 +744,14 @@ class Exchange(RequestView):
     def _try_failed(self, reason: str, detail: str, stale: bool = False) -> None:
         route = self.route
         self.server.stats.upstream_error(route.name, reason)
+        if self.trace is not None:
+            self.trace.try_error(reason)
         self._release_try(close=True)
         if self.resp_started:
             # Part of the response is with the client already: all we can do is cut.
             self.finished = True
+            if self.trace is not None:
+                self.proto.tracer.finish(self, _monotonic(), reason)
             self.proto.abort()
             return
         retries = route.policy.retries
@@ -775,6 +795,8 @@ class Exchange(RequestView):
             else:
                 pool.release(conn)
         if pool is not None:
+            if self.trace is not None:
+                self.trace.try_ended(_monotonic())
             pool.active -= 1
             if pool not in self.tried:
                 self.tried = self.tried + (pool,)
@@ -800,8 +822,12 @@ class Exchange(RequestView):
         if self.resp_started:
             # Part of the response is out: all we can do is cut the connection.
             self.server.stats.upstream_error(self.route_name(), "timeout")
+            if self.trace is not None:
+                self.trace.try_error("timeout")
             self._release_try(close=True)
             self.finished = True
+            if self.trace is not None:
+                self.proto.tracer.finish(self, _monotonic(), "timeout")
             self.proto.abort()
         elif self.pool is not None:
             self._try_failed("timeout", "")
@@ -860,6 +886,8 @@ class Exchange(RequestView):
             policies.mirror(self)
         if proto.access_log is not None:
             proto.access_log.write(self, now)
+        if self.trace is not None:
+            proto.tracer.finish(self, now)
         if self.req_done or self.close_after:
             self.proto.exchange_done(self)
         # else: the rest of the request body is read and discarded; request_complete

@@ -72,6 +72,7 @@ class ClientProtocol(Downstream):
         self.access_log = server.access_log
         self.request_id_header = server.request_id_header
         self.create_traceparent = server.create_traceparent
+        self.tracer = server.tracer
         self.limiter = server.limiter
         self.ratelimit_headers = server.ratelimit_headers
         # Per listener: what X-Forwarded-Proto says and what redirects compare against.
@@ -152,6 +153,8 @@ class ClientProtocol(Downstream):
                 if ex.resp_started or ex.sent_head:
                     ex.server.stats.record(ex.route_name(), ex.method, 499, time.monotonic() - ex.start)
                 ex.drop_upstream()
+                if ex.trace is not None:
+                    self.tracer.finish(ex, time.monotonic(), "client_closed")
         self.pipeline.clear()
         self.server.connection_closed(self)
 

@@ -360,3 +360,35 @@ from prometheus_client import PlatformCollector, ProcessCollector  # noqa: E402
 
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
+
+
+class TraceExportStats:
+    """Spans of sampled requests (gateway/tracing.py), read from the tracer when scraped.
+
+    Export runs on a thread with a bounded queue: a slow or unreachable
+    collector drops spans and counts them here, requests never wait for it.
+    """
+
+    def __init__(self):
+        self.tracer = None  # gateway.tracing.Tracer, set by gateway/server.py when --otlp-endpoint is set
+
+    def collect(self):
+        t = self.tracer
+        exported = CounterMetricFamily("crdgate_trace_spans_exported",
+                                       "Spans the OTLP collector accepted.")
+        exported.add_metric([], t.spans_exported if t is not None else 0)
+        yield exported
+        dropped = CounterMetricFamily(
+            "crdgate_trace_spans_dropped",
+            "Spans dropped: queue_full (the export queue was full), export_failed (the collector "
+            "was unreachable or refused them).", labels=["reason"])
+        dropped.add_metric(["queue_full"], t.dropped_queue_full if t is not None else 0)
+        dropped.add_metric(["export_failed"], t.dropped_export_failed if t is not None else 0)
+        yield dropped
+
+    def describe(self):
+        return self.collect()
+
+
+TRACING = TraceExportStats()
+REGISTRY.register(TRACING)

@@ -33,6 +33,7 @@ from gateway.http1 import ClientProtocol
 from gateway.logwriter import MAX_BUFFER, LogWriter, stream_fd
 from gateway.routing import RouteTable
 from gateway.tls import CertificateStore, upstream_context
+from gateway.tracing import Tracer
 from gateway.upstream import Upstreams
 
 log = logging.getLogger("crdgate.server")
@@ -112,6 +113,10 @@ class Server:
             metrics.LOCAL_RATELIMIT.limiter = limiter
         self.ratelimit_headers = config.ratelimit_headers
         self.create_traceparent = config.create_traceparent
+        # Spans of sampled requests, exported from a thread (gateway/tracing.py); None: tracing off.
+        self.tracer = Tracer(config.otlp_endpoint, config.trace_sample_ratio) if config.otlp_endpoint else None
+        if self.tracer is not None:
+            metrics.TRACING.tracer = self.tracer
         self.table: RouteTable | None = None
         self.swapped_at: float | None = None  # wall time of the last swap (the admin dashboard)
         # What the controller knows that the data plane does not (object statuses,
@@ -290,6 +295,9 @@ class Server:
         if self.access_log is not None:
             # Waits (bounded) for the writer thread to write what is buffered: off the loop.
             await asyncio.to_thread(self.access_log.close)
+        if self.tracer is not None:
+            # Exports what is queued (bounded in time) from its thread: off the loop.
+            await asyncio.to_thread(self.tracer.close)
         if self.limiter is not None and hasattr(self.limiter, "close"):
             try:
                 await self.limiter.close()

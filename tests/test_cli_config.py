@@ -69,6 +69,8 @@ def kube_flags(ca_file: str) -> dict[str, list[str]]:
         "--upstream-idle-timeout": ["8.5"],
         "--access-log": ["off"],
         "--create-traceparent": ["on"],
+        "--otlp-endpoint": ["http://127.0.0.1:4318/v1/traces"],
+        "--trace-sample-ratio": ["0.25"],
         "--drain-seconds": ["1.5"],
         "--shutdown-timeout": ["9.5"],
         "--workers": ["3"],
@@ -104,6 +106,7 @@ def expected_kube_config(ca_file: str) -> Config:
                           max_response_header_bytes=5000),
             access_log=False, log_buffer_bytes=65536, listen_tls=("127.0.0.1", 18443), upstream_ca_file=ca_file,
             drain_seconds=1.5, shutdown_timeout=9.5, ratelimit_headers=False, create_traceparent=True,
+            otlp_endpoint="http://127.0.0.1:4318/v1/traces", trace_sample_ratio=0.25,
         ),
         compile=CompileOptions(
             ingress_class="edge", allow_cross_namespace_refs=True, gateway_controller_name="example.com/edge",
@@ -156,6 +159,8 @@ def test_each_flag_alone_changes_the_config(flag, ca_file):
     base = ["--kube"]
     if flag == "--default-auth-type":  # only means something with a secret
         base += ["--default-auth-secret", "ops/keys"]
+    if flag == "--trace-sample-ratio":  # only means something with an endpoint
+        base += ["--otlp-endpoint", "http://127.0.0.1:4318/v1/traces"]
     assert config_of(*base, flag, *values) != config_of(*base), f"{flag} does not reach the Config"
 
 
@@ -183,6 +188,9 @@ def test_each_worker_gets_the_supervisors_config_but_its_own_admin_and_identity(
     (["--kube", "--ratelimit-max-keys", "0"], "--ratelimit-max-keys: expected a number above 0"),
     (["--kube", "--jwks-refresh-floor", "-1"], "--jwks-refresh-floor: expected seconds >= 0"),
     (["--kube", "--trusted-proxies", "ten/8"], "--trusted-proxies: not a CIDR"),
+    (["--kube", "--trace-sample-ratio", "1.5"], "--trace-sample-ratio: must be between 0 and 1"),
+    (["--kube", "--trace-sample-ratio", "0.1"], "--trace-sample-ratio: needs --otlp-endpoint"),
+    (["--kube", "--otlp-endpoint", "127.0.0.1:4318"], "--otlp-endpoint: not an http(s) URL"),
     (["--kube", "--manifests", "."], "--manifests and --kube are exclusive"),
     ([], "run needs a source"),
 ])
