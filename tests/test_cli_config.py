@@ -67,6 +67,8 @@ def kube_flags(ca_file: str) -> dict[str, list[str]]:
         "--idle-timeout": ["7.5"],
         "--upstream-idle-timeout": ["8.5"],
         "--access-log": ["off"],
+        "--access-log-format": ["text"],
+        "--access-log-sample-2xx": ["0.25"],
         "--create-traceparent": ["on"],
         "--drain-seconds": ["1.5"],
         "--shutdown-timeout": ["9.5"],
@@ -101,7 +103,8 @@ def expected_kube_config(ca_file: str) -> Config:
             limits=Limits(max_uri_bytes=4000, max_header_bytes=2000, max_headers=30, max_body_bytes=1000,
                           header_timeout=3.5, idle_timeout=7.5, upstream_idle_timeout=8.5,
                           max_response_header_bytes=5000),
-            access_log=False, log_buffer_bytes=65536, listen_tls=("127.0.0.1", 18443), upstream_ca_file=ca_file,
+            access_log=False, access_log_format="text", access_log_sample_2xx=0.25,
+            log_buffer_bytes=65536, listen_tls=("127.0.0.1", 18443), upstream_ca_file=ca_file,
             drain_seconds=1.5, shutdown_timeout=9.5, ratelimit_headers=False, create_traceparent=True,
         ),
         compile=CompileOptions(
