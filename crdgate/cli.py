@@ -109,6 +109,16 @@ def _log_buffer_bytes(value: str) -> int:
     return n
 
 
+def _sample_rate(value: str) -> float:
+    try:
+        r = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}") from None
+    if not 0.0 <= r <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}")
+    return r
+
+
 def _namespaced_name(value: str) -> str:
     ns, sep, name = value.strip().partition("/")
     if not sep or not ns or not name or "/" in name:
@@ -137,6 +147,10 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
     _add(g, "--upstream-idle-timeout", LIMITS.upstream_idle_timeout, float,
          "seconds an unused pooled upstream connection is kept")
     _add(g, "--access-log", access_log, bool, "one JSON line per request on stdout")
+    _add(g, "--access-log-format", "json", str, "access log lines: json (one object a line) or text (combined-log-like)",
+         choices=["json", "text"])
+    _add(g, "--access-log-sample-2xx", 1.0, _sample_rate,
+         "share of 2xx responses logged, 0..1 (non-2xx are always logged)")
     _add(g, "--create-traceparent", False, bool, "add a W3C traceparent header to requests that arrive without one")
     _add(g, "--otlp-endpoint", None, str,
          "OTLP/HTTP (protobuf) URL spans are exported to, e.g. http://127.0.0.1:4318/v1/traces; "
@@ -389,6 +403,7 @@ def gateway_config(args) -> GatewayConfig:
     return GatewayConfig(
         listen=args.listen, admin_listen=args.admin_listen, trusted_proxies=tuple(nets), limits=limits,
         access_log=args.access_log, log_buffer_bytes=args.log_buffer_bytes,
+        access_log_format=args.access_log_format, access_log_sample_2xx=args.access_log_sample_2xx,
         drain_seconds=args.drain_seconds, shutdown_timeout=args.shutdown_timeout,
         listen_tls=args.listen_tls, upstream_ca_file=_upstream_ca_file(args.upstream_ca_file),
         ratelimit_headers=args.ratelimit_headers, create_traceparent=args.create_traceparent,

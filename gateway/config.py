@@ -47,6 +47,8 @@ class GatewayConfig:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     limits: Limits = field(default_factory=Limits)
     access_log: bool = True
+    access_log_format: str = "json"  # json | text (gateway/accesslog.py)
+    access_log_sample_2xx: float = 1.0  # share of 2xx lines kept (0..1); every other status is always logged
     log_buffer_bytes: int = 4 << 20  # access log lines held while stdout is slow; above: dropped, counted
     scheme: str = "http"  # what X-Forwarded-Proto says for the plain listener
     listen_tls: tuple[str, int] | None = None  # the TLS listener (certificates: gateway/tls.py); None = none

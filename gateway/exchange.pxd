@@ -38,7 +38,7 @@ cdef class Exchange(RequestView):
     # chunked is tri-state (None = a transfer-coding we refuse); lengths stay
     # Python ints because a peer may send any number of digits.
     cdef public object content_length, chunked, conn_value, req_bytes, resp_bytes
-    cdef public object upstream_host, request_id, policy_task, out
+    cdef public object upstream_host, request_id, user_agent, policy_task, out
     cdef public object trace  # gateway.tracing.RequestTrace when sampled, else None
     cdef public list body_buf
     cdef public Py_ssize_t body_buf_size

@@ -148,6 +148,7 @@ class Exchange(RequestView):
         self.finished = False
         self.close_after = False
         self.request_id = None
+        self.user_agent = None  # the User-Agent as received (access log)
         self.policy_task = None
         self.out = None
         self.body_buf = []
@@ -850,6 +851,10 @@ class Exchange(RequestView):
             self.policy_task.cancel()
         self.status = status
         self.resp_started = True
+        if self.request_id is None:
+            # An answer the gateway makes itself (401, 404, 429, 503...) is logged
+            # with a request id too: the client's, or a new one, as a forwarded request's.
+            self.request_id = self._client_request_id() or next_request_id()
         if body is None:
             body = json_body(status, message) if status >= 400 else b""
         parts = [status_line(status)]
@@ -873,6 +878,13 @@ class Exchange(RequestView):
         self.proto.transport.write(b"".join(parts))
         self.resp_bytes = len(body)
         self.finish()
+
+    def _client_request_id(self):
+        rid_name = self.proto.request_id_header
+        for name, value in self.headers:
+            if len(name) == len(rid_name) and name.lower() == rid_name:
+                return value
+        return None
 
     def finish(self) -> None:
         if self.finished:

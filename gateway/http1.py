@@ -301,6 +301,8 @@ class ClientProtocol(Downstream):
             # llhttp reads Proxy-Connection as Connection (keep-alive, close, upgrade):
             # so do we, or a request it keeps alive would pass for HTTP/1.1 below.
             ex.conn_value = value if ex.conn_value is None else ex.conn_value + b"," + value
+        elif lname == b"user-agent":
+            ex.user_agent = value  # for the access log (same length as Connection: no extra test)
         elif lname == b"expect":
             if value.lower() == b"100-continue":
                 ex.expect_continue = True

@@ -20,17 +20,15 @@ https redirects).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
-import sys
 import time
 
 from gateway import metrics
+from gateway.accesslog import AccessLog
 from gateway.config import GatewayConfig
 from gateway.exchange import Exchange
 from gateway.http1 import ClientProtocol
-from gateway.logwriter import MAX_BUFFER, LogWriter, stream_fd
 from gateway.routing import RouteTable
 from gateway.tls import CertificateStore, upstream_context
 from gateway.tracing import Tracer
@@ -41,61 +39,6 @@ log = logging.getLogger("crdgate.server")
 SWEEP_INTERVAL = 0.1
 # Seconds a closing TLS connection waits for the peer's close_notify.
 TLS_SHUTDOWN_TIMEOUT = 3.0
-
-
-class AccessLog:
-    """One JSON line per request on stdout, through a LogWriter (gateway/logwriter.py).
-
-    On the request path: a dict, one JSON encoding and an append; the writer
-    thread does the writing, and a stdout nobody reads costs dropped lines
-    (``crdgate_access_log_dropped_total``), never a stalled proxy.
-    """
-
-    def __init__(self, writer: LogWriter | None = None, max_buffer: int = MAX_BUFFER):
-        if writer is None:
-            writer = LogWriter(stream_fd(sys.stdout, 1), "access-log", on_drops=_warn_dropped,
-                               max_buffer=max_buffer)
-        self.writer = writer
-        self._add = writer.write
-        self._second = -1
-        self._stamp = ""
-        metrics.LOG_DROPS.access = writer
-
-    def write(self, ex: Exchange, now: float) -> None:
-        wall = time.time()
-        second = int(wall)
-        if second != self._second:  # the date and time to the second, formatted once a second
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        entry = {
-            "time": "%s.%03dZ" % (self._stamp, int((wall - second) * 1000)),
-            "route": ex.route_name(),
-            "method": ex.method,
-            "path": ex.path or None,
-            "status": ex.status,
-            "bytes_in": ex.req_bytes,
-            "bytes_out": ex.resp_bytes,
-            "duration_ms": round((now - ex.start) * 1000, 3),
-            "upstream_ms": round(ex.upstream_time * 1000, 3) if ex.upstream_time else None,
-            "upstream": ex.upstream_addr,
-            "consumer": ex.consumer,
-            "request_id": ex.request_id.decode("latin-1") if ex.request_id else None,
-            "client": ex.proto.peer,
-        }
-        self._add(_to_json(entry))
-
-    def close(self) -> None:
-        """Write out what is buffered (bounded in time: a stalled stdout cannot hold the shutdown)."""
-        self.writer.close()
-
-
-# One encoder for every line: json.dumps with separators builds a new one per call.
-_to_json = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _warn_dropped(lost: int) -> None:
-    log.warning("access log: %d lines dropped because stdout was not read fast enough "
-                "(crdgate_access_log_dropped_total)", lost)
 
 
 class Server:
@@ -131,7 +74,8 @@ class Server:
         self.certificates = certificates
         self.stats = metrics.STATS
         self.access_log = access_log if access_log is not None else (
-            AccessLog(max_buffer=config.log_buffer_bytes) if config.access_log else None)
+            AccessLog(max_buffer=config.log_buffer_bytes, format=config.access_log_format,
+                      sample_2xx=config.access_log_sample_2xx) if config.access_log else None)
         self.connections: set[ClientProtocol] = set()
         self.draining = False
         self._servers: list[asyncio.AbstractServer] = []

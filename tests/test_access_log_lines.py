@@ -1,0 +1,139 @@
+"""The access log's lines: valid JSON whatever the client sends, every field, text format, 2xx sampling.
+
+Requests go through the socket-free harness (tests/protoharness.py) into a
+real ``AccessLog`` whose writer only collects the lines.
+"""
+
+import json
+
+from gateway.accesslog import AccessLog
+from protoharness import Gateway
+from proxyharness import route, table
+
+FIELDS = {"time", "request_id", "route", "method", "host", "path", "protocol", "status", "bytes_in", "bytes_out",
+          "duration_ms", "upstream_ms", "upstream", "consumer", "client", "user_agent"}
+
+
+class Lines:
+    """A LogWriter stand-in that keeps the lines."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.dropped = 0
+        self.buffered = 0
+
+    def write(self, line: str) -> bool:
+        self.lines.append(line)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def _gateway(**log):
+    gw = Gateway(None)
+    b = gw.backend("b1")
+    gw.server.swap(table([route(path="/api")], {"ns/svc:80": (b.endpoint,)}))
+    lines = Lines()
+    gw.server.access_log = AccessLog(writer=lines, **log)
+    return gw, lines
+
+
+async def _send(gw, raw: bytes, status: int | None = None):
+    c = gw.client()
+    c.send(raw)
+    r = await c.response()
+    if status is not None:
+        assert r.status == status
+    return r
+
+
+async def test_a_proxied_request_has_every_field():
+    gw, lines = _gateway()
+    async with gw:
+        await _send(gw, b"POST /api/x?q=1 HTTP/1.1\r\nHost: example.test\r\nUser-Agent: curl/8\r\n"
+                        b"Content-Length: 3\r\n\r\nabc", 200)
+    (line,) = lines.lines
+    doc = json.loads(line)
+    assert set(doc) == FIELDS
+    assert doc["method"] == "POST" and doc["host"] == "example.test" and doc["path"] == "/api/x"
+    assert doc["protocol"] == "HTTP/1.1" and doc["status"] == 200 and doc["bytes_in"] == 3
+    assert doc["user_agent"] == "curl/8" and doc["client"] == "127.0.0.1"
+    assert doc["request_id"] and doc["upstream"] and doc["route"] != "-"
+    assert doc["bytes_out"] > 0 and doc["duration_ms"] >= 0 and doc["time"].endswith("Z")
+
+
+async def test_http10_is_logged_as_such():
+    gw, lines = _gateway()
+    async with gw:
+        await _send(gw, b"GET /api HTTP/1.0\r\nHost: a\r\n\r\n", 200)
+    assert json.loads(lines.lines[0])["protocol"] == "HTTP/1.0"
+
+
+async def test_gateway_made_answers_carry_a_request_id():
+    gw, lines = _gateway()
+    async with gw:
+        await _send(gw, b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n", 404)
+        await _send(gw, b"GET /nowhere HTTP/1.1\r\nHost: a\r\nX-Request-Id: mine-1\r\n\r\n", 404)
+    first, second = (json.loads(line) for line in lines.lines)
+    assert first["status"] == 404 and first["request_id"]
+    assert second["request_id"] == "mine-1"
+
+
+async def test_hostile_bytes_still_make_valid_json():
+    gw, lines = _gateway()
+    # What llhttp lets through in a field value: tab, quotes, backslashes, obs-text (invalid UTF-8).
+    hostile = b"evil\t\"quote\\back\xff\xfe\xc3("
+    async with gw:
+        await _send(gw, b"GET /api HTTP/1.1\r\nHost: a\r\nUser-Agent: " + hostile + b"\r\nX-Request-Id: "
+                    + hostile + b"\r\n\r\n")
+        await _send(gw, b"GET /api/%ff%00%22x HTTP/1.1\r\nHost: a\r\n\r\n")
+        await _send(gw, b"GET /api HTTP/1.1\r\nHost: a\r\nUser-Agent: \x01\x1b[31m\r\n\r\n")
+    assert len(lines.lines) == 3
+    for line in lines.lines:
+        assert line.isascii() and "\n" not in line and "\r" not in line
+        doc = json.loads(line)
+        assert set(doc) == FIELDS
+    ua = json.loads(lines.lines[0])["user_agent"]
+    assert ua.startswith("evil\t\"quote\\back") and "\\xff\\xfe" in ua
+
+
+async def test_text_format_is_a_combined_log_line():
+    gw, lines = _gateway(format="text")
+    async with gw:
+        await _send(gw, b"GET /api/x HTTP/1.1\r\nHost: example.test\r\nUser-Agent: agent \"x\"\r\n\r\n", 200)
+        await _send(gw, b"GET /api/a%20b HTTP/1.1\r\nHost: a\r\nUser-Agent: \t\xff\r\n\r\n", 200)
+    first, second = lines.lines
+    assert first.startswith('127.0.0.1 - - [')
+    assert '] "GET /api/x HTTP/1.1" 200 ' in first
+    assert '"agent \\"x\\""' in first and "host=example.test" in first and "request_id=" in first
+    assert "\n" not in second and second.isascii() and '"\\\\xff"' in second
+
+
+async def test_2xx_sampling_keeps_that_share_and_every_error():
+    gw, lines = _gateway(sample_2xx=0.25)
+    async with gw:
+        c = gw.client()
+        for _ in range(40):
+            c.send(b"GET /api HTTP/1.1\r\nHost: a\r\n\r\n")
+            await c.response()
+            c.send(b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n")
+            await c.response()
+    statuses = [json.loads(line)["status"] for line in lines.lines]
+    assert statuses.count(404) == 40
+    assert statuses.count(200) == 10
+
+
+async def test_sampling_zero_logs_no_2xx():
+    gw, lines = _gateway(sample_2xx=0.0)
+    async with gw:
+        await _send(gw, b"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", 200)
+    assert lines.lines == []
+
+
+def test_bad_settings_are_refused():
+    import pytest
+    with pytest.raises(ValueError):
+        AccessLog(writer=Lines(), format="xml")
+    with pytest.raises(ValueError):
+        AccessLog(writer=Lines(), sample_2xx=1.5)
