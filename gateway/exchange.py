@@ -27,24 +27,15 @@ from gateway.normalize import BadTarget, normalize_target, valid_host
 from gateway.request import ClientConnection, HeaderView, RequestView
 from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
 from gateway.syntax import unsafe_field_value, unsafe_target
-from gateway.upstream import EndpointPool, UpstreamConnection
+from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
-    CONNECTION_OPTIONS, FORWARDING, HOP_BY_HOP, IDEMPOTENT, add_field, connection_tokens, forwarding_fields, has_header,
-    json_body, next_request_id, status_line, unsafe_fields,
+    CONNECTION_OPTIONS, FORWARDING, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, RESPONSE_LOOKED,
+    RESPONSE_NOT_COPIED, add_field, connection_tokens, forwarding_fields, has_header, header_value, json_body,
+    next_request_id, refused_head, status_line, unsafe_fields,
 )
 
 log = logging.getLogger("crdgate.proxy")
 
-# Request headers never copied as they are: hop-by-hop ones, those we set
-# ourselves, and the framing we re-create.
-_REQ_SPECIAL = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"expect"}
-# ... and, on a traced request, the client's traceparent: ours names the client span.
-_REQ_SPECIAL_TRACED = _REQ_SPECIAL | {b"traceparent"}
-# Response headers never copied as they are.
-_RESP_SPECIAL = HOP_BY_HOP | {b"connection"}
-# By name length: whether a response header can be one of those or Content-Length.
-# Most are not (Date, Server, Content-Type...): copied without lower-casing the name.
-_RESP_LOOKED = tuple(n in {len(h) for h in _RESP_SPECIAL | {b"content-length"}} for n in range(32))
 # Status lines by status, with the reason they were made for.
 _STATUS_LINES: dict[int, tuple[bytes, bytes]] = {}
 
@@ -384,7 +375,7 @@ class Exchange(RequestView):
         if len(backends) == 1:
             ref = backends[0]
         else:
-            ref = _weighted(backends)
+            ref = pick_weighted(backends)
             if ref is None:
                 return self.respond(503, "all backends have weight 0")
         eset = table.endpoints.get(ref.key)
@@ -471,10 +462,10 @@ class Exchange(RequestView):
                 host = new_host.encode()
         target = path.encode() if not self.query else (path + "?" + self.query).encode()
         if pol.rewrite is not None and (unsafe_target(target) or unsafe_field_value(host)):
-            _refused(route, "rewritten request line or Host", target + b" " + host)
+            refused_head(route, "rewritten request line or Host", target + b" " + host)
             return None
         if pol.request_headers is not None and policies.unsafe_modifier(pol.request_headers):
-            _refused(route, "request header modifier", b"")
+            refused_head(route, "request header modifier", b"")
             return None
         parts = [self.method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
         headers = self.headers
@@ -490,7 +481,7 @@ class Exchange(RequestView):
                 # The credentials and any client-sent consumer or claim header go in
                 # the loop below; what authentication established is added after it.
                 strip = pol.auth.strip_headers
-        special = _REQ_SPECIAL if self.trace is None else _REQ_SPECIAL_TRACED
+        special = REQUEST_NOT_COPIED if self.trace is None else REQUEST_NOT_COPIED_TRACED
         forwarded = None
         rid = None
         rid_name = self.proto.request_id_header
@@ -578,7 +569,7 @@ class Exchange(RequestView):
         self.upstream_time = _monotonic() - self.upstream_start
         self.up_keep_alive = keep_alive
         if pol.response_headers is not None and policies.unsafe_modifier(pol.response_headers):
-            _refused(route, "response header modifier", b"")
+            refused_head(route, "response header modifier", b"")
             self._release_try(close=True)  # the rest of this response is never read
             return self.respond(502, "the route's configuration makes an invalid response header")
         self.status = status
@@ -599,8 +590,8 @@ class Exchange(RequestView):
         length = -1
         chunked = False
         drop = None
-        special = _RESP_SPECIAL
-        looked = _RESP_LOOKED
+        special = RESPONSE_NOT_COPIED
+        looked = RESPONSE_LOOKED
         for name, value in headers:
             n = len(name)
             if n < 32 and looked[n]:
@@ -844,7 +835,7 @@ class Exchange(RequestView):
             return
         if extra and unsafe_fields(extra):
             # A Location (or another field) built from configuration would split the response.
-            _refused(self.route, "response header", b"; ".join([v for _, v in extra]))
+            refused_head(self.route, "response header", b"; ".join([v for _, v in extra]))
             status, message, extra, body = 500, "the route's configuration makes an invalid response header", None, None
         self.drop_upstream()
         if self.policy_task is not None and not self.policy_task.done():
@@ -854,7 +845,7 @@ class Exchange(RequestView):
         if self.request_id is None:
             # An answer the gateway makes itself (401, 404, 429, 503...) is logged
             # with a request id too: the client's, or a new one, as a forwarded request's.
-            self.request_id = self._client_request_id() or next_request_id()
+            self.request_id = header_value(self.headers, self.proto.request_id_header) or next_request_id()
         if body is None:
             body = json_body(status, message) if status >= 400 else b""
         parts = [status_line(status)]
@@ -879,13 +870,6 @@ class Exchange(RequestView):
         self.resp_bytes = len(body)
         self.finish()
 
-    def _client_request_id(self):
-        rid_name = self.proto.request_id_header
-        for name, value in self.headers:
-            if len(name) == len(rid_name) and name.lower() == rid_name:
-                return value
-        return None
-
     def finish(self) -> None:
         if self.finished:
             return
@@ -907,30 +891,3 @@ class Exchange(RequestView):
 
 
 _monotonic = time.monotonic
-
-
-def _refused(route, what: str, value: bytes) -> None:
-    """Log a head the gateway refused to write (%r: the bytes are never logged raw either)."""
-    log.error(
-        "route %s: refused to write a %s holding a space, CR, LF or control byte: %r",
-        route.name if route is not None else "-", what, value[:200],
-    )
-
-
-def _weighted(backends):
-    """A backend by weight (Gateway API backendRefs); None when every weight is 0."""
-    total = 0
-    for b in backends:
-        total += b.weight
-    if total <= 0:
-        return None
-    x = random.random() * total
-    for b in backends:
-        x -= b.weight
-        if x < 0 and b.weight > 0:
-            return b
-    for b in reversed(backends):
-        if b.weight > 0:
-            return b
-    return None
-

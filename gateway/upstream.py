@@ -384,3 +384,21 @@ class Upstreams:
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close_idle()
+
+
+def pick_weighted(backends):
+    """A backend by weight (Gateway API backendRefs); None when every weight is 0."""
+    total = 0
+    for b in backends:
+        total += b.weight
+    if total <= 0:
+        return None
+    x = random.random() * total
+    for b in backends:
+        x -= b.weight
+        if x < 0 and b.weight > 0:
+            return b
+    for b in reversed(backends):
+        if b.weight > 0:
+            return b
+    return None

@@ -8,6 +8,7 @@ Cython (wire.pxd): the exchange's calls into this module are C calls.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from gateway.syntax import unsafe_field_value
@@ -22,6 +23,16 @@ FORWARDING = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-
                         b"forwarded", b"x-real-ip"))
 # RFC 9110 9.2.2: methods a retry may send again.
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
+# Request headers never copied as they are: hop-by-hop ones, those the gateway
+# sets itself, and the framing it re-creates ...
+REQUEST_NOT_COPIED = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"expect"}
+# ... and, on a traced request, the client's traceparent: ours names the client span.
+REQUEST_NOT_COPIED_TRACED = REQUEST_NOT_COPIED | {b"traceparent"}
+# Response headers never copied as they are.
+RESPONSE_NOT_COPIED = HOP_BY_HOP | {b"connection"}
+# By name length: whether a response header can be one of those or Content-Length.
+# Most are not (Date, Server, Content-Type...): copied without lower-casing the name.
+RESPONSE_LOOKED = tuple(n in {len(h) for h in RESPONSE_NOT_COPIED | {b"content-length"}} for n in range(32))
 # Connection options that name no header field (RFC 9110 7.6.1).
 CONNECTION_OPTIONS = frozenset((b"keep-alive", b"close", b"upgrade"))
 
@@ -63,6 +74,22 @@ def has_header(headers, lname: bytes) -> bool:
         if name.lower() == lname:
             return True
     return False
+
+
+def header_value(headers, lname: bytes):
+    """The first value of a header by its lower-case name, or None."""
+    for name, value in headers:
+        if len(name) == len(lname) and name.lower() == lname:
+            return value
+    return None
+
+
+def refused_head(route, what: str, value: bytes) -> None:
+    """Log a head the gateway refused to write (%r: the bytes are never logged raw either)."""
+    logging.getLogger("crdgate.proxy").error(
+        "route %s: refused to write a %s holding a space, CR, LF or control byte: %r",
+        route.name if route is not None else "-", what, value[:200],
+    )
 
 
 def unsafe_fields(fields) -> bool:
