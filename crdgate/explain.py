@@ -19,12 +19,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gateway.explain import ExplainError, explain, parse_headers
+from gateway.errors import ExplainFailed
 
 ADMIN_TIMEOUT = 10.0  # seconds for the admin's answer
-
-
-class ExplainFailed(Exception):
-    """The request could not be explained (a bad URL, an unreachable admin): exit 2."""
 
 
 def not_ready_objects(statuses: Iterable) -> list[dict[str, Any]]:

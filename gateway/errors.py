@@ -17,7 +17,10 @@ raise these, and the front door (the command line) catches them by branch::
     ├── ApiError                     a non-2xx answer of the Kubernetes API
     │   └── Gone                     410: relist
     ├── LeaseNamespaceMissing        the leader-election Lease's namespace does not exist
-    └── BadTarget                    a request target the proxy refuses (answered with ``status``)
+    ├── BadTarget                    a request target the proxy refuses (answered with ``status``)
+    ├── ExplainError                 a request ``crdgate explain`` cannot route: the proxy would refuse it (400)
+    ├── ExplainFailed                ``crdgate explain`` could not answer (a bad URL, an unreachable admin)
+    └── MissingTracingPackages       ``--otlp-endpoint`` without the OpenTelemetry packages installed
 
 Each keeps the built-in base its callers catch it by (``ValueError`` for the
 configuration errors that are about a value, ``FileNotFoundError`` for the
@@ -149,3 +152,15 @@ class BadTarget(CrdgateError):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+class ExplainError(CrdgateError, ValueError):
+    """A request that the proxy would refuse before routing (it answers 400)."""
+
+
+class ExplainFailed(CrdgateError):
+    """The request could not be explained (a bad URL, an unreachable admin): exit 2."""
+
+
+class MissingTracingPackages(CrdgateError, RuntimeError):
+    """--otlp-endpoint without the OpenTelemetry packages installed."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from gateway.errors import BadTarget
+from gateway.errors import BadTarget, ExplainError
 from gateway.normalize import normalize_target, valid_host
 from gateway.policies import DEFAULT_PORTS, origin_allowed, preflight_route, replaced_path
 from gateway.routing import PATH_EXACT, PATH_PREFIX, PATH_REGEX, Considered, Route, RouteTable, normalize_host
@@ -39,10 +39,6 @@ _RATE_KEYS = {
     "Consumer": "the authenticated consumer (the client address when anonymous)",
     "Route": "one bucket for the whole route",
 }
-
-
-class ExplainError(ValueError):
-    """A request that the proxy would refuse before routing (it answers 400)."""
 
 
 def parse_headers(pairs: Iterable[str]) -> dict[str, str]:

@@ -28,6 +28,7 @@ import re
 import threading
 import time
 from collections import deque
+from gateway.errors import MissingTracingPackages
 
 log = logging.getLogger("crdgate.tracing")
 
@@ -38,10 +39,6 @@ QUEUE_LIMIT = 2048  # finished requests waiting for the exporter thread; above: 
 BATCH_LIMIT = 512  # requests per export call
 EXPORT_INTERVAL = 1.0  # seconds between exports while the queue holds less than a batch
 EXPORT_TIMEOUT = 5.0  # seconds one export may take (the exporter's own retries included)
-
-
-class MissingTracingPackages(RuntimeError):
-    """--otlp-endpoint without the OpenTelemetry packages installed."""
 
 
 def packages_installed() -> bool:

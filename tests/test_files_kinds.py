@@ -67,14 +67,14 @@ def test_other_groups_are_ignored_and_counted_by_kind(tmp_path):
         ROUTE.format(kind="APIEndpoint")
         + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: a}\n"
         + "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: b}\n"
-        + "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n"
+        + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: shop}\n"
         + "---\napiVersion: example.com/v1\nkind: APIEndpiont\nmetadata: {name: theirs}\n"
     )
     text, ok = validate_report(tmp_path)
     assert ok, text
-    assert "IGNORED 4 object(s) of kinds crdgate does not read: APIEndpiont (1), Deployment (2), Namespace (1)" in text
+    assert "IGNORED 4 object(s) of kinds crdgate does not read: APIEndpiont (1), ConfigMap (1), Deployment (2)" in text
     doc = validate_json(tmp_path)
-    assert doc["ignoredKinds"] == {"APIEndpiont": 1, "Deployment": 2, "Namespace": 1}
+    assert doc["ignoredKinds"] == {"APIEndpiont": 1, "ConfigMap": 1, "Deployment": 2}
 
 
 def test_nothing_ignored_says_nothing(tmp_path):
