@@ -108,6 +108,22 @@ def test_external_name_service_resolves_by_dns_name():
     assert result.table.endpoints["shop/payments:443"].endpoints == (Endpoint("payments.example.net", 443),)
 
 
+def test_external_name_into_another_namespace_is_not_followed():
+    # An ExternalName in the route's own namespace aliasing another namespace's
+    # Service would bypass the ReferenceGrant a direct reference needs.
+    for target in ("vault.secrets.svc.cluster.local", "vault.secrets.svc", "VAULT.Secrets.svc.cluster.local."):
+        svc = service("alias", type="ExternalName", external_name=target, ports=[{"name": "http", "port": 80}])
+        spec = {"path": "/r", "backends": [{"service": {"name": "alias", "port": 80}}]}
+        result, st = compiled(svc, spec=spec)
+        eset = result.table.endpoints["shop/alias:80"]
+        assert eset.endpoints == () and eset.state == "BackendNotFound", target
+        assert st.state != "Ready" and "namespace secrets" in str(st.to_status_dict()), target
+    # Its own namespace's Services are fine.
+    svc = service("alias", type="ExternalName", external_name="users.shop.svc.cluster.local", ports=[{"port": 80}])
+    result, st = compiled(svc, spec={"path": "/r", "backends": [{"service": {"name": "alias", "port": 80}}]})
+    assert result.table.endpoints["shop/alias:80"].endpoints == (Endpoint("users.shop.svc.cluster.local", 80),)
+
+
 def test_url_backends():
     spec = {"path": "/r", "backends": [{"url": "http://127.0.0.1:18083", "weight": 3}, {"url": "https://api.example.net"}]}
     result, st = compiled(spec=spec)

@@ -170,8 +170,12 @@ def cluster_service_of_url(url: str) -> tuple[str, str] | None:
     (A bare IP or another host name says nothing about namespaces: keeping
     those apart is a NetworkPolicy's job.)
     """
-    host = (urlsplit(url).hostname or "").rstrip(".").lower()
-    labels = host.split(".")
+    return cluster_service_of_host(urlsplit(url).hostname or "")
+
+
+def cluster_service_of_host(host: str) -> tuple[str, str] | None:
+    """(namespace, name) when a host name is a Service's cluster DNS name, else None."""
+    labels = host.rstrip(".").lower().split(".")
     if len(labels) >= 3 and labels[2] == "svc" and labels[0] and labels[1]:
         return labels[1], labels[0]
     return None
@@ -203,8 +207,18 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
             return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no externalName"
         if not isinstance(port, int):
             return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no port {port}"
+        target_name = svc.spec.external_name.rstrip(".")
+        other = cluster_service_of_host(target_name)
+        if other is not None and other[0] != namespace:
+            # An ExternalName is an alias anyone who may create a Service can point
+            # anywhere: followed into another namespace it would reach that
+            # namespace's Service without the ReferenceGrant a direct reference needs.
+            return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), (
+                f"Service {namespace}/{name} is an ExternalName for {target_name}, a Service in namespace "
+                f"{other[0]}: reference that Service directly (a ReferenceGrant in {other[0]} permits it)"
+            )
         # A DNS name: the upstream resolves it when it connects.
-        ep = Endpoint(host=svc.spec.external_name.rstrip("."), port=port)
+        ep = Endpoint(host=target_name, port=port)
         return EndpointSet(key=key, endpoints=(ep,)), ""
     sp = find_port(svc, port)
     if sp is None:
