@@ -124,6 +124,26 @@ def test_external_name_into_another_namespace_is_not_followed():
     assert result.table.endpoints["shop/alias:80"].endpoints == (Endpoint("users.shop.svc.cluster.local", 80),)
 
 
+def namespace_object(name):
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def test_short_service_names_of_existing_namespaces_are_service_references():
+    # In the gateway pod "vault.secrets" resolves (search list svc.<domain>) to
+    # Service secrets/vault: with a Namespace "secrets" it needs a grant like any reference.
+    spec = {"path": "/r", "backends": [{"url": "http://vault.secrets:8200"}]}
+    result, st = compiled(namespace_object("secrets"), spec=spec)
+    assert st.state != "Ready" and "RefNotPermitted" in str(st.to_status_dict())
+    assert "http://vault.secrets:8200" not in result.table.endpoints
+    # No such namespace: a host name like any other ("api.example" is not a Service).
+    result, st = compiled(spec=spec)
+    assert st.state == "Ready" and result.table.endpoints["http://vault.secrets:8200"].endpoints
+    # The same alias through an ExternalName Service is not followed either.
+    svc = service("alias", type="ExternalName", external_name="vault.secrets", ports=[{"port": 80}])
+    result, st = compiled(namespace_object("secrets"), svc, spec={"path": "/r", "backends": [{"service": {"name": "alias", "port": 80}}]})
+    assert result.table.endpoints["shop/alias:80"].endpoints == () and "namespace secrets" in str(st.to_status_dict())
+
+
 def test_url_backends():
     spec = {"path": "/r", "backends": [{"url": "http://127.0.0.1:18083", "weight": 3}, {"url": "https://api.example.net"}]}
     result, st = compiled(spec=spec)

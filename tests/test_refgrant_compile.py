@@ -324,3 +324,45 @@ def test_a_grant_removed_revokes_a_url_backend_at_the_next_incremental_compile()
     assert reason() != "RefNotPermitted"
     store.apply(REFERENCEGRANT, "DELETED", grant)
     assert reason() == "RefNotPermitted"
+
+
+def test_a_namespace_created_later_makes_its_short_service_name_a_reference():
+    # "db.tenant-b" resolves in the gateway pod to Service tenant-b/db once that
+    # namespace exists: the incremental compiler must notice the Namespace.
+    store = Store()
+    store.apply("APIEndpoint", "ADDED", url_backend("http://db.tenant-b:5432"))
+    compiler = Compiler()
+    compiled_at = [0]
+
+    def reason():
+        result = compiler.compile(store.snapshot(since=compiled_at[0]))
+        compiled_at[0] = store.version
+        assert result.statuses == compile_snapshot(store.snapshot()).statuses
+        return status(result).reason
+
+    assert reason() != "RefNotPermitted"
+    store.apply("Namespace", "ADDED", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-b"}})
+    assert reason() == "RefNotPermitted"
+    store.apply(REFERENCEGRANT, "ADDED", referencegrant("g", "tenant-b", [APIENDPOINT_FROM], [("", "Service")]))
+    assert reason() != "RefNotPermitted"
+
+
+def test_an_external_name_alias_is_refused_once_its_namespace_exists():
+    store = Store()
+    store.apply("APIEndpoint", "ADDED", apiendpoint("r", {"path": "/r", "backends": [{"service": {"name": "alias", "port": 80}}]}, ns="tenant-a"))
+    store.apply("Service", "ADDED", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "alias", "namespace": "tenant-a"},
+                                     "spec": {"type": "ExternalName", "externalName": "db.tenant-b", "ports": [{"port": 80}]}})
+    compiler = Compiler()
+    compiled_at = [0]
+
+    def endpoints():
+        result = compiler.compile(store.snapshot(since=compiled_at[0]))
+        compiled_at[0] = store.version
+        full = compile_snapshot(store.snapshot())
+        assert result.statuses == full.statuses
+        assert result.table.endpoints == full.table.endpoints
+        return result.table.endpoints["tenant-a/alias:80"].endpoints
+
+    assert [e.host for e in endpoints()] == ["db.tenant-b"]
+    store.apply("Namespace", "ADDED", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tenant-b"}})
+    assert endpoints() == ()

@@ -178,7 +178,7 @@ def target_key(
 ) -> str:
     """The EndpointSet key of a backend; a refused one is added to ``refused`` as (reason, message)."""
     if t.url is not None:
-        named = cluster_service_of_url(t.url)
+        named = cluster_service_of_url(t.url, services.is_namespace)
         if named is not None and not refs.permitted(CORE_GROUP, SERVICE, *named):
             refused.append((REF_NOT_PERMITTED, f"{refs.refusal(SERVICE, *named)} ({where}: {t.url})"))
             return refused_key(*named, urlsplit(t.url).port)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from controller import models as m
-from controller.store import ENDPOINTSLICE, SERVICE, Snapshot
+from controller.store import ENDPOINTSLICE, NAMESPACE, SERVICE, Snapshot
 from gateway.routing import (
     ENDPOINTS_NONE_READY,
     ENDPOINTS_NOT_FOUND,
@@ -74,6 +74,13 @@ class Services:
         if key not in self._services:
             self._services[key] = parse_service(self.snapshot.of(SERVICE).get(key))
         return self._services[key]
+
+    def is_namespace(self, name: str) -> bool:
+        """Whether a Namespace of that name exists (noted: a route depends on the answer)."""
+        key = f"/{name}"
+        if self.note is not None:
+            self.note((NAMESPACE, key))
+        return self.snapshot.of(NAMESPACE).get(key) is not None
 
     def slices(self, namespace: str, name: str) -> list[m.EndpointSlice]:
         if self._slices is None:
@@ -161,7 +168,7 @@ def url_key(url: str) -> str:
     return f"{u.scheme.lower()}://{u.netloc.lower()}"
 
 
-def cluster_service_of_url(url: str) -> tuple[str, str] | None:
+def cluster_service_of_url(url: str, is_namespace=None) -> tuple[str, str] | None:
     """(namespace, name) when a URL's host is a Service's cluster DNS name, else None.
 
     ``name.namespace.svc`` and ``name.namespace.svc.<cluster domain>`` reach a
@@ -170,13 +177,23 @@ def cluster_service_of_url(url: str) -> tuple[str, str] | None:
     (A bare IP or another host name says nothing about namespaces: keeping
     those apart is a NetworkPolicy's job.)
     """
-    return cluster_service_of_host(urlsplit(url).hostname or "")
+    return cluster_service_of_host(urlsplit(url).hostname or "", is_namespace)
 
 
-def cluster_service_of_host(host: str) -> tuple[str, str] | None:
-    """(namespace, name) when a host name is a Service's cluster DNS name, else None."""
-    labels = host.rstrip(".").lower().split(".")
+def cluster_service_of_host(host: str, is_namespace=None) -> tuple[str, str] | None:
+    """(namespace, name) when a host name is a Service's cluster DNS name, else None.
+
+    ``is_namespace`` (a predicate on names) also catches the short form
+    ``name.namespace``: the gateway pod's resolver (ndots:5, search list
+    ``svc.<cluster domain>``) turns it into that Service's name before trying
+    it as a public one, so when such a namespace exists it is a Service reference."""
+    if host.endswith("."):
+        host = host[:-1]  # an absolute name skips the search list, but .svc. still names a Service
+        is_namespace = None
+    labels = host.lower().split(".")
     if len(labels) >= 3 and labels[2] == "svc" and labels[0] and labels[1]:
+        return labels[1], labels[0]
+    if is_namespace is not None and len(labels) == 2 and labels[0] and is_namespace(labels[1]):
         return labels[1], labels[0]
     return None
 
@@ -207,8 +224,8 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
             return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no externalName"
         if not isinstance(port, int):
             return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no port {port}"
+        other = cluster_service_of_host(svc.spec.external_name, services.is_namespace)
         target_name = svc.spec.external_name.rstrip(".")
-        other = cluster_service_of_host(target_name)
         if other is not None and other[0] != namespace:
             # An ExternalName is an alias anyone who may create a Service can point
             # anywhere: followed into another namespace it would reach that

@@ -64,7 +64,17 @@ from controller.compile.options import CompileOptions
 from controller.compile.result import CompileResult, refresh_endpoints
 from controller.compile.status import ObjectStatus, Routed, routed_status
 from controller.refgrant import REFERENCE_GRANTS
-from controller.store import APIENDPOINT, ENDPOINTSLICE, HTTPROUTE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot
+from controller.store import (
+    APIENDPOINT,
+    ENDPOINTSLICE,
+    HTTPROUTE,
+    INGRESS,
+    NAMESPACE,
+    REFERENCEGRANT,
+    SECRET,
+    SERVICE,
+    Snapshot,
+)
 from gateway.routing import EndpointSet, Route, RouteTable
 
 log = logging.getLogger("crdgate.controller.compile")
@@ -287,6 +297,9 @@ class _Step:
             # A grant added, narrowed or removed: every object that asked about a
             # reference into its namespace is checked again (revocation is at once).
             out |= self._dependents((REFERENCE_GRANTS, key.partition("/")[0]))
+        for key in ch.get(NAMESPACE, ()):
+            # A URL host "name.ns" is a Service reference once namespace ns exists (backends.py).
+            out |= self._dependents((NAMESPACE, key))
         return out
 
     def _compile_objects(self) -> None:
@@ -503,6 +516,14 @@ class _Step:
                     to_resolve.add(key)
                     self._index_backend(key, add=True)
                 users.add(sk)
+        if self.changes.get(NAMESPACE):
+            # An ExternalName aliasing "name.ns" is refused once namespace ns exists
+            # (backends.py): namespaces come and go rarely, so check every one in use.
+            services = self.snap.of(SERVICE)
+            moved_services |= {
+                svc for svc in st.keys_by_service
+                if ((services.get(svc) or {}).get("spec") or {}).get("type") == "ExternalName"
+            }
         for svc in moved_services:
             to_resolve |= st.keys_by_service.get(svc, set())
         resolved = resolve_all(self.snap, to_resolve, self.compiler.services)
