@@ -446,7 +446,27 @@ def compile_options(args, jwks_refresh_floor: float | None = None) -> CompileOpt
         gateway_controller_name=args.gateway_controller_name,
         auth_defaults=auth_defaults,
         allow_cross_namespace_refs=args.allow_cross_namespace_refs,
+        search_namespace=pod_namespace(),
     )
+
+
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def pod_namespace() -> str:
+    """The namespace this process runs in when it runs in a pod, else "".
+
+    ``POD_NAMESPACE`` (the downward API, set by deploy/) or the service
+    account's namespace file. Not the watched namespaces: what matters is where
+    this process's DNS search list points (controller/compile/options.py)."""
+    env = os.environ.get("POD_NAMESPACE", "").strip()
+    if env:
+        return env
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _positive(value, flag: str):

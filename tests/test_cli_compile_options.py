@@ -132,3 +132,17 @@ def test_validate_and_routes_compile_with_the_gateway_default(command, tmp_path,
         assert code == code_with == 0
         assert without["routes"][0]["policies"]["auth"]["type"] == "none"
         assert with_["routes"][0]["policies"]["auth"] == {"type": "APIKey", "header": "X-API-Key", "consumers": 1}
+
+
+def test_the_search_namespace_is_where_the_process_runs(monkeypatch, tmp_path):
+    # A single-label URL host resolves in the pod's own namespace (controller/compile/options.py).
+    args = cli.build_parser().parse_args(["run", "--manifests", "."])
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    monkeypatch.setattr(cli, "SERVICE_ACCOUNT_NAMESPACE", str(tmp_path / "absent"))
+    assert cli.compile_options(args).search_namespace == ""
+    sa = tmp_path / "namespace"
+    sa.write_text("gateways\n")
+    monkeypatch.setattr(cli, "SERVICE_ACCOUNT_NAMESPACE", str(sa))
+    assert cli.compile_options(args).search_namespace == "gateways"
+    monkeypatch.setenv("POD_NAMESPACE", "crdgate-system")
+    assert cli.compile_options(args).search_namespace == "crdgate-system"

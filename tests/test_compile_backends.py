@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.compile import compile_snapshot, refresh_endpoints, resolve_endpoints
+from controller.compile import CompileOptions, compile_snapshot, refresh_endpoints, resolve_endpoints
 from gateway.routing import Endpoint
 from kobjects import apiendpoint, backend, endpointslice, referencegrant, service, snapshot
 
@@ -142,6 +142,23 @@ def test_short_service_names_of_existing_namespaces_are_service_references():
     svc = service("alias", type="ExternalName", external_name="vault.secrets", ports=[{"port": 80}])
     result, st = compiled(namespace_object("secrets"), svc, spec={"path": "/r", "backends": [{"service": {"name": "alias", "port": 80}}]})
     assert result.table.endpoints["shop/alias:80"].endpoints == () and "namespace secrets" in str(st.to_status_dict())
+
+
+def test_single_label_hosts_name_the_gateway_namespace_in_a_pod():
+    # In a pod "http://redis:6379" is Service redis of the gateway's own namespace.
+    def state(url, search_namespace):
+        options = CompileOptions(search_namespace=search_namespace)
+        result = compile_snapshot(snapshot(apiendpoint("r", {"path": "/r", "backends": [{"url": url}]})), options)
+        return str(result.statuses["APIEndpoint:shop/r"].to_status_dict())
+
+    assert "RefNotPermitted" in state("http://redis:6379", "crdgate-system")
+    assert "RefNotPermitted" not in state("http://redis:6379", "")  # outside a cluster: a host name
+    assert "RefNotPermitted" not in state("http://users:80", "shop")  # the route's own namespace
+    assert "RefNotPermitted" not in state("http://localhost:8080", "crdgate-system")
+    # An ExternalName is a DNS alias: a single label only means something through a search list.
+    svc = service("alias", type="ExternalName", external_name="redis", ports=[{"port": 80}])
+    result, st = compiled(svc, spec={"path": "/r", "backends": [{"service": {"name": "alias", "port": 80}}]})
+    assert result.table.endpoints["shop/alias:80"].endpoints == () and "fully qualified" in str(st.to_status_dict())
 
 
 def test_url_backends():

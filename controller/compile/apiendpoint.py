@@ -18,7 +18,6 @@ from pydantic import ValidationError
 from controller import models as m
 import controller.compile.policies as policies
 from controller.compile.backends import (
-    Services,
     backend_ref,
     cluster_service_of_url,
     one,
@@ -74,11 +73,11 @@ def compile_apiendpoint(ctx: ObjectContext, key: str, obj: Mapping, status_key: 
     if spec.backend_service is not None:
         backends.append(backend_ref(service_key(namespace, spec.backend_service, None, ctx.services)))
     for i, b in enumerate(spec.backends or ()):
-        target = target_key(b, namespace, ctx.services, refs, f"spec.backends[{i}]", refused)
+        target = target_key(b, namespace, ctx, refs, f"spec.backends[{i}]", refused)
         backends.append(backend_ref(target, b.weight))
     mirror_key = None
     if spec.mirror:
-        mirror_key = target_key(spec.mirror.backend, namespace, ctx.services, refs, "spec.mirror.backend", refused)
+        mirror_key = target_key(spec.mirror.backend, namespace, ctx, refs, "spec.mirror.backend", refused)
     if refused:
         ref_errors = (*refused, *ref_errors)
     origin = ctx.origin(APIENDPOINT, key)
@@ -171,14 +170,15 @@ def route_policy(spec: m.APIEndpointSpec, authenticator: Any, mirror_key: str | 
 def target_key(
     t: m.BackendTargetSpec,
     namespace: str,
-    services: Services,
+    ctx: ObjectContext,
     refs: References,
     where: str,
     refused: list[tuple[str, str]],
 ) -> str:
     """The EndpointSet key of a backend; a refused one is added to ``refused`` as (reason, message)."""
+    services = ctx.services
     if t.url is not None:
-        named = cluster_service_of_url(t.url, services.is_namespace)
+        named = cluster_service_of_url(t.url, services.is_namespace, ctx.options.search_namespace)
         if named is not None and not refs.permitted(CORE_GROUP, SERVICE, *named):
             refused.append((REF_NOT_PERMITTED, f"{refs.refusal(SERVICE, *named)} ({where}: {t.url})"))
             return refused_key(*named, urlsplit(t.url).port)

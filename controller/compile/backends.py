@@ -168,7 +168,7 @@ def url_key(url: str) -> str:
     return f"{u.scheme.lower()}://{u.netloc.lower()}"
 
 
-def cluster_service_of_url(url: str, is_namespace=None) -> tuple[str, str] | None:
+def cluster_service_of_url(url: str, is_namespace=None, search_namespace: str = "") -> tuple[str, str] | None:
     """(namespace, name) when a URL's host is a Service's cluster DNS name, else None.
 
     ``name.namespace.svc`` and ``name.namespace.svc.<cluster domain>`` reach a
@@ -177,20 +177,24 @@ def cluster_service_of_url(url: str, is_namespace=None) -> tuple[str, str] | Non
     (A bare IP or another host name says nothing about namespaces: keeping
     those apart is a NetworkPolicy's job.)
     """
-    return cluster_service_of_host(urlsplit(url).hostname or "", is_namespace)
+    return cluster_service_of_host(urlsplit(url).hostname or "", is_namespace, search_namespace)
 
 
-def cluster_service_of_host(host: str, is_namespace=None) -> tuple[str, str] | None:
+def cluster_service_of_host(host: str, is_namespace=None, search_namespace: str = "") -> tuple[str, str] | None:
     """(namespace, name) when a host name is a Service's cluster DNS name, else None.
 
     ``is_namespace`` (a predicate on names) also catches the short form
     ``name.namespace``: the gateway pod's resolver (ndots:5, search list
     ``svc.<cluster domain>``) turns it into that Service's name before trying
-    it as a public one, so when such a namespace exists it is a Service reference."""
+    it as a public one, so when such a namespace exists it is a Service reference.
+    ``search_namespace``: the gateway pod's namespace, where a single-label host
+    resolves (controller/compile/options.py)."""
     if host.endswith("."):
         host = host[:-1]  # an absolute name skips the search list, but .svc. still names a Service
-        is_namespace = None
+        is_namespace, search_namespace = None, ""
     labels = host.lower().split(".")
+    if len(labels) == 1 and search_namespace and labels[0] and labels[0] != "localhost":
+        return search_namespace, labels[0]
     if len(labels) >= 3 and labels[2] == "svc" and labels[0] and labels[1]:
         return labels[1], labels[0]
     if is_namespace is not None and len(labels) == 2 and labels[0] and is_namespace(labels[1]):
@@ -224,8 +228,14 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
             return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no externalName"
         if not isinstance(port, int):
             return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no port {port}"
-        other = cluster_service_of_host(svc.spec.external_name, services.is_namespace)
         target_name = svc.spec.external_name.rstrip(".")
+        if "." not in target_name:
+            # Only the gateway pod's DNS search list gives a single label a meaning,
+            # and there it names a Service of the gateway's own namespace.
+            return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), (
+                f"Service {namespace}/{name} is an ExternalName for {target_name!r}: expected a fully qualified name"
+            )
+        other = cluster_service_of_host(svc.spec.external_name, services.is_namespace)
         if other is not None and other[0] != namespace:
             # An ExternalName is an alias anyone who may create a Service can point
             # anywhere: followed into another namespace it would reach that

@@ -22,3 +22,7 @@ class CompileOptions:
     # --allow-cross-namespace-refs: any route may use any namespace's Services and
     # Secrets without a ReferenceGrant (single-tenant clusters only).
     allow_cross_namespace_refs: bool = False
+    # The namespace the gateway pod runs in ("" outside a cluster): its DNS search
+    # list resolves a single-label host there, so a URL backend "http://NAME"
+    # reaches that namespace's Service NAME and needs a grant like any reference.
+    search_namespace: str = ""
