@@ -154,11 +154,30 @@ def test_single_label_hosts_name_the_gateway_namespace_in_a_pod():
     assert "RefNotPermitted" in state("http://redis:6379", "crdgate-system")
     assert "RefNotPermitted" not in state("http://redis:6379", "")  # outside a cluster: a host name
     assert "RefNotPermitted" not in state("http://users:80", "shop")  # the route's own namespace
-    assert "RefNotPermitted" not in state("http://localhost:8080", "crdgate-system")
+    assert "not a backend in a cluster" in state("http://localhost:8080", "crdgate-system")  # not a Service
     # An ExternalName is a DNS alias: a single label only means something through a search list.
     svc = service("alias", type="ExternalName", external_name="redis", ports=[{"port": 80}])
     result, st = compiled(svc, spec={"path": "/r", "backends": [{"service": {"name": "alias", "port": 80}}]})
     assert result.table.endpoints["shop/alias:80"].endpoints == () and "fully qualified" in str(st.to_status_dict())
+
+
+def test_in_a_pod_backends_never_reach_the_gateway_itself_or_the_node():
+    def status(url, search_namespace):
+        options = CompileOptions(search_namespace=search_namespace)
+        spec = {"path": "/r", "backends": [{"url": "http://10.0.0.9:80"}], "mirror": {"backend": {"url": url}}}
+        result = compile_snapshot(snapshot(apiendpoint("r", {**spec, "backends": [{"url": url}]})), options)
+        mirrored = compile_snapshot(snapshot(apiendpoint("r", spec)), options)
+        return str(result.statuses["APIEndpoint:shop/r"].to_status_dict()), str(mirrored.statuses["APIEndpoint:shop/r"].to_status_dict())
+
+    for url in ("http://127.0.0.1:9901", "http://localhost:9901", "http://[::1]:80", "http://0.0.0.0:80",
+                "http://169.254.169.254", "http://[fd00:ec2::254]", "http://LOCALHOST.:80", "http://127.1.2.3"):
+        for st in status(url, "crdgate-system"):
+            assert "RefNotPermitted" in st and "not a backend in a cluster" in st, (url, st)
+        for st in status(url, ""):  # outside a cluster, loopback backends are the first run
+            assert "RefNotPermitted" not in st, url
+    svc = service("alias", type="ExternalName", external_name="169.254.169.254", ports=[{"port": 80}])
+    result, st = compiled(svc, spec={"path": "/r", "backends": [{"service": {"name": "alias", "port": 80}}]})
+    assert result.table.endpoints["shop/alias:80"].endpoints == () and "metadata service" in str(st.to_status_dict())
 
 
 def test_url_backends():

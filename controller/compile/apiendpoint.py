@@ -20,6 +20,7 @@ import controller.compile.policies as policies
 from controller.compile.backends import (
     backend_ref,
     cluster_service_of_url,
+    gateway_local_host,
     one,
     refused_key,
     service_key,
@@ -178,6 +179,13 @@ def target_key(
     """The EndpointSet key of a backend; a refused one is added to ``refused`` as (reason, message)."""
     services = ctx.services
     if t.url is not None:
+        host = urlsplit(t.url).hostname or ""
+        local = gateway_local_host(host) if ctx.options.search_namespace else ""
+        if local:
+            # In a pod (search_namespace known) a tenant's route must not reach the gateway
+            # itself or the node; outside one, loopback backends are the normal first run.
+            refused.append((REF_NOT_PERMITTED, f"{where}: {t.url} is {local}: not a backend in a cluster"))
+            return refused_key(namespace, host, urlsplit(t.url).port)
         named = cluster_service_of_url(t.url, services.is_namespace, ctx.options.search_namespace)
         if named is not None and not refs.permitted(CORE_GROUP, SERVICE, *named):
             refused.append((REF_NOT_PERMITTED, f"{refs.refusal(SERVICE, *named)} ({where}: {t.url})"))

@@ -15,6 +15,7 @@ upstream connects.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -202,6 +203,31 @@ def cluster_service_of_host(host: str, is_namespace=None, search_namespace: str 
     return None
 
 
+def gateway_local_host(host: str) -> str:
+    """Why a backend host reaches the gateway's own pod or node rather than a workload, or "".
+
+    Loopback is the gateway pod itself (its admin port shows every tenant's
+    routes); link-local is the node's cloud metadata service (169.254.169.254,
+    fd00:ec2::254 ...), which hands out the node's credentials."""
+    name = host.rstrip(".").lower().strip("[]")
+    if name == "localhost" or name.endswith(".localhost"):
+        return "the gateway pod itself"
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return ""
+    if ip.is_loopback:
+        return "the gateway pod itself"
+    if ip.is_unspecified:
+        return "the gateway pod itself (an unspecified address)"
+    if ip.is_link_local or ip in CLOUD_METADATA:
+        return "link-local: the node's metadata service"
+    return ""
+
+
+CLOUD_METADATA = frozenset({ipaddress.ip_address("fd00:ec2::254")})  # AWS's IPv6 metadata address
+
+
 def parse_service_key(key: str) -> tuple[str, str, int | str | None]:
     namespace, _, rest = key.partition("/")
     name, sep, port = rest.partition(":")
@@ -234,6 +260,11 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
             # and there it names a Service of the gateway's own namespace.
             return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), (
                 f"Service {namespace}/{name} is an ExternalName for {target_name!r}: expected a fully qualified name"
+            )
+        local = gateway_local_host(target_name)
+        if local:
+            return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), (
+                f"Service {namespace}/{name} is an ExternalName for {target_name}, {local}: not a backend"
             )
         other = cluster_service_of_host(svc.spec.external_name, services.is_namespace)
         if other is not None and other[0] != namespace:
