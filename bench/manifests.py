@@ -34,13 +34,15 @@ def api_endpoint(name: str, path: str, backend_url: str, **spec: object) -> dict
     }
 
 
-def service_with_endpoints(name: str, ports: list[int]) -> list[dict]:
+def service_with_endpoints(name: str, ports: list[int], app_protocol: str | None = None) -> list[dict]:
     """A Service whose named target port has one ready loopback endpoint per port: one
-    EndpointSlice per endpoint, as pods that expose the named port at different numbers."""
+    EndpointSlice per endpoint, as pods that expose the named port at different numbers.
+    ``app_protocol`` (e.g. ``kubernetes.io/h2c``) goes on the Service port and the slices' ports."""
+    proto = {} if app_protocol is None else {"appProtocol": app_protocol}
     service = {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": "http", **proto}]},
     }
     slices = [
         {
@@ -49,7 +51,7 @@ def service_with_endpoints(name: str, ports: list[int]) -> list[dict]:
                          "labels": {"kubernetes.io/service-name": name}},
             "addressType": "IPv4",
             "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
-            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP", **proto}],
         }
         for i, port in enumerate(ports)
     ]

@@ -1,6 +1,6 @@
 """nginx for the benchmark: config rendering (pure) and the process.
 
-Two roles share one renderer:
+Roles (the HTTP/2 ones at the end: bench/http2.py):
 - the *backend*: one server block per identity, each answering
   ``200 "backend-<i> <request_uri>"`` so a client can tell which backend served
   which path (the churn scenario counts misroutes this way);
@@ -85,3 +85,72 @@ def start(nginx: str, conf_text: str, prefix: Path, name: str, port: int, pin: l
             raise RuntimeError(f"nginx ({name}) failed to start: {err.read_text()[-2000:]}") from None
         raise
     return child
+
+
+def h2_proxy_conf(prefix: Path, tls_port: int, h2c_port: int, backend_port: int, cert: Path, key: Path,
+                  keepalive: int = 256, name: str = "h2proxy") -> str:
+    """A 1-worker HTTP/2 reverse proxy: h2 over TLS (ALPN) on ``tls_port``, cleartext h2 with prior
+    knowledge on ``h2c_port``, HTTP/1.1 with keep-alive to the backend (as ``proxy_conf``)."""
+    return _HEADER.format(prefix=prefix, name=name) + (
+        f"    http2_max_concurrent_streams 128;\n"
+        f"    upstream backend {{\n"
+        f"        server 127.0.0.1:{backend_port};\n"
+        f"        keepalive {keepalive};\n"
+        f"    }}\n"
+        f"    server {{\n"
+        f"        listen 127.0.0.1:{tls_port} ssl http2 backlog=4096;\n"
+        f"        listen 127.0.0.1:{h2c_port} http2 backlog=4096;\n"
+        f"        ssl_certificate {cert};\n"
+        f"        ssl_certificate_key {key};\n"
+        f"        ssl_protocols TLSv1.2 TLSv1.3;\n"
+        f"        location / {{\n"
+        f"            proxy_pass http://backend;\n"
+        f"            proxy_http_version 1.1;\n"
+        f'            proxy_set_header Connection "";\n'
+        f"        }}\n"
+        f"    }}\n"
+        f"}}\n"
+    )
+
+
+GRPC_REPLY = b"\x00\x00\x00\x00\x00"  # one uncompressed, empty gRPC message
+
+
+def grpc_backend_conf(prefix: Path, port: int, name: str = "grpc-backend") -> str:
+    """A cleartext HTTP/2 gRPC server answering every unary call with an empty message and
+    ``grpc-status: 0`` trailers. nginx serves the reply as a static file; a POST to a static
+    file is a 405, which ``error_page 405 =200`` turns back into the file."""
+    reply = prefix / "grpc-reply"
+    reply.mkdir(parents=True, exist_ok=True)
+    (reply / "message").write_bytes(GRPC_REPLY)
+    return _HEADER.format(prefix=prefix, name=name) + (
+        f"    http2_max_concurrent_streams 1024;\n"
+        f"    server {{\n"
+        f"        listen 127.0.0.1:{port} http2 backlog=4096;\n"
+        f"        location / {{\n"
+        f"            root {reply};\n"
+        f"            default_type application/grpc;\n"
+        f"            add_trailer grpc-status 0;\n"
+        f"            add_trailer grpc-message OK;\n"
+        f"            try_files /message =404;\n"
+        f"            error_page 405 =200 /message;\n"
+        f"        }}\n"
+        f"    }}\n"
+        f"}}\n"
+    )
+
+
+def grpc_proxy_conf(prefix: Path, port: int, backend_port: int, keepalive: int = 64, name: str = "grpc-proxy") -> str:
+    """A 1-worker gRPC reverse proxy (``grpc_pass``, kept-alive HTTP/2 to the backend), h2c in front."""
+    return _HEADER.format(prefix=prefix, name=name) + (
+        f"    http2_max_concurrent_streams 128;\n"
+        f"    upstream grpc_backend {{\n"
+        f"        server 127.0.0.1:{backend_port};\n"
+        f"        keepalive {keepalive};\n"
+        f"    }}\n"
+        f"    server {{\n"
+        f"        listen 127.0.0.1:{port} http2 backlog=4096;\n"
+        f"        location / {{ grpc_pass grpc://grpc_backend; }}\n"
+        f"    }}\n"
+        f"}}\n"
+    )

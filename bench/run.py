@@ -26,6 +26,8 @@ from .progress import Progress
 from .propagation import run_propagation
 from .scenarios import FAILED, LOAD_SCENARIOS, Context, Result, run_baseline, run_load
 from .tracing import run_tracing
+from .http2 import run_http2
+from .settings import HTTP2 as HTTP2_NAMES
 from .settings import LOAD as LOAD_NAMES
 from .settings import Settings
 from .tools import find_tools, install_hint
@@ -81,9 +83,10 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
     pinning = plan(cpus, tools.paths.get("taskset"), settings.pin)
     notes = list(NOTES)
     needs_wrk = any(n in selected for n in (*LOAD_NAMES, "tracing", "churn"))
-    needs_backend = needs_wrk or "propagation" in selected
-    wanted = {"wrk": needs_wrk, "nginx": needs_wrk, "redis-server": "global-ratelimit" in selected,
-              "taskset": settings.pin}
+    needs_h2load = any(n in selected for n in HTTP2_NAMES)
+    needs_backend = needs_wrk or needs_h2load or "propagation" in selected
+    wanted = {"wrk": needs_wrk, "nginx": needs_wrk or needs_h2load, "redis-server": "global-ratelimit" in selected,
+              "h2load": needs_h2load, "taskset": settings.pin}
     needed = [t for t, want in wanted.items() if want]
     missing = [t for t in needed if not tools.has(t)]
     if missing:
@@ -142,6 +145,9 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
         for name in selected:
             if name in LOAD_SCENARIOS:
                 r = _guard(name, lambda: run_load(ctx, LOAD_SCENARIOS[name]))
+                r.kind = "load"
+            elif name in HTTP2_NAMES:
+                r = _guard(name, lambda: run_http2(ctx, name))
                 r.kind = "load"
             elif name == "tracing":
                 r = _guard(name, lambda: run_tracing(ctx))

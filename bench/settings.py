@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass
 from .gateway import DEFAULT_COMMAND
 
 LOAD = ("plain", "apikey", "local-ratelimit", "jwt", "global-ratelimit", "many-routes", "endpoints")
-SCENARIOS = (*LOAD, "tracing", "churn", "propagation", "lookup")
+HTTP2 = ("h2", "h2c", "grpc")  # bench/http2.py, under h2load
+SCENARIOS = (*LOAD, *HTTP2, "tracing", "churn", "propagation", "lookup")
 
 
 @dataclass(frozen=True)

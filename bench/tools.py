@@ -17,6 +17,7 @@ PACKAGES = {
     "nginx": "nginx-light",
     "redis-server": "redis-server",
     "taskset": "util-linux",
+    "h2load": "nghttp2-client",  # HTTP/2 and gRPC scenarios (bench/http2.py)
 }
 
 

@@ -8,32 +8,20 @@ that fails the test skips (or fails under CI=true, where they must be present).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import aptget
+
 REPO = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _nginx() -> str | None:
-    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-
-
 def _ensure_tools() -> None:
-    if shutil.which("wrk") and _nginx():
-        return
-    try:
-        subprocess.run(["apt-get", "install", "-y", "wrk", "nginx-light"], check=True, capture_output=True, timeout=300)
-    except (OSError, subprocess.SubprocessError) as exc:
-        msg = f"wrk and nginx are needed and `apt-get install -y wrk nginx-light` failed: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    aptget.ensure({"wrk": "wrk", "nginx": "nginx-light"})
 
 
 def _number(value) -> bool:
