@@ -20,13 +20,14 @@ none, answers 500.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import controller.compile.policies as policies
 from controller import models as m
 from controller.compile.backends import backend_ref, one, refused_key, service_key
 from controller.compile.context import Candidate, ObjectContext, object_meta
-from controller.compile.gateways import UNSUPPORTED_VALUE, Attachment, attach
-from controller.compile.status import INVALID_SPEC, Routed
+from controller.compile.gateways import UNSUPPORTED_VALUE, Attachment, ParentOutcome, attach
+from controller.compile.status import ERROR, INVALID_SPEC, ObjectStatus, Routed, conditions
 from controller.gatewayapi.httproute import DEFAULT_MATCH, HTTPBackendRef, HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from controller.gatewayapi.objects import InvalidObject as InvalidGatewayAPIObject, parse
 from controller.refgrant import CORE_GROUP, GRANT_GROUP, REF_NOT_PERMITTED, References
@@ -52,8 +53,9 @@ MAX_MATCHES = 64  # matches per rule (the CRD's limit): a route's order is rule 
 _PATH_TYPES = {"Exact": PATH_EXACT, "PathPrefix": PATH_PREFIX, "RegularExpression": PATH_REGEX}
 
 
-def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: str) -> Candidate | None:
-    """None when the HTTPRoute names none of our Gateways."""
+def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: str) -> Candidate | ObjectStatus | None:
+    """None when the HTTPRoute names none of our Gateways; its status (left out)
+    when it attaches to none of their listeners."""
     namespace, name, generation, created = object_meta(obj)
     try:
         route = parse(HTTPROUTE, obj)
@@ -64,21 +66,23 @@ def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
     where = attach(ctx, namespace, spec.parent_refs, list(spec.hostnames))
     if where is None:
         return None  # another controller's route
-    if not isinstance(where, Attachment):
-        raise InvalidObject(where[0], where[1])
     refs = ctx.references(GRANT_GROUP, HTTPROUTE, namespace)
     problems: list[tuple[str, str]] = []
     ref_errors: list[tuple[str, str]] = []
     routes: list[Route] = []
     traffic: list[str] = []
     extra: list[str] = []
+    unsupported_rules = 0
     for i, rule in enumerate(spec.rules):
         rule_name = f"rules[{i}]" if rule.name is None else f"rules[{i}]({rule.name})"
+        first_problem = len(problems)
         backends = _backends(ctx, rule, namespace, refs, f"spec.rules[{i}]", ref_errors, problems)
         before = len(problems)
         policy, mirror_key = _policy(ctx, rule, namespace, refs, f"spec.rules[{i}]", ref_errors, problems)
         if len(problems) > before:
             backends = ()  # a filter crdgate cannot apply: the rule answers 500 rather than skip it
+        if len(problems) > first_problem:
+            unsupported_rules += 1
         for b in backends:
             (traffic if b.weight > 0 else extra).append(b.key)
         if mirror_key is not None:
@@ -88,6 +92,9 @@ def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
         for j, match in enumerate(rule.matches or (DEFAULT_MATCH,)):
             name_of = f"{rule_name}.matches[{j}]"
             routes.append(_route(key, match, where.hosts, backends, policy, created, name_of, i * MAX_MATCHES + j))
+    parents = _parents_with_problems(where.parents, problems, unsupported_rules == len(spec.rules))
+    if not where.listeners:
+        return _detached(ctx, key, obj, where, ref_errors, parents)
     routed = Routed(
         kind=HTTPROUTE,
         namespace=namespace,
@@ -98,8 +105,48 @@ def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
         extra_refs=tuple(dict.fromkeys(k for k in extra if k not in traffic)),
         problems=tuple(problems),
         ref_errors=tuple(ref_errors),
+        parents=parents,
     )
     return Candidate(status_key, routed, created, key, tuple(routes), whole=False)
+
+
+def _parents_with_problems(
+    parents: tuple[ParentOutcome, ...], problems: list[tuple[str, str]], every_rule: bool
+) -> tuple[ParentOutcome, ...]:
+    """Each accepted parent told about rules crdgate cannot implement (they answer 500).
+
+    Gateway API: a route is Accepted when at least one of its rules is
+    implemented; when none is, ``Accepted`` is False with ``UnsupportedValue``."""
+    if not problems:
+        return parents
+    text = "; ".join(msg for _, msg in problems)
+    out = []
+    for p in parents:
+        if not p.accepted:
+            out.append(p)
+        elif every_rule:
+            out.append(replace(p, accepted=False, reason=UNSUPPORTED_VALUE, message=text))
+        else:
+            out.append(replace(p, message=f"{p.message}; answered with 500: {text}"))
+    return tuple(out)
+
+
+def _detached(
+    ctx: ObjectContext, key: str, obj: Mapping, where: Attachment, ref_errors: list[tuple[str, str]],
+    parents: tuple[ParentOutcome, ...],
+) -> ObjectStatus:
+    """The status of a route that names our Gateways but attaches to none of their listeners."""
+    namespace, name, generation, _ = object_meta(obj)
+    reason, message = where.reason
+    not_accepted = ("False", reason, message)
+    if ref_errors:
+        refs = ("False", ref_errors[0][0], "; ".join(msg for _, msg in ref_errors))
+    else:
+        refs = ("True", "ResolvedRefs", "all references resolved")
+    return ObjectStatus(
+        HTTPROUTE, namespace, name, ERROR, reason, message, generation,
+        conditions(not_accepted, refs, not_accepted), ctx.origin(HTTPROUTE, key), parents,
+    )
 
 
 def _route(
