@@ -508,7 +508,7 @@ class KubeSource:
 
     async def _follow_secrets(self) -> None:
         """Keep one reflector per referenced Secret, following the objects that reference them."""
-        for kind in (APIENDPOINT, INGRESS, INGRESSCLASS):
+        for kind in (APIENDPOINT, INGRESS, INGRESSCLASS, GATEWAY):  # a Gateway names its certificates
             await self.feeds[kind].synced.wait()
         while True:
             self._refs_changed.clear()

@@ -165,7 +165,8 @@ def _cond(ls: ListenerStatus, type_: str) -> Condition:
 
 
 def _first_problem(ls: ListenerStatus) -> str:
-    for c in ls.conditions:
+    # Programmed last: it only repeats why the listener is not served.
+    for c in sorted(ls.conditions, key=lambda c: c.type == PROGRAMMED):
         if c.status != ("True" if c.type != "Conflicted" else "False"):
             return f"{c.reason}: {c.message}"
     return ""
