@@ -78,8 +78,8 @@ def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
         first_problem = len(problems)
         backends = _backends(ctx, rule, namespace, refs, f"spec.rules[{i}]", ref_errors, problems)
         before = len(problems)
-        policy, mirror_key = _policy(ctx, rule, namespace, refs, f"spec.rules[{i}]", ref_errors, problems)
-        if len(problems) > before:
+        policy, mirror_key, unresolved = _policy(ctx, rule, namespace, refs, f"spec.rules[{i}]", ref_errors, problems)
+        if len(problems) > before or unresolved:
             backends = ()  # a filter crdgate cannot apply: the rule answers 500 rather than skip it
         if len(problems) > first_problem:
             unsupported_rules += 1
@@ -232,12 +232,14 @@ def _policy(
     where: str,
     ref_errors: list[tuple[str, str]],
     problems: list[tuple[str, str]],
-) -> tuple[RoutePolicy, str | None]:
-    """The rule's filters and timeouts as one RoutePolicy, and the mirror's backend key."""
+) -> tuple[RoutePolicy, str | None, bool]:
+    """The rule's filters and timeouts as one RoutePolicy, the mirror's backend key, and
+    whether a filter names what crdgate cannot resolve (an ExtensionRef: the rule answers 500)."""
     if not rule.filters and rule.timeouts is None:
-        return NO_POLICY, None
+        return NO_POLICY, None, False
     settings: dict = {}
     mirror_key = None
+    unresolved = False
     for k, f in enumerate(rule.filters):
         at = f"{where}.filters[{k}]"
         t = f.type
@@ -263,9 +265,15 @@ def _policy(
                 allow_credentials=bool(c.allow_credentials),
                 max_age=c.max_age,
             )
+        elif t == "ExtensionRef" and f.extension_ref is not None:
+            # A reference to a filter of a kind crdgate does not know: never skipped (Gateway API).
+            e = f.extension_ref
+            ref_errors.append((INVALID_KIND, f"{at}.extensionRef: {e.group}/{e.kind} {e.name} is not a kind of "
+                                             "filter crdgate knows (the rule answers 500)"))
+            unresolved = True
         else:
             what = "a second RequestMirror" if t == "RequestMirror" else f"filter type {t}"
             problems.append((UNSUPPORTED_VALUE, f"{at}: {what} is not supported"))
     if rule.timeouts is not None:
         settings["timeouts"] = policies.timeouts(rule.timeouts)
-    return RoutePolicy(**settings), mirror_key
+    return RoutePolicy(**settings), mirror_key, unresolved

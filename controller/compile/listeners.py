@@ -144,9 +144,9 @@ def _gateway(snapshot, options, key, raw, attached, grants) -> ObjectStatus:
     if not bad:
         accepted = Condition(ACCEPTED, "True", ACCEPTED, "every listener is valid")
     else:
+        # The Gateway itself stands: an invalid listener costs only that listener.
         names = ", ".join(ls.name for ls in bad)
-        status = "True" if programmed else "False"
-        accepted = Condition(ACCEPTED, status, LISTENERS_NOT_VALID, f"listener(s) {names} not valid")
+        accepted = Condition(ACCEPTED, "True", LISTENERS_NOT_VALID, f"listener(s) {names} not valid")
     if programmed:
         prog = Condition(PROGRAMMED, "True", PROGRAMMED,
                          f"{len(programmed)} listener(s) served on crdgate's HTTP/HTTPS ports")
