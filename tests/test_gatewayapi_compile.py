@@ -194,6 +194,9 @@ def test_validate_reports_httproutes_like_the_other_kinds(tmp_path):
 
 def test_validate_skips_the_routes_of_other_controllers():
     text, _ = validate_report(MANIFESTS)
-    skipped = [line for line in text.splitlines() if line.startswith("SKIP")]
+    skipped = [line for line in text.splitlines() if line.startswith("SKIP    HTTPRoute")]
     assert len(skipped) == 1 and skipped[0].startswith("SKIP    HTTPRoute gw-infra/to-other-controller (")
     assert skipped[0].endswith("): attached to no Gateway of controller crdgate.io/gateway-controller")
+    gateways = [line for line in text.splitlines() if line.startswith("SKIP    Gateway")]
+    assert len(gateways) == 1 and gateways[0].startswith("SKIP    Gateway gw-infra/not-ours (")
+    assert gateways[0].endswith("): of no GatewayClass of controller crdgate.io/gateway-controller")

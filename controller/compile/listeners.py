@@ -61,6 +61,10 @@ class ListenerStatus:
     supported_kinds: tuple[str, ...]  # route kinds of group gateway.networking.k8s.io
     attached_routes: int
     conditions: tuple[Condition, ...]
+    # What the listener asks for, for the offline reports (crdgate/report.py).
+    protocol: str = ""
+    port: int = 0
+    hostname: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -180,7 +184,7 @@ def _listener(snapshot, options, namespace: str, ls: Listener, conflicted: bool,
             Condition(PROGRAMMED, "False", INVALID, msg),
             Condition(RESOLVED_REFS, "True", RESOLVED_REFS, "no references"),
             Condition("Conflicted", "False", NO_CONFLICTS, "no conflicts"),
-        ))
+        ), ls.protocol, ls.port, ls.hostname)
     # Kinds: the supported ones among those asked for; any other is InvalidRouteKinds.
     asked = [(k.group or GROUP, k.kind) for k in ls.allowed_routes.kinds]
     if asked:
@@ -212,7 +216,8 @@ def _listener(snapshot, options, namespace: str, ls: Listener, conflicted: bool,
     else:
         port = "--listen-tls" if ls.protocol == "HTTPS" else "--listen"
         programmed = Condition(PROGRAMMED, "True", PROGRAMMED, f"served on crdgate's {port}")
-    return ListenerStatus(ls.name, kinds, attached, (accepted, programmed, refs, conflict))
+    return ListenerStatus(ls.name, kinds, attached, (accepted, programmed, refs, conflict), ls.protocol, ls.port,
+                          ls.hostname)
 
 
 def _certificate_problems(snapshot, options, namespace: str, ls: Listener, grants) -> list[tuple[str, str]]:
