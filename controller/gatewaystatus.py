@@ -13,7 +13,8 @@ and merge-patches the result onto the ``status`` subresource when it differs.
 - HTTPRoute: ``parents[]``, one entry per parentRef naming one of our Gateways,
   with our ``controllerName`` and conditions Accepted and ResolvedRefs. A merge
   patch replaces the whole list, so the entries of other controllers are read
-  from the object and written back untouched; ours that no longer apply go.
+  from the object and written back untouched; ours that no longer apply go,
+  all of them once the route names none of our Gateways (``without_controller``).
 
 Every condition carries ``observedGeneration``, and ``lastTransitionTime``
 from ``stamp`` (the writer keeps it while the condition's status holds).
@@ -82,7 +83,7 @@ def _parent_ref(p) -> dict:
 
 def _parents(status, current, stamp: Stamp, controller_name: str) -> list[dict]:
     current = [e for e in current or () if isinstance(e, Mapping)]
-    others = [dict(e) for e in current if e.get("controllerName") != controller_name]
+    others = [dict(e) for e in without_controller(current, controller_name)]
     mine = {_ref_key(e.get("parentRef")): e for e in current if e.get("controllerName") == controller_name}
     refs = next((c for c in status.conditions if c.type == "ResolvedRefs"), None)
     out = others
@@ -101,6 +102,11 @@ def _parents(status, current, stamp: Stamp, controller_name: str) -> list[dict]:
             "conditions": stamp(previous.get("conditions") if previous else None, conds),
         })
     return out
+
+
+def without_controller(parents, controller_name: str) -> list[dict]:
+    """``status.parents`` without the entries of ``controller_name``."""
+    return [p for p in parents or () if isinstance(p, Mapping) and p.get("controllerName") != controller_name]
 
 
 def _ref_key(ref) -> tuple:

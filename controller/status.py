@@ -163,7 +163,9 @@ class _Write:
     name: str
     status: ObjectStatus | None = None
     lb_entries: tuple = ()
-    release: bool = False  # Ingress left our class: empty its address if it still shows ``lb_entries``
+    # Ingress left our class: empty its address if it still shows ``lb_entries``;
+    # HTTPRoute no longer ours: drop our status.parents entries.
+    release: bool = False
     # "Kind:namespace/name"; given by the caller when it has the string already
     # (one of these is kept per object: at 10,000 routes the copies add up).
     key: str = ""
@@ -221,9 +223,12 @@ class StatusWriter:
 
     # -- the publisher's side -----------------------------------------------------------
 
-    def submit(self, statuses: Mapping[str, ObjectStatus]) -> None:
+    def submit(self, statuses: Mapping[str, ObjectStatus | None]) -> None:
         """Record the newest statuses and wake the writer; never blocks, never does I/O."""
         for key, status in statuses.items():
+            if status is None:  # no status from us any more
+                self._release(key)
+                continue
             if status.kind not in WRITTEN_KINDS:
                 continue
             w = _Write(status.kind, status.namespace, status.name, status=status, key=key)
@@ -232,6 +237,17 @@ class StatusWriter:
         if self._publishes:
             self._ingresses_dirty = True
         self._wake.set()
+
+    def _release(self, key: str) -> None:
+        """An object we no longer give a status: stop writing it; an HTTPRoute that names
+        none of our Gateways any more loses our ``status.parents`` entries (Gateway API:
+        controllers clean up the entries they wrote)."""
+        self._latest.pop(key, None)
+        self._pending.pop(key, None)
+        kind, _, ref = key.partition(":")
+        if kind == HTTPROUTE:
+            namespace, _, name = ref.partition("/")
+            self._pending[key] = _Write(HTTPROUTE, namespace, name, release=True, key=key)
 
     @property
     def _publishes(self) -> bool:
@@ -427,6 +443,13 @@ class StatusWriter:
             if shown == want:
                 return None
             return {"loadBalancer": {"ingress": want}}
+        have = dict(cached)
+        if mine is not None:
+            have.update(mine)
+        if write.release:  # an HTTPRoute that no longer names our Gateways
+            parents = have.get("parents") or []
+            kept = gatewaystatus.without_controller(parents, self.gateway_controller_name)
+            return None if kept == parents else {"parents": kept}
         status = write.status
         assert status is not None
         desired = status.to_status_dict()
@@ -434,9 +457,6 @@ class StatusWriter:
         observed = desired.get("observedGeneration")
         if generation is not None and observed is not None and generation > observed:
             return None  # computed from an older spec; the compile of the new one follows
-        have = dict(cached)
-        if mine is not None:
-            have.update(mine)
         if write.kind in GATEWAY_API_RESOURCES:
             now = rfc3339(self.now())
             desired = gatewaystatus.desired_status(

@@ -204,6 +204,17 @@ async def test_other_controllers_parent_entries_are_kept(fake_kube, kube_api):
         assert THEIR_ENTRY in status(fake_kube, "HTTPRoute", "app", "shared")["parents"]
 
 
+async def test_a_route_that_leaves_our_gateways_loses_our_entries_only(fake_kube, kube_api):
+    world(fake_kube)
+    async with serving(fake_kube, kube_api):
+        await eventually(lambda: len(our_parents(fake_kube, "shared")) == 1, what="our entry")
+        route = fake_kube.get("HTTPRoute", "app", "shared")
+        route["spec"]["parentRefs"] = [{"name": "their-gw", "namespace": "infra"}]
+        fake_kube.update(route)
+        await eventually(lambda: our_parents(fake_kube, "shared") == [], what="our entry dropped")
+        assert status(fake_kube, "HTTPRoute", "app", "shared")["parents"] == [THEIR_ENTRY]
+
+
 async def test_gateway_and_listener_status(fake_kube, kube_api):
     world(fake_kube)
     async with serving(fake_kube, kube_api, publish_addresses=["203.0.113.7", "gw.example.com"]):
