@@ -2,8 +2,10 @@
 
 Neighbours: httproute.py asks ``attach`` for each HTTPRoute; the answer is the
 host names the route is served under (each listener's hostname intersected
-with the route's) or, when it attaches nowhere, why (the reasons of the
-HTTPRoute's ``Accepted`` condition). Gateways of our classes (GatewayClass
+with the route's) and, per parentRef naming one of our Gateways, what it came
+to (``ParentOutcome``: the HTTPRoute's ``status.parents[]`` entry, with the
+``Accepted`` reason when it attaches nowhere). listeners.py builds the
+Gateways' own statuses on the same rules (``conflicted_listeners``). Gateways of our classes (GatewayClass
 ``controllerName`` == ``CompileOptions.gateway_controller_name``) are read
 through the context's tracked snapshot, so a Gateway, GatewayClass or
 Namespace change compiles the routes again (incremental.py).

@@ -9,6 +9,12 @@ controller/refgrant.py. Each match of each rule is one table route (several
 matches are ORed); ``Route.rule`` names the rule ("rules[1]", or its name)
 and the match, and ``/routes`` shows it.
 
+A route that names our Gateways but attaches to none of their listeners is
+left out with its status (each parentRef's reason); an ExtensionRef filter is
+an unresolved reference (``InvalidKind``) and its rule answers 500. The
+statuses carry the per-parentRef outcomes that controller/gatewaystatus.py
+writes as ``status.parents``.
+
 Like an Ingress, an HTTPRoute loses only its conflicting matches in
 conflicts.py (the older object keeps an identical match, as Gateway API's
 tie-break says). An invalid backendRef (unknown kind, missing Service, a
@@ -47,7 +53,6 @@ from gateway.routing import (
 )
 
 INVALID_KIND = "InvalidKind"  # HTTPRoute ResolvedRefs reason: a backendRef of a kind crdgate cannot route to
-NOT_ACCEPTED = "NotAccepted"  # an HTTPRoute of our Gateways that attaches to none of their listeners
 
 MAX_MATCHES = 64  # matches per rule (the CRD's limit): a route's order is rule * 64 + match
 _PATH_TYPES = {"Exact": PATH_EXACT, "PathPrefix": PATH_PREFIX, "RegularExpression": PATH_REGEX}
