@@ -63,13 +63,13 @@ from controller.compile.backends import (
 )
 from controller.compile.conflicts import candidate_order, match_keys, settle
 from controller.compile.context import Candidate, gc_paused
-from controller.compile.listeners import GATEWAY_STATUS_KINDS, attached_listeners, gateway_statuses
+from controller.compile.listeners import GATEWAY_REFERENCE_KINDS, attached_listeners, gateway_statuses
 from controller.compile.objects import ObjectCompiler, Outcome
 from controller.compile.options import CompileOptions
 from controller.compile.result import CompileResult, refresh_endpoints
 from controller.compile.status import ObjectStatus, Routed, routed_status
 from controller.refgrant import REFERENCE_GRANTS
-from controller.store import APIENDPOINT, ENDPOINTSLICE, HTTPROUTE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot
+from controller.store import APIENDPOINT, ENDPOINTSLICE, GATEWAY, HTTPROUTE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot
 from gateway.routing import EndpointSet, Route, RouteTable
 
 log = logging.getLogger("crdgate.controller.compile")
@@ -114,6 +114,7 @@ class _State:
         # the status keys of our GatewayClasses and Gateways (listeners.py).
         self.attached: Counter = Counter()
         self.gateway_keys: set[str] = set()
+        self.gateway_bases: dict = {}  # see listeners.gateway_statuses
 
 
 class Compiler:
@@ -595,10 +596,13 @@ class _Step:
                 routes_moved = True
                 st.attached.subtract(before - after)
                 st.attached.update(after - before)
-        if not (self.full or routes_moved or any(self.changes.get(k) for k in GATEWAY_STATUS_KINDS)):
+        refs_moved = any(self.changes.get(k) for k in GATEWAY_REFERENCE_KINDS)
+        if not (self.full or routes_moved or refs_moved or self.changes.get(GATEWAY)):
             return
+        if refs_moved:
+            st.gateway_bases.clear()  # a Secret, grant or class may change any Gateway
         st.attached = +st.attached  # drop the listeners no route attaches to any more
-        fresh = gateway_statuses(self.snap, st.options, st.attached)
+        fresh = gateway_statuses(self.snap, st.options, st.attached, st.gateway_bases)
         for sk in st.gateway_keys - fresh.keys():
             self._set_status(sk, None)
         for sk, status in fresh.items():
