@@ -335,7 +335,8 @@ def _with_listener_problems(st: ObjectStatus, listener: str, probs) -> ObjectSta
                     c = Condition(c.type, "False", "Invalid", "; ".join(invalid))
                 conds.append(c)
             if overlapping:
-                conds.append(Condition("OverlappingTLSConfig", "True", "OverlappingCertificates", "; ".join(overlapping)))
+                overlap = "; ".join(overlapping)
+                conds.append(Condition("OverlappingTLSConfig", "True", "OverlappingCertificates", overlap))
             ls = replace(ls, conditions=tuple(conds))
         listeners.append(ls)
     message = f"listener {listener}: {text}" if st.state != ERROR else f"{st.message}; listener {listener}: {text}"

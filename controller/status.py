@@ -40,10 +40,12 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from kubernetes_asyncio.client import ApiClient
 
+from controller import gatewaystatus
 from controller.backoff import Backoff
 from controller.ingressclass import is_default_class, owns_ingress
-from controller import gatewaystatus
-from controller.kubeapi import APIENDPOINTS, GATEWAYCLASSES, GATEWAYS, HTTPROUTES, INGRESSES, MERGE_PATCH, ApiError, KubeAPI
+from controller.kubeapi import (
+    APIENDPOINTS, GATEWAYCLASSES, GATEWAYS, HTTPROUTES, INGRESSES, MERGE_PATCH, ApiError, KubeAPI,
+)  # fmt: skip
 from controller.store import APIENDPOINT, GATEWAY, GATEWAYCLASS, HTTPROUTE, INGRESS, INGRESSCLASS, SERVICE, Store
 from gateway.metrics import STATUS_WRITES
 

@@ -88,7 +88,8 @@ def test_another_namespace_needs_a_grant(ca):
     result = compiled(gateway(https("shop", "shop.test", "shop", namespace="certs")), secret)
     assert "shop.test" not in result.certificates
     assert cond(listener(result, "shop"), "ResolvedRefs") == ("False", "RefNotPermitted")
-    grant = {"apiVersion": f"{GROUP}/v1beta1", "kind": "ReferenceGrant", "metadata": {"name": "g", "namespace": "certs"},
+    grant = {"apiVersion": f"{GROUP}/v1beta1", "kind": "ReferenceGrant",
+             "metadata": {"name": "g", "namespace": "certs"},
              "spec": {"from": [{"group": GROUP, "kind": "Gateway", "namespace": "infra"}],
                       "to": [{"group": "", "kind": "Secret"}]}}
     result = compiled(gateway(https("shop", "shop.test", "shop", namespace="certs")), secret, grant)

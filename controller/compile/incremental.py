@@ -69,7 +69,9 @@ from controller.compile.options import CompileOptions
 from controller.compile.result import CompileResult, refresh_endpoints
 from controller.compile.status import ObjectStatus, Routed, routed_status
 from controller.refgrant import REFERENCE_GRANTS
-from controller.store import APIENDPOINT, ENDPOINTSLICE, GATEWAY, HTTPROUTE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot
+from controller.store import (
+    APIENDPOINT, ENDPOINTSLICE, GATEWAY, HTTPROUTE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot,
+)  # fmt: skip
 from gateway.routing import EndpointSet, Route, RouteTable
 
 log = logging.getLogger("crdgate.controller.compile")

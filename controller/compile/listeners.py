@@ -110,9 +110,11 @@ def gateway_statuses(
     for name in sorted(classes):
         raw = snapshot.of(GATEWAYCLASS)[f"/{name}"]
         gen = _generation(raw)
-        accepted = Condition(ACCEPTED, "True", ACCEPTED, f"crdgate ({options.gateway_controller_name}) serves this class")
+        msg = f"crdgate ({options.gateway_controller_name}) serves this class"
+        accepted = Condition(ACCEPTED, "True", ACCEPTED, msg)
+        origin = _origin(snapshot, GATEWAYCLASS, f"/{name}")
         out[f"{GATEWAYCLASS}:/{name}"] = ObjectStatus(
-            GATEWAYCLASS, "", name, READY, ACCEPTED, accepted.message, gen, (accepted,), _origin(snapshot, GATEWAYCLASS, f"/{name}"))
+            GATEWAYCLASS, "", name, READY, ACCEPTED, msg, gen, (accepted,), origin)
     grants: list[ReferenceGrants] = []
 
     def lazy_grants() -> ReferenceGrants:
@@ -206,7 +208,9 @@ def _first_problem(ls: ListenerStatus) -> str:
     return ""
 
 
-def _listener(snapshot, options, namespace: str, ls: Listener, conflicted: bool, attached: int, grants) -> ListenerStatus:
+def _listener(
+    snapshot, options, namespace: str, ls: Listener, conflicted: bool, attached: int, grants
+) -> ListenerStatus:
     if ls.protocol not in ROUTE_PROTOCOLS:
         msg = f"protocol {ls.protocol} is not supported (crdgate serves HTTP and HTTPS listeners)"
         return ListenerStatus(ls.name, (), attached, (
