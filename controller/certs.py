@@ -10,6 +10,11 @@ Who names a certificate, for which hosts:
 - an APIEndpoint's ``spec.tls.secretName``, for its ``spec.hosts``;
 - an Ingress's ``spec.tls[].secretName``, for that entry's ``hosts`` (or, when
   it lists none, the hosts of the Ingress's rules);
+- a Gateway's HTTPS listener (tls mode Terminate), its first
+  ``certificateRefs`` entry, for the listener's ``hostname`` (none: pattern
+  ``*``, unless ``--default-certificate`` is set), once the compile found the
+  reference allowed and the Secret there (controller/compile/listeners.py);
+  what is wrong with it shows on that listener's conditions;
 - ``--default-certificate NAMESPACE/NAME``, for every other name (pattern ``*``).
 
 Only objects in the table count (one left out serves nothing). Two objects
@@ -53,7 +58,8 @@ from controller.compile import (
     Condition,
     ObjectStatus,
 )
-from controller.store import APIENDPOINT, INGRESS, SECRET, Snapshot
+from controller.compile.listeners import INVALID_CERTIFICATE_REF, ListenerStatus
+from controller.store import APIENDPOINT, GATEWAY, INGRESS, SECRET, Snapshot
 from gateway.tls import DEFAULT_PATTERN, CertBundle
 
 INVALID_CERTIFICATE = "InvalidCertificate"
@@ -83,6 +89,7 @@ class _Claim(NamedTuple):
     where: str  # the field naming the Secret, for messages
     secret: tuple[str, str]
     hosts: tuple[str, ...]
+    listener: str | None = None  # a Gateway's listener: its problems go on its conditions
 
 
 # -- Secrets -> bundles ----------------------------------------------------------------
@@ -205,24 +212,53 @@ def _claims(snapshot: Snapshot, status_key: str, problems: dict[str, list]) -> l
     return out
 
 
+def _gateway_claims(snapshot: Snapshot, result: CompileResult) -> list[_Claim]:
+    """The certificates of our Gateways' HTTPS listeners whose references the compile resolved."""
+    out: list[_Claim] = []
+    for key, obj in snapshot.of(GATEWAY).items():
+        status_key = f"{GATEWAY}:{key}"
+        status = result.statuses.get(status_key)
+        if status is None or not status.listeners:
+            continue  # not ours, or invalid
+        resolved = {ls.name for ls in status.listeners if _listener_resolved(ls)}
+        namespace = key.partition("/")[0]
+        listeners = (obj.get("spec") or {}).get("listeners") or ()
+        for i, ls in enumerate(listeners):
+            if not isinstance(ls, Mapping) or ls.get("protocol") != "HTTPS" or ls.get("name") not in resolved:
+                continue
+            ref = ((ls.get("tls") or {}).get("certificateRefs") or [{}])[0]
+            host = ls.get("hostname")
+            hosts = (host.lower(),) if isinstance(host, str) and host else (DEFAULT_PATTERN,)
+            out.append(_Claim(_created(obj), key, status_key, f"spec.listeners[{i}].tls.certificateRefs[0]",
+                              (ref.get("namespace") or namespace, ref["name"]), hosts, ls["name"]))
+    return out
+
+
+def _listener_resolved(ls: ListenerStatus) -> bool:
+    return all(c.status == "True" for c in ls.conditions if c.type in ("Accepted", "ResolvedRefs"))
+
+
 def compile_certificates(
     snapshot: Snapshot, result: CompileResult, options: CertificateOptions = CertificateOptions()
 ) -> tuple[dict[str, CertBundle], dict[str, tuple[tuple[str, str], ...]]]:
     """Host pattern -> bundle (``*`` = the default certificate), and problems per status key.
 
-    The default certificate's problems are under ``DEFAULT_OWNER``.
+    The default certificate's problems are under ``DEFAULT_OWNER``; a Gateway
+    listener's under ``Gateway:ns/name#listener``.
     """
     problems: dict[str, list[tuple[str, str]]] = {}
     claims: list[_Claim] = []
     for status_key in result.routed:
         claims += _claims(snapshot, status_key, problems)
+    claims += _gateway_claims(snapshot, result)
     claims.sort()
     certs: dict[str, CertBundle] = {}
     holder: dict[str, _Claim] = {}
     for claim in claims:
+        owner = claim.status_key if claim.listener is None else f"{claim.status_key}#{claim.listener}"
         bundle, problem = secret_bundle(snapshot, *claim.secret)
         if problem is not None:
-            problems.setdefault(claim.status_key, []).append((problem[0], f"{claim.where}: {problem[1]}"))
+            problems.setdefault(owner, []).append((problem[0], f"{claim.where}: {problem[1]}"))
         if bundle is None:
             continue
         for host in claim.hosts:
@@ -231,7 +267,7 @@ def compile_certificates(
                 holder[host] = claim
                 certs[host] = bundle
             elif first.secret != claim.secret:
-                problems.setdefault(claim.status_key, []).append((
+                problems.setdefault(owner, []).append((
                     CONFLICTED,
                     f"{claim.where}: host {host} is served with Secret {'/'.join(first.secret)} of {first.owner} "
                     f"(older)",
@@ -257,6 +293,11 @@ def with_certificate_problems(statuses: Mapping[str, ObjectStatus], problems: Pr
     """
     out = dict(statuses)
     for key, probs in problems.items():
+        if "#" in key:
+            status_key, _, listener = key.partition("#")
+            if status_key in out and probs:
+                out[status_key] = _with_listener_problems(out[status_key], listener, probs)
+            continue
         st = out.get(key)
         if st is None or not probs:
             continue
@@ -274,6 +315,32 @@ def with_certificate_problems(statuses: Mapping[str, ObjectStatus], problems: Pr
             out[key] = replace(st, state=ERROR, reason=reason, message=f"{text}; {st.message}",
                                conditions=tuple(conditions))
     return out
+
+
+def _with_listener_problems(st: ObjectStatus, listener: str, probs) -> ObjectStatus:
+    """A Gateway's status with one HTTPS listener's certificate problems on that listener:
+    ``ResolvedRefs`` False (``InvalidCertificateRef``; ``OverlappingTLSConfig`` for a host
+    another object's certificate serves), the listener no longer programmed."""
+    text = "; ".join(msg for _, msg in probs)
+    invalid = [msg for reason, msg in probs if reason != CONFLICTED]
+    overlapping = [msg for reason, msg in probs if reason == CONFLICTED]
+    listeners = []
+    for ls in st.listeners:
+        if ls.name == listener:
+            conds = []
+            for c in ls.conditions:
+                if invalid and c.type == "ResolvedRefs":
+                    c = Condition(c.type, "False", INVALID_CERTIFICATE_REF, "; ".join(invalid))
+                elif invalid and c.type == "Programmed":
+                    c = Condition(c.type, "False", "Invalid", "; ".join(invalid))
+                conds.append(c)
+            if overlapping:
+                overlap = "; ".join(overlapping)
+                conds.append(Condition("OverlappingTLSConfig", "True", "OverlappingCertificates", overlap))
+            ls = replace(ls, conditions=tuple(conds))
+        listeners.append(ls)
+    message = f"listener {listener}: {text}" if st.state != ERROR else f"{st.message}; listener {listener}: {text}"
+    return replace(st, state=ERROR, reason=probs[0][0], message=message, listeners=tuple(listeners))
 
 
 class CertificateCompiler:

@@ -61,6 +61,7 @@ from kubernetes_asyncio.config import (
 
 from controller.authbuild import A_SECRET, DEFAULT_AUTH_LABEL, NGINX_SECRET
 from controller.backoff import Backoff
+from controller.gatewayapi.objects import CONTROLLER_NAME
 from controller.ingressclass import is_default_class, owns_ingress
 from controller.kubeapi import (
     APIENDPOINTS,
@@ -82,6 +83,7 @@ from controller.reflector import Reflector
 from controller.status import StatusWriter
 from controller.store import (
     APIENDPOINT,
+    GATEWAY,
     INGRESS,
     INGRESSCLASS,
     NAMESPACE,
@@ -205,14 +207,24 @@ def referenced_secrets(
     default_class = is_default_class(_objects(source, INGRESSCLASS), ingress_class)
     for ing in _objects(source, INGRESS):
         refs |= object_secret_refs(INGRESS, ing, ingress_class, default_class)
+    for gw in _objects(source, GATEWAY):
+        refs |= object_secret_refs(GATEWAY, gw, ingress_class, default_class)
     return refs
 
 
 def object_secret_refs(kind: str, obj: dict, ingress_class: str, default_class: bool) -> frozenset[tuple[str, str]]:
-    """The Secrets one APIEndpoint or Ingress names (an Ingress only if it is ours)."""
+    """The Secrets one APIEndpoint, Ingress or Gateway names (an Ingress only if it is ours)."""
     refs: set[tuple[str, str]] = set()
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace") or ""
+    if kind == GATEWAY:  # every Gateway's: whether its class is ours is the compile's business
+        spec = obj.get("spec")
+        for listener in (spec.get("listeners") if isinstance(spec, dict) else None) or ():
+            tls = listener.get("tls") if isinstance(listener, dict) else None
+            for ref in (tls.get("certificateRefs") if isinstance(tls, dict) else None) or ():
+                if isinstance(ref, dict) and _name(ref.get("name")) and ref.get("kind", "Secret") == "Secret":
+                    refs.add((_name(ref.get("namespace")) or ns, ref["name"]))
+        return frozenset(refs)
     if kind == APIENDPOINT:
         spec = obj.get("spec")
         if not isinstance(spec, dict):
@@ -466,7 +478,8 @@ class KubeSource:
         self.feeds[NAMESPACE] = KindFeed(self.store, NAMESPACE)
         optional_sinks: dict[str, list[tuple[str | None, _PartSink]]] = {}
         for kind, resources in OPTIONAL_KINDS.items():
-            self.feeds[kind] = feed = KindFeed(self.store, kind)
+            # A Gateway's HTTPS listeners name their certificates' Secrets.
+            self.feeds[kind] = feed = KindFeed(self.store, kind, refs_changed if kind == GATEWAY else None)
             parts = self.namespaces if resources[0].namespaced and self.namespaces else (None,)
             optional_sinks[kind] = [(ns, feed.expect(ns or "*")) for ns in parts]
         try:
@@ -495,7 +508,7 @@ class KubeSource:
 
     async def _follow_secrets(self) -> None:
         """Keep one reflector per referenced Secret, following the objects that reference them."""
-        for kind in (APIENDPOINT, INGRESS, INGRESSCLASS):
+        for kind in (APIENDPOINT, INGRESS, INGRESSCLASS, GATEWAY):  # a Gateway names its certificates
             await self.feeds[kind].synced.wait()
         while True:
             self._refs_changed.clear()
@@ -603,6 +616,7 @@ async def wire(
     namespaces: Sequence[str] = (),
     *,
     ingress_class: str = DEFAULT_INGRESS_CLASS,
+    gateway_controller_name: str = CONTROLLER_NAME,
     identity: str | None = None,
     lease_namespace: str = "crdgate-system",
     lease_name: str = "crdgate-leader",
@@ -636,6 +650,7 @@ async def wire(
                         default_secrets=defaults, publish_service=None if addresses else pub_service)
     elector = LeaderElector(kube_api, lease_namespace, lease_name, identity) if leader_elect else None
     writer = StatusWriter(kube_api, elector, store=store, ingress_class=ingress_class, qps=status_qps,
+                          gateway_controller_name=gateway_controller_name,
                           publish_addresses=addresses, publish_service=None if addresses else pub_service)
 
     async def lead() -> None:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from controller.compile import ERROR, READY, CompileOptions, CompileResult, Compiler, ObjectStatus
-from controller.store import APIENDPOINT, ENDPOINT_KINDS, INGRESS, KINDS, NOT_COMPILED_KINDS, Snapshot, Store
+from controller.store import APIENDPOINT, ENDPOINT_KINDS, HTTPROUTE, INGRESS, KINDS, NOT_COMPILED_KINDS, Snapshot, Store
 from gateway import metrics
 from gateway.routing import RouteTable
 
@@ -41,7 +41,8 @@ STATES = ("Ready", "Pending", "Error")
 STATUS_KINDS = (APIENDPOINT, INGRESS)
 
 OnTable = Callable[[RouteTable], None]
-OnStatuses = Callable[[Mapping[str, ObjectStatus]], "Awaitable[None] | None"]
+# None: the object has no status from us any more (an HTTPRoute no longer naming our Gateways).
+OnStatuses = Callable[[Mapping[str, ObjectStatus | None]], "Awaitable[None] | None"]
 OnResult = Callable[[CompileResult], None]
 
 
@@ -133,7 +134,7 @@ class Publisher:
         self.refreshes = 0  # endpoint-only updates published
         self.failures = 0
         self._full_next = True  # after a failure, do not trust the cheap path
-        self._status_outbox: dict[str, ObjectStatus] = {}
+        self._status_outbox: dict[str, ObjectStatus | None] = {}
         self._status_wake = asyncio.Event()
 
     @property
@@ -234,6 +235,7 @@ class Publisher:
             changes = {k: s for k, s in statuses.items() if self.last_statuses.get(k) != s}
             changes.update((k, None) for k in self.last_statuses.keys() - statuses.keys())
         changed: dict[str, ObjectStatus] = {}
+        removed: dict[str, None] = {}
         for key, st in changes.items():
             old = self.last_statuses.get(key)
             self._count(old, -1)
@@ -241,14 +243,17 @@ class Publisher:
             if st is None:
                 if old is not None:
                     log.info("%s %s/%s: removed", old.kind, old.namespace, old.name)
+                    if old.kind == HTTPROUTE:
+                        removed[key] = None  # the writer drops our status.parents entries
                 continue
             changed[key] = st
             _log_transition(old, st, first)
         self.last_statuses = statuses  # never changed once handed out
         self._export_counts()
-        if changed and self.on_statuses is not None:
+        if (changed or removed) and self.on_statuses is not None:
             # Newest wins per object if the writer is still busy with an older batch.
             self._status_outbox.update(changed)
+            self._status_outbox.update(removed)
             self._status_wake.set()
 
     def _count(self, status: ObjectStatus | None, delta: int) -> None:

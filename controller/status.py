@@ -14,6 +14,10 @@ patches on the ``status`` subresource, and
 - writes only while ``elector.is_leader`` (controller/leader.py), and on
   becoming leader re-checks every object it knows.
 
+Gateway API kinds (GatewayClass, Gateway, HTTPRoute) go the same way; the
+shape of their status (listeners, route parents, other controllers' parent
+entries kept) is controller/gatewaystatus.py's.
+
 It also sets ``status.loadBalancer.ingress`` of our Ingresses to the
 gateway's publish address(es) (controller/ingressclass.py says which are ours),
 and empties it again on an Ingress it wrote that has left our class (while it
@@ -36,15 +40,22 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from kubernetes_asyncio.client import ApiClient
 
+from controller import gatewaystatus
 from controller.backoff import Backoff
 from controller.ingressclass import is_default_class, owns_ingress
-from controller.kubeapi import APIENDPOINTS, INGRESSES, MERGE_PATCH, ApiError, KubeAPI
-from controller.store import APIENDPOINT, INGRESS, INGRESSCLASS, SERVICE, Store
+from controller.kubeapi import (
+    APIENDPOINTS, GATEWAYCLASSES, GATEWAYS, HTTPROUTES, INGRESSES, MERGE_PATCH, ApiError, KubeAPI,
+)  # fmt: skip
+from controller.store import APIENDPOINT, GATEWAY, GATEWAYCLASS, HTTPROUTE, INGRESS, INGRESSCLASS, SERVICE, Store
 from gateway.metrics import STATUS_WRITES
 
 log = logging.getLogger("crdgate.controller.status")
 
 RESOURCES = {APIENDPOINT: APIENDPOINTS, INGRESS: INGRESSES}
+# Gateway API kinds: each version the cluster may serve, the object's apiVersion picks (v1 by default).
+GATEWAY_API_RESOURCES = {GATEWAYCLASS: GATEWAYCLASSES, GATEWAY: GATEWAYS, HTTPROUTE: HTTPROUTES}
+# Kinds whose compiled status is written (Ingress: only its addresses, below).
+WRITTEN_KINDS = frozenset({APIENDPOINT, *GATEWAY_API_RESOURCES})
 
 
 class ObjectStatus(Protocol):
@@ -154,7 +165,9 @@ class _Write:
     name: str
     status: ObjectStatus | None = None
     lb_entries: tuple = ()
-    release: bool = False  # Ingress left our class: empty its address if it still shows ``lb_entries``
+    # Ingress left our class: empty its address if it still shows ``lb_entries``;
+    # HTTPRoute no longer ours: drop our status.parents entries.
+    release: bool = False
     # "Kind:namespace/name"; given by the caller when it has the string already
     # (one of these is kept per object: at 10,000 routes the copies add up).
     key: str = ""
@@ -174,6 +187,7 @@ class StatusWriter:
         publish_addresses: Sequence[str] = (),
         publish_service: tuple[str, str] | None = None,
         ingress_class: str = "crdgate",
+        gateway_controller_name: str = "crdgate.io/gateway-controller",
         qps: float = 20.0,
         burst: int = 50,
         backoff: Backoff | None = None,
@@ -192,6 +206,7 @@ class StatusWriter:
         self.publish_addresses = tuple(publish_addresses)
         self.publish_service = publish_service
         self.ingress_class = ingress_class
+        self.gateway_controller_name = gateway_controller_name  # our HTTPRoute status.parents entries
         self.bucket = TokenBucket(qps, burst)
         self.backoff = backoff or Backoff()
         self.now = now
@@ -210,17 +225,31 @@ class StatusWriter:
 
     # -- the publisher's side -----------------------------------------------------------
 
-    def submit(self, statuses: Mapping[str, ObjectStatus]) -> None:
+    def submit(self, statuses: Mapping[str, ObjectStatus | None]) -> None:
         """Record the newest statuses and wake the writer; never blocks, never does I/O."""
         for key, status in statuses.items():
-            if status.kind != APIENDPOINT:
+            if status is None:  # no status from us any more
+                self._release(key)
                 continue
-            w = _Write(APIENDPOINT, status.namespace, status.name, status=status, key=key)
+            if status.kind not in WRITTEN_KINDS:
+                continue
+            w = _Write(status.kind, status.namespace, status.name, status=status, key=key)
             self._latest[key] = status
             self._pending[key] = w
         if self._publishes:
             self._ingresses_dirty = True
         self._wake.set()
+
+    def _release(self, key: str) -> None:
+        """An object we no longer give a status: stop writing it; an HTTPRoute that names
+        none of our Gateways any more loses our ``status.parents`` entries (Gateway API:
+        controllers clean up the entries they wrote)."""
+        self._latest.pop(key, None)
+        self._pending.pop(key, None)
+        kind, _, ref = key.partition(":")
+        if kind == HTTPROUTE:
+            namespace, _, name = ref.partition("/")
+            self._pending[key] = _Write(HTTPROUTE, namespace, name, release=True, key=key)
 
     @property
     def _publishes(self) -> bool:
@@ -288,11 +317,11 @@ class StatusWriter:
     def _requeue_all(self) -> None:
         """Everything may be out of date (another leader wrote meanwhile, or someone edited)."""
         for key, status in list(self._latest.items()):
-            if self.store is not None and self.store.get(APIENDPOINT, status.namespace, status.name) is None:
+            if self.store is not None and self.store.get(status.kind, status.namespace, status.name) is None:
                 del self._latest[key]
                 self._written.pop(key, None)
                 continue
-            self._pending.setdefault(key, _Write(APIENDPOINT, status.namespace, status.name, status=status, key=key))
+            self._pending.setdefault(key, _Write(status.kind, status.namespace, status.name, status=status, key=key))
         self._forget_echoed_writes()
         if self._publishes:
             self._ingresses_dirty = True
@@ -309,12 +338,17 @@ class StatusWriter:
             if obj is None or (obj.get("metadata") or {}).get("resourceVersion") != rv:
                 del self._written[key]
 
-    def _lb_entries(self) -> tuple | None:
-        """Our ``status.loadBalancer.ingress`` (hashable), or None when we do not know our address."""
+    def _addresses(self) -> list[str] | None:
+        """Where clients reach this gateway, or None when we do not know."""
         addresses = list(self.publish_addresses)
         if not addresses and self.publish_service and self.store is not None:
             svc = self.store.get(SERVICE, *self.publish_service)
             addresses = service_addresses(svc) if svc else []
+        return addresses or None
+
+    def _lb_entries(self) -> tuple | None:
+        """Our ``status.loadBalancer.ingress`` (hashable), or None when we do not know our address."""
+        addresses = self._addresses()
         if not addresses:
             return None
         return tuple(tuple(sorted(e.items())) for e in load_balancer_entries(addresses))
@@ -339,11 +373,19 @@ class StatusWriter:
 
     # -- one object ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _resource(kind: str, obj: Mapping | None = None):
+        versions = GATEWAY_API_RESOURCES.get(kind)
+        if versions is None:
+            return RESOURCES[kind]
+        api_version = (obj or {}).get("apiVersion")
+        return next((r for r in versions if r.api_version == api_version), versions[0])
+
     async def _current(self, write: _Write) -> dict | None:
         if self.store is not None:
             return self.store.get(write.kind, write.namespace, write.name)
         try:
-            return await self.api.request("GET", RESOURCES[write.kind].path(write.namespace, write.name))
+            return await self.api.request("GET", self._resource(write.kind).path(write.namespace or None, write.name))
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -370,7 +412,7 @@ class StatusWriter:
         if self.elector is not None and not self.elector.is_leader:
             self._pending.setdefault(write.key, write)
             return
-        path = RESOURCES[write.kind].path(write.namespace, write.name, "status")
+        path = self._resource(write.kind, obj).path(write.namespace or None, write.name, "status")
         try:
             await self.api.request("PATCH", path, body={"status": patch}, content_type=MERGE_PATCH)
         except ApiError as exc:
@@ -403,6 +445,13 @@ class StatusWriter:
             if shown == want:
                 return None
             return {"loadBalancer": {"ingress": want}}
+        have = dict(cached)
+        if mine is not None:
+            have.update(mine)
+        if write.release:  # an HTTPRoute that no longer names our Gateways
+            parents = have.get("parents") or []
+            kept = gatewaystatus.without_controller(parents, self.gateway_controller_name)
+            return None if kept == parents else {"parents": kept}
         status = write.status
         assert status is not None
         desired = status.to_status_dict()
@@ -410,10 +459,13 @@ class StatusWriter:
         observed = desired.get("observedGeneration")
         if generation is not None and observed is not None and generation > observed:
             return None  # computed from an older spec; the compile of the new one follows
-        have = dict(cached)
-        if mine is not None:
-            have.update(mine)
-        if "conditions" in desired:
+        if write.kind in GATEWAY_API_RESOURCES:
+            now = rfc3339(self.now())
+            desired = gatewaystatus.desired_status(
+                status, have, lambda prev, want: with_transition_times(prev, want, now),
+                self.gateway_controller_name, self._addresses(),
+            )
+        elif "conditions" in desired:
             desired["conditions"] = with_transition_times(
                 have.get("conditions"), desired["conditions"], rfc3339(self.now())
             )

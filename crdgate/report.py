@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 
 from controller.compile import ERROR, PENDING, READY, CompileOptions, CompileResult, ObjectStatus, compile_snapshot
 from controller.files import LoadError, load_manifests
-from controller.store import APIENDPOINT, HTTPROUTE, INGRESS, NOT_COMPILED_KINDS, Snapshot
+from controller.store import APIENDPOINT, GATEWAY, HTTPROUTE, INGRESS, NOT_COMPILED_KINDS, Snapshot
 from gateway.routing import Timeouts
 from gateway.tablejson import table_to_json
 
@@ -53,10 +53,14 @@ class FolderReport:
         """Routable objects that got no status: another gateway class's (or Gateway controller's)."""
         return [
             (kind, key)
-            for kind in (APIENDPOINT, INGRESS, HTTPROUTE)
+            for kind in (APIENDPOINT, INGRESS, HTTPROUTE, GATEWAY)
             for key in sorted(self.snapshot.of(kind))
             if f"{kind}:{key}" not in self.result.statuses
         ]
+
+    def gateways(self) -> list[ObjectStatus]:
+        """Our Gateways' statuses (their listeners), in name order."""
+        return [s for s in self.result.statuses.values() if s.kind == GATEWAY]
 
 
 def compile_folder(root: Path, options: CompileOptions | None = None) -> FolderReport:
@@ -123,9 +127,21 @@ def _route_text(row: dict) -> str:
     return f"{_match_text(row)} -> {_target_text(row)}"
 
 
+def _listener_text(ls) -> str:
+    """``name PROTOCOL:port host (n routes[, problem])`` of one Gateway listener."""
+    problems = [c.reason for c in ls.conditions if c.status != ("False" if c.type == "Conflicted" else "True")
+                and c.type != "Programmed"]
+    n = ls.attached_routes
+    extra = f"{n} route{'s' if n != 1 else ''}" + "".join(f", {p}" for p in problems)
+    return f"{ls.name} {ls.protocol}:{ls.port} {ls.hostname or '*'} ({extra})"
+
+
 def _object_line(status: ObjectStatus, rows: list[dict]) -> str:
     label = _LABELS.get(status.state, status.state.upper()).ljust(_LABEL_WIDTH)
     head = f"{label} {status.kind} {status.namespace}/{status.name} ({status.origin or '?'})"
+    if status.listeners:
+        listeners = "listeners " + "; ".join(_listener_text(ls) for ls in status.listeners)
+        return f"{head}: {listeners}" + ("" if status.state == READY else f": {status.message}") + f" [{status.reason}]"
     routes = "; ".join(_route_text(r) for r in rows)
     if status.state == READY:
         body = routes or status.message
@@ -160,9 +176,12 @@ def validate_text(report: FolderReport) -> str:
     ]
     for kind, key in report.unowned():
         origin = report.snapshot.origins.get(f"{kind}:{key}", "?")
+        controller = report.options.gateway_controller_name
         why = (
-            f"attached to no Gateway of controller {report.options.gateway_controller_name}"
+            f"attached to no Gateway of controller {controller}"
             if kind == HTTPROUTE
+            else f"of no GatewayClass of controller {controller}"
+            if kind == GATEWAY
             else f"not for ingress class {report.options.ingress_class}"
         )
         lines.append(f"{'SKIP'.ljust(_LABEL_WIDTH)} {kind} {key} ({origin}): {why}")
@@ -203,6 +222,7 @@ def validate_json(root: Path, options: CompileOptions | None = None) -> dict:
             "message": s.message,
             "conditions": [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message} for c in s.conditions],
             "routes": rows.get((s.kind, f"{s.namespace}/{s.name}"), []),
+            **_gateway_api_json(s),
         }
         for s in report.result.statuses.values()
     ]
@@ -218,6 +238,28 @@ def validate_json(root: Path, options: CompileOptions | None = None) -> dict:
         "ignoredKinds": dict(report.ignored_kinds),
         "loadErrors": [e.to_json() for e in report.load_errors],
     }
+
+
+def _conditions_json(conds) -> list[dict]:
+    return [{"type": c.type, "status": c.status, "reason": c.reason, "message": c.message} for c in conds]
+
+
+def _gateway_api_json(s: ObjectStatus) -> dict:
+    """A Gateway's listeners and an HTTPRoute's parents, as the status writer shows them."""
+    if s.listeners:
+        return {"listeners": [
+            {"name": ls.name, "protocol": ls.protocol, "port": ls.port, "hostname": ls.hostname,
+             "supportedKinds": list(ls.supported_kinds), "attachedRoutes": ls.attached_routes,
+             "conditions": _conditions_json(ls.conditions)}
+            for ls in s.listeners
+        ]}
+    if s.parents:
+        return {"parents": [
+            {"parentRef": dict(p.ref), "accepted": p.accepted, "reason": p.reason, "message": p.message,
+             "listeners": list(p.listeners)}
+            for p in s.parents
+        ]}
+    return {}
 
 
 # -- routes ------------------------------------------------------------------------
@@ -316,6 +358,14 @@ def format_table(rows: Iterable[dict]) -> str:
 
 def routes_text(report: FolderReport) -> str:
     text = format_table(table_to_json(report.result.table))
+    gateways = report.gateways()
+    if gateways:
+        # Which listeners the HTTPRoute rows above are served for (crdgate has one table for all).
+        text += "\n\n" + "\n".join(
+            f"Gateway {g.namespace}/{g.name} {_LABELS.get(g.state, g.state)}: "
+            + "; ".join(_listener_text(ls) for ls in g.listeners)
+            for g in gateways
+        )
     notes = []
     n = _summary(report)
     if n["error"]:

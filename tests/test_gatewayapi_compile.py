@@ -180,7 +180,13 @@ def test_validate_reports_httproutes_like_the_other_kinds(tmp_path):
     for name in ("00-base.yaml", "01-backends.yaml", "10-matching.yaml"):
         (tmp_path / name).write_text((MANIFESTS / name).read_text())
     text, ok = validate_report(tmp_path)
-    assert ok, text
+    # The corpus's one deliberately broken Gateway is reported like any object in error.
+    errors = [line for line in text.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and errors[0].startswith("ERROR   Gateway gw-infra/broken-listeners ("), text
+    assert "InvalidCertificateRef" in errors[0] and "InvalidRouteKinds" in errors[0]
+    assert not ok
+    assert "OK      Gateway gw-infra/same-ns (" in text
+    assert "OK      GatewayClass /crdgate (" in text
     assert "IGNORED" not in text
     assert "HTTPRoute gw-infra/match-paths" in text
     assert validate_json(tmp_path)["ignoredKinds"] == {}
@@ -188,6 +194,9 @@ def test_validate_reports_httproutes_like_the_other_kinds(tmp_path):
 
 def test_validate_skips_the_routes_of_other_controllers():
     text, _ = validate_report(MANIFESTS)
-    skipped = [line for line in text.splitlines() if line.startswith("SKIP")]
+    skipped = [line for line in text.splitlines() if line.startswith("SKIP    HTTPRoute")]
     assert len(skipped) == 1 and skipped[0].startswith("SKIP    HTTPRoute gw-infra/to-other-controller (")
     assert skipped[0].endswith("): attached to no Gateway of controller crdgate.io/gateway-controller")
+    gateways = [line for line in text.splitlines() if line.startswith("SKIP    Gateway")]
+    assert len(gateways) == 1 and gateways[0].startswith("SKIP    Gateway gw-infra/not-ours (")
+    assert gateways[0].endswith("): of no GatewayClass of controller crdgate.io/gateway-controller")

@@ -10,7 +10,8 @@ steps, one module each (they import one another directly, never this file):
                  fields and Ingress annotations (controller/compile/annotations.py)
 - context.py     what one object's compile sees and notes (its dependencies)
 - apiendpoint.py, ingress.py, httproute.py   one object of each kind -> a candidate
-- gateways.py    which Gateways are ours and where an HTTPRoute attaches
+- gateways.py    which Gateways are ours and where an HTTPRoute attaches (per parentRef)
+- listeners.py   our GatewayClasses' and Gateways' statuses (listeners, attached routes)
 - objects.py     runs the step of an object's kind, one bad object costs only itself
 - conflicts.py   the older of two identical claims wins; the other is Conflicted
 - full.py        every object from scratch (``compile_snapshot``)

@@ -2,7 +2,8 @@
 
 Every object is compiled (objects.py), every candidate settled in
 ``candidate_order`` (conflicts.py), every backend resolved (backends.py), and
-the table built whole. It keeps nothing between calls: the incremental driver
+the table built whole; then the statuses of our GatewayClasses and Gateways
+(listeners.py), which count the HTTPRoutes attached. It keeps nothing between calls: the incremental driver
 (incremental.py) shares these steps but not this function, and
 tests/test_incremental_equivalence.py checks that both give the same result.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from controller.compile.backends import resolve_all
 from controller.compile.conflicts import candidate_order, match_keys, settle
 from controller.compile.context import Candidate, gc_paused
+from controller.compile.listeners import count_attached, gateway_statuses
 from controller.compile.objects import ObjectCompiler
 from controller.compile.options import CompileOptions
 from controller.compile.result import CompileResult
@@ -57,6 +59,7 @@ def _compile(snapshot: Snapshot, options: CompileOptions, generation: int) -> Co
     resolved = resolve_all(snapshot, keys, objects.services)
     for status_key, info in routed.items():
         statuses[status_key] = routed_status(info, resolved)
+    statuses.update(gateway_statuses(snapshot, options, count_attached(statuses.values())))
     table = RouteTable(
         routes,
         endpoints={k: es for k, (es, _) in resolved.items()},

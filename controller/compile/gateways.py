@@ -2,8 +2,10 @@
 
 Neighbours: httproute.py asks ``attach`` for each HTTPRoute; the answer is the
 host names the route is served under (each listener's hostname intersected
-with the route's) or, when it attaches nowhere, why (the reasons of the
-HTTPRoute's ``Accepted`` condition). Gateways of our classes (GatewayClass
+with the route's) and, per parentRef naming one of our Gateways, what it came
+to (``ParentOutcome``: the HTTPRoute's ``status.parents[]`` entry, with the
+``Accepted`` reason when it attaches nowhere). listeners.py builds the
+Gateways' own statuses on the same rules (``conflicted_listeners``). Gateways of our classes (GatewayClass
 ``controllerName`` == ``CompileOptions.gateway_controller_name``) are read
 through the context's tracked snapshot, so a Gateway, GatewayClass or
 Namespace change compiles the routes again (incremental.py).
@@ -34,12 +36,33 @@ UNSUPPORTED_VALUE = "UnsupportedValue"
 ROUTE_PROTOCOLS = ("HTTP", "HTTPS")  # the listener protocols that carry HTTPRoutes
 
 
+@dataclass(frozen=True, slots=True)
+class ParentOutcome:
+    """What one parentRef of ours came to: the HTTPRoute's ``status.parents[]`` entry for it.
+
+    ``ref`` is the parentRef as written, with the CRD's defaults (group, kind)
+    filled in: the status must echo it so that readers find their entry."""
+
+    ref: tuple[tuple[str, str | int], ...]
+    accepted: bool
+    reason: str  # Accepted, NotAllowedByListeners, NoMatchingListenerHostname, NoMatchingParent
+    message: str
+    listeners: tuple[str, ...]  # "ns/gateway/listener" it attached to
+
+
 @dataclass(frozen=True)
 class Attachment:
-    """Where an HTTPRoute is served: ``hosts`` () means any host."""
+    """Where an HTTPRoute is served: ``hosts`` () means any host; no ``listeners``: nowhere."""
 
     hosts: tuple[str, ...]
     listeners: tuple[str, ...]  # "ns/gateway/listener" it attached to
+    parents: tuple[ParentOutcome, ...] = ()
+
+    @property
+    def reason(self) -> tuple[str, str]:
+        """(reason, message) of a route that attaches nowhere."""
+        failed = [p for p in self.parents if not p.accepted]
+        return failed[0].reason, "; ".join(p.message for p in failed)
 
 
 def our_classes(ctx: ObjectContext) -> frozenset[str]:
@@ -76,6 +99,15 @@ def listener_serves_routes(listener: Listener) -> bool:
     if listener.protocol not in ROUTE_PROTOCOLS:
         return False
     return listener.protocol == "HTTP" or listener.tls is None or listener.tls.mode == "Terminate"
+
+
+def conflicted_listeners(gw: Gateway) -> frozenset[str]:
+    """Names of the listeners that share a port with a listener of another protocol
+    (Gateway API's ProtocolConflict): one port cannot speak both, so neither is served."""
+    protocols: dict[int, set[str]] = {}
+    for ls in gw.spec.listeners:
+        protocols.setdefault(ls.port, set()).add(ls.protocol)
+    return frozenset(ls.name for ls in gw.spec.listeners if len(protocols[ls.port]) > 1)
 
 
 def allows_kind(listener: Listener) -> bool:
@@ -121,14 +153,27 @@ def intersect(listener_host: str | None, route_hosts: list[str]) -> tuple[str, .
     return tuple(dict.fromkeys(out)) or None
 
 
-def attach(ctx: ObjectContext, route_ns: str, parent_refs, route_hosts: list[str]) -> Attachment | tuple[str, str] | None:
-    """Where the route is served, or (reason, message) when it attaches to none of
-    our listeners; None when no parentRef names one of our Gateways."""
+def parent_ref_echo(ref) -> tuple[tuple[str, str | int], ...]:
+    """A parentRef as ``status.parents[].parentRef`` repeats it (defaults filled, unset fields left out)."""
+    out: list[tuple[str, str | int]] = [("group", ref.group), ("kind", ref.kind)]
+    if ref.namespace is not None:
+        out.append(("namespace", ref.namespace))
+    out.append(("name", ref.name))
+    if ref.section_name is not None:
+        out.append(("sectionName", ref.section_name))
+    if ref.port is not None:
+        out.append(("port", ref.port))
+    return tuple(out)
+
+
+def attach(ctx: ObjectContext, route_ns: str, parent_refs, route_hosts: list[str]) -> Attachment | None:
+    """Where the route is served, and what each parentRef naming one of our Gateways
+    came to; None when no parentRef names one of our Gateways (another controller's
+    route, or a Gateway that does not exist: nobody can say whose it would be)."""
     hosts: list[str] = []
     any_host = False
     listeners: list[str] = []
-    reasons: list[tuple[str, str]] = []
-    ours = False
+    parents: list[ParentOutcome] = []
     for i, ref in enumerate(parent_refs):
         if ref.group != GROUP or ref.kind != "Gateway":
             continue
@@ -136,38 +181,44 @@ def attach(ctx: ObjectContext, route_ns: str, parent_refs, route_hosts: list[str
         gw = our_gateway(ctx, ns, ref.name)
         if gw is None:
             continue
-        ours = True
         where = f"spec.parentRefs[{i}]"
+        echo = parent_ref_echo(ref)
         candidates = [
             ls for ls in gw.spec.listeners
             if (ref.section_name is None or ls.name == ref.section_name) and (ref.port is None or ls.port == ref.port)
         ]
         if not candidates:
-            reasons.append((NO_MATCHING_PARENT, f"{where}: Gateway {ns}/{ref.name} has no such listener"))
+            parents.append(ParentOutcome(echo, False, NO_MATCHING_PARENT,
+                                         f"{where}: Gateway {ns}/{ref.name} has no such listener", ()))
             continue
+        conflicts = conflicted_listeners(gw)
         allowed = [
             ls for ls in candidates
-            if listener_serves_routes(ls) and allows_kind(ls) and allows_namespace(ctx, ls, ns, route_ns)
+            if listener_serves_routes(ls) and ls.name not in conflicts and allows_kind(ls)
+            and allows_namespace(ctx, ls, ns, route_ns)
         ]
         if not allowed:
-            reasons.append((NOT_ALLOWED_BY_LISTENERS, f"{where}: the listeners of {ns}/{ref.name} do not allow it"))
+            parents.append(ParentOutcome(echo, False, NOT_ALLOWED_BY_LISTENERS,
+                                         f"{where}: the listeners of {ns}/{ref.name} do not allow it", ()))
             continue
-        matched = False
+        mine: list[str] = []
         for ls in allowed:
             got = intersect(ls.hostname, route_hosts)
             if got is None:
                 continue
-            matched = True
-            listeners.append(f"{ns}/{ref.name}/{ls.name}")
+            mine.append(f"{ns}/{ref.name}/{ls.name}")
             if got == ():
                 any_host = True
             hosts.extend(got)
-        if not matched:
-            reasons.append(
-                (NO_MATCHING_LISTENER_HOSTNAME, f"{where}: no listener hostname of {ns}/{ref.name} matches the route's")
-            )
-    if not ours:
+        if not mine:
+            parents.append(ParentOutcome(
+                echo, False, NO_MATCHING_LISTENER_HOSTNAME,
+                f"{where}: no listener hostname of {ns}/{ref.name} matches the route's", ()))
+            continue
+        listeners.extend(mine)
+        parents.append(ParentOutcome(echo, True, "Accepted", f"attached to {ns}/{ref.name}", tuple(mine)))
+    if not parents:
         return None
-    if not listeners:
-        return reasons[0][0], "; ".join(msg for _, msg in reasons)
-    return Attachment(() if any_host else tuple(dict.fromkeys(hosts)), tuple(listeners))
+    return Attachment(
+        () if any_host else tuple(dict.fromkeys(hosts)), tuple(dict.fromkeys(listeners)), tuple(parents)
+    )

@@ -9,6 +9,12 @@ controller/refgrant.py. Each match of each rule is one table route (several
 matches are ORed); ``Route.rule`` names the rule ("rules[1]", or its name)
 and the match, and ``/routes`` shows it.
 
+A route that names our Gateways but attaches to none of their listeners is
+left out with its status (each parentRef's reason); an ExtensionRef filter is
+an unresolved reference (``InvalidKind``) and its rule answers 500. The
+statuses carry the per-parentRef outcomes that controller/gatewaystatus.py
+writes as ``status.parents``.
+
 Like an Ingress, an HTTPRoute loses only its conflicting matches in
 conflicts.py (the older object keeps an identical match, as Gateway API's
 tie-break says). An invalid backendRef (unknown kind, missing Service, a
@@ -20,13 +26,14 @@ none, answers 500.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import controller.compile.policies as policies
 from controller import models as m
 from controller.compile.backends import backend_ref, one, refused_key, service_key
 from controller.compile.context import Candidate, ObjectContext, object_meta
-from controller.compile.gateways import UNSUPPORTED_VALUE, Attachment, attach
-from controller.compile.status import INVALID_SPEC, Routed
+from controller.compile.gateways import UNSUPPORTED_VALUE, Attachment, ParentOutcome, attach
+from controller.compile.status import ERROR, INVALID_SPEC, ObjectStatus, Routed, conditions
 from controller.gatewayapi.httproute import DEFAULT_MATCH, HTTPBackendRef, HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from controller.gatewayapi.objects import InvalidObject as InvalidGatewayAPIObject, parse
 from controller.refgrant import CORE_GROUP, GRANT_GROUP, REF_NOT_PERMITTED, References
@@ -46,14 +53,14 @@ from gateway.routing import (
 )
 
 INVALID_KIND = "InvalidKind"  # HTTPRoute ResolvedRefs reason: a backendRef of a kind crdgate cannot route to
-NOT_ACCEPTED = "NotAccepted"  # an HTTPRoute of our Gateways that attaches to none of their listeners
 
 MAX_MATCHES = 64  # matches per rule (the CRD's limit): a route's order is rule * 64 + match
 _PATH_TYPES = {"Exact": PATH_EXACT, "PathPrefix": PATH_PREFIX, "RegularExpression": PATH_REGEX}
 
 
-def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: str) -> Candidate | None:
-    """None when the HTTPRoute names none of our Gateways."""
+def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: str) -> Candidate | ObjectStatus | None:
+    """None when the HTTPRoute names none of our Gateways; its status (left out)
+    when it attaches to none of their listeners."""
     namespace, name, generation, created = object_meta(obj)
     try:
         route = parse(HTTPROUTE, obj)
@@ -64,21 +71,23 @@ def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
     where = attach(ctx, namespace, spec.parent_refs, list(spec.hostnames))
     if where is None:
         return None  # another controller's route
-    if not isinstance(where, Attachment):
-        raise InvalidObject(where[0], where[1])
     refs = ctx.references(GRANT_GROUP, HTTPROUTE, namespace)
     problems: list[tuple[str, str]] = []
     ref_errors: list[tuple[str, str]] = []
     routes: list[Route] = []
     traffic: list[str] = []
     extra: list[str] = []
+    unsupported_rules = 0
     for i, rule in enumerate(spec.rules):
         rule_name = f"rules[{i}]" if rule.name is None else f"rules[{i}]({rule.name})"
+        first_problem = len(problems)
         backends = _backends(ctx, rule, namespace, refs, f"spec.rules[{i}]", ref_errors, problems)
         before = len(problems)
-        policy, mirror_key = _policy(ctx, rule, namespace, refs, f"spec.rules[{i}]", ref_errors, problems)
-        if len(problems) > before:
+        policy, mirror_key, unresolved = _policy(ctx, rule, namespace, refs, f"spec.rules[{i}]", ref_errors, problems)
+        if len(problems) > before or unresolved:
             backends = ()  # a filter crdgate cannot apply: the rule answers 500 rather than skip it
+        if len(problems) > first_problem:
+            unsupported_rules += 1
         for b in backends:
             (traffic if b.weight > 0 else extra).append(b.key)
         if mirror_key is not None:
@@ -88,6 +97,9 @@ def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
         for j, match in enumerate(rule.matches or (DEFAULT_MATCH,)):
             name_of = f"{rule_name}.matches[{j}]"
             routes.append(_route(key, match, where.hosts, backends, policy, created, name_of, i * MAX_MATCHES + j))
+    parents = _parents_with_problems(where.parents, problems, unsupported_rules == len(spec.rules))
+    if not where.listeners:
+        return _detached(ctx, key, obj, where, ref_errors, parents)
     routed = Routed(
         kind=HTTPROUTE,
         namespace=namespace,
@@ -98,8 +110,48 @@ def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
         extra_refs=tuple(dict.fromkeys(k for k in extra if k not in traffic)),
         problems=tuple(problems),
         ref_errors=tuple(ref_errors),
+        parents=parents,
     )
     return Candidate(status_key, routed, created, key, tuple(routes), whole=False)
+
+
+def _parents_with_problems(
+    parents: tuple[ParentOutcome, ...], problems: list[tuple[str, str]], every_rule: bool
+) -> tuple[ParentOutcome, ...]:
+    """Each accepted parent told about rules crdgate cannot implement (they answer 500).
+
+    Gateway API: a route is Accepted when at least one of its rules is
+    implemented; when none is, ``Accepted`` is False with ``UnsupportedValue``."""
+    if not problems:
+        return parents
+    text = "; ".join(msg for _, msg in problems)
+    out = []
+    for p in parents:
+        if not p.accepted:
+            out.append(p)
+        elif every_rule:
+            out.append(replace(p, accepted=False, reason=UNSUPPORTED_VALUE, message=text))
+        else:
+            out.append(replace(p, message=f"{p.message}; answered with 500: {text}"))
+    return tuple(out)
+
+
+def _detached(
+    ctx: ObjectContext, key: str, obj: Mapping, where: Attachment, ref_errors: list[tuple[str, str]],
+    parents: tuple[ParentOutcome, ...],
+) -> ObjectStatus:
+    """The status of a route that names our Gateways but attaches to none of their listeners."""
+    namespace, name, generation, _ = object_meta(obj)
+    reason, message = where.reason
+    not_accepted = ("False", reason, message)
+    if ref_errors:
+        refs = ("False", ref_errors[0][0], "; ".join(msg for _, msg in ref_errors))
+    else:
+        refs = ("True", "ResolvedRefs", "all references resolved")
+    return ObjectStatus(
+        HTTPROUTE, namespace, name, ERROR, reason, message, generation,
+        conditions(not_accepted, refs, not_accepted), ctx.origin(HTTPROUTE, key), parents,
+    )
 
 
 def _route(
@@ -185,12 +237,14 @@ def _policy(
     where: str,
     ref_errors: list[tuple[str, str]],
     problems: list[tuple[str, str]],
-) -> tuple[RoutePolicy, str | None]:
-    """The rule's filters and timeouts as one RoutePolicy, and the mirror's backend key."""
+) -> tuple[RoutePolicy, str | None, bool]:
+    """The rule's filters and timeouts as one RoutePolicy, the mirror's backend key, and
+    whether a filter names what crdgate cannot resolve (an ExtensionRef: the rule answers 500)."""
     if not rule.filters and rule.timeouts is None:
-        return NO_POLICY, None
+        return NO_POLICY, None, False
     settings: dict = {}
     mirror_key = None
+    unresolved = False
     for k, f in enumerate(rule.filters):
         at = f"{where}.filters[{k}]"
         t = f.type
@@ -216,9 +270,15 @@ def _policy(
                 allow_credentials=bool(c.allow_credentials),
                 max_age=c.max_age,
             )
+        elif t == "ExtensionRef" and f.extension_ref is not None:
+            # A reference to a filter of a kind crdgate does not know: never skipped (Gateway API).
+            e = f.extension_ref
+            ref_errors.append((INVALID_KIND, f"{at}.extensionRef: {e.group}/{e.kind} {e.name} is not a kind of "
+                                             "filter crdgate knows (the rule answers 500)"))
+            unresolved = True
         else:
             what = "a second RequestMirror" if t == "RequestMirror" else f"filter type {t}"
             problems.append((UNSUPPORTED_VALUE, f"{at}: {what} is not supported"))
     if rule.timeouts is not None:
         settings["timeouts"] = policies.timeouts(rule.timeouts)
-    return RoutePolicy(**settings), mirror_key
+    return RoutePolicy(**settings), mirror_key, unresolved

@@ -25,7 +25,10 @@ object counts as changed) or from the previous compile:
 3. backends: EndpointSets are resolved for new backend keys and for those whose
    Service or EndpointSlices changed; statuses are redone for the objects whose
    outcome or backends changed;
-4. the table: the routes that left and those that arrived go to
+4. Gateway API: the attached-route counts move with the HTTPRoute statuses
+   that changed, and our Gateways' statuses are redone when those counts or a
+   Gateway, GatewayClass, Secret or ReferenceGrant changed (listeners.py);
+5. the table: the routes that left and those that arrived go to
    ``RouteTable.updated``; the previous table is not touched.
 
 The result is exactly what a fresh compile of the same snapshot gives (same
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -59,6 +63,7 @@ from controller.compile.backends import (
 )
 from controller.compile.conflicts import candidate_order, match_keys, settle
 from controller.compile.context import Candidate, gc_paused
+from controller.compile.listeners import GATEWAY_REFERENCE_KINDS, attached_listeners, gateway_statuses
 from controller.compile.objects import ObjectCompiler, Outcome
 from controller.compile.options import CompileOptions
 from controller.compile.result import CompileResult, refresh_endpoints
@@ -67,6 +72,7 @@ from controller.refgrant import REFERENCE_GRANTS
 from controller.store import (
     APIENDPOINT,
     ENDPOINTSLICE,
+    GATEWAY,
     HTTPROUTE,
     INGRESS,
     NAMESPACE,
@@ -80,6 +86,7 @@ from gateway.routing import EndpointSet, Route, RouteTable
 log = logging.getLogger("crdgate.controller.compile")
 
 ROUTED_KINDS = (APIENDPOINT, INGRESS, HTTPROUTE)
+HTTPROUTE_PREFIX = f"{HTTPROUTE}:"
 _NO_SNAPSHOT = Snapshot(objects={})
 # Metadata the compiler never reads: a change there alone compiles the same.
 _VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
@@ -114,6 +121,11 @@ class _State:
         self.statuses: Mapping[str, ObjectStatus] = {}
         self.routed: Mapping[str, Routed] = {}
         self.table: RouteTable | None = None
+        # Gateway API: accepted HTTPRoutes per listener ("ns/gateway/listener"), and
+        # the status keys of our GatewayClasses and Gateways (listeners.py).
+        self.attached: Counter = Counter()
+        self.gateway_keys: set[str] = set()
+        self.gateway_bases: dict = {}  # see listeners.gateway_statuses
 
 
 class Compiler:
@@ -269,6 +281,7 @@ class _Step:
         self._settle_conflicts()
         self._resolve_backends()
         self._redo_statuses()
+        self._redo_gateway_statuses()
         return self._finish()
 
     # -- 1. objects ------------------------------------------------------------
@@ -588,6 +601,35 @@ class _Step:
             info = self.routed_changes[sk] if sk in self.routed_changes else st.routed.get(sk)
             if info is not None:
                 self._set_status(sk, routed_status(info, st.resolved))
+
+    def _redo_gateway_statuses(self) -> None:
+        """Every Gateway's status again when something it shows may have moved: few
+        objects, and the attached-route counts are kept up to date from the route
+        statuses that changed (never recounted over every route)."""
+        st = self.st
+        routes_moved = False
+        for sk, new in self.status_changes.items():
+            if not sk.startswith(HTTPROUTE_PREFIX):
+                continue
+            old = st.statuses.get(sk)
+            before = attached_listeners(old) if old is not None else frozenset()
+            after = attached_listeners(new) if new is not None else frozenset()
+            if before != after:
+                routes_moved = True
+                st.attached.subtract(before - after)
+                st.attached.update(after - before)
+        refs_moved = any(self.changes.get(k) for k in GATEWAY_REFERENCE_KINDS)
+        if not (self.full or routes_moved or refs_moved or self.changes.get(GATEWAY)):
+            return
+        if refs_moved:
+            st.gateway_bases.clear()  # a Secret, grant or class may change any Gateway
+        st.attached = +st.attached  # drop the listeners no route attaches to any more
+        fresh = gateway_statuses(self.snap, st.options, st.attached, st.gateway_bases)
+        for sk in st.gateway_keys - fresh.keys():
+            self._set_status(sk, None)
+        for sk, status in fresh.items():
+            self._set_status(sk, status)
+        st.gateway_keys = set(fresh)
 
     def _finish(self) -> CompileResult:
         st = self.st

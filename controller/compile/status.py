@@ -48,6 +48,11 @@ class ObjectStatus:
     generation: int | None
     conditions: tuple[Condition, ...]
     origin: str | None = None  # where the object came from (a file path), for messages
+    # Gateway API: an HTTPRoute's outcome per parentRef of ours (gateways.py ``ParentOutcome``),
+    # a Gateway's listeners (listeners.py ``ListenerStatus``); shaped for the API by
+    # controller/gatewaystatus.py.
+    parents: tuple = ()
+    listeners: tuple = ()
 
     @property
     def key(self) -> str:
@@ -90,6 +95,7 @@ class Routed(NamedTuple):
     # (reason, message): a reference that failed but left the route in, failing
     # closed (auth whose Secret is missing answers 503).
     ref_errors: tuple[tuple[str, str], ...] = ()
+    parents: tuple = ()  # HTTPRoute: its ParentOutcomes (gateways.py)
 
 
 
@@ -162,6 +168,6 @@ def routed_status(r: Routed, resolved: Mapping[str, tuple[EndpointSet, str]]) ->
         state, reason = ERROR, r.problems[0][0]
         msg = f"{accepted[2]}; other parts: {msg}"
     conds = conditions(accepted, refs, ready)
-    return ObjectStatus(r.kind, r.namespace, r.name, state, reason, msg, r.generation, conds, r.origin)
+    return ObjectStatus(r.kind, r.namespace, r.name, state, reason, msg, r.generation, conds, r.origin, r.parents)
 
 
