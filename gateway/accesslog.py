@@ -33,16 +33,13 @@ log = logging.getLogger("crdgate.server")
 
 FORMATS = ("json", "text")
 
-_JSON = (
-    '{"time":"%s","request_id":%s,"route":%s,"method":%s,"host":%s,"path":%s,"protocol":"%s",'
-    '"status":%d,"bytes_in":%d,"bytes_out":%d,"duration_ms":%.3f,"upstream_ms":%s,"upstream":%s,'
-    '"consumer":%s,"client":%s,"user_agent":%s}'
-)
 # Combined Log Format's fields first (referer is not kept: "-"), then what it lacks.
 _TEXT = (
     '%s - %s [%s] "%s %s %s" %d %d "-" %s host=%s route=%s request_id=%s '
-    'duration_ms=%.3f upstream_ms=%s upstream=%s bytes_in=%d'
+    'duration_ms=%s upstream_ms=%s upstream=%s bytes_in=%d'
 )
+_NO_ROUTE = '"-"'  # answered before a route matched (404, 400...)
+QUOTED_LIMIT = 512  # distinct repeated values (hosts, routes, agents...) kept escaped; then the memo starts over
 
 
 def _json_str(value: str | None) -> str:
@@ -67,6 +64,12 @@ def _text_bytes(value: bytes | None) -> str:
     return "-" if value is None else _text_str(value.decode("utf-8", "backslashreplace"))
 
 
+def _ms(seconds: float) -> str:
+    """Seconds as milliseconds with three decimals, in integer arithmetic (float formatting costs more)."""
+    us = int(seconds * 1e6 + 0.5)
+    return f"{us // 1000}.{us % 1000:03d}"
+
+
 class AccessLog:
     """One line per request through a LogWriter; ``write`` is the request path's whole cost."""
 
@@ -83,11 +86,12 @@ class AccessLog:
         self.format = format
         self.sample_2xx = sample_2xx
         self._add = writer.write
-        self._line = self._json_line if format == "json" else self._text_line
+        self._json = format == "json"
         self._credit = 0.0  # 2xx sampling: a share of a line owed; a line is written each time it reaches 1
         self._second = -1
         self._stamp = ""
         self._clf_stamp = ""
+        self._quoted = {}  # value as received -> its escaped form, for the values that repeat
         metrics.LOG_DROPS.access = writer
 
     def write(self, ex, now: float) -> None:
@@ -97,7 +101,7 @@ class AccessLog:
                 self._credit = credit
                 return
             self._credit = credit - 1.0
-        self._add(self._line(ex, now))
+        self._add(self._json_line(ex, now) if self._json else self._text_line(ex, now))
 
     def _time(self, wall: float) -> int:
         second = int(wall)
@@ -108,51 +112,66 @@ class AccessLog:
             self._clf_stamp = time.strftime("%d/%b/%Y:%H:%M:%S", gm)
         return int((wall - second) * 1000)
 
+    def _q(self, value) -> str:
+        """A value that repeats from request to request (host, route, client, agent...), escaped once.
+
+        Keyed by the value itself (str or wire bytes), in the line's format;
+        bounded: a client cycling through hosts or agents only starts the memo over.
+        """
+        if value is None:
+            return "null" if self._json else "-"
+        q = self._quoted.get(value)
+        if q is None:
+            if len(self._quoted) >= QUOTED_LIMIT:
+                self._quoted.clear()
+            if self._json:
+                q = _json_bytes(value) if isinstance(value, bytes) else _quote(value)
+            else:
+                q = _text_bytes(value) if isinstance(value, bytes) else _text_str(value)
+            self._quoted[value] = q
+        return q
+
     def _json_line(self, ex, now: float) -> str:
-        wall = time.time()
-        ms = self._time(wall)
-        up = ex.upstream_time
+        ms = self._time(time.time())
         route = ex.route
-        return _JSON % (
-            "%s.%03dZ" % (self._stamp, ms),
-            _json_bytes(ex.request_id),
-            _quote(route.name) if route is not None else '"-"',
-            _quote(ex.method),
-            _json_bytes(ex.host or None),
-            _json_str(ex.path or None),
-            "HTTP/1.0" if ex.http10 else "HTTP/1.1",
-            ex.status,
-            ex.req_bytes,
-            ex.resp_bytes,
-            (now - ex.start) * 1000,
-            "%.3f" % (up * 1000) if up else "null",
-            _json_str(ex.upstream_addr),
-            _json_str(ex.consumer),
-            _json_str(ex.proto.peer),
-            _json_bytes(ex.user_agent),
+        up = ex.upstream_time
+        ep = ex.upstream_ep
+        path = ex.path
+        return (
+            f'{{"time":"{self._stamp}.{ms:03d}Z","request_id":{_json_bytes(ex.request_id)},'
+            f'"route":{self._q(route.name) if route is not None else _NO_ROUTE},'
+            f'"method":{self._q(ex.method)},"host":{self._q(ex.host or None)},'
+            f'"path":{_quote(path) if path else "null"},'
+            f'"protocol":"{"HTTP/1.0" if ex.http10 else "HTTP/1.1"}","status":{ex.status},'
+            f'"bytes_in":{ex.req_bytes},"bytes_out":{ex.resp_bytes},"duration_ms":{_ms(now - ex.start)},'
+            f'"upstream_ms":{_ms(up) if up else "null"},"upstream":{self._q(ep.address) if ep is not None else "null"},'
+            f'"consumer":{self._q(ex.consumer)},"client":{self._q(ex.proto.peer)},'
+            f'"user_agent":{self._q(ex.user_agent)}}}'
         )
 
     def _text_line(self, ex, now: float) -> str:
-        wall = time.time()
-        ms = self._time(wall)
+        ms = self._time(time.time())
         up = ex.upstream_time
         route = ex.route
+        ep = ex.upstream_ep
+        ua = ex.user_agent
         return _TEXT % (
-            _text_str(ex.proto.peer),
-            _text_str(ex.consumer),
+            self._q(ex.proto.peer),
+            self._q(ex.consumer),
             "%s.%03d +0000" % (self._clf_stamp, ms),
-            _text_str(ex.method),
+            self._q(ex.method),
             _text_str(ex.path),
             "HTTP/1.0" if ex.http10 else "HTTP/1.1",
             ex.status,
             ex.resp_bytes,
-            _quote(ex.user_agent.decode("utf-8", "backslashreplace")) if ex.user_agent is not None else '"-"',
-            _text_bytes(ex.host or None),
-            _text_str(route.name) if route is not None else "-",
+            # Quoted always, as in the Combined Log Format; escaped like a JSON string.
+            _quote(ua.decode("utf-8", "backslashreplace")) if ua is not None else '"-"',
+            self._q(ex.host or None),
+            self._q(route.name) if route is not None else "-",
             _text_bytes(ex.request_id),
-            (now - ex.start) * 1000,
-            "%.3f" % (up * 1000) if up else "-",
-            _text_str(ex.upstream_addr),
+            _ms(now - ex.start),
+            _ms(up) if up else "-",
+            self._q(ep.address) if ep is not None else "-",
             ex.req_bytes,
         )
 

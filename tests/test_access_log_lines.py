@@ -73,11 +73,16 @@ async def test_http10_is_logged_as_such():
 async def test_gateway_made_answers_carry_a_request_id():
     gw, lines = _gateway()
     async with gw:
-        await _send(gw, b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n", 404)
-        await _send(gw, b"GET /nowhere HTTP/1.1\r\nHost: a\r\nX-Request-Id: mine-1\r\n\r\n", 404)
-    first, second = (json.loads(line) for line in lines.lines)
+        r1 = await _send(gw, b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n", 404)
+        r2 = await _send(gw, b"GET /nowhere HTTP/1.1\r\nHost: a\r\nX-Request-Id: mine-1\r\n\r\n", 404)
+        r3 = await _send(gw, b"GET /api HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501)
+    first, second, third = (json.loads(line) for line in lines.lines)
     assert first["status"] == 404 and first["request_id"]
     assert second["request_id"] == "mine-1"
+    # The client gets the id the log has: it can quote it when it reports the error.
+    assert r1.headers["x-request-id"] == first["request_id"]
+    assert r2.headers["x-request-id"] == "mine-1"
+    assert third["status"] == 501 and r3.headers["x-request-id"] == third["request_id"]
 
 
 async def test_hostile_bytes_still_make_valid_json():
