@@ -20,6 +20,7 @@ cdef class AccessLog:
     cpdef write(self, Exchange ex, double now)
     cdef int _time(self, double wall)
     cdef str _q(self, object value)
+    cdef str _q_agent(self, bytes ua)
     @cython.locals(route=Route, ms=int, up=double)
     cdef str _json_line(self, Exchange ex, double now)
     @cython.locals(route=Route, ms=int, up=double)

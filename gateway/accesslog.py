@@ -1,13 +1,20 @@
 """The access log: one line per request, formatted on the event loop, written by a LogWriter thread.
 
-Cost is the point of this module: the line is built by one ``%`` format over a
-fixed template, and only the strings that come from outside (path, Host,
-User-Agent, request id, route, consumer...) go through the C string escaper
-``encode_basestring_ascii`` (quotes, backslashes, control characters,
-non-ASCII as ``\\uXXXX``). Bytes from the wire are decoded as UTF-8 with
-``backslashreplace`` first, so invalid UTF-8 shows as ``\\xff`` text and a line
-is always valid JSON (pure ASCII, so the writer's encode is a copy). A dict and
-``json.dumps`` per request cost about three times as much (see docs/metrics.md).
+Cost is the point of this module. It is compiled with the proxy core
+(gateway/_native.py; types in accesslog.pxd), so the Exchange's fields are
+read as C struct fields and each line is one f-string, which Cython turns into
+a single join with C integer formatting; durations are formatted from integer
+microseconds (float formatting costs more). The values that repeat from
+request to request (route, method, host, client, upstream, agent) are escaped
+once and memoized (``QUOTED_LIMIT`` entries, then the memo starts over); the
+path and request id go through the C string escaper ``encode_basestring_ascii``
+(quotes, backslashes, control characters, non-ASCII as ``\\uXXXX``) each time.
+Bytes from the wire are decoded as UTF-8 with ``backslashreplace`` first, so
+invalid UTF-8 shows as ``\\xff`` text and a line is always valid JSON (pure
+ASCII, so the writer's encode is a copy). Measured against the alternatives
+(docs/metrics.md, "Access log"): a dict through orjson or ``json.dumps`` costs
+more than the line itself, and formatting in the writer thread saves nothing on
+one core (the GIL is shared) while delaying the event loop for whole batches.
 
 Formats: ``json`` (one object per line) and ``text`` (a combined-log-like line:
 ``client - consumer [time] "METHOD path PROTO" status bytes_out "-" "agent"``
@@ -33,11 +40,7 @@ log = logging.getLogger("crdgate.server")
 
 FORMATS = ("json", "text")
 
-# Combined Log Format's fields first (referer is not kept: "-"), then what it lacks.
-_TEXT = (
-    '%s - %s [%s] "%s %s %s" %d %d "-" %s host=%s route=%s request_id=%s '
-    'duration_ms=%s upstream_ms=%s upstream=%s bytes_in=%d'
-)
+_NO_AGENT = '"-"'
 _NO_ROUTE = '"-"'  # answered before a route matched (404, 400...)
 QUOTED_LIMIT = 512  # distinct repeated values (hosts, routes, agents...) kept escaped; then the memo starts over
 
@@ -155,25 +158,27 @@ class AccessLog:
         route = ex.route
         ep = ex.upstream_ep
         ua = ex.user_agent
-        return _TEXT % (
-            self._q(ex.proto.peer),
-            self._q(ex.consumer),
-            "%s.%03d +0000" % (self._clf_stamp, ms),
-            self._q(ex.method),
-            _text_str(ex.path),
-            "HTTP/1.0" if ex.http10 else "HTTP/1.1",
-            ex.status,
-            ex.resp_bytes,
-            # Quoted always, as in the Combined Log Format; escaped like a JSON string.
-            _quote(ua.decode("utf-8", "backslashreplace")) if ua is not None else '"-"',
-            self._q(ex.host or None),
-            self._q(route.name) if route is not None else "-",
-            _text_bytes(ex.request_id),
-            _ms(now - ex.start),
-            _ms(up) if up else "-",
-            self._q(ep.address) if ep is not None else "-",
-            ex.req_bytes,
+        # Combined Log Format's fields first (referer is not kept: "-"), then what it lacks;
+        # the agent is always quoted there, escaped as a JSON string.
+        return (
+            f'{self._q(ex.proto.peer)} - {self._q(ex.consumer)} [{self._clf_stamp}.{ms:03d} +0000] '
+            f'"{self._q(ex.method)} {_text_str(ex.path)} {"HTTP/1.0" if ex.http10 else "HTTP/1.1"}" '
+            f'{ex.status} {ex.resp_bytes} "-" {self._q_agent(ua) if ua is not None else _NO_AGENT} '
+            f'host={self._q(ex.host or None)} route={self._q(route.name) if route is not None else "-"} '
+            f'request_id={_text_bytes(ex.request_id)} duration_ms={_ms(now - ex.start)} '
+            f'upstream_ms={_ms(up) if up else "-"} upstream={self._q(ep.address) if ep is not None else "-"} '
+            f'bytes_in={ex.req_bytes}'
         )
+
+    def _q_agent(self, ua: bytes) -> str:
+        """The text format's User-Agent: always quoted (memoized under its own key)."""
+        key = (ua,)
+        q = self._quoted.get(key)
+        if q is None:
+            if len(self._quoted) >= QUOTED_LIMIT:
+                self._quoted.clear()
+            q = self._quoted[key] = _quote(ua.decode("utf-8", "backslashreplace"))
+        return q
 
     def close(self) -> None:
         """Write out what is buffered (bounded in time: a stalled stdout cannot hold the shutdown)."""
