@@ -29,7 +29,6 @@ cdef class AccessLog:
 
 @cython.locals(us=long)
 cdef str _ms(double seconds)
-cdef str _json_str(object value)
 cdef str _json_bytes(object value)
 cdef str _text_str(object value)
 cdef str _text_bytes(object value)

@@ -45,10 +45,6 @@ _NO_ROUTE = '"-"'  # answered before a route matched (404, 400...)
 QUOTED_LIMIT = 512  # distinct repeated values (hosts, routes, agents...) kept escaped; then the memo starts over
 
 
-def _json_str(value: str | None) -> str:
-    return "null" if value is None else _quote(value)
-
-
 def _json_bytes(value: bytes | None) -> str:
     """Wire bytes as a JSON string: invalid UTF-8 becomes ``\\xNN`` text, never an invalid line."""
     return "null" if value is None else _quote(value.decode("utf-8", "backslashreplace"))

@@ -178,18 +178,18 @@ class Tracer:
     def _drain(self) -> None:
         queue = self._queue
         while queue:
-            spans = []
-            n = 0
-            while queue and n < BATCH_LIMIT:
-                n += 1
-                spans.extend(self._spans(*queue.popleft()))
+            batch = [queue.popleft() for _ in range(min(BATCH_LIMIT, len(queue)))]
+            count = sum(1 + len(item[0].tries) for item in batch)
             try:
+                spans = []
+                for item in batch:
+                    spans.extend(self._spans(*item))
                 self.exporter.export(otlp.export_request(self._resource, self._scope, spans))
-            except Exception as e:
-                self.dropped_export_failed += len(spans)
+            except Exception as e:  # whatever went wrong, the thread goes on with the next batch
+                self.dropped_export_failed += count
                 self._warn(e)
             else:
-                self.spans_exported += len(spans)
+                self.spans_exported += count
 
     def _warn(self, e: Exception) -> None:
         now = time.monotonic()
