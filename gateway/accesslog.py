@@ -79,8 +79,9 @@ class AccessLog:
         if not 0.0 <= sample_2xx <= 1.0:
             raise ValueError(f"access log 2xx sample rate must be within 0..1, not {sample_2xx!r}")
         if writer is None:
+            # Written from the event loop only: the writer's lock-free path.
             writer = LogWriter(stream_fd(sys.stdout, 1), "access-log", on_drops=_warn_dropped,
-                               max_buffer=max_buffer)
+                               max_buffer=max_buffer, one_producer=True)
         self.writer = writer
         self.format = format
         self.sample_2xx = sample_2xx
