@@ -142,3 +142,16 @@ def test_bad_settings_are_refused():
         AccessLog(writer=Lines(), format="xml")
     with pytest.raises(ValueError):
         AccessLog(writer=Lines(), sample_2xx=1.5)
+
+
+async def test_values_memoized_for_escaping_stay_right_when_the_memo_starts_over(monkeypatch):
+    import gateway.accesslog as accesslog
+    monkeypatch.setattr(accesslog, "QUOTED_LIMIT", 2)
+    gw, lines = _gateway()
+    hosts = [b"a.test", b"b.test", b"c.test", b"a.test", b"d.test"]
+    async with gw:
+        for host in hosts:
+            await _send(gw, b"GET /api HTTP/1.1\r\nHost: " + host + b"\r\nUser-Agent: \xff" + host + b"\r\n\r\n", 200)
+    docs = [json.loads(line) for line in lines.lines]
+    assert [d["host"] for d in docs] == ["a.test", "b.test", "c.test", "a.test", "d.test"]
+    assert [d["user_agent"] for d in docs] == ["\\xff" + d["host"] for d in docs]
