@@ -50,8 +50,10 @@ def start_backend(workdir: Path, identities: int, nginx_path: str | None, pin: l
     return Backend("python", ports, child)
 
 
-def start_nginx_proxy(workdir: Path, nginx_path: str, backend_port: int, pin: list[str]) -> tuple[Child, int]:
+def start_nginx_proxy(workdir: Path, nginx_path: str, backend_port: int, pin: list[str],
+                      name: str = "proxy", access_log: Path | None = None) -> tuple[Child, int]:
     port = free_port()
-    prefix = workdir / "nginx-proxy"
-    child = nginx.start(nginx_path, nginx.proxy_conf(prefix, port, backend_port), prefix, "proxy", port, pin)
+    prefix = workdir / f"nginx-{name}"
+    conf = nginx.proxy_conf(prefix, port, backend_port, name=name, access_log=access_log)
+    child = nginx.start(nginx_path, conf, prefix, name, port, pin)
     return child, port

@@ -21,6 +21,7 @@ from typing import Iterable
 from .scenarios import FAILED, SKIPPED, Result
 from .stats import median, ratio
 from .tracing import summary_line as tracing_summary
+from .accesslog import summary_line as access_log_summary
 
 SCHEMA = "crdgate-bench/1"
 
@@ -137,7 +138,7 @@ def table(doc: dict) -> str:
     ]
     if doc.get("missing"):
         lines.append(f"missing: {', '.join(doc['missing'])} -> {doc['install_hint']} (what needs them is skipped)")
-    rows = list(doc["baselines"].values()) + [r for r in doc["scenarios"] if r["kind"] in ("load", "tracing", "churn")]
+    rows = list(doc["baselines"].values()) + [r for r in doc["scenarios"] if r["kind"] in ("load", "tracing", "access-log", "churn")]
     if rows:
         lines += [
             "",
@@ -167,6 +168,9 @@ def table(doc: dict) -> str:
     for r in doc["scenarios"]:
         if r["kind"] == "tracing" and r["extra"]:
             lines += ["", tracing_summary(r["extra"])]
+    for r in doc["scenarios"]:
+        if r["kind"] == "access-log" and r["extra"]:
+            lines += ["", access_log_summary(r["extra"])]
     for r in doc["scenarios"]:
         if r["kind"] == "propagation" and r["extra"].get("sizes"):
             lines += ["", "propagation (manifest write -> first routed request):",

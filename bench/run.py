@@ -26,6 +26,7 @@ from .progress import Progress
 from .propagation import run_propagation
 from .scenarios import FAILED, LOAD_SCENARIOS, Context, Result, run_baseline, run_load
 from .tracing import run_tracing
+from .accesslog import run_access_log
 from .http2 import run_http2
 from .settings import HTTP2 as HTTP2_NAMES
 from .settings import LOAD as LOAD_NAMES
@@ -82,7 +83,7 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
     cpus = available_cpus()
     pinning = plan(cpus, tools.paths.get("taskset"), settings.pin)
     notes = list(NOTES)
-    needs_wrk = any(n in selected for n in (*LOAD_NAMES, "tracing", "churn"))
+    needs_wrk = any(n in selected for n in (*LOAD_NAMES, "tracing", "access-log", "churn"))
     needs_h2load = any(n in selected for n in HTTP2_NAMES)
     needs_backend = needs_wrk or needs_h2load or "propagation" in selected
     wanted = {"wrk": needs_wrk, "nginx": needs_wrk or needs_h2load, "redis-server": "global-ratelimit" in selected,
@@ -152,6 +153,9 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
             elif name == "tracing":
                 r = _guard(name, lambda: run_tracing(ctx))
                 r.kind = "tracing"
+            elif name == "access-log":
+                r = _guard(name, lambda: run_access_log(ctx))
+                r.kind = "access-log"
             elif name == "churn":
                 r = _guard(name, lambda: run_churn(ctx))
                 r.kind = "churn"

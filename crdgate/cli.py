@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 
 from gateway.config import GatewayConfig, Limits, parse_hostport
 from gateway.logwriter import MIN_BUFFER
-from gateway.tracing import packages_installed as tracing_packages_installed
 
 if TYPE_CHECKING:
     from controller.compile import CompileOptions
@@ -154,7 +153,7 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
     _add(g, "--create-traceparent", False, bool, "add a W3C traceparent header to requests that arrive without one")
     _add(g, "--otlp-endpoint", None, str,
          "OTLP/HTTP (protobuf) URL spans are exported to, e.g. http://127.0.0.1:4318/v1/traces; "
-         "unset: no tracing (needs the tracing extra: pip install 'crdgate[tracing]')")
+         "unset: no tracing")
     _add(g, "--trace-sample-ratio", 0.0, float,
          "share of requests traced when they carry no traceparent; a traceparent's sampled flag is always obeyed")
     _add(g, "--drain-seconds", drain_seconds, float, "on SIGTERM, seconds /readyz answers 503 before listeners close")
@@ -585,8 +584,6 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
     except ValueError as e:
         parser.error(str(e))
-    if config.gateway.otlp_endpoint and not tracing_packages_installed():
-        parser.error("--otlp-endpoint: the OpenTelemetry packages are not installed: pip install 'crdgate[tracing]'")
     from crdgate import demo, run, workers
     from crdgate.logs import setup_logging
 

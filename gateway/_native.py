@@ -28,7 +28,8 @@ import sys
 # The proxy core: written for C semantics (no negative indexes, no bounds checks).
 CORE = ("gateway.wire", "gateway.request", "gateway.exchange", "gateway.http1", "gateway.upstream")
 # The routing table and per-request policy code: compiled with Python's indexing rules kept.
-POLICY = ("gateway.routing", "gateway.ratelimit", "gateway.policies", "gateway.metrics", "gateway.auth.apikey")
+POLICY = ("gateway.routing", "gateway.ratelimit", "gateway.policies", "gateway.metrics", "gateway.auth.apikey",
+          "gateway.accesslog")
 MODULES = CORE + POLICY
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

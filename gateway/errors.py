@@ -19,8 +19,7 @@ raise these, and the front door (the command line) catches them by branch::
     ├── LeaseNamespaceMissing        the leader-election Lease's namespace does not exist
     ├── BadTarget                    a request target the proxy refuses (answered with ``status``)
     ├── ExplainError                 a request ``crdgate explain`` cannot route: the proxy would refuse it (400)
-    ├── ExplainFailed                ``crdgate explain`` could not answer (a bad URL, an unreachable admin)
-    └── MissingTracingPackages       ``--otlp-endpoint`` without the OpenTelemetry packages installed
+    └── ExplainFailed                ``crdgate explain`` could not answer (a bad URL, an unreachable admin)
 
 Each keeps the built-in base its callers catch it by (``ValueError`` for the
 configuration errors that are about a value, ``FileNotFoundError`` for the
@@ -160,7 +159,3 @@ class ExplainError(CrdgateError, ValueError):
 
 class ExplainFailed(CrdgateError):
     """The request could not be explained (a bad URL, an unreachable admin): exit 2."""
-
-
-class MissingTracingPackages(CrdgateError, RuntimeError):
-    """--otlp-endpoint without the OpenTelemetry packages installed."""

@@ -857,6 +857,7 @@ class Exchange(RequestView):
         if self.extra_resp_headers:
             for name, value in self.extra_resp_headers:
                 add_field(parts, name, value)
+        add_field(parts, self.proto.request_id_header, self.request_id)  # the id the access log has
         parts.append(b"content-length: %d\r\n" % len(body))
         unread_body = not self.req_done and (self.chunked or self.content_length > 0)
         if close or unread_body or not self.keep_alive or self.server.draining or self.upgrade:

@@ -21,8 +21,11 @@ shell's terminal, the supervisor and the sibling ``--workers``, other programs
 on the same pipe): setting it makes their writes fail with EAGAIN. A thread
 works on any kind of fd (file, pipe, terminal, socket), before the event loop
 starts and after it stops, and from any thread (the process log is written
-from several); the event loop's whole share is an append under an uncontended
-lock. Its blocked write waits for the reader, never for the proxy.
+from several); the event loop's whole share is an append to a deque and two
+integer updates (``one_producer``: no lock, the access log's case; callers from
+several threads take an uncontended lock). The writer thread never takes a lock:
+deque appends and pops are atomic, and each counter has one writing thread.
+Its blocked write waits for the reader, never for the proxy.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 MAX_BUFFER = 4 << 20  # characters held per stream, written or waiting (--log-buffer-bytes)
@@ -47,7 +51,7 @@ class LogWriter:
 
     def __init__(self, fd: int, name: str, on_drops: Callable[[int], None] | None = None,
                  max_buffer: int = MAX_BUFFER, interval: float = INTERVAL,
-                 warning_interval: float = DROP_WARNING_INTERVAL):
+                 warning_interval: float = DROP_WARNING_INTERVAL, one_producer: bool = False):
         self.fd = fd
         self.name = name
         # Called from the writer thread with the lines lost since the last call,
@@ -56,10 +60,18 @@ class LogWriter:
         self.max_buffer = max_buffer
         self.interval = interval
         self.warning_interval = warning_interval
-        self.dropped = 0  # lines lost: buffer full, or the stream closed/broken
-        self._lines: list[str] = []
-        self._held = 0  # characters of lines waiting or being written: the bound applies to this
-        self._lock = threading.Lock()
+        # Each counter has one writing thread, so no update is lost without a lock:
+        # the callers' side counts what it queued and what did not fit, the writer
+        # thread what it took off the buffer and what the stream lost.
+        self._lines: deque[str] = deque()  # append and popleft are atomic: the writer thread takes no lock
+        self._queued = 0  # characters ever queued
+        self._taken = 0  # characters ever written (or lost) by the writer thread
+        self._dropped_full = 0
+        self._dropped_lost = 0
+        self._lock = threading.Lock()  # serialises callers of several threads (the process log)
+        if one_producer:
+            # Only ever called from one thread (the access log: the event loop): no lock at all.
+            self.write = self._queue_line
         self._closing = False
         self._wake = threading.Event()
         self._reported = 0
@@ -73,18 +85,32 @@ class LogWriter:
     def write(self, line: str) -> bool:
         """Queue one line (without its newline); False when it was dropped."""
         n = len(line) + 1
-        with self._lock:
-            if self._held + n > self.max_buffer or self._closing:
-                self.dropped += 1
+        with self._lock:  # _queue_line's body, inlined: the process log's path (one call less)
+            if self._queued - self._taken + n > self.max_buffer or self._closing:
+                self._dropped_full += 1
                 return False
             self._lines.append(line)
-            self._held += n
+            self._queued += n
         return True
+
+    def _queue_line(self, line: str) -> bool:
+        n = len(line) + 1
+        if self._queued - self._taken + n > self.max_buffer or self._closing:
+            self._dropped_full += 1
+            return False
+        self._lines.append(line)
+        self._queued += n
+        return True
+
+    @property
+    def dropped(self) -> int:
+        """Lines lost: the buffer was full, or the stream closed or broke."""
+        return self._dropped_full + self._dropped_lost
 
     @property
     def buffered(self) -> int:
         """Characters held now (waiting or being written): never above ``max_buffer``."""
-        return self._held
+        return self._queued - self._taken
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
         """Write what is buffered, then stop; True if it all went out within ``timeout``.
@@ -92,8 +118,7 @@ class LogWriter:
         A stalled reader cannot hold the shutdown: after ``timeout`` the thread
         (a daemon) is left behind and the process exits without it.
         """
-        with self._lock:
-            self._closing = True
+        self._closing = True
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -102,31 +127,28 @@ class LogWriter:
     # -- the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        lines = self._lines
         while True:
             self._wake.wait(self.interval)
-            with self._lock:
-                lines, self._lines = self._lines, []
-                closing = self._closing
+            closing = self._closing  # read before draining: what was queued before close() goes out
             if lines:
-                self._write_lines(lines)
+                self._write_lines()
             self._report_drops()
-            if closing and not self._lines:
+            if closing and not lines:
                 return
 
-    def _write_lines(self, lines: list[str]) -> None:
-        i, end = 0, len(lines)
-        while i < end:
-            j, size = i, 0
-            while j < end and size < BATCH:
-                size += len(lines[j]) + 1
-                j += 1
-            data = ("\n".join(lines[i:j]) + "\n").encode("utf-8", "backslashreplace")
-            ok = self._write_all(data)
-            with self._lock:
-                self._held -= size
-                if not ok:
-                    self.dropped += j - i
-            i = j
+    def _write_lines(self) -> None:
+        lines = self._lines
+        while lines:
+            batch, size = [], 0
+            while lines and size < BATCH:
+                line = lines.popleft()
+                batch.append(line)
+                size += len(line) + 1
+            data = ("\n".join(batch) + "\n").encode("utf-8", "backslashreplace")
+            if not self._write_all(data):
+                self._dropped_lost += len(batch)
+            self._taken += size
 
     def _write_all(self, data: bytes) -> bool:
         view = memoryview(data)

@@ -1,23 +1,26 @@
-"""Distributed tracing: sampling on the request path, OpenTelemetry spans off it.
+"""Distributed tracing: sampling on the request path, OTLP export off it.
 
 With ``--otlp-endpoint`` the server holds a ``Tracer``. For each request the
 exchange (gateway/exchange.py) asks ``Tracer.sample`` first: a W3C
 ``traceparent`` the client sent decides (parent-based: its sampled flag is
 obeyed either way), otherwise one ``random()`` against ``--trace-sample-ratio``.
-An unsampled request gets ``None`` and nothing else happens: no span object,
-no clock read beyond what the exchange does anyway.
+An unsampled request gets ``None`` and nothing else happens: no object, no
+clock read beyond what the exchange does anyway; the header scan looks at
+lengths only, and a traceparent is parsed only when one is there.
 
 A sampled request carries a ``RequestTrace``: ids and, per upstream try, the
 client span's id, times and outcome, recorded as plain values. When the
-request ends ``Tracer.finish`` copies the server span's attributes into a tuple
-and appends it to a bounded queue; a daemon thread turns queued requests into
-SDK spans (one SERVER span, one CLIENT span per try) and exports them with the
-OTLP/HTTP protobuf exporter. The event loop never waits on the collector: a
-full queue or a failed export drops spans and counts them
+request ends ``Tracer.finish`` copies what the server span needs into a tuple
+and appends it to a bounded queue. A daemon thread turns batches of queued
+requests into one OTLP/HTTP protobuf request (one SERVER span per request,
+one CLIENT span per try; attributes after the OpenTelemetry HTTP semantic
+conventions) and POSTs it (gateway/otlp.py). The event loop never waits on the
+collector: a full queue or a failed export drops spans and counts them
 (``crdgate_trace_spans_dropped_total``, gateway/metrics.py).
 
-The OpenTelemetry packages (the ``tracing`` extra) are imported only when a
-Tracer is made, so a gateway without tracing never loads them.
+Nothing of the OpenTelemetry SDK runs here: its span objects and encoder cost
+about 300 µs per traced request (measured; see docs/tracing.md), the bytes
+gateway/otlp.py writes are the same message.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import re
 import threading
 import time
 from collections import deque
-from gateway.errors import MissingTracingPackages
+from gateway import otlp
 
 log = logging.getLogger("crdgate.tracing")
 
@@ -38,18 +41,8 @@ _TRACEPARENT = re.compile(rb"\s*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-
 QUEUE_LIMIT = 2048  # finished requests waiting for the exporter thread; above: dropped, counted
 BATCH_LIMIT = 512  # requests per export call
 EXPORT_INTERVAL = 1.0  # seconds between exports while the queue holds less than a batch
-EXPORT_TIMEOUT = 5.0  # seconds one export may take (the exporter's own retries included)
-
-
-def packages_installed() -> bool:
-    """Whether the OpenTelemetry SDK and OTLP/HTTP exporter can be imported (without importing them)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http.trace_exporter") is not None \
-            and importlib.util.find_spec("opentelemetry.sdk.trace") is not None
-    except ImportError:  # a parent package is missing
-        return False
+EXPORT_TIMEOUT = 5.0  # seconds one export may take (its one retry included)
+EXPORT_WARNING_INTERVAL = 60.0  # at most one "export failed" warning per this many seconds
 
 
 def parse_traceparent(value: bytes):
@@ -111,31 +104,20 @@ class Tracer:
     """Samples requests and exports the spans of sampled ones from a background thread."""
 
     def __init__(self, endpoint: str, ratio: float, service_name: str = "crdgate", exporter=None):
-        try:
-            from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import ReadableSpan
-            from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-            from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
-            from opentelemetry.trace.status import Status, StatusCode
-            if exporter is None:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-                exporter = OTLPSpanExporter(endpoint=endpoint, timeout=EXPORT_TIMEOUT)
-        except ImportError as e:
-            raise MissingTracingPackages(
-                f"--otlp-endpoint needs the OpenTelemetry packages: pip install 'crdgate[tracing]' ({e})") from None
-        self._otel = (ReadableSpan, SpanContext, SpanKind, TraceFlags, TraceState, Status, StatusCode)
-        self._resource = Resource.create({"service.name": service_name})
-        from gateway import __name__ as scope_name
-        self._scope = InstrumentationScope(scope_name)
         self.endpoint = endpoint
         self.ratio = ratio
-        self.exporter = exporter
+        # ``exporter.export(body: bytes)`` raises on failure; tests pass their own.
+        self.exporter = exporter if exporter is not None else otlp.OtlpHttpExporter(endpoint, EXPORT_TIMEOUT)
+        self._resource = otlp.resource(service_name)
+        from gateway import __name__ as scope_name
+        self._scope = otlp.scope(scope_name)
         # Monotonic seconds (what the exchange records) -> Unix nanoseconds (what OTLP wants).
         self._wall_offset = time.time_ns() - int(time.monotonic() * 1e9)
         self._queue: deque = deque()
         self.spans_exported = 0
         self.dropped_queue_full = 0  # counted on the event loop
         self.dropped_export_failed = 0  # counted on the exporter thread
+        self._last_warning = -EXPORT_WARNING_INTERVAL
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="crdgate-trace-export", daemon=True)
         self._thread.start()
@@ -146,9 +128,11 @@ class Tracer:
         """A RequestTrace when this request is traced, else None (the common case: keep it cheap)."""
         parent = state = None
         for name, value in headers:
-            if len(name) == 11 and name.lower() == b"traceparent":
-                parent = value
-            elif len(name) == 10 and name.lower() == b"tracestate":
+            n = len(name)
+            if n == 11:
+                if name.lower() == b"traceparent":
+                    parent = value
+            elif n == 10 and name.lower() == b"tracestate":
                 state = value
         if parent is not None:
             ctx = parse_traceparent(parent)
@@ -173,44 +157,15 @@ class Tracer:
             return
         route = ex.route
         proto = ex.proto
-        attrs = {
-            "http.request.method": ex.method,
-            "url.path": ex.path or ex.url.decode("latin-1"),
-            "url.scheme": proto.scheme,
-            "network.protocol.version": "1.0" if ex.http10 else "1.1",
-            "client.address": proto.peer,
-        }
-        if ex.status:
-            attrs["http.response.status_code"] = ex.status
-        if error is not None:
-            attrs["error.type"] = error
-        host = ex.host
-        if host:
-            host = host.decode("latin-1") if isinstance(host, bytes) else host
-            name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
-            if name and port.isdigit():
-                attrs["server.address"], attrs["server.port"] = name, int(port)
-            else:
-                attrs["server.address"] = host
-        if ex.query:
-            attrs["url.query"] = ex.query
-        if route is not None:
-            attrs["http.route"] = route.path
-            attrs["crdgate.route"] = route.name
-            if route.policy.rate_limit is not None:
-                # The rate limit runs just before forwarding: a try means it admitted the request.
-                if ex.attempts:
-                    attrs["crdgate.rate_limit"] = "admitted"
-                elif ex.status == 429:
-                    attrs["crdgate.rate_limit"] = "rejected"
-        if ex.consumer is not None:
-            attrs["crdgate.consumer"] = str(ex.consumer)
-        if ex.upstream_ep is not None:
-            attrs["crdgate.upstream"] = ex.upstream_addr
-        if ex.request_id is not None:
-            attrs["crdgate.request_id"] = ex.request_id.decode("latin-1")
-        span_name = ex.method + " " + route.path if route is not None else ex.method
-        self._queue.append((trace, span_name, ex.start, now, attrs, ex.method))
+        limited = route is not None and route.policy.rate_limit is not None
+        self._queue.append((
+            trace, ex.start, now, error, ex.method, ex.path or ex.url.decode("latin-1"), proto.scheme,
+            ex.http10, proto.peer, ex.status, ex.host, ex.query,
+            route.path if route is not None else None, route.name if route is not None else None,
+            # The rate limit runs just before forwarding: a try means it admitted the request.
+            ("admitted" if ex.attempts else "rejected" if ex.status == 429 else None) if limited else None,
+            ex.consumer, ex.upstream_addr if ex.upstream_ep is not None else None, ex.request_id,
+        ))
 
     # -- the exporter thread ------------------------------------------------------------
 
@@ -223,60 +178,82 @@ class Tracer:
     def _drain(self) -> None:
         queue = self._queue
         while queue:
-            batch = []
-            while queue and len(batch) < BATCH_LIMIT:
-                batch.append(queue.popleft())
-            spans = []
-            for item in batch:
-                spans.extend(self._spans(*item))
+            batch = [queue.popleft() for _ in range(min(BATCH_LIMIT, len(queue)))]
+            count = sum(1 + len(item[0].tries) for item in batch)
             try:
-                result = self.exporter.export(spans)
-                ok = getattr(result, "name", "") == "SUCCESS"
-            except Exception:
-                log.debug("trace export failed", exc_info=True)
-                ok = False
-            if ok:
-                self.spans_exported += len(spans)
+                spans = []
+                for item in batch:
+                    spans.extend(self._spans(*item))
+                self.exporter.export(otlp.export_request(self._resource, self._scope, spans))
+            except Exception as e:  # whatever went wrong, the thread goes on with the next batch
+                self.dropped_export_failed += count
+                self._warn(e)
             else:
-                self.dropped_export_failed += len(spans)
+                self.spans_exported += count
 
-    def _spans(self, trace: RequestTrace, name: str, start: float, end: float, attrs: dict, method: str) -> list:
-        ReadableSpan, SpanContext, SpanKind, TraceFlags, TraceState, Status, StatusCode = self._otel
-        sampled = TraceFlags(TraceFlags.SAMPLED)
-        state = _trace_state(TraceState, trace.tracestate)
+    def _warn(self, e: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= EXPORT_WARNING_INTERVAL:
+            self._last_warning = now
+            log.warning("trace export to %s failed: %s (spans dropped: crdgate_trace_spans_dropped_total)",
+                        self.endpoint, e)
+
+    def _spans(self, trace: RequestTrace, start: float, end: float, error: str | None, method: str, path: str,
+               scheme: str, http10: bool, peer: str | None, status: int, host, query, route_path: str | None,
+               route_name: str | None, rate_limit: str | None, consumer, upstream: str | None,
+               request_id: bytes | None) -> list:
+        """The encoded SERVER span of one request and a CLIENT span per upstream try."""
+        attr = otlp.attribute
+        a = [attr("http.request.method", method), attr("url.path", path), attr("url.scheme", scheme),
+             attr("network.protocol.version", "1.0" if http10 else "1.1")]
+        if peer is not None:
+            a.append(attr("client.address", peer))
+        if status:
+            a.append(attr("http.response.status_code", status))
+        if error is not None:
+            a.append(attr("error.type", error))
+        if host:
+            host = host.decode("latin-1") if isinstance(host, bytes) else host
+            name, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+            if name and port.isdigit():
+                a += (attr("server.address", name), attr("server.port", int(port)))
+            else:
+                a.append(attr("server.address", host))
+        if query:
+            a.append(attr("url.query", query.decode("latin-1") if isinstance(query, bytes) else query))
+        if route_path is not None:
+            a += (attr("http.route", route_path), attr("crdgate.route", route_name))
+        if rate_limit is not None:
+            a.append(attr("crdgate.rate_limit", rate_limit))
+        if consumer is not None:
+            a.append(attr("crdgate.consumer", str(consumer)))
+        if upstream is not None:
+            a.append(attr("crdgate.upstream", upstream))
+        if request_id is not None:
+            a.append(attr("crdgate.request_id", request_id.decode("latin-1")))
         ns = self._ns
-        server_ctx = SpanContext(trace.trace_id, trace.span_id, is_remote=False, trace_flags=sampled, trace_state=state)
-        parent = (SpanContext(trace.trace_id, trace.parent_id, is_remote=True, trace_flags=sampled, trace_state=state)
-                  if trace.parent_id is not None else None)
-        status = attrs.get("http.response.status_code", 0)
-        failed = status >= 500 or "error.type" in attrs
-        spans = [ReadableSpan(
-            name, context=server_ctx, parent=parent, resource=self._resource, attributes=attrs,
-            kind=SpanKind.SERVER, instrumentation_scope=self._scope, start_time=ns(start), end_time=ns(end),
-            # OTel HTTP conventions: a server span is an error on 5xx (or no complete answer), not 4xx.
-            status=Status(StatusCode.ERROR) if failed else Status(StatusCode.UNSET),
-        )]
-        for n, (span_id, t0, t1, address, up_status, error) in enumerate(trace.tries):
+        trace_id = trace.trace_id.to_bytes(16, "big")
+        state = otlp.tracestate(trace.tracestate)
+        remote = trace.parent_id is not None
+        # OTel HTTP conventions: a server span is an error on 5xx (or no complete answer), not on 4xx.
+        spans = [otlp.span(trace_id, trace.span_id, state, trace.parent_id,
+                           method + " " + route_path if route_path is not None else method, otlp.SERVER,
+                           ns(start), ns(end), a, status >= 500 or error is not None, remote)]
+        for n, (span_id, t0, t1, address, up_status, up_error) in enumerate(trace.tries):
             host, _, port = address.rpartition(":")
-            a = {"http.request.method": method, "server.address": host.strip("[]")}
+            c = [attr("http.request.method", method), attr("server.address", host.strip("[]"))]
             if port.isdigit():
-                a["server.port"] = int(port)
+                c.append(attr("server.port", int(port)))
             if n:
-                a["http.request.resend_count"] = n
+                c.append(attr("http.request.resend_count", n))
             if up_status:
-                a["http.response.status_code"] = up_status
-            failed = error is not None or up_status >= 500
-            if error is not None:
-                a["error.type"] = error
-            elif up_status >= 500:
-                a["error.type"] = str(up_status)
-            spans.append(ReadableSpan(
-                method, context=SpanContext(trace.trace_id, span_id, is_remote=False, trace_flags=sampled,
-                                            trace_state=state),
-                parent=server_ctx, resource=self._resource, attributes=a, kind=SpanKind.CLIENT,
-                instrumentation_scope=self._scope, start_time=ns(t0), end_time=ns(t1 or end),
-                status=Status(StatusCode.ERROR) if failed else Status(StatusCode.UNSET),
-            ))
+                c.append(attr("http.response.status_code", up_status))
+            if up_error is None and up_status >= 500:
+                up_error = str(up_status)
+            if up_error is not None:
+                c.append(attr("error.type", up_error))
+            spans.append(otlp.span(trace_id, span_id, state, trace.span_id, method, otlp.CLIENT,
+                                   ns(t0), ns(t1 or end), c, up_error is not None, False))
         return spans
 
     def _ns(self, monotonic: float) -> int:
@@ -296,12 +273,3 @@ class Tracer:
             self.exporter.shutdown()
         except Exception:
             pass
-
-
-def _trace_state(TraceState, raw: bytes | None):
-    if not raw:
-        return None
-    try:
-        return TraceState.from_header([raw.decode("latin-1")])
-    except Exception:
-        return None

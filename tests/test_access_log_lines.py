@@ -73,11 +73,16 @@ async def test_http10_is_logged_as_such():
 async def test_gateway_made_answers_carry_a_request_id():
     gw, lines = _gateway()
     async with gw:
-        await _send(gw, b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n", 404)
-        await _send(gw, b"GET /nowhere HTTP/1.1\r\nHost: a\r\nX-Request-Id: mine-1\r\n\r\n", 404)
-    first, second = (json.loads(line) for line in lines.lines)
+        r1 = await _send(gw, b"GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n", 404)
+        r2 = await _send(gw, b"GET /nowhere HTTP/1.1\r\nHost: a\r\nX-Request-Id: mine-1\r\n\r\n", 404)
+        r3 = await _send(gw, b"GET /api HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501)
+    first, second, third = (json.loads(line) for line in lines.lines)
     assert first["status"] == 404 and first["request_id"]
     assert second["request_id"] == "mine-1"
+    # The client gets the id the log has: it can quote it when it reports the error.
+    assert r1.headers["x-request-id"] == first["request_id"]
+    assert r2.headers["x-request-id"] == "mine-1"
+    assert third["status"] == 501 and r3.headers["x-request-id"] == third["request_id"]
 
 
 async def test_hostile_bytes_still_make_valid_json():
@@ -137,3 +142,16 @@ def test_bad_settings_are_refused():
         AccessLog(writer=Lines(), format="xml")
     with pytest.raises(ValueError):
         AccessLog(writer=Lines(), sample_2xx=1.5)
+
+
+async def test_values_memoized_for_escaping_stay_right_when_the_memo_starts_over(monkeypatch):
+    import gateway.accesslog as accesslog
+    monkeypatch.setattr(accesslog, "QUOTED_LIMIT", 2)
+    gw, lines = _gateway()
+    hosts = [b"a.test", b"b.test", b"c.test", b"a.test", b"d.test"]
+    async with gw:
+        for host in hosts:
+            await _send(gw, b"GET /api HTTP/1.1\r\nHost: " + host + b"\r\nUser-Agent: \xff" + host + b"\r\n\r\n", 200)
+    docs = [json.loads(line) for line in lines.lines]
+    assert [d["host"] for d in docs] == ["a.test", "b.test", "c.test", "a.test", "d.test"]
+    assert [d["user_agent"] for d in docs] == ["\\xff" + d["host"] for d in docs]

@@ -33,10 +33,13 @@ def line(i: int, pad: int = 200) -> str:
     return json.dumps({"n": i, "pad": "x" * pad})
 
 
-def test_a_stalled_reader_costs_dropped_lines_never_a_blocked_writer(pipe):
+@pytest.mark.parametrize("one_producer", [False, True], ids=["locked", "one-producer"])
+def test_a_stalled_reader_costs_dropped_lines_never_a_blocked_writer(pipe, one_producer):
+    # one_producer: the access log's lock-free path (only the event loop writes) keeps the same promises.
     r, w = pipe
     drops: list[int] = []
-    writer = LogWriter(w, "test", on_drops=drops.append, max_buffer=32 << 10, interval=0.01, warning_interval=0.0)
+    writer = LogWriter(w, "test", on_drops=drops.append, max_buffer=32 << 10, interval=0.01, warning_interval=0.0,
+                       one_producer=one_producer)
     n = 2000  # ~420 KB: far more than the pipe (64 KB) and the buffer (32 KB) hold
     started = time.monotonic()
     accepted = sum(writer.write(line(i)) for i in range(n))

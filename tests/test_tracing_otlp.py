@@ -1,8 +1,7 @@
 """OpenTelemetry tracing: spans reach an OTLP/HTTP receiver with their attributes and links.
 
 The receiver is an aiohttp server on 127.0.0.1 that decodes the protobuf it is
-sent (opentelemetry-proto's message classes). Needs the tracing extra, which
-the test extra includes.
+sent (opentelemetry-proto's message classes, from the test extra).
 """
 
 import asyncio
@@ -12,7 +11,7 @@ import struct
 import pytest
 from aiohttp import web
 
-pytest.importorskip("opentelemetry.exporter.otlp.proto.http", reason="the tracing extra is not installed")
+pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto (the test extra) is not installed")
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
