@@ -159,3 +159,7 @@ class ExplainError(CrdgateError, ValueError):
 
 class ExplainFailed(CrdgateError):
     """The request could not be explained (a bad URL, an unreachable admin): exit 2."""
+
+
+class ExportFailed(CrdgateError):
+    """The OTLP collector could not be reached, or refused the spans (gateway/otlp.py)."""

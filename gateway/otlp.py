@@ -24,6 +24,8 @@ import struct
 import time
 import urllib.parse
 
+from gateway.errors import ExportFailed
+
 # Field tags (field number << 3 | wire type), as bytes.
 SERVER, CLIENT = 2, 3  # Span.SpanKind
 _STATUS_UNSET = b"\x7a\x00"  # Span.status (15): an empty Status, code UNSET
@@ -132,10 +134,6 @@ def export_request(resource_field: bytes, scope_field: bytes, spans: list) -> by
     """ExportTraceServiceRequest with one ResourceSpans holding one ScopeSpans of ``spans``."""
     scope_spans = _field(b"\x12", scope_field + b"".join(spans))  # ResourceSpans.scope_spans (2)
     return _field(b"\x0a", resource_field + scope_spans)  # ExportTraceServiceRequest.resource_spans (1)
-
-
-class ExportFailed(Exception):
-    """The collector could not be reached, or refused the spans."""
 
 
 class OtlpHttpExporter:
