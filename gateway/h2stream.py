@@ -160,13 +160,20 @@ class Http2Stream(Downstream):
             if len(name) == 10 and name.lower() == b"connection" and value.lower() not in CONNECTION_OPTIONS:
                 drop = connection_tokens(value, drop) - CONNECTION_OPTIONS
         fields = [(b":status", _STATUS.get(status) or b"%d" % status)]
+        framing = False  # Content-Length or Transfer-Encoding: the body ends without the connection closing
         for name, value in headers:
             lname = name.lower()
+            if lname == b"transfer-encoding":
+                framing = True
             if lname in RESPONSE_NOT_COPIED or (drop and lname in drop):
                 continue
-            if lname == b"content-length" and status == 204:
-                continue
+            if lname == b"content-length":
+                framing = True
+                if status == 204:
+                    continue
             fields.append((lname, value))
+        if not framing and ex.method != "HEAD" and status != 204 and status != 304:
+            ex.resp_until_close = True  # an HTTP/1.1 body delimited by the upstream closing
         pol = ex.route.policy
         if pol.cors is not None:
             fields += policies.cors_fields(ex, pol.cors)

@@ -52,6 +52,20 @@ async def test_a_request_goes_through_the_exchange_and_connection_fields_stay_ou
         assert (await c.answer(sid)).status == 404
 
 
+async def test_a_response_delimited_by_the_upstream_closing_ends_the_stream():
+    async with Gateway(None) as g:
+        b = g.backend("b", answer=None)
+        g.server.swap(table([route(path="/")], {"ns/svc:80": (b.endpoint,)}))
+        c = H2Client(g)
+        sid = c.request("/")
+        await b.request()
+        peer = await b.connection(0)
+        peer.reply(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end")
+        peer.close()
+        a = await c.answer(sid)
+        assert a.status == 200 and bytes(a.body) == b"until the end" and a.ended and a.reset is None
+
+
 async def test_the_preface_may_arrive_in_pieces():
     async with Gateway(None) as g:
         b = g.backend("b")
