@@ -462,8 +462,11 @@ class Http2Protocol:
                 end = stream.ending and not stream.pending and stream.trailers is None
                 h2.send_headers(sid, head, end_stream=end)
                 stream.ended = end
-            if stream.pending and not self.write_paused:
-                self._send_pending(stream)
+            if stream.pending:
+                if not self.write_paused:
+                    self._send_pending(stream)
+                elif not stream.stalled_since:
+                    stream.stalled_since = _monotonic()  # the client reads nothing at all: timed out too
             if stream.ending and not stream.pending and not stream.ended and stream.head is None:
                 if stream.trailers is not None:
                     h2.send_headers(sid, stream.trailers, end_stream=True)

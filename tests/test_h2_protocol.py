@@ -203,6 +203,21 @@ async def test_a_client_that_never_opens_its_window_is_timed_out():
         assert c.goaway is not None
 
 
+async def test_a_client_that_reads_nothing_at_all_is_timed_out():
+    async with Gateway(None, limits=Limits(idle_timeout=5.0)) as g:
+        b = g.backend("b", answer=None)
+        g.server.swap(table([route(path="/")], {"ns/svc:80": (b.endpoint,)}))
+        c = H2Client(g)
+        sid = c.request("/")
+        await b.request()
+        only_http2(g).pause_writing()  # the client's socket buffer is full: it reads nothing
+        (await b.connection(0)).reply(response_bytes(200, b"w" * 1000))
+        stream = only_http2(g).streams[sid]
+        await eventually(lambda: stream.pending and not stream.queued)  # emitted as far as it could be
+        g.advance(6.0)
+        await c.wait_closed()
+
+
 async def test_the_request_window_stays_shut_while_the_upstream_cannot_take_the_body():
     async with Gateway(None) as g:
         b = g.backend("b", answer=None)
