@@ -331,6 +331,30 @@ async def test_a_header_list_over_the_limit_is_refused():
         assert c.goaway.error_code in (ErrorCodes.ENHANCE_YOUR_CALM, ErrorCodes.PROTOCOL_ERROR)
 
 
+@pytest.mark.parametrize("field", [("connection", "keep-alive"), ("transfer-encoding", "chunked"),
+                                   ("upgrade", "websocket"), ("te", "gzip")])
+async def test_connection_specific_request_fields_are_malformed_and_never_forwarded(field):
+    from h2.config import H2Configuration
+
+    async with Gateway(None) as g:
+        b = g.backend("b")
+        g.server.swap(table([route(path="/")], {"ns/svc:80": (b.endpoint,)}))
+        c = H2Client(g)
+        c.h2.config = H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False,
+                                      normalize_outbound_headers=False)  # a client that sends them anyway
+        c.request("/", headers=[field])
+        await c.wait_closed()
+        assert c.goaway is not None and c.goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+        assert b.seen == []
+    # TE: trailers is the one TE allowed (gRPC sends it); it is not forwarded to an HTTP/1.1 backend.
+    async with Gateway(None) as g:
+        b = g.backend("b")
+        g.server.swap(table([route(path="/")], {"ns/svc:80": (b.endpoint,)}))
+        c = H2Client(g)
+        assert (await c.answer(c.request("/", headers=[("te", "trailers")]))).status == 200
+        assert "te" not in b.seen[0].headers
+
+
 async def test_too_many_header_fields_get_431():
     async with Gateway(None, limits=Limits(max_headers=10)) as g:
         g.server.swap(table([], {}))
