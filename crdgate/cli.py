@@ -158,6 +158,8 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
          "share of requests traced when they carry no traceparent; a traceparent's sampled flag is always obeyed")
     _add(g, "--drain-seconds", drain_seconds, float, "on SIGTERM, seconds /readyz answers 503 before listeners close")
     _add(g, "--shutdown-timeout", 25.0, float, "after listeners close, seconds in-flight requests get to finish")
+    _add(g, "--h2c", True, bool,
+         "serve cleartext HTTP/2 with prior knowledge on --listen besides HTTP/1.1 (off: the HTTP/2 preface gets 505)")
     _add(g, "--workers", 1, int, "proxy processes sharing the listen port (SO_REUSEPORT), each with its own controller")
     t = p.add_argument_group("TLS")
     _add(t, "--listen-tls", None, _hostport,
@@ -404,7 +406,7 @@ def gateway_config(args) -> GatewayConfig:
         access_log=args.access_log, log_buffer_bytes=args.log_buffer_bytes,
         access_log_format=args.access_log_format, access_log_sample_2xx=args.access_log_sample_2xx,
         drain_seconds=args.drain_seconds, shutdown_timeout=args.shutdown_timeout,
-        listen_tls=args.listen_tls, upstream_ca_file=_upstream_ca_file(args.upstream_ca_file),
+        listen_tls=args.listen_tls, h2c=args.h2c, upstream_ca_file=_upstream_ca_file(args.upstream_ca_file),
         ratelimit_headers=args.ratelimit_headers, create_traceparent=args.create_traceparent,
         **_tracing_settings(args),
     )

@@ -142,7 +142,7 @@ class AccessLog:
             f'"route":{self._q(route.name) if route is not None else _NO_ROUTE},'
             f'"method":{self._q(ex.method)},"host":{self._q(ex.host or None)},'
             f'"path":{_quote(path) if path else "null"},'
-            f'"protocol":"{"HTTP/1.0" if ex.http10 else "HTTP/1.1"}","status":{ex.status},'
+            f'"protocol":"{"HTTP/1.0" if ex.http10 else ex.proto.http_version}","status":{ex.status},'
             f'"bytes_in":{ex.req_bytes},"bytes_out":{ex.resp_bytes},"duration_ms":{_ms(now - ex.start)},'
             f'"upstream_ms":{_ms(up) if up else "null"},"upstream":{self._q(ep.address) if ep is not None else "null"},'
             f'"consumer":{self._q(ex.consumer)},"client":{self._q(ex.proto.peer)},'
@@ -159,7 +159,7 @@ class AccessLog:
         # the agent is always quoted there, escaped as a JSON string.
         return (
             f'{self._q(ex.proto.peer)} - {self._q(ex.consumer)} [{self._clf_stamp}.{ms:03d} +0000] '
-            f'"{self._q(ex.method)} {_text_str(ex.path)} {"HTTP/1.0" if ex.http10 else "HTTP/1.1"}" '
+            f'"{self._q(ex.method)} {_text_str(ex.path)} {"HTTP/1.0" if ex.http10 else ex.proto.http_version}" '
             f'{ex.status} {ex.resp_bytes} "-" {self._q_agent(ua) if ua is not None else _NO_AGENT} '
             f'host={self._q(ex.host or None)} route={self._q(route.name) if route is not None else "-"} '
             f'request_id={_text_bytes(ex.request_id)} duration_ms={_ms(now - ex.start)} '

@@ -52,6 +52,7 @@ class GatewayConfig:
     log_buffer_bytes: int = 4 << 20  # access log lines held while stdout is slow; above: dropped, counted
     scheme: str = "http"  # what X-Forwarded-Proto says for the plain listener
     listen_tls: tuple[str, int] | None = None  # the TLS listener (certificates: gateway/tls.py); None = none
+    h2c: bool = True  # the plain listener also serves HTTP/2 with prior knowledge (gateway/h2server.py)
     upstream_ca_file: str | None = None  # extra CAs trusted for https upstreams, beside the system's
     drain_seconds: float = 5.0  # readiness is 503 this long before listeners close
     shutdown_timeout: float = 25.0  # in-flight requests get this long to finish

@@ -8,7 +8,7 @@ from gateway.metrics cimport RequestStats
 from gateway.request cimport ClientConnection, HeaderView, RequestView
 from gateway.routing cimport BackendRef, EndpointSet, MatchResult, Route, RoutePolicy, RouteTable, Timeouts
 from gateway.upstream cimport EndpointPool, UpstreamConnection, Upstreams
-from gateway.wire cimport (add_field, connection_tokens, forwarding_fields, has_header, json_body, next_request_id,
+from gateway.wire cimport (add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, json_body, next_request_id,
                            status_line, unsafe_fields)
 
 
@@ -21,7 +21,9 @@ cdef class Downstream(ClientConnection):
     cdef public RequestStats stats
     cdef public bytes request_id_header, peer_bytes, forwarded_for, scheme_bytes, last_host
     cdef public str last_host_str
-    cdef public bint closed, create_traceparent
+    # framed: an HTTP/2 stream (gateway/h2stream.py); http_version: for the access log
+    cdef public bint closed, create_traceparent, framed
+    cdef public str http_version
     cdef public object tracer  # gateway.tracing.Tracer, or None
 
     cpdef pause_reading(self, str why)

@@ -30,7 +30,7 @@ from gateway.syntax import unsafe_field_value, unsafe_target
 from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
     CONNECTION_OPTIONS, FORWARDING, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, RESPONSE_LOOKED,
-    RESPONSE_NOT_COPIED, add_field, connection_tokens, forwarding_fields, has_header, header_value, json_body,
+    RESPONSE_NOT_COPIED, add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, header_value, json_body,
     next_request_id, refused_head, status_line, unsafe_fields,
 )
 
@@ -55,8 +55,11 @@ class Downstream(ClientConnection):
 
     Beyond what policies read, an exchange writes to ``transport``, pauses and
     resumes reading (with a reason: reading resumes when none is left), and
-    hands over when done (``exchange_done``). Fields, set once per connection
-    by the protocol that extends it (gateway/http1.py):
+    hands over when done (``exchange_done``). HTTP/1 (gateway/http1.py) takes
+    heads as bytes; a ``framed`` one (an HTTP/2 stream, gateway/h2stream.py)
+    takes them as fields (``response_head``, ``answer``), body bytes through
+    ``transport.write``, and ``exchange_done`` on every finish. Fields, set
+    once per connection by the protocol that extends it:
 
     - server, transport, closed; upstreams, stats, access_log (the server's);
     - max_body_bytes, request_id_header, create_traceparent (the server's settings);
@@ -85,6 +88,14 @@ class Downstream(ClientConnection):
 
     def upgraded(self, ex: "Exchange") -> None:
         """The upstream switched protocols: the connection's bytes now go to ``ex``."""
+        raise NotImplementedError
+
+    def response_head(self, ex: "Exchange", status: int, headers: list) -> None:
+        """Framed only: the upstream's response head, after the route's header rules."""
+        raise NotImplementedError
+
+    def answer(self, ex: "Exchange", status: int, extra, body: bytes) -> None:
+        """Framed only: an answer the gateway makes itself (see ``Exchange.respond``)."""
         raise NotImplementedError
 
 
@@ -578,6 +589,8 @@ class Exchange(RequestView):
             return self._switch_protocols(conn, reason, headers)
         if pol.response_headers is not None:
             headers = policies.modify_headers(pol.response_headers, headers)
+        if self.proto.framed:
+            return self.proto.response_head(self, status, headers)
         # By status, with the reason it was made for: no tuple to build and hash per response.
         known = _STATUS_LINES.get(status)
         if known is not None and known[0] == reason:
@@ -848,26 +861,18 @@ class Exchange(RequestView):
             self.request_id = header_value(self.headers, self.proto.request_id_header) or next_request_id()
         if body is None:
             body = json_body(status, message) if status >= 400 else b""
-        parts = [status_line(status)]
-        if body:
-            parts.append(b"content-type: application/json\r\n")
-        if extra:
-            for name, value in extra:
-                add_field(parts, name, value)
-        if self.extra_resp_headers:
-            for name, value in self.extra_resp_headers:
-                add_field(parts, name, value)
-        add_field(parts, self.proto.request_id_header, self.request_id)  # the id the access log has
-        parts.append(b"content-length: %d\r\n" % len(body))
-        unread_body = not self.req_done and (self.chunked or self.content_length > 0)
-        if close or unread_body or not self.keep_alive or self.server.draining or self.upgrade:
-            # An unread request body would be taken for the next request: close.
-            self.close_after = True
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        if self.method != "HEAD":
-            parts.append(body)
-        self.proto.transport.write(b"".join(parts))
+        proto = self.proto
+        rid = (proto.request_id_header, self.request_id)  # the id the access log has
+        extra = [*extra, rid] if extra else (rid,)
+        if proto.framed:
+            proto.answer(self, status, extra, body)
+        else:
+            unread_body = not self.req_done and (self.chunked or self.content_length > 0)
+            if close or unread_body or not self.keep_alive or self.server.draining or self.upgrade:
+                # An unread request body would be taken for the next request: close.
+                self.close_after = True
+            proto.transport.write(answer_bytes(status, body, extra, self.extra_resp_headers, self.close_after,
+                                               self.method == "HEAD"))
         self.resp_bytes = len(body)
         self.finish()
 
@@ -885,8 +890,8 @@ class Exchange(RequestView):
             proto.access_log.write(self, now)
         if self.trace is not None:
             proto.tracer.finish(self, now)
-        if self.req_done or self.close_after:
-            self.proto.exchange_done(self)
+        if self.req_done or self.close_after or proto.framed:
+            proto.exchange_done(self)
         # else: the rest of the request body is read and discarded; request_complete
         # then calls exchange_done.
 

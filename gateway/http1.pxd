@@ -18,7 +18,8 @@ cdef class ClientProtocol(Downstream):
     cdef public list _headers
     cdef public Py_ssize_t _url_size, _header_bytes, _max_uri, _max_header_bytes, _max_headers
     cdef public double _head_deadline, _idle_since, _header_timeout
-    cdef public bint _writing_paused, _eof, _upgrade_refused
+    cdef public bint _writing_paused, _eof, _upgrade_refused, _sniffing
+    cdef public bytes _sniffed
 
     # pause_reading, resume_reading, abort, close and exchange_done are Downstream's
     # C methods (exchange.pxd), overridden here: a final class may not declare them again.

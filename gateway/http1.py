@@ -11,8 +11,9 @@ upgraded stream after a 101, and the half-close.
 
 Neighbours: gateway/server.py creates one per accepted connection and owns
 listeners, the table reference and the sweeper; wire-format helpers are in
-gateway/wire.py. An HTTP/2 protocol will sit beside this one and feed the same
-exchange.
+gateway/wire.py. A connection that turns out to speak HTTP/2 (ALPN h2 on the
+TLS listener, the HTTP/2 preface on the plain one) is handed to
+gateway/h2server.py, which feeds the same exchange.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections import deque
 import httptools
 
 from gateway.exchange import Downstream, Exchange
+from gateway.h2server import PREFACE, serve_http2
 from gateway.normalize import valid_host
 from gateway.tls import bound_server_name
 from gateway.wire import websocket_upgrade
@@ -113,6 +115,10 @@ class ClientProtocol(Downstream):
         # Exchange._forwarding): the same for every request of a keep-alive client.
         self.fwd_key: bytes | None = None
         self.fwd_block = b""
+        self.framed = False  # HTTP/1 heads are bytes (see Downstream)
+        self.http_version = "HTTP/1.1"
+        self._sniffing = False  # set by connection_made (plain listener, --h2c)
+        self._sniffed = b""
 
     # -- connection ----------------------------------------------------------------
 
@@ -124,14 +130,21 @@ class ClientProtocol(Downstream):
         self.peer_bytes = ip.encode()
         self.forwarded_for = b'"[%s]"' % self.peer_bytes if ":" in ip else self.peer_bytes
         srv = self.server
-        if self.scheme_bytes is _HTTPS:
-            self.sni = bound_server_name(transport.get_extra_info("ssl_object"))
         if srv.trusted_proxies and ip:
             try:
                 addr = ipaddress.ip_address(ip)
                 self.trusted = any(addr in net for net in srv.trusted_proxies)
             except ValueError:
                 self.trusted = False
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.sni = bound_server_name(ssl_object)
+            if ssl_object.selected_alpn_protocol() == "h2":
+                serve_http2(self, b"")  # the client picked HTTP/2 in the handshake
+                return
+        else:
+            # Plain listener with --h2c: the first bytes may be the HTTP/2 preface (see _sniff).
+            self._sniffing = srv.config.h2c
         # Until its first request arrives a connection is due its head within the
         # header timeout, not the idle timeout: a client that connects and sends
         # nothing must not hold a slot for a minute. (On the TLS listener the
@@ -159,6 +172,10 @@ class ClientProtocol(Downstream):
         self.server.connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._sniffing:
+            data = self._sniff(data)
+            if data is None:
+                return
         if self._upgraded is not None:
             self._upgraded.upgrade_data(data)
             return
@@ -195,6 +212,23 @@ class ClientProtocol(Downstream):
                 self._refuse(505, VERSION_NOT_SUPPORTED)
             else:
                 self._refuse(400, "malformed request")
+
+    def _sniff(self, data: bytes):
+        """The first bytes on the plain listener: HTTP/2 with prior knowledge opens with
+        its preface (RFC 9113 3.3). Returns the bytes to parse as HTTP/1, or None
+        (handed over to HTTP/2, or waiting for the rest of a preface)."""
+        data = self._sniffed + data if self._sniffed else data
+        if PREFACE.startswith(data[:24]):
+            if len(data) < 24:
+                self._sniffed = data
+                return None
+            self._sniffing = False
+            self._sniffed = b""
+            serve_http2(self, data)
+            return None
+        self._sniffing = False
+        self._sniffed = b""
+        return data
 
     def _refuse(self, status: int, message: str) -> None:
         """Refuse what cannot be parsed safely: answer if we can, then close."""

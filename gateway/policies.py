@@ -158,6 +158,19 @@ def cors_response_headers(ex: RequestView, cors: CorsPolicy, parts: list) -> Non
         parts += (b"access-control-expose-headers: ", ", ".join(cors.expose_headers).encode("latin-1"), b"\r\n")
 
 
+def cors_fields(ex: RequestView, cors: CorsPolicy) -> list:
+    """The same fields as ``cors_response_headers``, as (name, value) pairs (HTTP/2 heads)."""
+    origin = ex.header_view.get("origin") if ex.header_view is not None else None
+    if origin is None or not origin_allowed(cors, origin):
+        return []
+    fields = [(b"access-control-allow-origin", _allow_origin_value(cors, origin)), (b"vary", b"Origin")]
+    if cors.allow_credentials:
+        fields.append((b"access-control-allow-credentials", b"true"))
+    if cors.expose_headers:
+        fields.append((b"access-control-expose-headers", ", ".join(cors.expose_headers).encode("latin-1")))
+    return fields
+
+
 # -- authentication -------------------------------------------------------------------
 #
 # These run on every request of a route with auth or a rate limit, so they stay

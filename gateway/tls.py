@@ -40,6 +40,8 @@ MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 # the DHE suites). TLS 1.3 suites are OpenSSL's defaults, all of them modern.
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 ALPN = ("http/1.1",)
+# What the TLS listener offers: HTTP/2 first, so a client that offers both gets it (gateway/h2server.py).
+SERVER_ALPN = ("h2", "http/1.1")
 # Python's ssl loads certificates only from files: keys go to a memory-backed
 # folder when there is one, in a private directory, and are deleted at once.
 _KEY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
@@ -62,7 +64,7 @@ def _base_context() -> ssl.SSLContext:
     ctx.minimum_version = MINIMUM_VERSION
     ctx.set_ciphers(CIPHERS)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
-    ctx.set_alpn_protocols(list(ALPN))
+    ctx.set_alpn_protocols(list(SERVER_ALPN))
     return ctx
 
 

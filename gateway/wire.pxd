@@ -6,6 +6,8 @@ cimport cython
 cpdef bytes json_body(int status, str message)
 cpdef bytes status_line(int status, reason=*)
 cpdef add_field(list parts, object name, object value)
+@cython.locals(parts=list)
+cpdef bytes answer_bytes(int status, bytes body, extra, extra_resp, bint close, bint head)
 cpdef bint has_header(object headers, bytes lname) except -1
 cpdef bint unsafe_fields(object fields) except -1
 cpdef set connection_tokens(bytes value, set into)

@@ -59,6 +59,26 @@ def status_line(status: int, reason: bytes | None = None) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, reason)
 
 
+def answer_bytes(status: int, body: bytes, extra, extra_resp, close: bool, head: bool) -> bytes:
+    """An answer the gateway makes itself (Exchange.respond), JSON when it has a body."""
+    parts = [status_line(status)]
+    if body:
+        parts.append(b"content-type: application/json\r\n")
+    if extra:
+        for name, value in extra:
+            add_field(parts, name, value)
+    if extra_resp:
+        for name, value in extra_resp:
+            add_field(parts, name, value)
+    parts.append(b"content-length: %d\r\n" % len(body))
+    if close:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    if not head:
+        parts.append(body)
+    return b"".join(parts)
+
+
 def add_field(parts: list, name: bytes, value: bytes) -> None:
     """One header line into a head being built. Compiled, four appends are a few
     stores each; ``parts += (name, b": ", value, b"\r\n")`` built a tuple and

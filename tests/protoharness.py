@@ -76,6 +76,12 @@ class FakeTransport:
     def is_closing(self) -> bool:
         return self.closing
 
+    def set_protocol(self, protocol) -> None:
+        self.protocol = protocol  # the HTTP/1 protocol hands an HTTP/2 connection over
+
+    def get_protocol(self):
+        return self.protocol
+
     def pause_reading(self) -> None:
         self.reading_paused = True
 

@@ -274,11 +274,14 @@ async def test_a_major_version_other_than_1_later_on_a_keep_alive_connection_is_
     assert [req.target for req in b.seen] == ["/public"]
 
 
-async def test_the_http2_connection_preface_is_refused_and_closed(gw):
-    # A client with prior knowledge of HTTP/2 on the HTTP/1 listener: refused, never a hang.
-    b, g = gw
-    await refused(g, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00", 505)
-    assert b.seen == []
+async def test_the_http2_connection_preface_is_refused_and_closed_with_h2c_off():
+    # A client with prior knowledge of HTTP/2 on a listener told not to serve it
+    # (--h2c off): refused, never a hang. (With h2c on: tests/test_h2_protocol.py.)
+    async with Gateway(None, limits=LIMITS, h2c=False) as g:
+        b = g.backend("b1")
+        g.server.swap(table([route("ns/public", path="/public", backends=("ns/svc:80",))], {"ns/svc:80": (b.endpoint,)}))
+        await refused(g, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00", 505)
+        assert b.seen == []
 
 
 async def test_an_http10_client_with_proxy_connection_keep_alive_is_answered_in_http10_framing():

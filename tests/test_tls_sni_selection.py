@@ -105,12 +105,17 @@ async def test_handshakes_present_the_chosen_certificate(ca, certs):
         await backend.runner.cleanup()
 
 
-async def test_alpn_advertises_http11(ca, certs):
+async def test_alpn_offers_h2_first_and_http11(ca, certs):
     server = await start_tls_proxy(table([], {}), _store(certs))
     try:
         ctx = ca.client_context()
         ctx.set_alpn_protocols(["h2", "http/1.1"])
         async with tls_client(server, "api.example.com", ctx) as c:
+            assert c.ssl_object.selected_alpn_protocol() == "h2"  # served as HTTP/2 (tests/test_h2_e2e.py)
+        ctx = ca.client_context()
+        ctx.set_alpn_protocols(["http/1.1"])
+        async with tls_client(server, "api.example.com", ctx) as c:
             assert c.ssl_object.selected_alpn_protocol() == "http/1.1"
+            assert (await c.request("GET", "/")).status == 404
     finally:
         await server.close()
