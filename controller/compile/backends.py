@@ -155,10 +155,15 @@ def is_service_key(key: str) -> bool:
     return not key.startswith(("http://", "https://", REFUSED_PREFIX))
 
 
+# A url backend spoken to in HTTP/2 is another backend than the same URL in
+# HTTP/1.1: its key carries the protocol as a fragment (a backend URL has none).
+HTTP2_FRAGMENT = "#h2"
+
+
 @lru_cache(maxsize=4096)
-def url_key(url: str) -> str:
+def url_key(url: str, http2: bool = False) -> str:
     u = urlsplit(url)
-    return f"{u.scheme.lower()}://{u.netloc.lower()}"
+    return f"{u.scheme.lower()}://{u.netloc.lower()}" + (HTTP2_FRAGMENT if http2 else "")
 
 
 def cluster_service_of_url(url: str) -> tuple[str, str] | None:
@@ -189,7 +194,7 @@ def _resolve_url(key: str) -> tuple[EndpointSet, str]:
     u = urlsplit(key)
     tls = u.scheme == "https"
     port = u.port or (443 if tls else 80)
-    ep = Endpoint(host=u.hostname or "", port=port, tls=tls)
+    ep = Endpoint(host=u.hostname or "", port=port, tls=tls, http2=u.fragment == HTTP2_FRAGMENT[1:])
     return EndpointSet(key=key, endpoints=(ep,), host_header=u.netloc), ""
 
 
@@ -204,7 +209,9 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
         if not isinstance(port, int):
             return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no port {port}"
         # A DNS name: the upstream resolves it when it connects.
-        ep = Endpoint(host=svc.spec.external_name.rstrip("."), port=port)
+        sp = find_port(svc, port)
+        http2 = sp is not None and m.http2_app_protocol(sp.app_protocol)
+        ep = Endpoint(host=svc.spec.external_name.rstrip("."), port=port, http2=http2)
         return EndpointSet(key=key, endpoints=(ep,)), ""
     sp = find_port(svc, port)
     if sp is None:
@@ -212,6 +219,7 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
         return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no {what}"
     target = sp.target_port if sp.target_port is not None else sp.port
     port_name = sp.name or ""
+    http2 = m.http2_app_protocol(sp.app_protocol)
     seen: set[tuple[str, int]] = set()
     endpoints: list[Endpoint] = []
     for eps in services.slices(namespace, name):
@@ -236,7 +244,7 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
             addr = (ep.addresses[0], slice_port)
             if addr not in seen:
                 seen.add(addr)
-                endpoints.append(Endpoint(host=addr[0], port=addr[1]))
+                endpoints.append(Endpoint(host=addr[0], port=addr[1], http2=http2))
     if not endpoints:
         return (
             EndpointSet(key=key, state=ENDPOINTS_NONE_READY),
