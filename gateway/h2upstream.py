@@ -277,13 +277,12 @@ class H2Connection:
                 if s is not None:
                     s.reset(event.error_code)
             elif t is h2.events.WindowUpdated:
-                if event.stream_id:
-                    s = self.streams.get(event.stream_id)
+                for s in [self.streams.get(event.stream_id)] if event.stream_id else list(self.streams.values()):
                     if s is not None:
-                        s.pump()
-                else:
-                    for s in list(self.streams.values()):
-                        s.pump()
+                        try:
+                            s.pump()
+                        except h2.exceptions.ProtocolError:
+                            s.failed("protocol", unprocessed=False)
             elif t is h2.events.ConnectionTerminated:
                 self.goaway = True
                 self.fail_all("reset", unprocessed_after=event.last_stream_id or 0)
@@ -420,14 +419,8 @@ class Stream(UpstreamConnection):
         self.handler = None
         if self.over:
             return
-        conn = self.conn
-        if self.stream_id and not conn.closed:
-            try:
-                conn.h2.reset_stream(self.stream_id, ErrorCodes.CANCEL)
-                conn.flush()
-            except h2.exceptions.ProtocolError:
-                pass  # closed already on the server's side
-        self._over()
+        self._abandon()
+        self.conn.flush()
 
     def is_usable(self) -> bool:
         return False  # a stream serves one try; EndpointPool.release closes it
@@ -446,8 +439,13 @@ class Stream(UpstreamConnection):
                 self._send_headers(end=True)
         except (httptools.HttpParserError, h2.exceptions.ProtocolError, ValueError) as e:
             log.warning("request not sendable over HTTP/2 to %s: %s", self.pool.endpoint.address, e.__context__ or e)
-            self.failed("protocol", unprocessed=False)
-            return
+            # Reported later, not from inside the exchange's own write (as an HTTP/1
+            # connection reports only from its own callbacks).
+            h, self.handler = self.handler, None
+            self._abandon()
+            if h is not None:
+                self.got_bytes = True
+                asyncio.get_running_loop().call_soon(h.upstream_failed, self, "protocol")
         self.conn.flush()
 
     def is_closing(self) -> bool:
@@ -613,13 +611,22 @@ class Stream(UpstreamConnection):
         """The try failed; ``unprocessed``: the server never acted on the request (resend at once)."""
         h = self.handler
         self.handler = None
-        self._over()
+        self._abandon()
         if h is not None:
             # The exchange resends at once, as for a stale pooled connection, a request
             # that was never processed (gateway/exchange.py: reused and no bytes back).
             self.reused = unprocessed
             self.got_bytes = not unprocessed
             h.upstream_failed(self, reason)
+
+    def _abandon(self) -> None:
+        """Cancel the stream on the server's side (if it is open there) and stop counting it."""
+        if self.stream_id and not self.over and not self.conn.closed:
+            try:
+                self.conn.h2.reset_stream(self.stream_id, ErrorCodes.CANCEL)
+            except h2.exceptions.ProtocolError:
+                pass  # closed on the server's side already
+        self._over()
 
     def _over(self) -> None:
         if not self.over:

@@ -3,16 +3,17 @@
 It runs in the test's event loop and records what it saw (connections, each
 stream's request headers and body). Its answer is chosen by the request path:
 
-- ``/echo``: 200, the request body streamed back chunk by chunk as it arrives,
+- ``.../echo``: 200, the request body streamed back chunk by chunk as it arrives,
   then trailers ``grpc-status: 0`` and ``x-trailer: done``;
-- ``/big/<n>``: 200 with ``n`` bytes of body (flow-controlled by the client);
+- ``.../big/<n>``: 200 with ``n`` bytes of body (flow-controlled by the client);
 - anything else: 200 with a JSON description of the request.
 
 Knobs: ``max_streams`` (SETTINGS_MAX_CONCURRENT_STREAMS), ``refuse`` (how many
 streams to reset with REFUSED_STREAM first), ``goaway_after`` (send GOAWAY
 naming the last stream processed once that many streams have begun, leaving
 later streams unprocessed; first connection only), ``hold_window`` (do not acknowledge request body
-bytes until ``release()``: a slow reader), ``delay`` (seconds before answering).
+bytes until ``release()``: a slow reader), ``delay`` (seconds before answering),
+``ssl`` (serve TLS with this context; it should offer ALPN ``h2``).
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from hyperframe.frame import GoAwayFrame
 
 class H2Backend:
     def __init__(self, max_streams: int = 100, refuse: int = 0, goaway_after: int = 0,
-                 hold_window: bool = False, delay: float = 0.0):
+                 hold_window: bool = False, delay: float = 0.0, ssl=None):
         self.max_streams = max_streams
         self.refuse = refuse
         self.goaway_after = goaway_after
         self.hold_window = hold_window
         self.delay = delay
+        self.ssl = ssl  # a server SSLContext (it should offer ALPN h2), or None: h2c
         self.connections = 0
         self.requests: list[dict] = []  # per stream: headers (dict), body bytes, connection number
         self.received_body = 0  # request body bytes received so far (all streams)
@@ -47,7 +49,7 @@ class H2Backend:
 
     async def start(self) -> "H2Backend":
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Conn(self), "127.0.0.1", 0)
+        self.server = await loop.create_server(lambda: _Conn(self), "127.0.0.1", 0, ssl=self.ssl)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -109,7 +111,7 @@ class _Conn(asyncio.Protocol):
                 self.b.received_body += len(ev.data)
                 if st is not None:
                     st["body"] += ev.data
-                    if st["path"] == b"/echo" and ev.data:
+                    if st["path"].endswith(b"/echo") and ev.data:
                         self.send(ev.stream_id, ev.data, end=False)
                 if self.b.hold_window:
                     self.b._held.append((self, ev.flow_controlled_length, ev.stream_id))
@@ -147,7 +149,7 @@ class _Conn(asyncio.Protocol):
             # machine closes on any GOAWAY it sends, so the frame is written beside it.
             self.flush()
             self.transport.write(GoAwayFrame(0, last_stream_id=sid, error_code=0).serialize())
-        if st["path"] == b"/echo":
+        if st["path"].endswith(b"/echo"):
             self.h2.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/grpc")])
             st["responded"] = True
 
@@ -156,11 +158,11 @@ class _Conn(asyncio.Protocol):
         if st is None or self.transport.is_closing():
             return
         path = st["path"]
-        if path == b"/echo":
+        if path.endswith(b"/echo"):
             self.send(sid, b"", end=True, trailers=[(b"grpc-status", b"0"), (b"x-trailer", b"done")])
-        elif path.startswith(b"/big/"):
+        elif b"/big/" in path:
             self.h2.send_headers(sid, [(b":status", b"200")])
-            self.send(sid, b"x" * int(path[5:]), end=True)
+            self.send(sid, b"x" * int(path.rsplit(b"/", 1)[1]), end=True)
         else:
             body = json.dumps({"headers": st["headers"], "body_bytes": len(st["body"]),
                                "connection": st["connection"]}).encode()

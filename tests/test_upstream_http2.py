@@ -8,12 +8,15 @@ bodies stream both ways under flow control, and the server's limits
 from __future__ import annotations
 
 import asyncio
+import ssl
 
+from aiohttp import web
 from h2backend import H2Backend
 from polling import eventually
-from proxyharness import RawClient, proxy_port, request, route, start_proxy, table
+from proxyharness import RawClient, free_port, proxy_port, request, route, start_backend, start_proxy, table
+from tlsharness import CA
 
-from gateway.routing import Endpoint, RetryPolicy, RoutePolicy
+from gateway.routing import Endpoint, EndpointSet, RetryPolicy, RoutePolicy, Timeouts
 
 
 async def world(backend: H2Backend, policy: RoutePolicy | None = None):
@@ -211,3 +214,79 @@ async def test_goaway_finishes_in_flight_streams_and_moves_the_rest_to_a_new_con
     finally:
         await srv.close()
         await b.close()
+
+
+async def test_backend_timeout_cancels_the_stream_and_answers_504():
+    b = H2Backend(delay=5.0)
+    srv = await world(b, RoutePolicy(timeouts=Timeouts(backend_request=0.3)))
+    try:
+        r = await request(proxy_port(srv), path="/slow")
+        assert r.status == 504
+        # The stream was cancelled; the connection carries the next request.
+        b.delay = 0.0
+        assert (await request(proxy_port(srv), path="/next")).status == 200
+        assert b.connections == 1
+    finally:
+        await srv.close()
+        await b.close()
+
+
+async def test_unreachable_h2c_backend_is_a_502():
+    ep = Endpoint("127.0.0.1", free_port(), http2=True)
+    srv = await start_proxy(table([route(path="/")], {"ns/svc:80": (ep,)}))
+    try:
+        r = await request(proxy_port(srv), path="/x")
+        assert r.status == 502 and r.json()["message"] == "upstream unreachable"
+    finally:
+        await srv.close()
+
+
+def _server_context(ca: CA, tmp_path, alpn: list[str]) -> ssl.SSLContext:
+    issued = ca.issue("localhost", "127.0.0.1")
+    (tmp_path / "b.crt").write_bytes(issued.cert_pem)
+    (tmp_path / "b.key").write_bytes(issued.key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "b.crt", tmp_path / "b.key")
+    ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+async def test_tls_backend_negotiates_h2_by_alpn(tmp_path):
+    ca = CA()
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    b = await H2Backend(ssl=_server_context(ca, tmp_path, ["h2"])).start()
+    key = f"https://localhost:{b.port}#h2"
+    eps = {key: EndpointSet(key, (Endpoint("localhost", b.port, tls=True, http2=True),), host_header=f"localhost:{b.port}")}
+    srv = await start_proxy(table([route(path="/", backends=(key,))], eps), upstream_ca_file=str(tmp_path / "ca.pem"))
+    try:
+        rs = await asyncio.gather(*[request(proxy_port(srv), path=f"/t/{i}") for i in range(5)])
+        assert [r.status for r in rs] == [200] * 5
+        assert rs[0].json()["headers"][":scheme"] == "https"
+        assert rs[0].json()["headers"][":authority"] == f"localhost:{b.port}"
+        assert b.connections == 1
+    finally:
+        await srv.close()
+        await b.close()
+
+
+async def test_tls_backend_that_picks_http11_is_spoken_to_in_http11(tmp_path):
+    ca = CA()
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    ctx = _server_context(ca, tmp_path, ["http/1.1"])
+    backend = await start_backend("plain11")
+    await backend.runner.cleanup()  # the same handler, served over TLS on a new site
+    site_runner = backend.runner
+    await site_runner.setup()
+    port = free_port()
+    await web.TCPSite(site_runner, "127.0.0.1", port, ssl_context=ctx).start()
+    key = f"https://localhost:{port}#h2"
+    eps = {key: EndpointSet(key, (Endpoint("localhost", port, tls=True, http2=True),), host_header=f"localhost:{port}")}
+    srv = await start_proxy(table([route(path="/", backends=(key,))], eps), upstream_ca_file=str(tmp_path / "ca.pem"))
+    try:
+        for i in range(3):
+            r = await request(proxy_port(srv), path=f"/t/{i}")
+            assert r.status == 200, r.body
+            assert r.json()["backend"] == "plain11"
+    finally:
+        await srv.close()
+        await site_runner.cleanup()
