@@ -120,8 +120,23 @@ def find_port(svc: m.Service, port: int | str | None) -> m.ServicePort | None:
     return None
 
 
-def service_key(namespace: str, name: str, port: int | str | None, services: Services) -> str:
-    """EndpointSet key "ns/svc:port": by the Service port number when the Service is known."""
+# A backend spoken to in HTTP/2 whatever its own setting says (a url backend
+# with ``protocol: HTTP/2``, a GRPCRoute's Service) is another backend than the
+# same one in HTTP/1.1: its key carries the protocol as a fragment (neither a
+# backend URL nor a Service key has one otherwise).
+HTTP2_FRAGMENT = "#h2"
+
+
+def service_key(namespace: str, name: str, port: int | str | None, services: Services, http2: bool = False) -> str:
+    """EndpointSet key "ns/svc:port": by the Service port number when the Service is known.
+
+    ``http2``: the route speaks HTTP/2 whatever the port's appProtocol says (a
+    GRPCRoute's backends: gRPC is HTTP/2); the key then ends in ``#h2``."""
+    key = _service_key(namespace, name, port, services)
+    return key + HTTP2_FRAGMENT if http2 else key
+
+
+def _service_key(namespace: str, name: str, port: int | str | None, services: Services) -> str:
     svc = services.service(namespace, name)
     if svc is not None:
         if svc.spec.type == "ExternalName":
@@ -155,11 +170,6 @@ def is_service_key(key: str) -> bool:
     return not key.startswith(("http://", "https://", REFUSED_PREFIX))
 
 
-# A url backend spoken to in HTTP/2 is another backend than the same URL in
-# HTTP/1.1: its key carries the protocol as a fragment (a backend URL has none).
-HTTP2_FRAGMENT = "#h2"
-
-
 @lru_cache(maxsize=4096)
 def url_key(url: str, http2: bool = False) -> str:
     u = urlsplit(url)
@@ -183,6 +193,7 @@ def cluster_service_of_url(url: str) -> tuple[str, str] | None:
 
 
 def parse_service_key(key: str) -> tuple[str, str, int | str | None]:
+    key = key.removesuffix(HTTP2_FRAGMENT)
     namespace, _, rest = key.partition("/")
     name, sep, port = rest.partition(":")
     if not sep:
@@ -200,6 +211,7 @@ def _resolve_url(key: str) -> tuple[EndpointSet, str]:
 
 def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
     namespace, name, port = parse_service_key(key)
+    forced_http2 = key.endswith(HTTP2_FRAGMENT)
     svc = services.service(namespace, name)
     if svc is None:
         return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} not found"
@@ -210,7 +222,7 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
             return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no port {port}"
         # A DNS name: the upstream resolves it when it connects.
         sp = find_port(svc, port)
-        http2 = sp is not None and m.http2_app_protocol(sp.app_protocol)
+        http2 = forced_http2 or (sp is not None and m.http2_app_protocol(sp.app_protocol))
         ep = Endpoint(host=svc.spec.external_name.rstrip("."), port=port, http2=http2)
         return EndpointSet(key=key, endpoints=(ep,)), ""
     sp = find_port(svc, port)
@@ -219,7 +231,7 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
         return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no {what}"
     target = sp.target_port if sp.target_port is not None else sp.port
     port_name = sp.name or ""
-    http2 = m.http2_app_protocol(sp.app_protocol)
+    http2 = forced_http2 or m.http2_app_protocol(sp.app_protocol)
     seen: set[tuple[str, int]] = set()
     endpoints: list[Endpoint] = []
     for eps in services.slices(namespace, name):

@@ -78,11 +78,11 @@ def listener_serves_routes(listener: Listener) -> bool:
     return listener.protocol == "HTTP" or listener.tls is None or listener.tls.mode == "Terminate"
 
 
-def allows_kind(listener: Listener) -> bool:
+def allows_kind(listener: Listener, kind: str = HTTPROUTE) -> bool:
     kinds = listener.allowed_routes.kinds
     if not kinds:
-        return True  # HTTP and HTTPS listeners take HTTPRoutes by default
-    return any(k.kind == HTTPROUTE and (k.group or GROUP) == GROUP for k in kinds)
+        return True  # HTTP and HTTPS listeners take HTTPRoutes and GRPCRoutes by default
+    return any(k.kind == kind and (k.group or GROUP) == GROUP for k in kinds)
 
 
 def allows_namespace(ctx: ObjectContext, listener: Listener, gateway_ns: str, route_ns: str) -> bool:
@@ -121,7 +121,8 @@ def intersect(listener_host: str | None, route_hosts: list[str]) -> tuple[str, .
     return tuple(dict.fromkeys(out)) or None
 
 
-def attach(ctx: ObjectContext, route_ns: str, parent_refs, route_hosts: list[str]) -> Attachment | tuple[str, str] | None:
+def attach(ctx: ObjectContext, route_ns: str, parent_refs, route_hosts: list[str],
+           kind: str = HTTPROUTE) -> Attachment | tuple[str, str] | None:
     """Where the route is served, or (reason, message) when it attaches to none of
     our listeners; None when no parentRef names one of our Gateways."""
     hosts: list[str] = []
@@ -147,7 +148,7 @@ def attach(ctx: ObjectContext, route_ns: str, parent_refs, route_hosts: list[str
             continue
         allowed = [
             ls for ls in candidates
-            if listener_serves_routes(ls) and allows_kind(ls) and allows_namespace(ctx, ls, ns, route_ns)
+            if listener_serves_routes(ls) and allows_kind(ls, kind) and allows_namespace(ctx, ls, ns, route_ns)
         ]
         if not allowed:
             reasons.append((NOT_ALLOWED_BY_LISTENERS, f"{where}: the listeners of {ns}/{ref.name} do not allow it"))

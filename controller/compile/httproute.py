@@ -30,7 +30,7 @@ from controller.compile.status import INVALID_SPEC, Routed
 from controller.gatewayapi.httproute import DEFAULT_MATCH, HTTPBackendRef, HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from controller.gatewayapi.objects import InvalidObject as InvalidGatewayAPIObject, parse
 from controller.refgrant import CORE_GROUP, GRANT_GROUP, REF_NOT_PERMITTED, References
-from controller.store import HTTPROUTE, SERVICE
+from controller.store import GRPCROUTE, HTTPROUTE, SERVICE
 from gateway.errors import InvalidObject
 from gateway.routing import (
     NO_POLICY,
@@ -137,10 +137,13 @@ def _route(
     )
 
 
-def _backend_key(
-    ctx: ObjectContext, b, namespace: str, refs: References, where: str, ref_errors: list[tuple[str, str]]
+def backend_key(
+    ctx: ObjectContext, b, namespace: str, refs: References, where: str, ref_errors: list[tuple[str, str]],
+    kind: str = HTTPROUTE,
 ) -> str:
-    """The EndpointSet key of a backendRef (or of a mirror's); an invalid one gets a key that answers 500."""
+    """The EndpointSet key of a backendRef (or of a mirror's); an invalid one gets a key that answers 500.
+
+    A GRPCRoute's (``kind``) refs are Services spoken to in HTTP/2 (gRPC is HTTP/2)."""
     ns = b.namespace or namespace
     if (b.group or CORE_GROUP) != CORE_GROUP or b.kind != "Service":
         ref_errors.append((INVALID_KIND, f"{where}: {b.group or 'core'}/{b.kind} is not a kind crdgate routes to"))
@@ -148,7 +151,7 @@ def _backend_key(
     if not refs.permitted(CORE_GROUP, SERVICE, ns, b.name):
         ref_errors.append((REF_NOT_PERMITTED, f"{refs.refusal(SERVICE, ns, b.name)} ({where})"))
         return refused_key(ns, b.name, b.port)
-    return service_key(ns, b.name, b.port, ctx.services)
+    return service_key(ns, b.name, b.port, ctx.services, http2=kind == GRPCROUTE)
 
 
 def _backends(
@@ -163,7 +166,7 @@ def _backends(
     out: list[BackendRef] = []
     for k, b in enumerate(rule.backend_refs):
         at = f"{where}.backendRefs[{k}]"
-        key = _backend_key(ctx, b, namespace, refs, at, ref_errors)
+        key = backend_key(ctx, b, namespace, refs, at, ref_errors)
         if _has_filters(b):
             # The table has no per-backend policies: fail closed for this share rather
             # than send it on without the headers or rewrite it asked for.
@@ -204,7 +207,7 @@ def _policy(
             settings["rewrite"] = policies.rewrite(f.url_rewrite)
         elif t == "RequestMirror" and mirror_key is None and f.request_mirror is not None:
             mf = f.request_mirror
-            mirror_key = _backend_key(ctx, mf.backend_ref, namespace, refs, f"{at}.requestMirror.backendRef", ref_errors)
+            mirror_key = backend_key(ctx, mf.backend_ref, namespace, refs, f"{at}.requestMirror.backendRef", ref_errors)
             settings["mirror"] = Mirror(backend=BackendRef(mirror_key), percent=mf.share * 100)
         elif t == "CORS" and f.cors is not None:
             c = f.cors

@@ -64,12 +64,14 @@ from controller.compile.options import CompileOptions
 from controller.compile.result import CompileResult, refresh_endpoints
 from controller.compile.status import ObjectStatus, Routed, routed_status
 from controller.refgrant import REFERENCE_GRANTS
-from controller.store import APIENDPOINT, ENDPOINTSLICE, HTTPROUTE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot
+from controller.store import (
+    APIENDPOINT, ENDPOINTSLICE, GRPCROUTE, HTTPROUTE, INGRESS, REFERENCEGRANT, SECRET, SERVICE, Snapshot,
+)  # fmt: skip
 from gateway.routing import EndpointSet, Route, RouteTable
 
 log = logging.getLogger("crdgate.controller.compile")
 
-ROUTED_KINDS = (APIENDPOINT, INGRESS, HTTPROUTE)
+ROUTED_KINDS = (APIENDPOINT, INGRESS, HTTPROUTE, GRPCROUTE)
 _NO_SNAPSHOT = Snapshot(objects={})
 # Metadata the compiler never reads: a change there alone compiles the same.
 _VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
