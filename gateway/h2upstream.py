@@ -46,6 +46,7 @@ import h2.settings
 import httptools
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
+from hpack import NeverIndexedHeaderTuple
 
 from gateway import metrics
 from gateway.upstream import UpstreamConnection
@@ -71,6 +72,8 @@ REFUSALS_IN_ROW = 3
 # Fields of an HTTP/1.1 request that mean nothing (or something else) in HTTP/2 (RFC 9113 8.2.2).
 CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
                                  b"upgrade", b"http2-settings", b"host", b"te"))
+# Fields whose value differs on every request (the gateway's request id, trace context).
+PER_REQUEST = frozenset((b"x-request-id", b"traceparent", b"tracestate"))
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
@@ -208,6 +211,7 @@ class H2Connection:
         self.served = False  # a stream got a response: later failures of others may be stale
         self.refusals = 0  # REFUSED_STREAM in a row
         self.write_paused = False
+        self.flush_pending = False
         self.idle_since = time.monotonic()
         self.settled = asyncio.get_running_loop().create_future()
 
@@ -220,7 +224,13 @@ class H2Connection:
             self.h2_chosen = False
             return
         metrics.UPSTREAM_CONNECTIONS.inc()
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        # Outbound validation off: the fields come from httptools (names are tokens,
+        # values hold no CR, LF or NUL, surrounding whitespace is stripped) and
+        # _send_headers lower-cases them and drops the connection-specific ones; h2
+        # checking each again cost more CPU than the rest of the request. What the
+        # server sends is still validated.
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False,
+                                           normalize_outbound_headers=False)
         conn = self.h2 = _ClientState(config=config)
         conn.local_settings = h2.settings.Settings(client=True, initial_values={
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
@@ -362,6 +372,17 @@ class H2Connection:
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def flush_soon(self) -> None:
+        """Flush at the end of this turn of the event loop: the streams that several
+        clients' requests opened in one turn leave in one write (one system call)."""
+        if not self.flush_pending:
+            self.flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self.flush_pending = False
+        self.flush()
+
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             if self.h2 is not None and not self.closed:
@@ -420,7 +441,7 @@ class Stream(UpstreamConnection):
         if self.over:
             return
         self._abandon()
-        self.conn.flush()
+        self.conn.flush_soon()
 
     def is_usable(self) -> bool:
         return False  # a stream serves one try; EndpointPool.release closes it
@@ -446,7 +467,7 @@ class Stream(UpstreamConnection):
             if h is not None:
                 self.got_bytes = True
                 asyncio.get_running_loop().call_soon(h.upstream_failed, self, "protocol")
-        self.conn.flush()
+        self.conn.flush_soon()
 
     def is_closing(self) -> bool:
         return self.over
@@ -459,7 +480,7 @@ class Stream(UpstreamConnection):
         if self.unacked and not self.over:
             n, self.unacked = self.unacked, 0
             self._ack(n)
-            self.conn.flush()
+            self.conn.flush_soon()
 
     # -- httptools callbacks: the request the exchange wrote ----------------------
 
@@ -496,7 +517,9 @@ class Stream(UpstreamConnection):
                 if lname == b"host":
                     authority = value
                 continue
-            fields.append((lname, value))
+            # A value new on every request would only churn the HPACK table (and make
+            # every later lookup in it slower): sent as a literal, never indexed.
+            fields.append(NeverIndexedHeaderTuple(lname, value) if lname in PER_REQUEST else (lname, value))
         # TE: trailers says the gateway takes trailers, which it does (passed on, or
         # dropped for a client that takes none); gRPC servers require it.
         head = [(b":method", self.parser.get_method()), (b":scheme", conn.pool.scheme),
