@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 
 from aiohttp import web
 from h2backend import H2Backend
@@ -290,3 +291,21 @@ async def test_tls_backend_that_picks_http11_is_spoken_to_in_http11(tmp_path):
     finally:
         await srv.close()
         await site_runner.cleanup()
+
+
+async def test_an_idle_connection_is_closed_by_the_sweep_and_a_new_one_opens_after():
+    b = H2Backend()
+    srv = await world(b)
+    try:
+        assert (await request(proxy_port(srv), path="/a")).status == 200
+        conn = b._all[0]
+        ups = srv.upstreams
+        ups.sweep(time.monotonic() + ups.idle_timeout - 1)  # not idle long enough: kept
+        assert conn.transport is not None
+        ups.sweep(time.monotonic() + ups.idle_timeout + 1)
+        await eventually(lambda: conn.transport is None, what="the idle HTTP/2 connection to close")
+        r = await request(proxy_port(srv), path="/b")
+        assert r.status == 200 and r.json()["connection"] == 2
+    finally:
+        await srv.close()
+        await b.close()
