@@ -95,7 +95,7 @@ API_VERSIONS = {
     store_mod.SECRET: ("v1",),
     store_mod.REFERENCEGRANT: GRANT_API_VERSIONS,
     store_mod.NAMESPACE: ("v1",),
-    **{kind: gatewayapi.API_VERSIONS for kind in gatewayapi.KINDS},
+    **{kind: gatewayapi.api_versions(kind) for kind in gatewayapi.KINDS},
 }
 CLUSTER_SCOPED = frozenset({store_mod.INGRESSCLASS, store_mod.NAMESPACE}) | gatewayapi.CLUSTER_SCOPED
 
@@ -112,7 +112,7 @@ KNOWN_GROUPS: dict[str, frozenset[str]] = {
     "networking.k8s.io": frozenset({"NetworkPolicy", "IPAddress", "ServiceCIDR"}),
     # Gateway API, standard and experimental channels.
     "gateway.networking.k8s.io": frozenset({
-        "GRPCRoute", "BackendTLSPolicy", "TLSRoute", "TCPRoute", "UDPRoute", "BackendLBPolicy", "ListenerSet",
+        "BackendTLSPolicy", "TLSRoute", "TCPRoute", "UDPRoute", "BackendLBPolicy", "ListenerSet",
     }),
 }
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from controller.store import GATEWAY, GATEWAYCLASS, HTTPROUTE
+from controller.store import GATEWAY, GATEWAYCLASS, GRPCROUTE, HTTPROUTE
 
-KINDS = frozenset({GATEWAYCLASS, GATEWAY, HTTPROUTE})
+KINDS = frozenset({GATEWAYCLASS, GATEWAY, HTTPROUTE, GRPCROUTE})
 ROUTE_GROUP = "gateway.networking.k8s.io"
 
 # (previous conditions, desired conditions) -> desired with lastTransitionTime
@@ -58,7 +58,7 @@ def desired_status(status, have: Mapping, stamp: Stamp, controller_name: str, ad
     """The ``status`` fields to write for ``status`` (an ``ObjectStatus``), given the
     object's current ``have``; ``addresses`` None: not known, left as they are."""
     gen = status.generation
-    if status.kind == HTTPROUTE:
+    if status.kind in (HTTPROUTE, GRPCROUTE):
         return {"parents": _parents(status, have.get("parents"), stamp, controller_name)}
     out = {"conditions": stamp(have.get("conditions"), _conditions(status.conditions, gen))}
     if status.kind == GATEWAY:

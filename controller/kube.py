@@ -68,6 +68,7 @@ from controller.kubeapi import (
     ENDPOINTSLICES,
     GATEWAYCLASSES,
     GATEWAYS,
+    GRPCROUTES,
     HTTPROUTES,
     INGRESSCLASSES,
     INGRESSES,
@@ -113,7 +114,7 @@ NAMESPACED = (
 # CRDs the cluster may not have (Gateway API's): kind -> the versions to try, preferred first.
 # Discovered and followed by KubeSource._follow_optional, all alike.
 OPTIONAL_KINDS: dict[str, tuple[Resource, ...]] = {
-    resources[0].kind: resources for resources in (REFERENCEGRANTS, GATEWAYCLASSES, GATEWAYS, HTTPROUTES)
+    resources[0].kind: resources for resources in (REFERENCEGRANTS, GATEWAYCLASSES, GATEWAYS, HTTPROUTES, GRPCROUTES)
 }
 
 DEFAULT_INGRESS_CLASS = "crdgate"

@@ -29,13 +29,14 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 import aiohttp
 from kubernetes_asyncio.client import ApiClient
 
-from controller.gatewayapi.objects import VERSIONS as GATEWAY_API_VERSIONS
+from controller.gatewayapi.objects import VERSIONS as GATEWAY_API_VERSIONS, versions as gateway_api_versions
 from controller.refgrant import GRANT_GROUP, GRANT_VERSIONS
 from controller.store import (
     APIENDPOINT,
     ENDPOINTSLICE,
     GATEWAY,
     GATEWAYCLASS,
+    GRPCROUTE,
     HTTPROUTE,
     INGRESS,
     INGRESSCLASS,
@@ -99,6 +100,7 @@ GATEWAYCLASSES = tuple(
 )
 GATEWAYS = tuple(Resource(GRANT_GROUP, v, "gateways", GATEWAY) for v in GATEWAY_API_VERSIONS)
 HTTPROUTES = tuple(Resource(GRANT_GROUP, v, "httproutes", HTTPROUTE) for v in GATEWAY_API_VERSIONS)
+GRPCROUTES = tuple(Resource(GRANT_GROUP, v, "grpcroutes", GRPCROUTE) for v in gateway_api_versions(GRPCROUTE))
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

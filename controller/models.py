@@ -273,6 +273,16 @@ class BackendTargetSpec(_Spec):
 
 class BackendSpec(BackendTargetSpec):
     weight: int = Field(default=1, ge=0, le=1_000_000)
+    # The protocol spoken to a url backend: HTTP/2 is h2c with prior knowledge
+    # for http://, ALPN (h2, else http/1.1) for https://. A Service backend's
+    # protocol is its port's appProtocol (``http2_app_protocol``).
+    protocol: Literal["HTTP/1.1", "HTTP/2"] | None = None
+
+    @model_validator(mode="after")
+    def _protocol_for_url(self) -> "BackendSpec":
+        if self.protocol is not None and self.url is None:
+            raise SpecError(("protocol", "only for a url backend; a Service backend follows its port's appProtocol"))
+        return self
 
 
 class PathModifierSpec(_Spec):
@@ -774,6 +784,17 @@ class ServicePort(_K8s):
     port: Port
     target_port: int | str | None = None
     protocol: str = "TCP"
+    app_protocol: str | None = None
+
+
+# Service port appProtocol values that mean cleartext HTTP/2 with prior knowledge:
+# Kubernetes' and Gateway API's standard name (GEP-1911), and the bare names
+# service meshes (Istio, Linkerd) already use for it.
+HTTP2_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "h2c", "http2", "grpc"})
+
+
+def http2_app_protocol(app_protocol: str | None) -> bool:
+    return app_protocol is not None and app_protocol.lower() in HTTP2_APP_PROTOCOLS
 
 
 class ServiceSpec(_K8s):

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from controller.compile import ERROR, READY, CompileOptions, CompileResult, Compiler, ObjectStatus
-from controller.store import APIENDPOINT, ENDPOINT_KINDS, HTTPROUTE, INGRESS, KINDS, NOT_COMPILED_KINDS, Snapshot, Store
+from controller.store import APIENDPOINT, ENDPOINT_KINDS, GRPCROUTE, HTTPROUTE, INGRESS, KINDS, NOT_COMPILED_KINDS, Snapshot, Store
 from gateway import metrics
 from gateway.routing import RouteTable
 
@@ -243,7 +243,7 @@ class Publisher:
             if st is None:
                 if old is not None:
                     log.info("%s %s/%s: removed", old.kind, old.namespace, old.name)
-                    if old.kind == HTTPROUTE:
+                    if old.kind in (HTTPROUTE, GRPCROUTE):
                         removed[key] = None  # the writer drops our status.parents entries
                 continue
             changed[key] = st

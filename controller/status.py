@@ -44,16 +44,16 @@ from controller import gatewaystatus
 from controller.backoff import Backoff
 from controller.ingressclass import is_default_class, owns_ingress
 from controller.kubeapi import (
-    APIENDPOINTS, GATEWAYCLASSES, GATEWAYS, HTTPROUTES, INGRESSES, MERGE_PATCH, ApiError, KubeAPI,
+    APIENDPOINTS, GATEWAYCLASSES, GATEWAYS, GRPCROUTES, HTTPROUTES, INGRESSES, MERGE_PATCH, ApiError, KubeAPI,
 )  # fmt: skip
-from controller.store import APIENDPOINT, GATEWAY, GATEWAYCLASS, HTTPROUTE, INGRESS, INGRESSCLASS, SERVICE, Store
+from controller.store import APIENDPOINT, GATEWAY, GATEWAYCLASS, GRPCROUTE, HTTPROUTE, INGRESS, INGRESSCLASS, SERVICE, Store
 from gateway.metrics import STATUS_WRITES
 
 log = logging.getLogger("crdgate.controller.status")
 
 RESOURCES = {APIENDPOINT: APIENDPOINTS, INGRESS: INGRESSES}
 # Gateway API kinds: each version the cluster may serve, the object's apiVersion picks (v1 by default).
-GATEWAY_API_RESOURCES = {GATEWAYCLASS: GATEWAYCLASSES, GATEWAY: GATEWAYS, HTTPROUTE: HTTPROUTES}
+GATEWAY_API_RESOURCES = {GATEWAYCLASS: GATEWAYCLASSES, GATEWAY: GATEWAYS, HTTPROUTE: HTTPROUTES, GRPCROUTE: GRPCROUTES}
 # Kinds whose compiled status is written (Ingress: only its addresses, below).
 WRITTEN_KINDS = frozenset({APIENDPOINT, *GATEWAY_API_RESOURCES})
 
@@ -247,9 +247,9 @@ class StatusWriter:
         self._latest.pop(key, None)
         self._pending.pop(key, None)
         kind, _, ref = key.partition(":")
-        if kind == HTTPROUTE:
+        if kind in (HTTPROUTE, GRPCROUTE):
             namespace, _, name = ref.partition("/")
-            self._pending[key] = _Write(HTTPROUTE, namespace, name, release=True, key=key)
+            self._pending[key] = _Write(kind, namespace, name, release=True, key=key)
 
     @property
     def _publishes(self) -> bool:

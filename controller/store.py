@@ -35,11 +35,12 @@ REFERENCEGRANT = "ReferenceGrant"  # gateway.networking.k8s.io: permission acros
 GATEWAYCLASS = "GatewayClass"
 GATEWAY = "Gateway"
 HTTPROUTE = "HTTPRoute"
+GRPCROUTE = "GRPCRoute"
 NAMESPACE = "Namespace"  # its labels decide a listener's allowedRoutes.namespaces.from: Selector
 
 KINDS = (
     APIENDPOINT, SERVICE, ENDPOINTSLICE, INGRESS, INGRESSCLASS, SECRET, REFERENCEGRANT,
-    GATEWAYCLASS, GATEWAY, HTTPROUTE, NAMESPACE,
+    GATEWAYCLASS, GATEWAY, HTTPROUTE, GRPCROUTE, NAMESPACE,
 )  # fmt: skip
 # Kinds whose changes only move addresses: no route needs recompiling for them.
 ENDPOINT_KINDS = frozenset({ENDPOINTSLICE})

@@ -18,7 +18,7 @@ from typing import Iterable, Mapping
 
 from controller.compile import ERROR, PENDING, READY, CompileOptions, CompileResult, ObjectStatus, compile_snapshot
 from controller.files import LoadError, load_manifests
-from controller.store import APIENDPOINT, GATEWAY, HTTPROUTE, INGRESS, NOT_COMPILED_KINDS, Snapshot
+from controller.store import APIENDPOINT, GATEWAY, GRPCROUTE, HTTPROUTE, INGRESS, NOT_COMPILED_KINDS, Snapshot
 from gateway.routing import Timeouts
 from gateway.tablejson import table_to_json
 
@@ -53,7 +53,7 @@ class FolderReport:
         """Routable objects that got no status: another gateway class's (or Gateway controller's)."""
         return [
             (kind, key)
-            for kind in (APIENDPOINT, INGRESS, HTTPROUTE, GATEWAY)
+            for kind in (APIENDPOINT, INGRESS, HTTPROUTE, GRPCROUTE, GATEWAY)
             for key in sorted(self.snapshot.of(kind))
             if f"{kind}:{key}" not in self.result.statuses
         ]
@@ -179,7 +179,7 @@ def validate_text(report: FolderReport) -> str:
         controller = report.options.gateway_controller_name
         why = (
             f"attached to no Gateway of controller {controller}"
-            if kind == HTTPROUTE
+            if kind in (HTTPROUTE, GRPCROUTE)
             else f"of no GatewayClass of controller {controller}"
             if kind == GATEWAY
             else f"not for ingress class {report.options.ingress_class}"

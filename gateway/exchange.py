@@ -30,8 +30,8 @@ from gateway.syntax import unsafe_field_value, unsafe_target
 from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
     CONNECTION_OPTIONS, FORWARDING, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, RESPONSE_LOOKED,
-    RESPONSE_NOT_COPIED, add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, header_value, json_body,
-    next_request_id, refused_head, status_line, unsafe_fields,
+    RESPONSE_NOT_COPIED, add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, header_value,
+    json_body, last_chunk, next_request_id, refused_head, status_line, switching_head, unsafe_fields,
 )
 
 log = logging.getLogger("crdgate.proxy")
@@ -660,11 +660,7 @@ class Exchange(RequestView):
 
     def _switch_protocols(self, conn, reason: bytes, headers: list) -> None:
         conn.upgraded = True
-        parts = [status_line(101, reason or None)]
-        for name, value in headers:
-            add_field(parts, name, value)
-        parts.append(b"\r\n")
-        self.proto.transport.write(b"".join(parts))
+        self.proto.transport.write(switching_head(reason, headers))
         self.proto.upgraded(self)
         for chunk in self.body_buf:
             conn.transport.write(chunk)
@@ -726,6 +722,13 @@ class Exchange(RequestView):
         if not stale:
             self.pool.failed(self.backend_key, self.peers)
         self._try_failed(reason, "", stale=stale)
+
+    def upstream_trailers(self, fields: list) -> None:
+        """Trailers (an HTTP/2 backend's) ride in the last chunk if the client accepts them."""
+        last = last_chunk(fields, self.header_view.get("te")) if self.resp_chunked and not self.finished else None
+        if last is not None:
+            self.out = (self.out or []) + [last]
+            self.resp_chunked = False  # the last chunk is written: upstream_done adds none
 
     def upstream_pause(self) -> None:
         self.up_paused = True

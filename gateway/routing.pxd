@@ -10,7 +10,7 @@ cimport cython
 
 cdef class Endpoint:
     cdef readonly str host
-    cdef readonly object port, tls
+    cdef readonly object port, tls, http2
 
 
 cdef class EndpointSet:

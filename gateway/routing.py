@@ -67,6 +67,10 @@ class Endpoint:
     host: str
     port: int
     tls: bool = False  # https upstream (url backends with https://)
+    # Speak HTTP/2: with prior knowledge in cleartext (h2c), by ALPN over TLS
+    # (gateway/h2upstream.py). From a Service port's appProtocol or a url
+    # backend's ``protocol``.
+    http2: bool = False
 
     @property
     def address(self) -> str:

@@ -28,6 +28,7 @@ from gateway import metrics
 from gateway.accesslog import AccessLog
 from gateway.config import GatewayConfig
 from gateway.exchange import Exchange
+from gateway.h2upstream import H2Pool
 from gateway.http1 import ClientProtocol
 from gateway.routing import RouteTable
 from gateway.tls import CertificateStore, upstream_context
@@ -69,7 +70,9 @@ class Server:
         self.upstreams = Upstreams(max_idle=config.limits.max_idle_per_endpoint,
                                    idle_timeout=config.limits.upstream_idle_timeout,
                                    max_header_bytes=config.limits.max_response_header_bytes,
-                                   client_ssl=upstream_context(config.upstream_ca_file))
+                                   client_ssl=upstream_context(config.upstream_ca_file),
+                                   http2_pool=H2Pool,
+                                   client_ssl_h2=upstream_context(config.upstream_ca_file, alpn=("h2", "http/1.1")))
         # What the TLS listener serves; run.py feeds it from the controller.
         self.certificates = certificates
         self.stats = metrics.STATS

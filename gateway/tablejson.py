@@ -46,6 +46,8 @@ def _backend(ref: BackendRef, endpoints: EndpointSet | None) -> dict:
         "weight": ref.weight,
         "state": endpoints.state,
         "endpoints": len(endpoints.endpoints),
+        # One protocol per backend: a Service port's appProtocol, a url backend's protocol.
+        "protocol": "HTTP/2" if endpoints.endpoints and endpoints.endpoints[0].http2 else "HTTP/1.1",
     }
 
 

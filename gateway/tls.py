@@ -294,11 +294,12 @@ class CertificateStore:
         return None
 
 
-def upstream_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """The client context for https upstreams: system CAs plus ``ca_file``, hostname checked."""
+def upstream_context(ca_file: str | None = None, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
+    """The client context for https upstreams: system CAs plus ``ca_file``, hostname checked;
+    ``alpn``: what it offers (HTTP/2 endpoints offer h2 first, gateway/h2upstream.py)."""
     ctx = ssl.create_default_context()
     if ca_file:
         ctx.load_verify_locations(cafile=ca_file)
     ctx.minimum_version = MINIMUM_VERSION
-    ctx.set_alpn_protocols(list(ALPN))
+    ctx.set_alpn_protocols(list(alpn))
     return ctx

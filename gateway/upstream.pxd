@@ -16,7 +16,7 @@ cdef class Handler:
     cpdef upstream_done(self, UpstreamConnection conn)
 
 
-@cython.final
+# Not final: an HTTP/2 stream (gateway/h2upstream.py) is one, to the exchange.
 cdef class UpstreamConnection:
     cdef public object pool, transport, parser, _headers, _reason
     cdef public Handler handler
@@ -34,7 +34,7 @@ cdef class UpstreamConnection:
 
 @cython.final
 cdef class EndpointPool:
-    cdef public object endpoint, idle, ssl
+    cdef public object endpoint, idle, ssl, h2
     cdef public Upstreams upstreams
     cdef public int active, failures, ejections
     cdef public double ejected_until
@@ -50,7 +50,7 @@ cdef class EndpointPool:
 cdef class Upstreams:
     cdef public dict pools, rr, _sets
     cdef public Py_ssize_t max_idle, max_header_bytes
-    cdef public object idle_timeout, client_ssl, _rand
+    cdef public object idle_timeout, client_ssl, _rand, http2_pool, client_ssl_h2
 
     cpdef tuple pools_of(self, EndpointSet eset)
     cpdef EndpointPool pick(self, EndpointSet eset, lb, tuple exclude=*)

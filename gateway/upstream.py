@@ -57,6 +57,11 @@ class Handler:
     def upstream_closed(self, conn: "UpstreamConnection") -> None:
         raise NotImplementedError
 
+    def upstream_trailers(self, fields: list) -> None:
+        """The response's trailer fields (an HTTP/2 upstream's: gRPC's grpc-status), just
+        before upstream_done. A Python method: only HTTP/2 responses have them."""
+        raise NotImplementedError
+
     def upstream_pause(self) -> None:
         raise NotImplementedError
 
@@ -227,8 +232,13 @@ class EndpointPool:
         self.ejections = 0
         self.upstreams = upstreams
         self.ssl = upstreams.client_ssl if endpoint.tls else None
+        # gateway.h2upstream.H2Pool when the endpoint speaks HTTP/2 (its streams are
+        # UpstreamConnections to the exchange); None: HTTP/1.1, the idle list below.
+        self.h2 = upstreams.http2_pool(self) if endpoint.http2 and upstreams.http2_pool is not None else None
 
     def take_idle(self) -> UpstreamConnection | None:
+        if self.h2 is not None:
+            return self.h2.open_stream()
         idle = self.idle
         while idle:
             conn = idle.pop()  # LIFO: the warmest connection
@@ -251,6 +261,8 @@ class EndpointPool:
             pass
 
     async def connect(self, timeout: float) -> UpstreamConnection:
+        if self.h2 is not None:
+            return await self.h2.connect(timeout)
         loop = asyncio.get_running_loop()
         ep = self.endpoint
         _, conn = await asyncio.wait_for(
@@ -290,6 +302,8 @@ class EndpointPool:
         for conn in self.idle:
             conn.close()
         self.idle.clear()
+        if self.h2 is not None:
+            self.h2.close()
 
 
 def _usable_offset(pools: tuple, start: int, exclude: tuple, now: float) -> int:
@@ -312,7 +326,8 @@ class Upstreams:
     """Every endpoint pool of the process, and the balancing state per backend."""
 
     def __init__(self, max_idle: int = 256, idle_timeout: float = 20.0, client_ssl: ssl.SSLContext | None = None,
-                 max_header_bytes: int = 65536):
+                 max_header_bytes: int = 65536, http2_pool: Callable | None = None,
+                 client_ssl_h2: ssl.SSLContext | None = None):
         self.pools: dict[Endpoint, EndpointPool] = {}
         self.rr: dict[str, int] = {}
         self.max_idle = max_idle
@@ -320,6 +335,11 @@ class Upstreams:
         self._sets: dict[str, tuple[EndpointSet, tuple[EndpointPool, ...]]] = {}  # see pools_of
         self.idle_timeout = idle_timeout
         self.client_ssl = client_ssl or ssl.create_default_context()
+        # HTTP/2 endpoints: pools of multiplexed connections, made by the server's
+        # factory (gateway.h2upstream.H2Pool: that module builds on this one), and
+        # the TLS context that offers ALPN h2. No factory: they are spoken to in HTTP/1.1.
+        self.http2_pool = http2_pool
+        self.client_ssl_h2 = client_ssl_h2
         self._rand: Callable[[], float] = random.random
 
     def pool(self, ep: Endpoint) -> EndpointPool:
@@ -375,6 +395,8 @@ class Upstreams:
                     else:
                         keep.append(c)
                 pool.idle = keep
+            if pool.h2 is not None:
+                pool.h2.sweep(limit)
             if live is not None and ep not in live and pool.active == 0:
                 pool.close_idle()
                 del self.pools[ep]

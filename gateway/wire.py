@@ -156,6 +156,40 @@ def forwarding_fields(peer: bytes, forwarded_for: bytes, scheme: bytes, host: by
     return out
 
 
+# Fields a sender must not put in trailers (RFC 9110 6.5.1: framing, routing,
+# authentication, and what the response head already settled).
+NOT_IN_TRAILERS = HOP_BY_HOP | frozenset((b"connection", b"content-length", b"content-type", b"content-encoding",
+                                          b"content-range", b"host", b"trailer", b"authorization", b"set-cookie",
+                                          b"cache-control", b"expires", b"date", b"location", b"retry-after", b"vary",
+                                          b"www-authenticate"))
+
+
+def last_chunk(fields, te: str | None) -> bytes | None:
+    """The last chunk of a chunked response carrying ``fields`` as trailers, or None
+    (the trailers are dropped) unless the client said ``TE: trailers`` (RFC 9110 10.1.4).
+
+    HTTP/2 backends (gRPC's grpc-status, grpc-message) send trailers; an HTTP/1.1
+    client gets the ones it may as chunked trailer fields (RFC 9112 7.1.2).
+    """
+    if te is None or b"trailers" not in te.lower().encode("latin-1"):
+        return None
+    parts = [b"0\r\n"]
+    for name, value in fields:
+        if name.lower() not in NOT_IN_TRAILERS and not unsafe_field_value(value) and not unsafe_field_value(name):
+            add_field(parts, name, value)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def switching_head(reason: bytes, headers) -> bytes:
+    """The head of a 101 Switching Protocols response, its fields as the upstream sent them."""
+    parts = [status_line(101, reason or None)]
+    for name, value in headers:
+        add_field(parts, name, value)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
 def websocket_upgrade(headers) -> bool:
     """Whether the Upgrade header offers WebSocket, the one protocol this proxy tunnels."""
     for name, value in headers:

@@ -243,6 +243,9 @@ CEL_INVALID = {
     "credentials for any origin": (
         spec(cors={"allowOrigins": ["*"], "allowCredentials": True}),
         "cors.allowCredentials cannot be used with allowOrigins '*'"),
+    "protocol on a Service backend": (
+        spec(backendService=None, backends=[{"service": {"name": "a"}, "protocol": "HTTP/2"}]),
+        "protocol is only for a url backend"),
     "mirror backend with neither service nor url": (
         spec(mirror={"backend": {"weight": 1}}), "mirror.backend needs exactly one of service or url"),
 }

@@ -22,9 +22,11 @@ CLUSTER_GRANTS = {
     ("gateway.networking.k8s.io", "gatewayclasses"): {"get", "list", "watch"},
     ("gateway.networking.k8s.io", "gateways"): {"get", "list", "watch"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch"},
+    ("gateway.networking.k8s.io", "grpcroutes"): {"get", "list", "watch"},
     ("gateway.networking.k8s.io", "gatewayclasses/status"): {"patch", "update"},
     ("gateway.networking.k8s.io", "gateways/status"): {"patch", "update"},
     ("gateway.networking.k8s.io", "httproutes/status"): {"patch", "update"},
+    ("gateway.networking.k8s.io", "grpcroutes/status"): {"patch", "update"},
     ("crdgate.io", "apiendpoints/status"): {"patch", "update"},
     ("networking.k8s.io", "ingresses/status"): {"patch", "update"},
 }

@@ -55,11 +55,11 @@ def test_a_typo_fails_validate_with_file_document_and_suggestion(tmp_path):
 def test_kinds_crdgate_knows_but_does_not_read_are_no_error(tmp_path):
     (tmp_path / "a.yaml").write_text(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\n---\n"
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: r}\n"
+        "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: TLSRoute\nmetadata: {name: r}\n"
     )
     loaded = load_manifests(tmp_path)
     assert loaded.errors == []
-    assert loaded.ignored == {"GRPCRoute": 1, "NetworkPolicy": 1}
+    assert loaded.ignored == {"NetworkPolicy": 1, "TLSRoute": 1}
 
 
 def test_other_groups_are_ignored_and_counted_by_kind(tmp_path):

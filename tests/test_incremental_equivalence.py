@@ -29,6 +29,7 @@ from controller.store import (
     ENDPOINTSLICE,
     GATEWAY,
     GATEWAYCLASS,
+    GRPCROUTE,
     HTTPROUTE,
     INGRESS,
     INGRESSCLASS,
@@ -51,7 +52,8 @@ SERVICES = ("s1", "s2")
 GATEWAYS = ("gw", "gw2")  # in namespace a
 
 REQUEST_HOSTS = ("x.example.com", "y.example.com", "z.example.com", "a.y.example.com", "b.a.y.example.com", "other.org", "")
-REQUEST_PATHS = ("/", "/api", "/api/", "/api/v1", "/api/v1/z", "/api/v2", "/x", "/xy", "/x/1", "/nothing")
+REQUEST_PATHS = ("/", "/api", "/api/", "/api/v1", "/api/v1/z", "/api/v2", "/x", "/xy", "/x/1", "/nothing",
+                 "/api.V1/Get", "/x.Y/ListAll")  # the last ones: gRPC calls (GRPCRoute)
 REQUEST_METHODS = ("GET", "POST", "DELETE")
 REQUEST_HEADERS = ({}, {"x-v": "1"})
 
@@ -76,7 +78,10 @@ class Universe:
     def _backend(self, ns: str) -> dict:
         r = self.rng.random()
         if r < 0.15:
-            return {"backends": [{"url": self.pick(("http://10.1.0.1:80", "http://10.1.0.2:81"))}]}
+            b: dict = {"url": self.pick(("http://10.1.0.1:80", "http://10.1.0.2:81"))}
+            if self.maybe(0.3):
+                b["protocol"] = "HTTP/2"
+            return {"backends": [b]}
         if r < 0.3:
             return {"backends": [
                 {"service": {"name": self.pick(SERVICES), "port": self.pick((80, 81, "http"))}, "weight": self.pick((0, 1, 3))},
@@ -147,6 +152,8 @@ class Universe:
     def service(self, ns: str, name: str) -> dict:
         port = self.pick((80, 81))
         ports = [{"name": "http", "port": port, "targetPort": self.pick((8080, 8081))}]
+        if self.maybe(0.2):
+            ports[0]["appProtocol"] = "kubernetes.io/h2c"  # HTTP/2 endpoints: one more thing a Service change moves
         if self.maybe(0.3):
             ports.append({"name": "admin", "port": 9000, "targetPort": 9000})
         if self.maybe(0.1):
@@ -223,6 +230,25 @@ class Universe:
             "spec": spec,
         }
 
+    def grpcroute(self, ns: str, name: str) -> dict:
+        """An HTTPRoute's attachment and backends, with gRPC method matches instead of paths."""
+        obj = self.httproute(ns, name)
+        obj["kind"] = "GRPCRoute"
+        for rule in obj["spec"]["rules"]:
+            for match in rule.get("matches", ()):
+                del match["path"]
+                match.pop("method", None)
+                match.pop("queryParams", None)
+                t = self.pick(("Exact", "Exact", "RegularExpression"))
+                mm = {"type": t, "service": self.pick(("api.V1", "x.Y", "api.V2"))}
+                if self.maybe(0.5):
+                    mm["method"] = self.pick(("Get", "List.*")) if t == "RegularExpression" else "Get"
+                if self.maybe(0.2):
+                    del mm["service"]
+                    mm["method"] = "Get"
+                match["method"] = mm
+        return obj
+
     def gateway(self, name: str) -> dict:
         listeners = []
         for lname, port in (("http", 80), ("alt", 8080)):
@@ -275,8 +301,10 @@ def random_change(u: Universe, store: Store) -> None:
         kind, name, make = APIENDPOINT, u.pick(NAMES), u.apiendpoint
     elif r < 0.42:
         kind, name, make = INGRESS, u.pick(NAMES[:4]), u.ingress
-    elif r < 0.55:
+    elif r < 0.51:
         kind, name, make = HTTPROUTE, u.pick(NAMES[:5]), u.httproute
+    elif r < 0.55:
+        kind, name, make = GRPCROUTE, u.pick(NAMES[:3]), u.grpcroute
     elif r < 0.62:
         kind, name, make = SERVICE, u.pick(SERVICES), u.service
     elif r < 0.69:
@@ -299,14 +327,14 @@ def random_change(u: Universe, store: Store) -> None:
             store.apply(NAMESPACE, "MODIFIED", u.namespace(ns))
         return
     elif r < 0.91:  # the same object from another file (the manifests source): its status names the file
-        kind = u.pick((APIENDPOINT, INGRESS, HTTPROUTE))
+        kind = u.pick((APIENDPOINT, INGRESS, HTTPROUTE, GRPCROUTE))
         keys = sorted(store.keys(kind))
         if keys:
             key = u.pick(keys)
             store.update(kind, {key: store.get(kind, *key.split("/"))}, origins={key: u.pick(("a.yaml#0", "b.yaml#1"))})
         return
     else:  # our own status write coming back: nothing to recompile
-        kind = u.pick((APIENDPOINT, INGRESS, HTTPROUTE))
+        kind = u.pick((APIENDPOINT, INGRESS, HTTPROUTE, GRPCROUTE))
         keys = store.keys(kind)
         if keys:
             key = u.pick(sorted(keys))

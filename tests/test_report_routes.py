@@ -72,7 +72,7 @@ def test_routes_json_matches_the_table_and_reports_load_errors(tmp_path):
     assert names == [(1, "shop/hosted"), (2, "shop/long"), (3, "shop/short"), (None, "shop/web")]
     long = doc["routes"][1]
     assert long["methods"] == ["GET", "POST"]
-    assert long["backends"] == [{"backend": "shop/users:80", "weight": 1, "state": "Ready", "endpoints": 2}]
+    assert long["backends"] == [{"backend": "shop/users:80", "weight": 1, "state": "Ready", "endpoints": 2, "protocol": "HTTP/1.1"}]
     assert long["policies"]["rateLimit"]["requestsPerMinute"] == 60
     assert doc["routes"][3]["fallback"] is True
     assert [e["file"] for e in doc["loadErrors"]] == [f"{tmp_path}/broken.yaml"]
@@ -95,5 +95,5 @@ def test_table_json_never_shows_credential_header_values():
         "remove": ["cookie"],
     }
     assert row["policies"]["timeouts"] == {}  # no request limit
-    assert row["backends"] == [{"backend": "u", "weight": 3, "state": "NoReadyEndpoints", "endpoints": 0}]
+    assert row["backends"] == [{"backend": "u", "weight": 3, "state": "NoReadyEndpoints", "endpoints": 0, "protocol": "HTTP/1.1"}]
     assert "Bearer abc" not in repr(table_to_json(table))

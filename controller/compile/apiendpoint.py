@@ -190,7 +190,7 @@ def target_key(
         if named is not None and not refs.permitted(CORE_GROUP, SERVICE, *named):
             refused.append((REF_NOT_PERMITTED, f"{refs.refusal(SERVICE, *named)} ({where}: {t.url})"))
             return refused_key(*named, urlsplit(t.url).port)
-        return url_key(t.url)
+        return url_key(t.url, getattr(t, "protocol", None) == "HTTP/2")  # a mirror target has no protocol
     assert t.service is not None
     ns, name = t.service.namespace or namespace, t.service.name
     if not refs.permitted(CORE_GROUP, SERVICE, ns, name):

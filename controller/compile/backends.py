@@ -128,8 +128,23 @@ def find_port(svc: m.Service, port: int | str | None) -> m.ServicePort | None:
     return None
 
 
-def service_key(namespace: str, name: str, port: int | str | None, services: Services) -> str:
-    """EndpointSet key "ns/svc:port": by the Service port number when the Service is known."""
+# A backend spoken to in HTTP/2 whatever its own setting says (a url backend
+# with ``protocol: HTTP/2``, a GRPCRoute's Service) is another backend than the
+# same one in HTTP/1.1: its key carries the protocol as a fragment (neither a
+# backend URL nor a Service key has one otherwise).
+HTTP2_FRAGMENT = "#h2"
+
+
+def service_key(namespace: str, name: str, port: int | str | None, services: Services, http2: bool = False) -> str:
+    """EndpointSet key "ns/svc:port": by the Service port number when the Service is known.
+
+    ``http2``: the route speaks HTTP/2 whatever the port's appProtocol says (a
+    GRPCRoute's backends: gRPC is HTTP/2); the key then ends in ``#h2``."""
+    key = _service_key(namespace, name, port, services)
+    return key + HTTP2_FRAGMENT if http2 else key
+
+
+def _service_key(namespace: str, name: str, port: int | str | None, services: Services) -> str:
     svc = services.service(namespace, name)
     if svc is not None:
         if svc.spec.type == "ExternalName":
@@ -164,9 +179,9 @@ def is_service_key(key: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def url_key(url: str) -> str:
+def url_key(url: str, http2: bool = False) -> str:
     u = urlsplit(url)
-    return f"{u.scheme.lower()}://{u.netloc.lower()}"
+    return f"{u.scheme.lower()}://{u.netloc.lower()}" + (HTTP2_FRAGMENT if http2 else "")
 
 
 def cluster_service_of_url(url: str, is_namespace=None, search_namespace: str = "") -> tuple[str, str] | None:
@@ -229,6 +244,7 @@ CLOUD_METADATA = frozenset({ipaddress.ip_address("fd00:ec2::254")})  # AWS's IPv
 
 
 def parse_service_key(key: str) -> tuple[str, str, int | str | None]:
+    key = key.removesuffix(HTTP2_FRAGMENT)
     namespace, _, rest = key.partition("/")
     name, sep, port = rest.partition(":")
     if not sep:
@@ -240,12 +256,13 @@ def _resolve_url(key: str) -> tuple[EndpointSet, str]:
     u = urlsplit(key)
     tls = u.scheme == "https"
     port = u.port or (443 if tls else 80)
-    ep = Endpoint(host=u.hostname or "", port=port, tls=tls)
+    ep = Endpoint(host=u.hostname or "", port=port, tls=tls, http2=u.fragment == HTTP2_FRAGMENT[1:])
     return EndpointSet(key=key, endpoints=(ep,), host_header=u.netloc), ""
 
 
 def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
     namespace, name, port = parse_service_key(key)
+    forced_http2 = key.endswith(HTTP2_FRAGMENT)
     svc = services.service(namespace, name)
     if svc is None:
         return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} not found"
@@ -276,7 +293,9 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
                 f"{other[0]}: reference that Service directly (a ReferenceGrant in {other[0]} permits it)"
             )
         # A DNS name: the upstream resolves it when it connects.
-        ep = Endpoint(host=target_name, port=port)
+        sp = find_port(svc, port)
+        http2 = forced_http2 or (sp is not None and m.http2_app_protocol(sp.app_protocol))
+        ep = Endpoint(host=target_name, port=port, http2=http2)
         return EndpointSet(key=key, endpoints=(ep,)), ""
     sp = find_port(svc, port)
     if sp is None:
@@ -284,6 +303,7 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
         return EndpointSet(key=key, state=ENDPOINTS_NOT_FOUND), f"Service {namespace}/{name} has no {what}"
     target = sp.target_port if sp.target_port is not None else sp.port
     port_name = sp.name or ""
+    http2 = forced_http2 or m.http2_app_protocol(sp.app_protocol)
     seen: set[tuple[str, int]] = set()
     endpoints: list[Endpoint] = []
     for eps in services.slices(namespace, name):
@@ -308,7 +328,7 @@ def _resolve_service(key: str, services: Services) -> tuple[EndpointSet, str]:
             addr = (ep.addresses[0], slice_port)
             if addr not in seen:
                 seen.add(addr)
-                endpoints.append(Endpoint(host=addr[0], port=addr[1]))
+                endpoints.append(Endpoint(host=addr[0], port=addr[1], http2=http2))
     if not endpoints:
         return (
             EndpointSet(key=key, state=ENDPOINTS_NONE_READY),

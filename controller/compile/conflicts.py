@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from controller.compile.context import Candidate
 from controller.compile.status import CONFLICTED, ObjectStatus, Routed, error_status
-from controller.store import HTTPROUTE
+from controller.store import GRPCROUTE, HTTPROUTE
 from gateway.routing import PATH_PREFIX, Route
 
 
@@ -21,10 +21,10 @@ def match_keys(r: Route) -> list[tuple]:
     """What a route claims, once per host: two routes with a key in common claim
     exactly the same match, and only the older keeps it.
 
-    An HTTPRoute's routes claim nothing: Gateway API has no conflicts between
+    An HTTPRoute's (or GRPCRoute's) routes claim nothing: Gateway API has no conflicts between
     routes, an identical match goes to the oldest by the table's precedence
     (gateway/routing.py) and the others stay Accepted."""
-    if r.kind == HTTPROUTE:
+    if r.kind == HTTPROUTE or r.kind == GRPCROUTE:
         return []
     path = r.prefix_key if r.path_type == PATH_PREFIX else r.path
     # () rather than an empty frozenset: one is kept per route in the compiler's index.

@@ -18,10 +18,10 @@ from controller.compile.objects import ObjectCompiler
 from controller.compile.options import CompileOptions
 from controller.compile.result import CompileResult
 from controller.compile.status import ObjectStatus, Routed, routed_status
-from controller.store import APIENDPOINT, HTTPROUTE, INGRESS, Snapshot
+from controller.store import APIENDPOINT, GRPCROUTE, HTTPROUTE, INGRESS, Snapshot
 from gateway.routing import Route, RouteTable
 
-ROUTED_KINDS = (APIENDPOINT, INGRESS, HTTPROUTE)
+ROUTED_KINDS = (APIENDPOINT, INGRESS, HTTPROUTE, GRPCROUTE)
 
 
 def compile_snapshot(snapshot: Snapshot, options: CompileOptions = CompileOptions(), generation: int = 0) -> CompileResult:

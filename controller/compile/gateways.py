@@ -110,11 +110,11 @@ def conflicted_listeners(gw: Gateway) -> frozenset[str]:
     return frozenset(ls.name for ls in gw.spec.listeners if len(protocols[ls.port]) > 1)
 
 
-def allows_kind(listener: Listener) -> bool:
+def allows_kind(listener: Listener, kind: str = HTTPROUTE) -> bool:
     kinds = listener.allowed_routes.kinds
     if not kinds:
-        return True  # HTTP and HTTPS listeners take HTTPRoutes by default
-    return any(k.kind == HTTPROUTE and (k.group or GROUP) == GROUP for k in kinds)
+        return True  # HTTP and HTTPS listeners take HTTPRoutes and GRPCRoutes by default
+    return any(k.kind == kind and (k.group or GROUP) == GROUP for k in kinds)
 
 
 def allows_namespace(ctx: ObjectContext, listener: Listener, gateway_ns: str, route_ns: str) -> bool:
@@ -166,10 +166,12 @@ def parent_ref_echo(ref) -> tuple[tuple[str, str | int], ...]:
     return tuple(out)
 
 
-def attach(ctx: ObjectContext, route_ns: str, parent_refs, route_hosts: list[str]) -> Attachment | None:
-    """Where the route is served, and what each parentRef naming one of our Gateways
-    came to; None when no parentRef names one of our Gateways (another controller's
-    route, or a Gateway that does not exist: nobody can say whose it would be)."""
+def attach(ctx: ObjectContext, route_ns: str, parent_refs, route_hosts: list[str],
+           kind: str = HTTPROUTE) -> Attachment | None:
+    """Where the route (an HTTPRoute or a GRPCRoute: ``kind``) is served, and what each
+    parentRef naming one of our Gateways came to; None when no parentRef names one of
+    our Gateways (another controller's route, or a Gateway that does not exist: nobody
+    can say whose it would be)."""
     hosts: list[str] = []
     any_host = False
     listeners: list[str] = []
@@ -194,7 +196,7 @@ def attach(ctx: ObjectContext, route_ns: str, parent_refs, route_hosts: list[str
         conflicts = conflicted_listeners(gw)
         allowed = [
             ls for ls in candidates
-            if listener_serves_routes(ls) and ls.name not in conflicts and allows_kind(ls)
+            if listener_serves_routes(ls) and ls.name not in conflicts and allows_kind(ls, kind)
             and allows_namespace(ctx, ls, ns, route_ns)
         ]
         if not allowed:

@@ -37,7 +37,7 @@ from controller.compile.status import ERROR, INVALID_SPEC, ObjectStatus, Routed,
 from controller.gatewayapi.httproute import DEFAULT_MATCH, HTTPBackendRef, HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from controller.gatewayapi.objects import InvalidObject as InvalidGatewayAPIObject, parse
 from controller.refgrant import CORE_GROUP, GRANT_GROUP, REF_NOT_PERMITTED, References
-from controller.store import HTTPROUTE, SERVICE
+from controller.store import GRPCROUTE, HTTPROUTE, SERVICE
 from gateway.errors import InvalidObject
 from gateway.routing import (
     NO_POLICY,
@@ -97,9 +97,9 @@ def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
         for j, match in enumerate(rule.matches or (DEFAULT_MATCH,)):
             name_of = f"{rule_name}.matches[{j}]"
             routes.append(_route(key, match, where.hosts, backends, policy, created, name_of, i * MAX_MATCHES + j))
-    parents = _parents_with_problems(where.parents, problems, unsupported_rules == len(spec.rules))
+    parents = parents_with_problems(where.parents, problems, unsupported_rules == len(spec.rules))
     if not where.listeners:
-        return _detached(ctx, key, obj, where, ref_errors, parents)
+        return detached_status(ctx, HTTPROUTE, key, obj, where, ref_errors, parents)
     routed = Routed(
         kind=HTTPROUTE,
         namespace=namespace,
@@ -115,7 +115,7 @@ def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
     return Candidate(status_key, routed, created, key, tuple(routes), whole=False)
 
 
-def _parents_with_problems(
+def parents_with_problems(
     parents: tuple[ParentOutcome, ...], problems: list[tuple[str, str]], every_rule: bool
 ) -> tuple[ParentOutcome, ...]:
     """Each accepted parent told about rules crdgate cannot implement (they answer 500).
@@ -136,11 +136,11 @@ def _parents_with_problems(
     return tuple(out)
 
 
-def _detached(
-    ctx: ObjectContext, key: str, obj: Mapping, where: Attachment, ref_errors: list[tuple[str, str]],
+def detached_status(
+    ctx: ObjectContext, kind: str, key: str, obj: Mapping, where: Attachment, ref_errors: list[tuple[str, str]],
     parents: tuple[ParentOutcome, ...],
 ) -> ObjectStatus:
-    """The status of a route that names our Gateways but attaches to none of their listeners."""
+    """The status of a route (HTTPRoute, GRPCRoute) that names our Gateways but attaches to none of their listeners."""
     namespace, name, generation, _ = object_meta(obj)
     reason, message = where.reason
     not_accepted = ("False", reason, message)
@@ -149,8 +149,8 @@ def _detached(
     else:
         refs = ("True", "ResolvedRefs", "all references resolved")
     return ObjectStatus(
-        HTTPROUTE, namespace, name, ERROR, reason, message, generation,
-        conditions(not_accepted, refs, not_accepted), ctx.origin(HTTPROUTE, key), parents,
+        kind, namespace, name, ERROR, reason, message, generation,
+        conditions(not_accepted, refs, not_accepted), ctx.origin(kind, key), parents,
     )
 
 
@@ -189,10 +189,13 @@ def _route(
     )
 
 
-def _backend_key(
-    ctx: ObjectContext, b, namespace: str, refs: References, where: str, ref_errors: list[tuple[str, str]]
+def backend_key(
+    ctx: ObjectContext, b, namespace: str, refs: References, where: str, ref_errors: list[tuple[str, str]],
+    kind: str = HTTPROUTE,
 ) -> str:
-    """The EndpointSet key of a backendRef (or of a mirror's); an invalid one gets a key that answers 500."""
+    """The EndpointSet key of a backendRef (or of a mirror's); an invalid one gets a key that answers 500.
+
+    A GRPCRoute's (``kind``) refs are Services spoken to in HTTP/2 (gRPC is HTTP/2)."""
     ns = b.namespace or namespace
     if (b.group or CORE_GROUP) != CORE_GROUP or b.kind != "Service":
         ref_errors.append((INVALID_KIND, f"{where}: {b.group or 'core'}/{b.kind} is not a kind crdgate routes to"))
@@ -200,7 +203,7 @@ def _backend_key(
     if not refs.permitted(CORE_GROUP, SERVICE, ns, b.name):
         ref_errors.append((REF_NOT_PERMITTED, f"{refs.refusal(SERVICE, ns, b.name)} ({where})"))
         return refused_key(ns, b.name, b.port)
-    return service_key(ns, b.name, b.port, ctx.services)
+    return service_key(ns, b.name, b.port, ctx.services, http2=kind == GRPCROUTE)
 
 
 def _backends(
@@ -215,7 +218,7 @@ def _backends(
     out: list[BackendRef] = []
     for k, b in enumerate(rule.backend_refs):
         at = f"{where}.backendRefs[{k}]"
-        key = _backend_key(ctx, b, namespace, refs, at, ref_errors)
+        key = backend_key(ctx, b, namespace, refs, at, ref_errors)
         if _has_filters(b):
             # The table has no per-backend policies: fail closed for this share rather
             # than send it on without the headers or rewrite it asked for.
@@ -258,7 +261,7 @@ def _policy(
             settings["rewrite"] = policies.rewrite(f.url_rewrite)
         elif t == "RequestMirror" and mirror_key is None and f.request_mirror is not None:
             mf = f.request_mirror
-            mirror_key = _backend_key(ctx, mf.backend_ref, namespace, refs, f"{at}.requestMirror.backendRef", ref_errors)
+            mirror_key = backend_key(ctx, mf.backend_ref, namespace, refs, f"{at}.requestMirror.backendRef", ref_errors)
             settings["mirror"] = Mirror(backend=BackendRef(mirror_key), percent=mf.share * 100)
         elif t == "CORS" and f.cors is not None:
             c = f.cors

@@ -73,6 +73,7 @@ from controller.store import (
     APIENDPOINT,
     ENDPOINTSLICE,
     GATEWAY,
+    GRPCROUTE,
     HTTPROUTE,
     INGRESS,
     NAMESPACE,
@@ -85,8 +86,8 @@ from gateway.routing import EndpointSet, Route, RouteTable
 
 log = logging.getLogger("crdgate.controller.compile")
 
-ROUTED_KINDS = (APIENDPOINT, INGRESS, HTTPROUTE)
-HTTPROUTE_PREFIX = f"{HTTPROUTE}:"
+ROUTED_KINDS = (APIENDPOINT, INGRESS, HTTPROUTE, GRPCROUTE)
+ROUTE_PREFIXES = (f"{HTTPROUTE}:", f"{GRPCROUTE}:")  # statuses counted in attachedRoutes
 _NO_SNAPSHOT = Snapshot(objects={})
 # Metadata the compiler never reads: a change there alone compiles the same.
 _VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
@@ -609,7 +610,7 @@ class _Step:
         st = self.st
         routes_moved = False
         for sk, new in self.status_changes.items():
-            if not sk.startswith(HTTPROUTE_PREFIX):
+            if not sk.startswith(ROUTE_PREFIXES):
                 continue
             old = st.statuses.get(sk)
             before = attached_listeners(old) if old is not None else frozenset()

@@ -34,7 +34,7 @@ from controller.gatewayapi.common import GROUP
 from controller.gatewayapi.gateway import Gateway, Listener
 from controller.gatewayapi.objects import InvalidObject as InvalidGatewayAPIObject, parse
 from controller.refgrant import CORE_GROUP, REF_NOT_PERMITTED, ReferenceGrants, Referrer, grants_of
-from controller.store import GATEWAY, GATEWAYCLASS, HTTPROUTE, REFERENCEGRANT, SECRET, Snapshot
+from controller.store import GATEWAY, GATEWAYCLASS, GRPCROUTE, HTTPROUTE, REFERENCEGRANT, SECRET, Snapshot
 
 # Listener and Gateway reasons (Gateway API).
 ACCEPTED = "Accepted"
@@ -50,7 +50,8 @@ LISTENERS_NOT_VALID = "ListenersNotValid"
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 # The kinds crdgate's HTTP and HTTPS listeners carry.
-SUPPORTED_KINDS = (HTTPROUTE,)
+SUPPORTED_KINDS = (HTTPROUTE, GRPCROUTE)
+ROUTE_KINDS = frozenset(SUPPORTED_KINDS)
 # Besides its own object and the routes attached, what a Gateway's status reads.
 GATEWAY_REFERENCE_KINDS = frozenset({GATEWAYCLASS, SECRET, REFERENCEGRANT})
 
@@ -72,14 +73,14 @@ class ListenerStatus:
 
 
 def attached_listeners(status: ObjectStatus) -> frozenset[str]:
-    """The listeners ("ns/gateway/listener") an HTTPRoute is accepted on (counted once each)."""
+    """The listeners ("ns/gateway/listener") a route is accepted on (counted once each)."""
     return frozenset(ls for p in status.parents if p.accepted for ls in p.listeners)
 
 
 def count_attached(statuses: Iterable[ObjectStatus]) -> Counter:
     counts: Counter = Counter()
     for st in statuses:
-        if st.kind == HTTPROUTE and st.parents:
+        if st.kind in ROUTE_KINDS and st.parents:
             counts.update(attached_listeners(st))
     return counts
 

@@ -1,7 +1,7 @@
 """Per-object compilation: one object and what it read -> a candidate or an error status.
 
 Neighbours: runs the step of the object's kind (apiendpoint.py, ingress.py,
-httproute.py) against an ``ObjectContext`` (context.py). Both
+httproute.py, grpcroute.py) against an ``ObjectContext`` (context.py). Both
 the full compile (full.py) and the incremental driver (incremental.py) call
 ``ObjectCompiler.build`` for each object they compile; the driver also keeps
 what each object read, to compile it again when that changes.
@@ -17,10 +17,11 @@ from collections.abc import Mapping
 
 from controller.compile.apiendpoint import compile_apiendpoint
 from controller.compile.context import Candidate, ObjectContext, object_meta
+from controller.compile.grpcroute import compile_grpcroute
 from controller.compile.httproute import compile_httproute
 from controller.compile.ingress import compile_ingress
 from controller.compile.status import INVALID_SPEC, ObjectStatus, error_status
-from controller.store import HTTPROUTE, INGRESS, INGRESSCLASS
+from controller.store import GRPCROUTE, HTTPROUTE, INGRESS, INGRESSCLASS
 from gateway.errors import InvalidObject
 
 Outcome = Candidate | ObjectStatus | None  # a candidate, left out with an error, or not ours
@@ -42,6 +43,8 @@ class ObjectCompiler(ObjectContext):
                 return compile_ingress(self, key, obj, status_key), frozenset(reads)
             if kind == HTTPROUTE:
                 return compile_httproute(self, key, obj, status_key), frozenset(reads)
+            if kind == GRPCROUTE:
+                return compile_grpcroute(self, key, obj, status_key), frozenset(reads)
             return compile_apiendpoint(self, key, obj, status_key), frozenset(reads)
         except InvalidObject as e:
             ns, name, gen, _ = object_meta(obj)

@@ -419,7 +419,7 @@ DEFAULT_RULE = HTTPRouteRule()
 # -- the route -----------------------------------------------------------------
 
 
-def _parent_ref_problems(refs: list[ParentReference]) -> list[tuple[str, str]]:
+def parent_ref_problems(refs: list[ParentReference]) -> list[tuple[str, str]]:
     """The CRD's rules for several parentRefs to one parent: all with a sectionName, each a different one."""
     problems = []
     seen: dict[tuple, list[ParentReference]] = {}
@@ -443,7 +443,7 @@ class HTTPRouteSpec(GatewayAPISpec):
 
     @model_validator(mode="after")
     def _check(self) -> "HTTPRouteSpec":
-        problems = _parent_ref_problems(self.parent_refs)
+        problems = parent_ref_problems(self.parent_refs)
         total = sum(len(r.matches) for r in self.rules)
         if total > MAX_MATCHES:
             problems.append(("rules", f"{total} matches over all rules; at most {MAX_MATCHES} are allowed"))

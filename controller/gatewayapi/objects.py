@@ -21,16 +21,30 @@ from pydantic import BaseModel, ValidationError
 
 from controller.gatewayapi.common import GROUP
 from controller.gatewayapi.gateway import Gateway, GatewayClass
+from controller.gatewayapi.grpcroute import GRPCRoute
 from controller.gatewayapi.httproute import HTTPRoute
 from controller.models import SpecError, describe_errors
-from controller.store import GATEWAY, GATEWAYCLASS, HTTPROUTE
+from controller.store import GATEWAY, GATEWAYCLASS, GRPCROUTE, HTTPROUTE
 from gateway.errors import SchemaError as InvalidObject  # the name the sources catch it by
 
 VERSIONS = ("v1", "v1beta1")  # preferred first
 API_VERSIONS = tuple(f"{GROUP}/{v}" for v in VERSIONS)
 
-MODELS: dict[str, type[BaseModel]] = {GATEWAYCLASS: GatewayClass, GATEWAY: Gateway, HTTPROUTE: HTTPRoute}
+MODELS: dict[str, type[BaseModel]] = {
+    GATEWAYCLASS: GatewayClass, GATEWAY: Gateway, HTTPROUTE: HTTPRoute, GRPCROUTE: GRPCRoute,
+}  # fmt: skip
 KINDS = tuple(MODELS)
+# GRPCRoute has no v1beta1: v1 only (its v1alpha2 is the experimental channel's).
+KIND_VERSIONS: dict[str, tuple[str, ...]] = {GRPCROUTE: ("v1",)}
+
+
+def versions(kind: str) -> tuple[str, ...]:
+    """The versions a kind is read at, preferred first."""
+    return KIND_VERSIONS.get(kind, VERSIONS)
+
+
+def api_versions(kind: str) -> tuple[str, ...]:
+    return tuple(f"{GROUP}/{v}" for v in versions(kind))
 CLUSTER_SCOPED = frozenset({GATEWAYCLASS})
 
 # crdgate's GatewayClass controllerName: Gateways of classes naming it are crdgate's.
@@ -38,7 +52,7 @@ CONTROLLER_NAME = "crdgate.io/gateway-controller"
 
 
 def parse(kind: str, obj: Mapping[str, Any]) -> BaseModel:
-    """The model of a GatewayClass, Gateway or HTTPRoute; InvalidObject names what is wrong."""
+    """The model of a GatewayClass, Gateway, HTTPRoute or GRPCRoute; InvalidObject names what is wrong."""
     model = MODELS[kind]
     if not isinstance(obj.get("spec"), Mapping):
         raise InvalidObject(["spec: required (an object)"])

@@ -1,0 +1,107 @@
+"""End to end: the real `crdgate run --manifests DIR` process, HTTP/1.1 clients (curl, aiohttp), h2c backends.
+
+A Service port with ``appProtocol: kubernetes.io/h2c`` and an APIEndpoint url
+backend with ``protocol: HTTP/2`` are both spoken to in HTTP/2 with prior
+knowledge; every request of a burst shares one backend connection; trailers
+reach a client that sends ``TE: trailers``; /routes names the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+
+import aiohttp
+import pytest
+
+from gatewayproc import GatewayProcess
+from h2backend import H2Backend
+
+ROUTES = """
+apiVersion: v1
+kind: Service
+metadata: {{name: orders, namespace: shop}}
+spec:
+  ports: [{{name: grpc, port: 50051, targetPort: {port}, appProtocol: kubernetes.io/h2c}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: orders-abc
+  namespace: shop
+  labels: {{kubernetes.io/service-name: orders}}
+addressType: IPv4
+endpoints:
+  - addresses: ["127.0.0.1"]
+    conditions: {{ready: true}}
+ports: [{{name: grpc, port: {port}, protocol: TCP}}]
+---
+apiVersion: crdgate.io/v1
+kind: APIEndpoint
+metadata: {{name: orders, namespace: shop}}
+spec:
+  path: /orders
+  backendService: orders
+---
+apiVersion: crdgate.io/v1
+kind: APIEndpoint
+metadata: {{name: by-url, namespace: shop}}
+spec:
+  path: /by-url
+  backends:
+    - url: http://127.0.0.1:{url_port}
+      protocol: HTTP/2
+"""
+
+
+@pytest.fixture
+async def world(tmp_path):
+    svc_backend = await H2Backend().start()
+    url_backend = await H2Backend().start()
+    (tmp_path / "routes.yaml").write_text(ROUTES.format(port=svc_backend.port, url_port=url_backend.port))
+    gw = GatewayProcess(tmp_path, access_log=True)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, gw.wait_ready)
+        yield gw, svc_backend, url_backend
+    finally:
+        gw.close()
+        await svc_backend.close()
+        await url_backend.close()
+
+
+async def test_service_app_protocol_h2c_and_url_protocol_http2(world):
+    gw, svc_backend, url_backend = world
+    async with aiohttp.ClientSession() as s:
+        rs = await asyncio.gather(*[s.post(gw.base + f"/orders/{i}", data=b"z" * 100) for i in range(20)])
+        docs = []
+        for r in rs:
+            assert r.status == 200, await r.text()
+            docs.append(json.loads(await r.read()))
+        assert {d["headers"][":path"] for d in docs} == {f"/orders/{i}" for i in range(20)}
+        assert all(d["body_bytes"] == 100 for d in docs)
+        assert svc_backend.connections == 1  # twenty requests, one multiplexed connection
+        async with s.get(gw.base + "/by-url/x") as r:
+            assert r.status == 200
+            doc = json.loads(await r.read())
+            assert doc["headers"][":authority"] == f"127.0.0.1:{url_backend.port}"  # a url backend's own name
+        async with s.get(gw.admin + "/routes") as r:
+            routes = json.loads(await r.read())["routes"]
+        protocols = {b["backend"]: b["protocol"] for row in routes for b in row["backends"]}
+        assert protocols == {"shop/orders:50051": "HTTP/2", f"http://127.0.0.1:{url_backend.port}#h2": "HTTP/2"}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+async def test_curl_gets_the_backend_trailers_when_it_asks(world):
+    gw, _, _ = world
+
+    def curl(*args):
+        return subprocess.run(["curl", "-sS", "--http1.1", "--raw", "-i", "--max-time", "10", *args],
+                              capture_output=True, timeout=20).stdout
+
+    out = await asyncio.to_thread(curl, "-H", "TE: trailers", "--data-binary", "ping", gw.base + "/orders/echo")
+    assert b"HTTP/1.1 200" in out and b"content-type: application/grpc" in out.lower()
+    assert out.endswith(b"4\r\nping\r\n0\r\ngrpc-status: 0\r\nx-trailer: done\r\n\r\n")
+    out = await asyncio.to_thread(curl, "--data-binary", "ping", gw.base + "/orders/echo")
+    assert out.endswith(b"4\r\nping\r\n0\r\n\r\n")
