@@ -223,7 +223,7 @@ async def test_gateway_and_listener_status(fake_kube, kube_api):
         ls = listeners(fake_kube)
         assert ls["https"]["attachedRoutes"] == 1
         assert ls["same-only"]["attachedRoutes"] == 0  # forbidden's namespace is not allowed
-        assert ls["http"]["supportedKinds"] == [{"group": GROUP, "kind": "HTTPRoute"}]
+        assert ls["http"]["supportedKinds"] == [{"group": GROUP, "kind": "HTTPRoute"}, {"group": GROUP, "kind": "GRPCRoute"}]
         assert cond(ls["http"]["conditions"], "Accepted") == ("True", "Accepted")
         assert cond(ls["http"]["conditions"], "Programmed") == ("True", "Programmed")
         assert cond(ls["http"]["conditions"], "Conflicted") == ("False", "NoConflicts")

@@ -427,7 +427,7 @@ ROUTE_STATUS: tuple[ParentStatus, ...] = (
     ParentStatus("gw-app/to-all-from-app", ALL_NS, conditions=OK),
     ParentStatus("gw-app/to-selected-from-app", SELECTED_NS, conditions=OK),
     ParentStatus("gw-web/to-selected-from-web", SELECTED_NS, conditions=not_accepted("NotAllowedByListeners")),
-    ParentStatus("gw-infra/wrong-kind-for-listener", BROKEN, "grpc-only", conditions=not_accepted("NotAllowedByListeners")),
+    ParentStatus("gw-infra/wrong-kind-for-listener", BROKEN, "tcp-only", conditions=not_accepted("NotAllowedByListeners")),
 )
 
 # Routes whose only parent is another controller's Gateway: crdgate writes no parent status for them.
@@ -459,7 +459,7 @@ GATEWAY_STATUS: dict[str, tuple[tuple[Condition, ...], dict[str, ListenerStatus]
         {
             "https": ListenerStatus(0, (Condition("ResolvedRefs", "False", "InvalidCertificateRef"),
                                         Condition("Programmed", "False", "Invalid"))),
-            "grpc-only": ListenerStatus(0, (Condition("ResolvedRefs", "False", "InvalidRouteKinds"),)),
+            "tcp-only": ListenerStatus(0, (Condition("ResolvedRefs", "False", "InvalidRouteKinds"),)),
         },
     ),
 }
