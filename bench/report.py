@@ -18,6 +18,7 @@ from __future__ import annotations
 import platform
 from typing import Iterable
 
+from .equalload import summary_line as fixed_rate_summary
 from .scenarios import FAILED, SKIPPED, Result
 from .stats import median, ratio
 from .tracing import summary_line as tracing_summary
@@ -167,6 +168,9 @@ def table(doc: dict) -> str:
     for r in doc["scenarios"]:
         if r["kind"] == "tracing" and r["extra"]:
             lines += ["", tracing_summary(r["extra"])]
+    for r in doc["scenarios"]:
+        if r["kind"] == "fixed-rate" and r["extra"]:
+            lines += ["", fixed_rate_summary(r["extra"])]
     for r in doc["scenarios"]:
         if r["kind"] == "propagation" and r["extra"].get("sizes"):
             lines += ["", "propagation (manifest write -> first routed request):",
