@@ -183,7 +183,9 @@ def table(doc: dict) -> str:
         if r["kind"] == "lookup" and r["extra"].get("sizes"):
             e = r["extra"]
             lines += ["", "route lookup (RouteTable.match, in-process):"]
-            lines += [f"  {x['routes']:>8,} routes: {x['ns_per_lookup']:>8,.0f} ns/lookup" for x in e["sizes"]]
+            lines += [f"  {x['routes']:>8,} routes: {x['ns_per_lookup']:>8,.0f} ns/lookup"
+                      + (f", {x['ns_per_walk']:,.0f} ns for a path not seen before (memo miss)"
+                         if x.get("ns_per_walk") is not None else "") for x in e["sizes"]]
             if e.get("flatness") is not None:
                 lines.append(f"  flatness (slowest/fastest): {e['flatness']:.2f}x -> "
                              f"{'flat' if e['flat'] else 'NOT flat'} (limit {e['flat_limit']:g}x)")
