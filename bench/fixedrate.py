@@ -12,10 +12,11 @@ open-loop generator (``hey -q`` and autocannon's ``--overallRate`` cap the rate
 but time from the actual send; ``h2load --rate`` paces connections, not
 requests), hence this module.
 
-It is plain Python on non-blocking sockets and ``select.select``, whose
-timeout has microsecond resolution (epoll's and libuv's timers round to
-milliseconds, which would add up to a millisecond of the generator's own lag
-to every sample). How late the generator itself sent what it could send at
+It is plain Python on non-blocking sockets: epoll says which connections
+have answers, and the wait until the next request is due is a
+``select.select`` on the epoll descriptor, whose timeout has microsecond
+resolution (epoll's and libuv's timers round to milliseconds, which would add
+up to a millisecond of the generator's own lag to every sample). How late the generator itself sent what it could send at
 once is measured too (``send_lag_us``): on the benchmark's load CPU it stays
 well under the latencies measured, and ``python -m bench.fixedrate`` against
 the backend directly shows what the generator adds on its own.
@@ -134,6 +135,10 @@ def run(port: int, rate: float, duration_s: float, paths: list[str], connections
     errors = {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}
     conns: dict[int, _Conn] = {}
     idle: list[_Conn] = []
+    # Readiness from epoll (what is ready, not a scan of every connection per wake-up);
+    # the sleep until the next request is due is a select() on the epoll descriptor,
+    # whose timeout has the microsecond resolution epoll's own lacks.
+    ep = select.epoll() if hasattr(select, "epoll") else None
 
     def connect() -> _Conn | None:
         try:
@@ -145,13 +150,26 @@ def run(port: int, rate: float, duration_s: float, paths: list[str], connections
         s.setblocking(False)
         c = _Conn(s)
         conns[s.fileno()] = c
+        if ep is not None:
+            ep.register(s.fileno(), select.EPOLLIN)
         return c
+
+    def wait_ready(timeout: float) -> list[int]:
+        if ep is None:
+            return select.select(list(busy), [], [], timeout)[0]
+        ready = ep.poll(0)
+        if not ready:
+            select.select([ep.fileno()], [], [], timeout)
+            ready = ep.poll(0)
+        return [fd for fd, _ in ready]
 
     for _ in range(max(1, connections)):
         c = connect()
         if c is not None:
             idle.append(c)
     if not conns:
+        if ep is not None:
+            ep.close()
         return Outcome(rate, duration_s, total, 0, [], [], 0, errors)
 
     busy: dict[int, _Conn] = {}
@@ -205,10 +223,13 @@ def run(port: int, rate: float, duration_s: float, paths: list[str], connections
         if now >= stop_at:
             break
         wait = (start + issued / rate - now) if issued < total else stop_at - now
-        ready, _, _ = select.select(list(busy), [], [], max(0.0, min(wait, 0.05)))
-        for fd in ready:
+        for fd in wait_ready(max(0.0, min(wait, 0.05))):
             c = busy.get(fd)
             if c is None:
+                c = conns.get(fd)
+                if c is not None:  # readable while idle: the server closed it
+                    idle.remove(c)
+                    drop(c)
                 continue
             try:
                 data = c.sock.recv(65536)
@@ -251,6 +272,8 @@ def run(port: int, rate: float, duration_s: float, paths: list[str], connections
     errors["timeout"] += len(busy) + len(backlog) + (total - issued)
     for c in list(conns.values()):
         c.sock.close()
+    if ep is not None:
+        ep.close()
     return Outcome(rate, duration_s, total, len(latency), latency, lag, queued, errors)
 
 
