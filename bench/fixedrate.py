@@ -228,7 +228,8 @@ def run(port: int, rate: float, duration_s: float, paths: list[str], connections
             if c is None:
                 c = conns.get(fd)
                 if c is not None:  # readable while idle: the server closed it
-                    idle.remove(c)
+                    if c in idle:
+                        idle.remove(c)
                     drop(c)
                 continue
             try:

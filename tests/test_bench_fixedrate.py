@@ -155,3 +155,36 @@ def test_verdict_and_summary_line():
     assert "5,000 req/s" in line and "p99 ratio 1.80x" in line and "met" in line
     assert not verdict([_w(2500)], [_w(1000)], 10, 20.0, [])["met"]
     assert summary_line({"rounds": 0}) == "p99 at equal offered load: no rounds"
+
+
+def test_connections_the_server_closes_are_replaced():
+    # Every answer says "Connection: close" and the server closes: each request needs a new
+    # connection, and the run still answers every scheduled request.
+    closing = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    buf += data
+                if buf:
+                    conn.sendall(closing)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        out = fixedrate.run(port, rate=100, duration_s=0.3, paths=["/"], connections=2)
+    finally:
+        sock.close()
+    assert out.completed == 30 and sum(out.errors.values()) == 0
