@@ -7,10 +7,12 @@ been sent meanwhile ("coordinated omission"). Here request ``k`` is due at
 ``start + k / rate`` whatever happened before; it goes out on an idle
 keep-alive connection as soon as it is due, or waits in a queue when every
 connection is busy, and its latency is counted from the time it was due. That
-is wrk2's model (``-R``); wrk2 is not packaged in Debian, nor is any other
-open-loop generator (``hey -q`` and autocannon's ``--overallRate`` cap the rate
-but time from the actual send; ``h2load --rate`` paces connections, not
-requests), hence this module.
+is wrk2's model (``-R``). wrk2 is not packaged in Debian; Debian's ``hey -q``
+caps each worker's rate but times from the actual send, and ``h2load --rate``
+paces new connections, not requests. autocannon (npm) has ``--overallRate``
+with ``-C/--correctCoordinatedOmission``, but it would make Node.js a
+dependency of a harness that is Python, wrk and nginx, and was not evaluated;
+hence this module.
 
 It is plain Python on non-blocking sockets: epoll says which connections
 have answers, and the wait until the next request is due is a
