@@ -8,7 +8,8 @@ the open-loop generator (bench/fixedrate.py: latency from each request's
 scheduled time, so a stall counts in every request it delayed). The rounds
 alternate nginx and crdgate, seconds apart, and the order flips each round;
 the verdict is the median over rounds of crdgate's p99 over nginx's, against
-``P99_TARGET``.
+``P99_TARGET``. One run against the backend itself at the same rate shows the
+floor the generator and the backend set on their own.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ P99_TARGET = 2.0  # crdgate's p99 at most this many times nginx's
 TITLE = f"plain route at {LOAD_SHARE:.0%} of nginx's peak rate (open loop), p99 vs nginx's"
 
 
-def verdict(runs, reference, rate: float, peak: float, lags: list[dict]) -> dict:
-    """Per-round and median figures of crdgate's runs against the nginx runs of the same rounds."""
+def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=None) -> dict:
+    """Per-round and median figures of crdgate's runs against the nginx runs of the same rounds;
+    ``direct``: a run against the backend itself at the same rate (the generator's floor)."""
     pairs = [(c, n) for c, n in zip(runs, reference)]
     p99_ratios = [ratio(c.latency_us["p99"], n.latency_us["p99"]) for c, n in pairs if n.latency_us["p99"]]
     p99_ratio = median(p99_ratios)
@@ -47,6 +49,9 @@ def verdict(runs, reference, rate: float, peak: float, lags: list[dict]) -> dict
         "met": p99_ratio is not None and p99_ratio <= P99_TARGET,
         # How late the generator itself sent what it could send at once (its own error).
         "send_lag_p99_us": median([lag["p99"] for lag in lags]) if lags else None,
+        # The backend reached directly at the same rate: what the generator and the backend
+        # add on their own. A proxy's figures close to these say little about the proxy.
+        "direct_us": {k: direct.latency_us[k] for k in keys} if direct is not None else None,
     }
 
 
@@ -58,10 +63,12 @@ def summary_line(extra: dict) -> str:
     cells = "  ".join(f"{k} {c[k] / 1000:.2f}/{n[k] / 1000:.2f}" for k in c)
     met = "met" if extra["met"] else "NOT met"
     lag = extra.get("send_lag_p99_us")
+    direct = extra.get("direct_us")
     return (f"p99 at equal offered load ({extra['rate']:,.0f} req/s = {extra['load_share']:.0%} of nginx's peak "
             f"{extra['nginx_peak_rps']:,.0f}): crdgate/nginx ms {cells}; p99 ratio {extra['p99_ratio']:.2f}x "
             f"(median of {extra['rounds']} rounds; target <= {extra['p99_target']:g}x: {met})"
-            + (f"; generator send lag p99 {lag / 1000:.2f} ms" if lag is not None else ""))
+            + (f"; generator send lag p99 {lag / 1000:.2f} ms" if lag is not None else "")
+            + (f"; backend direct at that rate p99 {direct['p99'] / 1000:.2f} ms" if direct else ""))
 
 
 def run_fixed_rate(ctx: Context) -> Result:
@@ -96,6 +103,8 @@ def run_fixed_rate(ctx: Context) -> Result:
         if s.warmup_s > 0:
             for port in (nginx_port, gw.port):
                 gen.run(port, rate, s.warmup_s, paths)
+        ctx.progress.update(f"{NAME}: backend directly at {rate:,} req/s (the generator's floor)")
+        direct, _ = gen.run(ctx.backend.port, rate, s.duration_s, paths)
         for i in range(s.runs):
             order = [("nginx", nginx_port, ctx.nginx_pid, result.reference), ("crdgate", gw.port, gw.child.pid, result.runs)]
             if i % 2:
@@ -106,7 +115,7 @@ def run_fixed_rate(ctx: Context) -> Result:
                 runs.append(run)
                 lags.append(raw["send_lag_us"])
             gw.check_alive()
-        result.extra = verdict(result.runs, result.reference, rate, peak, lags)
+        result.extra = verdict(result.runs, result.reference, rate, peak, lags, direct)
         bad = [r for r in result.runs + result.reference if r.errors_total]
         if bad:
             result.fail(error_reason(result.runs + result.reference))

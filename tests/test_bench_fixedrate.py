@@ -155,6 +155,10 @@ def test_verdict_and_summary_line():
     assert "5,000 req/s" in line and "p99 ratio 1.80x" in line and "met" in line
     assert not verdict([_w(2500)], [_w(1000)], 10, 20.0, [])["met"]
     assert summary_line({"rounds": 0}) == "p99 at equal offered load: no rounds"
+    with_floor = verdict([_w(1500)], [_w(1000)], 10, 20.0, [], direct=_w(400))
+    assert with_floor["direct_us"]["p99"] == 400
+    assert "backend direct at that rate p99 0.40 ms" in summary_line(with_floor)
+    assert "backend direct" not in line
 
 
 def test_connections_the_server_closes_are_replaced():
