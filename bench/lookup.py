@@ -7,6 +7,13 @@ the route, exact hits, and a 404 miss), and the time per lookup is the median
 of a few repeats. The table promises a cost that follows the request path's
 depth, not the number of routes: ``flatness`` (largest / smallest ns per
 lookup) should stay near 1.
+
+Those requests repeat, so after the first round every lookup is answered by
+the table's memo. ``ns_per_walk`` times what a request path never seen
+before costs (the memo misses and the table is walked): prefix hits whose
+last element is new on every lookup, as paths with ids in them are. That is
+what the proxy pays per request when its clients' distinct paths outnumber
+the memo (gateway/routing.py ``memo_limit``).
 """
 
 from __future__ import annotations
@@ -62,6 +69,32 @@ def ns_per_lookup(table: RouteTable, reqs: list[tuple[str, str]], iterations: in
     return median(best)
 
 
+def unseen_requests(n: int, count: int, start: int = 0) -> list[tuple[str, str]]:
+    """(host, path) pairs that each hit a Prefix route of the table with a path not asked before."""
+    rng = random.Random(start + 11)
+    out = []
+    for k in range(start, start + max(count, 1)):
+        i = rng.randrange(max(n // 2, 1)) * 2  # the even routes are the Prefix ones
+        i = min(i, n - 1) if n > 1 else 0
+        host = f"api{i % 7}.example.com" if i % 10 == 0 else "www.example.org"
+        out.append((host, f"/svc{i}/v1/items/u{k}" if i % 2 == 0 else f"/svc{i}/health"))
+    return out
+
+
+def ns_per_walk(table: RouteTable, n: int, iterations: int) -> float:
+    """Median over a few repeats of the time per lookup of a path the table has not seen."""
+    count = max(100, min(iterations, 50_000))
+    match = table.match
+    times = []
+    for rep in range(REPEATS):
+        reqs = unseen_requests(n, count, start=rep * count)
+        t0 = time.perf_counter_ns()
+        for host, path in reqs:
+            match("GET", host, path)
+        times.append((time.perf_counter_ns() - t0) / len(reqs))
+    return median(times)
+
+
 def check(table: RouteTable, reqs: list[tuple[str, str]]) -> str:
     """'' if every request found what it should; the benchmark must time real matches."""
     for host, path in reqs[:50]:
@@ -87,6 +120,7 @@ def run(sizes: tuple[int, ...], iterations: int, progress=None) -> dict:
         if problem:
             return {"sizes": entries, "error": f"lookup at {n} routes: {problem}"}
         entries.append({"routes": n, "ns_per_lookup": round(ns_per_lookup(table, reqs, iterations), 1),
+                        "ns_per_walk": round(ns_per_walk(table, n, iterations), 1),
                         "table_build_ms": round(build_ms, 2)})
     values = [e["ns_per_lookup"] for e in entries]
     flatness = max(values) / min(values) if values and min(values) > 0 else None

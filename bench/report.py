@@ -18,6 +18,7 @@ from __future__ import annotations
 import platform
 from typing import Iterable
 
+from .equalload import summary_line as fixed_rate_summary
 from .scenarios import FAILED, SKIPPED, Result
 from .stats import median, ratio
 from .tracing import summary_line as tracing_summary
@@ -171,6 +172,8 @@ def table(doc: dict) -> str:
     for r in doc["scenarios"]:
         if r["kind"] == "access-log" and r["extra"]:
             lines += ["", access_log_summary(r["extra"])]
+        if r["kind"] == "fixed-rate" and r["extra"]:
+            lines += ["", fixed_rate_summary(r["extra"])]
     for r in doc["scenarios"]:
         if r["kind"] == "propagation" and r["extra"].get("sizes"):
             lines += ["", "propagation (manifest write -> first routed request):",
@@ -183,7 +186,9 @@ def table(doc: dict) -> str:
         if r["kind"] == "lookup" and r["extra"].get("sizes"):
             e = r["extra"]
             lines += ["", "route lookup (RouteTable.match, in-process):"]
-            lines += [f"  {x['routes']:>8,} routes: {x['ns_per_lookup']:>8,.0f} ns/lookup" for x in e["sizes"]]
+            lines += [f"  {x['routes']:>8,} routes: {x['ns_per_lookup']:>8,.0f} ns/lookup"
+                      + (f", {x['ns_per_walk']:,.0f} ns for a path not seen before (memo miss)"
+                         if x.get("ns_per_walk") is not None else "") for x in e["sizes"]]
             if e.get("flatness") is not None:
                 lines.append(f"  flatness (slowest/fastest): {e['flatness']:.2f}x -> "
                              f"{'flat' if e['flat'] else 'NOT flat'} (limit {e['flat_limit']:g}x)")

@@ -20,6 +20,7 @@ from pathlib import Path
 from . import lookup, report
 from .backends import start_backend, start_nginx_proxy
 from .churn import STABLE, run_churn
+from .equalload import run_fixed_rate
 from .pinning import BACKEND, GATEWAY, LOAD, available_cpus, plan
 from .procs import Child, free_port
 from .progress import Progress
@@ -35,8 +36,8 @@ from .tools import find_tools, install_hint
 from .wrk import WrkRunner
 
 NOTES = [
-    "p99 is compared at the same connection count, not at equal offered load: wrk 4 has no fixed-rate "
-    "mode (-R is wrk2's, and wrk2 is not in Debian).",
+    "p99 in the table is compared at the same connection count; p99-fixed compares it at equal offered load "
+    "(bench/fixedrate.py, open loop: wrk 4 has no fixed-rate mode and wrk2 is not in Debian).",
     "vs nginx: each load scenario's runs alternate with nginx reverse-proxy runs (plain proxy, no auth, one "
     "location) taken just before them; the ratio is the median of the per-pair ratios, so auth / rate-limit / "
     "many-routes ratios include the cost of the feature. Without paired runs, the nginx baseline is used.",
@@ -83,7 +84,7 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
     cpus = available_cpus()
     pinning = plan(cpus, tools.paths.get("taskset"), settings.pin)
     notes = list(NOTES)
-    needs_wrk = any(n in selected for n in (*LOAD_NAMES, "tracing", "access-log", "churn"))
+    needs_wrk = any(n in selected for n in (*LOAD_NAMES, "tracing", "access-log", "p99-fixed", "churn"))
     needs_h2load = any(n in selected for n in HTTP2_NAMES)
     needs_backend = needs_wrk or needs_h2load or "propagation" in selected
     wanted = {"wrk": needs_wrk, "nginx": needs_wrk or needs_h2load, "redis-server": "global-ratelimit" in selected,
@@ -156,6 +157,9 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
             elif name == "access-log":
                 r = _guard(name, lambda: run_access_log(ctx))
                 r.kind = "access-log"
+            elif name == "p99-fixed":
+                r = _guard(name, lambda: run_fixed_rate(ctx))
+                r.kind = "fixed-rate"
             elif name == "churn":
                 r = _guard(name, lambda: run_churn(ctx))
                 r.kind = "churn"

@@ -9,8 +9,9 @@ non-2xx answers and misroutes: the backend answers ``backend-<i> <uri>`` and a
 request for ``/stable/<i>/...`` must be answered by backend ``i``. (``response``
 makes wrk hand every body to Lua, so only the churn scenario uses it.)
 
-wrk 4 has no fixed-rate mode (wrk2's -R is not in Debian), so latency is always
-compared at the same connection count, not at the same offered load.
+wrk 4 has no fixed-rate mode (wrk2's -R is not in Debian), so latency from wrk is
+compared at the same connection count; bench/fixedrate.py measures it at equal
+offered load.
 """
 
 from __future__ import annotations

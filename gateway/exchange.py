@@ -39,8 +39,8 @@ log = logging.getLogger("crdgate.proxy")
 # Status lines by status, with the reason they were made for.
 _STATUS_LINES: dict[int, tuple[bytes, bytes]] = {}
 
-# Normalised request targets by raw target: clients repeat the same few, and
-# normalising is pure. Bounded: cleared when full.
+# Normalised request targets by raw target: clients repeat the same few, and normalising is
+# pure. Bounded: cleared when full, at ``Server.targets_memo_limit`` (this or more: the table's).
 TARGETS_MEMO_LIMIT = 4096
 _TARGETS: dict[bytes, tuple] = {}
 
@@ -182,7 +182,7 @@ class Exchange(RequestView):
                 target = normalize_target(self.url)
             except BadTarget as e:
                 return self.respond(e.status, e.reason, close=True)
-            if len(_TARGETS) >= TARGETS_MEMO_LIMIT:
+            if len(_TARGETS) >= srv.targets_memo_limit:
                 _TARGETS.clear()  # distinct targets from a scan: start over, never grow
             _TARGETS[self.url] = target
         path, query, authority = target

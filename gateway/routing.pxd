@@ -71,5 +71,6 @@ cdef class RouteTable:
     cdef public dict endpoints
     cdef public object _exact, _wild, _any, _wild_lens, _wild_labels, _count, _order
     cdef public dict _memo
+    cdef public Py_ssize_t _memo_limit
 
     cpdef MatchResult match(self, method, host, path, headers=*, query=*)

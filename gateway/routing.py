@@ -257,8 +257,19 @@ class MatchResult:
 
 
 NOT_FOUND = MatchResult(None, 404)
-# Memoised match answers per table (see RouteTable.match).
+# Memoised match answers per table (see RouteTable.match). The memo starts over
+# when full, so a working set of request paths larger than it never hits: clients
+# spread over a 10,000-route table would miss on every request and pay the whole
+# walk each time. Its bound therefore follows the table (MEMO_PER_ROUTE answers
+# per route, at least MEMO_LIMIT, at most MEMO_CAP: about 200 bytes an answer).
 MEMO_LIMIT = 8192
+MEMO_PER_ROUTE = 2
+MEMO_CAP = 1 << 17
+
+
+def memo_limit(routes: int, least: int = MEMO_LIMIT) -> int:
+    """How many answers a memo keyed by request may hold for a table of ``routes`` routes."""
+    return min(MEMO_CAP, max(least, MEMO_PER_ROUTE * routes))
 
 
 def _order(r: Route) -> tuple:
@@ -563,7 +574,7 @@ class RouteTable:
 
     __slots__ = (
         "generation", "endpoints", "fallback", "_exact", "_wild", "_any", "_wild_lens", "_wild_labels",
-        "_memo", "_count", "_order",
+        "_memo", "_memo_limit", "_count", "_order",
     )  # fmt: skip
 
     def __init__(
@@ -588,6 +599,7 @@ class RouteTable:
         self._set_wild_labels(_label_counts(self._wild))
         self._memo: dict[tuple[str, str, str], MatchResult] = {}
         self._count = len(routes)
+        self._memo_limit = memo_limit(self._count)
         self._order: list = [None]  # see ``routes``
 
     def _set_wild_labels(self, labels: dict[int, int]) -> None:
@@ -639,6 +651,7 @@ class RouteTable:
         t._exact, t._wild, t._any = self._exact, self._wild, self._any
         t._wild_labels, t._wild_lens = self._wild_labels, self._wild_lens
         t._count = self._count - len(removed) + len(added)
+        t._memo_limit = memo_limit(t._count)
         if not removed and not added and fallback is self.fallback:
             t._memo = self._memo  # same routes, same answers
             t._order = self._order
@@ -702,7 +715,8 @@ class RouteTable:
 
         ``host`` may carry a port; ``headers`` maps lower-case names to values.
         Answers that depended only on method, host and path are memoised (the
-        table never changes); the memo is bounded and starts over when full.
+        table never changes); the memo is bounded (``memo_limit``) and starts
+        over when full.
         """
         key = (method, host, path)
         hit = self._memo.get(key)
@@ -711,7 +725,7 @@ class RouteTable:
         result, cacheable = self._match(method, host, path, headers, query)
         if cacheable:
             memo = self._memo
-            if len(memo) >= MEMO_LIMIT:
+            if len(memo) >= self._memo_limit:
                 memo.clear()
             memo[key] = result
         return result

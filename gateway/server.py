@@ -27,10 +27,10 @@ import time
 from gateway import metrics
 from gateway.accesslog import AccessLog
 from gateway.config import GatewayConfig
-from gateway.exchange import Exchange
+from gateway.exchange import TARGETS_MEMO_LIMIT, Exchange
 from gateway.h2upstream import H2Pool
 from gateway.http1 import ClientProtocol
-from gateway.routing import RouteTable
+from gateway.routing import RouteTable, memo_limit
 from gateway.tls import CertificateStore, upstream_context
 from gateway.tracing import Tracer
 from gateway.upstream import Upstreams
@@ -62,6 +62,10 @@ class Server:
         if self.tracer is not None:
             metrics.TRACING.tracer = self.tracer
         self.table: RouteTable | None = None
+        # Bound of the exchange's memo of normalised request targets: like the
+        # table's match memo it follows the table, so that clients spread over
+        # every route of a big table keep hitting it (see gateway/routing.py).
+        self.targets_memo_limit = TARGETS_MEMO_LIMIT
         self.swapped_at: float | None = None  # wall time of the last swap (the admin dashboard)
         # What the controller knows that the data plane does not (object statuses,
         # load errors), as plain data: set by the front door (crdgate/run.py), read
@@ -94,6 +98,7 @@ class Server:
     def swap(self, table: RouteTable) -> None:
         """Publish a new table: one reference assignment; requests in flight keep theirs."""
         self.table = table
+        self.targets_memo_limit = memo_limit(len(table), TARGETS_MEMO_LIMIT)
         self.swapped_at = time.time()
         self._live_endpoints = None  # recomputed lazily by the sweeper
         metrics.TABLE_GENERATION.set(table.generation)

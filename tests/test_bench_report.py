@@ -88,3 +88,29 @@ def test_a_chart_of_nothing_is_not_written(tmp_path):
     assert figure(doc) is None
     assert plot(doc, str(tmp_path / "x.png")) is False and not (tmp_path / "x.png").exists()
     assert plot(RECORDED, str(tmp_path / "y.png")) is True and (tmp_path / "y.png").stat().st_size > 0
+
+
+def test_lookup_lines_show_the_cost_of_a_path_not_seen_before():
+    doc = dict(RECORDED)
+    doc["scenarios"] = [row("lookup", "lookup", extra={
+        "sizes": [{"routes": 10, "ns_per_lookup": 150, "ns_per_walk": 2400},
+                  {"routes": 10000, "ns_per_lookup": 160}],  # a run from before ns_per_walk
+        "flatness": 1.07, "flat": True, "flat_limit": 2.0})]
+    text = table(doc)
+    assert "10 routes:      150 ns/lookup, 2,400 ns for a path not seen before (memo miss)" in text
+    assert "10,000 routes:      160 ns/lookup\n" in text
+
+
+def test_fixed_rate_summary_is_printed():
+    from bench.equalload import verdict
+    from bench.wrk import WrkResult
+
+    def w(p99):
+        lat = {"p50": 100.0, "p90": 200.0, "p99": p99, "p99.9": p99, "mean": 1.0, "stdev": 1.0, "max": p99}
+        return WrkResult(requests=10, duration_s=1.0, rps=10.0, latency_us=lat, errors={})
+
+    doc = dict(RECORDED)
+    doc["scenarios"] = [row("p99-fixed", "fixed-rate", extra=verdict([w(3000.0)], [w(1000.0)], 9000, 18000.0, []))]
+    text = table(doc)
+    assert "p99 at equal offered load (9,000 req/s = 50% of nginx's peak 18,000)" in text
+    assert "p99 ratio 3.00x" in text and "NOT met" in text

@@ -1,0 +1,194 @@
+"""The open-loop load generator (bench/fixedrate.py) and the p99-fixed scenario's report.
+
+Response framing, percentiles and the JSON line are pure. Two runs go over
+loopback against a small threaded server: every scheduled request is answered
+and counted, and a server stall is charged to every request scheduled during
+it (coordinated omission corrected) — asserted only as lower bounds that no
+machine, however slow, can undercut.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from bench import fixedrate
+from bench.equalload import P99_TARGET, summary_line, verdict
+from bench.fixedrate import FixedRateError, parse_output, percentiles, response_length
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def test_response_length_by_content_length_and_chunks():
+    assert response_length(OK) == len(OK)
+    assert response_length(OK + b"HTTP/1.1 200") == len(OK)  # a second response already behind it
+    assert response_length(OK[:-1]) == 0
+    assert response_length(b"HTTP/1.1 200 OK\r\nContent-") == 0
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    assert response_length(chunked) == len(chunked)
+    assert response_length(chunked[:-2]) == 0
+    empty = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    assert response_length(empty) == len(empty)
+    assert response_length(b"HTTP/1.1 204 No Content\r\n\r\n") == 27
+    assert response_length(b"garbage\r\n\r\n") == -1
+    assert response_length(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n") == -1
+    assert response_length(b"HTTP/1.1 200 OK\r\n\r\nuntil close") == -1
+
+
+def test_percentiles_nearest_rank():
+    p = percentiles([float(i) for i in range(1, 1001)])
+    assert p["p50"] == 500 and p["p90"] == 900 and p["p99"] == 990 and p["p99.9"] == 999 and p["max"] == 1000
+    assert percentiles([])["p99"] == 0.0
+
+
+def test_json_line_becomes_a_wrk_result():
+    raw = {"rate": 100.0, "duration_s": 2.0, "scheduled": 200, "completed": 198, "queued": 3,
+           "errors": {"connect": 0, "read": 1, "write": 0, "status": 0, "timeout": 1},
+           "latency_us": {"p50": 100.0, "p90": 200.0, "p99": 400.0, "p99.9": 800.0, "mean": 120.0, "stdev": 5.0,
+                          "max": 900.0},
+           "send_lag_us": {"p50": 10.0, "p99": 50.0, "max": 70.0}}
+    result, back = parse_output("noise\n" + fixedrate.MARK + json.dumps(raw) + "\n")
+    assert result.requests == 198 and result.rps == 99.0
+    assert result.latency_us["p99"] == 400.0 and result.latency_us["p99.9"] == 800.0
+    assert result.errors_total == 2
+    assert back["send_lag_us"]["p99"] == 50.0
+    with pytest.raises(FixedRateError, match="no FIXEDRATE_JSON"):
+        parse_output("nothing here\n")
+
+
+class _Server:
+    """Answers each request line on 127.0.0.1 with OK; the first answer waits ``stall`` seconds."""
+
+    def __init__(self, stall: float = 0.0):
+        self.stall = stall
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.answered = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        buf = b""
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    with self._lock:
+                        first = self.answered == 0
+                        self.answered += 1
+                    if first and self.stall:
+                        time.sleep(self.stall)
+                    conn.sendall(OK)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_every_scheduled_request_is_sent_and_answered():
+    server = _Server()
+    try:
+        out = fixedrate.run(server.port, rate=400, duration_s=0.5, paths=["/a", "/b"], connections=4)
+    finally:
+        server.close()
+    assert out.scheduled == 200 and out.completed == 200
+    assert sum(out.errors.values()) == 0
+    assert len(out.latency_us) == 200 and min(out.latency_us) > 0
+
+
+def test_a_stall_is_charged_to_every_request_scheduled_during_it():
+    # One connection, 100 requests/s, the first answer held 0.5 s: requests due at
+    # 0, 10, ..., 390 ms cannot be answered before 500 ms, so at least 40 samples are
+    # >= 100 ms. A closed-loop client would report one slow sample instead.
+    server = _Server(stall=0.5)
+    try:
+        out = fixedrate.run(server.port, rate=100, duration_s=1.0, paths=["/"], connections=1)
+    finally:
+        server.close()
+    assert out.completed == 100 and sum(out.errors.values()) == 0
+    assert max(out.latency_us) >= 500_000 * 0.99
+    assert sum(1 for x in out.latency_us if x >= 100_000) >= 40
+    assert out.queued >= 40
+
+
+def test_a_closed_port_counts_connect_errors_not_a_crash():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    out = fixedrate.run(port, rate=10, duration_s=0.1, paths=["/"], connections=2)
+    assert out.completed == 0 and out.errors["connect"] == 2
+
+
+def _w(p99: float):
+    from bench.wrk import WrkResult
+    lat = {"p50": p99 / 4, "p90": p99 / 2, "p99": p99, "p99.9": p99 * 2, "mean": p99 / 4, "stdev": 1.0, "max": p99 * 3}
+    return WrkResult(requests=100, duration_s=1.0, rps=100.0, latency_us=lat, errors={})
+
+
+def test_verdict_and_summary_line():
+    v = verdict([_w(1500), _w(3000), _w(1800)], [_w(1000), _w(1000), _w(1000)], 5000, 10000.0,
+                [{"p99": 40.0}, {"p99": 60.0}])
+    assert v["p99_ratio"] == 1.8 and v["met"] is (1.8 <= P99_TARGET)
+    assert v["crdgate_us"]["p99"] == 1800 and v["nginx_us"]["p99"] == 1000
+    line = summary_line(v)
+    assert "5,000 req/s" in line and "p99 ratio 1.80x" in line and "met" in line
+    assert not verdict([_w(2500)], [_w(1000)], 10, 20.0, [])["met"]
+    assert summary_line({"rounds": 0}) == "p99 at equal offered load: no rounds"
+    with_floor = verdict([_w(1500)], [_w(1000)], 10, 20.0, [], direct=_w(400))
+    assert with_floor["direct_us"]["p99"] == 400
+    assert "backend direct at that rate p99 0.40 ms" in summary_line(with_floor)
+    assert "backend direct" not in line
+
+
+def test_connections_the_server_closes_are_replaced():
+    # Every answer says "Connection: close" and the server closes: each request needs a new
+    # connection, and the run still answers every scheduled request.
+    closing = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    port = sock.getsockname()[1]
+
+    def serve():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn:
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    buf += data
+                if buf:
+                    conn.sendall(closing)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        out = fixedrate.run(port, rate=100, duration_s=0.3, paths=["/"], connections=2)
+    finally:
+        sock.close()
+    assert out.completed == 30 and sum(out.errors.values()) == 0
