@@ -175,7 +175,7 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
     _add(r, "--ratelimit-redis-failure", "open", str, "when Redis fails: open (allow) or closed (429)",
          choices=["open", "closed"])
     _add(r, "--ratelimit-redis-timeout", 0.05, float, "seconds one Redis rate-limit call may take")
-    _add(r, "--ratelimit-redis-lease", 256, int,
+    _add(r, "--ratelimit-redis-lease", 1024, int,
          "most Global rate-limit requests one process takes from Redis at once (1: ask Redis for every request)")
     _add(r, "--ratelimit-max-keys", 100_000, int, "local rate-limit keys kept in memory (oldest evicted)")
     _add(r, "--ratelimit-headers", True, bool, "send RateLimit-Policy/RateLimit headers on allowed responses too")

@@ -73,6 +73,14 @@ may still be counted by Redis when it wakes up). Errors bump
 RATELIMIT_REDIS_ERRORS and are logged at most once per 10 s with a count; the
 connection pool reconnects by itself. With no Redis configured, Global
 policies are enforced per replica (logged once per route).
+
+Leases: a busy key takes several requests from Redis at once (the script
+charges g requests as g arrivals at that instant, granting fewer when the
+bucket holds fewer) and admits them from memory, with no round trip. A process
+holds at most ``lease_max = min(--ratelimit-redis-lease, (1 + burst) // 16)``
+requests of a key (1, i.e. exact, below a burst of 31), so R replicas admit
+at most ``R * lease_max`` more than the exact count over any stretch (see
+docs/rate-limiting.md#leases). ``--redis-url`` forms: gateway/redisurl.py.
 """
 
 from __future__ import annotations
@@ -109,7 +117,7 @@ OUTCOME_FAILCLOSED = "failclosed"
 DEFAULT_MAX_KEYS = 100_000
 DEFAULT_TIMEOUT = 0.05
 DEFAULT_MAX_INFLIGHT = 8  # Redis script calls out at once per process
-DEFAULT_LEASE_MAX = 256  # --ratelimit-redis-lease: most Global requests one process takes at once
+DEFAULT_LEASE_MAX = 1024  # --ratelimit-redis-lease: most Global requests one process takes at once
 LEASE_SHARE = 16  # a lease never exceeds 1/16 of the policy's 1 + burst
 LEASE_SECONDS = 1.0  # leased requests unused for this long are dropped (the lease shrinks)
 MAX_BATCH = 256  # checks per script call: one call never holds Redis for long
@@ -711,9 +719,9 @@ class RateLimiter:
         """Admit one request on ``lease`` (tokens > 0, not expired): (time ahead, remaining).
 
         The headers see Redis's bucket as of the last grant, moved on by the
-        time since and without the requests still held here. When a quarter
-        of the lease is left, the next one is asked for in the background, so
-        a busy key rarely waits for Redis.
+        time since and without the requests still held here. When half the
+        lease is left, the rest is asked for in the background (a round trip
+        takes a few loop turns), so a busy key rarely waits for Redis.
         """
         tokens = lease.tokens - 1
         lease.tokens = tokens
@@ -721,7 +729,7 @@ class RateLimiter:
         ahead = lease.tat - now - tokens * interval
         if ahead < interval:
             ahead = interval
-        if tokens * 4 <= lease.size and not lease.fetching and plan.lease_max > 1:
+        if tokens * 2 <= lease.size and not lease.fetching and plan.lease_max > 1:
             size = lease.size * 2
             if size > plan.lease_max:
                 size = plan.lease_max
