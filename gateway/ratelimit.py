@@ -545,7 +545,8 @@ class RateLimiter:
     """Rate-limit decisions for every route of this process.
 
     ``check`` returns a plain ``Decision`` for Local policies (no coroutine is
-    made) and an awaitable for Global ones when Redis is configured::
+    made) and for Global ones admitted on a lease, and an awaitable when a
+    Global check goes to Redis::
 
         d = limiter.check(route.name, policy, key)
         if d.__class__ is not Decision:

@@ -170,8 +170,8 @@ async def test_two_gateways_with_leases_admit_within_the_stated_bound(tmp_path, 
     b = GatewayProcess(tmp_path, "--redis-url", redis_server)
     try:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, a.wait_ready)
-        await loop.run_in_executor(None, b.wait_ready)
+        # A deadline, not a wait: two interpreters starting at once on a loaded host can take long.
+        await asyncio.gather(loop.run_in_executor(None, a.wait_ready, 60), loop.run_in_executor(None, b.wait_ready, 60))
         statuses = []
         t0 = time.monotonic()
         async with aiohttp.ClientSession() as s:
