@@ -7,6 +7,7 @@ The over-admission bound (docs/rate-limiting.md): R processes admit at most
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import socket
 import uuid
@@ -114,6 +115,24 @@ async def test_two_processes_stay_within_the_stated_bound(server):
         lease_max = (1 + burst) // 16
         assert 1 + burst - processes * lease_max <= total <= 1 + burst + processes * lease_max, admitted
         assert all(n > 0 for n in admitted.values()), admitted
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_concurrent_checks_in_two_processes_stay_within_the_stated_bound(server):
+    # Checks made in one loop turn while a lease is being fetched go to Redis one by one.
+    rpm, burst, processes = 1, 99, 2
+    a = RateLimiter.from_config(server.url, failure_mode="closed", timeout=2.0)
+    b = RateLimiter.from_config(server.url, failure_mode="closed", timeout=2.0)
+    p = RateLimitPolicy(requests_per_minute=rpm, burst=burst, scope="Global")
+    try:
+        name, total = route(), 0
+        for _ in range(8):  # waves of 25 concurrent checks per process
+            got = await asyncio.gather(*(decide(lim, name, p, "client") for lim in (a, b) for _ in range(25)))
+            total += sum(d.allowed for d in got)
+        lease_max = (1 + burst) // 16
+        assert 1 + burst - processes * lease_max <= total <= 1 + burst + processes * lease_max, total
     finally:
         await a.close()
         await b.close()
