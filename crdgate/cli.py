@@ -171,10 +171,13 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
     _add(t, "--upstream-ca-file", None, str,
          "PEM file of CA certificates trusted for https:// backends, besides the system CAs")
     r = p.add_argument_group("rate limiting")
-    _add(r, "--redis-url", None, str, "Redis for rateLimit scope Global, e.g. redis://127.0.0.1:6379/0")
+    _add(r, "--redis-url", None, str, "Redis for rateLimit scope Global: redis://127.0.0.1:6379/0, rediss://, unix://, "
+         "redis+cluster://host:port[,host:port] or redis+sentinel://host:port[,host:port]/service[/db]")
     _add(r, "--ratelimit-redis-failure", "open", str, "when Redis fails: open (allow) or closed (429)",
          choices=["open", "closed"])
     _add(r, "--ratelimit-redis-timeout", 0.05, float, "seconds one Redis rate-limit call may take")
+    _add(r, "--ratelimit-redis-lease", 1024, int,
+         "most Global rate-limit requests one process takes from Redis at once (1: ask Redis for every request)")
     _add(r, "--ratelimit-max-keys", 100_000, int, "local rate-limit keys kept in memory (oldest evicted)")
     _add(r, "--ratelimit-headers", True, bool, "send RateLimit-Policy/RateLimit headers on allowed responses too")
     a = p.add_argument_group("authentication")
@@ -341,10 +344,11 @@ def build_config(args) -> Config:
         compile=compile_options(args, jwks_refresh_floor=args.jwks_refresh_floor),
         tls=TLSConfig(default_certificate=_default_certificate(args.default_certificate)),
         ratelimit=RateLimitConfig(
-            redis_url=args.redis_url,
+            redis_url=_redis_url(args.redis_url),
             redis_failure=args.ratelimit_redis_failure,
             redis_timeout=_positive(args.ratelimit_redis_timeout, "--ratelimit-redis-timeout"),
             max_keys=_positive(args.ratelimit_max_keys, "--ratelimit-max-keys"),
+            lease_max=_positive(args.ratelimit_redis_lease, "--ratelimit-redis-lease"),
         ),
         logging=LogConfig(format=resolve_log_format(args.log_format), level=args.log_level,
                           buffer_bytes=args.log_buffer_bytes),
@@ -468,6 +472,13 @@ def pod_namespace() -> str:
             return f.read().strip()
     except OSError:
         return ""
+def _redis_url(value: str | None) -> str | None:
+    """--redis-url, checked here so that a typo is a usage error, not a traceback at startup."""
+    if value:
+        from gateway.redisurl import parse
+
+        parse(value)
+    return value or None
 
 
 def _positive(value, flag: str):

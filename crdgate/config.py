@@ -60,6 +60,7 @@ class RateLimitConfig:
     redis_failure: str = "open"  # open (allow) | closed (429) when Redis fails
     redis_timeout: float = 0.05  # seconds one Redis call may take
     max_keys: int = 100_000  # Local keys held in memory
+    lease_max: int = 1024  # most Global requests one process takes from Redis at once
 
 
 @dataclass(frozen=True, slots=True)

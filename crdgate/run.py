@@ -68,7 +68,7 @@ def run_gateway(config: Config) -> int:
 def make_limiter(config: Config) -> RateLimiter:
     rl = config.ratelimit
     return RateLimiter.from_config(redis_url=rl.redis_url, failure_mode=rl.redis_failure,
-                                   timeout=rl.redis_timeout, max_keys=rl.max_keys)
+                                   timeout=rl.redis_timeout, max_keys=rl.max_keys, lease_max=rl.lease_max)
 
 
 async def serve(config: Config, sock: socket.socket | None = None, started=None, admin_socket: str | None = None,

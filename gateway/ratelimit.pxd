@@ -21,14 +21,22 @@ cdef class Decision:
 cdef class _Plan:
     cdef public object policy, policy_header, interval_us, window_us, fail_open, fail_closed
     cdef public double interval, window
-    cdef public Py_ssize_t limit
+    cdef public Py_ssize_t limit, lease_max
     cdef public bint is_global
 
 
+# A Global key's leased requests: read and updated on every leased admission.
+@cython.final
+cdef class _Lease:
+    cdef public Py_ssize_t tokens, size
+    cdef public double expires, tat
+    cdef public bint fetching
+
+
 cdef class RateLimiter:
-    cdef public object _clock, _store, _plans_by_value, _redis, _batch, _errors, _where, _warned_no_redis
+    cdef public object _clock, _store, _plans_by_value, _redis, _batch, _errors, _where, _warned_no_redis, _leases
     cdef public dict _plans
-    cdef public Py_ssize_t _max_keys, evictions
+    cdef public Py_ssize_t _max_keys, evictions, _lease_max
     cdef public double _timeout
     cdef public bint _fail_open
     cdef object __weakref__
@@ -36,6 +44,8 @@ cdef class RateLimiter:
     cpdef object admit(self, str route_name, object policy, str key, bint with_headers=*)
     @cython.locals(now=cython.double, cell=_Tat, tat=cython.double, ahead=cython.double, window=cython.double)
     cdef tuple _local(self, _Plan plan, tuple k)
+    @cython.locals(tokens=Py_ssize_t, interval=cython.double, ahead=cython.double, size=Py_ssize_t)
+    cdef tuple _take(self, _Plan plan, _Lease lease, str route_name, str key, double now)
 
 
 cdef Decision _denied(_Plan plan, double ahead)

@@ -73,6 +73,14 @@ may still be counted by Redis when it wakes up). Errors bump
 RATELIMIT_REDIS_ERRORS and are logged at most once per 10 s with a count; the
 connection pool reconnects by itself. With no Redis configured, Global
 policies are enforced per replica (logged once per route).
+
+Leases: a busy key takes several requests from Redis at once (the script
+charges g requests as g arrivals at that instant, granting fewer when the
+bucket holds fewer) and admits them from memory, with no round trip. A process
+holds at most ``lease_max = min(--ratelimit-redis-lease, (1 + burst) // 16)``
+requests of a key (1, i.e. exact, below a burst of 31), so R replicas admit
+at most ``R * lease_max`` more than the exact count over any stretch (see
+docs/rate-limiting.md#leases). ``--redis-url`` forms: gateway/redisurl.py.
 """
 
 from __future__ import annotations
@@ -86,6 +94,7 @@ from collections import OrderedDict
 from typing import Awaitable, Callable, Mapping
 
 from .metrics import RATELIMIT_REDIS_ERRORS, RATELIMIT_REDIS_SECONDS
+from .redisurl import connect
 from .routing import RateLimitPolicy
 
 log = logging.getLogger("crdgate.ratelimit")
@@ -108,6 +117,9 @@ OUTCOME_FAILCLOSED = "failclosed"
 DEFAULT_MAX_KEYS = 100_000
 DEFAULT_TIMEOUT = 0.05
 DEFAULT_MAX_INFLIGHT = 8  # Redis script calls out at once per process
+DEFAULT_LEASE_MAX = 1024  # --ratelimit-redis-lease: most Global requests one process takes at once
+LEASE_SHARE = 16  # a lease never exceeds 1/16 of the policy's 1 + burst
+LEASE_SECONDS = 1.0  # leased requests unused for this long are dropped (the lease shrinks)
 MAX_BATCH = 256  # checks per script call: one call never holds Redis for long
 
 # Header values never contain NUL, so these cannot collide with a real value.
@@ -220,10 +232,10 @@ class _Plan:
 
     __slots__ = (
         "policy", "interval", "window", "limit", "is_global", "policy_header",
-        "interval_us", "window_us", "fail_open", "fail_closed",
+        "interval_us", "window_us", "fail_open", "fail_closed", "lease_max",
     )
 
-    def __init__(self, policy: RateLimitPolicy):
+    def __init__(self, policy: RateLimitPolicy, lease_max: int = 1):
         problem = policy_error(policy)
         if problem is not None:
             raise ValueError(problem)
@@ -242,6 +254,9 @@ class _Plan:
         self.window_us = self.limit * self.interval_us
         self.fail_open = Decision(True, self.limit, self.limit - 1, 0.0, 0.0, OUTCOME_FAILOPEN)
         self.fail_closed = Decision(False, self.limit, 0, 1.0, 1.0, OUTCOME_FAILCLOSED)
+        # Leases bound what a process holds ahead of use (the over-admission
+        # bound): below 2 * LEASE_SHARE requests of burst every request asks Redis.
+        self.lease_max = max(1, min(lease_max, self.limit // LEASE_SHARE))
 
     def twin(self, policy: RateLimitPolicy) -> "_Plan":
         """This plan for an equal policy object (of another table)."""
@@ -252,33 +267,39 @@ class _Plan:
         return twin
 
 
-# One call checks a whole batch: KEYS[i] is a bucket, ARGV[2i-1] and ARGV[2i]
-# its emission interval and (1 + burst) intervals, in microseconds. Returns
-# {admitted_1, ahead_1, admitted_2, ahead_2, ...}: 1 if admitted, and the
-# bucket's time ahead of now. Keys are handled in order, so a key that occurs
-# twice in a batch sees its first check's update.
+# One call checks a whole batch: KEYS[i] is a bucket; ARGV[3i-2], ARGV[3i-1]
+# and ARGV[3i] its emission interval and (1 + burst) intervals, in
+# microseconds, and how many requests to take at once (a lease, see
+# RateLimiter). Returns {granted_1, ahead_1, granted_2, ahead_2, ...}: how many
+# were taken (at most the asked number, 0 if denied), and the bucket's time
+# ahead of now. Taking g at once charges exactly what g requests arriving now
+# would. Keys are handled in order, so a key that occurs twice in a batch sees
+# its first check's update.
 _GCRA_LUA = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local window = tonumber(ARGV[2 * i])
+  local interval = tonumber(ARGV[3 * i - 2])
+  local window = tonumber(ARGV[3 * i - 1])
+  local want = tonumber(ARGV[3 * i])
   local tat = tonumber(redis.call('GET', key))
   if tat == nil or tat < now then tat = now end
-  local ahead = tat + interval - now
-  if ahead <= window then
+  local granted = math.min(want, math.floor((now + window - tat) / interval))
+  local ahead
+  if granted >= 1 then
+    ahead = tat + granted * interval - now
     redis.call('SET', key, string.format('%d', now + ahead), 'PX', math.ceil(ahead / 1000))
-    out[2 * i - 1] = 1
   else
+    granted = 0
     ahead = tat - now
     if ahead > window then
       -- Debt left by a looser earlier policy: keep no more than this one allows.
       ahead = window
       redis.call('SET', key, string.format('%d', now + ahead), 'PX', math.ceil(ahead / 1000))
     end
-    out[2 * i - 1] = 0
   end
+  out[2 * i - 1] = granted
   out[2 * i] = ahead
 end
 return out
@@ -286,6 +307,28 @@ return out
 
 
 GCRA_SHA = hashlib.sha1(_GCRA_LUA.encode()).hexdigest()
+
+
+class _Lease:
+    """Requests of one Global key that this process took from Redis ahead of use.
+
+    ``tokens`` are already charged in Redis (so admitting them needs no round
+    trip); ``size`` is how many the next refill asks for, doubling while the
+    key drains its lease within ``LEASE_SECONDS`` and halving when tokens were
+    left unused, never above the plan's ``lease_max``; ``tat`` is Redis's
+    bucket time as of the last grant, on this process's clock (for the
+    headers); ``fetching`` is set while a refill of more than one is out, so
+    that only one is.
+    """
+
+    __slots__ = ("tokens", "size", "expires", "tat", "fetching")
+
+    def __init__(self):
+        self.tokens = 0
+        self.size = 1
+        self.expires = 0.0
+        self.tat = 0.0
+        self.fetching = False
 
 
 class _RedisBatch:
@@ -299,29 +342,40 @@ class _RedisBatch:
     command's worth of client work instead of N. At most ``max_inflight`` calls
     are out at once; later checks queue behind them. Each check has its own
     deadline (``timeout``): a timer resolves its future to the failure mode's
-    decision, whether the check is still queued or already sent.
+    decision, whether the check is still queued or already sent. A lease
+    refill that no request waits for (``fut`` None) has no deadline: the
+    socket timeout ends it.
     """
 
-    __slots__ = ("client", "pending", "scheduled", "inflight", "max_inflight", "tasks", "timeout", "limiter")
+    __slots__ = (
+        "client", "pending", "scheduled", "inflight", "max_inflight", "tasks", "timeout", "limiter", "by_slot",
+        "slot_calls",
+    )
 
-    def __init__(self, client, max_inflight: int, timeout: float, limiter: "RateLimiter"):
+    def __init__(self, client, max_inflight: int, timeout: float, limiter: "RateLimiter", by_slot: bool = False):
         self.client = client
-        # (future, Redis key, plan, deadline timer)
-        self.pending: list[tuple[asyncio.Future, str, _Plan, asyncio.TimerHandle]] = []
+        # (future or None, Redis key, plan, deadline timer or None, lease, requests wanted)
+        self.pending: list[tuple] = []
         self.scheduled = False
         self.inflight = 0
         self.max_inflight = max_inflight
         self.tasks: set[asyncio.Task] = set()
         self.timeout = timeout
         self.limiter = limiter
+        self.by_slot = by_slot  # Redis Cluster: one script call per hash slot of the batch
+        self.slot_calls = asyncio.Semaphore(max_inflight)  # those calls out at once, over all batches
 
-    def submit(self, key: str, plan: "_Plan") -> asyncio.Future:
-        """A future of the Decision. It never fails: errors and the deadline
-        resolve it to the failure mode's decision (RateLimiter._failed)."""
+    def submit(self, key: str, plan: "_Plan", lease: _Lease, want: int, waiting: bool = True) -> asyncio.Future | None:
+        """A future of the Decision (None when not ``waiting``: a refill ahead of
+        need). It never fails: errors and the deadline resolve it to the failure
+        mode's decision (RateLimiter._failed)."""
         loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        entry = (fut, key, plan, loop.call_later(self.timeout, self._expire, fut, plan))
-        self.pending.append(entry)
+        if waiting:
+            fut = loop.create_future()
+            self.pending.append((fut, key, plan, loop.call_later(self.timeout, self._expire, fut, plan), lease, want))
+        else:
+            fut = None
+            self.pending.append((None, key, plan, None, lease, want))
         if not self.scheduled and self.inflight < self.max_inflight:
             self.scheduled = True
             loop.call_soon(self._flush)
@@ -329,7 +383,8 @@ class _RedisBatch:
 
     def _flush(self) -> None:
         self.scheduled = False
-        pending = [entry for entry in self.pending if not entry[0].done()]  # skip the timed out
+        # Skip the timed out (a refill no request waits for always goes).
+        pending = [entry for entry in self.pending if entry[0] is None or not entry[0].done()]
         batch, rest = pending[:MAX_BATCH], pending[MAX_BATCH:]
         self.pending = rest
         if not batch:
@@ -354,7 +409,13 @@ class _RedisBatch:
             flat = await self._run(batch)
         except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the failure mode
             cancelled = not isinstance(exc, Exception)
-            for fut, _, plan, deadline in batch:
+            for fut, _, plan, deadline, lease, want in batch:
+                if want > 1:
+                    lease.fetching = False
+                if fut is None:
+                    if not cancelled:
+                        limiter._failed(plan, exc)  # counted and logged: nobody waits for it
+                    continue
                 deadline.cancel()
                 if not fut.done():
                     if cancelled:
@@ -365,10 +426,10 @@ class _RedisBatch:
                 raise
         else:
             limiter._succeeded()
-            for i, (fut, _, plan, deadline) in enumerate(batch):
-                deadline.cancel()
-                if not fut.done():
-                    fut.set_result(limiter._decided(plan, flat[2 * i], flat[2 * i + 1]))
+            for i, (fut, _, plan, deadline, lease, want) in enumerate(batch):
+                if deadline is not None:
+                    deadline.cancel()
+                limiter._granted(fut, plan, lease, want, flat[2 * i], flat[2 * i + 1])
         finally:
             RATELIMIT_REDIS_SECONDS.observe(time.perf_counter() - started)
             self.inflight -= 1
@@ -377,12 +438,35 @@ class _RedisBatch:
                 asyncio.get_running_loop().call_soon(self._flush)
 
     async def _run(self, batch: list) -> list:
+        if self.by_slot:
+            from redis.crc import key_slot
+
+            # A script may only touch keys of one hash slot (redis-py's cluster
+            # pipeline refuses scripts): one call per slot, at most
+            # max_inflight out at once, so no master's pool runs dry.
+            slots: dict[int, list[int]] = {}
+            for i, entry in enumerate(batch):
+                slots.setdefault(key_slot(entry[1].encode()), []).append(i)
+            if len(slots) > 1:
+                groups = list(slots.values())
+                parts = await asyncio.gather(*(self._slot_call([batch[i] for i in group]) for group in groups))
+                flat = [0] * (2 * len(batch))
+                for group, part in zip(groups, parts):
+                    for j, i in enumerate(group):
+                        flat[2 * i] = part[2 * j]
+                        flat[2 * i + 1] = part[2 * j + 1]
+                return flat
+            return await self._slot_call(batch)
+        return await self._script(batch)
+
+    async def _slot_call(self, batch: list) -> list:
+        async with self.slot_calls:
+            return await self._script(batch)
+
+    async def _script(self, batch: list) -> list:
         from redis.exceptions import NoScriptError
 
-        keys = [entry[1] for entry in batch]
-        args: list[int] = []
-        for _, _, plan, _ in batch:
-            args += (plan.interval_us, plan.window_us)
+        keys, args = _script_args(batch)
         try:
             flat = await self.client.evalsha(GCRA_SHA, len(keys), *keys, *args)
         except NoScriptError:
@@ -398,6 +482,15 @@ class _RedisBatch:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def _script_args(batch: list) -> tuple[list[str], list[int]]:
+    """KEYS and ARGV of one GCRA script call over ``batch``."""
+    keys = [entry[1] for entry in batch]
+    args: list[int] = []
+    for _, _, plan, _, _, want in batch:
+        args += (plan.interval_us, plan.window_us, want)
+    return keys, args
 
 
 class _ErrorLog:
@@ -452,7 +545,8 @@ class RateLimiter:
     """Rate-limit decisions for every route of this process.
 
     ``check`` returns a plain ``Decision`` for Local policies (no coroutine is
-    made) and an awaitable for Global ones when Redis is configured::
+    made) and for Global ones admitted on a lease, and an awaitable when a
+    Global check goes to Redis::
 
         d = limiter.check(route.name, policy, key)
         if d.__class__ is not Decision:
@@ -469,6 +563,8 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         redis_where: str = "redis",
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        lease_max: int = DEFAULT_LEASE_MAX,
+        redis_cluster: bool = False,
     ):
         if failure_mode not in FAILURE_MODES:
             raise ValueError(f"--ratelimit-redis-failure must be open or closed, got {failure_mode!r}")
@@ -476,18 +572,23 @@ class RateLimiter:
             raise ValueError(f"--ratelimit-max-keys must be >= 1, got {max_keys!r}")
         if timeout <= 0:
             raise ValueError(f"--ratelimit-redis-timeout must be > 0, got {timeout!r}")
+        if isinstance(lease_max, bool) or not isinstance(lease_max, int) or lease_max < 1:
+            raise ValueError(f"--ratelimit-redis-lease must be an integer >= 1, got {lease_max!r}")
         self._clock = clock
         self._store: OrderedDict[tuple[str, str], _Tat] = OrderedDict()  # least recently used first
         self._max_keys = max_keys
         self._plans: dict[int, _Plan] = {}
         self._plans_by_value: dict[RateLimitPolicy, _Plan] = {}
         self._redis = redis
-        self._batch = _RedisBatch(redis, max_inflight, timeout, self) if redis is not None else None
+        self._batch = _RedisBatch(redis, max_inflight, timeout, self, redis_cluster) if redis is not None else None
         self._timeout = timeout
         self._fail_open = failure_mode == "open"
         self._where = redis_where
         self._errors = _ErrorLog(clock)
         self._warned_no_redis: set[str] = set()
+        self._lease_max = lease_max
+        # (route, key) -> _Lease of a Global key, oldest first; bounded like the Local store.
+        self._leases: OrderedDict[tuple[str, str], _Lease] = OrderedDict()
         self.evictions = 0  # keys dropped with debt because the store was full
 
     @classmethod
@@ -499,6 +600,7 @@ class RateLimiter:
         max_keys: int = DEFAULT_MAX_KEYS,
         clock: Callable[[], float] = time.monotonic,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        lease_max: int = DEFAULT_LEASE_MAX,
     ) -> "RateLimiter":
         """The limiter the gateway runs with; no Redis when ``redis_url`` is None.
 
@@ -506,29 +608,13 @@ class RateLimiter:
         (call ``ping`` at startup to know early).
         """
         if not redis_url:
-            return cls(failure_mode=failure_mode, timeout=timeout, max_keys=max_keys, clock=clock)
-        from redis.asyncio import ConnectionPool, Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        pool = ConnectionPool.from_url(
-            redis_url,
-            # Pipelines in flight (see _RedisBatch) plus ping: never more.
-            max_connections=max_inflight + 2,
-            # A backstop: check() bounds the whole call with its own deadline,
-            # which fires first, so a timed-out command is never retried.
-            socket_timeout=timeout * 2,
-            socket_connect_timeout=timeout,
-            # One immediate retry on a fresh connection: after a Redis restart
-            # the pooled sockets are dead and the first use finds out.
-            retry=Retry(NoBackoff(), 1),
-        )
-        kw = pool.connection_kwargs
-        where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"  # never the password
-        client = Redis.from_pool(pool)
+            return cls(failure_mode=failure_mode, timeout=timeout, max_keys=max_keys, clock=clock,
+                       lease_max=lease_max)
+        target = connect(redis_url, timeout=timeout, max_connections=max_inflight + 2)  # calls out, plus ping
         return cls(
-            redis=client, failure_mode=failure_mode, timeout=timeout, max_keys=max_keys,
-            clock=clock, redis_where=where, max_inflight=max_inflight,
+            redis=target.client, failure_mode=failure_mode, timeout=timeout, max_keys=max_keys,
+            clock=clock, redis_where=target.where, max_inflight=max_inflight, lease_max=lease_max,
+            redis_cluster=target.cluster,
         )
 
     # -- plans ---------------------------------------------------------------
@@ -538,7 +624,7 @@ class RateLimiter:
         if plan is None:
             if len(self._plans_by_value) >= 65536:
                 self._plans_by_value.clear()
-            plan = self._plans_by_value[policy] = _Plan(policy)
+            plan = self._plans_by_value[policy] = _Plan(policy, self._lease_max)
         if len(self._plans) >= 65536:  # old tables' policies: let them go
             self._plans.clear()
         if plan.policy is not policy:  # an equal policy from another table
@@ -557,8 +643,7 @@ class RateLimiter:
             key = _digest(key)
         if plan.is_global:
             if self._redis is not None:
-                # A future, not a coroutine: the proxy waits on it with a callback, no task.
-                return self._batch.submit(REDIS_PREFIX + route_name + ":" + _digest(key), plan)
+                return self._global(plan, route_name, key)
             if route_name not in self._warned_no_redis:
                 self._warned_no_redis.add(route_name)
                 log.warning("rate limit: route %s asks for a Global limit but no Redis is configured; "
@@ -581,7 +666,21 @@ class RateLimiter:
         plan = self._plans.get(id(policy))
         if plan is None or plan.policy is not policy:
             plan = self._plan(policy)
-        if plan.is_global or len(key) > _LONG_KEY:
+        if plan.is_global:
+            if self._redis is not None:
+                if len(key) > _LONG_KEY:
+                    key = _digest(key)
+                lease = self._leases.get((route_name, key))
+                if lease is not None and lease.tokens > 0:
+                    now = self._clock()
+                    if now < lease.expires:  # admitted on a leased request: no round trip
+                        ahead, remaining = self._take(plan, lease, route_name, key, now)
+                        if not with_headers:
+                            return []
+                        return [plan.policy_header, _ratelimit_field(plan, remaining, ahead)]
+                return self._global(plan, route_name, key)
+            return self.check(route_name, policy, key)
+        if len(key) > _LONG_KEY:
             return self.check(route_name, policy, key)
         allowed, ahead, remaining = self._local(plan, (route_name, key))
         if not allowed:
@@ -589,6 +688,94 @@ class RateLimiter:
         if not with_headers:
             return []
         return [plan.policy_header, _ratelimit_field(plan, remaining, ahead)]
+
+    def _global(self, plan: _Plan, route_name: str, key: str) -> Decision | Awaitable[Decision]:
+        """A Global check: on a leased request if this process holds one, else through Redis.
+
+        Returns a Decision, or a future of one (not a coroutine: the proxy
+        waits on it with a callback, no task).
+        """
+        k = (route_name, key)
+        now = self._clock()
+        leases = self._leases
+        lease = leases.get(k)
+        if lease is None:
+            lease = self._new_lease(k, now)
+        elif lease.tokens > 0:
+            if now < lease.expires:
+                ahead, remaining = self._take(plan, lease, route_name, key, now)
+                return Decision(True, plan.limit, remaining, ahead, 0.0, OUTCOME_ALLOWED)
+            lease.tokens = 0  # unused for LEASE_SECONDS: too big a lease for this key
+            lease.size = max(1, lease.size // 2)
+        want = 1
+        if plan.lease_max > 1 and not lease.fetching:
+            if now < lease.expires:  # the last lease ran out within LEASE_SECONDS
+                lease.size = min(lease.size * 2, plan.lease_max)
+            want = min(lease.size, plan.lease_max)
+            if want > 1:
+                lease.fetching = True
+        return self._batch.submit(REDIS_PREFIX + route_name + ":" + _digest(key), plan, lease, want)
+
+    def _take(self, plan: _Plan, lease: _Lease, route_name: str, key: str, now: float) -> tuple[float, int]:
+        """Admit one request on ``lease`` (tokens > 0, not expired): (time ahead, remaining).
+
+        The headers see Redis's bucket as of the last grant, moved on by the
+        time since and without the requests still held here. When half the
+        lease is left, the rest is asked for in the background (a round trip
+        takes a few loop turns), so a busy key rarely waits for Redis.
+        """
+        tokens = lease.tokens - 1
+        lease.tokens = tokens
+        interval = plan.interval
+        ahead = lease.tat - now - tokens * interval
+        if ahead < interval:
+            ahead = interval
+        if tokens * 2 <= lease.size and not lease.fetching and plan.lease_max > 1:
+            size = lease.size * 2
+            if size > plan.lease_max:
+                size = plan.lease_max
+            lease.size = size
+            if size > tokens:
+                lease.fetching = True
+                self._batch.submit(REDIS_PREFIX + route_name + ":" + _digest(key), plan, lease, size - tokens, False)
+        return ahead, int((plan.window - ahead + _EPS) / interval)
+
+    def _new_lease(self, k: tuple[str, str], now: float) -> _Lease:
+        leases = self._leases
+        # Leases idle past their time hold nothing: drop a few from the old end.
+        for _ in range(_SWEEP):
+            if not leases:
+                break
+            oldest = next(iter(leases))
+            if leases[oldest].expires > now or leases[oldest].fetching:
+                break
+            del leases[oldest]
+        if len(leases) >= self._max_keys:
+            leases.popitem(last=False)  # its leased requests are lost: fewer admitted, never more
+        lease = leases[k] = _Lease()
+        return lease
+
+    def _granted(self, fut: asyncio.Future | None, plan: _Plan, lease: _Lease, want: int, granted: int,
+                 ahead_us: int) -> None:
+        """Redis took ``granted`` of ``want`` requests: one for the waiting request, if any, the rest leased."""
+        if want > 1:
+            lease.fetching = False
+        waiting = fut is not None and not fut.done()
+        if granted >= 1:
+            now = self._clock()
+            # A request that timed out meanwhile had its answer: its request is
+            # dropped, never stored, so a process holds at most lease_max.
+            lease.tokens += granted if fut is None else granted - 1
+            lease.tat = now + ahead_us / 1e6
+            lease.expires = now + LEASE_SECONDS
+            if waiting:
+                ahead = lease.tat - now - lease.tokens * plan.interval
+                if ahead < plan.interval:
+                    ahead = plan.interval
+                remaining = int((plan.window - ahead + _EPS) / plan.interval)
+                fut.set_result(Decision(True, plan.limit, remaining, ahead, 0.0, OUTCOME_ALLOWED))
+        elif waiting:
+            fut.set_result(self._decided(plan, 0, ahead_us))
 
     def _local(self, plan: _Plan, k: tuple[str, str]) -> tuple[bool, float, int]:
         """GCRA on the Local store: (admitted, time ahead of now, remaining)."""

@@ -84,6 +84,7 @@ def kube_flags(ca_file: str) -> dict[str, list[str]]:
         "--ratelimit-redis-failure": ["closed"],
         "--ratelimit-redis-timeout": ["0.2"],
         "--ratelimit-max-keys": ["500"],
+        "--ratelimit-redis-lease": ["64"],
         "--ratelimit-headers": ["off"],
         "--default-auth-secret": ["ops/keys"],
         "--default-auth-type": ["JWT"],
@@ -118,7 +119,7 @@ def expected_kube_config(ca_file: str) -> Config:
         ),
         tls=TLSConfig(default_certificate=("crdgate-system", "wildcard")),
         ratelimit=RateLimitConfig(redis_url="redis://127.0.0.1:6390/2", redis_failure="closed", redis_timeout=0.2,
-                                  max_keys=500),
+                                  max_keys=500, lease_max=64),
         logging=LogConfig(format="text", level="debug", buffer_bytes=65536),
         workers=3,
     )
@@ -204,3 +205,14 @@ def test_bad_values_are_usage_errors_naming_the_flag(argv, message, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_malformed_redis_url_is_a_usage_error_not_a_traceback(capsys):
+    from crdgate.cli import main
+
+    for url in ("memcached://127.0.0.1:11211", "redis+sentinel://127.0.0.1:26379", "redis://127.0.0.1:port/0"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["run", "--manifests", ".", "--redis-url", url])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "--redis-url" in err and "Traceback" not in err, err

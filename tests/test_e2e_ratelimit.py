@@ -157,3 +157,43 @@ async def test_flood_of_distinct_keys_fills_the_store_to_its_cap_and_shows_in_me
     finally:
         gw.close()
         await app.runner.cleanup()
+
+
+async def test_two_gateways_with_leases_admit_within_the_stated_bound(tmp_path, redis_server):
+    # 100 at once then one every 0.6 s; (1 + burst) // 16 = 6: each gateway may lease 6 at a time.
+    app = await start_backend("app")
+    (tmp_path / "svc.yaml").write_text(endpoint_manifests("shop", "app", app.port))
+    rpm, burst, lease_max, requests = 100, 99, 6, 400
+    (tmp_path / "routes.json").write_text(json.dumps(limited("leased", "/leased", requestsPerMinute=rpm, burst=burst,
+                                                             key="Route", scope="Global")))
+    a = GatewayProcess(tmp_path, "--redis-url", redis_server)
+    b = GatewayProcess(tmp_path, "--redis-url", redis_server)
+    try:
+        loop = asyncio.get_running_loop()
+        # A deadline, not a wait: two interpreters starting at once on a loaded host can take long.
+        await asyncio.gather(loop.run_in_executor(None, a.wait_ready, 60), loop.run_in_executor(None, b.wait_ready, 60))
+        statuses = []
+        t0 = time.monotonic()
+        async with aiohttp.ClientSession() as s:
+            async def client(gw, n):
+                for _ in range(n):
+                    statuses.append((await status_and_headers(s, gw.base + "/leased"))[0])
+
+            # Four clients, two on each gateway, 100 requests each.
+            await asyncio.gather(*(client(gw, requests // 4) for gw in (a, b, a, b)))
+            span = time.monotonic() - t0
+            calls = 0
+            for gw in (a, b):
+                async with s.get(gw.admin + "/metrics") as r:
+                    calls += _sample(await r.text(), "crdgate_ratelimit_redis_seconds_count")
+        assert set(statuses) <= {200, 429} and len(statuses) == requests
+        admitted = statuses.count(200)
+        exact = 1 + burst + int(span / (60 / rpm)) + 1  # +1: a slot may open while the last request flies
+        assert 1 + burst - 2 * lease_max <= admitted <= exact + 2 * lease_max, (admitted, exact, span)
+        assert len(app.seen) == admitted
+        # The admitted requests mostly came from leases: far fewer Redis calls than requests.
+        assert calls <= requests - admitted // 2, (calls, admitted)
+    finally:
+        a.close()
+        b.close()
+        await app.runner.cleanup()
