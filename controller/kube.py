@@ -79,7 +79,7 @@ from controller.kubeapi import (
 )
 from controller.leader import LeaderElector, without_election
 from controller.reflector import Reflector
-from controller.status import StatusWriter
+from controller.status import DEFAULT_BURST, DEFAULT_QPS, StatusWriter
 from controller.store import (
     APIENDPOINT,
     INGRESS,
@@ -611,7 +611,8 @@ async def wire(
     default_auth_secret: str | None = None,
     default_certificate: tuple[str, str] | None = None,
     leader_elect: bool = True,
-    status_qps: float = 20.0,
+    status_qps: float = DEFAULT_QPS,
+    status_burst: int = DEFAULT_BURST,
 ) -> tuple[KubeSource, Callable, list[asyncio.Task]]:
     """The Kubernetes source, the status sink for the publisher, and the started side tasks.
 
@@ -635,8 +636,8 @@ async def wire(
     source = KubeSource(store, kube_api, namespaces, ingress_class=ingress_class,
                         default_secrets=defaults, publish_service=None if addresses else pub_service)
     elector = LeaderElector(kube_api, lease_namespace, lease_name, identity) if leader_elect else None
-    writer = StatusWriter(kube_api, elector, store=store, ingress_class=ingress_class, qps=status_qps,
-                          publish_addresses=addresses, publish_service=None if addresses else pub_service)
+    writer = StatusWriter(kube_api, elector, store=store, ingress_class=ingress_class,
+                          qps=status_qps, burst=status_burst, publish_addresses=addresses, publish_service=None if addresses else pub_service)
 
     async def lead() -> None:
         try:

@@ -244,4 +244,6 @@ async def _kube_source(config: Config, kube_source: KubeSource, store: Store,
         default_auth_secret=f"{defaults.secret_namespace}/{defaults.secret_name}" if defaults.secret_name else None,
         default_certificate=default_certificate,
         leader_elect=kube_source.leader_elect,
+        status_qps=kube_source.status_qps,
+        status_burst=kube_source.status_burst,
     )
