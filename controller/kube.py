@@ -92,6 +92,7 @@ from controller.store import (
     Store,
     compact,
     object_key,
+    same_input,
 )
 from gateway.errors import KubeConfigError
 
@@ -336,8 +337,14 @@ class KindFeed:
         self.pending.discard(part)
         self._publish()
 
+    def settle(self, obj: dict) -> dict:
+        """An object as it arrives, made as cheap to keep as the Store can (compact, then
+        ``Store.settle``): in a relist, an unchanged object costs nothing more."""
+        return self.store.settle(self.kind, compact(obj))
+
     def _apply(self, part: str, event_type: str, obj: dict) -> None:
         key = object_key(obj)
+        cached = self.store.get(self.kind, *key.split("/", 1)) if event_type != "DELETED" else None
         bucket = self.parts.setdefault(part, {})
         if event_type == "DELETED":
             bucket.pop(key, None)
@@ -351,7 +358,7 @@ class KindFeed:
                     event_type, obj = "MODIFIED", other[key]
                     break
         self.store.apply(self.kind, event_type, obj)
-        if self.on_change:
+        if self.on_change and not (cached is not None and same_input(cached, obj)):  # a status echo names no Secret
             self.on_change(self.kind, [key])
 
     def _publish(self) -> None:
@@ -378,6 +385,9 @@ class _PartSink:
     def apply(self, event_type: str, obj: dict) -> None:
         if not self.closed:
             self.feed._apply(self.part, event_type, obj)
+
+    def settle(self, obj: dict) -> dict:
+        return self.feed.settle(obj)
 
 
 # -- the source ----------------------------------------------------------------------
@@ -444,7 +454,7 @@ class KubeSource:
         return frozenset(self._secret_tasks)
 
     def _start(self, resource: Resource, sink: _PartSink, **kw) -> asyncio.Task:
-        r = Reflector(self.api, resource, sink, backoff=Backoff(**self._backoff_args), transform=compact,
+        r = Reflector(self.api, resource, sink, backoff=Backoff(**self._backoff_args), transform=sink.settle,
                       **self._reflector_args, **kw)
         self.reflectors.append(r)
         assert self._tg is not None
