@@ -92,7 +92,6 @@ from controller.store import (
     SERVICE,
     Snapshot,
     Store,
-    compact,
     object_key,
     same_input,
 )
@@ -362,9 +361,9 @@ class KindFeed:
         self._publish()
 
     def settle(self, obj: dict) -> dict:
-        """An object as it arrives, made as cheap to keep as the Store can (compact, then
-        ``Store.settle``): in a relist, an unchanged object costs nothing more."""
-        return self.store.settle(self.kind, compact(obj))
+        """An object as it arrives, made as cheap to keep as the Store can (``Store.settle``):
+        in a relist, an unchanged object costs a lookup and nothing more."""
+        return self.store.settle(self.kind, obj)
 
     def _apply(self, part: str, event_type: str, obj: dict) -> None:
         key = object_key(obj)

@@ -15,7 +15,8 @@ controller's Store seen through controller/kube.py, which merges several
 reflectors of one kind (one per namespace, or one per referenced Secret).
 HTTP goes through controller/kubeapi.py; retries through controller/backoff.py.
 Each object goes through ``transform`` as it arrives (controller/kube.py passes
-``store.compact``), so a large list is never held twice.
+``Store.settle``: an object unchanged since the last list is the cached dict),
+so a large list is never held twice.
 
 Two paces of retry. A server that answered with an error (5xx, 429, 403...)
 is given the long backoff (``backoff``: up to 30 s, and at least its

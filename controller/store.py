@@ -12,7 +12,7 @@ key in a short log by ``version``, so that ``snapshot(since=v)`` can say which
 objects changed after version ``v`` and the compiler redoes only those.
 
 Sources hand in objects made with ``compact`` (what no reader needs dropped,
-strings interned) and passed through ``settle`` as they arrive: at 10,000
+strings interned), the Kubernetes source through ``settle`` as they arrive: at 10,000
 routes the cached objects are the largest thing the process holds, and a relist
 must not hold them twice. ``settle`` gives back the cached dict itself when an
 object came back unchanged, and for one whose only change is its status or the
@@ -290,13 +290,23 @@ class Store:
         if changed:
             self._mark(kind, changed)
 
-    def settle(self, kind: str, obj: dict) -> dict:
-        """``obj`` as the cache should keep it: the cached dict when equal to it, a
-        dict sharing the cached one's parts when only the status or bookkeeping moved,
-        else ``obj``. Sources call it as each object arrives, so that a relist holds
-        only what changed, never a second copy of the cache."""
-        prev = self._objects.get(kind, _EMPTY).get(object_key(obj))
-        if prev is None or prev is obj:
+    def settle(self, kind: str, raw: dict) -> dict:
+        """A raw object from the API server as the cache should keep it (``compact``).
+
+        The cached dict itself when the object is the version cached (same
+        resourceVersion: the server gives every write a new one, so the content
+        is the same; nothing is copied or compared) or equal to it; a dict that
+        shares the cached one's parts when only its status or bookkeeping moved;
+        else the compacted object. Sources call it as each object arrives, so a
+        relist costs a lookup per unchanged object and holds only what changed,
+        never a second copy of the cache."""
+        prev = self._objects.get(kind, _EMPTY).get(object_key(raw))
+        if prev is not None:
+            rv = (raw.get("metadata") or {}).get("resourceVersion")
+            if rv and rv == (prev.get("metadata") or {}).get("resourceVersion"):
+                return prev
+        obj = compact(raw)
+        if prev is None:
             return obj
         if prev == obj:
             return prev
