@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from .gateway import DEFAULT_COMMAND
 
 LOAD = ("plain", "apikey", "local-ratelimit", "jwt", "global-ratelimit", "many-routes", "endpoints")
-SCENARIOS = (*LOAD, "tracing", "churn", "propagation", "lookup")
+SCENARIOS = (*LOAD, "tracing", "churn", "propagation", "lookup", "scale")
 
 
 @dataclass(frozen=True)

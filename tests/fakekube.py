@@ -657,10 +657,9 @@ class FakeKube:
 
     @staticmethod
     def _strip(obj: dict) -> dict:
-        item = copy.deepcopy(obj)
-        item.pop("apiVersion", None)
-        item.pop("kind", None)
-        return item
+        # Shallow: stored objects are never changed in place (every write stores a new copy),
+        # and a list of 10,000 must not deep-copy them all on its first page.
+        return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
 
     async def _watch(self, request: web.Request, res: Res, ns: str | None, query: dict) -> web.StreamResponse:
         fields = _parse_fields(query.get("fieldSelector"))
