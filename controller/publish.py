@@ -178,15 +178,15 @@ class Publisher:
         ``changed``: the kinds changed since the last publish (None = unknown,
         recompile). Returns True when a table was published.
         """
-        # Taken on the loop (the store is not thread-safe), with what changed since the last compile.
-        snapshot = self.store.snapshot(since=self._compiled_version)
-        generation = self.generation + 1
         previous = self.result
         if changed is not None:
             changed = frozenset(changed) - NOT_COMPILED_KINDS  # the compile would not look at them
-        cheap = previous is not None and not self._full_next and changed is not None and changed <= ENDPOINT_KINDS
         if previous is not None and changed is not None and not changed and not self._full_next:
-            return False  # woken with nothing changed
+            return False  # woken with nothing changed (e.g. only statuses came back)
+        # Taken on the loop (the store is not thread-safe), with what changed since the last compile.
+        snapshot = self.store.snapshot(since=self._compiled_version)
+        generation = self.generation + 1
+        cheap = previous is not None and not self._full_next and changed is not None and changed <= ENDPOINT_KINDS
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
