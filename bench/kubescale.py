@@ -215,7 +215,7 @@ async def measure(size: int, relists: int, down_s: float, workdir: Path, extra_a
                     except aiohttp.ClientError:
                         return False
 
-                await _until(routed, 60, f"{path} after the restart", proc, step=0.005)
+                await _until(routed, 60, f"{path} after the restart", proc, step=0.02)
                 served.append(round(time.monotonic() - back, 3))
                 await _until(all_written, 60, "the new object's status", proc, step=0.1)
                 await asyncio.sleep(SETTLE_S)

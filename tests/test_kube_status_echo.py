@@ -68,3 +68,28 @@ async def test_status_echoes_cost_no_compile_and_no_swap(fake_kube, kube_api):
         fake_kube.update(apiendpoint("shop", "r0", path="/moved", backendService="svc"))
         await eventually(lambda: publisher.table.match("GET", "h", "/moved").route is not None, what="change served")
         assert swaps() >= swaps_before + 1
+
+
+def test_settle_reuses_what_is_cached():
+    store = Store()
+    raw = apiendpoint("shop", "a")
+    raw["metadata"].update(resourceVersion="5", generation=1, labels={"team": "x"})
+    store.replace(APIENDPOINT, [store.settle(APIENDPOINT, raw)])
+    cached = store.get(APIENDPOINT, "shop", "a")
+    # The same version again (a relist): the cached dict, whatever else came with it.
+    assert store.settle(APIENDPOINT, {**raw, "metadata": {**raw["metadata"]}}) is cached
+    # The echo of a status write: a new dict for the new status, the rest shared with the cached one.
+    echo = {**raw, "metadata": {**raw["metadata"], "resourceVersion": "6"}, "status": {"state": "Ready"}}
+    settled = store.settle(APIENDPOINT, echo)
+    assert settled is not cached and settled["status"] == {"state": "Ready"}
+    assert settled["spec"] is cached["spec"] and settled["metadata"]["labels"] is cached["metadata"]["labels"]
+    assert settled["metadata"]["resourceVersion"] == "6"
+    version = store.version
+    store.apply(APIENDPOINT, "MODIFIED", settled)
+    assert store.get(APIENDPOINT, "shop", "a") is settled and store.version == version  # nothing to compile
+    assert store.take_status_only() == {APIENDPOINT: {"shop/a"}}
+    # A change of spec is a change.
+    moved = store.settle(APIENDPOINT, {**echo, "metadata": {**echo["metadata"], "resourceVersion": "7"},
+                                       "spec": {**raw["spec"], "path": "/b"}})
+    store.apply(APIENDPOINT, "MODIFIED", moved)
+    assert store.version == version + 1
