@@ -19,6 +19,7 @@ import platform
 from typing import Iterable
 
 from .equalload import summary_line as fixed_rate_summary
+from .kubescale import describe as scale_summary
 from .scenarios import FAILED, SKIPPED, Result
 from .stats import median, ratio
 from .tracing import summary_line as tracing_summary
@@ -182,6 +183,9 @@ def table(doc: dict) -> str:
                 f = lambda k: "-" if e.get(k) is None else f"{e[k]:.1f}"  # noqa: E731
                 lines.append(f"  {e['routes']:>8,} {f('p50_ms'):>8} {f('p99_ms'):>8} {f('max_ms'):>8}"
                              f" {e.get('timeouts', '-')!s:>9} {e.get('ready_after_s', '-')!s:>10}")
+    for r in doc["scenarios"]:
+        if r["kind"] == "scale" and r["extra"].get("ready_s") is not None:
+            lines += ["", f"scale (control plane, fake API server): {scale_summary(r['extra'])}"]
     for r in doc["scenarios"]:
         if r["kind"] == "lookup" and r["extra"].get("sizes"):
             e = r["extra"]

@@ -25,6 +25,7 @@ from .pinning import BACKEND, GATEWAY, LOAD, available_cpus, plan
 from .procs import Child, free_port
 from .progress import Progress
 from .propagation import run_propagation
+from .kubescale import run_scale
 from .scenarios import FAILED, LOAD_SCENARIOS, Context, Result, run_baseline, run_load
 from .tracing import run_tracing
 from .accesslog import run_access_log
@@ -169,6 +170,9 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
             elif name == "lookup":
                 r = _guard(name, lambda: _lookup(settings, progress))
                 r.kind = "lookup"
+            elif name == "scale":
+                r = _guard(name, lambda: run_scale(ctx))
+                r.kind = "scale"
             else:
                 continue
             if r.state != "ok":

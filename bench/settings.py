@@ -8,7 +8,7 @@ from .gateway import DEFAULT_COMMAND
 
 LOAD = ("plain", "apikey", "local-ratelimit", "jwt", "global-ratelimit", "many-routes", "endpoints")
 HTTP2 = ("h2", "h2c", "grpc")  # bench/http2.py, under h2load
-SCENARIOS = (*LOAD, *HTTP2, "tracing", "access-log", "p99-fixed", "churn", "propagation", "lookup")
+SCENARIOS = (*LOAD, *HTTP2, "tracing", "access-log", "p99-fixed", "churn", "propagation", "lookup", "scale")
 
 
 @dataclass(frozen=True)

@@ -359,6 +359,10 @@ class CertificateCompiler:
         certs, problems = compile_certificates(snapshot, base, self.options)
         return self._with(base, certs, problems)
 
+    def adopt(self, snapshot: Snapshot, keys) -> None:
+        # Status-only changes: no certificate reads a status either.
+        self._routes.adopt(snapshot, keys)
+
     def refresh(self, previous: CompileResult, snapshot: Snapshot, generation: int) -> TLSCompileResult:
         # Only EndpointSlices moved: certificates are unchanged, statuses are redone.
         base = self._routes.refresh(previous, snapshot, generation)

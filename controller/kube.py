@@ -51,6 +51,8 @@ import os
 import re
 from typing import Callable, Iterable, Sequence
 
+from aiohttp import BasicAuth
+from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config import (
     ConfigException,
@@ -81,7 +83,7 @@ from controller.kubeapi import (
 )
 from controller.leader import LeaderElector, without_election
 from controller.reflector import Reflector
-from controller.status import StatusWriter
+from controller.status import DEFAULT_BURST, DEFAULT_QPS, StatusWriter
 from controller.store import (
     APIENDPOINT,
     GATEWAY,
@@ -93,10 +95,11 @@ from controller.store import (
     SERVICE,
     Snapshot,
     Store,
-    compact,
     object_key,
+    same_input,
 )
 from gateway.errors import KubeConfigError
+from yarl import URL
 
 log = logging.getLogger("crdgate.controller.kube")
 
@@ -159,13 +162,34 @@ async def make_api_client(kubeconfig: str | None = None, context: str | None = N
             where += f" (context {context!r})"
         raise KubeConfigError(f"cannot load Kubernetes client configuration from {where}: {exc}") from exc
     cfg.connection_pool_maxsize = 0
+    proxy = None if cfg.proxy else _env_proxy(cfg.host)
+    if proxy is not None:
+        cfg.proxy = str(proxy[0])
+        if proxy[1] is not None:
+            cfg.proxy_headers = {"Proxy-Authorization": proxy[1].encode()}
     client = _ApiClient(configuration=cfg)
+    # kubernetes-asyncio opens its aiohttp session with trust_env=True: every request then
+    # looks up ~/.netrc and the proxy variables in a worker thread, two thread hand-offs per
+    # request (a third of a status write's CPU at 10,000 objects). The proxy variables were
+    # read once above, as client-go reads them (HTTPS_PROXY, NO_PROXY); netrc was never
+    # meant for the API server (tokens and client certificates authenticate to it).
+    client.rest_client.pool_manager._trust_env = False
     if loader is not None:
         # Exec-plugin and GCP tokens expire; the library's refresher renews them
         # (it returns at once for static tokens and client certificates).
         client._refresher = asyncio.create_task(refresh_token(loader, cfg), name="kube-token-refresh")
         client._refresher.add_done_callback(_log_refresher_end)
     return client
+
+
+def _env_proxy(host: str | None) -> tuple[URL, BasicAuth | None] | None:
+    """The proxy the environment names for the API server (HTTPS_PROXY, honouring NO_PROXY), if any."""
+    if not host:
+        return None
+    try:
+        return get_env_proxy_for_url(URL(host))
+    except LookupError:
+        return None
 
 
 def _log_refresher_end(task: asyncio.Task) -> None:
@@ -349,8 +373,14 @@ class KindFeed:
         self.pending.discard(part)
         self._publish()
 
+    def settle(self, obj: dict) -> dict:
+        """An object as it arrives, made as cheap to keep as the Store can (``Store.settle``):
+        in a relist, an unchanged object costs a lookup and nothing more."""
+        return self.store.settle(self.kind, obj)
+
     def _apply(self, part: str, event_type: str, obj: dict) -> None:
         key = object_key(obj)
+        cached = self.store.get(self.kind, *key.split("/", 1)) if event_type != "DELETED" else None
         bucket = self.parts.setdefault(part, {})
         if event_type == "DELETED":
             bucket.pop(key, None)
@@ -364,7 +394,7 @@ class KindFeed:
                     event_type, obj = "MODIFIED", other[key]
                     break
         self.store.apply(self.kind, event_type, obj)
-        if self.on_change:
+        if self.on_change and not (cached is not None and same_input(cached, obj)):  # a status echo names no Secret
             self.on_change(self.kind, [key])
 
     def _publish(self) -> None:
@@ -391,6 +421,9 @@ class _PartSink:
     def apply(self, event_type: str, obj: dict) -> None:
         if not self.closed:
             self.feed._apply(self.part, event_type, obj)
+
+    def settle(self, obj: dict) -> dict:
+        return self.feed.settle(obj)
 
 
 # -- the source ----------------------------------------------------------------------
@@ -457,7 +490,7 @@ class KubeSource:
         return frozenset(self._secret_tasks)
 
     def _start(self, resource: Resource, sink: _PartSink, **kw) -> asyncio.Task:
-        r = Reflector(self.api, resource, sink, backoff=Backoff(**self._backoff_args), transform=compact,
+        r = Reflector(self.api, resource, sink, backoff=Backoff(**self._backoff_args), transform=sink.settle,
                       **self._reflector_args, **kw)
         self.reflectors.append(r)
         assert self._tg is not None
@@ -626,7 +659,8 @@ async def wire(
     default_auth_secret: str | None = None,
     default_certificate: tuple[str, str] | None = None,
     leader_elect: bool = True,
-    status_qps: float = 20.0,
+    status_qps: float = DEFAULT_QPS,
+    status_burst: int = DEFAULT_BURST,
 ) -> tuple[KubeSource, Callable, list[asyncio.Task]]:
     """The Kubernetes source, the status sink for the publisher, and the started side tasks.
 
@@ -651,7 +685,7 @@ async def wire(
                         default_secrets=defaults, publish_service=None if addresses else pub_service)
     elector = LeaderElector(kube_api, lease_namespace, lease_name, identity) if leader_elect else None
     writer = StatusWriter(kube_api, elector, store=store, ingress_class=ingress_class, qps=status_qps,
-                          gateway_controller_name=gateway_controller_name,
+                          burst=status_burst, gateway_controller_name=gateway_controller_name,
                           publish_addresses=addresses, publish_service=None if addresses else pub_service)
 
     async def lead() -> None:

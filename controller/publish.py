@@ -15,6 +15,10 @@ they touch is redone. When only EndpointSlices moved it takes the cheap path
 (same routes, new endpoints). A compile that raises (a bug, since compile
 isolates bad objects itself) is logged and the previous table keeps serving.
 
+An object whose only change is its status (the echo of a status write: the
+store says which, controller/store.py) is not compiled and swaps no table; the
+compiler is only told to hold the new dicts (``adopt``), so the old ones go.
+
 Statuses never sit on the propagation path: the table is swapped first, and
 statuses go to a separate task that sends only those that changed. Nothing
 here looks at every object per publish: the compile says which statuses
@@ -106,11 +110,12 @@ class Publisher:
         *,
         compiler: Callable[[Snapshot, CompileOptions, int], CompileResult] | None = None,
         refresh: Callable[[CompileResult, Snapshot, int], CompileResult] | None = None,
+        adopt: Callable[[Snapshot, Mapping[str, set[str]]], None] | None = None,
         on_result: OnResult | None = None,
         settle_heap: bool = False,
     ):
-        """``compiler``/``refresh``: seams for tests and TLS (controller/certs.py);
-        by default one incremental ``Compiler`` does both. ``settle_heap``: see
+        """``compiler``/``refresh``/``adopt``: seams for tests and TLS (controller/certs.py);
+        by default one incremental ``Compiler`` does all three. ``settle_heap``: see
         ``_settle_heap`` (the gateway process sets it; tests leave the GC alone)."""
         self.store = store
         self.options = options
@@ -123,6 +128,7 @@ class Publisher:
         self._compiler = Compiler(options)
         self._compile = compiler or self._compiler.compile
         self._refresh = refresh or self._compiler.refresh
+        self._adopt = adopt or (self._compiler.adopt if compiler is None else None)
         self._compiled_version: int | None = None  # store version of the snapshot last compiled
         self.generation = 0
         self.table: RouteTable | None = None
@@ -158,6 +164,7 @@ class Publisher:
                     continue  # the first table waits for every kind's first list
                 try:
                     await self.publish_once(pending)
+                    self._adopt_status_only()
                 except Exception:  # e.g. on_table raised: keep the loop alive
                     log.exception("publishing the routing table failed")
                     self._full_next = True
@@ -172,15 +179,15 @@ class Publisher:
         ``changed``: the kinds changed since the last publish (None = unknown,
         recompile). Returns True when a table was published.
         """
-        # Taken on the loop (the store is not thread-safe), with what changed since the last compile.
-        snapshot = self.store.snapshot(since=self._compiled_version)
-        generation = self.generation + 1
         previous = self.result
         if changed is not None:
             changed = frozenset(changed) - NOT_COMPILED_KINDS  # the compile would not look at them
-        cheap = previous is not None and not self._full_next and changed is not None and changed <= ENDPOINT_KINDS
         if previous is not None and changed is not None and not changed and not self._full_next:
-            return False  # woken with nothing changed
+            return False  # woken with nothing changed (e.g. only statuses came back)
+        # Taken on the loop (the store is not thread-safe), with what changed since the last compile.
+        snapshot = self.store.snapshot(since=self._compiled_version)
+        generation = self.generation + 1
+        cheap = previous is not None and not self._full_next and changed is not None and changed <= ENDPOINT_KINDS
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
@@ -224,6 +231,14 @@ class Publisher:
         _log_served(generation, kind, len(result.table), snapshot, elapsed)
         self._queue_statuses(result, first)
         return True
+
+    def _adopt_status_only(self) -> None:
+        """Objects that changed only in status: nothing to compile, but the compiler
+        lets go of their previous versions (at 10,000 routes, after every status
+        write, those would be a second copy of the cache)."""
+        keys = self.store.take_status_only()
+        if keys and self._adopt is not None:
+            self._adopt(self.store.snapshot(), keys)
 
     # -- statuses ------------------------------------------------------------------
 

@@ -15,7 +15,17 @@ controller's Store seen through controller/kube.py, which merges several
 reflectors of one kind (one per namespace, or one per referenced Secret).
 HTTP goes through controller/kubeapi.py; retries through controller/backoff.py.
 Each object goes through ``transform`` as it arrives (controller/kube.py passes
-``store.compact``), so a large list is never held twice.
+``Store.settle``: an object unchanged since the last list is the cached dict),
+so a large list is never held twice.
+
+Two paces of retry. A server that answered with an error (5xx, 429, 403...)
+is given the long backoff (``backoff``: up to 30 s, and at least its
+Retry-After). A server that could not be reached at all (connection refused or
+reset: restarting, or not there yet) is asked again about once a second
+(``reconnect``): a refused connection costs it nothing, and when it comes back
+the gateway should see changes within a second or two, not after a backoff
+that grew while it was away. Such failures are logged once, when they start,
+and once when the server is back, not on every retry.
 
 ``forbidden_is_empty``: for a kind the gateway can route without (Gateway API's,
 Namespaces), a 403 on the first list counts as an empty list: a ClusterRole not
@@ -38,6 +48,18 @@ from controller.kubeapi import ApiError, Gone, KubeAPI, Resource
 from gateway.metrics import LAST_SYNC, RELISTS, WATCH_EVENTS, WATCH_RECONNECTS
 
 log = logging.getLogger("crdgate.controller.reflector")
+
+# Retries of a server that cannot be reached: 0.25-0.5 s, then 0.5-1 s at most.
+RECONNECT_BASE = 0.5
+RECONNECT_CAP = 1.0
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True for a failure to reach the server at all (no answer was received and
+    none was slow): retried at the reconnect pace, not with the long backoff."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return False  # a slow or hung server: asking it faster would not help
+    return isinstance(exc, (aiohttp.ClientConnectionError, ConnectionError))
 
 CHANGE_EVENTS = frozenset({"ADDED", "MODIFIED", "DELETED"})
 
@@ -76,6 +98,9 @@ class Reflector:
         self.timeout_seconds = timeout_seconds
         self.page_size = page_size
         self.backoff = backoff or Backoff()
+        self.reconnect = Backoff(base=min(RECONNECT_BASE, self.backoff.base), cap=RECONNECT_CAP,
+                                 sleep=self.backoff.sleep)
+        self._unreachable_since: float | None = None  # the first failure of a run of unreachable ones
         # A stream that ends cleanly this fast without a single event is a
         # misbehaving server or proxy; without this guard we would re-open it
         # in a tight loop (client-go calls it a "very short watch").
@@ -142,6 +167,7 @@ class Reflector:
             if not cont:
                 break
         self.sink.replace(items)
+        self._reached()
         self.listed = True
         self.resource_version = meta.get("resourceVersion") or None
         self._events_since_list = 0
@@ -176,6 +202,7 @@ class Reflector:
                 await self._failed("watch", RuntimeError("stream closed at once without events"))
                 continue
             self.backoff.reset()
+            self._reached()
 
     # -- loop 3: one HTTP stream --------------------------------------------------
 
@@ -221,13 +248,32 @@ class Reflector:
             log.warning("watch of %s: ignoring event of unknown type %r", self, event_type)
         if self._stream_events == 0:
             self.backoff.reset()  # the stream works again
+            self._reached()
         self._stream_events += 1
         self._events_since_list += 1
         LAST_SYNC.labels(self._kind).set(time.time())
 
     # -- errors ---------------------------------------------------------------------
 
+    def _reached(self) -> None:
+        """The server answered: the reconnect pace starts over, and a run of failures to reach it ends."""
+        self.reconnect.reset()
+        if self._unreachable_since is not None:
+            away = time.monotonic() - self._unreachable_since
+            self._unreachable_since = None
+            log.info("%s: the API server is reachable again (after %.1fs)", self, away)
+
     async def _failed(self, what: str, exc: BaseException) -> None:
+        if unreachable(exc):
+            delay = self.reconnect.next_delay()
+            first = self._unreachable_since is None
+            if first:
+                self._unreachable_since = time.monotonic()
+            log.log(logging.WARNING if first else logging.DEBUG,
+                    "%s of %s failed: %s; the API server is not reachable, retrying about every %.0fs%s",
+                    what, self, _describe(exc), RECONNECT_CAP, " (logged again when it is back)" if first else "")
+            await self.reconnect.sleep(delay)
+            return
         retry_after = exc.retry_after if isinstance(exc, ApiError) else None
         delay = self.backoff.next_delay()
         if retry_after is not None and retry_after > delay:

@@ -10,7 +10,9 @@ patches on the ``status`` subresource, and
   what it wrote itself when the watch has not caught up yet;
 - keeps each condition's ``lastTransitionTime`` while its status holds;
 - coalesces: a newer status for an object replaces one not yet written;
-- is rate-limited (token bucket) and backs off when the server fails;
+- is rate-limited (token bucket, ``qps``/``burst``) with up to ``concurrency``
+  patches in flight, and backs off when the server fails (see "Load on the API
+  server" below);
 - writes only while ``elector.is_leader`` (controller/leader.py), and on
   becoming leader re-checks every object it knows.
 
@@ -26,6 +28,18 @@ mislead whoever reads it. Only Ingresses this process saw in our class are
 released, and each once, so two gateways that publish the same address never undo each
 other's writes in a loop; after a restart, an Ingress that left our class
 before it keeps the address it had.
+
+Load on the API server. A status patch is one small write; the writer's own
+limit is the client-side one client-go gives every client (``rest.Config``'s
+QPS/Burst, 5/10 by default, kube-controller-manager's 20/30), while API
+Priority and Fairness shares the server between clients on its side (a
+controller's service account lands in ``workload-low``, and the server answers
+429 with Retry-After when that level is full, which we honour). At client-go's
+defaults 10,000 routes would take half an hour to show Ready; the defaults here
+(``DEFAULT_QPS``/``DEFAULT_BURST``, ``--status-qps``/``--status-burst``) write
+them in under a minute, and ``DEFAULT_CONCURRENCY`` patches in flight (APF
+counts one seat per request executing) are what a round trip of a few
+milliseconds needs to sustain that rate, a small part of a priority level's seats.
 """
 
 from __future__ import annotations
@@ -56,6 +70,12 @@ RESOURCES = {APIENDPOINT: APIENDPOINTS, INGRESS: INGRESSES}
 GATEWAY_API_RESOURCES = {GATEWAYCLASS: GATEWAYCLASSES, GATEWAY: GATEWAYS, HTTPROUTE: HTTPROUTES, GRPCROUTE: GRPCROUTES}
 # Kinds whose compiled status is written (Ingress: only its addresses, below).
 WRITTEN_KINDS = frozenset({APIENDPOINT, *GATEWAY_API_RESOURCES})
+
+# Writes per second on average and at once (see "Load on the API server" above), and
+# patches in flight: a round trip of 5-20 ms at 16 in flight sustains well over 250/s.
+DEFAULT_QPS = 250.0
+DEFAULT_BURST = 500
+DEFAULT_CONCURRENCY = 16
 
 
 class ObjectStatus(Protocol):
@@ -136,10 +156,17 @@ def _objects(store: Store, kind: str) -> list[dict]:
 
 
 class TokenBucket:
-    """``rate`` writes per second on average, up to ``burst`` at once."""
+    """``rate`` writes per second on average, up to ``burst`` at once.
+
+    Each ``take`` reserves its token, even one not yet refilled (the count goes
+    below zero) and then sleeps until that token's time: several writers taking
+    at once queue up one after the other, and never share a token.
+    """
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Any] = asyncio.sleep):
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"a token bucket needs rate > 0 and burst >= 1, got {rate} and {burst}")
         self.rate = rate
         self.burst = burst
         self.clock = clock
@@ -149,13 +176,10 @@ class TokenBucket:
 
     async def take(self) -> None:
         now = self.clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate) - 1
         self._at = now
-        if self._tokens < 1:
-            await self.sleep((1 - self._tokens) / self.rate)
-            self._tokens = 1.0
-            self._at = self.clock()
-        self._tokens -= 1
+        if self._tokens < 0:
+            await self.sleep(-self._tokens / self.rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +212,9 @@ class StatusWriter:
         publish_service: tuple[str, str] | None = None,
         ingress_class: str = "crdgate",
         gateway_controller_name: str = "crdgate.io/gateway-controller",
-        qps: float = 20.0,
-        burst: int = 50,
+        qps: float = DEFAULT_QPS,
+        burst: int = DEFAULT_BURST,
+        concurrency: int = DEFAULT_CONCURRENCY,
         backoff: Backoff | None = None,
         resync_seconds: float | None = 60.0,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
@@ -208,6 +233,7 @@ class StatusWriter:
         self.ingress_class = ingress_class
         self.gateway_controller_name = gateway_controller_name  # our HTTPRoute status.parents entries
         self.bucket = TokenBucket(qps, burst)
+        self.concurrency = max(1, concurrency)
         self.backoff = backoff or Backoff()
         self.now = now
         self.resync_seconds = resync_seconds
@@ -218,7 +244,7 @@ class StatusWriter:
         self._written: dict[str, tuple[str | None, Any]] = {}
         self._published: set[str] = set()  # keys of the Ingresses of our class at the last pass
         self._ingresses_dirty = self._publishes
-        self._writing = False
+        self._in_flight: set[str] = set()  # keys being written now: never two writes of one object at once
         self._wake = asyncio.Event()
         if self._ingresses_dirty:
             self._wake.set()
@@ -258,7 +284,7 @@ class StatusWriter:
     @property
     def idle(self) -> bool:
         """Nothing waiting to be written (tests and shutdown)."""
-        return not self._pending and not self._ingresses_dirty and not self._writing
+        return not self._pending and not self._ingresses_dirty and not self._in_flight
 
     # -- the writer task -------------------------------------------------------------------
 
@@ -286,33 +312,45 @@ class StatusWriter:
             await elector.wait_following()
 
     async def _write_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self.elector is not None and not self.elector.is_leader:
-                continue  # _follow_leadership wakes us when we lead
-            if self._ingresses_dirty:
-                self._ingresses_dirty = False
-                self._queue_ingresses()
-            while self._pending:
+        slots = asyncio.Semaphore(self.concurrency)
+        async with asyncio.TaskGroup() as writes:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
                 if self.elector is not None and not self.elector.is_leader:
-                    break
-                key = next(iter(self._pending))
-                write = self._pending.pop(key)
-                self._writing = True
-                try:
-                    await self._write(write)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 — one failure must not stop the writer
-                    STATUS_WRITES.labels(write.kind, "error").inc()
-                    self._pending.setdefault(key, write)  # unless a newer one came meanwhile
-                    retry_after = exc.retry_after if isinstance(exc, ApiError) else None
-                    delay = await self.backoff.wait(retry_after)
-                    log.warning("status of %s %s/%s not written: %s; retried after %.1fs",
-                                write.kind, write.namespace, write.name, exc, delay)
-                finally:
-                    self._writing = False
+                    continue  # _follow_leadership wakes us when we lead
+                if self._ingresses_dirty:
+                    self._ingresses_dirty = False
+                    self._queue_ingresses()
+                while self._pending:
+                    await slots.acquire()
+                    # Skips at most ``concurrency`` keys: those being written wait for their write to end.
+                    key = next((k for k in self._pending if k not in self._in_flight), None)
+                    if key is None or (self.elector is not None and not self.elector.is_leader):
+                        slots.release()
+                        break
+                    write = self._pending.pop(key)
+                    self._in_flight.add(key)
+                    writes.create_task(self._write_one(write, slots))
+
+    async def _write_one(self, write: _Write, slots: asyncio.Semaphore) -> None:
+        try:
+            await self._write(write)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 — one failure must not stop the writer
+            STATUS_WRITES.labels(write.kind, "error").inc()
+            self._pending.setdefault(write.key, write)  # unless a newer one came meanwhile
+            retry_after = exc.retry_after if isinstance(exc, ApiError) else None
+            # The slot is held while backing off: a failing server sees fewer writes in flight.
+            delay = await self.backoff.wait(retry_after)
+            log.warning("status of %s %s/%s not written: %s; retried after %.1fs",
+                        write.kind, write.namespace, write.name, exc, delay)
+        finally:
+            self._in_flight.discard(write.key)
+            slots.release()
+            if write.key in self._pending:  # a newer status came while this one was written
+                self._wake.set()
 
     def _requeue_all(self) -> None:
         """Everything may be out of date (another leader wrote meanwhile, or someone edited)."""

@@ -12,8 +12,18 @@ key in a short log by ``version``, so that ``snapshot(since=v)`` can say which
 objects changed after version ``v`` and the compiler redoes only those.
 
 Sources hand in objects made with ``compact`` (what no reader needs dropped,
-strings interned): at 10,000 routes the cached objects are the largest thing
-the process holds. The store itself takes objects as they come.
+strings interned), the Kubernetes source through ``settle`` as they arrive: at 10,000
+routes the cached objects are the largest thing the process holds, and a relist
+must not hold them twice. ``settle`` gives back the cached dict itself when an
+object came back unchanged, and for one whose only change is its status or the
+server's bookkeeping (``same_input``: the echo of our own status write), a
+dict that shares every other part with the cached one.
+
+Such a status-only change updates the cache (the status writer compares with
+it) but is not a change for the compiler: it bumps no version, marks no kind
+changed and is counted apart (``crdgate_store_status_only_updates_total``). It
+still wakes the publisher, which lets the compiler drop the superseded dicts
+(``take_status_only``, controller/publish.py) without compiling or swapping.
 """
 
 from __future__ import annotations
@@ -23,6 +33,8 @@ import sys
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
+
+from gateway.metrics import STATUS_ONLY_UPDATES
 
 APIENDPOINT = "APIEndpoint"
 SERVICE = "Service"
@@ -60,6 +72,40 @@ _INTERN_MAX = 256
 _LOG_MAX = 4096
 
 _EMPTY: Mapping[str, dict] = MappingProxyType({})
+# Metadata the compiler never reads: written by the server on every change, ours included.
+VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+
+
+def same_input(a: Mapping, b: Mapping) -> bool:
+    """True when two versions of an object compile the same: only their ``status``
+    or the server's bookkeeping (``VOLATILE_METADATA``) differ.
+
+    Nothing that compiles reads an object's status (statuses are what the
+    compile writes); labels, annotations and the generation do count.
+    """
+    if a is b:
+        return True
+    for k in a.keys() | b.keys():
+        if k == "status":
+            continue
+        va, vb = a.get(k), b.get(k)
+        if k == "metadata" and isinstance(va, Mapping) and isinstance(vb, Mapping):
+            if any(va.get(f) != vb.get(f) for f in va.keys() | vb.keys() if f not in VOLATILE_METADATA):
+                return False
+        elif va != vb:
+            return False
+    return True
+
+
+def _sharing(cached: dict, new: dict) -> dict:
+    """``new`` (whose input is the same as ``cached``'s) built from ``cached``'s parts
+    wherever they are equal: only its status and bookkeeping cost memory."""
+    out = {k: (cached[k] if k in cached and k not in ("status", "metadata") else v) for k, v in new.items()}
+    meta, old_meta = new.get("metadata"), cached.get("metadata")
+    if isinstance(meta, dict) and isinstance(old_meta, dict):
+        out["metadata"] = {f: (old_meta[f] if f in old_meta and f not in VOLATILE_METADATA else v)
+                           for f, v in meta.items()}
+    return out
 
 
 def object_key(obj: Mapping) -> str:
@@ -169,6 +215,8 @@ class Store:
         # Read-only copies handed to snapshots, reused until their kind changes.
         self._views: dict[str, Mapping[str, dict]] = {}
         self._origins_view: Mapping[str, str] | None = None
+        # Keys replaced by a status-only change since the last take_status_only, by kind.
+        self._status_only_keys: dict[str, set[str]] = {}
 
     # -- writes (sources) ------------------------------------------------------
 
@@ -177,6 +225,7 @@ class Store:
         old = self._objects.get(kind, {})
         new: dict[str, dict] = {}
         changed: list[str] = []
+        quiet = 0
         for o in objects:
             key = object_key(o)
             prev = old.get(key)
@@ -184,6 +233,10 @@ class Store:
             # it has seen by identity, so a relist stays cheap.
             if prev is not None and (prev is o or prev == o):
                 new[key] = prev
+            elif prev is not None and same_input(prev, o):
+                new[key] = o
+                self._status_only(kind, key)
+                quiet += 1
             else:
                 new[key] = o
                 changed.append(key)
@@ -197,6 +250,8 @@ class Store:
         self._synced.add(kind)
         if first or changed:
             self._mark(kind, changed)
+        elif quiet:
+            self.dirty.set()
 
     def apply(self, kind: str, event_type: str, obj: dict) -> None:
         """One watch event: ADDED / MODIFIED / DELETED."""
@@ -207,9 +262,14 @@ class Store:
                 return
             self._drop_origin(kind, key)
         else:
-            if bucket.get(key) == obj:
+            prev = bucket.get(key)
+            if prev is not None and (prev is obj or prev == obj):
                 return
             bucket[key] = obj
+            if prev is not None and same_input(prev, obj):
+                self._status_only(kind, key)
+                self.dirty.set()
+                return
         self._mark(kind, (key,))
 
     def update(self, kind: str, upserts: Mapping[str, dict], deletes: Iterable[str] = (),
@@ -230,6 +290,37 @@ class Store:
         changed += self._set_origins(kind, origins or {}, bucket)
         if changed:
             self._mark(kind, changed)
+
+    def settle(self, kind: str, raw: dict) -> dict:
+        """A raw object from the API server as the cache should keep it (``compact``).
+
+        The cached dict itself when the object is the version cached (same
+        resourceVersion: the server gives every write a new one, so the content
+        is the same; nothing is copied or compared) or equal to it; a dict that
+        shares the cached one's parts when only its status or bookkeeping moved;
+        else the compacted object. Sources call it as each object arrives, so a
+        relist costs a lookup per unchanged object and holds only what changed,
+        never a second copy of the cache."""
+        prev = self._objects.get(kind, _EMPTY).get(object_key(raw))
+        if prev is not None:
+            rv = (raw.get("metadata") or {}).get("resourceVersion")
+            if rv and rv == (prev.get("metadata") or {}).get("resourceVersion"):
+                return prev
+        obj = compact(raw)
+        if prev is None:
+            return obj
+        if prev == obj:
+            return prev
+        if same_input(prev, obj):
+            return _sharing(prev, obj)
+        return obj
+
+    def _status_only(self, kind: str, key: str) -> None:
+        """A cached object replaced by one with the same input: snapshots must show
+        it (the view is rebuilt on the next one), the compiler need not look."""
+        self._views.pop(kind, None)
+        self._status_only_keys.setdefault(kind, set()).add(key)
+        STATUS_ONLY_UPDATES.labels(kind).inc()
 
     def _set_origins(self, kind: str, origins: Mapping[str, str], present: Mapping[str, dict]) -> list[str]:
         """Record where objects came from; the keys whose origin changed (it shows in their status)."""
@@ -283,6 +374,11 @@ class Store:
         changed, self._changed = self._changed, set()
         self.dirty.clear()
         return changed
+
+    def take_status_only(self) -> dict[str, set[str]]:
+        """The keys whose object changed only in status or bookkeeping since the last call, by kind."""
+        taken, self._status_only_keys = self._status_only_keys, {}
+        return taken
 
     def changes_since(self, version: int) -> dict[str, frozenset[str]] | None:
         """The keys changed after ``version``, by kind; None when the log no longer reaches back."""

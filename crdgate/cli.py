@@ -223,6 +223,10 @@ def _add_source_flags(p: argparse.ArgumentParser, manifests_default=None) -> Non
     _add(s, "--lease-namespace", "crdgate-system", str, "namespace of the leader-election Lease")
     _add(s, "--lease-name", "crdgate-leader", str, "name of the leader-election Lease")
     _add(s, "--identity", None, str, "this replica's identity for leader election (default: POD_NAME or hostname)")
+    _add(s, "--status-qps", 250.0, float,
+         "status writes per second to the API server, on average (client-side limit; the server's API Priority "
+         "and Fairness applies too)")
+    _add(s, "--status-burst", 500, int, "status writes allowed at once above --status-qps")
 
 
 def _add_log_flags(p: argparse.ArgumentParser, log_format: str = "auto") -> None:
@@ -384,6 +388,8 @@ def _source(args) -> ManifestsSource | KubeSource:
         lease_name=args.lease_name,
         publish_address=args.publish_address,
         publish_service=args.publish_service,
+        status_qps=_positive(args.status_qps, "--status-qps"),
+        status_burst=_positive(args.status_burst, "--status-burst"),
     )
 
 

@@ -43,6 +43,8 @@ class KubeSource:
     lease_name: str = "crdgate-leader"
     publish_address: str | None = None  # written into Ingress status.loadBalancer (comma-separated)
     publish_service: str | None = None  # NAMESPACE/NAME of the Service whose address is published
+    status_qps: float = 250.0  # status writes per second (controller/status.py says why this much)
+    status_burst: int = 500
 
 
 @dataclass(frozen=True, slots=True)

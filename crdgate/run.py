@@ -187,7 +187,7 @@ async def serve(config: Config, sock: socket.socket | None = None, started=None,
 class _TLSWiring(NamedTuple):
     certificates: CertificateStore | None  # None without --listen-tls
     default: tuple[str, str] | None  # --default-certificate
-    publisher_seams: dict[str, Any]  # Publisher keyword arguments: compiler, refresh, on_result
+    publisher_seams: dict[str, Any]  # Publisher keyword arguments: compiler, refresh, adopt, on_result
 
 
 def _tls_wiring(config: Config) -> _TLSWiring:
@@ -217,7 +217,8 @@ def _tls_wiring(config: Config) -> _TLSWiring:
             for _, message in problems or ():
                 log.warning("--default-certificate: %s", message)
 
-    return _TLSWiring(store, default, {"compiler": compiler.compile, "refresh": compiler.refresh, "on_result": on_result})
+    seams = {"compiler": compiler.compile, "refresh": compiler.refresh, "adopt": compiler.adopt, "on_result": on_result}
+    return _TLSWiring(store, default, seams)
 
 
 async def _kube_source(config: Config, kube_source: KubeSource, store: Store,
@@ -245,4 +246,6 @@ async def _kube_source(config: Config, kube_source: KubeSource, store: Store,
         default_auth_secret=f"{defaults.secret_namespace}/{defaults.secret_name}" if defaults.secret_name else None,
         default_certificate=default_certificate,
         leader_elect=kube_source.leader_elect,
+        status_qps=kube_source.status_qps,
+        status_burst=kube_source.status_burst,
     )

@@ -325,6 +325,13 @@ WATCH_EVENTS = Counter(
     ["kind", "type"],
     registry=REGISTRY,
 )
+STATUS_ONLY_UPDATES = Counter(
+    "crdgate_store_status_only_updates_total",
+    "Objects received again with only their status or resourceVersion changed (the echo of a status write, "
+    "or a relist): cached without a compile or a table swap.",
+    ["kind"],
+    registry=REGISTRY,
+)
 RELISTS = Counter(
     "crdgate_relists_total",
     "Full lists of a kind (the first, and each after 410 Gone).",

@@ -34,7 +34,8 @@ no HTTP, as another client would write), ``compact()``, ``drop_watches()``
 (cut), ``end_watches()`` (clean end, as on timeout), ``send_bookmarks()``,
 ``fail(...)`` (inject e.g. 429 with Retry-After), ``refuse_watches`` (503),
 ``max_watch_seconds`` (streams cut short), ``stop()``/``start()`` on the same
-port, and ``requests`` (a log of every request received). Fixtures
+port, ``requests`` (a log of every request received, ``request_times`` when),
+``latency`` (a server some milliseconds away) and ``peak_in_flight``. Fixtures
 ``fake_kube`` and ``kube_api`` (the real kubernetes-asyncio client, set up
 from a kubeconfig file pointing here) and helpers are at the bottom.
 """
@@ -262,6 +263,10 @@ class FakeKube:
         self.history: deque[_Event] = deque()
         self.watchers: set[_Watcher] = set()
         self.requests: list[tuple[str, str, dict]] = []
+        self.request_times: list[float] = []  # loop time of each entry of ``requests``
+        self.latency = 0.0  # seconds each request other than a watch waits before its answer
+        self.in_flight = 0  # requests other than watches being answered now, and the most at once
+        self.peak_in_flight = 0
         self.faults: list[_Fault] = []
         self.refuse_watches = False
         self.max_watch_seconds: float | None = None
@@ -489,6 +494,19 @@ class FakeKube:
     async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         query = dict(parse_qsl(request.query_string, keep_blank_values=True))
         self.requests.append((request.method, request.path, query))
+        self.request_times.append(asyncio.get_running_loop().time())
+        if query.get("watch") not in ("true", "1"):
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+                return await self._answer(request, handler, query)
+            finally:
+                self.in_flight -= 1
+        return await self._answer(request, handler, query)
+
+    async def _answer(self, request: web.Request, handler: Callable, query: dict) -> web.StreamResponse:
         try:
             if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise ApiFailure(401, "Unauthorized")
@@ -639,10 +657,9 @@ class FakeKube:
 
     @staticmethod
     def _strip(obj: dict) -> dict:
-        item = copy.deepcopy(obj)
-        item.pop("apiVersion", None)
-        item.pop("kind", None)
-        return item
+        # Shallow: stored objects are never changed in place (every write stores a new copy),
+        # and a list of 10,000 must not deep-copy them all on its first page.
+        return {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
 
     async def _watch(self, request: web.Request, res: Res, ns: str | None, query: dict) -> web.StreamResponse:
         fields = _parse_fields(query.get("fieldSelector"))

@@ -56,6 +56,8 @@ def kube_flags(ca_file: str) -> dict[str, list[str]]:
         "--lease-namespace": ["ops"],
         "--lease-name": ["gw-lease"],
         "--identity": ["replica-a"],
+        "--status-qps": ["12.5"],
+        "--status-burst": ["40"],
         "--listen": ["127.0.0.1:18080"],
         "--admin-listen": ["127.0.0.1:19090"],
         "--trusted-proxies": ["10.0.0.0/8", "--trusted-proxies", "192.168.1.0/24"],
@@ -101,6 +103,7 @@ def expected_kube_config(ca_file: str) -> Config:
             kubeconfig="/etc/kube/config", context="staging", namespaces=("shop", "billing", "ops"),
             identity="replica-a", leader_elect=False, lease_namespace="ops", lease_name="gw-lease",
             publish_address="203.0.113.7", publish_service="crdgate-system/crdgate",
+            status_qps=12.5, status_burst=40,
         ),
         gateway=GatewayConfig(
             listen=("127.0.0.1", 18080), admin_listen=("127.0.0.1", 19090),
@@ -197,6 +200,8 @@ def test_each_worker_gets_the_supervisors_config_but_its_own_admin_and_identity(
     (["--kube", "--trace-sample-ratio", "0.1"], "--trace-sample-ratio: needs --otlp-endpoint"),
     (["--kube", "--otlp-endpoint", "127.0.0.1:4318"], "--otlp-endpoint: not an http(s) URL"),
     (["--kube", "--manifests", "."], "--manifests and --kube are exclusive"),
+    (["--kube", "--status-qps", "0"], "--status-qps: expected a number above 0"),
+    (["--kube", "--status-burst", "-1"], "--status-burst: expected a number above 0"),
     ([], "run needs a source"),
 ])
 def test_bad_values_are_usage_errors_naming_the_flag(argv, message, capsys):

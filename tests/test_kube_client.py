@@ -74,3 +74,40 @@ async def test_wire_rejects_malformed_flags(fake_kube, tmp_path):
             await wire(Store(), client, default_auth_secret="a/b/c")
     finally:
         await client.close()
+
+
+async def test_requests_take_no_trip_through_worker_threads(fake_kube, tmp_path, monkeypatch):
+    """kubernetes-asyncio's session would read ~/.netrc and the proxy variables in a thread per request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Counting(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args, **kwargs):
+            Counting.submitted += 1
+            return super().submit(*args, **kwargs)
+
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    client = await make_api_client(fake_kube.kubeconfig(tmp_path / "config"))
+    executor = Counting(max_workers=2)
+    asyncio.get_running_loop().set_default_executor(executor)
+    try:
+        for _ in range(5):
+            await KubeAPI(client).request("GET", APIENDPOINTS.path())
+        assert Counting.submitted == 0
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("no_proxy, expected", [("", "http://proxy.example:3128"), ("127.0.0.1", None)])
+async def test_the_environment_proxy_is_read_once_at_start(fake_kube, tmp_path, monkeypatch, no_proxy, expected):
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    client = await make_api_client(fake_kube.kubeconfig(tmp_path / "config"))
+    try:
+        assert client.configuration.proxy == expected
+    finally:
+        await client.close()

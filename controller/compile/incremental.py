@@ -81,6 +81,7 @@ from controller.store import (
     SECRET,
     SERVICE,
     Snapshot,
+    same_input,
 )
 from gateway.routing import EndpointSet, Route, RouteTable
 
@@ -89,8 +90,6 @@ log = logging.getLogger("crdgate.controller.compile")
 ROUTED_KINDS = (APIENDPOINT, INGRESS, HTTPROUTE, GRPCROUTE)
 ROUTE_PREFIXES = (f"{HTTPROUTE}:", f"{GRPCROUTE}:")  # statuses counted in attachedRoutes
 _NO_SNAPSHOT = Snapshot(objects={})
-# Metadata the compiler never reads: a change there alone compiles the same.
-_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
 
 
 class _Entry(NamedTuple):
@@ -157,29 +156,30 @@ class Compiler:
         self._state = state
         return result
 
+    def adopt(self, snapshot: Snapshot, keys: Mapping[str, set[str]]) -> None:
+        """Objects ``keys`` (by kind) were replaced by versions with the same input
+        (``controller.store.same_input``: a status write's echo): there is nothing to
+        compile, but hold the new dicts, so the old ones can go. ``snapshot`` becomes
+        the base of the next compile when it is of the version last compiled."""
+        st = self._state
+        if st is None:
+            return
+        for kind in ROUTED_KINDS:
+            objects = snapshot.of(kind)
+            for key in keys.get(kind, ()):
+                sk = f"{kind}:{key}"
+                entry, obj = st.entries.get(sk), objects.get(key)
+                if entry is not None and obj is not None and entry.obj is not obj and same_input(entry.obj, obj):
+                    st.entries[sk] = entry._replace(obj=obj)
+        if snapshot.version == st.snapshot.version:
+            st.snapshot = snapshot
+
     def refresh(self, previous: CompileResult, snapshot: Snapshot, generation: int) -> CompileResult:
         """For EndpointSlice-only changes: the same step (it resolves only the
         backends whose slices moved and keeps every route)."""
         if self._state is None:
             return refresh_endpoints(previous, snapshot, generation)
         return self.compile(snapshot, self._state.options, generation)
-
-
-def _same_input(a: Mapping, b: Mapping) -> bool:
-    """True when two versions of an object compile the same: only its status or
-    the server's bookkeeping (resourceVersion, managedFields) differ."""
-    if a is b:
-        return True
-    for k in a.keys() | b.keys():
-        if k == "status":
-            continue
-        va, vb = a.get(k), b.get(k)
-        if k == "metadata" and isinstance(va, Mapping) and isinstance(vb, Mapping):
-            if any(va.get(f) != vb.get(f) for f in va.keys() | vb.keys() if f not in _VOLATILE_METADATA):
-                return False
-        elif va != vb:
-            return False
-    return True
 
 
 def _origin_of(outcome: Outcome) -> str | None:
@@ -333,7 +333,7 @@ class _Step:
             if (
                 old is not None
                 and sk not in by_deps
-                and _same_input(old.obj, obj)
+                and same_input(old.obj, obj)
                 and _origin_of(old.outcome) == (self.compiler.origin(kind, key) if old.outcome is not None else None)
             ):
                 st.entries[sk] = old._replace(obj=obj)  # hold the current dict, for identity checks
