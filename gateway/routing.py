@@ -365,6 +365,34 @@ class _HostGroup:
 _EMPTY_GROUP = _HostGroup()
 
 
+def _group_changes(old: _HostGroup | None, new: _HostGroup | None,
+                   removed: dict[int, Route], added: dict[int, Route]) -> None:
+    """``RouteTable.route_changes`` for one host key: the buckets that differ, route by route."""
+    if old is new:
+        return
+    old = old or _EMPTY_GROUP
+    new = new or _EMPTY_GROUP
+    for a, b in ((old.exact, new.exact), (old.prefix, new.prefix)):
+        if a is not b:
+            for key in a.keys() | b.keys():
+                _bucket_changes(a.get(key, ()), b.get(key, ()), removed, added)
+    _bucket_changes(old.regex, new.regex, removed, added)
+
+
+def _bucket_changes(old: tuple[Route, ...], new: tuple[Route, ...],
+                    removed: dict[int, Route], added: dict[int, Route]) -> None:
+    if old is new:
+        return
+    before = {id(r) for r in old}
+    after = {id(r) for r in new}
+    for r in old:
+        if id(r) not in after:
+            removed[id(r)] = r
+    for r in new:
+        if id(r) not in before:
+            added[id(r)] = r
+
+
 def _parse_query(query: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in parse_qsl(query, keep_blank_values=True):
@@ -678,6 +706,22 @@ class RouteTable:
             if not labels[n]:
                 del labels[n]
         return labels
+
+    def route_changes(self, previous: "RouteTable") -> tuple[list[Route], list[Route]]:
+        """The routes of ``previous`` that this table lacks, and this table's routes
+        that ``previous`` lacks (by identity): what ``previous.updated`` needs to
+        make a table with this one's routes (crdgate/workers.py sends only that to
+        its proxy workers). Host groups and path buckets the two tables share are
+        skipped without a look, so for a table made by ``updated`` the cost follows
+        the change; for two unrelated tables it is every route."""
+        removed: dict[int, Route] = {}
+        added: dict[int, Route] = {}
+        for old, new in ((previous._exact, self._exact), (previous._wild, self._wild)):
+            if old is not new:
+                for key in old.keys() | new.keys():
+                    _group_changes(old.get(key), new.get(key), removed, added)
+        _group_changes(previous._any, self._any, removed, added)
+        return list(removed.values()), list(added.values())
 
     def with_endpoints(self, endpoints: Mapping[str, EndpointSet], generation: int) -> "RouteTable":
         """Same routes, new endpoints: the cheap update for endpoint churn."""
