@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.compile import CompileOptions
+from crdgate.logs import LogConfig
 from gateway.config import GatewayConfig
+
+__all__ = ["Config", "KubeSource", "LogConfig", "ManifestsSource", "RateLimitConfig", "TLSConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +63,6 @@ class RateLimitConfig:
     redis_failure: str = "open"  # open (allow) | closed (429) when Redis fails
     redis_timeout: float = 0.05  # seconds one Redis call may take
     max_keys: int = 100_000  # Local keys held in memory
-
-
-@dataclass(frozen=True, slots=True)
-class LogConfig:
-    """The process log on stderr (crdgate/logs.py); the access log is the data plane's."""
-
-    format: str = "json"  # json | text, already resolved from auto
-    level: str = "info"
-    buffer_bytes: int = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
