@@ -587,7 +587,7 @@ class RouteTable:
 
     __slots__ = (
         "generation", "endpoints", "fallback", "_exact", "_wild", "_any", "_wild_lens", "_wild_labels",
-        "_memo", "_count", "_order",
+        "_memo", "_count", "_order", "_change",
     )  # fmt: skip
 
     def __init__(
@@ -613,6 +613,9 @@ class RouteTable:
         self._memo: dict[tuple[str, str, str], MatchResult] = {}
         self._count = len(routes)
         self._order: list = [None]  # see ``routes``
+        # (the ``_order`` box of the table this one was made from, routes removed, routes added):
+        # what ``route_changes`` answers without a walk. None for a table built whole.
+        self._change: tuple | None = None
 
     def _set_wild_labels(self, labels: dict[int, int]) -> None:
         # Wildcard suffixes by label count, to try the longest first.
@@ -666,9 +669,13 @@ class RouteTable:
         if not removed and not added and fallback is self.fallback:
             t._memo = self._memo  # same routes, same answers
             t._order = self._order
+            t._change = None  # same host groups: route_changes sees that at once
             return t
         t._memo = {}
         t._order = [None]
+        # Tables share an ``_order`` box exactly when they have the same routes (see
+        # above), so it names "the routes of ``self``" without keeping ``self`` alive.
+        t._change = (self._order, tuple(removed), tuple(added))
         changes: dict[tuple[str, str], tuple[list[Route], list[Route]]] = {}
         for r in removed:
             for where in _host_keys(r):
@@ -711,9 +718,12 @@ class RouteTable:
         """The routes of ``previous`` that this table lacks, and this table's routes
         that ``previous`` lacks (by identity): what ``previous.updated`` needs to
         make a table with this one's routes (crdgate/workers.py sends only that to
-        its proxy workers). Host groups and path buckets the two tables share are
-        skipped without a look, so for a table made by ``updated`` the cost follows
-        the change; for two unrelated tables it is every route."""
+        its proxy workers). A table made by ``previous.updated`` remembers what it
+        was given; otherwise the host groups and path buckets the two tables share
+        are skipped without a look, and two unrelated tables cost every route."""
+        change = self._change
+        if change is not None and change[0] is previous._order:  # made from previous (or one with its routes)
+            return list(change[1]), list(change[2])
         removed: dict[int, Route] = {}
         added: dict[int, Route] = {}
         for old, new in ((previous._exact, self._exact), (previous._wild, self._wild)):

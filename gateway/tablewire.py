@@ -49,6 +49,7 @@ MAX_FRAME = 1 << 30  # a frame longer than this is a broken channel, not a table
 PROTOCOL = 5
 TABLE, UPDATE, APPLIED = "table", "update", "applied"
 UNCHANGED = ()
+EMPTY = RouteTable()
 
 
 class ChannelError(Exception):
@@ -82,13 +83,20 @@ class TableEncoder:
         self.table: RouteTable | None = None
         self.certificates: Mapping[str, Any] = {}
         self._tids: dict[int, int] = {}  # id(route) -> number, for the routes of self.table
+        self._routes: dict[int, Route] = {}  # number -> route: the snapshot, without sorting the table
         self._next = 0
         self._snapshot: bytes | None = None
 
     def _number(self, route: Route) -> int:
         self._next += 1
         self._tids[id(route)] = self._next
+        self._routes[self._next] = route
         return self._next
+
+    def _forget(self, route: Route) -> int:
+        tid = self._tids.pop(id(route))
+        del self._routes[tid]
+        return tid
 
     def update(self, table: RouteTable, certificates: Mapping[str, Any] | None = None) -> bytes | None:
         """The frame that takes a worker holding the previous table to this one
@@ -102,11 +110,11 @@ class TableEncoder:
         self.table = table
         self._snapshot = None
         if previous is None:
-            for r in table.routes:
+            for r in table.route_changes(EMPTY)[1]:
                 self._number(r)
             return None
         removed, added = table.route_changes(previous)
-        gone = [self._tids.pop(id(r)) for r in removed]
+        gone = [self._forget(r) for r in removed]
         new = [(self._number(r), r) for r in added]
         endpoints: dict[str, EndpointSet] = {}
         dropped: list[str] = []
@@ -125,7 +133,7 @@ class TableEncoder:
         if table is None:
             return None
         if self._snapshot is None:  # workers starting together share one encoding
-            routes = [(self._tids[id(r)], r) for r in table.routes]
+            routes = list(self._routes.items())
             self._snapshot = frame((TABLE, table.generation, routes, dict(table.endpoints), table.fallback,
                                     dict(self.certificates)))
         return self._snapshot
