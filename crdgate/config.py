@@ -74,3 +74,5 @@ class Config:
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     logging: LogConfig = field(default_factory=LogConfig)
     workers: int = 1  # proxy processes sharing the listen port (crdgate/workers.py)
+    # With workers == 1: the controller in its own process anyway (crdgate/workers.py).
+    controller_process: bool = False

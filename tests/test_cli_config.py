@@ -76,6 +76,7 @@ def kube_flags(ca_file: str) -> dict[str, list[str]]:
         "--drain-seconds": ["1.5"],
         "--shutdown-timeout": ["9.5"],
         "--workers": ["3"],
+        "--controller-process": ["on"],
         "--listen-tls": ["127.0.0.1:18443"],
         "--default-certificate": ["crdgate-system/wildcard"],
         "--upstream-ca-file": [ca_file],
@@ -120,6 +121,7 @@ def expected_kube_config(ca_file: str) -> Config:
                                   max_keys=500),
         logging=LogConfig(format="text", level="debug", buffer_bytes=65536),
         workers=3,
+        controller_process=True,
     )
 
 

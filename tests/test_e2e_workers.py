@@ -390,3 +390,25 @@ async def test_shutdown_drains_requests_in_flight_on_every_worker(tmp_path):
     finally:
         gw.close()
         await users.runner.cleanup()
+
+
+async def test_one_worker_with_the_controller_in_a_process_of_its_own(tmp_path):
+    """--controller-process on: --workers 1 split as --workers 2+ is (one proxy process under the controller)."""
+    users = await start_backend("users")
+    (tmp_path / "svc.yaml").write_text(endpoint_manifests("shop", "users", users.port))
+    (tmp_path / "route.yaml").write_text(ROUTE)
+    gw = GatewayProcess(tmp_path, "--controller-process", "on")
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, gw.wait_ready, 60.0)
+        assert len(workers_of(gw.proc.pid)) == 1
+        async with aiohttp.ClientSession() as s:
+            for _ in range(5):
+                async with s.get(gw.base + "/users") as r:
+                    assert r.status == 200
+            async with s.get(gw.admin + "/readyz") as r:
+                assert (await r.json())["workers"] == 1
+        assert gw.terminate(timeout=30) == 0
+    finally:
+        gw.close()
+        await users.runner.cleanup()
