@@ -20,7 +20,7 @@ JWT keys, TLS private keys). Each worker serves its admin on a Unix socket
 and only this user can reach a worker's admin.
 
 The supervisor owns the admin port. ``/readyz`` is ready when every worker has
-applied a table and none is behind the current one for more than
+applied a table and none has left a table it was sent unapplied for more than
 ``LAG_GRACE`` seconds (a worker answers ``applied`` after each table it
 serves). ``/metrics`` merges the workers' metrics with a ``worker`` label and
 adds the controller's own (compiles, objects, watches, leader, status writes),
@@ -46,6 +46,7 @@ import signal
 import socket
 import tempfile
 import time
+from collections import deque
 from typing import Any
 
 import aiohttp
@@ -102,6 +103,7 @@ class WorkerLink:
         self.writer: asyncio.StreamWriter | None = None
         self.synced = False  # has been sent a whole table; updates follow in order
         self.applied: int | None = None  # generation of the last table the worker said it serves
+        self.unapplied: deque[tuple[int, float]] = deque()  # (generation, monotonic time sent), oldest first
         self._reader_task: asyncio.Task | None = None
 
     async def open(self) -> None:
@@ -119,13 +121,20 @@ class WorkerLink:
                 return
             if message[0] == APPLIED:
                 self.applied = message[1]
+                while self.unapplied and self.unapplied[0][0] <= self.applied:
+                    self.unapplied.popleft()
 
-    def send(self, data: bytes) -> bool:
+    def send(self, data: bytes, generation: int) -> bool:
         """Queue a frame; False when the worker is this far behind (see MAX_BACKLOG)."""
         if self.writer is None or self.writer.is_closing():
             return True
         self.writer.write(data)
+        self.unapplied.append((generation, time.monotonic()))
         return self.writer.transport.get_write_buffer_size() <= MAX_BACKLOG
+
+    def lagging(self, now: float) -> bool:
+        """A table sent LAG_GRACE seconds ago or more is not applied yet."""
+        return bool(self.unapplied) and now - self.unapplied[0][1] >= LAG_GRACE
 
     def close(self) -> None:
         if self._reader_task is not None:
@@ -148,7 +157,6 @@ class Supervisor:
         self.deaths: list[list[float]] = [[] for _ in range(self.n)]
         self.stopping = False
         self.encoder = TableEncoder()
-        self.sent_at = 0.0  # monotonic time the current table went out
         self.controller: Controller | None = None
         self.control_plane = None
 
@@ -158,7 +166,6 @@ class Supervisor:
         """The publisher's ``on_result``: the new table (and certificates) to every worker."""
         certificates = getattr(result, "certificates", None) if self.config.gateway.listen_tls else None
         update = self.encoder.update(result.table, certificates)
-        self.sent_at = time.monotonic()
         for link in self.links:
             if link is not None:
                 self._feed(link, update)
@@ -169,7 +176,7 @@ class Supervisor:
         else:
             data = self.encoder.snapshot()
             link.synced = data is not None
-        if data is not None and not link.send(data):
+        if data is not None and not link.send(data, self.encoder.table.generation):
             proc = self.procs[link.index]
             log.error("worker %d is not reading its table channel (%d bytes queued): restarting it",
                       link.index, MAX_BACKLOG)
@@ -235,16 +242,15 @@ class Supervisor:
                 link.close()
 
     def ready(self) -> tuple[bool, int]:
-        """(every worker serves the current table, or one sent less than LAG_GRACE ago; how many serve it)."""
-        table = self.encoder.table
-        if self.stopping or table is None:
+        """(every worker serves a table and none has left one unapplied for LAG_GRACE; how many are so)."""
+        if self.stopping or self.encoder.table is None:
             return False, 0
-        fresh = time.monotonic() - self.sent_at < LAG_GRACE
+        now = time.monotonic()
         serving = 0
         for p, link in zip(self.procs, self.links):
             if p is None or not p.is_alive() or link is None or link.applied is None:
                 continue
-            if link.applied == table.generation or fresh:
+            if not link.lagging(now):
                 serving += 1
         return serving == self.n, serving
 
