@@ -140,10 +140,12 @@ async def serve_worker(spec: WorkerSpec, channel: socket.socket) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait((feeding, stopping), return_when=asyncio.FIRST_COMPLETED)
+    code = 0
     if feeding.done() and not stop.is_set():
         exc = feeding.exception()
-        if exc is not None:
-            log.error("worker %d: table channel broken: %r", spec.index, exc)
+        if exc is not None:  # a bug, or not our protocol: exit non-zero, the supervisor starts a fresh worker
+            log.error("worker %d: table channel broken: %r", spec.index, exc, exc_info=exc)
+            code = 1
         else:
             log.warning("worker %d: the controller closed the table channel: draining", spec.index)
     else:
@@ -155,4 +157,4 @@ async def serve_worker(spec: WorkerSpec, channel: socket.socket) -> int:
     writer.close()
     await admin.cleanup()
     log.info("worker %d stopped", spec.index)
-    return 0
+    return code

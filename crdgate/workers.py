@@ -224,7 +224,12 @@ class Supervisor:
 
     def _restart(self, i: int) -> None:
         if not self.stopping and self.procs[i] is None:
-            asyncio.ensure_future(self.start_worker(i))
+            asyncio.ensure_future(self.start_worker(i)).add_done_callback(self._started)
+
+    @staticmethod
+    def _started(task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:  # e.g. out of processes: say so
+            log.error("restarting a worker failed: %r", task.exception(), exc_info=task.exception())
 
     async def stop(self, kill: bool = False) -> None:
         self.stopping = True

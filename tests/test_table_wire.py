@@ -168,3 +168,28 @@ def test_a_regex_route_matches_after_the_trip():
     table = RouteTable([r])
     assert table.match("GET", "h", "/v12/items").route is r
     assert table.match("GET", "h", "/vx/items").route is None
+
+
+def test_certificates_travel_when_they_change_and_serve_on_the_other_side():
+    from tlsharness import CA
+
+    from gateway.tls import CertificateStore
+
+    ca = CA()
+    certs = {"shop.example.com": ca.issue("shop.example.com").bundle("Secret shop/tls")}
+    t1 = RouteTable([_route("ns/a")], generation=1)
+    encoder, decoder = TableEncoder(), TableDecoder()
+    encoder.update(t1, certs)
+    _, got = decoder.apply(load(encoder.snapshot()[HEADER:]))
+    assert got == certs
+    store = CertificateStore()
+    store.update(got)
+    context, _ = store.select("shop.example.com")
+    assert context is not None
+    # Same certificates (an equal mapping, as a refresh hands out): not sent again.
+    t2 = t1.with_endpoints({}, 2)
+    message = pickle.loads(encoder.update(t2, dict(certs))[HEADER:])
+    assert message[-1] is None
+    rotated = {"shop.example.com": ca.issue("shop.example.com").bundle("Secret shop/tls")}
+    _, got = decoder.apply(load(encoder.update(t2.with_endpoints({}, 3), rotated)[HEADER:]))
+    assert got == rotated
