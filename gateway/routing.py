@@ -36,6 +36,12 @@ PATH_EXACT = "Exact"
 PATH_PREFIX = "Prefix"
 PATH_REGEX = "RegularExpression"
 
+# _PICKLING: the classes routing.pxd declares are rebuilt through their
+# constructor when unpickled (``__reduce__``): compiled by Cython they get no
+# pickling of their own (setup.py turns auto_pickle off), and a table travels
+# pickled to the --workers proxy processes (gateway/tablewire.py). Derived
+# fields (``plain``, ``answers_early``) are computed again by __post_init__.
+
 # Gateway API: a request no HTTPRoute matches is 404, even when only its method
 # differs; the methods of these routes never make a 405.
 KIND_HTTPROUTE = "HTTPRoute"
@@ -68,6 +74,9 @@ class Endpoint:
     port: int
     tls: bool = False  # https upstream (url backends with https://)
 
+    def __reduce__(self):  # see _PICKLING
+        return (Endpoint, (self.host, self.port, self.tls))
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
@@ -82,11 +91,17 @@ class EndpointSet:
     state: str = ENDPOINTS_OK
     host_header: str | None = None  # url backends send their own Host unless told otherwise
 
+    def __reduce__(self):  # see _PICKLING
+        return (EndpointSet, (self.key, self.endpoints, self.state, self.host_header))
+
 
 @dataclass(frozen=True)
 class BackendRef:
     key: str  # key into RouteTable.endpoints
     weight: int = 1
+
+    def __reduce__(self):  # see _PICKLING
+        return (BackendRef, (self.key, self.weight))
 
 
 # -- per-route policies (plain settings; the proxy applies them) ---------------
@@ -128,6 +143,9 @@ class Timeouts:
     backend_request: float | None = None  # one upstream try; None = request's
     connect: float = 5.0
 
+    def __reduce__(self):  # see _PICKLING
+        return (Timeouts, (self.request, self.backend_request, self.connect))
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -136,6 +154,10 @@ class RetryPolicy:
     on_connect_failure: bool = True
     backoff: float = 0.025  # seconds, doubled per retry
     non_idempotent: bool = False
+
+    def __reduce__(self):  # see _PICKLING
+        return (RetryPolicy,
+                (self.attempts, self.status_codes, self.on_connect_failure, self.backoff, self.non_idempotent))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +177,9 @@ class RateLimitPolicy:
     key: str = "ClientAddress"  # ClientAddress | Consumer | Header | Route
     key_header: str | None = None  # lower-case header name when key == "Header"
     scope: str = "Local"  # Local | Global
+
+    def __reduce__(self):  # see _PICKLING
+        return (RateLimitPolicy, (self.requests_per_minute, self.burst, self.key, self.key_header, self.scope))
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +213,11 @@ class RoutePolicy:
         object.__setattr__(self, "answers_early",
                            self.https_redirect or self.redirect is not None or self.cors is not None)
 
+    def __reduce__(self):  # see _PICKLING
+        return (RoutePolicy, (self.auth, self.rate_limit, self.rewrite, self.request_headers, self.response_headers,
+                              self.redirect, self.timeouts, self.retries, self.cors, self.max_body_bytes,
+                              self.load_balancer, self.mirror, self.https_redirect))
+
 
 NO_POLICY = RoutePolicy()
 
@@ -219,6 +249,11 @@ class Route:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plain", self.policy is NO_POLICY or self.policy == NO_POLICY)
+
+    def __reduce__(self):  # see _PICKLING
+        return (Route, (self.name, self.kind, self.path, self.path_type, self.hosts, self.methods, self.headers,
+                        self.query, self.backends, self.policy, self.created, self.wildcard_single_label, self.regex,
+                        self.rule, self.order))
 
     @property
     def prefix_key(self) -> str:

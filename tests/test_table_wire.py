@@ -193,3 +193,42 @@ def test_certificates_travel_when_they_change_and_serve_on_the_other_side():
     rotated = {"shop.example.com": ca.issue("shop.example.com").bundle("Secret shop/tls")}
     _, got = decoder.apply(load(encoder.update(t2.with_endpoints({}, 3), rotated)[HEADER:]))
     assert got == rotated
+
+
+def test_every_field_of_the_compiled_classes_survives_the_pickle():
+    """routing.pxd's classes pickle through ``__reduce__`` (compiled, they have no pickling of
+    their own): a field added to one of them and forgotten there would be lost on the way."""
+    import dataclasses
+
+    from gateway.routing import (
+        CorsPolicy,
+        RateLimitPolicy,
+        RetryPolicy,
+        Rewrite,
+        StringMatch,
+        Timeouts,
+    )
+
+    policy = RoutePolicy(
+        auth=APIKeyAuthenticator({"a": "k"}), rate_limit=RateLimitPolicy(60, 5, "Header", "x-user", "Global"),
+        rewrite=Rewrite("ReplacePrefixMatch", "/v2"), timeouts=Timeouts(3.0, 1.0, 2.0),
+        retries=RetryPolicy(3, frozenset({503}), False, 0.5, True), cors=CorsPolicy(("*",)), max_body_bytes=10,
+        load_balancer="LeastRequest", https_redirect=True)
+    route = Route(name="ns/r", kind="Ingress", path="/x", path_type="Exact", hosts=("*.a.example",),
+                  methods=frozenset({"GET"}), headers=(StringMatch("x-a", "1"),), query=(StringMatch("q", "v"),),
+                  backends=(BackendRef("ns/s:80", 3),), policy=policy, created="2026-01-01T00:00:00Z",
+                  wildcard_single_label=True, regex=None, rule="rules[0].paths[1]", order=7)
+    objects = [route, policy, policy.rate_limit, policy.timeouts, policy.retries, BackendRef("k", 2),
+               Endpoint("10.0.0.1", 8443, True), EndpointSet("k", (Endpoint("h", 1),), "NoReadyEndpoints", "h.example")]
+    for obj in objects:
+        back = pickle.loads(pickle.dumps(obj))
+        assert type(back) is type(obj)
+        for f in dataclasses.fields(obj):
+            got, want = getattr(back, f.name), getattr(obj, f.name)
+            if f.name == "auth":
+                assert type(got) is type(want)
+            elif f.name == "policy":
+                assert got.rate_limit == want.rate_limit and got.retries == want.retries
+            else:
+                assert got == want, (type(obj).__name__, f.name)
+    assert not pickle.loads(pickle.dumps(route)).plain and pickle.loads(pickle.dumps(_route("ns/p"))).plain
