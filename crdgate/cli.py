@@ -160,7 +160,11 @@ def _add_gateway_flags(p: argparse.ArgumentParser, listen: str = "0.0.0.0:8080",
     _add(g, "--shutdown-timeout", 25.0, float, "after listeners close, seconds in-flight requests get to finish")
     _add(g, "--h2c", True, bool,
          "serve cleartext HTTP/2 with prior knowledge on --listen besides HTTP/1.1 (off: the HTTP/2 preface gets 505)")
-    _add(g, "--workers", 1, int, "proxy processes sharing the listen port (SO_REUSEPORT), each with its own controller")
+    _add(g, "--workers", 1, int,
+         "proxy processes sharing the listen port (SO_REUSEPORT), fed their routing tables by one controller process")
+    _add(g, "--controller-process", False, bool,
+         "with --workers 1: run the controller in a process of its own beside the proxy, as --workers 2+ always "
+         "does (a change then costs the proxy a table update, not a compile)")
     t = p.add_argument_group("TLS")
     _add(t, "--listen-tls", None, _hostport,
          "address of the HTTPS listener, e.g. :8443; certificates come from the kubernetes.io/tls Secrets named "
@@ -357,6 +361,7 @@ def build_config(args) -> Config:
         logging=LogConfig(format=resolve_log_format(args.log_format), level=args.log_level,
                           buffer_bytes=args.log_buffer_bytes),
         workers=_positive(args.workers, "--workers"),
+        controller_process=args.controller_process,
     )
 
 
@@ -612,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     before, after = run.raise_open_file_limit()  # before any worker starts: they inherit it
     if after > before:
         log.info("open-file limit raised from %d to %d", before, after)
-    if config.workers > 1:
+    if config.workers > 1 or config.controller_process:
         return workers.supervise(config)
     return run.run_gateway(config)
 

@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.compile import CompileOptions
+from crdgate.logs import LogConfig
 from gateway.config import GatewayConfig
+
+__all__ = ["Config", "KubeSource", "LogConfig", "ManifestsSource", "RateLimitConfig", "TLSConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +69,6 @@ class RateLimitConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class LogConfig:
-    """The process log on stderr (crdgate/logs.py); the access log is the data plane's."""
-
-    format: str = "json"  # json | text, already resolved from auto
-    level: str = "info"
-    buffer_bytes: int = 4 << 20
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     source: ManifestsSource | KubeSource
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
@@ -83,3 +77,5 @@ class Config:
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     logging: LogConfig = field(default_factory=LogConfig)
     workers: int = 1  # proxy processes sharing the listen port (crdgate/workers.py)
+    # With workers == 1: the controller in its own process anyway (crdgate/workers.py).
+    controller_process: bool = False

@@ -1,7 +1,7 @@
 """The process log: JSON lines or text on stderr, through a writer that never blocks.
 
 Set up once by the command line (crdgate/cli.py) and again in each
-``--workers`` child (crdgate/workers.py), from the same ``LogConfig``. The
+``--workers`` child (crdgate/proxyworker.py), from the same ``LogConfig``. The
 access log is the data plane's own (gateway/server.py).
 """
 
@@ -11,8 +11,8 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 
-from crdgate.config import LogConfig
 from gateway import metrics
 from gateway.logwriter import MAX_BUFFER, LogWriter, LogWriterHandler, stream_fd
 
@@ -35,6 +35,17 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """The process log on stderr; the access log is the data plane's. Part of
+    crdgate.config.Config; defined here so that a proxy worker, which never
+    loads the controller (crdgate/proxyworker.py), can receive it."""
+
+    format: str = "json"  # json | text, already resolved from auto
+    level: str = "info"
+    buffer_bytes: int = 4 << 20
 
 
 def setup_logging(config: LogConfig) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import signal
 import socket
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import uvloop
 
@@ -25,8 +25,9 @@ from crdgate.config import Config, KubeSource
 from crdgate.controlview import control_plane_view
 from crdgate.explain import not_ready_objects
 from gateway import _native
-from gateway.admin import start_admin, start_admin_unix
+from gateway.admin import start_admin
 from gateway.ratelimit import RateLimiter
+from gateway.routing import RouteTable
 from gateway.server import Server
 from gateway.tls import CertificateStore
 
@@ -71,40 +72,28 @@ def make_limiter(config: Config) -> RateLimiter:
                                    timeout=rl.redis_timeout, max_keys=rl.max_keys, lease_max=rl.lease_max)
 
 
-async def serve(config: Config, sock: socket.socket | None = None, started=None, admin_socket: str | None = None,
+async def serve(config: Config, sock: socket.socket | None = None, started=None,
                 stop: asyncio.Event | None = None) -> int:
     """One gateway on this event loop, until ``stop`` is set or a signal arrives; returns the exit code.
 
-    ``started(server, publisher)`` is called once the listeners are up;
-    ``admin_socket``: serve admin on that Unix socket (a worker's) instead of
-    ``config.gateway.admin_listen``.
+    ``started(server, publisher)`` is called once the listeners are up.
+    (``--workers N``: crdgate/workers.py runs the controller and
+    crdgate/proxyworker.py the proxies instead.)
     """
     gw = config.gateway
     loop = asyncio.get_running_loop()
-    store = Store()
-    tls = _tls_wiring(config)
-    server = Server(gw, limiter=make_limiter(config), certificates=tls.certificates)
-    tasks: list[asyncio.Task] = []
-    status_sink = None
-    if isinstance(config.source, KubeSource):
-        from controller.kube import KubeConfigError  # the Kubernetes client loads only for --kube
-
-        try:
-            source, status_sink, extra_tasks = await _kube_source(config, config.source, store, tls.default)
-        except (KubeConfigError, ValueError) as e:  # a bad kubeconfig or flag: say so, no traceback
-            log.error("%s", e)
-            return 1
-        tasks += extra_tasks
-    else:
-        source = ManifestSource(store, config.source.path)
-    publisher = Publisher(store, config.compile, on_table=server.swap, on_statuses=status_sink, required_kinds=KINDS,
-                          settle_heap=True, **tls.publisher_seams)
+    certificates = CertificateStore() if gw.listen_tls is not None else None
+    server = Server(gw, limiter=make_limiter(config), certificates=certificates)
+    controller = await start_controller(config, on_table=server.swap, certificates=certificates)
+    if controller is None:
+        return 1
+    source, publisher, tasks = controller
     # The admin dashboard's view of the controller: statuses and load errors as plain data.
     server.control_plane = control_plane_view(publisher, source if isinstance(source, ManifestSource) else None,
                                               {"maxKeys": config.ratelimit.max_keys})
 
     try:
-        await server.start(sock=sock, reuse_port=config.workers > 1)
+        await server.start(sock=sock)
     except OSError as e:
         log.error("cannot listen on %s:%d: %s", *gw.listen, e)
         return 1
@@ -113,15 +102,7 @@ async def serve(config: Config, sock: socket.socket | None = None, started=None,
     def not_ready():  # for the admin /explain: the objects the last compile did not make Ready, and why
         return not_ready_objects(publisher.last_statuses.values())
 
-    if admin_socket is not None:
-        try:
-            admin = await start_admin_unix(server, admin_socket, not_ready=not_ready)
-        except OSError as e:
-            log.error("cannot listen on admin socket %s: %s", admin_socket, e)
-            await server.close()
-            return 1
-        admin_at = f"unix:{admin_socket}"
-    elif gw.admin_listen is not None and gw.admin_listen[1] >= 0:
+    if gw.admin_listen is not None and gw.admin_listen[1] >= 0:
         try:
             admin = await start_admin(server, *gw.admin_listen, not_ready=not_ready)
         except OSError as e:
@@ -184,41 +165,81 @@ async def serve(config: Config, sock: socket.socket | None = None, started=None,
     return 0
 
 
+class Controller(NamedTuple):
+    source: Any  # ManifestSource, or the Kubernetes API's reflectors
+    publisher: Publisher
+    tasks: list[asyncio.Task]  # started already (leader election, status writer); cancel to stop
+
+
+async def start_controller(config: Config, on_table: Callable[[RouteTable], None] = lambda table: None,
+                           on_result: Callable[[Any], None] | None = None,
+                           certificates: CertificateStore | None = None) -> Controller | None:
+    """The controller half: source -> store -> publisher (-> status writer on the leader).
+
+    ``on_table`` gets each published table, then ``on_result`` the whole
+    compile result (with ``--listen-tls``, its certificates, already fed to
+    ``certificates`` when given). The caller starts ``source.run()`` and
+    ``publisher.run()`` once its listeners are up. None (logged) for a bad
+    kubeconfig or flag.
+    """
+    store = Store()
+    tls = _tls_wiring(config, certificates, on_result)
+    tasks: list[asyncio.Task] = []
+    status_sink = None
+    if isinstance(config.source, KubeSource):
+        from controller.kube import KubeConfigError  # the Kubernetes client loads only for --kube
+
+        try:
+            source, status_sink, extra_tasks = await _kube_source(config, config.source, store, tls.default)
+        except (KubeConfigError, ValueError) as e:  # a bad kubeconfig or flag: say so, no traceback
+            log.error("%s", e)
+            return None
+        tasks += extra_tasks
+    else:
+        source = ManifestSource(store, config.source.path)
+    publisher = Publisher(store, config.compile, on_table=on_table, on_statuses=status_sink, required_kinds=KINDS,
+                          settle_heap=True, **tls.publisher_seams)
+    return Controller(source, publisher, tasks)
+
+
 class _TLSWiring(NamedTuple):
-    certificates: CertificateStore | None  # None without --listen-tls
     default: tuple[str, str] | None  # --default-certificate
     publisher_seams: dict[str, Any]  # Publisher keyword arguments: compiler, refresh, adopt, on_result
 
 
-def _tls_wiring(config: Config) -> _TLSWiring:
-    """With ``--listen-tls``: the certificate store, and the publisher seams that feed it.
+def _tls_wiring(config: Config, store: CertificateStore | None,
+                on_result: Callable[[Any], None] | None) -> _TLSWiring:
+    """With ``--listen-tls``: the publisher seams that compile certificates with every table.
 
-    Certificates are compiled with every table (controller/certs.py) and handed
-    to the store right after the swap; problems show in the owning objects'
-    statuses, the default certificate's in the log.
+    Certificates (controller/certs.py) go to ``store`` right after the swap
+    (a proxy worker's store gets them over its channel: crdgate/workers.py);
+    problems show in the owning objects' statuses, the default certificate's
+    in the log. ``on_result`` (the caller's) follows.
     """
     default = config.tls.default_certificate
     if config.gateway.listen_tls is None:
         if default is not None:
             log.warning("--default-certificate is ignored without --listen-tls")
-        return _TLSWiring(None, None, {})
-    store = CertificateStore()
+        return _TLSWiring(None, {"on_result": on_result} if on_result is not None else {})
     compiler = CertificateCompiler(CertificateOptions(default_certificate=default))
     reported: list = [None]
 
-    def on_result(result) -> None:
+    def on_tls_result(result) -> None:
         certs = getattr(result, "certificates", None)
-        if certs is None:
-            return
-        store.update(certs)
-        problems = result.certificate_problems.get(DEFAULT_OWNER)
-        if problems != reported[0]:
-            reported[0] = problems
-            for _, message in problems or ():
-                log.warning("--default-certificate: %s", message)
+        if certs is not None:
+            if store is not None:
+                store.update(certs)
+            problems = result.certificate_problems.get(DEFAULT_OWNER)
+            if problems != reported[0]:
+                reported[0] = problems
+                for _, message in problems or ():
+                    log.warning("--default-certificate: %s", message)
+        if on_result is not None:
+            on_result(result)
 
-    seams = {"compiler": compiler.compile, "refresh": compiler.refresh, "adopt": compiler.adopt, "on_result": on_result}
-    return _TLSWiring(store, default, seams)
+    seams = {"compiler": compiler.compile, "refresh": compiler.refresh, "adopt": compiler.adopt,
+             "on_result": on_tls_result}
+    return _TLSWiring(default, seams)
 
 
 async def _kube_source(config: Config, kube_source: KubeSource, store: Store,

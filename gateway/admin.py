@@ -19,6 +19,29 @@ from gateway.explain import ExplainError, explain, parse_headers
 from gateway.tablejson import table_to_json
 
 
+def routes_response(table) -> web.Response:
+    """``/routes``: the table as JSON (also the ``--workers`` supervisor's, from the controller's table)."""
+    if table is None:
+        return web.json_response({"generation": None, "routes": []}, status=503)
+    body = {"generation": table.generation, "routes": table_to_json(table)}
+    return web.Response(text=json.dumps(body, indent=1), content_type="application/json")
+
+
+def explain_response(table, request: web.Request, not_ready=None) -> web.Response:
+    """``/explain?method=&url=&header=``: which route of ``table`` a request would reach, and why."""
+    if table is None:
+        return web.json_response({"error": "no routing table yet"}, status=503)
+    q = request.query
+    if "url" not in q:
+        return web.json_response({"error": "missing query parameter url (and method, header...)"}, status=400)
+    try:
+        doc = explain(table, q.get("method", "GET"), q["url"], parse_headers(q.getall("header", [])))
+    except ExplainError as e:
+        return web.json_response({"error": str(e)}, status=400)
+    doc["notReady"] = list(not_ready()) if not_ready is not None else None
+    return web.Response(text=json.dumps(doc, indent=1), content_type="application/json")
+
+
 def make_app(server, extra_ready=None, not_ready=None) -> web.Application:
     """``extra_ready``: optional callable returning (ok, reason) for more readiness checks.
     ``not_ready``: optional callable returning the objects the last compile did not make
@@ -47,25 +70,10 @@ def make_app(server, extra_ready=None, not_ready=None) -> web.Application:
         return resp
 
     async def routes(_: web.Request) -> web.Response:
-        table = server.table
-        if table is None:
-            return web.json_response({"generation": None, "routes": []}, status=503)
-        body = {"generation": table.generation, "routes": table_to_json(table)}
-        return web.Response(text=json.dumps(body, indent=1), content_type="application/json")
+        return routes_response(server.table)
 
     async def explain_handler(request: web.Request) -> web.Response:
-        table = server.table
-        if table is None:
-            return web.json_response({"error": "no routing table yet"}, status=503)
-        q = request.query
-        if "url" not in q:
-            return web.json_response({"error": "missing query parameter url (and method, header...)"}, status=400)
-        try:
-            doc = explain(table, q.get("method", "GET"), q["url"], parse_headers(q.getall("header", [])))
-        except ExplainError as e:
-            return web.json_response({"error": str(e)}, status=400)
-        doc["notReady"] = list(not_ready()) if not_ready is not None else None
-        return web.Response(text=json.dumps(doc, indent=1), content_type="application/json")
+        return explain_response(server.table, request, not_ready)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -86,7 +94,7 @@ async def start_admin(server, host: str, port: int, extra_ready=None, not_ready=
 
 
 async def start_admin_unix(server, path: str, not_ready=None) -> web.AppRunner:
-    """The same app on a Unix socket: a worker's admin, reached only by its supervisor
+    """The same app on a Unix socket: a proxy worker's admin, reached only by its supervisor
     (the socket lives in the supervisor's private directory, see crdgate/workers.py)."""
     runner = web.AppRunner(make_app(server, not_ready=not_ready), access_log=None, handle_signals=False)
     await runner.setup()

@@ -60,6 +60,11 @@ class Regex:
     def __repr__(self) -> str:
         return f"Regex({self.pattern!r})"
 
+    def __reduce__(self):
+        # Compiled again where it is unpickled (a table sent to a proxy worker):
+        # the engine's objects do not travel.
+        return (Regex, (self.pattern,))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Regex) and other.pattern == self.pattern
 

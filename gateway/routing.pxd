@@ -69,7 +69,7 @@ cdef class RouteTable:
     # public: ``updated`` fills in a new table through Python attribute writes.
     cdef public object generation, fallback
     cdef public dict endpoints
-    cdef public object _exact, _wild, _any, _wild_lens, _wild_labels, _count, _order
+    cdef public object _exact, _wild, _any, _wild_lens, _wild_labels, _count, _order, _change
     cdef public dict _memo
     cdef public Py_ssize_t _memo_limit
 

@@ -36,6 +36,12 @@ PATH_EXACT = "Exact"
 PATH_PREFIX = "Prefix"
 PATH_REGEX = "RegularExpression"
 
+# _PICKLING: the classes routing.pxd declares are rebuilt through their
+# constructor when unpickled (``__reduce__``): compiled by Cython they get no
+# pickling of their own (setup.py turns auto_pickle off), and a table travels
+# pickled to the --workers proxy processes (gateway/tablewire.py). Derived
+# fields (``plain``, ``answers_early``) are computed again by __post_init__.
+
 # Gateway API: a request no HTTPRoute matches is 404, even when only its method
 # differs; the methods of these routes never make a 405.
 KIND_HTTPROUTE = "HTTPRoute"
@@ -72,6 +78,9 @@ class Endpoint:
     # backend's ``protocol``.
     http2: bool = False
 
+    def __reduce__(self):  # see _PICKLING
+        return (Endpoint, (self.host, self.port, self.tls, self.http2))
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
@@ -86,11 +95,17 @@ class EndpointSet:
     state: str = ENDPOINTS_OK
     host_header: str | None = None  # url backends send their own Host unless told otherwise
 
+    def __reduce__(self):  # see _PICKLING
+        return (EndpointSet, (self.key, self.endpoints, self.state, self.host_header))
+
 
 @dataclass(frozen=True)
 class BackendRef:
     key: str  # key into RouteTable.endpoints
     weight: int = 1
+
+    def __reduce__(self):  # see _PICKLING
+        return (BackendRef, (self.key, self.weight))
 
 
 # -- per-route policies (plain settings; the proxy applies them) ---------------
@@ -132,6 +147,9 @@ class Timeouts:
     backend_request: float | None = None  # one upstream try; None = request's
     connect: float = 5.0
 
+    def __reduce__(self):  # see _PICKLING
+        return (Timeouts, (self.request, self.backend_request, self.connect))
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -140,6 +158,10 @@ class RetryPolicy:
     on_connect_failure: bool = True
     backoff: float = 0.025  # seconds, doubled per retry
     non_idempotent: bool = False
+
+    def __reduce__(self):  # see _PICKLING
+        return (RetryPolicy,
+                (self.attempts, self.status_codes, self.on_connect_failure, self.backoff, self.non_idempotent))
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +181,9 @@ class RateLimitPolicy:
     key: str = "ClientAddress"  # ClientAddress | Consumer | Header | Route
     key_header: str | None = None  # lower-case header name when key == "Header"
     scope: str = "Local"  # Local | Global
+
+    def __reduce__(self):  # see _PICKLING
+        return (RateLimitPolicy, (self.requests_per_minute, self.burst, self.key, self.key_header, self.scope))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +217,11 @@ class RoutePolicy:
         object.__setattr__(self, "answers_early",
                            self.https_redirect or self.redirect is not None or self.cors is not None)
 
+    def __reduce__(self):  # see _PICKLING
+        return (RoutePolicy, (self.auth, self.rate_limit, self.rewrite, self.request_headers, self.response_headers,
+                              self.redirect, self.timeouts, self.retries, self.cors, self.max_body_bytes,
+                              self.load_balancer, self.mirror, self.https_redirect))
+
 
 NO_POLICY = RoutePolicy()
 
@@ -223,6 +253,11 @@ class Route:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plain", self.policy is NO_POLICY or self.policy == NO_POLICY)
+
+    def __reduce__(self):  # see _PICKLING
+        return (Route, (self.name, self.kind, self.path, self.path_type, self.hosts, self.methods, self.headers,
+                        self.query, self.backends, self.policy, self.created, self.wildcard_single_label, self.regex,
+                        self.rule, self.order))
 
     @property
     def prefix_key(self) -> str:
@@ -378,6 +413,34 @@ class _HostGroup:
 
 
 _EMPTY_GROUP = _HostGroup()
+
+
+def _group_changes(old: _HostGroup | None, new: _HostGroup | None,
+                   removed: dict[int, Route], added: dict[int, Route]) -> None:
+    """``RouteTable.route_changes`` for one host key: the buckets that differ, route by route."""
+    if old is new:
+        return
+    old = old or _EMPTY_GROUP
+    new = new or _EMPTY_GROUP
+    for a, b in ((old.exact, new.exact), (old.prefix, new.prefix)):
+        if a is not b:
+            for key in a.keys() | b.keys():
+                _bucket_changes(a.get(key, ()), b.get(key, ()), removed, added)
+    _bucket_changes(old.regex, new.regex, removed, added)
+
+
+def _bucket_changes(old: tuple[Route, ...], new: tuple[Route, ...],
+                    removed: dict[int, Route], added: dict[int, Route]) -> None:
+    if old is new:
+        return
+    before = {id(r) for r in old}
+    after = {id(r) for r in new}
+    for r in old:
+        if id(r) not in after:
+            removed[id(r)] = r
+    for r in new:
+        if id(r) not in before:
+            added[id(r)] = r
 
 
 def _parse_query(query: str) -> dict[str, str]:
@@ -574,7 +637,7 @@ class RouteTable:
 
     __slots__ = (
         "generation", "endpoints", "fallback", "_exact", "_wild", "_any", "_wild_lens", "_wild_labels",
-        "_memo", "_memo_limit", "_count", "_order",
+        "_memo", "_memo_limit", "_count", "_order", "_change",
     )  # fmt: skip
 
     def __init__(
@@ -601,6 +664,9 @@ class RouteTable:
         self._count = len(routes)
         self._memo_limit = memo_limit(self._count)
         self._order: list = [None]  # see ``routes``
+        # (the ``_order`` box of the table this one was made from, routes removed, routes added):
+        # what ``route_changes`` answers without a walk. None for a table built whole.
+        self._change: tuple | None = None
 
     def _set_wild_labels(self, labels: dict[int, int]) -> None:
         # Wildcard suffixes by label count, to try the longest first.
@@ -655,9 +721,13 @@ class RouteTable:
         if not removed and not added and fallback is self.fallback:
             t._memo = self._memo  # same routes, same answers
             t._order = self._order
+            t._change = None  # same host groups: route_changes sees that at once
             return t
         t._memo = {}
         t._order = [None]
+        # Tables share an ``_order`` box exactly when they have the same routes (see
+        # above), so it names "the routes of ``self``" without keeping ``self`` alive.
+        t._change = (self._order, tuple(removed), tuple(added))
         changes: dict[tuple[str, str], tuple[list[Route], list[Route]]] = {}
         for r in removed:
             for where in _host_keys(r):
@@ -695,6 +765,25 @@ class RouteTable:
             if not labels[n]:
                 del labels[n]
         return labels
+
+    def route_changes(self, previous: "RouteTable") -> tuple[list[Route], list[Route]]:
+        """The routes of ``previous`` that this table lacks, and this table's routes
+        that ``previous`` lacks (by identity): what ``previous.updated`` needs to
+        make a table with this one's routes (crdgate/workers.py sends only that to
+        its proxy workers). A table made by ``previous.updated`` remembers what it
+        was given; otherwise the host groups and path buckets the two tables share
+        are skipped without a look, and two unrelated tables cost every route."""
+        change = self._change
+        if change is not None and change[0] is previous._order:  # made from previous (or one with its routes)
+            return list(change[1]), list(change[2])
+        removed: dict[int, Route] = {}
+        added: dict[int, Route] = {}
+        for old, new in ((previous._exact, self._exact), (previous._wild, self._wild)):
+            if old is not new:
+                for key in old.keys() | new.keys():
+                    _group_changes(old.get(key), new.get(key), removed, added)
+        _group_changes(previous._any, self._any, removed, added)
+        return list(removed.values()), list(added.values())
 
     def with_endpoints(self, endpoints: Mapping[str, EndpointSet], generation: int) -> "RouteTable":
         """Same routes, new endpoints: the cheap update for endpoint churn."""

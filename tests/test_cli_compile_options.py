@@ -81,29 +81,21 @@ def test_run_and_demo_hand_the_options_on(command, monkeypatch, tmp_path):
     assert seen["options"].auth_defaults == EXPECTED
 
 
-def test_workers_start_with_the_options(monkeypatch, tmp_path):
+def test_the_workers_controller_compiles_with_the_options(tmp_path):
+    """--workers N: the supervisor is the one controller; its publisher compiles with the
+    options, and the proxy workers never compile (their spec holds no compile options)."""
+    import asyncio
+    import dataclasses
+
     from crdgate import workers
-
-    started = []
-
-    class FakeProcess:
-        pid = 4242
-
-        def __init__(self, target, args, name, daemon):
-            started.append(args)
-
-        def start(self):
-            pass
+    from crdgate.run import start_controller
 
     options = CompileOptions(auth_defaults=EXPECTED)
-    sup = workers.Supervisor(Config(source=ManifestsSource(tmp_path), compile=options, workers=2))
-    try:
-        monkeypatch.setattr(sup.ctx, "Process", FakeProcess)
-        sup.start_worker(0)
-        sup.start_worker(1)
-    finally:
-        sup.cleanup()
-    assert [a[0].compile for a in started] == [options, options]
+    config = Config(source=ManifestsSource(tmp_path), compile=options, workers=2)
+    controller = asyncio.run(start_controller(config))
+    assert controller is not None and controller.publisher.options == options
+    spec = workers.worker_spec(config, 0, str(tmp_path / "w.sock"))
+    assert "compile" not in {f.name for f in dataclasses.fields(spec)}
 
 
 def _folder(tmp_path):

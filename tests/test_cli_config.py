@@ -19,7 +19,7 @@ from controller.authbuild import AuthDefaults
 from controller.compile import CompileOptions
 from crdgate import cli
 from crdgate.config import Config, KubeSource, LogConfig, ManifestsSource, RateLimitConfig, TLSConfig
-from crdgate.workers import worker_config
+from crdgate.workers import worker_spec
 from gateway.config import GatewayConfig, Limits
 
 
@@ -79,6 +79,7 @@ def kube_flags(ca_file: str) -> dict[str, list[str]]:
         "--shutdown-timeout": ["9.5"],
         "--workers": ["3"],
         "--h2c": ["off"],
+        "--controller-process": ["on"],
         "--listen-tls": ["127.0.0.1:18443"],
         "--default-certificate": ["crdgate-system/wildcard"],
         "--upstream-ca-file": [ca_file],
@@ -125,6 +126,7 @@ def expected_kube_config(ca_file: str) -> Config:
                                   max_keys=500, lease_max=64),
         logging=LogConfig(format="text", level="debug", buffer_bytes=65536),
         workers=3,
+        controller_process=True,
     )
 
 
@@ -184,11 +186,17 @@ def test_the_identity_defaults_to_the_pods_name():
     assert config_of("--kube").source.identity == "gw-0"
 
 
-def test_each_worker_gets_the_supervisors_config_but_its_own_admin_and_identity(ca_file):
+def test_each_worker_gets_the_data_planes_part_of_the_config_with_its_own_admin(ca_file):
+    """A proxy worker (crdgate/proxyworker.py) gets the data plane's settings, never the whole
+    Config: leader election, the source and the compile are the supervisor's alone."""
     config = expected_kube_config(ca_file)
-    worker = worker_config(config, 2)
-    assert worker.gateway.admin_listen is None and worker.source.identity == "replica-a_worker-2"
-    assert dataclasses.replace(worker, gateway=config.gateway, source=config.source) == config
+    spec = worker_spec(config, 2, "/run/x/worker-2.sock")
+    assert spec.index == 2 and spec.admin_socket == "/run/x/worker-2.sock"
+    assert spec.gateway == dataclasses.replace(config.gateway, admin_listen=None)
+    assert spec.log == config.logging
+    rl = config.ratelimit
+    assert spec.limiter == {"redis_url": rl.redis_url, "failure_mode": rl.redis_failure,
+                            "timeout": rl.redis_timeout, "max_keys": rl.max_keys}
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,4 +1,4 @@
-"""--workers N: several processes share the port; a dead worker is restarted; SIGTERM stops all."""
+"""--workers N: one controller, N proxy workers sharing the port; tables reach every worker; restarts; drain."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from gatewayproc import GatewayProcess, endpoint_manifests
 from polling import eventually
@@ -22,6 +23,39 @@ kind: APIEndpoint
 metadata: {name: users, namespace: shop}
 spec: {path: /users, backendService: users}
 """
+
+
+ORDERS = """
+apiVersion: crdgate.io/v1
+kind: APIEndpoint
+metadata: {name: orders, namespace: shop}
+spec: {path: /orders, backendService: users}
+"""
+
+
+def worker_sockets(gw: GatewayProcess, n: int = 2) -> list[str]:
+    """The workers' admin sockets, from the log (worker i logs ``admin on unix:<dir>/worker-<i>.sock``)."""
+    log = gw.wait_log("worker-%d.sock" % (n - 1), timeout=20)
+    return sorted(set(re.findall(r"admin on unix:(\S+?\.sock)", log)))
+
+
+async def worker_get(sock: str, path: str):
+    """GET ``path`` on one worker's own admin (its Unix socket): what that worker serves."""
+    async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as s:
+        async with s.get("http://worker" + path, timeout=aiohttp.ClientTimeout(total=3)) as r:
+            return r.status, await r.json()
+
+
+async def worker_routes(sock: str) -> set[str]:
+    status, body = await worker_get(sock, "/routes")
+    return {r["name"] for r in body["routes"]} if status == 200 else set()
+
+
+async def worker_endpoints(sock: str, backend: str) -> set[str]:
+    status, body = await worker_get(sock, "/dashboard.json")
+    if status != 200:
+        return set()
+    return {e["address"] for b in body["upstreams"]["backends"] if b["backend"] == backend for e in b["endpoints"]}
 
 
 def children(pid: int) -> list[int]:
@@ -49,7 +83,7 @@ async def test_workers_share_the_port_and_are_restarted(tmp_path):
     gw = GatewayProcess(tmp_path, "--workers", "2")
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(None, gw.wait_ready, 30.0)
+        await loop.run_in_executor(None, gw.wait_ready, 60.0)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
             for _ in range(20):
                 async with s.get(gw.base + "/users") as r:
@@ -165,7 +199,7 @@ async def test_workers_need_no_port_besides_the_admin_and_proxy_ones(tmp_path):
     gw.admin_port = admin_port
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(None, gw.wait_ready, 30.0)
+        await loop.run_in_executor(None, gw.wait_ready, 60.0)
         async with aiohttp.ClientSession() as s:
             async with s.get(gw.admin + "/readyz") as r:
                 assert r.status == 200 and (await r.json())["workers_ready"] == 2
@@ -191,18 +225,29 @@ async def test_workers_need_no_port_besides_the_admin_and_proxy_ones(tmp_path):
         await users.runner.cleanup()
 
 
-async def test_one_status_writer_among_the_workers(tmp_path):
-    """Each worker runs leader election: they must not share one identity, or every worker would lead."""
+async def test_one_controller_per_replica_on_the_api_server(tmp_path):
+    """--workers 2: one list and one watch per kind, one leader election under the replica's
+    identity, one status writer; both workers serve what the API holds."""
     from fakekube import FakeKube, apiendpoint
 
+    users = await start_backend("users")
     fk = FakeKube()
     await fk.start()
-    fk.create(apiendpoint("shop", "users", path="/users", backends=[{"url": "http://127.0.0.1:9"}]))
+    fk.create(apiendpoint("shop", "users", path="/users", backendService=None,
+                          backends=[{"url": f"http://127.0.0.1:{users.port}"}]))
     gw = GatewayProcess(None, "--kubeconfig", fk.kubeconfig(tmp_path / "kubeconfig"), "--lease-namespace", "default",
                         "--identity", "replica-a", "--workers", "2")
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(None, gw.wait_ready, 30.0)
+        await loop.run_in_executor(None, gw.wait_ready, 60.0)
+        for plural in ("apiendpoints", "services", "endpointslices", "ingresses"):
+            assert len(fk.list_requests(plural)) == 1, (plural, fk.list_requests(plural))
+
+            async def watching(plural=plural):
+                return len(fk.watch_requests(plural)) >= 1
+
+            await eventually(watching, 10, f"a watch on {plural}")
+            assert len(fk.watch_requests(plural)) == 1, (plural, fk.watch_requests(plural))
         holder = None
         leaders: list[str] = []
         deadline = time.monotonic() + 20
@@ -211,18 +256,159 @@ async def test_one_status_writer_among_the_workers(tmp_path):
                 lease = fk.get("Lease", "default", "crdgate-leader")
                 holder = lease and lease["spec"]["holderIdentity"]
                 async with s.get(gw.admin + "/metrics") as r:
-                    leaders = re.findall(r'crdgate_leader\{worker="(\d)"\} 1\.0', await r.text())
+                    leaders = re.findall(r"^crdgate_leader(\{[^}]*\})? (\S+)$", await r.text(), re.M)
                 if holder and leaders:
                     break
                 await asyncio.sleep(0.2)
-            assert holder and holder.startswith("replica-a"), holder
-            # Watch for longer than a retry interval (5 s): a second leader would show by then.
-            deadline = time.monotonic() + 8
-            while time.monotonic() < deadline:
-                async with s.get(gw.admin + "/metrics") as r:
-                    leaders = re.findall(r'crdgate_leader\{worker="(\d)"\} 1\.0', await r.text())
-                assert len(leaders) == 1, leaders
-                await asyncio.sleep(0.2)
+            assert holder == "replica-a", holder
+            assert leaders == [("", "1.0")], leaders
+            # Status written once, by the one controller.
+            def ready_status():
+                return (fk.get("APIEndpoint", "shop", "users").get("status") or {}).get("state") == "Ready"
+
+            await eventually(ready_status, 20, "the status written")
+            # A new object reaches both workers through the one watch.
+            fk.create(apiendpoint("shop", "orders", path="/orders", backendService=None,
+                                  backends=[{"url": f"http://127.0.0.1:{users.port}"}]))
+            sockets = worker_sockets(gw)
+
+            async def both():
+                return all(["shop/orders" in await worker_routes(sock) for sock in sockets])
+
+            await eventually(both, 20, "both workers to route /orders", ignore=(OSError, aiohttp.ClientError))
+            assert len(fk.watch_requests("apiendpoints")) == 1
     finally:
         gw.close()
         await fk.stop()
+        await users.runner.cleanup()
+
+
+async def test_a_change_reaches_every_worker_and_a_restarted_one_gets_the_current_table(tmp_path):
+    """One controller compiles; each worker serves the new route, the moved endpoints, and a
+    worker killed meanwhile comes back with the table as it is now, not as it was."""
+    users = await start_backend("users")
+    users2 = await start_backend("users2")
+    service, endpoints = endpoint_manifests("shop", "users", users.port).split("---")
+    (tmp_path / "svc.yaml").write_text(service)
+    (tmp_path / "slice.yaml").write_text(endpoints)
+    (tmp_path / "route.yaml").write_text(ROUTE)
+    gw = GatewayProcess(tmp_path, "--workers", "2")
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, gw.wait_ready, 60.0)
+        sockets = worker_sockets(gw)
+        assert len(sockets) == 2
+
+        # A new route: compiled once (one "serving routing table" line), served by both workers.
+        (tmp_path / "orders.yaml").write_text(ORDERS)
+
+        async def both_route_orders():
+            return all(["shop/orders" in await worker_routes(sock) for sock in sockets])
+
+        await eventually(both_route_orders, 20, "both workers to route /orders", ignore=(OSError, aiohttp.ClientError))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+            for _ in range(20):  # fresh connections: the kernel spreads them over both workers
+                async with s.get(gw.base + "/orders") as r:
+                    assert r.status == 200
+
+        # Endpoint churn: the Service moves to another backend; every worker sends there.
+        (tmp_path / "slice.yaml").write_text(endpoint_manifests("shop", "users", users2.port).split("---")[1])
+
+        async def both_moved():
+            want = {f"127.0.0.1:{users2.port}"}
+            return all([await worker_endpoints(sock, "shop/users:80") == want for sock in sockets])
+
+        await eventually(both_moved, 20, "both workers to use the new endpoints", ignore=(OSError, aiohttp.ClientError))
+        gw.wait_log('"update": "endpoints"')  # the cheap path: no route recompiled, none sent
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+            for _ in range(20):
+                async with s.get(gw.base + "/users") as r:
+                    assert r.status == 200 and r.headers["X-Backend"] == "users2"
+
+        # Kill a worker, change the routes while it is down: it must come back with the newest table.
+        before = workers_of(gw.proc.pid)
+        assert len(before) == 2
+        os.kill(before[0], signal.SIGKILL)
+        (tmp_path / "orders.yaml").unlink()
+
+        async def restarted_and_current():
+            now = workers_of(gw.proc.pid)
+            if len(now) != 2 or before[0] in now:
+                return False
+            async with aiohttp.ClientSession() as s:
+                async with s.get(gw.admin + "/readyz") as r:
+                    body = await r.json()
+            if r.status != 200 or len(set(body["applied"])) != 1 or body["applied"][0] != body["generation"]:
+                return False
+            return all([await worker_routes(sock) == {"shop/users"} for sock in sockets])
+
+        await eventually(restarted_and_current, 30, "the killed worker back with the current table",
+                         ignore=(OSError, aiohttp.ClientError))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+            for _ in range(20):
+                async with s.get(gw.base + "/orders") as r:
+                    assert r.status == 404
+        # One compile per change for the whole replica: the supervisor's log has one line per table.
+        log = gw.wait_log("serving routing table")
+        generations = re.findall(r"serving routing table generation (\d+)", log)
+        assert len(generations) == len(set(generations)), generations
+        assert gw.terminate(timeout=30) == 0
+    finally:
+        gw.close()
+        await users.runner.cleanup()
+        await users2.runner.cleanup()
+
+
+async def test_shutdown_drains_requests_in_flight_on_every_worker(tmp_path):
+    started = asyncio.Event()
+
+    async def slow(request, body):
+        started.set()
+        await asyncio.sleep(1.5)
+        return web.json_response({"slow": True})
+
+    users = await start_backend("users", handler=slow)
+    (tmp_path / "svc.yaml").write_text(endpoint_manifests("shop", "users", users.port))
+    (tmp_path / "route.yaml").write_text(ROUTE)
+    gw = GatewayProcess(tmp_path, "--workers", "2")
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, gw.wait_ready, 60.0)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+            async def one():
+                async with s.get(gw.base + "/users") as r:
+                    return r.status, await r.json()
+
+            inflight = [asyncio.ensure_future(one()) for _ in range(6)]
+            await asyncio.wait_for(started.wait(), 10)
+            gw.proc.send_signal(signal.SIGTERM)
+            results = await asyncio.gather(*inflight)
+        assert results == [(200, {"slow": True})] * 6
+        code = await loop.run_in_executor(None, gw.proc.wait, 30)
+        assert code == 0
+        assert workers_of(gw.proc.pid) == []
+    finally:
+        gw.close()
+        await users.runner.cleanup()
+
+
+async def test_one_worker_with_the_controller_in_a_process_of_its_own(tmp_path):
+    """--controller-process on: --workers 1 split as --workers 2+ is (one proxy process under the controller)."""
+    users = await start_backend("users")
+    (tmp_path / "svc.yaml").write_text(endpoint_manifests("shop", "users", users.port))
+    (tmp_path / "route.yaml").write_text(ROUTE)
+    gw = GatewayProcess(tmp_path, "--controller-process", "on")
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, gw.wait_ready, 60.0)
+        assert len(workers_of(gw.proc.pid)) == 1
+        async with aiohttp.ClientSession() as s:
+            for _ in range(5):
+                async with s.get(gw.base + "/users") as r:
+                    assert r.status == 200
+            async with s.get(gw.admin + "/readyz") as r:
+                assert (await r.json())["workers"] == 1
+        assert gw.terminate(timeout=30) == 0
+    finally:
+        gw.close()
+        await users.runner.cleanup()

@@ -316,3 +316,8 @@ class TTLCache(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def __reduce__(self):
+        # A cache sent to another process (a table handed to a proxy worker,
+        # crdgate/workers.py) arrives empty: what this process verified stays here.
+        return (TTLCache, (self.max_entries, self.ttl, self.clock))

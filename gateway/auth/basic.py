@@ -202,6 +202,11 @@ class BasicAuthenticator(Authenticator):
     ) -> AuthResult | Awaitable[AuthResult]:
         return self._authenticate(header_value(headers, b"authorization"))
 
+    def __getstate__(self) -> dict:
+        # Checks in flight are futures of this process's loop: another process
+        # (a proxy worker receiving the table) starts with none.
+        return {**self.__dict__, "_inflight": {}}
+
     def _authenticate(self, value: str | None) -> AuthResult | Awaitable[AuthResult]:
         if not value:
             return self._missing

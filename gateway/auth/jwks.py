@@ -31,7 +31,12 @@ import aiohttp
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_public_key,
+    load_pem_public_key,
+)
 
 from .base import SecretContentError
 
@@ -77,6 +82,18 @@ class KeyEntry:
     kid: str | None
     key: Any  # a cryptography public key, or bytes for HMAC
     algorithms: tuple[str, ...]
+
+    def __reduce__(self):
+        # cryptography's key objects do not pickle: a key sent to a proxy worker
+        # (crdgate/workers.py hands it the table) travels as DER.
+        if isinstance(self.key, bytes):
+            return (KeyEntry, (self.kid, self.key, self.algorithms))
+        der = self.key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return (_entry_from_der, (self.kid, der, self.algorithms))
+
+
+def _entry_from_der(kid: str | None, der: bytes, algorithms: tuple[str, ...]) -> KeyEntry:
+    return KeyEntry(kid, load_der_public_key(der), algorithms)
 
 
 class KeySet:
@@ -198,6 +215,11 @@ class RemoteJWKS:
         self.fetches = 0
         self.last_error: str | None = None
         self._inflight: asyncio.Task[KeySet | None] | None = None
+
+    def __getstate__(self) -> dict:
+        # A fetch in flight is a task of this process's loop: a proxy worker that
+        # receives the table (crdgate/workers.py) starts without one.
+        return {**self.__dict__, "_inflight": None}
 
     def may_fetch(self) -> bool:
         return self._inflight is not None or self.clock() - self.attempted_at >= self.refresh_floor
