@@ -7,8 +7,11 @@ from dataclasses import asdict, dataclass
 from .gateway import DEFAULT_COMMAND
 
 LOAD = ("plain", "apikey", "local-ratelimit", "jwt", "global-ratelimit", "many-routes", "endpoints")
+LOAD += ("httproute", "httproute-many")  # through Gateway API HTTPRoutes (bench/scenarios.py)
 HTTP2 = ("h2", "h2c", "grpc")  # bench/http2.py, under h2load
 SCENARIOS = (*LOAD, *HTTP2, "tracing", "churn", "propagation", "lookup")
+# HTTPRoute change -> served (bench/propagation.py), right after the APIEndpoint one
+SCENARIOS = tuple(x for n in SCENARIOS for x in ((n, "propagation-httproute") if n == "propagation" else (n,)))
 
 
 @dataclass(frozen=True)
