@@ -96,3 +96,61 @@ def write_filler(folder: Path, n: int, backend_url: str) -> None:
     docs = filler_routes(n, backend_url)
     for start in range(0, n, FILLER_PER_FILE):
         write(folder / f"filler-{start // FILLER_PER_FILE:03d}.yaml", docs[start : start + FILLER_PER_FILE])
+
+
+# -- Gateway API -------------------------------------------------------------------
+# The HTTPRoute scenarios: crdgate's GatewayClass, one Gateway with an HTTP
+# listener admitting the bench namespace's routes, and HTTPRoutes whose
+# backendRefs name Services (Gateway API has no URL backends), each Service
+# with one EndpointSlice to a bench backend port.
+
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+GATEWAY_CLASS = "crdgate"
+GATEWAY_CONTROLLER = "crdgate.io/gateway-controller"
+GATEWAY_NAME = "bench"
+HTTPROUTE_FILLER_PREFIX = "/h/"
+
+
+def gateway_class(name: str = GATEWAY_CLASS) -> dict:
+    return {"apiVersion": GATEWAY_API, "kind": "GatewayClass", "metadata": {"name": name},
+            "spec": {"controllerName": GATEWAY_CONTROLLER}}
+
+
+def gateway(name: str = GATEWAY_NAME) -> dict:
+    """One HTTP listener on port 80 (crdgate serves it on --listen) for routes of its namespace."""
+    return {"apiVersion": GATEWAY_API, "kind": "Gateway", "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"gatewayClassName": GATEWAY_CLASS,
+                     "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
+                                    "allowedRoutes": {"namespaces": {"from": "Same"}}}]}}
+
+
+def gateway_setup(services: dict[str, int]) -> list[dict]:
+    """GatewayClass, Gateway and one Service (with its EndpointSlice) per name -> backend port."""
+    docs = [gateway_class(), gateway()]
+    for name, port in services.items():
+        docs.extend(service_with_endpoints(name, [port]))
+    return docs
+
+
+def http_route(name: str, path: str, service: str, path_type: str = "PathPrefix") -> dict:
+    """An HTTPRoute on the bench Gateway: one rule, one path match, one Service backendRef (port 80)."""
+    return {
+        "apiVersion": GATEWAY_API, "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "parentRefs": [{"name": GATEWAY_NAME}],
+            "rules": [{"matches": [{"path": {"type": path_type, "value": path}}],
+                       "backendRefs": [{"name": service, "port": 80}]}],
+        },
+    }
+
+
+def httproute_filler_path(i: int) -> str:
+    return f"{HTTPROUTE_FILLER_PREFIX}{i}"
+
+
+def httproute_filler(n: int, service: str) -> dict[str, list[dict]]:
+    """``n`` HTTPRoutes ``/h/<i>`` to ``service``, as file name -> documents (500 a file)."""
+    docs = [http_route(f"h-{i}", httproute_filler_path(i), service) for i in range(n)]
+    return {f"httproutes-{start // FILLER_PER_FILE:03d}.yaml": docs[start : start + FILLER_PER_FILE]
+            for start in range(0, n, FILLER_PER_FILE)}

@@ -177,7 +177,7 @@ def table(doc: dict) -> str:
             lines += ["", fixed_rate_summary(r["extra"])]
     for r in doc["scenarios"]:
         if r["kind"] == "propagation" and r["extra"].get("sizes"):
-            lines += ["", "propagation (manifest write -> first routed request):",
+            lines += ["", f"{r['name']} (manifest write -> first routed request):",
                       f"  {'routes':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'timeouts':>9} {'startup s':>10}"]
             for e in r["extra"]["sizes"]:
                 f = lambda k: "-" if e.get(k) is None else f"{e[k]:.1f}"  # noqa: E731

@@ -87,7 +87,7 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
     notes = list(NOTES)
     needs_wrk = any(n in selected for n in (*LOAD_NAMES, "tracing", "access-log", "p99-fixed", "churn"))
     needs_h2load = any(n in selected for n in HTTP2_NAMES)
-    needs_backend = needs_wrk or needs_h2load or "propagation" in selected
+    needs_backend = needs_wrk or needs_h2load or "propagation" in selected or "propagation-httproute" in selected
     wanted = {"wrk": needs_wrk, "nginx": needs_wrk or needs_h2load, "redis-server": "global-ratelimit" in selected,
               "h2load": needs_h2load, "taskset": settings.pin}
     needed = [t for t, want in wanted.items() if want]
@@ -166,6 +166,9 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
                 r.kind = "churn"
             elif name == "propagation":
                 r = _guard(name, lambda: run_propagation(ctx))
+                r.kind = "propagation"
+            elif name == "propagation-httproute":
+                r = _guard(name, lambda: run_propagation(ctx, name))
                 r.kind = "propagation"
             elif name == "lookup":
                 r = _guard(name, lambda: _lookup(settings, progress))

@@ -243,6 +243,27 @@ def _many_routes(backend: Backend, settings: Settings) -> LoadSetup:
     return LoadSetup({}, paths, filler=n)
 
 
+# Gateway API: the same two shapes through HTTPRoutes on a Gateway of crdgate's
+# GatewayClass. HTTPRoute backends are Services, so the backend is a Service
+# with one EndpointSlice to backend 0 (the same single upstream as `plain`).
+GATEWAY_SERVICE = "bench-backend"
+
+
+def _httproute(backend: Backend, settings: Settings) -> LoadSetup:
+    docs = [*manifests.gateway_setup({GATEWAY_SERVICE: backend.port}),
+            manifests.http_route("plain", "/plain", GATEWAY_SERVICE)]
+    return LoadSetup({"httproute.yaml": docs}, ["/plain"])
+
+
+def _httproute_many(backend: Backend, settings: Settings) -> LoadSetup:
+    n = settings.routes
+    paths = [manifests.httproute_filler_path(i) for i in range(n)]
+    random.Random(8).shuffle(paths)  # spread over the whole table, same order every run
+    docs = {"gateway.yaml": manifests.gateway_setup({GATEWAY_SERVICE: backend.port}),
+            **manifests.httproute_filler(n, GATEWAY_SERVICE)}
+    return LoadSetup(docs, paths)
+
+
 @dataclass(frozen=True)
 class LoadScenario:
     name: str
@@ -260,6 +281,8 @@ LOAD_SCENARIOS = {
         LoadScenario("global-ratelimit", "global rate limit through Redis (never triggers)", _global),
         LoadScenario("many-routes", "N routes in the table, requests spread over all of them", _many_routes),
         LoadScenario("endpoints", "a Service with one endpoint per backend identity (8), round robin", _endpoints),
+        LoadScenario("httproute", "Gateway API: one HTTPRoute to a Service (one endpoint)", _httproute),
+        LoadScenario("httproute-many", "Gateway API: N HTTPRoutes, requests spread over all of them", _httproute_many),
     )
 }
 

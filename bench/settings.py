@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass
 from .gateway import DEFAULT_COMMAND
 
 LOAD = ("plain", "apikey", "local-ratelimit", "jwt", "global-ratelimit", "many-routes", "endpoints")
+LOAD += ("httproute", "httproute-many")  # through Gateway API HTTPRoutes (bench/scenarios.py)
 HTTP2 = ("h2", "h2c", "grpc")  # bench/http2.py, under h2load
-SCENARIOS = (*LOAD, *HTTP2, "tracing", "access-log", "p99-fixed", "churn", "propagation", "lookup", "scale")
+SCENARIOS = (*LOAD, *HTTP2, "tracing", "access-log", "p99-fixed", "churn", "propagation", "propagation-httproute",
+             "lookup", "scale")
 
 
 @dataclass(frozen=True)
