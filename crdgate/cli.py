@@ -483,6 +483,8 @@ def pod_namespace() -> str:
             return f.read().strip()
     except OSError:
         return ""
+
+
 def _redis_url(value: str | None) -> str | None:
     """--redis-url, checked here so that a typo is a usage error, not a traceback at startup."""
     if value:

@@ -9,7 +9,7 @@ from gateway.request cimport ClientConnection, HeaderView, RequestView
 from gateway.routing cimport BackendRef, EndpointSet, MatchResult, Route, RoutePolicy, RouteTable, Timeouts
 from gateway.upstream cimport EndpointPool, UpstreamConnection, Upstreams
 from gateway.wire cimport (add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, json_body, next_request_id,
-                           status_line, unsafe_fields)
+                           unsafe_fields, upstream_status_line)
 
 
 cdef class Exchange
@@ -83,4 +83,4 @@ cdef class Exchange(RequestView):
 
 
 # Per-request lookups in module-level caches: typed, `.get` is a C dict lookup.
-cdef dict _STATUS_LINES, _TARGETS
+cdef dict _TARGETS

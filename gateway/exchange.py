@@ -31,13 +31,10 @@ from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
     CONNECTION_OPTIONS, FORWARDING, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, RESPONSE_LOOKED,
     RESPONSE_NOT_COPIED, add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, header_value,
-    json_body, last_chunk, next_request_id, refused_head, status_line, switching_head, unsafe_fields,
+    json_body, last_chunk, next_request_id, refused_head, switching_head, unsafe_fields, upstream_status_line,
 )
 
 log = logging.getLogger("crdgate.proxy")
-
-# Status lines by status, with the reason they were made for.
-_STATUS_LINES: dict[int, tuple[bytes, bytes]] = {}
 
 # Normalised request targets by raw target: clients repeat the same few, and normalising is
 # pure. Bounded: cleared when full, at ``Server.targets_memo_limit`` (this or more: the table's).
@@ -591,15 +588,7 @@ class Exchange(RequestView):
             headers = policies.modify_headers(pol.response_headers, headers)
         if self.proto.framed:
             return self.proto.response_head(self, status, headers)
-        # By status, with the reason it was made for: no tuple to build and hash per response.
-        known = _STATUS_LINES.get(status)
-        if known is not None and known[0] == reason:
-            line = known[1]
-        else:
-            line = status_line(status, reason or None)
-            if len(_STATUS_LINES) < 512:
-                _STATUS_LINES[status] = (reason, line)
-        parts = [line]
+        parts = [upstream_status_line(status, reason)]
         length = -1
         chunked = False
         drop = None
@@ -724,7 +713,10 @@ class Exchange(RequestView):
         self._try_failed(reason, "", stale=stale)
 
     def upstream_trailers(self, fields: list) -> None:
-        """Trailers (an HTTP/2 backend's) ride in the last chunk if the client accepts them."""
+        """Trailers (an HTTP/2 backend's): an HTTP/2 client's stream sends them after the body;
+        to an HTTP/1.1 client they ride in the last chunk if it accepts them."""
+        if self.proto.framed:
+            return None if self.finished else self.proto.send_trailers(fields)
         last = last_chunk(fields, self.header_view.get("te")) if self.resp_chunked and not self.finished else None
         if last is not None:
             self.out = (self.out or []) + [last]

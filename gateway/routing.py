@@ -31,6 +31,7 @@ from typing import Any, Mapping
 from urllib.parse import parse_qsl
 
 from gateway.regex import Regex
+from gateway.routepolicy import CorsPolicy, HeaderModifier, Redirect, Rewrite  # re-exported: part of a table
 
 PATH_EXACT = "Exact"
 PATH_PREFIX = "Prefix"
@@ -111,36 +112,6 @@ class BackendRef:
 # -- per-route policies (plain settings; the proxy applies them) ---------------
 
 
-@dataclass(frozen=True, slots=True)
-class Rewrite:
-    """Gateway API URLRewrite: ReplacePrefixMatch / ReplaceFullPath and hostname."""
-
-    path_type: str | None = None  # "ReplacePrefixMatch" | "ReplaceFullPath" | None
-    replace_prefix_match: str | None = None
-    replace_full_path: str | None = None
-    hostname: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderModifier:
-    """Applied in this order: set, add, remove. Names in ``remove`` are lower-case."""
-
-    set: tuple[tuple[str, str], ...] = ()
-    add: tuple[tuple[str, str], ...] = ()
-    remove: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Redirect:
-    scheme: str | None = None
-    hostname: str | None = None
-    port: int | None = None
-    path_type: str | None = None  # "ReplacePrefixMatch" | "ReplaceFullPath" | None
-    replace_prefix_match: str | None = None
-    replace_full_path: str | None = None
-    status_code: int = 302
-
-
 @dataclass(frozen=True)
 class Timeouts:
     request: float | None = 30.0  # whole request, seconds; None = no limit
@@ -162,16 +133,6 @@ class RetryPolicy:
     def __reduce__(self):  # see _PICKLING
         return (RetryPolicy,
                 (self.attempts, self.status_codes, self.on_connect_failure, self.backoff, self.non_idempotent))
-
-
-@dataclass(frozen=True, slots=True)
-class CorsPolicy:
-    allow_origins: tuple[str, ...] = ()  # "*" or exact origins or "https://*.example.com"
-    allow_methods: tuple[str, ...] = ()
-    allow_headers: tuple[str, ...] = ()
-    expose_headers: tuple[str, ...] = ()
-    allow_credentials: bool = False
-    max_age: int | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ cimport cython
 
 cpdef bytes json_body(int status, str message)
 cpdef bytes status_line(int status, reason=*)
+cdef dict _UPSTREAM_LINES
+cpdef bytes upstream_status_line(int status, bytes reason)
 cpdef add_field(list parts, object name, object value)
 @cython.locals(parts=list)
 cpdef bytes answer_bytes(int status, bytes body, extra, extra_resp, bint close, bint head)

@@ -59,6 +59,21 @@ def status_line(status: int, reason: bytes | None = None) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, reason)
 
 
+# Status lines of upstream responses by status, with the reason they were made for.
+_UPSTREAM_LINES: dict[int, tuple[bytes, bytes]] = {}
+
+
+def upstream_status_line(status: int, reason: bytes) -> bytes:
+    """The status line of a forwarded response, cached: no tuple to build and hash per response."""
+    known = _UPSTREAM_LINES.get(status)
+    if known is not None and known[0] == reason:
+        return known[1]
+    line = status_line(status, reason or None)
+    if len(_UPSTREAM_LINES) < 512:
+        _UPSTREAM_LINES[status] = (reason, line)
+    return line
+
+
 def answer_bytes(status: int, body: bytes, extra, extra_resp, close: bool, head: bool) -> bytes:
     """An answer the gateway makes itself (Exchange.respond), JSON when it has a body."""
     parts = [status_line(status)]
