@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 
 import aiohttp
 import pytest
 
+import aptget
 from gatewayproc import GatewayProcess
 from h2backend import H2Backend
 
@@ -92,8 +92,8 @@ async def test_service_app_protocol_h2c_and_url_protocol_http2(world):
         assert protocols == {"shop/orders:50051": "HTTP/2", f"http://127.0.0.1:{url_backend.port}#h2": "HTTP/2"}
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 async def test_curl_gets_the_backend_trailers_when_it_asks(world):
+    aptget.ensure({"curl": "curl"})
     gw, _, _ = world
 
     def curl(*args):
