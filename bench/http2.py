@@ -19,6 +19,9 @@ taken just before it, and the ratio is the median of the pairs.
 from __future__ import annotations
 
 import base64
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from . import manifests, nginx
@@ -80,12 +83,15 @@ class _Targets:
     def __init__(self) -> None:
         self.children: list[Child] = []
         self.gateway = None
+        self.reply_dir: str | None = None  # the gRPC backend's reply, outside the private work folder
 
     def stop(self) -> None:
         if self.gateway is not None:
             self.gateway.stop()
         for c in reversed(self.children):
             c.stop()
+        if self.reply_dir is not None:
+            shutil.rmtree(self.reply_dir, ignore_errors=True)
 
 
 def run_http2(ctx: Context, name: str) -> Result:
@@ -138,9 +144,14 @@ def _start(ctx: Context, name: str, folder: Path, targets: _Targets) -> tuple[st
     if name == "grpc":
         port = free_port()
         prefix = ctx.workdir / "nginx-grpc-backend"
+        # nginx's workers drop root for another user, who cannot enter the 0700 work folder:
+        # the (public) reply lives in a folder of its own they can read.
+        targets.reply_dir = tempfile.mkdtemp(prefix="crdgate-bench-grpc-reply-")
+        os.chmod(targets.reply_dir, 0o755)
+        conf = nginx.grpc_backend_conf(prefix, port, Path(targets.reply_dir))
+        os.chmod(Path(targets.reply_dir) / "message", 0o644)
         targets.children.append(
-            nginx.start(nginx_path, nginx.grpc_backend_conf(prefix, port), prefix, "grpc-backend", port,
-                        ctx.pinning.prefix(BACKEND)))
+            nginx.start(nginx_path, conf, prefix, "grpc-backend", port, ctx.pinning.prefix(BACKEND)))
         docs = [
             *manifests.service_with_endpoints("grpc", [port], app_protocol="kubernetes.io/h2c"),
             {"apiVersion": "crdgate.io/v1", "kind": "APIEndpoint",

@@ -124,11 +124,11 @@ def h2_proxy_conf(prefix: Path, tls_port: int, h2c_port: int, backend_port: int,
 GRPC_REPLY = b"\x00\x00\x00\x00\x00"  # one uncompressed, empty gRPC message
 
 
-def grpc_backend_conf(prefix: Path, port: int, name: str = "grpc-backend") -> str:
+def grpc_backend_conf(prefix: Path, port: int, reply: Path, name: str = "grpc-backend") -> str:
     """A cleartext HTTP/2 gRPC server answering every unary call with an empty message and
-    ``grpc-status: 0`` trailers. nginx serves the reply as a static file; a POST to a static
+    ``grpc-status: 0`` trailers. nginx serves the reply as a static file from ``reply``, a
+    folder its workers (another user when started by root) can read; a POST to a static
     file is a 405, which ``error_page 405 =200`` turns back into the file."""
-    reply = prefix / "grpc-reply"
     reply.mkdir(parents=True, exist_ok=True)
     (reply / "message").write_bytes(GRPC_REPLY)
     return _HEADER.format(prefix=prefix, name=name) + (

@@ -53,7 +53,7 @@ def test_the_nginx_configs_are_valid(tmp_path):
     tls = tls_certificate(tmp_path)
     confs = {
         "h2proxy": nginx.h2_proxy_conf(tmp_path, 1, 2, 3, tls.cert_file, tls.key_file),
-        "grpc-backend": nginx.grpc_backend_conf(tmp_path, 4),
+        "grpc-backend": nginx.grpc_backend_conf(tmp_path, 4, tmp_path / "grpc-reply"),
         "grpc-proxy": nginx.grpc_proxy_conf(tmp_path, 5, 4),
     }
     for name, text in confs.items():
