@@ -63,7 +63,8 @@ from crdgate.explain import not_ready_objects
 from crdgate.run import Controller, start_controller
 from gateway import dashboard, metrics
 from gateway.admin import explain_response, routes_response
-from gateway.tablewire import APPLIED, ChannelError, TableEncoder, load, read_frame
+from gateway.errors import ChannelError
+from gateway.tablewire import APPLIED, TableEncoder, load, read_frame
 
 log = logging.getLogger("crdgate.workers")
 

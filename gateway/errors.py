@@ -163,3 +163,7 @@ class ExplainFailed(CrdgateError):
 
 class ExportFailed(CrdgateError):
     """The OTLP collector could not be reached, or refused the spans (gateway/otlp.py)."""
+
+
+class ChannelError(CrdgateError):
+    """A table channel's other end sent something that is not a frame of its protocol (gateway/tablewire.py)."""

@@ -42,6 +42,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.errors import ChannelError
 from gateway.routing import EndpointSet, Route, RouteTable
 
 HEADER = struct.Struct(">I")
@@ -50,10 +51,6 @@ PROTOCOL = 5
 TABLE, UPDATE, APPLIED = "table", "update", "applied"
 UNCHANGED = ()
 EMPTY = RouteTable()
-
-
-class ChannelError(Exception):
-    """The other end sent something that is not a frame of this protocol."""
 
 
 def frame(message: Any) -> bytes:

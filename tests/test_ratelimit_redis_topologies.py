@@ -102,9 +102,29 @@ def cluster():
                                "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stdout + done.stderr
         _wait(lambda: all(b"cluster_state:ok" in _cluster_info(p) for p in ports), 15, "cluster_state:ok")
+        # cluster_state:ok on each node is not yet every node agreeing on the slot map: wait
+        # until a cluster client stores a key in each master's slots from a fresh connection.
+        _wait(lambda: _cluster_serves(ports), 15, "keys stored on every master")
         yield ports
     finally:
         servers.close()
+
+
+def _cluster_serves(ports: list[int]) -> bool:
+    from redis.cluster import RedisCluster
+    from redis.exceptions import RedisError
+
+    try:
+        client = RedisCluster(host="127.0.0.1", port=ports[0], socket_timeout=1)
+        try:
+            masters = {client.get_node_from_key(f"probe-{i}").port for i in range(64)}
+            for i in range(64):
+                client.set(f"probe-{i}", b"1")
+            return masters == set(ports)
+        finally:
+            client.close()
+    except RedisError:
+        return False
 
 
 def _cluster_info(port: int) -> bytes:
