@@ -47,6 +47,7 @@ cdef class Exchange(RequestView):
     cdef public bint sent_head, up_paused, connecting, up_keep_alive
     cdef public UpstreamConnection conn
     cdef public EndpointPool pool
+    cdef public BackendRef backend
     cdef public object tried, backend_key, upstream_ep
     cdef public int attempts, peers, status
     cdef public double deadline, try_deadline, upstream_start, upstream_time, start

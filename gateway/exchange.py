@@ -130,22 +130,15 @@ class Exchange(RequestView):
         self.attempts = 0
         self.tried = ()
         self.backend_key = ""
+        self.backend = None  # the BackendRef of the current try (its own header filters)
         self.peers = 1
-        self.deadline = 0.0
-        self.try_deadline = 0.0
-        self.upstream_start = 0.0
-        self.upstream_time = 0.0
+        self.deadline = self.try_deadline = self.upstream_start = self.upstream_time = 0.0
         self.connecting = False
         self.upstream_ep = None
         self.up_keep_alive = True
         # response toward the client; ``out`` holds bytes until flush()
-        self.resp_started = False
-        self.status = 0
-        self.resp_chunked = False
-        self.resp_until_close = False
-        self.resp_bytes = 0
-        self.finished = False
-        self.close_after = False
+        self.resp_started = self.resp_chunked = self.resp_until_close = self.finished = self.close_after = False
+        self.status = self.resp_bytes = 0
         self.request_id = None
         self.user_agent = None  # the User-Agent as received (access log)
         self.policy_task = None
@@ -393,7 +386,7 @@ class Exchange(RequestView):
         if pool is None:
             return self.respond(503, "no ready endpoints")
         self.attempts += 1
-        self.pool = pool
+        self.pool, self.backend = pool, ref
         self.upstream_ep = pool.endpoint
         self.backend_key = eset.key
         self.peers = len(eset.endpoints)
@@ -472,7 +465,9 @@ class Exchange(RequestView):
         if pol.rewrite is not None and (unsafe_target(target) or unsafe_field_value(host)):
             refused_head(route, "rewritten request line or Host", target + b" " + host)
             return None
-        if pol.request_headers is not None and policies.unsafe_modifier(pol.request_headers):
+        bmod = self.backend.request_headers  # a backendRef's own filter, after the rule's
+        if (pol.request_headers is not None and policies.unsafe_modifier(pol.request_headers)) or (
+                bmod is not None and policies.unsafe_modifier(bmod)):
             refused_head(route, "request header modifier", b"")
             return None
         parts = [self.method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
@@ -481,9 +476,9 @@ class Exchange(RequestView):
         # never remove a field the gateway adds (consumer, claims, modifiers).
         drop = connection_tokens(self.conn_value, None) - CONNECTION_OPTIONS if self.conn_value is not None else None
         strip = None
-        if not route.plain:
-            if pol.request_headers is not None:
-                headers = policies.modify_request_headers(self, pol, headers, drop)
+        if not route.plain or bmod is not None:
+            if pol.request_headers is not None or bmod is not None:
+                headers = policies.modify_request_headers(self, pol, headers, drop, bmod)
                 drop = None
             elif pol.auth is not None:
                 # The credentials and any client-sent consumer or claim header go in
@@ -576,7 +571,9 @@ class Exchange(RequestView):
             self.pool.succeeded()
         self.upstream_time = _monotonic() - self.upstream_start
         self.up_keep_alive = keep_alive
-        if pol.response_headers is not None and policies.unsafe_modifier(pol.response_headers):
+        bmod = self.backend.response_headers
+        if (pol.response_headers is not None and policies.unsafe_modifier(pol.response_headers)) or (
+                bmod is not None and policies.unsafe_modifier(bmod)):
             refused_head(route, "response header modifier", b"")
             self._release_try(close=True)  # the rest of this response is never read
             return self.respond(502, "the route's configuration makes an invalid response header")
@@ -586,6 +583,8 @@ class Exchange(RequestView):
             return self._switch_protocols(conn, reason, headers)
         if pol.response_headers is not None:
             headers = policies.modify_headers(pol.response_headers, headers)
+        if bmod is not None:
+            headers = policies.modify_headers(bmod, headers)
         if self.proto.framed:
             return self.proto.response_head(self, status, headers)
         parts = [upstream_status_line(status, reason)]

@@ -329,9 +329,11 @@ def modify_headers(mod: HeaderModifier, headers: list[tuple[bytes, bytes]]) -> l
     return out
 
 
-def modify_request_headers(ex: RequestView, pol: RoutePolicy, headers: list[tuple[bytes, bytes]], drop=None):
+def modify_request_headers(ex: RequestView, pol: RoutePolicy, headers: list[tuple[bytes, bytes]], drop=None,
+                           backend_mod=None):
     """The client's fields less those its Connection header lists (``drop``),
-    then authentication's changes, then the route's modifiers."""
+    then authentication's changes, then the route's modifiers, then the chosen
+    backendRef's (Gateway API per-backend filters)."""
     if drop:
         headers = [h for h in headers if h[0].lower() not in drop]
     auth = pol.auth
@@ -345,6 +347,8 @@ def modify_request_headers(ex: RequestView, pol: RoutePolicy, headers: list[tupl
         headers += ex.auth_headers
     if pol.request_headers is not None:
         headers = modify_headers(pol.request_headers, headers)
+    if backend_mod is not None:
+        headers = modify_headers(backend_mod, headers)
     return headers
 
 

@@ -23,6 +23,7 @@ cdef class EndpointSet:
 cdef class BackendRef:
     cdef readonly str key
     cdef readonly object weight
+    cdef readonly object request_headers, response_headers
 
 
 cdef class Timeouts:

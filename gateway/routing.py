@@ -104,9 +104,13 @@ class EndpointSet:
 class BackendRef:
     key: str  # key into RouteTable.endpoints
     weight: int = 1
+    # Gateway API per-backendRef filters: HeaderModifiers applied after the rule's
+    # when this backend is the one picked (None: nothing to do).
+    request_headers: Any = None
+    response_headers: Any = None
 
     def __reduce__(self):  # see _PICKLING
-        return (BackendRef, (self.key, self.weight))
+        return (BackendRef, (self.key, self.weight, self.request_headers, self.response_headers))
 
 
 # -- per-route policies (plain settings; the proxy applies them) ---------------

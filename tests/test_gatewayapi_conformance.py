@@ -35,8 +35,6 @@ SPLIT_TOLERANCE = 0.2  # each share within this of the expected one (weighted ra
 
 # Cases crdgate does not pass, and why (docs/gateway-api.md, "Not supported").
 KNOWN_GAPS = {
-    "header modifiers: a backendRef's own filter":
-        "per-backend filters are not supported: that backend's share answers 500",
     "parents: by sectionName: not the other":
         "one routing table for all listeners: a route attached to one HTTP listener is served on every port",
     "parents: by port: not the other":

@@ -139,3 +139,23 @@ def test_a_listener_that_lists_only_httproute_takes_no_grpcroute():
     assert st.state == "Error" and "do not allow it" in st.message
     assert result.table.match("POST", "h", "/a.B/C").route is None
 
+
+
+def test_backend_ref_header_filters_travel_with_that_backend():
+    hm = {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "X-Backend", "value": "orders"}]}}
+    rm = {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"remove": ["X-Internal"]}}
+    rule = {"backendRefs": [{"name": "orders", "port": 50051, "filters": [hm, rm]}]}
+    result = compiled(grpcroute("g", [rule]))
+    assert result.statuses["GRPCRoute:shop/g"].state == "Ready"
+    (ref,) = result.table.match("POST", "any.example", "/a.B/C", {}).route.backends
+    assert ref.request_headers.set == (("X-Backend", "orders"),) and ref.response_headers.remove == ("x-internal",)
+    assert ref.key in result.table.endpoints and result.table.endpoints[ref.key].endpoints
+
+
+def test_other_filters_on_a_backend_ref_fail_that_share_closed():
+    mirror = {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "orders", "port": 50051}}}
+    rule = {"backendRefs": [{"name": "orders", "port": 50051, "filters": [mirror]}]}
+    result = compiled(grpcroute("g", [rule]))
+    (ref,) = result.table.match("POST", "any.example", "/a.B/C", {}).route.backends
+    assert result.table.endpoints[ref.key].endpoints == ()  # answers 500
+    assert "RequestMirror is not supported on a backendRef" in str(result.statuses["GRPCRoute:shop/g"].to_status_dict())

@@ -202,6 +202,7 @@ def test_every_field_of_the_compiled_classes_survives_the_pickle():
 
     from gateway.routing import (
         CorsPolicy,
+        HeaderModifier,
         RateLimitPolicy,
         RetryPolicy,
         Rewrite,
@@ -218,7 +219,8 @@ def test_every_field_of_the_compiled_classes_survives_the_pickle():
                   methods=frozenset({"GET"}), headers=(StringMatch("x-a", "1"),), query=(StringMatch("q", "v"),),
                   backends=(BackendRef("ns/s:80", 3),), policy=policy, created="2026-01-01T00:00:00Z",
                   wildcard_single_label=True, regex=None, rule="rules[0].paths[1]", order=7)
-    objects = [route, policy, policy.rate_limit, policy.timeouts, policy.retries, BackendRef("k", 2),
+    objects = [route, policy, policy.rate_limit, policy.timeouts, policy.retries,
+               BackendRef("k", 2, HeaderModifier(set=(("x-a", "1"),)), HeaderModifier(remove=("x-b",))),
                Endpoint("10.0.0.1", 8443, True, True), EndpointSet("k", (Endpoint("h", 1),), "NoReadyEndpoints", "h.example")]
     for obj in objects:
         back = pickle.loads(pickle.dumps(obj))

@@ -25,10 +25,16 @@ from collections.abc import Mapping
 
 import controller.compile.policies as policies
 from controller import models as m
-from controller.compile.backends import backend_ref, one, refused_key
+from controller.compile.backends import one
 from controller.compile.context import Candidate, ObjectContext, object_meta
 from controller.compile.gateways import UNSUPPORTED_VALUE, attach
-from controller.compile.httproute import MAX_MATCHES, backend_key, detached_status, parents_with_problems
+from controller.compile.httproute import (
+    MAX_MATCHES,
+    backend_key,
+    detached_status,
+    parents_with_problems,
+    with_backend_filters,
+)
 from controller.compile.status import INVALID_SPEC, ObjectStatus, Routed
 from controller.gatewayapi.grpcroute import DEFAULT_MATCH, GRPCRoute, GRPCRouteMatch, GRPCRouteRule
 from controller.gatewayapi.objects import InvalidObject as InvalidGatewayAPIObject, parse
@@ -154,11 +160,7 @@ def _backends(
     for k, b in enumerate(rule.backend_refs):
         at = f"{where}.backendRefs[{k}]"
         key = backend_key(ctx, b, namespace, refs, at, ref_errors, kind=GRPCROUTE)
-        if b.filters:
-            # The table has no per-backend policies: fail closed for this share.
-            problems.append((UNSUPPORTED_VALUE, f"{at}.filters: per-backend filters are not supported"))
-            key = refused_key(b.namespace or namespace, b.name, b.port)
-        out.append(backend_ref(key, b.weight))
+        out.append(with_backend_filters(key, b, namespace, at, problems))
     return tuple(out)
 
 

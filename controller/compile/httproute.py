@@ -34,7 +34,7 @@ from controller.compile.backends import backend_ref, one, refused_key, service_k
 from controller.compile.context import Candidate, ObjectContext, object_meta
 from controller.compile.gateways import UNSUPPORTED_VALUE, Attachment, ParentOutcome, attach
 from controller.compile.status import ERROR, INVALID_SPEC, ObjectStatus, Routed, conditions
-from controller.gatewayapi.httproute import DEFAULT_MATCH, HTTPBackendRef, HTTPRoute, HTTPRouteMatch, HTTPRouteRule
+from controller.gatewayapi.httproute import DEFAULT_MATCH, HTTPRoute, HTTPRouteMatch, HTTPRouteRule
 from controller.gatewayapi.objects import InvalidObject as InvalidGatewayAPIObject, parse
 from controller.refgrant import CORE_GROUP, GRANT_GROUP, REF_NOT_PERMITTED, References
 from controller.store import GRPCROUTE, HTTPROUTE, SERVICE
@@ -219,17 +219,28 @@ def _backends(
     for k, b in enumerate(rule.backend_refs):
         at = f"{where}.backendRefs[{k}]"
         key = backend_key(ctx, b, namespace, refs, at, ref_errors)
-        if _has_filters(b):
-            # The table has no per-backend policies: fail closed for this share rather
-            # than send it on without the headers or rewrite it asked for.
-            problems.append((UNSUPPORTED_VALUE, f"{at}.filters: per-backend filters are not supported"))
-            key = refused_key(b.namespace or namespace, b.name, b.port)
-        out.append(backend_ref(key, b.weight))
+        out.append(with_backend_filters(key, b, namespace, at, problems))
     return tuple(out)
 
 
-def _has_filters(b: HTTPBackendRef) -> bool:
-    return bool(b.filters)
+def with_backend_filters(key: str, b, namespace: str, at: str, problems: list[tuple[str, str]]) -> BackendRef:
+    """The BackendRef of an HTTPRoute or GRPCRoute backendRef, with its own header filters.
+
+    RequestHeaderModifier and ResponseHeaderModifier apply after the rule's when this
+    backend is picked. Any other filter on a backendRef fails closed for this share (500)
+    rather than send it on without the redirect, rewrite or mirror it asked for."""
+    if not b.filters:
+        return backend_ref(key, b.weight)
+    mods: dict = {}
+    for j, f in enumerate(b.filters):
+        if f.type == "RequestHeaderModifier":
+            mods["request_headers"] = policies.header_modifier(f.request_header_modifier)
+        elif f.type == "ResponseHeaderModifier":
+            mods["response_headers"] = policies.header_modifier(f.response_header_modifier)
+        else:
+            problems.append((UNSUPPORTED_VALUE, f"{at}.filters[{j}]: {f.type} is not supported on a backendRef"))
+            return backend_ref(refused_key(b.namespace or namespace, b.name, b.port), b.weight)
+    return BackendRef(key, b.weight, **mods)
 
 
 def _policy(
