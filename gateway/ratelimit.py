@@ -349,7 +349,7 @@ class _RedisBatch:
 
     __slots__ = (
         "client", "pending", "scheduled", "inflight", "max_inflight", "tasks", "timeout", "limiter", "by_slot",
-        "slot_calls",
+        "slot_calls", "init_lock", "client_ready",
     )
 
     def __init__(self, client, max_inflight: int, timeout: float, limiter: "RateLimiter", by_slot: bool = False):
@@ -364,6 +364,8 @@ class _RedisBatch:
         self.limiter = limiter
         self.by_slot = by_slot  # Redis Cluster: one script call per hash slot of the batch
         self.slot_calls = asyncio.Semaphore(max_inflight)  # those calls out at once, over all batches
+        self.init_lock = asyncio.Lock()
+        self.client_ready = not by_slot
 
     def submit(self, key: str, plan: "_Plan", lease: _Lease, want: int, waiting: bool = True) -> asyncio.Future | None:
         """A future of the Decision (None when not ``waiting``: a refill ahead of
@@ -461,6 +463,14 @@ class _RedisBatch:
 
     async def _slot_call(self, batch: list) -> list:
         async with self.slot_calls:
+            if not self.client_ready:
+                # redis-py's cluster client learns the slot map on first use; several calls
+                # starting it at once race (seen as "Connection closed by server" under
+                # uvloop). One call learns it, the others wait for it.
+                async with self.init_lock:
+                    if not self.client_ready:
+                        await self.client.initialize()
+                        self.client_ready = True
             return await self._script(batch)
 
     async def _script(self, batch: list) -> list:
