@@ -31,11 +31,10 @@ from controller.compile.gateways import UNSUPPORTED_VALUE, attach
 from controller.compile.httproute import (
     MAX_MATCHES,
     backend_key,
-    detached_status,
-    parents_with_problems,
+    route_outcome,
     with_backend_filters,
 )
-from controller.compile.status import INVALID_SPEC, ObjectStatus, Routed
+from controller.compile.status import INVALID_SPEC, ObjectStatus
 from controller.gatewayapi.grpcroute import DEFAULT_MATCH, GRPCRoute, GRPCRouteMatch, GRPCRouteRule
 from controller.gatewayapi.objects import InvalidObject as InvalidGatewayAPIObject, parse
 from controller.refgrant import GRANT_GROUP, References
@@ -49,7 +48,7 @@ ANY_PART = "[^/]+"  # a service or method a RegularExpression match leaves open
 def compile_grpcroute(ctx: ObjectContext, key: str, obj: Mapping, status_key: str) -> Candidate | ObjectStatus | None:
     """None when the GRPCRoute names none of our Gateways; its status (left out)
     when it attaches to none of their listeners."""
-    namespace, name, generation, created = object_meta(obj)
+    namespace, _, _, created = object_meta(obj)
     try:
         route = parse(GRPCROUTE, obj)
     except InvalidGatewayAPIObject as e:
@@ -83,22 +82,8 @@ def compile_grpcroute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
         for j, match in enumerate(rule.matches or (DEFAULT_MATCH,)):
             name_of = f"{rule_name}.matches[{j}]"
             routes.append(_route(key, match, where.hosts, backends, policy, created, name_of, i * MAX_MATCHES + j))
-    parents = parents_with_problems(where.parents, problems, unsupported_rules == len(spec.rules))
-    if not where.listeners:
-        return detached_status(ctx, GRPCROUTE, key, obj, where, ref_errors, parents)
-    routed = Routed(
-        kind=GRPCROUTE,
-        namespace=namespace,
-        name=name,
-        generation=generation,
-        origin=ctx.origin(GRPCROUTE, key),
-        backends=tuple(dict.fromkeys(traffic)),
-        extra_refs=tuple(dict.fromkeys(k for k in extra if k not in traffic)),
-        problems=tuple(problems),
-        ref_errors=tuple(ref_errors),
-        parents=parents,
-    )
-    return Candidate(status_key, routed, created, key, tuple(routes), whole=False)
+    return route_outcome(ctx, GRPCROUTE, key, obj, status_key, where, routes, traffic, extra, problems, ref_errors,
+                         unsupported_rules == len(spec.rules))
 
 
 def method_path(match: GRPCRouteMatch) -> tuple[str, str]:

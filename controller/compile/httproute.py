@@ -61,7 +61,7 @@ _PATH_TYPES = {"Exact": PATH_EXACT, "PathPrefix": PATH_PREFIX, "RegularExpressio
 def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: str) -> Candidate | ObjectStatus | None:
     """None when the HTTPRoute names none of our Gateways; its status (left out)
     when it attaches to none of their listeners."""
-    namespace, name, generation, created = object_meta(obj)
+    namespace, _, _, created = object_meta(obj)
     try:
         route = parse(HTTPROUTE, obj)
     except InvalidGatewayAPIObject as e:
@@ -97,15 +97,27 @@ def compile_httproute(ctx: ObjectContext, key: str, obj: Mapping, status_key: st
         for j, match in enumerate(rule.matches or (DEFAULT_MATCH,)):
             name_of = f"{rule_name}.matches[{j}]"
             routes.append(_route(key, match, where.hosts, backends, policy, created, name_of, i * MAX_MATCHES + j))
-    parents = parents_with_problems(where.parents, problems, unsupported_rules == len(spec.rules))
+    return route_outcome(ctx, HTTPROUTE, key, obj, status_key, where, routes, traffic, extra, problems, ref_errors,
+                         unsupported_rules == len(spec.rules))
+
+
+def route_outcome(
+    ctx: ObjectContext, kind: str, key: str, obj: Mapping, status_key: str, where: Attachment,
+    routes: list[Route], traffic: list[str], extra: list[str], problems: list[tuple[str, str]],
+    ref_errors: list[tuple[str, str]], every_rule_unsupported: bool,
+) -> Candidate | ObjectStatus:
+    """What an HTTPRoute or GRPCRoute (``kind``) comes to once its rules are compiled: its
+    routes, or its status alone when it attaches to none of our listeners."""
+    namespace, name, generation, created = object_meta(obj)
+    parents = parents_with_problems(where.parents, problems, every_rule_unsupported)
     if not where.listeners:
-        return detached_status(ctx, HTTPROUTE, key, obj, where, ref_errors, parents)
+        return detached_status(ctx, kind, key, obj, where, ref_errors, parents)
     routed = Routed(
-        kind=HTTPROUTE,
+        kind=kind,
         namespace=namespace,
         name=name,
         generation=generation,
-        origin=ctx.origin(HTTPROUTE, key),
+        origin=ctx.origin(kind, key),
         backends=tuple(dict.fromkeys(traffic)),
         extra_refs=tuple(dict.fromkeys(k for k in extra if k not in traffic)),
         problems=tuple(problems),
