@@ -23,6 +23,7 @@ import random
 import time
 
 from gateway import policies
+from gateway.grpcstatus import grpc_http1_answer, is_grpc
 from gateway.normalize import BadTarget, normalize_target, valid_host
 from gateway.request import ClientConnection, HeaderView, RequestView
 from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
@@ -865,8 +866,14 @@ class Exchange(RequestView):
             if close or unread_body or not self.keep_alive or self.server.draining or self.upgrade:
                 # An unread request body would be taken for the next request: close.
                 self.close_after = True
-            proto.transport.write(answer_bytes(status, body, extra, self.extra_resp_headers, self.close_after,
-                                               self.method == "HEAD"))
+            if is_grpc(header_value(self.headers, b"content-type")):
+                # gRPC over HTTP/1.1 (a gRPC-Web or bridging client): the same trailers-only form as over HTTP/2.
+                text = message if status >= 400 else body.decode("utf-8", "replace")
+                body = b""
+                proto.transport.write(grpc_http1_answer(status, text, extra, self.extra_resp_headers, self.close_after))
+            else:
+                proto.transport.write(answer_bytes(status, body, extra, self.extra_resp_headers, self.close_after,
+                                                   self.method == "HEAD"))
         self.resp_bytes = len(body)
         self.finish()
 

@@ -57,7 +57,8 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
-from gateway.h2stream import Http2Stream, grpc_timeout
+from gateway.grpcstatus import grpc_timeout
+from gateway.h2stream import Http2Stream
 
 log = logging.getLogger("crdgate.proxy")
 

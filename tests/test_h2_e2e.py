@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 
+import aiohttp
 import grpc
 import pytest
 
@@ -161,3 +162,34 @@ async def test_grpc_clients_get_the_gateways_errors_as_grpc_statuses(world):
     # echo, not a gRPC server: they fail there as UNKNOWN); the rest are stopped by the gateway.
     codes = await asyncio.to_thread(grpc_codes, gw.port, "/pkg.Limited/Call", 4)
     assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED, codes
+
+
+async def test_grpc_requests_over_http11_get_the_gateways_errors_in_grpc_form(world):
+    gw, _, _ = world
+    grpc_head = {"content-type": "application/grpc", "te": "trailers"}
+
+    async def call(path: str) -> tuple[int, dict, bytes]:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(gw.base + path, data=b"\x00\x00\x00\x00\x00", headers=grpc_head) as r:
+                return r.status, dict(r.headers), await r.read()
+
+    for path, code, message in [
+        ("/pkg.Missing/Call", "12", "no route"),
+        ("/pkg.Locked/Call", "16", None),
+        ("/pkg.Gone/Call", "14", "upstream unreachable"),
+        ("/pkg.Slow/Call", "4", None),
+    ]:
+        status, headers, body = await call(path)
+        assert status == 200 and headers["Content-Type"] == "application/grpc", (path, status, headers)
+        assert headers["grpc-status"] == code, (path, headers)
+        assert message is None or headers["grpc-message"] == message
+        assert body == b"" and headers["Content-Length"] == "0"
+    statuses = [(await call("/pkg.Limited/Call"))[1].get("grpc-status") for _ in range(3)]
+    assert statuses[-1] == "8", statuses
+    # Access log and metrics keep the HTTP status the gateway chose.
+    logged = await eventually(lambda: [json.loads(x) for x in gw.stdout().splitlines() if '"/pkg.Missing/Call"' in x])
+    assert logged[0]["status"] == 404 and logged[0]["protocol"] == "HTTP/1.1"
+    # Any other request still gets JSON.
+    async with aiohttp.ClientSession() as s:
+        async with s.post(gw.base + "/pkg.Missing/Call", data=b"{}", headers={"content-type": "application/json"}) as r:
+            assert r.status == 404 and r.headers["Content-Type"] == "application/json"
