@@ -96,6 +96,10 @@ class Downstream(ClientConnection):
         """Framed only: an answer the gateway makes itself (see ``Exchange.respond``)."""
         raise NotImplementedError
 
+    def informational(self, ex: "Exchange", status: int) -> None:
+        """Framed only: an interim response (100 Continue) before the final one."""
+        raise NotImplementedError
+
 
 class Exchange(RequestView):
     """One request and its response, from parsed head to last byte.
@@ -365,7 +369,10 @@ class Exchange(RequestView):
         if self.expect_continue and not self.req_done:
             # We answer 100 ourselves once the request has passed every policy,
             # and do not forward Expect: the upstream sees an ordinary request.
-            self.proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if self.proto.framed:
+                self.proto.informational(self, 100)
+            else:
+                self.proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.expect_continue = False
         self.attempt(first=True)
 

@@ -327,6 +327,10 @@ class Http2Protocol:
             self.stats.rejected(431)
             ex.respond(431, "request header fields too large")
             return
+        if stream.expectation_failed:
+            self.stats.rejected(417)
+            ex.respond(417, "unsupported expectation")
+            return
         ex.begin()
         if stream.grpc and not ex.finished:
             self._grpc_deadline(ex)
@@ -457,6 +461,9 @@ class Http2Protocol:
         h2 = self.h2
         sid = stream.stream_id
         try:
+            if stream.interim is not None:
+                h2.send_headers(sid, stream.interim)
+                stream.interim = None
             if stream.head is not None:
                 head = stream.head
                 stream.head = None

@@ -82,11 +82,13 @@ class Http2Stream(Downstream):
         self.closed = False
         self.exchange: Exchange | None = None
         self.grpc = False
+        self.expectation_failed = False  # an Expect other than 100-continue
         # request side
         self.remote_ended = False  # the client sent END_STREAM
         self.unacked = 0  # request bytes received but not yet acknowledged to the client
         self._paused: set[str] = set()
         # response side, emitted by the connection (``emit``)
+        self.interim: list | None = None  # a 100 Continue head, emitted before ``head``
         self.head: list | None = None
         self.pending: deque = deque()
         self.pending_size = 0
@@ -151,6 +153,12 @@ class Http2Stream(Downstream):
             self.write(body)
         self.ending = True
         self.conn.schedule(self)
+
+    def informational(self, ex: Exchange, status: int) -> None:
+        """``Expect: 100-continue`` honoured: an interim HEADERS frame, the final response to follow."""
+        if not self.closed and not self.ended and self.head is None:
+            self.interim = [(b":status", _STATUS[status])]
+            self.conn.schedule(self)
 
     @staticmethod
     def _add_answer_fields(fields: list, extra, extra_resp) -> None:
@@ -222,6 +230,7 @@ class Http2Stream(Downstream):
         own = ex.headers
         cookies = None
         authority = None
+        expect = None
         for name, value in headers:
             if name[0] == 58:  # b":"
                 if name == b":method":
@@ -245,10 +254,19 @@ class Http2Stream(Downstream):
                 ex.user_agent = value
             elif name == b"content-type":
                 self.grpc = is_grpc(value)
+            elif name == b"expect":
+                expect = value
         if cookies is not None:
             own.append((b"cookie", cookies))
         if authority is not None:
             ex.host = authority  # RFC 9113 8.3.1: :authority over Host
+        if expect is not None:
+            # As over HTTP/1.1: 100-continue is answered by the gateway (Exchange.forward),
+            # any other expectation is refused (``expectation_failed``, 417).
+            if expect.lower() == b"100-continue":
+                ex.expect_continue = not ended
+            else:
+                self.expectation_failed = True
         if ended:
             self.remote_ended = True
             if ex.content_length < 0 and ex.method in ("POST", "PUT", "PATCH"):

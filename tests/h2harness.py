@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import (
-    ConnectionTerminated, DataReceived, RemoteSettingsChanged, ResponseReceived, StreamEnded, StreamReset,
-    TrailersReceived,
+    ConnectionTerminated, DataReceived, InformationalResponseReceived, RemoteSettingsChanged, ResponseReceived,
+    StreamEnded, StreamReset, TrailersReceived,
 )
 from hyperframe.frame import Frame
 
@@ -36,6 +36,7 @@ class Answer:
     raw_headers: list = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
     trailers: dict = field(default_factory=dict)
+    interim: list = field(default_factory=list)  # the :status of each informational (1xx) head
     ended: bool = False
     reset: int | None = None  # the RST_STREAM error code
 
@@ -121,6 +122,8 @@ class H2Client:
                     if kind is ResponseReceived:
                         ans.raw_headers.append((name.decode(), value.decode()))
                     target.setdefault(name.decode(), value.decode())
+            elif kind is InformationalResponseReceived:
+                self.answers.setdefault(event.stream_id, Answer()).interim.append(dict(event.headers)[b":status"].decode())
             elif kind is DataReceived:
                 self.answers.setdefault(event.stream_id, Answer()).body += event.data
                 if self.auto_ack and event.flow_controlled_length:

@@ -18,6 +18,7 @@ import pytest
 
 import aptget
 from gatewayproc import GatewayProcess, endpoint_manifests
+from h2socket import h2_request
 from polling import eventually
 from proxyharness import free_port, start_backend
 from test_tls_e2e import secret_yaml
@@ -162,6 +163,24 @@ async def test_grpc_clients_get_the_gateways_errors_as_grpc_statuses(world):
     # echo, not a gRPC server: they fail there as UNKNOWN); the rest are stopped by the gateway.
     codes = await asyncio.to_thread(grpc_codes, gw.port, "/pkg.Limited/Call", 4)
     assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED, codes
+
+
+async def test_curl_expect_100_continue_over_http2(world):
+    gw, _, folder = world
+    body = folder / "body.bin"
+    body.write_bytes(b"x" * 50_000)
+    args = ["--http2-prior-knowledge", "-v", "-H", "Expect: 100-continue", "--expect100-timeout", "30",
+            "--data-binary", f"@{body}", "-o", "/dev/null", "-w", "%{http_code}"]
+    # Passed every policy: the gateway answers 100 itself and curl sends the body at once (without
+    # the 100 it would wait 30 s for one, past its 10 s --max-time).
+    r = await asyncio.to_thread(curl, *args, f"http://127.0.0.1:{gw.port}/open/up")
+    assert r.returncode == 0 and r.stdout == "200", (r.stdout, r.stderr[-2000:])
+    assert "HTTP/2 100" in r.stderr
+    # Refused (no API key): the final answer at once, no 100, the body never asked for. (A client
+    # of our own: curl 7.88 takes the reset that ends the unread upload for an empty reply.)
+    out = await asyncio.to_thread(h2_request, gw.port, "/pkg.Locked/Call", headers=[(b"expect", b"100-continue")],
+                                  body=b"x" * 1000, body_after_100=True)
+    assert out.status == 401 and out.interim == []
 
 
 async def test_grpc_requests_over_http11_get_the_gateways_errors_in_grpc_form(world):
