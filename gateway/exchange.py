@@ -32,7 +32,8 @@ from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
     CONNECTION_OPTIONS, FORWARDING, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, RESPONSE_LOOKED,
     RESPONSE_NOT_COPIED, add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, header_value,
-    json_body, last_chunk, next_request_id, refused_head, switching_head, unsafe_fields, upstream_status_line,
+    json_body, last_chunk, next_request_id, refused_head, switching_head, trailer_chunk, unsafe_fields,
+    upstream_status_line,
 )
 
 log = logging.getLogger("crdgate.proxy")
@@ -127,6 +128,7 @@ class Exchange(RequestView):
         # request body toward the upstream: buffered until a connection is attached;
         # ``replay`` keeps up to REPLAY_LIMIT bytes so a retry can resend it
         self.body_buf_size = 0
+        self.req_last_chunk = None  # the request's last chunk when it carries trailers (request_trailers)
         self.sent_head = False
         self.up_paused = False
         # upstream tries
@@ -338,13 +340,28 @@ class Exchange(RequestView):
             if self.body_buf_size > BUFFER_HIGH:
                 self.proto.pause_reading("buffer")
 
+    def request_trailers(self, fields: list) -> None:
+        """Trailer fields after the request body (an HTTP/2 client's), before request_complete.
+
+        They ride in the last chunk when the body goes chunked to the upstream (an
+        HTTP/2 upstream stream sends them as a trailing HEADERS frame); a body sent
+        with a Content-Length has no place for them: dropped. Fields no sender may
+        put in trailers, and the credentials and identity fields the route's
+        authentication strips from the head, are left out.
+        """
+        if self.finished or not self.chunked:
+            return
+        route = self.route
+        auth = route.policy.auth if route is not None else None
+        self.req_last_chunk = trailer_chunk(fields, auth.strip_headers if auth is not None else ())
+
     def request_complete(self) -> None:
         self.req_done = True
         if self.finished:
             self.proto.exchange_done(self)
             return
         if self.sent_head and self.conn is not None and self.chunked:
-            self.conn.transport.write(b"0\r\n\r\n")
+            self.conn.transport.write(self.req_last_chunk or b"0\r\n\r\n")
 
     def _write_body(self, data: bytes) -> None:
         t = self.conn.transport
@@ -453,7 +470,7 @@ class Exchange(RequestView):
             self.proto.resume_reading("buffer")
         self.body_buf_size = 0
         if self.req_done and self.chunked:
-            conn.transport.write(b"0\r\n\r\n")
+            conn.transport.write(self.req_last_chunk or b"0\r\n\r\n")
 
     def _upstream_head(self) -> bytes | None:
         """The request head for the upstream; None (logged) if the route's configuration

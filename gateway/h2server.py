@@ -307,7 +307,7 @@ class Http2Protocol:
                     if not self.streams:
                         self._close(ErrorCodes.NO_ERROR)
                 elif kind is TrailersReceived:
-                    pass  # request trailers are not carried to an HTTP/1.1 upstream; StreamEnded follows
+                    self._on_trailers(event)  # StreamEnded follows
         finally:
             self._receiving = False
         if not self.closed:
@@ -366,6 +366,22 @@ class Http2Protocol:
             self.h2.acknowledge_received_data(n, sid)
         if event.data:
             stream.exchange.request_body(event.data)
+
+    def _on_trailers(self, event) -> None:
+        """Request trailers, checked by h2 as a head is (no pseudo-header or connection-specific
+        field, TE only ``trailers``, the header list size): to the exchange, which forwards them."""
+        stream = self.streams.get(event.stream_id)
+        if stream is None or stream.closed:
+            return
+        ex = stream.exchange
+        if len(event.headers) > self.max_headers:
+            self.stats.rejected(431)
+            if ex.resp_started:
+                self.reset(stream)
+            else:
+                ex.respond(431, "request trailer fields too large")
+            return
+        ex.request_trailers(event.headers)
 
     def acknowledge(self, stream: Http2Stream) -> None:
         """The exchange reads this stream's body again: reopen the client's window."""

@@ -59,6 +59,7 @@ class H2Client:
         self.auto_ack = auto_ack
         self.answers: dict[int, Answer] = {}
         self.uploads: dict[int, tuple[bytes, bool]] = {}
+        self.request_trailers: dict[int, list] = {}  # sent (with END_STREAM) once the stream's body is out
         self.goaway: ConnectionTerminated | None = None
         self.remote_settings_seen = False
         self.closed = False
@@ -80,6 +81,8 @@ class H2Client:
                 self.uploads[sid] = (body, end)
             else:
                 del self.uploads[sid]
+                if sid in self.request_trailers:
+                    self.h2.send_headers(sid, self.request_trailers.pop(sid), end_stream=True)
         data = self.h2.data_to_send()
         if data and not self.closed:
             self.client.send(data)
@@ -88,13 +91,16 @@ class H2Client:
         self.client.send(data)
 
     def request(self, path: str = "/", method: str = "GET", headers=(), body: bytes | None = None,
-                end: bool = True, authority: str = "gw.test") -> int:
+                end: bool = True, authority: str = "gw.test", trailers=None) -> int:
+        """A request; ``trailers``: fields sent after the body, in a HEADERS frame that ends the stream."""
         sid = self.h2.get_next_available_stream_id()
         fields = [(":method", method), (":scheme", "http"), (":authority", authority), (":path", path)]
         fields += list(headers)
-        self.h2.send_headers(sid, fields, end_stream=end and not body)
-        if body:
-            self.uploads[sid] = (body, end)  # sent by ``send`` as the gateway's windows allow
+        self.h2.send_headers(sid, fields, end_stream=end and not body and not trailers)
+        if trailers:
+            self.request_trailers[sid] = list(trailers)
+        if body or trailers:
+            self.uploads[sid] = (body or b"", end and not trailers)  # sent by ``send`` as the gateway's windows allow
         self.answers[sid] = Answer()
         self.send()
         return sid
