@@ -101,6 +101,12 @@ class Downstream(ClientConnection):
         """Framed only: an interim response (100 Continue) before the final one."""
         raise NotImplementedError
 
+    def end_past_deadline(self, ex: "Exchange") -> bool:
+        """The response is under way and its deadline has passed: end it in the
+        protocol's own words if it has some (gRPC's DEADLINE_EXCEEDED trailers) and
+        say True; False, and the exchange cuts it (``abort``)."""
+        return False
+
 
 class Exchange(RequestView):
     """One request and its response, from parsed head to last byte.
@@ -844,11 +850,16 @@ class Exchange(RequestView):
         if not expired:
             return
         if self.resp_started:
-            # Part of the response is out: all we can do is cut the connection.
             self.server.stats.upstream_error(self.route_name(), "timeout")
             if self.trace is not None:
                 self.trace.try_error("timeout")
             self._release_try(close=True)
+            if self.proto.end_past_deadline(self):
+                # A gRPC stream ends with its status in trailers: logged as the timeout it is.
+                self.status = 504
+                self.finish()
+                return
+            # Part of the response is out: all we can do is cut the connection (an HTTP/2 stream).
             self.finished = True
             if self.trace is not None:
                 self.proto.tracer.finish(self, _monotonic(), "timeout")

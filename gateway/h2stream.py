@@ -34,7 +34,7 @@ from collections import deque
 
 from gateway import policies
 from gateway.exchange import Downstream, Exchange
-from gateway.grpcstatus import ANSWER_SKIPPED, grpc_message, grpc_status, is_grpc
+from gateway.grpcstatus import ANSWER_SKIPPED, GRPC_DEADLINE_EXCEEDED, grpc_message, grpc_status, is_grpc
 from gateway.wire import CONNECTION_OPTIONS, RESPONSE_NOT_COPIED, connection_tokens
 
 _monotonic = time.monotonic
@@ -168,6 +168,15 @@ class Http2Stream(Downstream):
                     lname = name.lower()
                     if lname not in ANSWER_SKIPPED:
                         fields.append((lname, value))
+
+    def end_past_deadline(self, ex: Exchange) -> bool:
+        """A gRPC response past its deadline ends with trailers ``grpc-status: 4`` after
+        what the upstream sent so far (a gRPC client reads a reset as INTERNAL or
+        CANCELLED, not as the timeout it is); any other stream is reset."""
+        if not self.grpc or self.closed or self.ended:
+            return False
+        self.trailers = [(b"grpc-status", b"%d" % GRPC_DEADLINE_EXCEEDED), (b"grpc-message", b"deadline exceeded")]
+        return True
 
     def write(self, data: bytes) -> None:
         """Response body bytes from the exchange: queued until the client's window has room."""
