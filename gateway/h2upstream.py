@@ -16,7 +16,8 @@ metrics and the access log need nothing new. The exchange writes the request
 as HTTP/1.1 bytes, the head built with every route policy applied, then the
 body by length or chunked; a stream parses them back with httptools (the same
 parser as the client side: C, and exact about chunked framing) and turns them
-into HEADERS and DATA frames of the ``h2`` state machine. Connection-specific
+into HEADERS and DATA frames of the ``h2`` state machine (the last chunk's
+trailer fields, a client's request trailers, into a trailing HEADERS frame). Connection-specific
 fields never reach the backend; ``TE: trailers`` always does (we take trailers).
 
 Limits: the server's SETTINGS_MAX_CONCURRENT_STREAMS (at most
