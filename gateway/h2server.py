@@ -371,8 +371,8 @@ class Http2Protocol:
         """Request trailers, checked by h2 as a head is (no pseudo-header or connection-specific
         field, TE only ``trailers``, the header list size): to the exchange, which forwards them."""
         stream = self.streams.get(event.stream_id)
-        if stream is None or stream.closed:
-            return
+        if stream is None or stream.closed or stream.exchange.finished:
+            return  # answered already: nothing more of the request goes anywhere
         ex = stream.exchange
         if len(event.headers) > self.max_headers:
             self.stats.rejected(431)
