@@ -9,7 +9,6 @@ Content-Length gets them dropped toward HTTP/1.1 (nowhere to put them).
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
@@ -72,7 +71,8 @@ class RecordingBackend:
                     if b"transfer-encoding: chunked" in head:
                         done = data.endswith(b"\r\n\r\n") and b"\r\n0\r\n" in data[head_end:]
                     else:
-                        length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0]) if b"content-length" in head else 0
+                        sized = b"content-length: " in head
+                        length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0]) if sized else 0
                         done = len(data) >= head_end + 4 + length
                     if done:
                         break
