@@ -44,6 +44,7 @@ cdef class Exchange(RequestView):
     cdef public object trace  # gateway.tracing.RequestTrace when sampled, else None
     cdef public list body_buf
     cdef public Py_ssize_t body_buf_size
+    cdef public bytes req_last_chunk  # None, or the request's last chunk with its trailers
     cdef public bint sent_head, up_paused, connecting, up_keep_alive
     cdef public UpstreamConnection conn
     cdef public EndpointPool pool

@@ -23,6 +23,7 @@ import random
 import time
 
 from gateway import policies
+from gateway.grpcstatus import grpc_http1_answer, is_grpc
 from gateway.normalize import BadTarget, normalize_target, valid_host
 from gateway.request import ClientConnection, HeaderView, RequestView
 from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
@@ -31,7 +32,8 @@ from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
     CONNECTION_OPTIONS, FORWARDING, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, RESPONSE_LOOKED,
     RESPONSE_NOT_COPIED, add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, header_value,
-    json_body, last_chunk, next_request_id, refused_head, switching_head, unsafe_fields, upstream_status_line,
+    json_body, last_chunk, next_request_id, refused_head, switching_head, trailer_chunk, unsafe_fields,
+    upstream_status_line,
 )
 
 log = logging.getLogger("crdgate.proxy")
@@ -95,6 +97,16 @@ class Downstream(ClientConnection):
         """Framed only: an answer the gateway makes itself (see ``Exchange.respond``)."""
         raise NotImplementedError
 
+    def informational(self, ex: "Exchange", status: int) -> None:
+        """Framed only: an interim response (100 Continue) before the final one."""
+        raise NotImplementedError
+
+    def end_past_deadline(self, ex: "Exchange") -> bool:
+        """The response is under way and its deadline has passed: end it in the
+        protocol's own words if it has some (gRPC's DEADLINE_EXCEEDED trailers) and
+        say True; False, and the exchange cuts it (``abort``)."""
+        return False
+
 
 class Exchange(RequestView):
     """One request and its response, from parsed head to last byte.
@@ -122,6 +134,7 @@ class Exchange(RequestView):
         # request body toward the upstream: buffered until a connection is attached;
         # ``replay`` keeps up to REPLAY_LIMIT bytes so a retry can resend it
         self.body_buf_size = 0
+        self.req_last_chunk = None  # the request's last chunk when it carries trailers (request_trailers)
         self.sent_head = False
         self.up_paused = False
         # upstream tries
@@ -333,13 +346,28 @@ class Exchange(RequestView):
             if self.body_buf_size > BUFFER_HIGH:
                 self.proto.pause_reading("buffer")
 
+    def request_trailers(self, fields: list) -> None:
+        """Trailer fields after the request body (an HTTP/2 client's), before request_complete.
+
+        They ride in the last chunk when the body goes chunked to the upstream (an
+        HTTP/2 upstream stream sends them as a trailing HEADERS frame); a body sent
+        with a Content-Length has no place for them: dropped. Fields no sender may
+        put in trailers, and the credentials and identity fields the route's
+        authentication strips from the head, are left out.
+        """
+        if self.finished or not self.chunked:
+            return
+        route = self.route
+        auth = route.policy.auth if route is not None else None
+        self.req_last_chunk = trailer_chunk(fields, auth.strip_headers if auth is not None else ())
+
     def request_complete(self) -> None:
         self.req_done = True
         if self.finished:
             self.proto.exchange_done(self)
             return
         if self.sent_head and self.conn is not None and self.chunked:
-            self.conn.transport.write(b"0\r\n\r\n")
+            self.conn.transport.write(self.req_last_chunk or b"0\r\n\r\n")
 
     def _write_body(self, data: bytes) -> None:
         t = self.conn.transport
@@ -364,7 +392,10 @@ class Exchange(RequestView):
         if self.expect_continue and not self.req_done:
             # We answer 100 ourselves once the request has passed every policy,
             # and do not forward Expect: the upstream sees an ordinary request.
-            self.proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if self.proto.framed:
+                self.proto.informational(self, 100)
+            else:
+                self.proto.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.expect_continue = False
         self.attempt(first=True)
 
@@ -445,7 +476,7 @@ class Exchange(RequestView):
             self.proto.resume_reading("buffer")
         self.body_buf_size = 0
         if self.req_done and self.chunked:
-            conn.transport.write(b"0\r\n\r\n")
+            conn.transport.write(self.req_last_chunk or b"0\r\n\r\n")
 
     def _upstream_head(self) -> bytes | None:
         """The request head for the upstream; None (logged) if the route's configuration
@@ -819,11 +850,16 @@ class Exchange(RequestView):
         if not expired:
             return
         if self.resp_started:
-            # Part of the response is out: all we can do is cut the connection.
             self.server.stats.upstream_error(self.route_name(), "timeout")
             if self.trace is not None:
                 self.trace.try_error("timeout")
             self._release_try(close=True)
+            if self.proto.end_past_deadline(self):
+                # A gRPC stream ends with its status in trailers: logged as the timeout it is.
+                self.status = 504
+                self.finish()
+                return
+            # Part of the response is out: all we can do is cut the connection (an HTTP/2 stream).
             self.finished = True
             if self.trace is not None:
                 self.proto.tracer.finish(self, _monotonic(), "timeout")
@@ -865,8 +901,14 @@ class Exchange(RequestView):
             if close or unread_body or not self.keep_alive or self.server.draining or self.upgrade:
                 # An unread request body would be taken for the next request: close.
                 self.close_after = True
-            proto.transport.write(answer_bytes(status, body, extra, self.extra_resp_headers, self.close_after,
-                                               self.method == "HEAD"))
+            if is_grpc(header_value(self.headers, b"content-type")):
+                # gRPC over HTTP/1.1 (a gRPC-Web or bridging client): the same trailers-only form as over HTTP/2.
+                text = message if status >= 400 else body.decode("utf-8", "replace")
+                body = b""
+                proto.transport.write(grpc_http1_answer(status, text, extra, self.extra_resp_headers, self.close_after))
+            else:
+                proto.transport.write(answer_bytes(status, body, extra, self.extra_resp_headers, self.close_after,
+                                                   self.method == "HEAD"))
         self.resp_bytes = len(body)
         self.finish()
 

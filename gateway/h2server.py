@@ -57,7 +57,8 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
-from gateway.h2stream import Http2Stream, grpc_timeout
+from gateway.grpcstatus import grpc_timeout
+from gateway.h2stream import Http2Stream
 
 log = logging.getLogger("crdgate.proxy")
 
@@ -306,7 +307,7 @@ class Http2Protocol:
                     if not self.streams:
                         self._close(ErrorCodes.NO_ERROR)
                 elif kind is TrailersReceived:
-                    pass  # request trailers are not carried to an HTTP/1.1 upstream; StreamEnded follows
+                    self._on_trailers(event)  # StreamEnded follows
         finally:
             self._receiving = False
         if not self.closed:
@@ -325,6 +326,10 @@ class Http2Protocol:
         if len(headers) > self.max_headers + 4:  # pseudo-header fields aside, as --max-headers counts lines
             self.stats.rejected(431)
             ex.respond(431, "request header fields too large")
+            return
+        if stream.expectation_failed:
+            self.stats.rejected(417)
+            ex.respond(417, "unsupported expectation")
             return
         ex.begin()
         if stream.grpc and not ex.finished:
@@ -361,6 +366,22 @@ class Http2Protocol:
             self.h2.acknowledge_received_data(n, sid)
         if event.data:
             stream.exchange.request_body(event.data)
+
+    def _on_trailers(self, event) -> None:
+        """Request trailers, checked by h2 as a head is (no pseudo-header or connection-specific
+        field, TE only ``trailers``, the header list size): to the exchange, which forwards them."""
+        stream = self.streams.get(event.stream_id)
+        if stream is None or stream.closed or stream.exchange.finished:
+            return  # answered already: nothing more of the request goes anywhere
+        ex = stream.exchange
+        if len(event.headers) > self.max_headers:
+            self.stats.rejected(431)
+            if ex.resp_started:
+                self.reset(stream)
+            else:
+                ex.respond(431, "request trailer fields too large")
+            return
+        ex.request_trailers(event.headers)
 
     def acknowledge(self, stream: Http2Stream) -> None:
         """The exchange reads this stream's body again: reopen the client's window."""
@@ -456,6 +477,9 @@ class Http2Protocol:
         h2 = self.h2
         sid = stream.stream_id
         try:
+            if stream.interim is not None:
+                h2.send_headers(sid, stream.interim)
+                stream.interim = None
             if stream.head is not None:
                 head = stream.head
                 stream.head = None

@@ -23,9 +23,7 @@ window for this stream stays closed.
 
 gRPC: a request with ``content-type: application/grpc*`` that the gateway
 answers itself (no route, auth, rate limit, upstream failure, timeout) gets
-the gRPC form, trailers-only: HTTP 200, ``grpc-status`` and ``grpc-message``
-(``grpc_status`` maps the HTTP status the gateway chose; metrics and the
-access log keep that status).
+the gRPC form, trailers-only (gateway/grpcstatus.py).
 """
 
 from __future__ import annotations
@@ -36,6 +34,7 @@ from collections import deque
 
 from gateway import policies
 from gateway.exchange import Downstream, Exchange
+from gateway.grpcstatus import ANSWER_SKIPPED, GRPC_DEADLINE_EXCEEDED, grpc_message, grpc_status, is_grpc
 from gateway.wire import CONNECTION_OPTIONS, RESPONSE_NOT_COPIED, connection_tokens
 
 _monotonic = time.monotonic
@@ -44,60 +43,7 @@ _monotonic = time.monotonic
 PENDING_HIGH = 256 * 1024
 PENDING_LOW = 64 * 1024
 
-# gRPC status codes (grpc/doc/statuscodes.md) for the answers the gateway makes
-# itself, by the HTTP status it chose.
-GRPC_OK = 0
-GRPC_UNKNOWN = 2
-GRPC_DEADLINE_EXCEEDED = 4
-GRPC_PERMISSION_DENIED = 7
-GRPC_RESOURCE_EXHAUSTED = 8
-GRPC_UNIMPLEMENTED = 12
-GRPC_INTERNAL = 13
-GRPC_UNAVAILABLE = 14
-GRPC_UNAUTHENTICATED = 16
-_GRPC_BY_HTTP = {
-    401: GRPC_UNAUTHENTICATED, 403: GRPC_PERMISSION_DENIED, 404: GRPC_UNIMPLEMENTED, 405: GRPC_UNIMPLEMENTED,
-    408: GRPC_DEADLINE_EXCEEDED, 413: GRPC_RESOURCE_EXHAUSTED, 429: GRPC_RESOURCE_EXHAUSTED,
-    431: GRPC_RESOURCE_EXHAUSTED, 500: GRPC_INTERNAL, 501: GRPC_UNIMPLEMENTED, 502: GRPC_UNAVAILABLE,
-    503: GRPC_UNAVAILABLE, 504: GRPC_DEADLINE_EXCEEDED,
-}
-# grpc-timeout units (gRPC over HTTP/2: "Timeout -> TimeoutValue TimeoutUnit").
-_GRPC_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
-
 _STATUS = {s: b"%d" % s for s in range(100, 600)}
-# Fields of the gateway's own answers that HTTP/2 does not carry or that are set below.
-_ANSWER_SKIPPED = frozenset((b"connection", b"content-length", b"transfer-encoding", b"keep-alive"))
-
-
-def grpc_status(http_status: int) -> int:
-    """The gRPC status of an answer the gateway made itself with ``http_status``."""
-    if http_status < 400:
-        return GRPC_UNKNOWN  # a redirect or a preflight answer: nothing a gRPC client can follow
-    return _GRPC_BY_HTTP.get(http_status, GRPC_INTERNAL if http_status < 500 else GRPC_UNKNOWN)
-
-
-def grpc_message(text: str) -> bytes:
-    """``grpc-message``: percent-encoded UTF-8, printable ASCII but '%' kept as is."""
-    out = bytearray()
-    for byte in text.encode("utf-8"):
-        if 0x20 <= byte <= 0x7E and byte != 0x25:
-            out.append(byte)
-        else:
-            out += b"%%%02X" % byte
-    return bytes(out)
-
-
-def grpc_timeout(value: bytes) -> float | None:
-    """Seconds of a ``grpc-timeout`` value (at most 8 digits and a unit), None when malformed."""
-    unit = _GRPC_TIMEOUT_UNITS.get(value[-1:])
-    digits = value[:-1]
-    if unit is None or not 1 <= len(digits) <= 8 or not digits.isdigit():
-        return None
-    return int(digits) * unit
-
-
-def is_grpc(content_type: bytes | None) -> bool:
-    return content_type is not None and content_type[:16].lower() == b"application/grpc"
 
 
 class Http2Stream(Downstream):
@@ -136,11 +82,13 @@ class Http2Stream(Downstream):
         self.closed = False
         self.exchange: Exchange | None = None
         self.grpc = False
+        self.expectation_failed = False  # an Expect other than 100-continue
         # request side
         self.remote_ended = False  # the client sent END_STREAM
         self.unacked = 0  # request bytes received but not yet acknowledged to the client
         self._paused: set[str] = set()
         # response side, emitted by the connection (``emit``)
+        self.interim: list | None = None  # a 100 Continue head, emitted before ``head``
         self.head: list | None = None
         self.pending: deque = deque()
         self.pending_size = 0
@@ -206,14 +154,29 @@ class Http2Stream(Downstream):
         self.ending = True
         self.conn.schedule(self)
 
+    def informational(self, ex: Exchange, status: int) -> None:
+        """``Expect: 100-continue`` honoured: an interim HEADERS frame, the final response to follow."""
+        if not self.closed and not self.ended and self.head is None:
+            self.interim = [(b":status", _STATUS[status])]
+            self.conn.schedule(self)
+
     @staticmethod
     def _add_answer_fields(fields: list, extra, extra_resp) -> None:
         for group in (extra, extra_resp):
             if group:
                 for name, value in group:
                     lname = name.lower()
-                    if lname not in _ANSWER_SKIPPED:
+                    if lname not in ANSWER_SKIPPED:
                         fields.append((lname, value))
+
+    def end_past_deadline(self, ex: Exchange) -> bool:
+        """A gRPC response past its deadline ends with trailers ``grpc-status: 4`` after
+        what the upstream sent so far (a gRPC client reads a reset as INTERNAL or
+        CANCELLED, not as the timeout it is); any other stream is reset."""
+        if not self.grpc or self.closed or self.ended:
+            return False
+        self.trailers = [(b"grpc-status", b"%d" % GRPC_DEADLINE_EXCEEDED), (b"grpc-message", b"deadline exceeded")]
+        return True
 
     def write(self, data: bytes) -> None:
         """Response body bytes from the exchange: queued until the client's window has room."""
@@ -276,6 +239,7 @@ class Http2Stream(Downstream):
         own = ex.headers
         cookies = None
         authority = None
+        expect = None
         for name, value in headers:
             if name[0] == 58:  # b":"
                 if name == b":method":
@@ -299,10 +263,19 @@ class Http2Stream(Downstream):
                 ex.user_agent = value
             elif name == b"content-type":
                 self.grpc = is_grpc(value)
+            elif name == b"expect":
+                expect = value
         if cookies is not None:
             own.append((b"cookie", cookies))
         if authority is not None:
             ex.host = authority  # RFC 9113 8.3.1: :authority over Host
+        if expect is not None:
+            # As over HTTP/1.1: 100-continue is answered by the gateway (Exchange.forward),
+            # any other expectation is refused (``expectation_failed``, 417).
+            if expect.lower() == b"100-continue":
+                ex.expect_continue = not ended
+            else:
+                self.expectation_failed = True
         if ended:
             self.remote_ended = True
             if ex.content_length < 0 and ex.method in ("POST", "PUT", "PATCH"):

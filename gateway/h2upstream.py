@@ -16,7 +16,8 @@ metrics and the access log need nothing new. The exchange writes the request
 as HTTP/1.1 bytes, the head built with every route policy applied, then the
 body by length or chunked; a stream parses them back with httptools (the same
 parser as the client side: C, and exact about chunked framing) and turns them
-into HEADERS and DATA frames of the ``h2`` state machine. Connection-specific
+into HEADERS and DATA frames of the ``h2`` state machine (the last chunk's
+trailer fields, a client's request trailers, into a trailing HEADERS frame). Connection-specific
 fields never reach the backend; ``TE: trailers`` always does (we take trailers).
 
 Limits: the server's SETTINGS_MAX_CONCURRENT_STREAMS (at most
@@ -418,7 +419,8 @@ class Stream(UpstreamConnection):
         self.idle_since = 0.0
         self.stream_id = 0
         self.parser = httptools.HttpRequestParser(self)
-        self.fields: list = []
+        self.fields: list = []  # of the header block being parsed: the head's, then the trailers'
+        self.head_fields: list = []
         self.url = b""
         self.over = False  # done, failed or cancelled: counts no more
         self.local_end = False  # the request is complete (END_STREAM goes with its last pending byte)
@@ -491,7 +493,10 @@ class Stream(UpstreamConnection):
         self.fields.append((name, value))
 
     def on_headers_complete(self) -> None:
-        pass  # sent with the first body bytes or the end of the message, whichever comes first
+        # Sent with the first body bytes or the end of the message, whichever comes
+        # first. Fields parsed from now on are trailers (the last chunk's).
+        self.head_fields = self.fields
+        self.fields = []
 
     def on_body(self, body: bytes) -> None:
         if not self.stream_id:
@@ -501,17 +506,22 @@ class Stream(UpstreamConnection):
         self.pump()
 
     def on_message_complete(self) -> None:
+        trailers = self.fields
+        if trailers:
+            # The request's trailers: a HEADERS frame with END_STREAM after the body.
+            self.fields = trailers = [(n.lower(), v) for n, v in trailers if n.lower() not in CONNECTION_SPECIFIC]
         if not self.stream_id:
-            self._send_headers(end=True)
-        else:
-            self.local_end = True
-            self.pump()
+            self._send_headers(end=not trailers)
+            if not trailers:
+                return
+        self.local_end = True
+        self.pump()
 
     def _send_headers(self, end: bool) -> None:
         conn = self.conn
         authority = b""
         fields = []
-        for name, value in self.fields:
+        for name, value in self.head_fields:
             lname = name.lower()
             if lname in CONNECTION_SPECIFIC:
                 if lname == b"host":
@@ -549,10 +559,13 @@ class Stream(UpstreamConnection):
                 pending[0] = chunk[window:]
                 chunk = chunk[:window]
             self.pending_bytes -= len(chunk)
-            self.sent_end = self.local_end and not pending
+            self.sent_end = self.local_end and not pending and not self.fields
             h.send_data(sid, chunk, end_stream=self.sent_end)
         if self.local_end and not pending and not self.sent_end:
-            h.end_stream(sid)
+            if self.fields:
+                h.send_headers(sid, self.fields, end_stream=True)  # the request's trailers
+            else:
+                h.end_stream(sid)
             self.sent_end = True
         self.set_blocked()
 

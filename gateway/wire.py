@@ -188,9 +188,18 @@ def last_chunk(fields, te: str | None) -> bytes | None:
     """
     if te is None or b"trailers" not in te.lower().encode("latin-1"):
         return None
+    return trailer_chunk(fields)
+
+
+def trailer_chunk(fields, strip=()) -> bytes:
+    """The last chunk of a chunked message with ``fields`` as its trailer fields (RFC 9112
+    7.1.2), less those no sender may put there (NOT_IN_TRAILERS), those named in ``strip``
+    (lower-case) and any that would split the message."""
     parts = [b"0\r\n"]
     for name, value in fields:
-        if name.lower() not in NOT_IN_TRAILERS and not unsafe_field_value(value) and not unsafe_field_value(name):
+        lname = name.lower()
+        if lname not in NOT_IN_TRAILERS and lname not in strip and not unsafe_field_value(value) \
+                and not unsafe_field_value(name):
             add_field(parts, name, value)
     parts.append(b"\r\n")
     return b"".join(parts)

@@ -1,7 +1,7 @@
 """A small HTTP/2 backend for tests: cleartext with prior knowledge (h2c), on the h2 package.
 
 It runs in the test's event loop and records what it saw (connections, each
-stream's request headers and body). Its answer is chosen by the request path:
+stream's request headers, body and trailers). Its answer is chosen by the request path:
 
 - ``.../echo``: 200, the request body streamed back chunk by chunk as it arrives,
   then trailers ``grpc-status: 0`` and ``x-trailer: done``;
@@ -117,6 +117,10 @@ class _Conn(asyncio.Protocol):
                     self.b._held.append((self, ev.flow_controlled_length, ev.stream_id))
                 else:
                     self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                st = self.streams.get(ev.stream_id)
+                if st is not None:
+                    st["request_trailers"] = list(ev.headers)
             elif isinstance(ev, h2.events.StreamEnded):
                 st = self.streams.get(ev.stream_id)
                 if st is not None:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import (
-    ConnectionTerminated, DataReceived, RemoteSettingsChanged, ResponseReceived, StreamEnded, StreamReset,
-    TrailersReceived,
+    ConnectionTerminated, DataReceived, InformationalResponseReceived, RemoteSettingsChanged, ResponseReceived,
+    StreamEnded, StreamReset, TrailersReceived,
 )
 from hyperframe.frame import Frame
 
@@ -36,6 +36,7 @@ class Answer:
     raw_headers: list = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
     trailers: dict = field(default_factory=dict)
+    interim: list = field(default_factory=list)  # the :status of each informational (1xx) head
     ended: bool = False
     reset: int | None = None  # the RST_STREAM error code
 
@@ -58,6 +59,7 @@ class H2Client:
         self.auto_ack = auto_ack
         self.answers: dict[int, Answer] = {}
         self.uploads: dict[int, tuple[bytes, bool]] = {}
+        self.request_trailers: dict[int, list] = {}  # sent (with END_STREAM) once the stream's body is out
         self.goaway: ConnectionTerminated | None = None
         self.remote_settings_seen = False
         self.closed = False
@@ -79,6 +81,8 @@ class H2Client:
                 self.uploads[sid] = (body, end)
             else:
                 del self.uploads[sid]
+                if sid in self.request_trailers:
+                    self.h2.send_headers(sid, self.request_trailers.pop(sid), end_stream=True)
         data = self.h2.data_to_send()
         if data and not self.closed:
             self.client.send(data)
@@ -87,13 +91,16 @@ class H2Client:
         self.client.send(data)
 
     def request(self, path: str = "/", method: str = "GET", headers=(), body: bytes | None = None,
-                end: bool = True, authority: str = "gw.test") -> int:
+                end: bool = True, authority: str = "gw.test", trailers=None) -> int:
+        """A request; ``trailers``: fields sent after the body, in a HEADERS frame that ends the stream."""
         sid = self.h2.get_next_available_stream_id()
         fields = [(":method", method), (":scheme", "http"), (":authority", authority), (":path", path)]
         fields += list(headers)
-        self.h2.send_headers(sid, fields, end_stream=end and not body)
-        if body:
-            self.uploads[sid] = (body, end)  # sent by ``send`` as the gateway's windows allow
+        self.h2.send_headers(sid, fields, end_stream=end and not body and not trailers)
+        if trailers:
+            self.request_trailers[sid] = list(trailers)
+        if body or trailers:
+            self.uploads[sid] = (body or b"", end and not trailers)  # sent by ``send`` as the gateway's windows allow
         self.answers[sid] = Answer()
         self.send()
         return sid
@@ -121,6 +128,8 @@ class H2Client:
                     if kind is ResponseReceived:
                         ans.raw_headers.append((name.decode(), value.decode()))
                     target.setdefault(name.decode(), value.decode())
+            elif kind is InformationalResponseReceived:
+                self.answers.setdefault(event.stream_id, Answer()).interim.append(dict(event.headers)[b":status"].decode())
             elif kind is DataReceived:
                 self.answers.setdefault(event.stream_id, Answer()).body += event.data
                 if self.auto_ack and event.flow_controlled_length:

@@ -3,7 +3,9 @@
 A Service port with ``appProtocol: kubernetes.io/h2c`` and an APIEndpoint url
 backend with ``protocol: HTTP/2`` are both spoken to in HTTP/2 with prior
 knowledge; every request of a burst shares one backend connection; trailers
-reach a client that sends ``TE: trailers``; /routes names the protocol.
+reach a client that sends ``TE: trailers``; /routes names the protocol. An HTTP/2
+client's ``Expect: 100-continue`` is answered by the gateway and never reaches
+the backend (whose stream would wait for a body that waits for a 100).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 import aptget
 from gatewayproc import GatewayProcess
 from h2backend import H2Backend
+from h2socket import h2_request
 
 ROUTES = """
 apiVersion: v1
@@ -105,3 +108,12 @@ async def test_curl_gets_the_backend_trailers_when_it_asks(world):
     assert out.endswith(b"4\r\nping\r\n0\r\ngrpc-status: 0\r\nx-trailer: done\r\n\r\n")
     out = await asyncio.to_thread(curl, "--data-binary", "ping", gw.base + "/orders/echo")
     assert out.endswith(b"4\r\nping\r\n0\r\n\r\n")
+
+
+async def test_expect_100_continue_from_an_http2_client_never_reaches_the_h2c_backend(world):
+    gw, svc_backend, _ = world
+    out = await asyncio.to_thread(h2_request, gw.port, "/orders/up", headers=[(b"expect", b"100-continue")],
+                                  body=b"z" * 1000, body_after_100=True)
+    assert out.interim == [100] and out.status == 200, out
+    doc = json.loads(out.body)
+    assert doc["body_bytes"] == 1000 and "expect" not in doc["headers"]

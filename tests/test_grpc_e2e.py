@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from concurrent import futures
 
 import grpc
@@ -47,6 +48,20 @@ def _bidi(requests, context):
         yield r.upper()
 
 
+# Calls of test.Slow/Stall that saw their stream cancelled by the gateway.
+STALLS_CANCELLED: list[str] = []
+
+
+def _stall(request: bytes, context):
+    """Two messages, then nothing until the call is cancelled (at most 20 s)."""
+    cancelled = threading.Event()
+    context.add_callback(cancelled.set)
+    yield b"first"
+    yield b"second"
+    if cancelled.wait(20):
+        STALLS_CANCELLED.append(request.decode())
+
+
 @pytest.fixture(scope="module")
 def grpc_backend():
     handler = grpc.method_handlers_generic_handler("test.Echo", {
@@ -55,8 +70,11 @@ def grpc_backend():
         "ClientStream": grpc.stream_unary_rpc_method_handler(_client_stream),
         "Bidi": grpc.stream_stream_rpc_method_handler(_bidi),
     })
+    slow = grpc.method_handlers_generic_handler("test.Slow", {
+        "Stall": grpc.unary_stream_rpc_method_handler(_stall),
+    })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((handler, slow))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     yield port
@@ -82,6 +100,8 @@ def gateway(grpc_backend, tmp_path_factory):
         *h2c_service("shop", "echo", grpc_backend),
         {"apiVersion": "crdgate.io/v1", "kind": "APIEndpoint", "metadata": {"name": "echo", "namespace": "shop"},
          "spec": {"path": "/test.Echo/", "backendService": "echo"}},
+        {"apiVersion": "crdgate.io/v1", "kind": "APIEndpoint", "metadata": {"name": "slow", "namespace": "shop"},
+         "spec": {"path": "/test.Slow/", "backendService": "echo", "timeouts": {"request": "1s"}}},
         # The same backend through Gateway API: a GRPCRoute on host grpc.route.test.
         {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": "crdgate"},
          "spec": {"controllerName": "crdgate.io/gateway-controller"}},
@@ -155,3 +175,23 @@ async def test_a_grpcroute_routes_by_service_and_method(gateway):
     lines = await eventually(lambda: [line for line in gw.stdout().splitlines() if "shop/echo-route" in line],
                              what=lambda: f"no access log line of the GRPCRoute:\n{gw.stdout()[-3000:]}")
     assert '"protocol":"HTTP/2.0"' in lines[0] and '"path":"/test.Echo/Unary"' in lines[0]
+
+
+async def test_a_stream_past_the_routes_timeout_ends_deadline_exceeded(gateway):
+    """The response is streaming when the route's 1 s runs out: the client gets what came
+    before and DEADLINE_EXCEEDED (not a reset), and the backend's call is cancelled."""
+    gw, _, _ = gateway
+
+    def call():
+        got = []
+        with grpc.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stall = channel.unary_stream("/test.Slow/Stall", **IDENTITY)
+            with pytest.raises(grpc.RpcError) as err:
+                for message in stall(b"route-timeout", timeout=15):
+                    got.append(message)
+        return got, err.value
+
+    got, error = await asyncio.get_running_loop().run_in_executor(None, call)
+    assert got == [b"first", b"second"]
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED, (error.code(), error.details())
+    await eventually(lambda: "route-timeout" in STALLS_CANCELLED, what="the backend's call was never cancelled")

@@ -12,11 +12,13 @@ import socket
 import subprocess
 import threading
 
+import aiohttp
 import grpc
 import pytest
 
 import aptget
 from gatewayproc import GatewayProcess, endpoint_manifests
+from h2socket import h2_request
 from polling import eventually
 from proxyharness import free_port, start_backend
 from test_tls_e2e import secret_yaml
@@ -161,3 +163,52 @@ async def test_grpc_clients_get_the_gateways_errors_as_grpc_statuses(world):
     # echo, not a gRPC server: they fail there as UNKNOWN); the rest are stopped by the gateway.
     codes = await asyncio.to_thread(grpc_codes, gw.port, "/pkg.Limited/Call", 4)
     assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED, codes
+
+
+async def test_curl_expect_100_continue_over_http2(world):
+    gw, _, folder = world
+    body = folder / "body.bin"
+    body.write_bytes(b"x" * 50_000)
+    args = ["--http2-prior-knowledge", "-v", "-H", "Expect: 100-continue", "--expect100-timeout", "30",
+            "--data-binary", f"@{body}", "-o", "/dev/null", "-w", "%{http_code}"]
+    # Passed every policy: the gateway answers 100 itself and curl sends the body at once (without
+    # the 100 it would wait 30 s for one, past its 10 s --max-time).
+    r = await asyncio.to_thread(curl, *args, f"http://127.0.0.1:{gw.port}/open/up")
+    assert r.returncode == 0 and r.stdout == "200", (r.stdout, r.stderr[-2000:])
+    assert "HTTP/2 100" in r.stderr
+    # Refused (no API key): the final answer at once, no 100, the body never asked for. (A client
+    # of our own: curl 7.88 takes the reset that ends the unread upload for an empty reply.)
+    out = await asyncio.to_thread(h2_request, gw.port, "/pkg.Locked/Call", headers=[(b"expect", b"100-continue")],
+                                  body=b"x" * 1000, body_after_100=True)
+    assert out.status == 401 and out.interim == []
+
+
+async def test_grpc_requests_over_http11_get_the_gateways_errors_in_grpc_form(world):
+    gw, _, _ = world
+    grpc_head = {"content-type": "application/grpc", "te": "trailers"}
+
+    async def call(path: str) -> tuple[int, dict, bytes]:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(gw.base + path, data=b"\x00\x00\x00\x00\x00", headers=grpc_head) as r:
+                return r.status, dict(r.headers), await r.read()
+
+    for path, code, message in [
+        ("/pkg.Missing/Call", "12", "no route"),
+        ("/pkg.Locked/Call", "16", None),
+        ("/pkg.Gone/Call", "14", "upstream unreachable"),
+        ("/pkg.Slow/Call", "4", None),
+    ]:
+        status, headers, body = await call(path)
+        assert status == 200 and headers["Content-Type"] == "application/grpc", (path, status, headers)
+        assert headers["grpc-status"] == code, (path, headers)
+        assert message is None or headers["grpc-message"] == message
+        assert body == b"" and headers["Content-Length"] == "0"
+    statuses = [(await call("/pkg.Limited/Call"))[1].get("grpc-status") for _ in range(3)]
+    assert statuses[-1] == "8", statuses
+    # Access log and metrics keep the HTTP status the gateway chose.
+    logged = await eventually(lambda: [json.loads(x) for x in gw.stdout().splitlines() if '"/pkg.Missing/Call"' in x])
+    assert logged[0]["status"] == 404 and logged[0]["protocol"] == "HTTP/1.1"
+    # Any other request still gets JSON.
+    async with aiohttp.ClientSession() as s:
+        async with s.post(gw.base + "/pkg.Missing/Call", data=b"{}", headers={"content-type": "application/json"}) as r:
+            assert r.status == 404 and r.headers["Content-Type"] == "application/json"
