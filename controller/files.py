@@ -514,6 +514,14 @@ def manifest_files(root: Path | str) -> list[str]:
     return sorted(_scan(str(root)))
 
 
+class _Plan(NamedTuple):
+    """What one rescan looks at (ManifestSource._plan)."""
+
+    single_file: bool  # the source is one file, not a folder
+    forced: set[str]  # files the watcher named: parsed again even if their stat looks the same
+    named: set[str] | None  # the only files to look at; None: scan the whole folder
+
+
 class ManifestSource:
     """Feeds a Store from a folder of manifests and keeps it in step with edits."""
 
@@ -532,6 +540,7 @@ class ManifestSource:
         self._unsettled = False  # a removal was deferred (see SETTLE_S)
         self._scanned_at = float("-inf")  # time.monotonic() of the last scan of the whole folder
         self._real: tuple[float, str] | None = None  # (at which scan, the folder's real path)
+        self._abs_root = os.path.abspath(self.root)
         self._logged: set[LoadError] = set()
         self.loads = 0  # completed (re)loads; lets tests and the CLI see progress
 
@@ -580,10 +589,11 @@ class ManifestSource:
             return base_filter(change, path)
 
         async def reload(paths=()) -> None:
-            if self._small(paths):
-                changed = self._rescan(paths)  # see _small
+            plan = self._plan(paths)
+            if self._small(plan):
+                changed = self._rescan(paths, plan=plan)  # see _small
             else:
-                changed = await asyncio.to_thread(self._rescan, paths)
+                changed = await asyncio.to_thread(self._rescan, paths, False, plan)
             if changed:
                 self._publish()
             if self._unsettled:
@@ -638,12 +648,13 @@ class ManifestSource:
         return str(self.root), None
 
     def _shown(self, rel: str, single_file: bool) -> str:
-        return str(self.root) if single_file else str(self.root / rel)
+        return str(self.root) if single_file else os.path.join(str(self.root), rel)  # as Path's /, cheaper
 
-    def _rescan(self, changed_paths, settled: bool = False) -> bool:
+    def _rescan(self, changed_paths, settled: bool = False, plan: _Plan | None = None) -> bool:
         """Bring ``self._files`` up to date; parse only what changed. True if anything did.
 
         ``settled``: apply removals even from files written moments ago.
+        ``plan``: ``_plan(changed_paths)`` when the caller made it already.
         """
         root = str(self.root)
         if not os.path.exists(root):
@@ -655,11 +666,7 @@ class ManifestSource:
             return changed
         changed = self._folder_error is not None
         self._folder_error = None
-        single_file = os.path.isfile(root)
-        forced = self._relative(changed_paths, single_file)
-        named = None if single_file or not changed_paths else self._named(root, forced)
-        if named is not None and time.monotonic() - self._scanned_at > RESYNC_MS / 1000:
-            named = None  # changes keep coming: still scan the whole folder every RESYNC_MS (see run)
+        single_file, forced, named = plan or self._plan(changed_paths)
         if named is None:
             found = _scan(root)
             self._scanned_at = time.monotonic()
@@ -707,16 +714,45 @@ class ManifestSource:
         self._files = files
         return changed
 
+    def _plan(self, changed_paths) -> _Plan:
+        """What a rescan for these watcher paths has to look at (see ``_named``)."""
+        root = str(self.root)
+        single_file = os.path.isfile(root)
+        forced = self._relative(changed_paths, single_file)
+        named = None
+        # Even while changes keep coming, the whole folder is scanned every
+        # RESYNC_MS, as the watcher's idle timeout does (see run).
+        if changed_paths and not single_file and time.monotonic() - self._scanned_at <= RESYNC_MS / 1000:
+            named = self._named(root, forced)
+        return _Plan(single_file, forced, named)
+
+    def _small(self, plan: _Plan) -> bool:
+        """True when the watcher named a few files, small ones: reading them is then
+        done on the event loop (a fraction of a millisecond per file; in a thread
+        it would hold the GIL as long, plus two hand-offs). A folder, a big file or
+        a scan of the whole folder goes to a thread."""
+        if plan.named is None or len(plan.named) > INLINE_FILES:
+            return False
+        size = 0
+        for rel in plan.named:
+            try:
+                size += os.stat(os.path.join(self.root, rel)).st_size
+            except OSError:
+                pass  # gone: nothing to read
+        return size <= INLINE_BYTES
+
     def _relative(self, paths, single_file: bool) -> set[str]:
         if not paths:
             return set()
         if single_file:
             return {self.root.name}
-        base = os.path.abspath(self.root)
-        real = self._real_root()
+        bases = (self._abs_root, self._real_root())
         out = set()
         for p in paths:
-            for b in (base, real):
+            for b in bases:
+                if p.startswith(b) and p[len(b):len(b) + 1] == os.sep:  # the watcher's usual form
+                    out.add(p[len(b) + 1:].replace(os.sep, "/"))
+                    continue
                 rel = os.path.relpath(p, b)
                 if not rel.startswith(".."):
                     out.add(rel.replace(os.sep, "/"))
@@ -729,27 +765,6 @@ class ManifestSource:
         if self._real is None or self._real[0] != self._scanned_at:
             self._real = (self._scanned_at, os.path.realpath(self.root))
         return self._real[1]
-
-    def _small(self, paths) -> bool:
-        """True when the watcher named a few files, small ones, and no scan of the whole
-        folder is due: reading them is then done on the event loop (a fraction of
-        a millisecond per file; in a thread it would hold the GIL as long, plus two
-        hand-offs). A folder, a big file or a rescan goes to a thread."""
-        if not paths or len(paths) > INLINE_FILES or time.monotonic() - self._scanned_at > RESYNC_MS / 1000:
-            return False
-        root = str(self.root)
-        if not os.path.isdir(root):
-            return False
-        named = self._named(root, self._relative(paths, False))
-        if named is None:
-            return False
-        size = 0
-        for rel in named:
-            try:
-                size += os.stat(os.path.join(root, rel)).st_size
-            except OSError:
-                pass  # gone: nothing to read
-        return size <= INLINE_BYTES
 
     def _named(self, root: str, rels: set[str]) -> set[str] | None:
         """The manifest files to look at again for the paths the watcher named
@@ -778,9 +793,10 @@ class ManifestSource:
             try:
                 st = os.stat(os.path.join(root, rel))
             except OSError:  # gone: a temp file, or a folder moved away with files we know
-                prefix = rel + "/"
-                if any(known.startswith(prefix) for known in self._files):
-                    return None
+                if not _skipped(name):
+                    prefix = rel + "/"
+                    if any(known.startswith(prefix) for known in self._files):
+                        return None
                 continue
             if stat_mod.S_ISDIR(st.st_mode):
                 return None
