@@ -82,6 +82,11 @@ STEP_MS = 10  # the watcher's polling step (see ManifestSource.run)
 # then writes (not an atomic rename) is caught half way far more often than a
 # file is meant to lose routes, and dropping them would 404 live traffic.
 SETTLE_S = 0.25
+# A change of at most this many files, this many bytes in all, is read on the
+# event loop (ManifestSource._small): YAML costs about 1 us a byte here, so at
+# most about 2 ms, less than one GIL switch interval (5 ms) of a thread.
+INLINE_FILES = 8
+INLINE_BYTES = 2048
 
 # kind -> the apiVersions it is served at. A known kind at another version is an
 # error rather than silently ignored: it is almost always a typo or an old
@@ -489,9 +494,32 @@ def _scan(root: str) -> dict[str, tuple[str, tuple]]:
     return found
 
 
+def _stat_files(root: str, rels: set[str]) -> dict[str, tuple[str, tuple]]:
+    """``_scan`` for the files ``rels`` alone (relative, none in a skipped folder):
+    those that exist as regular files, with their signature."""
+    found: dict[str, tuple[str, tuple]] = {}
+    for rel in rels:
+        abs_path = os.path.join(root, rel)
+        try:
+            st = os.stat(abs_path)  # follows symlinks, as the scan does
+        except OSError:
+            continue  # gone
+        if stat_mod.S_ISREG(st.st_mode):
+            found[rel] = (abs_path, _signature(st))
+    return found
+
+
 def manifest_files(root: Path | str) -> list[str]:
     """The manifest files a folder (or a single file) gives, relative to it, sorted."""
     return sorted(_scan(str(root)))
+
+
+class _Plan(NamedTuple):
+    """What one rescan looks at (ManifestSource._plan)."""
+
+    single_file: bool  # the source is one file, not a folder
+    forced: set[str]  # files the watcher named: parsed again even if their stat looks the same
+    named: set[str] | None  # the only files to look at; None: scan the whole folder
 
 
 class ManifestSource:
@@ -510,6 +538,9 @@ class ManifestSource:
         self._duplicates: dict[tuple[str, str], tuple[LoadError, ...]] = {}
         self._folder_error: LoadError | None = None
         self._unsettled = False  # a removal was deferred (see SETTLE_S)
+        self._scanned_at = float("-inf")  # time.monotonic() of the last scan of the whole folder
+        self._real: tuple[float, str] | None = None  # (at which scan, the folder's real path)
+        self._abs_root = os.path.abspath(self.root)
         self._logged: set[LoadError] = set()
         self.loads = 0  # completed (re)loads; lets tests and the CLI see progress
 
@@ -558,7 +589,12 @@ class ManifestSource:
             return base_filter(change, path)
 
         async def reload(paths=()) -> None:
-            if await asyncio.to_thread(self._rescan, paths):
+            plan = self._plan(paths)
+            if self._small(plan):
+                changed = self._rescan(paths, plan=plan)  # see _small
+            else:
+                changed = await asyncio.to_thread(self._rescan, paths, False, plan)
+            if changed:
                 self._publish()
             if self._unsettled:
                 await asyncio.sleep(SETTLE_S)
@@ -612,12 +648,13 @@ class ManifestSource:
         return str(self.root), None
 
     def _shown(self, rel: str, single_file: bool) -> str:
-        return str(self.root) if single_file else str(self.root / rel)
+        return str(self.root) if single_file else os.path.join(str(self.root), rel)  # as Path's /, cheaper
 
-    def _rescan(self, changed_paths, settled: bool = False) -> bool:
+    def _rescan(self, changed_paths, settled: bool = False, plan: _Plan | None = None) -> bool:
         """Bring ``self._files`` up to date; parse only what changed. True if anything did.
 
         ``settled``: apply removals even from files written moments ago.
+        ``plan``: ``_plan(changed_paths)`` when the caller made it already.
         """
         root = str(self.root)
         if not os.path.exists(root):
@@ -629,10 +666,15 @@ class ManifestSource:
             return changed
         changed = self._folder_error is not None
         self._folder_error = None
-        single_file = os.path.isfile(root)
-        forced = self._relative(changed_paths, single_file)
-        found = _scan(root)
-        files: dict[str, _FileState] = {}
+        single_file, forced, named = plan or self._plan(changed_paths)
+        if named is None:
+            found = _scan(root)
+            self._scanned_at = time.monotonic()
+            files: dict[str, _FileState] = {}
+        else:
+            # Only the files the watcher named: one stat each, whatever the folder holds.
+            found = _stat_files(root, named)
+            files = self._files.copy()  # a copy: the dict is swapped whole (see below)
         moved = self._moved
         self._unsettled = False
         now = time.time()
@@ -663,26 +705,103 @@ class ManifestSource:
             files[rel] = new
             if old is None or old.entries != new.entries:
                 moved.append((rel, old.entries if old is not None else (), new.entries))
-        for rel in self._files.keys() - files.keys():
+        gone = self._files.keys() - found.keys() if named is None else (named & self._files.keys()) - found.keys()
+        for rel in gone:
             changed = True
             moved.append((rel, self._files[rel].entries, ()))
+            files.pop(rel, None)
         # One assignment: readers on the event loop see the old or the new dict, never half.
         self._files = files
         return changed
+
+    def _plan(self, changed_paths) -> _Plan:
+        """What a rescan for these watcher paths has to look at (see ``_named``)."""
+        root = str(self.root)
+        single_file = os.path.isfile(root)
+        forced = self._relative(changed_paths, single_file)
+        named = None
+        # Even while changes keep coming, the whole folder is scanned every
+        # RESYNC_MS, as the watcher's idle timeout does (see run).
+        if changed_paths and not single_file and time.monotonic() - self._scanned_at <= RESYNC_MS / 1000:
+            named = self._named(root, forced)
+        return _Plan(single_file, forced, named)
+
+    def _small(self, plan: _Plan) -> bool:
+        """True when the watcher named a few files, small ones: reading them is then
+        done on the event loop (a fraction of a millisecond per file; in a thread
+        it would hold the GIL as long, plus two hand-offs). A folder, a big file or
+        a scan of the whole folder goes to a thread."""
+        if plan.named is None or len(plan.named) > INLINE_FILES:
+            return False
+        size = 0
+        for rel in plan.named:
+            try:
+                size += os.stat(os.path.join(self.root, rel)).st_size
+            except OSError:
+                pass  # gone: nothing to read
+        return size <= INLINE_BYTES
 
     def _relative(self, paths, single_file: bool) -> set[str]:
         if not paths:
             return set()
         if single_file:
             return {self.root.name}
-        base = os.path.abspath(self.root)
-        real = os.path.realpath(self.root)
+        bases = (self._abs_root, self._real_root())
         out = set()
         for p in paths:
-            for b in (base, real):
+            for b in bases:
+                if p.startswith(b) and p[len(b):len(b) + 1] == os.sep:  # the watcher's usual form
+                    out.add(p[len(b) + 1:].replace(os.sep, "/"))
+                    continue
                 rel = os.path.relpath(p, b)
                 if not rel.startswith(".."):
                     out.add(rel.replace(os.sep, "/"))
+        return out
+
+    def _real_root(self) -> str:
+        """The folder's real path, resolved again on every full scan (not per change:
+        resolving costs a system call per path element); a stale one only makes
+        the watcher's paths look outside the folder, which makes a full scan."""
+        if self._real is None or self._real[0] != self._scanned_at:
+            self._real = (self._scanned_at, os.path.realpath(self.root))
+        return self._real[1]
+
+    def _named(self, root: str, rels: set[str]) -> set[str] | None:
+        """The manifest files to look at again for the paths the watcher named
+        (relative, see ``_relative``), or None when only a scan of the whole folder
+        can tell what they changed.
+
+        A named file is all a write, a rename onto it or a deletion changes: those
+        are looked at alone, so one change costs a stat and a parse, not a stat
+        per file of the folder. A folder (new, moved away, or a ConfigMap mount's
+        hidden ``..data`` swapped), a path outside the folder (a symlink's target)
+        or one inside a hidden folder (a target the folder's symlinks may reach)
+        needs the whole scan. Hidden files and other files that are not
+        manifests (editor temp files, a temp file renamed onto a manifest) change
+        nothing by themselves.
+        """
+        out: set[str] = set()
+        for rel in rels:
+            if rel == "." or not rel:
+                return None
+            *folders, name = rel.split("/")
+            if any(_skipped(part) for part in folders):
+                return None
+            if rel in self._files:
+                out.add(rel)  # changed, replaced or gone: its stat tells
+                continue
+            try:
+                st = os.stat(os.path.join(root, rel))
+            except OSError:  # gone: a temp file, or a folder moved away with files we know
+                if not _skipped(name):
+                    prefix = rel + "/"
+                    if any(known.startswith(prefix) for known in self._files):
+                        return None
+                continue
+            if stat_mod.S_ISDIR(st.st_mode):
+                return None
+            if not _skipped(name) and name.endswith(SUFFIXES):
+                out.add(rel)  # a new file
         return out
 
     def merged(self, kinds=store_mod.KINDS) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, str]]]:
