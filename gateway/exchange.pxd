@@ -5,7 +5,7 @@
 cimport cython
 from gateway cimport policies
 from gateway.metrics cimport RequestStats
-from gateway.request cimport ClientConnection, HeaderView, RequestView
+from gateway.request cimport ClientConnection, HeaderView, RequestView, header_view
 from gateway.routing cimport BackendRef, EndpointSet, MatchResult, Route, RoutePolicy, RouteTable, Timeouts
 from gateway.upstream cimport EndpointPool, UpstreamConnection, Upstreams
 from gateway.wire cimport (add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, json_body, next_request_id,
@@ -54,6 +54,7 @@ cdef class Exchange(RequestView):
     cdef public double deadline, try_deadline, upstream_start, upstream_time, start
     cdef public bint resp_started, resp_chunked, resp_until_close, finished, close_after
 
+    cdef _setup(self, Downstream proto)
     cpdef str route_name(self)
     @cython.locals(table=RouteTable, res=MatchResult, route=Route, pol=RoutePolicy, timeouts=Timeouts,
                    proto=Downstream, host=str)
@@ -64,10 +65,12 @@ cdef class Exchange(RequestView):
     cpdef request_complete(self)
     cpdef _write_body(self, bytes data)
     cpdef forward(self)
-    @cython.locals(pool=EndpointPool, conn=UpstreamConnection, table=RouteTable, route=Route, ref=BackendRef, eset=EndpointSet)
+    @cython.locals(pool=EndpointPool, conn=UpstreamConnection, table=RouteTable, route=Route, ref=BackendRef, eset=EndpointSet,
+                   upstream_host=bytes)
     cpdef attempt(self, bint first=*)
     cpdef _send(self, UpstreamConnection conn)
-    @cython.locals(route=Route, pol=RoutePolicy, parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset, strip=tuple)
+    @cython.locals(route=Route, pol=RoutePolicy, parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset, strip=tuple,
+                   method_sp=bytes)
     cpdef bytes _upstream_head(self)  # None: refused (see gateway/syntax.py)
     @cython.locals(proto=Downstream)
     cpdef bytes _forwarding(self, incoming)
@@ -84,5 +87,9 @@ cdef class Exchange(RequestView):
     cpdef finish(self)
 
 
+@cython.locals(ex=Exchange)
+cpdef Exchange new_exchange(Downstream proto)
+
+
 # Per-request lookups in module-level caches: typed, `.get` is a C dict lookup.
-cdef dict _TARGETS
+cdef dict _TARGETS, _METHOD_SP, _HOST_HEADERS

@@ -25,7 +25,7 @@ import time
 from gateway import policies
 from gateway.grpcstatus import grpc_http1_answer, is_grpc
 from gateway.normalize import BadTarget, normalize_target, valid_host
-from gateway.request import ClientConnection, HeaderView, RequestView
+from gateway.request import ClientConnection, RequestView, header_view
 from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
 from gateway.syntax import unsafe_field_value, unsafe_target
 from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
@@ -42,6 +42,10 @@ log = logging.getLogger("crdgate.proxy")
 # pure. Bounded: cleared when full, at ``Server.targets_memo_limit`` (this or more: the table's).
 TARGETS_MEMO_LIMIT = 4096
 _TARGETS: dict[bytes, tuple] = {}
+# The start of the upstream request line by method: no encode per request.
+_METHOD_SP = {m: m.encode() + b" " for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+# Host values of URL backends (EndpointSet.host_header), encoded once; bounded as _TARGETS.
+_HOST_HEADERS: dict[str, bytes] = {}
 
 # Request body bytes kept so an idempotent request can be sent again on retry.
 REPLAY_LIMIT = 64 * 1024
@@ -116,6 +120,12 @@ class Exchange(RequestView):
     """
 
     def __init__(self, proto: Downstream):
+        self._setup(proto)
+
+    def _setup(self, proto: Downstream) -> None:
+        # The body of __init__, as a method: ``new_exchange`` calls it on a bare
+        # instance (compiled, a C call; calling the class is a Python call with
+        # an argument tuple, then __init__'s argument parsing).
         self.proto = proto
         self._init_view(proto, proto.server)
         self.start = _monotonic()
@@ -209,7 +219,7 @@ class Exchange(RequestView):
         table = self.table = srv.table
         if table is None:
             return self.respond(503, "no routing table yet")
-        self.header_view = hv = HeaderView(self.headers)
+        self.header_view = hv = header_view(self.headers)
         res = table.match(self.method, host, path, hv, query)
         route = res.route
         if self.method == "OPTIONS":  # maybe a CORS preflight: routed as the request it announces
@@ -421,7 +431,16 @@ class Exchange(RequestView):
         self.upstream_ep = pool.endpoint
         self.backend_key = eset.key
         self.peers = len(eset.endpoints)
-        self.upstream_host = eset.host_header.encode() if eset.host_header else None
+        hh = eset.host_header
+        if hh:
+            upstream_host = _HOST_HEADERS.get(hh)
+            if upstream_host is None:
+                if len(_HOST_HEADERS) >= TARGETS_MEMO_LIMIT:
+                    _HOST_HEADERS.clear()
+                upstream_host = _HOST_HEADERS[hh] = hh.encode()
+            self.upstream_host = upstream_host
+        else:
+            self.upstream_host = None
         pool.active += 1
         now = _monotonic()
         self.upstream_start = now
@@ -501,7 +520,10 @@ class Exchange(RequestView):
                 bmod is not None and policies.unsafe_modifier(bmod)):
             refused_head(route, "request header modifier", b"")
             return None
-        parts = [self.method.encode(), b" ", target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+        method_sp = _METHOD_SP.get(self.method)
+        if method_sp is None:
+            method_sp = self.method.encode() + b" "
+        parts = [method_sp, target, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
         headers = self.headers
         # The client's Connection options name its own hop-by-hop fields: they
         # never remove a field the gateway adds (consumer, claims, modifiers).
@@ -631,7 +653,8 @@ class Exchange(RequestView):
                 if lname in special:
                     if lname == b"transfer-encoding":
                         chunked = True
-                    elif lname == b"connection" and value.lower() not in CONNECTION_OPTIONS:
+                    elif (lname == b"connection" and value != b"keep-alive" and value != b"close"
+                          and value.lower() not in CONNECTION_OPTIONS):
                         # The usual "keep-alive"/"close" lists no header: skip the split.
                         drop = connection_tokens(value, drop) - CONNECTION_OPTIONS
                     continue
@@ -930,6 +953,14 @@ class Exchange(RequestView):
             proto.exchange_done(self)
         # else: the rest of the request body is read and discarded; request_complete
         # then calls exchange_done.
+
+
+def new_exchange(proto: Downstream) -> Exchange:
+    """``Exchange(proto)`` for the per-request path: compiled, the instance is
+    allocated and set up by C calls."""
+    ex = Exchange.__new__(Exchange)
+    ex._setup(proto)
+    return ex
 
 
 _monotonic = time.monotonic

@@ -2,7 +2,7 @@
 # The .py stays the one source; this file gives the protocol typed fields and
 # makes its calls into the exchange (exchange.pxd) C calls.
 cimport cython
-from gateway.exchange cimport Downstream, Exchange
+from gateway.exchange cimport Downstream, Exchange, new_exchange
 from gateway.wire cimport websocket_upgrade
 
 
@@ -26,7 +26,7 @@ cdef class ClientProtocol(Downstream):
     cpdef _special_header(self, bytes lname, bytes value)
     @cython.locals(headers=list, size=Py_ssize_t, n=Py_ssize_t)
     cpdef on_header(self, bytes name, bytes value)
-    @cython.locals(ex=Exchange, version=str)
+    @cython.locals(ex=Exchange, version=str, method=bytes)
     cpdef on_headers_complete(self)
     cpdef on_body(self, bytes body)
     @cython.locals(ex=Exchange)

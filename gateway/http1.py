@@ -26,7 +26,7 @@ from collections import deque
 
 import httptools
 
-from gateway.exchange import Downstream, Exchange
+from gateway.exchange import Downstream, Exchange, new_exchange
 from gateway.h2server import PREFACE, serve_http2
 from gateway.normalize import valid_host
 from gateway.tls import bound_server_name
@@ -287,7 +287,7 @@ class ClientProtocol(Downstream):
     # -- httptools callbacks ----------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        ex = Exchange(self)
+        ex = new_exchange(self)
         self.current = ex
         self._headers = ex.headers
         pipeline = self.pipeline
@@ -354,7 +354,8 @@ class ClientProtocol(Downstream):
         self._head_deadline = 0.0
         ex.head_complete = True
         method = p.get_method()
-        ex.method = _METHODS.get(method) or method.decode("ascii", "replace")
+        # GET by comparison (a few bytes) before the lookup, which hashes the new bytes object.
+        ex.method = "GET" if method == b"GET" else (_METHODS.get(method) or method.decode("ascii", "replace"))
         ex.keep_alive = p.should_keep_alive()
         # llhttp keeps a connection of any version but 1.1 alive only on "Connection:
         # keep-alive", so kept alive without a Connection header is 1.1: the version

@@ -5,7 +5,12 @@ cimport cython
 
 cdef class RequestStats:
     cdef public tuple buckets
-    cdef public dict requests, durations
+    cdef public dict _counts, durations
+    cdef public str _last_route, _last_method
+    cdef public int _last_status
+    cdef public list _last_durations
+    cdef public Py_ssize_t _pending
 
-    @cython.locals(key=tuple, d=list, r=dict, buckets=tuple, lo=Py_ssize_t, hi=Py_ssize_t, mid=Py_ssize_t, bound=double)
+    cpdef _add_pending(self)
+    @cython.locals(d=list, buckets=tuple, lo=Py_ssize_t, hi=Py_ssize_t, mid=Py_ssize_t, bound=double)
     cpdef record(self, str route, str method, int status, double seconds)

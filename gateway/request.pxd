@@ -1,6 +1,7 @@
 # C declarations for gateway/request.py when it is compiled by Cython (see setup.py).
 # Policies (policies.pxd) take a RequestView: the fields they read are struct
 # members and respond() is a vtable call into the exchange.
+cimport cython
 from gateway.routing cimport Route, RouteTable
 from gateway.upstream cimport Handler
 
@@ -8,6 +9,10 @@ from gateway.upstream cimport Handler
 cdef class HeaderView:
     cdef object _headers
     cdef object _cache
+
+
+@cython.locals(hv=HeaderView)
+cpdef HeaderView header_view(list headers)
 
 
 cdef class ClientConnection:

@@ -57,6 +57,15 @@ class HeaderView:
         return d.items()
 
 
+def header_view(headers: list[tuple[bytes, bytes]]) -> HeaderView:
+    """``HeaderView(headers)`` for the per-request path: compiled, a C call that
+    allocates and fills the view (calling the class is a Python call)."""
+    hv = HeaderView.__new__(HeaderView)
+    hv._headers = headers
+    hv._cache = None
+    return hv
+
+
 class ClientConnection:
     """The client connection a request came on, as policies see it.
 

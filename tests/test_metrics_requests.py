@@ -44,3 +44,23 @@ def test_histogram_bounds_are_inclusive_and_every_bucket_is_reachable():
         assert got[(hist, (("le", repr(b)), ("route", "ns/a")))] == i + 1
     assert got[(hist, (("le", "+Inf"), ("route", "ns/a")))] == len(bounds) + 1
     assert got[("crdgate_request_duration_seconds_sum", (("route", "ns/a"),))] == sum(bounds) + 2.5000001
+
+
+def test_runs_of_one_key_are_counted_when_read():
+    """Requests of the same route, method and status are counted as a run; every read
+    of ``requests`` (the scrape, the dashboard) sees all of them, whatever came between."""
+    stats = RequestStats(buckets=(0.01,))
+    for _ in range(3):
+        stats.record("ns/a", "GET", 200, 0.001)
+    assert stats.requests == {("ns/a", "GET", 200): 3}
+    stats.record("ns/a", "GET", 200, 0.001)  # the same run, read again
+    stats.record("ns/b", "GET", 200, 0.001)
+    stats.record("ns/a", "GET", 200, 0.001)  # the first key again, after another
+    stats.record("ns/a", "GET", 503, 0.02)
+    # an equal route name that is another str object (a new table's route) joins the same key
+    stats.record("".join(["ns/", "a"]), "GET", 503, 0.02)
+    assert stats.requests == {("ns/a", "GET", 200): 5, ("ns/b", "GET", 200): 1, ("ns/a", "GET", 503): 2}
+    got = samples(stats)
+    assert got[("crdgate_requests_total", (("code", "2xx"), ("method", "GET"), ("route", "ns/a")))] == 5
+    assert got[("crdgate_request_duration_seconds_count", (("route", "ns/a"),))] == 7
+    assert got[("crdgate_request_duration_seconds_bucket", (("le", "0.01"), ("route", "ns/a")))] == 5
