@@ -8,8 +8,8 @@ from gateway.metrics cimport RequestStats
 from gateway.request cimport ClientConnection, HeaderView, RequestView, header_view
 from gateway.routing cimport BackendRef, EndpointSet, MatchResult, Route, RoutePolicy, RouteTable, Timeouts
 from gateway.upstream cimport EndpointPool, UpstreamConnection, Upstreams
-from gateway.wire cimport (add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, json_body, next_request_id,
-                           unsafe_fields, upstream_status_line)
+from gateway.wire cimport (add_field, connection_tokens, forwarding_fields, has_header, json_body, next_request_id,
+                           unsafe_fields)
 
 
 cdef class Exchange
@@ -31,6 +31,8 @@ cdef class Downstream(ClientConnection):
     cpdef abort(self)
     cpdef close(self)
     cpdef exchange_done(self, Exchange ex)
+    cpdef response_head(self, Exchange ex, int status, bytes reason, list headers)
+    cpdef answer(self, Exchange ex, int status, extra, bytes body)
 
 
 cdef class Exchange(RequestView):
@@ -74,8 +76,7 @@ cdef class Exchange(RequestView):
     cpdef bytes _upstream_head(self)  # None: refused (see gateway/syntax.py)
     @cython.locals(proto=Downstream)
     cpdef bytes _forwarding(self, incoming)
-    @cython.locals(route=Route, pol=RoutePolicy, parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint,
-                   special=frozenset, looked=tuple, n=Py_ssize_t)
+    @cython.locals(route=Route, pol=RoutePolicy)
     cpdef upstream_head(self, UpstreamConnection conn, int status, bytes reason, list headers, bint keep_alive)
     cpdef upstream_body(self, bytes data)
     cpdef flush(self)

@@ -23,17 +23,15 @@ import random
 import time
 
 from gateway import policies
-from gateway.grpcstatus import grpc_http1_answer, is_grpc
 from gateway.normalize import BadTarget, normalize_target, valid_host
 from gateway.request import ClientConnection, RequestView, header_view
 from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
 from gateway.syntax import unsafe_field_value, unsafe_target
 from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
-    CONNECTION_OPTIONS, FORWARDING, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, RESPONSE_LOOKED,
-    RESPONSE_NOT_COPIED, add_field, answer_bytes, connection_tokens, forwarding_fields, has_header, header_value,
-    json_body, last_chunk, next_request_id, refused_head, switching_head, trailer_chunk, unsafe_fields,
-    upstream_status_line,
+    CONNECTION_OPTIONS, FORWARDING, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, add_field,
+    connection_tokens, forwarding_fields, has_header, header_value, json_body, last_chunk,
+    next_request_id, refused_head, trailer_chunk, unsafe_fields,
 )
 
 log = logging.getLogger("crdgate.proxy")
@@ -58,10 +56,11 @@ class Downstream(ClientConnection):
 
     Beyond what policies read, an exchange writes to ``transport``, pauses and
     resumes reading (with a reason: reading resumes when none is left), and
-    hands over when done (``exchange_done``). HTTP/1 (gateway/http1.py) takes
-    heads as bytes; a ``framed`` one (an HTTP/2 stream, gateway/h2stream.py)
-    takes them as fields (``response_head``, ``answer``), body bytes through
-    ``transport.write``, and ``exchange_done`` on every finish. Fields, set
+    hands over when done (``exchange_done``). Each frames the response head its
+    own way (``response_head``); HTTP/1 (gateway/http1.py) takes the gateway's own
+    answers as bytes, a ``framed`` one (an HTTP/2 stream, gateway/h2stream.py) as
+    fields (``answer``), body bytes through ``transport.write``, and
+    ``exchange_done`` on every finish. Fields, set
     once per connection by the protocol that extends it:
 
     - server, transport, closed; upstreams, stats, access_log (the server's);
@@ -89,16 +88,17 @@ class Downstream(ClientConnection):
     def exchange_done(self, ex: "Exchange") -> None:
         raise NotImplementedError
 
-    def upgraded(self, ex: "Exchange") -> None:
-        """The upstream switched protocols: the connection's bytes now go to ``ex``."""
+    def upgraded(self, ex: "Exchange", conn, reason: bytes, headers: list) -> None:
+        """The upstream ``conn`` switched protocols (101, ``reason``, ``headers``): the
+        connection's bytes now go to ``ex``, and the body bytes held go to ``conn``."""
         raise NotImplementedError
 
-    def response_head(self, ex: "Exchange", status: int, headers: list) -> None:
-        """Framed only: the upstream's response head, after the route's header rules."""
+    def response_head(self, ex: "Exchange", status: int, reason: bytes, headers: list) -> None:
+        """The upstream's response head, after the route's header rules, in the protocol's framing."""
         raise NotImplementedError
 
     def answer(self, ex: "Exchange", status: int, extra, body: bytes) -> None:
-        """Framed only: an answer the gateway makes itself (see ``Exchange.respond``)."""
+        """An answer the gateway makes itself (see ``Exchange.respond``), in the protocol's framing."""
         raise NotImplementedError
 
     def informational(self, ex: "Exchange", status: int) -> None:
@@ -633,80 +633,15 @@ class Exchange(RequestView):
         self.status = status
         self.resp_started = True
         if status == 101 and self.upgrade:
-            return self._switch_protocols(conn, reason, headers)
+            conn.upgraded = True
+            return self.proto.upgraded(self, conn, reason, headers)
         if pol.response_headers is not None:
             headers = policies.modify_headers(pol.response_headers, headers)
         if bmod is not None:
             headers = policies.modify_headers(bmod, headers)
-        if self.proto.framed:
-            return self.proto.response_head(self, status, headers)
-        parts = [upstream_status_line(status, reason)]
-        length = -1
-        chunked = False
-        drop = None
-        special = RESPONSE_NOT_COPIED
-        looked = RESPONSE_LOOKED
-        for name, value in headers:
-            n = len(name)
-            if n < 32 and looked[n]:
-                lname = name.lower()
-                if lname in special:
-                    if lname == b"transfer-encoding":
-                        chunked = True
-                    elif (lname == b"connection" and value != b"keep-alive" and value != b"close"
-                          and value.lower() not in CONNECTION_OPTIONS):
-                        # The usual "keep-alive"/"close" lists no header: skip the split.
-                        drop = connection_tokens(value, drop) - CONNECTION_OPTIONS
-                    continue
-                if lname == b"content-length":
-                    if status == 204:
-                        continue  # RFC 9110 8.6: never on a 204 (a client could wait for that body)
-                    length = int(value)  # llhttp has validated it
-            add_field(parts, name, value)
-        if drop:
-            # Names listed in Connection are hop-by-hop for this message: take them out again.
-            kept = [parts[0]]
-            for name, value in headers:
-                lname = name.lower()
-                if lname not in special and lname not in drop and not (status == 204 and lname == b"content-length"):
-                    add_field(kept, name, value)
-            parts = kept
-        if pol.cors is not None:
-            policies.cors_response_headers(self, pol.cors, parts)
-        if self.extra_resp_headers:
-            for name, value in self.extra_resp_headers:
-                add_field(parts, name, value)
-        if length >= 0 and not chunked:
-            pass  # passed through as received
-        elif self.method == "HEAD" or status == 204 or status == 304:
-            pass
-        elif self.http10:
-            self.resp_until_close = not chunked
-            self.close_after = True
-        else:
-            self.resp_chunked = True
-            self.resp_until_close = not chunked
-            parts.append(b"transfer-encoding: chunked\r\n")
-        if self.upgrade:
-            self.close_after = True  # the client may already be sending upgraded bytes
-        if self.close_after or not self.keep_alive or self.server.draining:
-            self.close_after = True
-            parts.append(b"connection: close\r\n\r\n")
-        elif self.http10:
-            parts.append(b"connection: keep-alive\r\n\r\n")
-        else:
-            parts.append(b"\r\n")
-        # Corked: the head leaves with the first body bytes of the same read (see
-        # flush), one write instead of two on the common small response.
-        self.out = parts
-
-    def _switch_protocols(self, conn, reason: bytes, headers: list) -> None:
-        conn.upgraded = True
-        self.proto.transport.write(switching_head(reason, headers))
-        self.proto.upgraded(self)
-        for chunk in self.body_buf:
-            conn.transport.write(chunk)
-        self.body_buf = []
+        # Each client protocol frames the head its own way (HTTP/1.1 in gateway/http1.py,
+        # HTTP/2 in gateway/h2stream.py).
+        self.proto.response_head(self, status, reason, headers)
 
     def upstream_body(self, data: bytes) -> None:
         if self.finished:
@@ -917,22 +852,10 @@ class Exchange(RequestView):
         proto = self.proto
         rid = (proto.request_id_header, self.request_id)  # the id the access log has
         extra = [*extra, rid] if extra else (rid,)
-        if proto.framed:
-            proto.answer(self, status, extra, body)
-        else:
-            unread_body = not self.req_done and (self.chunked or self.content_length > 0)
-            if close or unread_body or not self.keep_alive or self.server.draining or self.upgrade:
-                # An unread request body would be taken for the next request: close.
-                self.close_after = True
-            if is_grpc(header_value(self.headers, b"content-type")):
-                # gRPC over HTTP/1.1 (a gRPC-Web or bridging client): the same trailers-only form as over HTTP/2.
-                text = message if status >= 400 else body.decode("utf-8", "replace")
-                body = b""
-                proto.transport.write(grpc_http1_answer(status, text, extra, self.extra_resp_headers, self.close_after))
-            else:
-                proto.transport.write(answer_bytes(status, body, extra, self.extra_resp_headers, self.close_after,
-                                                   self.method == "HEAD"))
+        if close:
+            self.close_after = True
         self.resp_bytes = len(body)
+        proto.answer(self, status, extra, body)
         self.finish()
 
     def finish(self) -> None:

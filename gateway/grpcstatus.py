@@ -84,3 +84,14 @@ def grpc_http1_answer(status: int, text: str, extra, extra_resp, close: bool) ->
         parts.append(b"connection: close\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def message_of(body: bytes) -> str:
+    """The message of the gateway's JSON error body (gateway/wire.py json_body)."""
+    marker = b'"message":"'
+    start = body.find(marker)
+    if start < 0:
+        return body.decode("utf-8", "replace").strip()
+    start += len(marker)
+    end = body.find(b'"', start)
+    return body[start:end].decode("utf-8", "replace")

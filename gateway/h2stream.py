@@ -34,7 +34,7 @@ from collections import deque
 
 from gateway import policies
 from gateway.exchange import Downstream, Exchange
-from gateway.grpcstatus import ANSWER_SKIPPED, GRPC_DEADLINE_EXCEEDED, grpc_message, grpc_status, is_grpc
+from gateway.grpcstatus import ANSWER_SKIPPED, GRPC_DEADLINE_EXCEEDED, grpc_message, grpc_status, is_grpc, message_of
 from gateway.wire import CONNECTION_OPTIONS, RESPONSE_NOT_COPIED, connection_tokens
 
 _monotonic = time.monotonic
@@ -101,7 +101,7 @@ class Http2Stream(Downstream):
 
     # -- the exchange's calls ----------------------------------------------------------
 
-    def response_head(self, ex: Exchange, status: int, headers: list) -> None:
+    def response_head(self, ex: Exchange, status: int, reason: bytes, headers: list) -> None:
         """The upstream's response head: kept for the stream, HTTP/1.1's connection fields left out."""
         drop = None
         for name, value in headers:
@@ -136,7 +136,7 @@ class Http2Stream(Downstream):
         if self.grpc:
             fields = [(b":status", b"200"), (b"content-type", b"application/grpc")]
             self._add_answer_fields(fields, extra, ex.extra_resp_headers)
-            message = body.decode("utf-8", "replace") if status < 400 else _message_of(body)
+            message = body.decode("utf-8", "replace") if status < 400 else message_of(body)
             fields.append((b"grpc-status", b"%d" % grpc_status(status)))
             fields.append((b"grpc-message", grpc_message(message)))
             self.head = fields
@@ -226,7 +226,7 @@ class Http2Stream(Downstream):
     def close(self) -> None:
         self.exchange_done(self.exchange)
 
-    def upgraded(self, ex: Exchange) -> None:
+    def upgraded(self, ex: Exchange, conn, reason: bytes, headers: list) -> None:
         raise RuntimeError("HTTP/2 streams are never upgraded")  # the stream never sets ex.upgrade
 
     # -- the connection's calls --------------------------------------------------------
@@ -314,14 +314,3 @@ class Http2Stream(Downstream):
             self.paused_upstream = None
             if not t.is_closing():
                 t.resume_reading()
-
-
-def _message_of(body: bytes) -> str:
-    """The message of the gateway's JSON error body (gateway/wire.py json_body)."""
-    marker = b'"message":"'
-    start = body.find(marker)
-    if start < 0:
-        return body.decode("utf-8", "replace").strip()
-    start += len(marker)
-    end = body.find(b'"', start)
-    return body[start:end].decode("utf-8", "replace")

@@ -3,7 +3,8 @@
 # makes its calls into the exchange (exchange.pxd) C calls.
 cimport cython
 from gateway.exchange cimport Downstream, Exchange, new_exchange
-from gateway.wire cimport websocket_upgrade
+from gateway.routing cimport RoutePolicy
+from gateway.wire cimport add_field, connection_tokens, upstream_status_line, websocket_upgrade
 
 
 # Per-request lookups in module-level caches: typed, `.get` is a C dict lookup.
@@ -31,3 +32,8 @@ cdef class ClientProtocol(Downstream):
     cpdef on_body(self, bytes body)
     @cython.locals(ex=Exchange)
     cpdef on_message_complete(self)
+
+
+@cython.locals(pol=RoutePolicy, parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint,
+               special=frozenset, looked=tuple, n=Py_ssize_t)
+cpdef http1_response_head(Exchange ex, int status, bytes reason, list headers)

@@ -27,10 +27,15 @@ from collections import deque
 import httptools
 
 from gateway.exchange import Downstream, Exchange, new_exchange
+from gateway.grpcstatus import grpc_http1_answer, is_grpc, message_of
 from gateway.h2server import PREFACE, serve_http2
 from gateway.normalize import valid_host
 from gateway.tls import bound_server_name
-from gateway.wire import websocket_upgrade
+from gateway import policies
+from gateway.wire import (
+    CONNECTION_OPTIONS, RESPONSE_LOOKED, RESPONSE_NOT_COPIED, add_field, answer_bytes, connection_tokens, header_value,
+    switching_head, upstream_status_line, websocket_upgrade,
+)
 
 log = logging.getLogger("crdgate.proxy")
 
@@ -419,9 +424,30 @@ class ClientProtocol(Downstream):
             if self.server.draining or self._eof:
                 self.close()
 
-    def upgraded(self, ex: Exchange) -> None:
+    def response_head(self, ex: Exchange, status: int, reason: bytes, headers: list) -> None:
+        http1_response_head(ex, status, reason, headers)
+
+    def answer(self, ex: Exchange, status: int, extra, body: bytes) -> None:
+        unread_body = not ex.req_done and (ex.chunked or ex.content_length > 0)
+        if unread_body or not ex.keep_alive or self.server.draining or ex.upgrade:
+            # An unread request body would be taken for the next request: close.
+            ex.close_after = True
+        if is_grpc(header_value(ex.headers, b"content-type")):
+            # gRPC over HTTP/1.1 (a gRPC-Web or bridging client): the same trailers-only form as over HTTP/2.
+            text = body.decode("utf-8", "replace") if status < 400 else message_of(body)
+            ex.resp_bytes = 0
+            self.transport.write(grpc_http1_answer(status, text, extra, ex.extra_resp_headers, ex.close_after))
+        else:
+            self.transport.write(answer_bytes(status, body, extra, ex.extra_resp_headers, ex.close_after,
+                                              ex.method == "HEAD"))
+
+    def upgraded(self, ex: Exchange, conn, reason: bytes, headers: list) -> None:
+        self.transport.write(switching_head(reason, headers))
         self._upgraded = ex
         self.resume_reading("pipeline")
+        for chunk in ex.body_buf:
+            conn.transport.write(chunk)
+        ex.body_buf = []
 
     def check_timeouts(self, now: float) -> None:
         if self.closed:
@@ -446,3 +472,70 @@ class ClientProtocol(Downstream):
                 self.close()
             return
         self.pipeline[0].check_timeouts(now)
+
+
+def http1_response_head(ex: Exchange, status: int, reason: bytes, headers: list) -> None:
+    """The upstream's response head in HTTP/1.1 framing, left in ``ex.out``: the fields
+    copied less the hop-by-hop ones (and those its Connection names), CORS and the
+    route's added fields, then the framing this client gets (length, chunked, or
+    until close for HTTP/1.0) and Connection."""
+    pol = ex.route.policy
+    parts = [upstream_status_line(status, reason)]
+    length = -1
+    chunked = False
+    drop = None
+    special = RESPONSE_NOT_COPIED
+    looked = RESPONSE_LOOKED
+    for name, value in headers:
+        n = len(name)
+        if n < 32 and looked[n]:
+            lname = name.lower()
+            if lname in special:
+                if lname == b"transfer-encoding":
+                    chunked = True
+                elif (lname == b"connection" and value != b"keep-alive" and value != b"close"
+                      and value.lower() not in CONNECTION_OPTIONS):
+                    # The usual "keep-alive"/"close" lists no header: skip the split.
+                    drop = connection_tokens(value, drop) - CONNECTION_OPTIONS
+                continue
+            if lname == b"content-length":
+                if status == 204:
+                    continue  # RFC 9110 8.6: never on a 204 (a client could wait for that body)
+                length = int(value)  # llhttp has validated it
+        add_field(parts, name, value)
+    if drop:
+        # Names listed in Connection are hop-by-hop for this message: take them out again.
+        kept = [parts[0]]
+        for name, value in headers:
+            lname = name.lower()
+            if lname not in special and lname not in drop and not (status == 204 and lname == b"content-length"):
+                add_field(kept, name, value)
+        parts = kept
+    if pol.cors is not None:
+        policies.cors_response_headers(ex, pol.cors, parts)
+    if ex.extra_resp_headers:
+        for name, value in ex.extra_resp_headers:
+            add_field(parts, name, value)
+    if length >= 0 and not chunked:
+        pass  # passed through as received
+    elif ex.method == "HEAD" or status == 204 or status == 304:
+        pass
+    elif ex.http10:
+        ex.resp_until_close = not chunked
+        ex.close_after = True
+    else:
+        ex.resp_chunked = True
+        ex.resp_until_close = not chunked
+        parts.append(b"transfer-encoding: chunked\r\n")
+    if ex.upgrade:
+        ex.close_after = True  # the client may already be sending upgraded bytes
+    if ex.close_after or not ex.keep_alive or ex.server.draining:
+        ex.close_after = True
+        parts.append(b"connection: close\r\n\r\n")
+    elif ex.http10:
+        parts.append(b"connection: keep-alive\r\n\r\n")
+    else:
+        parts.append(b"\r\n")
+    # Corked: the head leaves with the first body bytes of the same read (see
+    # Exchange.flush), one write instead of two on the common small response.
+    ex.out = parts
