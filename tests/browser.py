@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import tempfile
 
+from aptget import one_at_a_time
+
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -31,6 +33,14 @@ def _which() -> str | None:
 
 
 def ensure_chromium() -> str:
+    path = _which()
+    if path:
+        return path
+    with one_at_a_time():  # another pytest-xdist worker may be installing it
+        return _install()
+
+
+def _install() -> str:
     path = _which()
     if path:
         return path

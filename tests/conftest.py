@@ -50,3 +50,23 @@ def chromium():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"chromium is required in CI: {exc}")
         pytest.skip(f"no chromium: {exc}")
+
+
+# -- pytest-xdist: how many workers `-n auto` (pyproject.toml's addopts) starts -----
+
+# Tests wait on processes and sockets much of the time (one process: 11.6 min wall for
+# 5.4 min CPU), so two workers on two cores nearly halve the suite. Every test is isolated: ports are bound to 0 (free_port), files
+# are in tmp_path, session fixtures (redis, chromium) are per worker, apt-get installs take
+# a lock (tests/aptget.py).
+FEW_FILES = 8
+
+
+@pytest.hookimpl(optionalhook=True)  # known only while pytest-xdist is loaded (not with -p no:xdist)
+def pytest_xdist_auto_num_workers(config):
+    """One worker per core; none for a run of a few named test files (starting workers costs more)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own reading of it
+    named = [a for a in config.args if ".py" in a]
+    if named and len(named) == len(config.args) and len(named) <= FEW_FILES:
+        return 0
+    return os.cpu_count() or 1

@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 import time
 
+from aptget import one_at_a_time
+
 
 class RedisUnavailable(RuntimeError):
     """redis-server is not installed and could not be installed or started."""
@@ -24,6 +26,14 @@ class RedisUnavailable(RuntimeError):
 
 def ensure_redis_server() -> str:
     """The path of redis-server, installing the Debian package if needed."""
+    path = shutil.which("redis-server")
+    if path:
+        return path
+    with one_at_a_time():  # another pytest-xdist worker may be installing it
+        return _install()
+
+
+def _install() -> str:
     path = shutil.which("redis-server")
     if path:
         return path

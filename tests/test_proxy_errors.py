@@ -1,6 +1,7 @@
 """Upstream-side and routing errors: the status a careful proxy gives, with a JSON body."""
 
 import asyncio
+import contextlib
 
 from aiohttp import web
 
@@ -56,8 +57,13 @@ async def test_no_ready_endpoints_is_503_and_missing_backend_is_500():
 
 
 async def test_upstream_timeout_is_504():
+    answer = asyncio.Event()
+
     async def slow(request, body):
-        await asyncio.sleep(3)
+        # Late: it answers only once the test has its 504 (or after 30 s), so that the
+        # backend's clean-up need not wait for a fixed sleep to run out.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(answer.wait(), 30)
         return web.Response(text="late")
 
     b = await start_backend("slow", slow)
@@ -67,6 +73,7 @@ async def test_upstream_timeout_is_504():
         r = await request(port, path="/a")
         assert r.status == 504
     finally:
+        answer.set()
         await srv.close()
         await b.runner.cleanup()
 
