@@ -58,8 +58,10 @@ async def test_global_limit_is_shared_by_two_replicas(tmp_path, redis_server):
     rpm, burst = 600, 5  # one request per 100 ms, plus 5 at once
     (tmp_path / "routes.json").write_text(json.dumps(limited("global", "/g", requestsPerMinute=rpm, burst=burst,
                                                              key="Route", scope="Global")))
-    a = GatewayProcess(tmp_path, "--redis-url", redis_server)
-    b = GatewayProcess(tmp_path, "--redis-url", redis_server)
+    # A Redis call that outlives --ratelimit-redis-timeout is admitted (fail open), which is
+    # not the shared count this test checks: on a loaded host, give the calls time.
+    a = GatewayProcess(tmp_path, "--redis-url", redis_server, *_PATIENT)
+    b = GatewayProcess(tmp_path, "--redis-url", redis_server, *_PATIENT)
     try:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, a.wait_ready)
@@ -80,7 +82,8 @@ async def test_global_limit_is_shared_by_two_replicas(tmp_path, redis_server):
                         raise AssertionError(st)
 
             await asyncio.gather(hammer(a), hammer(b), hammer(a), hammer(b))
-        span = time.monotonic() - t0
+            span = time.monotonic() - t0
+            assert await _redis_errors(s, a, b) == 0
         bound = 1 + burst + int(span / (60 / rpm)) + 1  # +1: a slot may open while the last request flies
         assert denied > 0
         assert 1 + burst <= admitted <= bound, (admitted, bound)
@@ -122,6 +125,21 @@ async def test_global_limit_with_redis_down_fails_open_or_closed(tmp_path, redis
         opened.close()
         closed.close()
         await app.runner.cleanup()
+
+
+# For the tests of the shared count: a Redis call past the timeout would be admitted unchecked.
+_PATIENT = ("--ratelimit-redis-timeout", "2")
+
+
+async def _redis_errors(session, *gateways) -> float:
+    """Redis errors and timeouts of the gateways, all outcomes (0 when none was counted)."""
+    total = 0.0
+    for gw in gateways:
+        async with session.get(gw.admin + "/metrics") as r:
+            for line in (await r.text()).splitlines():
+                if line.startswith("crdgate_ratelimit_redis_errors_total"):
+                    total += float(line.split()[-1])
+    return total
 
 
 def _sample(metrics_text: str, name: str) -> float:
@@ -166,8 +184,8 @@ async def test_two_gateways_with_leases_admit_within_the_stated_bound(tmp_path, 
     rpm, burst, lease_max, requests = 100, 99, 6, 400
     (tmp_path / "routes.json").write_text(json.dumps(limited("leased", "/leased", requestsPerMinute=rpm, burst=burst,
                                                              key="Route", scope="Global")))
-    a = GatewayProcess(tmp_path, "--redis-url", redis_server)
-    b = GatewayProcess(tmp_path, "--redis-url", redis_server)
+    a = GatewayProcess(tmp_path, "--redis-url", redis_server, *_PATIENT)
+    b = GatewayProcess(tmp_path, "--redis-url", redis_server, *_PATIENT)
     try:
         loop = asyncio.get_running_loop()
         # A deadline, not a wait: two interpreters starting at once on a loaded host can take long.
@@ -186,6 +204,7 @@ async def test_two_gateways_with_leases_admit_within_the_stated_bound(tmp_path, 
             for gw in (a, b):
                 async with s.get(gw.admin + "/metrics") as r:
                     calls += _sample(await r.text(), "crdgate_ratelimit_redis_seconds_count")
+            assert await _redis_errors(s, a, b) == 0
         assert set(statuses) <= {200, 429} and len(statuses) == requests
         admitted = statuses.count(200)
         exact = 1 + burst + int(span / (60 / rpm)) + 1  # +1: a slot may open while the last request flies
