@@ -6,7 +6,8 @@ import base64
 import json
 from pathlib import Path
 
-from controller.files import EPOCH, ManifestSource, load_folder
+from controller.files import ManifestSource, load_folder
+from controller.manifestdoc import EPOCH
 from controller.store import KINDS, Store
 
 USERS_EP = """\

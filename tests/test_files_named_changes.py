@@ -32,7 +32,7 @@ class Spy:
     def __init__(self, monkeypatch):
         self.scans = 0
         self.parsed: list[tuple[str, bool]] = []  # (file name, on the main thread)
-        scan, parse = files._scan, files._parse_file
+        scan, parse = files._scan, files.parse_file
 
         def counting_scan(root):
             self.scans += 1
@@ -43,7 +43,7 @@ class Spy:
             return parse(abs_path, shown)
 
         monkeypatch.setattr(files, "_scan", counting_scan)
-        monkeypatch.setattr(files, "_parse_file", recording_parse)
+        monkeypatch.setattr(files, "parse_file", recording_parse)
 
 
 @pytest.fixture
