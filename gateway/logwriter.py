@@ -30,6 +30,7 @@ Its blocked write waits for the reader, never for the proxy.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import select
@@ -123,6 +124,10 @@ class LogWriter:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    async def aclose(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """``close`` from the event loop: the wait happens in a worker thread."""
+        return await asyncio.to_thread(self.close, timeout)
 
     # -- the writer thread ------------------------------------------------------------------
 
