@@ -29,7 +29,7 @@ import sys
 CORE = ("gateway.wire", "gateway.request", "gateway.exchange", "gateway.http1", "gateway.upstream")
 # The routing table and per-request policy code: compiled with Python's indexing rules kept.
 POLICY = ("gateway.routing", "gateway.ratelimit", "gateway.policies", "gateway.metrics", "gateway.auth.apikey",
-          "gateway.accesslog")
+          "gateway.accesslog", "gateway.loopwriter")
 MODULES = CORE + POLICY
 _HERE = os.path.dirname(os.path.abspath(__file__))
 

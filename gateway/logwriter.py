@@ -10,26 +10,30 @@ stream takes lines again, ``on_drops`` is told how many were lost, at most once
 per ``DROP_WARNING_INTERVAL``. Lines are never split: a batch is whole lines,
 and it is written to its end before the next one starts.
 
-Users: gateway/server.py's access log (stdout), ``LogWriterHandler`` for the
-process log (stderr, installed by crdgate/logs.py); gateway/metrics.py exports
-both ``dropped`` counters.
+Users: ``LogWriterHandler`` for the process log (stderr, installed by
+crdgate/logs.py), and the access log (stdout) only where stdout cannot be written
+without waiting from the event loop (gateway/accesslog.py's ``stdout_writer``;
+the usual writer is gateway/loopwriter.py); gateway/metrics.py exports both
+``dropped`` counters.
 
-Why a thread that writes with ordinary blocking writes, rather than the event
-loop writing to a non-blocking fd: O_NONBLOCK is a flag of the open file
-description, which stdout and stderr share with whoever else holds them (the
-shell's terminal, the supervisor and the sibling ``--workers``, other programs
-on the same pipe): setting it makes their writes fail with EAGAIN. A thread
-works on any kind of fd (file, pipe, terminal, socket), before the event loop
-starts and after it stops, and from any thread (the process log is written
-from several); the event loop's whole share is an append to a deque and two
-integer updates (``one_producer``: no lock, the access log's case; callers from
-several threads take an uncontended lock). The writer thread never takes a lock:
-deque appends and pops are atomic, and each counter has one writing thread.
-Its blocked write waits for the reader, never for the proxy.
+Why a thread that writes with ordinary blocking writes: the process log is
+written from several threads, before the event loop starts and after it stops,
+and a thread works on any kind of fd (file, pipe, terminal, socket) without
+touching O_NONBLOCK, a flag of the open file description that stderr shares with
+whoever else holds it (the shell's terminal, the supervisor and the sibling
+``--workers``): setting it would make their writes fail with EAGAIN. A caller's
+whole share is an append to a deque and two integer updates (``one_producer``:
+no lock, for a single writing thread; callers from several threads take an
+uncontended lock). The writer thread never takes a lock: deque appends and pops
+are atomic, and each counter has one writing thread. Its blocked write waits for
+the reader, never for the proxy. For the access log, written on every request,
+a thread costs more than the lines (GIL hand-offs with the event loop on every
+batch): see gateway/loopwriter.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import select
@@ -123,6 +127,10 @@ class LogWriter:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    async def aclose(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """``close`` from the event loop: the wait happens in a worker thread."""
+        return await asyncio.to_thread(self.close, timeout)
 
     # -- the writer thread ------------------------------------------------------------------
 

@@ -321,7 +321,7 @@ class LogDropStats:
     """
 
     def __init__(self):
-        self.access = None  # gateway.logwriter.LogWriter of the access log, set by gateway/server.py
+        self.access = None  # the access log's writer (gateway/loopwriter.py, or a LogWriter), set by gateway/accesslog.py
         self.process = None  # ... of the process log, set by crdgate/logs.py's setup_logging
 
     def collect(self):

@@ -4,7 +4,7 @@
 request reads it once. A single sweeper task checks every connection's
 deadlines ten times a second instead of arming a timer per request and closes
 stale upstream connections. The access log goes through a bounded writer
-(gateway/logwriter.py) that never blocks the loop.
+(gateway/loopwriter.py) that never blocks the loop.
 
 Startup and shutdown run in a fixed order (``start`` / ``drain``): on drain,
 readiness turns 503 first, listeners close after ``drain_seconds``, idle
@@ -245,8 +245,8 @@ class Server:
             conn.abort()
         self.upstreams.close()
         if self.access_log is not None:
-            # Waits (bounded) for the writer thread to write what is buffered: off the loop.
-            await asyncio.to_thread(self.access_log.close)
+            # Writes out what is buffered, bounded in time, without blocking the loop.
+            await self.access_log.aclose()
         if self.tracer is not None:
             # Exports what is queued (bounded in time) from its thread: off the loop.
             await asyncio.to_thread(self.tracer.close)

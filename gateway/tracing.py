@@ -5,8 +5,10 @@ exchange (gateway/exchange.py) asks ``Tracer.sample`` first: a W3C
 ``traceparent`` the client sent decides (parent-based: its sampled flag is
 obeyed either way), otherwise one ``random()`` against ``--trace-sample-ratio``.
 An unsampled request gets ``None`` and nothing else happens: no object, no
-clock read beyond what the exchange does anyway; the header scan looks at
-lengths only, and a traceparent is parsed only when one is there.
+clock read beyond what the exchange does anyway. The exchange itself (compiled)
+looks for a traceparent and, when there is none, draws the random number: only
+a request with a traceparent, or one the ratio picked, calls into this module
+(``sample`` parses the header; ``new_trace`` starts a trace).
 
 A sampled request carries a ``RequestTrace``: ids and, per upstream try, the
 client span's id, times and outcome, recorded as plain values. When the
@@ -140,8 +142,13 @@ class Tracer:
                 # Parent-based: the client's decision stands, sampled or not.
                 return RequestTrace(ctx[0], ctx[1], state) if ctx[2] else None
         if self.ratio > 0.0 and random.random() < self.ratio:
-            return RequestTrace(_new_id(128), None, None)
+            return self.new_trace()
         return None
+
+    def new_trace(self) -> RequestTrace:
+        """A new trace, rooted at this request: for a request the ratio picked (the exchange draws
+        the number itself when no traceparent came, so an unsampled request makes no call here)."""
+        return RequestTrace(_new_id(128), None, None)
 
     def finish(self, ex, now: float, error: str | None = None) -> None:
         """The request has ended: queue what its spans need (plain values, read now).

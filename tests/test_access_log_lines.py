@@ -29,6 +29,9 @@ class Lines:
     def close(self) -> None:
         pass
 
+    async def aclose(self) -> None:
+        pass
+
 
 def _gateway(**log):
     gw = Gateway(None)
