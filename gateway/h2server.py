@@ -5,8 +5,8 @@ HTTP/1 protocol, gateway/http1.py, which every listener starts with): on the
 TLS listener when the client picked ``h2`` by ALPN, and on the plain listener
 when the connection opens with the HTTP/2 preface (prior knowledge, ``--h2c``).
 Framing, HPACK and flow-control accounting are the h2 package's state machine
-(``H2Connection``); this module feeds it bytes, turns its events into work and
-writes what it has to send.
+(``H2Connection``, as ``H2State``: gateway/h2state.py); this module feeds it
+bytes, turns its events into work and writes what it has to send.
 
 Each request stream is an ``Http2Stream`` (gateway/h2stream.py), the client
 side of one ``Exchange``: the same pipeline as HTTP/1.1. Response frames are
@@ -47,7 +47,6 @@ import logging
 import time
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated, DataReceived, PingReceived, PriorityUpdated, RemoteSettingsChanged, RequestReceived,
@@ -57,6 +56,7 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
+from gateway.h2state import H2State
 from gateway.h2stream import Http2Stream, grpc_timeout
 
 log = logging.getLogger("crdgate.proxy")
@@ -153,7 +153,7 @@ class Http2Protocol:
         self.fwd_block = b""
         self.transport = None
         self.closed = False
-        self.h2 = H2Connection(_CONFIG)
+        self.h2 = H2State(_CONFIG)
         self.streams: dict[int, Http2Stream] = {}
         self.opened = 0  # streams taken
         self.premature_resets = 0

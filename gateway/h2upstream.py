@@ -49,6 +49,7 @@ from h2.errors import ErrorCodes
 from hpack import NeverIndexedHeaderTuple
 
 from gateway import metrics
+from gateway.h2state import H2State
 from gateway.upstream import UpstreamConnection
 
 log = logging.getLogger("crdgate.upstream")
@@ -77,7 +78,7 @@ PER_REQUEST = frozenset((b"x-request-id", b"traceparent", b"tracestate"))
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
-class _ClientState(h2.connection.H2Connection):
+class _ClientState(H2State):
     """h2's client connection, kept open after a graceful GOAWAY.
 
     RFC 9113 6.8: streams up to the GOAWAY's last stream id may still complete.
