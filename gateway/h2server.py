@@ -56,6 +56,7 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
+from gateway.h2fields import MalformedFields, check_request, check_trailers
 from gateway.h2state import H2State
 from gateway.h2stream import Http2Stream, grpc_timeout
 
@@ -83,11 +84,12 @@ FLOOD_RATE = 1000.0
 
 _monotonic = time.monotonic
 
-# Request heads are checked by h2 (pseudo-header fields, connection-specific
-# fields, TE other than "trailers"). What we send is built from fields already
-# parsed and filtered (gateway/h2stream.py): checking it again costs a tenth of
-# a response.
-_CONFIG = H2Configuration(client_side=False, header_encoding=None,
+# Request heads and trailers are checked by gateway/h2fields.py (pseudo-header
+# fields, characters, connection-specific fields, TE other than "trailers"):
+# the same rules as h2's inbound check, in one pass, at a quarter of its cost.
+# What we send is built from fields already parsed and filtered
+# (gateway/h2stream.py): checking it again costs a tenth of a response.
+_CONFIG = H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False,
                           validate_outbound_headers=False, normalize_outbound_headers=False)
 
 
@@ -273,14 +275,7 @@ class Http2Protocol:
                 events = self.h2.receive_data(data)
             except ProtocolError as e:
                 # h2 has queued a GOAWAY with the error's code: send it and close.
-                log.info("HTTP/2 protocol error from %s: %s", self.peer, e)
-                self.stats.rejected(400)
-                for stream in list(self.streams.values()):
-                    stream.cancel()
-                self.streams.clear()
-                self._write_out()
-                self.closed = True
-                self.transport.close()
+                self._protocol_error(e)
                 return
             for event in events:
                 if self.closed:
@@ -289,7 +284,8 @@ class Http2Protocol:
                 if kind is DataReceived:
                     self._on_data(event)
                 elif kind is RequestReceived:
-                    self._on_request(event)
+                    if self._well_formed(check_request, event):
+                        self._on_request(event)
                 elif kind is StreamEnded:
                     self._on_stream_ended(event.stream_id)
                 elif kind is WindowUpdated:
@@ -306,11 +302,33 @@ class Http2Protocol:
                     if not self.streams:
                         self._close(ErrorCodes.NO_ERROR)
                 elif kind is TrailersReceived:
-                    pass  # request trailers are not carried to an HTTP/1.1 upstream; StreamEnded follows
+                    # Request trailers are not carried to an HTTP/1.1 upstream; StreamEnded follows.
+                    self._well_formed(check_trailers, event)
         finally:
             self._receiving = False
         if not self.closed:
             self._flush()
+
+    def _well_formed(self, check, event) -> bool:
+        """``check`` (gateway/h2fields.py) passes the event's header block; if not, GOAWAY as h2 would."""
+        try:
+            check(event.headers)
+        except MalformedFields as e:
+            self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)
+            self._protocol_error(e)
+            return False
+        return True
+
+    def _protocol_error(self, error: Exception) -> None:
+        """The client broke the protocol (h2 queued the GOAWAY): send it, close, its streams cancelled."""
+        log.info("HTTP/2 protocol error from %s: %s", self.peer, error)
+        self.stats.rejected(400)
+        for stream in list(self.streams.values()):
+            stream.cancel()
+        self.streams.clear()
+        self._write_out()
+        self.closed = True
+        self.transport.close()
 
     def _on_request(self, event) -> None:
         sid = event.stream_id
