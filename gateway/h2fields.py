@@ -1,12 +1,13 @@
-"""The field rules of HTTP/2 requests (RFC 9113 8.2, 8.3), checked in one pass.
+"""The field rules of HTTP/2 messages (RFC 9113 8.2, 8.3), checked in one pass.
 
 The h2 package checks every header block it receives the same way, as a chain
 of seven generators, one rule each, and its check of the characters of names
 and values loops over them byte by byte in Python: that was a fifth of the
-CPU of an HTTP/2 request through the gateway. Our client side
-(gateway/h2server.py) turns h2's inbound check off and calls these instead,
-which enforce the same rules in one loop over the fields, with the character
-checks done by C (``bytes`` methods) and known-good names remembered:
+CPU of an HTTP/2 request through the gateway. Both sides of our HTTP/2
+(gateway/h2server.py toward clients, gateway/h2upstream.py toward backends)
+turn h2's inbound check off and call these instead, which enforce the same
+rules in one loop over the fields, with the character checks done by C
+(``bytes`` methods) and known-good names remembered:
 
 - names: not empty, none of 0x00-0x20, A-Z, 0x7f-0xff, no ':' but a pseudo-header
   field's first character (8.2.1);
@@ -18,9 +19,11 @@ checks done by C (``bytes`` methods) and known-good names remembered:
   (which has neither); :protocol only with CONNECT; :path not empty (8.3);
 - :authority or Host present, at most one Host, equal to :authority when both are
   there (8.3.1);
+- responses (final or informational): :status, once, and no other pseudo-header
+  field (8.3.2);
 - trailers: no pseudo-header field (8.1).
 
-A violation makes the request malformed; the connection answers it as h2
+A violation makes the message malformed; the connection answers it as h2
 answered its own check: GOAWAY with PROTOCOL_ERROR. Content-Length (digits,
 one value, the body's length against it) is still h2's: its own bookkeeping,
 not part of the check it lets us turn off.
@@ -115,6 +118,34 @@ def check_request(fields: list) -> None:
             raise MalformedFields("neither :authority nor Host")
     elif host is not None and host != authority:
         raise MalformedFields(":authority and Host differ")
+
+
+def check_response(fields: list) -> None:
+    """A response head (final or 1xx) obeys RFC 9113; MalformedFields if not."""
+    good = _good_names
+    status = False
+    regular = False
+    for name, value in fields:
+        if name[:1] == b":":
+            if name != b":status":
+                raise MalformedFields(f"pseudo-header field {name!r} not allowed in a response")
+            if status:
+                raise MalformedFields(":status repeated")
+            if regular:
+                raise MalformedFields(":status after a regular field")
+            status = True
+        else:
+            regular = True
+            if name not in good:
+                _check_name(name, 0)
+            if name in CONNECTION_SPECIFIC:
+                raise MalformedFields(f"connection-specific field {name!r}")
+            if name == b"te" and value.lower() != b"trailers":
+                raise MalformedFields("TE other than trailers")
+        if value:
+            _check_value(name, value)
+    if not status:
+        raise MalformedFields("no :status")
 
 
 def check_trailers(fields: list) -> None:

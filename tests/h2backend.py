@@ -6,6 +6,8 @@ stream's request headers and body). Its answer is chosen by the request path:
 - ``.../echo``: 200, the request body streamed back chunk by chunk as it arrives,
   then trailers ``grpc-status: 0`` and ``x-trailer: done``;
 - ``.../big/<n>``: 200 with ``n`` bytes of body (flow-controlled by the client);
+- ``.../malformed-head``, ``.../malformed-trailers``: a field that RFC 9113
+  forbids (CR LF in a value) in the response head or its trailers;
 - anything else: 200 with a JSON description of the request.
 
 Knobs: ``max_streams`` (SETTINGS_MAX_CONCURRENT_STREAMS), ``refuse`` (how many
@@ -160,6 +162,15 @@ class _Conn(asyncio.Protocol):
         path = st["path"]
         if path.endswith(b"/echo"):
             self.send(sid, b"", end=True, trailers=[(b"grpc-status", b"0"), (b"x-trailer", b"done")])
+        elif path.endswith(b"/malformed-head") or path.endswith(b"/malformed-trailers"):
+            bad = [(b"x-bad", b"a\r\nset-cookie: injected=1")]
+            self.h2.config.validate_outbound_headers = False  # a server that sends it anyway
+            head = path.endswith(b"/malformed-head")
+            self.h2.send_headers(sid, [(b":status", b"200")] + (bad if head else []), end_stream=False)
+            self.h2.send_data(sid, b"body")
+            self.h2.send_headers(sid, bad if not head else [(b"x-ok", b"1")], end_stream=True)
+            self.h2.config.validate_outbound_headers = True
+            self.streams.pop(sid, None)
         elif b"/big/" in path:
             self.h2.send_headers(sid, [(b":status", b"200")])
             self.send(sid, b"x" * int(path.rsplit(b"/", 1)[1]), end=True)

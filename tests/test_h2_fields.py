@@ -14,13 +14,14 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.utilities import HeaderValidationFlags, validate_headers
 
-from gateway.h2fields import MalformedFields, check_request, check_trailers
+from gateway.h2fields import MalformedFields, check_request, check_response, check_trailers
 from h2harness import H2Client
 from protoharness import Gateway
 from proxyharness import route, table
 
 BASE = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"gw.test"), (b":path", b"/x")]
 REQUEST_FLAGS = HeaderValidationFlags(is_client=False, is_trailer=False, is_response_header=False, is_push_promise=False)
+RESPONSE_FLAGS = HeaderValidationFlags(is_client=True, is_trailer=False, is_response_header=True, is_push_promise=False)
 TRAILER_FLAGS = HeaderValidationFlags(is_client=False, is_trailer=True, is_response_header=False, is_push_promise=False)
 
 REQUESTS = {
@@ -70,6 +71,25 @@ REQUESTS = {
     "upgrade": BASE + [(b"upgrade", b"websocket")],
 }
 
+RESPONSES = {
+    "grpc": [(b":status", b"200"), (b"content-type", b"application/grpc"), (b"server", b"nginx")],
+    "informational": [(b":status", b"103"), (b"link", b"</a.css>; rel=preload")],
+    "status only": [(b":status", b"204")],
+    "no status": [(b"content-type", b"text/plain")],
+    "two statuses": [(b":status", b"200"), (b":status", b"200")],
+    "status after regular": [(b"server", b"x"), (b":status", b"200")],
+    "request pseudo": [(b":status", b"200"), (b":path", b"/")],
+    "unknown pseudo": [(b":status", b"200"), (b":foo", b"x")],
+    "uppercase": [(b":status", b"200"), (b"Server", b"x")],
+    "cr in value": [(b":status", b"200"), (b"location", b"/a\r\nset-cookie: x")],
+    "trailing space": [(b":status", b"200"), (b"x", b"a ")],
+    "connection": [(b":status", b"200"), (b"connection", b"close")],
+    "transfer-encoding": [(b":status", b"200"), (b"transfer-encoding", b"chunked")],
+    "te gzip": [(b":status", b"200"), (b"te", b"gzip")],
+    "empty name": [(b":status", b"200"), (b"", b"x")],
+    "colon in name": [(b":status", b"200"), (b"a:b", b"x")],
+}
+
 TRAILERS = {
     "grpc": [(b"grpc-status", b"0"), (b"grpc-message", b"OK")],
     "pseudo": [(b":status", b"200")],
@@ -103,6 +123,13 @@ def test_a_request_head_is_refused_exactly_when_h2_refuses_it(name):
     # Twice: the second time the names are known good (remembered), the values still checked.
     assert _ours_accepts(check_request, fields) == _h2_accepts(fields, REQUEST_FLAGS)
     assert _ours_accepts(check_request, fields) == _h2_accepts(fields, REQUEST_FLAGS)
+
+
+@pytest.mark.parametrize("name", sorted(RESPONSES))
+def test_a_response_head_is_refused_exactly_when_h2_refuses_it(name):
+    fields = RESPONSES[name]
+    assert _ours_accepts(check_response, fields) == _h2_accepts(fields, RESPONSE_FLAGS)
+    assert _ours_accepts(check_response, fields) == _h2_accepts(fields, RESPONSE_FLAGS)
 
 
 @pytest.mark.parametrize("name", sorted(TRAILERS))

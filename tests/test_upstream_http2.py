@@ -232,6 +232,33 @@ async def test_backend_timeout_cancels_the_stream_and_answers_504():
         await b.close()
 
 
+async def test_a_malformed_response_from_the_backend_is_a_502_and_never_reaches_the_client():
+    b = H2Backend()
+    srv = await world(b)
+    try:
+        r = await request(proxy_port(srv), path="/malformed-head")
+        assert r.status == 502
+        assert "injected" not in r.headers.get("set-cookie", "") and "x-bad" not in r.headers
+        # Trailers come after the head went out: the response is cut, the field never sent.
+        port = proxy_port(srv)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /malformed-trailers HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n\r\n")
+        data = b""
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            if not chunk:
+                break
+            data += chunk
+        writer.close()
+        assert b"injected" not in data and b"\r\n0\r\n\r\n" not in data
+        # Each time the connection that broke the protocol was closed; the next request gets a new one.
+        assert (await request(proxy_port(srv), path="/next")).status == 200
+        assert b.connections == 3
+    finally:
+        await srv.close()
+        await b.close()
+
+
 async def test_unreachable_h2c_backend_is_a_502():
     ep = Endpoint("127.0.0.1", free_port(), http2=True)
     srv = await start_proxy(table([route(path="/")], {"ns/svc:80": (ep,)}))
