@@ -469,6 +469,9 @@ class Stream(UpstreamConnection):
             return
         try:
             self.parser.feed_data(data)
+            # After the parse, not from its callbacks: a body and its end parsed from one
+            # write leave as one DATA frame carrying END_STREAM, not DATA then an empty one.
+            self.pump()
         except httptools.HttpParserUpgrade:
             # An Upgrade is hop-by-hop: the backend gets the request without it, and
             # its answer goes back as an ordinary response.
@@ -513,15 +516,13 @@ class Stream(UpstreamConnection):
         if not self.stream_id:
             self._send_headers(end=False)
         self.pending.append(bytes(body))
-        self.pending_bytes += len(body)
-        self.pump()
+        self.pending_bytes += len(body)  # sent by ``write`` once the parse is over
 
     def on_message_complete(self) -> None:
         if not self.stream_id:
             self._send_headers(end=True)
         else:
             self.local_end = True
-            self.pump()
 
     def _send_headers(self, end: bool) -> None:
         conn = self.conn

@@ -113,6 +113,7 @@ class _Conn(asyncio.Protocol):
                 self.b.received_body += len(ev.data)
                 if st is not None:
                     st["body"] += ev.data
+                    st["data_frames"].append((len(ev.data), ev.stream_ended is not None))
                     if st["path"].endswith(b"/echo") and ev.data:
                         self.send(ev.stream_id, ev.data, end=False)
                 if self.b.hold_window:
@@ -142,7 +143,7 @@ class _Conn(asyncio.Protocol):
         if goaway and self.begun > goaway:
             return  # past the GOAWAY: never processed
         hd = {k.decode(): v.decode() for k, v in headers}
-        st = {"headers": hd, "raw": list(headers), "body": bytearray(), "path": hd[":path"].encode(),
+        st = {"headers": hd, "raw": list(headers), "body": bytearray(), "data_frames": [], "path": hd[":path"].encode(),
               "connection": self.number, "responded": False}
         self.streams[sid] = st
         self.b.requests.append(st)

@@ -59,6 +59,19 @@ async def test_requests_reach_the_backend_as_http2_without_connection_specific_f
         await b.close()
 
 
+async def test_a_body_written_at_once_leaves_as_one_data_frame_with_end_stream():
+    b = H2Backend()
+    srv = await world(b)
+    try:
+        r = await request(proxy_port(srv), "POST", "/bench.Echo/Unary", body=b"\x00\x00\x00\x00\x00",
+                          headers={"Content-Type": "application/grpc"})
+        assert r.status == 200, r.body
+        assert b.requests[0]["data_frames"] == [(5, True)]  # not (5, False) then an empty END_STREAM
+    finally:
+        await srv.close()
+        await b.close()
+
+
 async def test_many_concurrent_requests_share_one_connection():
     b = H2Backend(delay=0.05)
     srv = await world(b)
