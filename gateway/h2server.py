@@ -5,8 +5,8 @@ HTTP/1 protocol, gateway/http1.py, which every listener starts with): on the
 TLS listener when the client picked ``h2`` by ALPN, and on the plain listener
 when the connection opens with the HTTP/2 preface (prior knowledge, ``--h2c``).
 Framing, HPACK and flow-control accounting are the h2 package's state machine
-(``H2Connection``); this module feeds it bytes, turns its events into work and
-writes what it has to send.
+(``H2Connection``, as ``H2State``: gateway/h2state.py); this module feeds it
+bytes, turns its events into work and writes what it has to send.
 
 Each request stream is an ``Http2Stream`` (gateway/h2stream.py), the client
 side of one ``Exchange``: the same pipeline as HTTP/1.1. Response frames are
@@ -47,7 +47,6 @@ import logging
 import time
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated, DataReceived, PingReceived, PriorityUpdated, RemoteSettingsChanged, RequestReceived,
@@ -58,6 +57,8 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from gateway.grpcstatus import grpc_timeout
+from gateway.h2fields import MalformedFields, check_request, check_trailers
+from gateway.h2state import H2State
 from gateway.h2stream import Http2Stream
 
 log = logging.getLogger("crdgate.proxy")
@@ -84,11 +85,12 @@ FLOOD_RATE = 1000.0
 
 _monotonic = time.monotonic
 
-# Request heads are checked by h2 (pseudo-header fields, connection-specific
-# fields, TE other than "trailers"). What we send is built from fields already
-# parsed and filtered (gateway/h2stream.py): checking it again costs a tenth of
-# a response.
-_CONFIG = H2Configuration(client_side=False, header_encoding=None,
+# Request heads and trailers are checked by gateway/h2fields.py (pseudo-header
+# fields, characters, connection-specific fields, TE other than "trailers"):
+# the same rules as h2's inbound check, in one pass, at a quarter of its cost.
+# What we send is built from fields already parsed and filtered
+# (gateway/h2stream.py): checking it again costs a tenth of a response.
+_CONFIG = H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False,
                           validate_outbound_headers=False, normalize_outbound_headers=False)
 
 
@@ -154,7 +156,7 @@ class Http2Protocol:
         self.fwd_block = b""
         self.transport = None
         self.closed = False
-        self.h2 = H2Connection(_CONFIG)
+        self.h2 = H2State(_CONFIG)
         self.streams: dict[int, Http2Stream] = {}
         self.opened = 0  # streams taken
         self.premature_resets = 0
@@ -274,14 +276,7 @@ class Http2Protocol:
                 events = self.h2.receive_data(data)
             except ProtocolError as e:
                 # h2 has queued a GOAWAY with the error's code: send it and close.
-                log.info("HTTP/2 protocol error from %s: %s", self.peer, e)
-                self.stats.rejected(400)
-                for stream in list(self.streams.values()):
-                    stream.cancel()
-                self.streams.clear()
-                self._write_out()
-                self.closed = True
-                self.transport.close()
+                self._protocol_error(e)
                 return
             for event in events:
                 if self.closed:
@@ -290,7 +285,8 @@ class Http2Protocol:
                 if kind is DataReceived:
                     self._on_data(event)
                 elif kind is RequestReceived:
-                    self._on_request(event)
+                    if self._well_formed(check_request, event):
+                        self._on_request(event)
                 elif kind is StreamEnded:
                     self._on_stream_ended(event.stream_id)
                 elif kind is WindowUpdated:
@@ -307,11 +303,33 @@ class Http2Protocol:
                     if not self.streams:
                         self._close(ErrorCodes.NO_ERROR)
                 elif kind is TrailersReceived:
-                    self._on_trailers(event)  # StreamEnded follows
+                    if self._well_formed(check_trailers, event):
+                        self._on_trailers(event)  # StreamEnded follows
         finally:
             self._receiving = False
         if not self.closed:
             self._flush()
+
+    def _well_formed(self, check, event) -> bool:
+        """``check`` (gateway/h2fields.py) passes the event's header block; if not, GOAWAY as h2 would."""
+        try:
+            check(event.headers)
+        except MalformedFields as e:
+            self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)
+            self._protocol_error(e)
+            return False
+        return True
+
+    def _protocol_error(self, error: Exception) -> None:
+        """The client broke the protocol (h2 queued the GOAWAY): send it, close, its streams cancelled."""
+        log.info("HTTP/2 protocol error from %s: %s", self.peer, error)
+        self.stats.rejected(400)
+        for stream in list(self.streams.values()):
+            stream.cancel()
+        self.streams.clear()
+        self._write_out()
+        self.closed = True
+        self.transport.close()
 
     def _on_request(self, event) -> None:
         sid = event.stream_id
@@ -368,8 +386,9 @@ class Http2Protocol:
             stream.exchange.request_body(event.data)
 
     def _on_trailers(self, event) -> None:
-        """Request trailers, checked by h2 as a head is (no pseudo-header or connection-specific
-        field, TE only ``trailers``, the header list size): to the exchange, which forwards them."""
+        """Request trailers, checked as a head is (gateway/h2fields.py: no pseudo-header or
+        connection-specific field, TE only ``trailers``; h2: the header list size): to the
+        exchange, which forwards them."""
         stream = self.streams.get(event.stream_id)
         if stream is None or stream.closed or stream.exchange.finished:
             return  # answered already: nothing more of the request goes anywhere

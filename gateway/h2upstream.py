@@ -50,6 +50,8 @@ from h2.errors import ErrorCodes
 from hpack import NeverIndexedHeaderTuple
 
 from gateway import metrics
+from gateway.h2fields import MalformedFields, check_response, check_trailers
+from gateway.h2state import H2State
 from gateway.upstream import UpstreamConnection
 
 log = logging.getLogger("crdgate.upstream")
@@ -76,9 +78,12 @@ CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connectio
 # Fields whose value differs on every request (the gateway's request id, trace context).
 PER_REQUEST = frozenset((b"x-request-id", b"traceparent", b"tracestate"))
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+# The header blocks a server sends, by h2 event, and the check of their fields.
+_FIELDS_CHECKS = {h2.events.ResponseReceived: check_response, h2.events.InformationalResponseReceived: check_response,
+                  h2.events.TrailersReceived: check_trailers}
 
 
-class _ClientState(h2.connection.H2Connection):
+class _ClientState(H2State):
     """h2's client connection, kept open after a graceful GOAWAY.
 
     RFC 9113 6.8: streams up to the GOAWAY's last stream id may still complete.
@@ -229,9 +234,9 @@ class H2Connection:
         # values hold no CR, LF or NUL, surrounding whitespace is stripped) and
         # _send_headers lower-cases them and drops the connection-specific ones; h2
         # checking each again cost more CPU than the rest of the request. What the
-        # server sends is still validated.
+        # server sends is checked by gateway/h2fields.py (h2's rules, in one pass).
         config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False,
-                                           normalize_outbound_headers=False)
+                                           normalize_outbound_headers=False, validate_inbound_headers=False)
         conn = self.h2 = _ClientState(config=config)
         conn.local_settings = h2.settings.Settings(client=True, initial_values={
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
@@ -246,14 +251,18 @@ class H2Connection:
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as e:
-            log.warning("HTTP/2 upstream %s broke the protocol: %s", self.pool.pool.endpoint.address, e)
-            self.flush()  # the GOAWAY h2 queued
-            self.fail_all("protocol", unprocessed_after=None)
-            self.close()
+            self._broken(e)  # h2 queued the GOAWAY
             return
         touched = None
         for event in events:
             t = type(event)
+            if t in _FIELDS_CHECKS:
+                try:
+                    _FIELDS_CHECKS[t](event.headers)
+                except MalformedFields as e:
+                    self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)  # as h2 answers its own check
+                    self._broken(e)
+                    return
             if t is h2.events.DataReceived:
                 s = self.streams.get(event.stream_id)
                 if s is not None:
@@ -307,6 +316,13 @@ class H2Connection:
         self.flush()
         if self.goaway and not self.streams and not self.active:
             self.close()
+
+    def _broken(self, error: Exception) -> None:
+        """The server broke the protocol: the GOAWAY queued goes out, every stream fails, the connection closes."""
+        log.warning("HTTP/2 upstream %s broke the protocol: %s", self.pool.pool.endpoint.address, error)
+        self.flush()
+        self.fail_all("protocol", unprocessed_after=None)
+        self.close()
 
     def eof_received(self):
         return False
@@ -455,6 +471,9 @@ class Stream(UpstreamConnection):
             return
         try:
             self.parser.feed_data(data)
+            # After the parse, not from its callbacks: a body and its end parsed from one
+            # write leave as one DATA frame carrying END_STREAM, not DATA then an empty one.
+            self.pump()
         except httptools.HttpParserUpgrade:
             # An Upgrade is hop-by-hop: the backend gets the request without it, and
             # its answer goes back as an ordinary response.
@@ -502,8 +521,7 @@ class Stream(UpstreamConnection):
         if not self.stream_id:
             self._send_headers(end=False)
         self.pending.append(bytes(body))
-        self.pending_bytes += len(body)
-        self.pump()
+        self.pending_bytes += len(body)  # sent by ``write`` once the parse is over
 
     def on_message_complete(self) -> None:
         trailers = self.fields
@@ -514,8 +532,7 @@ class Stream(UpstreamConnection):
             self._send_headers(end=not trailers)
             if not trailers:
                 return
-        self.local_end = True
-        self.pump()
+        self.local_end = True  # sent by ``write`` once the parse is over
 
     def _send_headers(self, end: bool) -> None:
         conn = self.conn

@@ -6,6 +6,8 @@ stream's request headers, body and trailers). Its answer is chosen by the reques
 - ``.../echo``: 200, the request body streamed back chunk by chunk as it arrives,
   then trailers ``grpc-status: 0`` and ``x-trailer: done``;
 - ``.../big/<n>``: 200 with ``n`` bytes of body (flow-controlled by the client);
+- ``.../malformed-head``, ``.../malformed-trailers``: a field that RFC 9113
+  forbids (CR LF in a value) in the response head or its trailers;
 - anything else: 200 with a JSON description of the request.
 
 Knobs: ``max_streams`` (SETTINGS_MAX_CONCURRENT_STREAMS), ``refuse`` (how many
@@ -111,6 +113,7 @@ class _Conn(asyncio.Protocol):
                 self.b.received_body += len(ev.data)
                 if st is not None:
                     st["body"] += ev.data
+                    st["data_frames"].append((len(ev.data), ev.stream_ended is not None))
                     if st["path"].endswith(b"/echo") and ev.data:
                         self.send(ev.stream_id, ev.data, end=False)
                 if self.b.hold_window:
@@ -144,7 +147,7 @@ class _Conn(asyncio.Protocol):
         if goaway and self.begun > goaway:
             return  # past the GOAWAY: never processed
         hd = {k.decode(): v.decode() for k, v in headers}
-        st = {"headers": hd, "raw": list(headers), "body": bytearray(), "path": hd[":path"].encode(),
+        st = {"headers": hd, "raw": list(headers), "body": bytearray(), "data_frames": [], "path": hd[":path"].encode(),
               "connection": self.number, "responded": False}
         self.streams[sid] = st
         self.b.requests.append(st)
@@ -164,6 +167,15 @@ class _Conn(asyncio.Protocol):
         path = st["path"]
         if path.endswith(b"/echo"):
             self.send(sid, b"", end=True, trailers=[(b"grpc-status", b"0"), (b"x-trailer", b"done")])
+        elif path.endswith(b"/malformed-head") or path.endswith(b"/malformed-trailers"):
+            bad = [(b"x-bad", b"a\r\nset-cookie: injected=1")]
+            self.h2.config.validate_outbound_headers = False  # a server that sends it anyway
+            head = path.endswith(b"/malformed-head")
+            self.h2.send_headers(sid, [(b":status", b"200")] + (bad if head else []), end_stream=False)
+            self.h2.send_data(sid, b"body")
+            self.h2.send_headers(sid, bad if not head else [(b"x-ok", b"1")], end_stream=True)
+            self.h2.config.validate_outbound_headers = True
+            self.streams.pop(sid, None)
         elif b"/big/" in path:
             self.h2.send_headers(sid, [(b":status", b"200")])
             self.send(sid, b"x" * int(path.rsplit(b"/", 1)[1]), end=True)

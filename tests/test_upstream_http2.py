@@ -59,6 +59,19 @@ async def test_requests_reach_the_backend_as_http2_without_connection_specific_f
         await b.close()
 
 
+async def test_a_body_written_at_once_leaves_as_one_data_frame_with_end_stream():
+    b = H2Backend()
+    srv = await world(b)
+    try:
+        r = await request(proxy_port(srv), "POST", "/bench.Echo/Unary", body=b"\x00\x00\x00\x00\x00",
+                          headers={"Content-Type": "application/grpc"})
+        assert r.status == 200, r.body
+        assert b.requests[0]["data_frames"] == [(5, True)]  # not (5, False) then an empty END_STREAM
+    finally:
+        await srv.close()
+        await b.close()
+
+
 async def test_many_concurrent_requests_share_one_connection():
     b = H2Backend(delay=0.05)
     srv = await world(b)
@@ -227,6 +240,33 @@ async def test_backend_timeout_cancels_the_stream_and_answers_504():
         b.delay = 0.0
         assert (await request(proxy_port(srv), path="/next")).status == 200
         assert b.connections == 1
+    finally:
+        await srv.close()
+        await b.close()
+
+
+async def test_a_malformed_response_from_the_backend_is_a_502_and_never_reaches_the_client():
+    b = H2Backend()
+    srv = await world(b)
+    try:
+        r = await request(proxy_port(srv), path="/malformed-head")
+        assert r.status == 502
+        assert "injected" not in r.headers.get("set-cookie", "") and "x-bad" not in r.headers
+        # Trailers come after the head went out: the response is cut, the field never sent.
+        port = proxy_port(srv)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /malformed-trailers HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n\r\n")
+        data = b""
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            if not chunk:
+                break
+            data += chunk
+        writer.close()
+        assert b"injected" not in data and b"\r\n0\r\n\r\n" not in data
+        # Each time the connection that broke the protocol was closed; the next request gets a new one.
+        assert (await request(proxy_port(srv), path="/next")).status == 200
+        assert b.connections == 3
     finally:
         await srv.close()
         await b.close()

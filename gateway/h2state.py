@@ -1,0 +1,52 @@
+"""h2's connection state machine, counting open streams in constant time.
+
+Both sides of the proxy's HTTP/2 (gateway/h2server.py toward clients,
+gateway/h2upstream.py toward backends) drive an ``H2State``: the ``h2``
+package's ``H2Connection`` with one change. Before opening a stream h2 checks
+the peer's (or our) ``SETTINGS_MAX_CONCURRENT_STREAMS`` by counting the open
+streams, a walk over every stream it holds, which also drops the closed ones
+(h2 keeps a stream's state until that walk). With 100 streams in flight that
+walk cost more than the rest of opening the stream; with 200 on an upstream
+connection, twice that.
+
+Here the count is ``len(streams)`` (an upper bound: closed streams not yet
+dropped are in it) while that is below both the limit and ``_prune_at``, so
+the check passes exactly when h2's would; at either bound h2's own walk counts
+exactly and drops the closed streams, and ``_prune_at`` moves to twice what
+remains. The walk is thus paid once per many new streams, not once per stream,
+and h2 holds at most ``max(PRUNE_FLOOR, 2 x open)`` streams of a connection.
+"""
+
+from __future__ import annotations
+
+from h2.connection import H2Connection
+
+# Closed streams h2 may hold before they are dropped (each a few hundred bytes).
+PRUNE_FLOOR = 256
+
+
+class H2State(H2Connection):
+    """``h2.connection.H2Connection`` with the open-stream count of the module docstring."""
+
+    _prune_at = PRUNE_FLOOR
+
+    @property
+    def open_inbound_streams(self) -> int:
+        """The open streams the peer started; exact from the limit on, an upper bound below it."""
+        held = len(self.streams)
+        if held < self.local_settings.max_concurrent_streams and held < self._prune_at:
+            return held  # h2 asks whether one more fits: it does, as it would by the exact count
+        return self._pruned(super().open_inbound_streams)
+
+    @property
+    def open_outbound_streams(self) -> int:
+        """The open streams we started; exact from the limit on, an upper bound below it."""
+        held = len(self.streams)
+        if held < self.remote_settings.max_concurrent_streams and held < self._prune_at:
+            return held
+        return self._pruned(super().open_outbound_streams)
+
+    def _pruned(self, count: int) -> int:
+        """After h2's walk (which dropped the closed streams): the next walk when twice as many are held."""
+        self._prune_at = max(PRUNE_FLOOR, 2 * len(self.streams))
+        return count
