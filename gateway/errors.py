@@ -19,7 +19,10 @@ raise these, and the front door (the command line) catches them by branch::
     ├── LeaseNamespaceMissing        the leader-election Lease's namespace does not exist
     ├── BadTarget                    a request target the proxy refuses (answered with ``status``)
     ├── ExplainError                 a request ``crdgate explain`` cannot route: the proxy would refuse it (400)
-    └── ExplainFailed                ``crdgate explain`` could not answer (a bad URL, an unreachable admin)
+    ├── ExplainFailed                ``crdgate explain`` could not answer (a bad URL, an unreachable admin)
+    ├── ExportFailed                 the OTLP collector could not be reached or refused the spans
+    ├── ChannelError                 a table channel's peer sent something that is not a frame
+    └── MalformedFields              an HTTP/2 header block breaks a rule of RFC 9113 (a client's or a backend's)
 
 Each keeps the built-in base its callers catch it by (``ValueError`` for the
 configuration errors that are about a value, ``FileNotFoundError`` for the
@@ -167,3 +170,7 @@ class ExportFailed(CrdgateError):
 
 class ChannelError(CrdgateError):
     """A table channel's other end sent something that is not a frame of its protocol (gateway/tablewire.py)."""
+
+
+class MalformedFields(CrdgateError, ValueError):
+    """An HTTP/2 header block breaks a rule of RFC 9113 (the message says which; gateway/h2fields.py)."""

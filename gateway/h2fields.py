@@ -31,6 +31,8 @@ not part of the check it lets us turn off.
 
 from __future__ import annotations
 
+from gateway.errors import MalformedFields
+
 CONNECTION_SPECIFIC = frozenset((b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding",
                                  b"upgrade"))
 REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path", b":protocol"))
@@ -39,10 +41,6 @@ _NAME_BYTES = bytes(c for c in range(0x21, 0x7F) if not 0x41 <= c <= 0x5A and c 
 # Names seen valid: they repeat on every request of a client, so most are checked once.
 _good_names: set[bytes] = set()
 _GOOD_NAMES_MAX = 4096
-
-
-class MalformedFields(ValueError):
-    """A header block breaks a rule of RFC 9113 (the message says which)."""
 
 
 def _check_name(name: bytes, first: int) -> None:

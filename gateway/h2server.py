@@ -57,7 +57,8 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from gateway.grpcstatus import grpc_timeout
-from gateway.h2fields import MalformedFields, check_request, check_trailers
+from gateway.errors import MalformedFields
+from gateway.h2fields import check_request, check_trailers
 from gateway.h2state import H2State
 from gateway.h2stream import Http2Stream
 

@@ -50,7 +50,8 @@ from h2.errors import ErrorCodes
 from hpack import NeverIndexedHeaderTuple
 
 from gateway import metrics
-from gateway.h2fields import MalformedFields, check_response, check_trailers
+from gateway.errors import MalformedFields
+from gateway.h2fields import check_response, check_trailers
 from gateway.h2state import H2State
 from gateway.upstream import UpstreamConnection
 

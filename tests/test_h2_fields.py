@@ -14,7 +14,8 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.utilities import HeaderValidationFlags, validate_headers
 
-from gateway.h2fields import MalformedFields, check_request, check_response, check_trailers
+from gateway.errors import MalformedFields
+from gateway.h2fields import check_request, check_response, check_trailers
 from h2harness import H2Client
 from protoharness import Gateway
 from proxyharness import route, table
