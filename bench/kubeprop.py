@@ -27,15 +27,11 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from .procs import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _backend() -> tuple[web.AppRunner, int]:
@@ -46,7 +42,7 @@ async def _backend() -> tuple[web.AppRunner, int]:
     app.router.add_route("*", "/{tail:.*}", ok)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, port
 
@@ -78,7 +74,7 @@ async def measure(size: int, samples: int, workdir: Path) -> dict:
     # and show up as propagation time. They live until the end: keep them out of it.
     gc.collect()
     gc.freeze()
-    gw_port, admin_port = _free_port(), _free_port()
+    gw_port, admin_port = free_port(), free_port()
     log = open(workdir / f"kube-{size}.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "crdgate", "run", "--kube", "--kubeconfig", fk.kubeconfig(workdir / "kubeconfig"),

@@ -37,6 +37,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from .procs import free_port
 from .scenarios import Context, Result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,12 +47,6 @@ RESTARTS = 3  # in `crdgate bench`: API server restarts, each forcing a relist
 DOWN_S = 3.0  # how long the API server stays away each time
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mib(pid: int) -> float:
@@ -88,7 +83,7 @@ async def _backend() -> tuple[web.AppRunner, int]:
     app.router.add_route("*", "/{tail:.*}", ok)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner, port
 
@@ -131,7 +126,7 @@ async def measure(size: int, relists: int, down_s: float, workdir: Path, extra_a
     endpoints = fk.objects[fk.by_kind["APIEndpoint"]]
     gc.collect()
     gc.freeze()  # see bench/kubeprop.py: the fake server's objects live to the end
-    gw_port, admin = _free_port(), _free_port()
+    gw_port, admin = free_port(), free_port()
     log = open(workdir / f"kubescale-{size}.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "crdgate", "run", "--kube", "--kubeconfig", fk.kubeconfig(workdir / "kubeconfig"),

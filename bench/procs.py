@@ -7,6 +7,7 @@ always be explained with the last lines the process wrote.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,10 +15,25 @@ import time
 from pathlib import Path
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Ports for the servers a run starts: below Linux's ephemeral range (32768-60999), which
+# bind(0) draws from and so does every outgoing connection's source port. A port learnt by
+# bind(0) and released is free only until the server binds it; in the meantime any
+# connection (or another process doing the same) may take it. A random port from this
+# range, checked free, is taken by nobody but another picker of this range.
+PORT_RANGE = (20000, 32767)
+
+
+def free_port(lo: int = PORT_RANGE[0], hi: int = PORT_RANGE[1]) -> int:
+    """A loopback TCP port in [lo, hi] that is free now (one bind checks it)."""
+    for _ in range(200):
+        port = random.randint(lo, hi)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {lo}-{hi}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -27,13 +27,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .procs import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _certificate(folder: Path) -> tuple[Path, Path, bytes, bytes]:
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="crdgate-bench-tls-") as tmp:
         folder = Path(tmp)
         crt, key, cert_pem, key_pem = _certificate(folder)
-        backend_port, nginx_port, gw_port, gw_tls, admin = (_free_port() for _ in range(5))
+        backend_port, nginx_port, gw_port, gw_tls, admin = (free_port() for _ in range(5))
         try:
             procs.append(_nginx(folder, "backend", f'server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 "ok\\n"; }} }}'))
             proxy = _nginx(folder, "proxy", f"""

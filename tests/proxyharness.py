@@ -16,12 +16,7 @@ from aiohttp import web
 from gateway.config import GatewayConfig, Limits
 from gateway.routing import BackendRef, Endpoint, EndpointSet, Route, RouteTable
 from gateway.server import Server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ports import free_port
 
 
 @dataclass

@@ -19,6 +19,8 @@ import time
 
 from aptget import one_at_a_time
 
+from ports import free_port
+
 
 class RedisUnavailable(RuntimeError):
     """redis-server is not installed and could not be installed or started."""
@@ -52,12 +54,6 @@ def _install() -> str:
     if not path:
         raise RedisUnavailable("apt-get installed redis-server but it is still not on PATH")
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def command(port: int, *args: str, timeout: float = 2.0) -> bytes:

@@ -19,6 +19,7 @@ import pytest
 from bench import fixedrate
 from bench.equalload import P99_TARGET, summary_line, verdict
 from bench.fixedrate import FixedRateError, parse_output, percentiles, response_length
+from ports import free_port
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -132,10 +133,7 @@ def test_a_stall_is_charged_to_every_request_scheduled_during_it():
 
 
 def test_a_closed_port_counts_connect_errors_not_a_crash():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()  # nobody listens there
     out = fixedrate.run(port, rate=10, duration_s=0.1, paths=["/"], connections=2)
     assert out.completed == 0 and out.errors["connect"] == 2
 
