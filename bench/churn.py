@@ -171,8 +171,9 @@ def run_churn(ctx: Context) -> Result:
         started = time.monotonic()
         churner.start()
         try:
+            # Paired with nginx runs as the load scenarios are, so the ratio is one of the same minutes.
             result.runs = measure(ctx, "churn", gw.url, paths, check_identity=True, alive=gw.check_alive,
-                                  cpu_pid=gw.child.pid)
+                                  reference=result.reference, cpu_pid=gw.child.pid)
         finally:
             churner.stop()
         elapsed = time.monotonic() - started
