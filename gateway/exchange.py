@@ -362,7 +362,8 @@ class Exchange(RequestView):
                 self.proto.pause_reading("buffer")
 
     def request_trailers(self, fields: list) -> None:
-        """Trailer fields after the request body (an HTTP/2 client's), before request_complete.
+        """Trailer fields after the request body (an HTTP/2 client's HEADERS frame, an
+        HTTP/1.1 client's last chunk), before request_complete.
 
         They ride in the last chunk when the body goes chunked to the upstream (an
         HTTP/2 upstream stream sends them as a trailing HEADERS frame); a body sent

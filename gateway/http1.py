@@ -317,7 +317,8 @@ class ClientProtocol(Downstream):
         headers = self._headers
         headers.append((name, value))
         if size > self._max_header_bytes or len(headers) > self._max_headers:
-            raise _Reject(431, "request header fields too large")
+            raise _Reject(431, "request trailer fields too large" if self.current.head_complete
+                          else "request header fields too large")
         # Only a few names matter before routing; their lengths filter cheaply.
         n = len(name)
         if n in _SPECIAL_LENGTHS or (n == 16 and name[0] | 0x20 == 0x70):  # or Proxy-Connection, by its "p"
@@ -325,6 +326,8 @@ class ClientProtocol(Downstream):
 
     def _special_header(self, lname: bytes, value: bytes) -> None:
         ex = self.current
+        if ex.head_complete:
+            return  # a trailer field (after a chunked body): framing and routing were settled by the head
         if lname == b"host":
             if ex.host:
                 raise _Reject(400, "more than one Host header")
@@ -388,6 +391,12 @@ class ClientProtocol(Downstream):
                     raise _Reject(400, "Upgrade on a request with a body")
                 ex.keep_alive = False
                 self._upgrade_refused = True
+        if ex.chunked:
+            # Fields parsed from now on are the request's trailers (llhttp reports the last
+            # chunk's fields through on_header, with no on_headers_complete after them):
+            # their own list, held to the same limits as a head.
+            self._headers = []
+            self._header_bytes = 0
         if self.pipeline[0] is ex:
             ex.begin()
 
@@ -400,6 +409,8 @@ class ClientProtocol(Downstream):
             return
         if not ex.upgrade:
             self.current = None
+        if ex.chunked and self._headers:
+            ex.request_trailers(self._headers)  # forwarded as an HTTP/2 client's are
         ex.request_complete()
 
     # -- pipeline -------------------------------------------------------------------------
