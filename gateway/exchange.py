@@ -156,6 +156,7 @@ class Exchange(RequestView):
         self.backend = None  # the BackendRef of the current try (its own header filters)
         self.peers = 1
         self.deadline = self.try_deadline = self.upstream_start = self.upstream_time = 0.0
+        self.grpc_timeout = 0.0  # a gRPC request's grpc-timeout in seconds, set by the protocol
         self.connecting = False
         self.upstream_ep = None
         self.up_keep_alive = True
@@ -239,6 +240,11 @@ class Exchange(RequestView):
         timeouts = pol.timeouts
         if timeouts.request:
             self.deadline = self.start + timeouts.request
+        if self.grpc_timeout:
+            # A gRPC client's own deadline, capped by the route's: the earlier one wins.
+            deadline = self.start + self.grpc_timeout
+            if not self.deadline or deadline < self.deadline:
+                self.deadline = deadline
         limit = pol.max_body_bytes if pol.max_body_bytes is not None else proto.max_body_bytes
         if self.content_length > limit:
             return self.respond(413, "request body too large", close=True)

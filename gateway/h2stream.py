@@ -34,7 +34,9 @@ from collections import deque
 
 from gateway import policies
 from gateway.exchange import Downstream, Exchange
-from gateway.grpcstatus import ANSWER_SKIPPED, GRPC_DEADLINE_EXCEEDED, grpc_message, grpc_status, is_grpc, message_of
+from gateway.grpcstatus import (
+    ANSWER_SKIPPED, GRPC_DEADLINE_EXCEEDED, grpc_message, grpc_status, grpc_timeout, is_grpc, message_of,
+)
 from gateway.wire import CONNECTION_OPTIONS, RESPONSE_NOT_COPIED, connection_tokens
 
 _monotonic = time.monotonic
@@ -240,6 +242,7 @@ class Http2Stream(Downstream):
         cookies = None
         authority = None
         expect = None
+        timeout = None
         for name, value in headers:
             if name[0] == 58:  # b":"
                 if name == b":method":
@@ -265,6 +268,10 @@ class Http2Stream(Downstream):
                 self.grpc = is_grpc(value)
             elif name == b"expect":
                 expect = value
+            elif name == b"grpc-timeout":
+                timeout = value
+        if timeout is not None and self.grpc:
+            ex.grpc_timeout = grpc_timeout(timeout) or 0.0  # a malformed value is no deadline
         if cookies is not None:
             own.append((b"cookie", cookies))
         if authority is not None:
