@@ -45,6 +45,9 @@ _METHOD_SP = {m: m.encode() + b" " for m in ("GET", "HEAD", "POST", "PUT", "DELE
 # Host values of URL backends (EndpointSet.host_header), encoded once; bounded as _TARGETS.
 _HOST_HEADERS: dict[str, bytes] = {}
 
+# Why a response under way was cut, by the reason of the failed try (upstream
+# errors' reasons, as counted in metrics), in the words a gRPC client gets.
+_CUT_MESSAGES = {"reset": "the backend reset or closed the stream", "protocol": "the backend broke the protocol"}
 # Request body bytes kept so an idempotent request can be sent again on retry.
 REPLAY_LIMIT = 64 * 1024
 # Request body buffered while no upstream is attached before reading pauses.
@@ -105,10 +108,12 @@ class Downstream(ClientConnection):
         """Framed only: an interim response (100 Continue) before the final one."""
         raise NotImplementedError
 
-    def end_past_deadline(self, ex: "Exchange") -> bool:
-        """The response is under way and its deadline has passed: end it in the
-        protocol's own words if it has some (gRPC's DEADLINE_EXCEEDED trailers) and
-        say True; False, and the exchange cuts it (``abort``)."""
+    def end_cut(self, ex: "Exchange", status: int, message: str) -> bool:
+        """The response is under way and cannot be completed: its deadline passed
+        (``status`` 504) or the backend reset, closed or broke it (502). End it in the
+        protocol's own words if it has some (gRPC's trailers: the grpc-status the
+        gateway's own answer with ``status`` would carry, and ``message``) and say
+        True; False, and the exchange cuts it (``abort``)."""
         return False
 
 
@@ -748,6 +753,14 @@ class Exchange(RequestView):
             self.trace.try_error(reason)
         self._release_try(close=True)
         if self.resp_started:
+            if self.proto.end_cut(self, 502, _CUT_MESSAGES.get(reason) or "the backend failed"):
+                # A gRPC stream ends with UNAVAILABLE in trailers (a status its client may
+                # retry on) after what came before, including what the backend's last
+                # read left unflushed: logged as the failure it is.
+                self.flush()
+                self.status = 502
+                self.finish()
+                return
             # Part of the response is with the client already: all we can do is cut.
             self.finished = True
             if self.trace is not None:
@@ -824,7 +837,7 @@ class Exchange(RequestView):
             if self.trace is not None:
                 self.trace.try_error("timeout")
             self._release_try(close=True)
-            if self.proto.end_past_deadline(self):
+            if self.proto.end_cut(self, 504, "deadline exceeded"):
                 # A gRPC stream ends with its status in trailers: logged as the timeout it is.
                 self.status = 504
                 self.finish()
