@@ -20,6 +20,7 @@ import pytest
 from gatewayproc import GatewayProcess
 from h2backend import MIDWAY_MESSAGE, H2Backend
 from h2socket import h2_request
+from polling import eventually
 from test_grpc_e2e import IDENTITY, h2c_service
 
 ROUTE = {"apiVersion": "crdgate.io/v1", "kind": "APIEndpoint", "metadata": {"name": "midway", "namespace": "shop"},
@@ -32,7 +33,7 @@ async def world(tmp_path):
     folder = tmp_path
     objects = [*h2c_service("shop", "midway", backend.port), ROUTE]
     (folder / "objects.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    gw = GatewayProcess(folder)
+    gw = GatewayProcess(folder, access_log=True)
     try:
         await asyncio.get_running_loop().run_in_executor(None, gw.wait_ready)
         yield gw
@@ -58,6 +59,10 @@ async def test_a_grpc_client_gets_unavailable_after_what_came_before(world, meth
     assert got == [MIDWAY_MESSAGE[5:]]
     assert error.code() == grpc.StatusCode.UNAVAILABLE, (error.code(), error.details())
     assert error.details() == "the backend reset or closed the stream"
+    # Logged as the failure it is, not as the 200 the backend began with.
+    lines = await eventually(lambda: [line for line in world.stdout().splitlines() if method in line],
+                             what=lambda: f"no access log line:\n{world.stdout()[-2000:]}")
+    assert '"status":502' in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("method", ["reset-later", "close-later"])

@@ -46,7 +46,8 @@ class SlowBackend:
         try:
             await reader.readuntil(b"\r\n\r\n")
             await asyncio.sleep(self.delay)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ncontent-length: 5\r\n\r\n\x00\x00\x00\x00\x00")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ncontent-length: 5\r\n\r\n"
+                         b"\x00\x00\x00\x00\x00")
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

@@ -65,7 +65,8 @@ async def world(tmp_path):
 
 async def test_trailers_reach_an_h2c_backend_as_trailing_headers(world):
     gw, h2b, _ = world
-    status, _ = await asyncio.to_thread(chunked_post, gw.port, "/orders/up", [("X-Checksum", "c1"), ("Grpc-Foo", "bar")])
+    trailers = [("X-Checksum", "c1"), ("Grpc-Foo", "bar")]
+    status, _ = await asyncio.to_thread(chunked_post, gw.port, "/orders/up", trailers)
     assert status == 200
     await eventually(lambda: h2b.requests and "request_trailers" in h2b.requests[-1],
                      what=lambda: f"no trailers reached the backend: {h2b.requests}")
