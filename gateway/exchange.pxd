@@ -54,6 +54,7 @@ cdef class Exchange(RequestView):
     cdef public object tried, backend_key, upstream_ep
     cdef public int attempts, peers, status
     cdef public double deadline, try_deadline, upstream_start, upstream_time, start
+    cdef public double grpc_timeout  # seconds of a gRPC request's grpc-timeout, 0.0 when none
     cdef public bint resp_started, resp_chunked, resp_until_close, finished, close_after
 
     cdef _setup(self, Downstream proto)

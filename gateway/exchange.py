@@ -45,6 +45,9 @@ _METHOD_SP = {m: m.encode() + b" " for m in ("GET", "HEAD", "POST", "PUT", "DELE
 # Host values of URL backends (EndpointSet.host_header), encoded once; bounded as _TARGETS.
 _HOST_HEADERS: dict[str, bytes] = {}
 
+# Why a response under way was cut, by the reason of the failed try (upstream
+# errors' reasons, as counted in metrics), in the words a gRPC client gets.
+_CUT_MESSAGES = {"reset": "the backend reset or closed the stream", "protocol": "the backend broke the protocol"}
 # Request body bytes kept so an idempotent request can be sent again on retry.
 REPLAY_LIMIT = 64 * 1024
 # Request body buffered while no upstream is attached before reading pauses.
@@ -105,10 +108,12 @@ class Downstream(ClientConnection):
         """Framed only: an interim response (100 Continue) before the final one."""
         raise NotImplementedError
 
-    def end_past_deadline(self, ex: "Exchange") -> bool:
-        """The response is under way and its deadline has passed: end it in the
-        protocol's own words if it has some (gRPC's DEADLINE_EXCEEDED trailers) and
-        say True; False, and the exchange cuts it (``abort``)."""
+    def end_cut(self, ex: "Exchange", status: int, message: str) -> bool:
+        """The response is under way and cannot be completed: its deadline passed
+        (``status`` 504) or the backend reset, closed or broke it (502). End it in the
+        protocol's own words if it has some (gRPC's trailers: the grpc-status the
+        gateway's own answer with ``status`` would carry, and ``message``) and say
+        True; False, and the exchange cuts it (``abort``)."""
         return False
 
 
@@ -156,6 +161,7 @@ class Exchange(RequestView):
         self.backend = None  # the BackendRef of the current try (its own header filters)
         self.peers = 1
         self.deadline = self.try_deadline = self.upstream_start = self.upstream_time = 0.0
+        self.grpc_timeout = 0.0  # a gRPC request's grpc-timeout in seconds, set by the protocol
         self.connecting = False
         self.upstream_ep = None
         self.up_keep_alive = True
@@ -239,6 +245,11 @@ class Exchange(RequestView):
         timeouts = pol.timeouts
         if timeouts.request:
             self.deadline = self.start + timeouts.request
+        if self.grpc_timeout:
+            # A gRPC client's own deadline, capped by the route's: the earlier one wins.
+            deadline = self.start + self.grpc_timeout
+            if not self.deadline or deadline < self.deadline:
+                self.deadline = deadline
         limit = pol.max_body_bytes if pol.max_body_bytes is not None else proto.max_body_bytes
         if self.content_length > limit:
             return self.respond(413, "request body too large", close=True)
@@ -362,7 +373,8 @@ class Exchange(RequestView):
                 self.proto.pause_reading("buffer")
 
     def request_trailers(self, fields: list) -> None:
-        """Trailer fields after the request body (an HTTP/2 client's), before request_complete.
+        """Trailer fields after the request body (an HTTP/2 client's HEADERS frame, an
+        HTTP/1.1 client's last chunk), before request_complete.
 
         They ride in the last chunk when the body goes chunked to the upstream (an
         HTTP/2 upstream stream sends them as a trailing HEADERS frame); a body sent
@@ -741,6 +753,14 @@ class Exchange(RequestView):
             self.trace.try_error(reason)
         self._release_try(close=True)
         if self.resp_started:
+            if self.proto.end_cut(self, 502, _CUT_MESSAGES.get(reason) or "the backend failed"):
+                # A gRPC stream ends with UNAVAILABLE in trailers (a status its client may
+                # retry on) after what came before, including what the backend's last
+                # read left unflushed: logged as the failure it is.
+                self.flush()
+                self.status = 502
+                self.finish()
+                return
             # Part of the response is with the client already: all we can do is cut.
             self.finished = True
             if self.trace is not None:
@@ -817,7 +837,7 @@ class Exchange(RequestView):
             if self.trace is not None:
                 self.trace.try_error("timeout")
             self._release_try(close=True)
-            if self.proto.end_past_deadline(self):
+            if self.proto.end_cut(self, 504, "deadline exceeded"):
                 # A gRPC stream ends with its status in trailers: logged as the timeout it is.
                 self.status = 504
                 self.finish()

@@ -56,7 +56,6 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
-from gateway.grpcstatus import grpc_timeout
 from gateway.errors import MalformedFields
 from gateway.h2fields import check_request, check_trailers
 from gateway.h2state import H2State
@@ -350,21 +349,7 @@ class Http2Protocol:
             self.stats.rejected(417)
             ex.respond(417, "unsupported expectation")
             return
-        ex.begin()
-        if stream.grpc and not ex.finished:
-            self._grpc_deadline(ex)
-
-    @staticmethod
-    def _grpc_deadline(ex) -> None:
-        """``grpc-timeout``: the request's deadline, capped by the route's request timeout."""
-        for name, value in ex.headers:
-            if name == b"grpc-timeout":
-                seconds = grpc_timeout(value)
-                if seconds is not None:
-                    deadline = ex.start + seconds
-                    if not ex.deadline or deadline < ex.deadline:
-                        ex.deadline = deadline
-                return
+        ex.begin()  # a gRPC request's grpc-timeout is part of its deadline (Exchange.begin)
 
     def _on_data(self, event) -> None:
         sid = event.stream_id

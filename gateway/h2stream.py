@@ -34,7 +34,9 @@ from collections import deque
 
 from gateway import policies
 from gateway.exchange import Downstream, Exchange
-from gateway.grpcstatus import ANSWER_SKIPPED, GRPC_DEADLINE_EXCEEDED, grpc_message, grpc_status, is_grpc, message_of
+from gateway.grpcstatus import (
+    ANSWER_SKIPPED, grpc_message, grpc_status, grpc_timeout, is_grpc, message_of,
+)
 from gateway.wire import CONNECTION_OPTIONS, RESPONSE_NOT_COPIED, connection_tokens
 
 _monotonic = time.monotonic
@@ -169,13 +171,15 @@ class Http2Stream(Downstream):
                     if lname not in ANSWER_SKIPPED:
                         fields.append((lname, value))
 
-    def end_past_deadline(self, ex: Exchange) -> bool:
-        """A gRPC response past its deadline ends with trailers ``grpc-status: 4`` after
-        what the upstream sent so far (a gRPC client reads a reset as INTERNAL or
-        CANCELLED, not as the timeout it is); any other stream is reset."""
+    def end_cut(self, ex: Exchange, status: int, message: str) -> bool:
+        """A gRPC response that cannot be completed ends with trailers after what the
+        upstream sent so far: ``grpc-status: 4`` past its deadline (504), 14 UNAVAILABLE
+        when the backend reset or closed it (502). A gRPC client reads a reset as
+        INTERNAL or CANCELLED, neither the timeout nor the retryable failure it is.
+        Any other stream is reset."""
         if not self.grpc or self.closed or self.ended:
             return False
-        self.trailers = [(b"grpc-status", b"%d" % GRPC_DEADLINE_EXCEEDED), (b"grpc-message", b"deadline exceeded")]
+        self.trailers = [(b"grpc-status", b"%d" % grpc_status(status)), (b"grpc-message", grpc_message(message))]
         return True
 
     def write(self, data: bytes) -> None:
@@ -240,6 +244,7 @@ class Http2Stream(Downstream):
         cookies = None
         authority = None
         expect = None
+        timeout = None
         for name, value in headers:
             if name[0] == 58:  # b":"
                 if name == b":method":
@@ -265,6 +270,10 @@ class Http2Stream(Downstream):
                 self.grpc = is_grpc(value)
             elif name == b"expect":
                 expect = value
+            elif name == b"grpc-timeout":
+                timeout = value
+        if timeout is not None and self.grpc:
+            ex.grpc_timeout = grpc_timeout(timeout) or 0.0  # a malformed value is no deadline
         if cookies is not None:
             own.append((b"cookie", cookies))
         if authority is not None:

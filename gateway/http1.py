@@ -27,7 +27,7 @@ from collections import deque
 import httptools
 
 from gateway.exchange import Downstream, Exchange, new_exchange
-from gateway.grpcstatus import grpc_http1_answer, is_grpc, message_of
+from gateway.grpcstatus import grpc_http1_answer, grpc_timeout, is_grpc, message_of
 from gateway.h2server import PREFACE, serve_http2
 from gateway.normalize import valid_host
 from gateway.tls import bound_server_name
@@ -42,7 +42,8 @@ log = logging.getLogger("crdgate.proxy")
 # Interned method names: no decode per request for the common ones.
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")}
 # Lengths of the request header names looked at before routing:
-# host, expect, connection, content-length, transfer-encoding.
+# host, expect, connection, content-length, transfer-encoding (and, by their first
+# letter, proxy-connection and grpc-timeout).
 _SPECIAL_LENGTHS = frozenset((4, 6, 10, 14, 17))
 # The answer to a request line of another major version (HTTP/2.0 or the HTTP/2
 # preface, HTTP/3.0, HTTP/0.9): this listener speaks HTTP/1.x only.
@@ -317,14 +318,17 @@ class ClientProtocol(Downstream):
         headers = self._headers
         headers.append((name, value))
         if size > self._max_header_bytes or len(headers) > self._max_headers:
-            raise _Reject(431, "request header fields too large")
+            raise _Reject(431, "request trailer fields too large" if self.current.head_complete
+                          else "request header fields too large")
         # Only a few names matter before routing; their lengths filter cheaply.
         n = len(name)
-        if n in _SPECIAL_LENGTHS or (n == 16 and name[0] | 0x20 == 0x70):  # or Proxy-Connection, by its "p"
+        if n in _SPECIAL_LENGTHS or (n == 16 and name[0] | 0x20 == 0x70) or (n == 12 and name[0] | 0x20 == 0x67):
             self._special_header(name.lower(), value)
 
     def _special_header(self, lname: bytes, value: bytes) -> None:
         ex = self.current
+        if ex.head_complete:
+            return  # a trailer field (after a chunked body): framing and routing were settled by the head
         if lname == b"host":
             if ex.host:
                 raise _Reject(400, "more than one Host header")
@@ -352,6 +356,8 @@ class ClientProtocol(Downstream):
                 ex.chunked = True
             else:
                 ex.chunked = None  # anything but one "chunked": refuse (501)
+        elif lname == b"grpc-timeout":
+            ex.grpc_timeout = grpc_timeout(value) or 0.0  # kept for a gRPC request (on_headers_complete)
 
     def on_headers_complete(self) -> None:
         ex = self.current
@@ -388,6 +394,14 @@ class ClientProtocol(Downstream):
                     raise _Reject(400, "Upgrade on a request with a body")
                 ex.keep_alive = False
                 self._upgrade_refused = True
+        if ex.grpc_timeout and not is_grpc(header_value(ex.headers, b"content-type")):
+            ex.grpc_timeout = 0.0  # grpc-timeout is gRPC's: other requests keep the route's deadline
+        if ex.chunked:
+            # Fields parsed from now on are the request's trailers (llhttp reports the last
+            # chunk's fields through on_header, with no on_headers_complete after them):
+            # their own list, held to the same limits as a head.
+            self._headers = []
+            self._header_bytes = 0
         if self.pipeline[0] is ex:
             ex.begin()
 
@@ -400,6 +414,8 @@ class ClientProtocol(Downstream):
             return
         if not ex.upgrade:
             self.current = None
+        if ex.chunked and self._headers:
+            ex.request_trailers(self._headers)  # forwarded as an HTTP/2 client's are
         ex.request_complete()
 
     # -- pipeline -------------------------------------------------------------------------

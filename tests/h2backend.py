@@ -8,6 +8,10 @@ stream's request headers, body and trailers). Its answer is chosen by the reques
 - ``.../big/<n>``: 200 with ``n`` bytes of body (flow-controlled by the client);
 - ``.../malformed-head``, ``.../malformed-trailers``: a field that RFC 9113
   forbids (CR LF in a value) in the response head or its trailers;
+- ``.../reset-midway``, ``.../close-midway``: a gRPC response head and one message
+  (``MIDWAY_MESSAGE``), then the stream reset (RST_STREAM INTERNAL_ERROR) or the
+  connection closed, the response never finished; in the same write, or (``.../reset-later``,
+  ``.../close-later``) 0.2 s after the message;
 - anything else: 200 with a JSON description of the request.
 
 Knobs: ``max_streams`` (SETTINGS_MAX_CONCURRENT_STREAMS), ``refuse`` (how many
@@ -29,6 +33,9 @@ import h2.events
 import h2.settings
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
+
+# The one gRPC message (length-prefixed) a ``.../reset-midway`` or ``.../close-midway`` answer sends.
+MIDWAY_MESSAGE = b"\x00\x00\x00\x00\x05first"
 
 
 class H2Backend:
@@ -176,6 +183,15 @@ class _Conn(asyncio.Protocol):
             self.h2.send_headers(sid, bad if not head else [(b"x-ok", b"1")], end_stream=True)
             self.h2.config.validate_outbound_headers = True
             self.streams.pop(sid, None)
+        elif path.rsplit(b"/", 1)[1] in (b"reset-midway", b"close-midway", b"reset-later", b"close-later"):
+            self.h2.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/grpc")])
+            self.h2.send_data(sid, MIDWAY_MESSAGE)
+            if path.endswith(b"-later"):
+                self.flush()
+                asyncio.get_running_loop().call_later(0.2, self.break_off, sid, path)
+            else:
+                self.break_off(sid, path)
+            return
         elif b"/big/" in path:
             self.h2.send_headers(sid, [(b":status", b"200")])
             self.send(sid, b"x" * int(path.rsplit(b"/", 1)[1]), end=True)
@@ -186,6 +202,18 @@ class _Conn(asyncio.Protocol):
                                        (b"content-length", str(len(body)).encode())])
             self.send(sid, body, end=True)
         self.flush()
+
+    def break_off(self, sid, path):
+        """Leave a response unfinished: reset its stream or close the connection."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if b"/reset-" in path:
+            self.h2.reset_stream(sid, ErrorCodes.INTERNAL_ERROR)
+            self.streams.pop(sid, None)
+            self.flush()
+        else:
+            self.flush()
+            self.transport.close()
 
     def send(self, sid, data, end, trailers=None):
         """Send what the client's windows allow; the rest when they open."""
