@@ -39,8 +39,8 @@ cdef class AccessLog:
                    rid_q=str, rid_text=str, path_q=str, path_text=str, up=double, total=long, up_us=long,
                    up_int=str, up_frac=str, bytes_in="long long", bytes_out="long long")
     cdef str _json_line(self, Exchange ex, double now)
-    @cython.locals(route=Route, ms=str, up=double, total=long, up_us=long, bytes_in="long long", bytes_out="long long",
-                   upstream_ms=str)
+    @cython.locals(route=Route, ms=int, method=str, host=bytes, protocol=str, status=int, up=double, total=long,
+                   up_us=long, up_int=str, up_frac=str, bytes_in="long long", bytes_out="long long")
     cdef str _text_line(self, Exchange ex, double now)
 
 
@@ -54,4 +54,5 @@ cdef str _json_bytes(bytes value)
 @cython.locals(c="unsigned char")
 cdef str _json_bytes_inner(bytes value)
 cdef str _text_str(object value)
+@cython.locals(c="unsigned char")
 cdef str _text_bytes(bytes value)

@@ -3,21 +3,31 @@
 Cost is the point of this module. It is compiled with the proxy core
 (gateway/_native.py; types in accesslog.pxd), so the Exchange's fields are
 read as C struct fields and each line is one f-string, which Cython turns into
-a single join with C integer formatting. What a line costs went down from
-about 13,400 to about 7,400 instructions (callgrind, one JSON line of a
-proxied request) by creating fewer temporary objects:
+a single join. A JSON line cost about 13,400 instructions (callgrind, one line
+of a proxied request), 7,700 after a first pass, about 3,500 now; what is left
+is mostly that join and the two strings made per request (request id, path).
+What it takes:
 
-- durations are C integers (microseconds) written as ``ms.fff`` with the
-  three digits from a table (``_MS3``), byte counts C integers too;
-- the date and time are formatted once a second, with the line's head;
-- the values that repeat from request to request (route, method, host,
-  client, agent, consumer) are escaped once and memoized (``QUOTED_LIMIT``
-  entries, then the memo starts over); the endpoint by identity, since its
-  ``address`` is formatted on each read;
-- the path and request id, new each time, are checked by a C loop over their
-  characters (``_plain``) and only quoted when they need nothing more; the
-  rest goes through the C escaper ``encode_basestring_ascii`` (quotes,
-  backslashes, control characters, non-ASCII as ``\\uXXXX``).
+- the runs of a line that repeat from request to request are kept with the
+  values they were made of, and made again only when one of those changes:
+  route, method and host; protocol and status; consumer, client and user
+  agent (a value is checked by identity first, then by equality: the Host and
+  User-Agent are new bytes each request). Made again, each value comes from a
+  memo of escaped values (``QUOTED_LIMIT`` entries, then it starts over); the
+  endpoint by identity, since its ``address`` is formatted on each read;
+- the request id and the path, new each time, are checked by a C loop over
+  their characters (``_plain``, ``_json_bytes_inner``) and put between the
+  line's own quotes as they are when they need no escaping; the rest goes
+  through the C escaper ``encode_basestring_ascii`` (quotes, backslashes,
+  control characters, non-ASCII as ``\\uXXXX``);
+- durations are C integers (microseconds) written as ``ms.fff``, integers below
+  1000 come from tables (``_SMALL``, ``_DOT_MS3``, and the field name with its
+  value: ``_BYTES_OUT``...), so a small integer is one piece of the line;
+- the wall clock is read once a second (the line's time is the monotonic
+  clock of the request's end plus an offset read again each second), the
+  date and time formatted then, and the head up to the milliseconds shared by
+  the lines of one millisecond;
+- the line goes to the event loop's writer as a C method call.
 
 Bytes from the wire are decoded as UTF-8 with ``backslashreplace`` first, so
 invalid UTF-8 shows as ``\\xff`` text and a line is always valid JSON (pure
@@ -141,7 +151,15 @@ def _text_str(value: str | None) -> str:
 
 
 def _text_bytes(value: bytes | None) -> str:
-    return "-" if value is None else _text_str(value.decode("utf-8", "backslashreplace"))
+    """Wire bytes as a text-format field (see ``_text_str``); invalid UTF-8 becomes ``\\xNN`` text."""
+    if value is None:
+        return "-"
+    if value:
+        for c in value:
+            if c <= 32 or c > 126 or c == 34 or c == 92:  # control, space, non-ASCII, '"', '\\'
+                return _text_str(value.decode("utf-8", "backslashreplace"))
+        return value.decode("ascii")
+    return "-"
 
 
 class AccessLog:
@@ -338,29 +356,54 @@ class AccessLog:
         )
 
     def _text_line(self, ex, now: float) -> str:
-        ms = _MS3[self._ms(now)]
+        ms = self._ms(now)
+        if ms != self._t_ms:
+            self._t = f'{self._clf_stamp}.{_MS3[ms]} +0000] "'
+            self._t_ms = ms
         route = ex.route
+        method = ex.method
+        host = ex.host
+        proto = ex.proto
         ep = ex.upstream_ep
-        ua = ex.user_agent
+        agent = ex.user_agent
+        # The text line's repeated runs, kept as the JSON line's are (the same slots: a log has
+        # one format): client and consumer; protocol and status; agent, host and route.
+        consumer = ex.consumer
+        peer = proto.peer
+        if (consumer is not self._c_consumer and consumer != self._c_consumer) or (peer is not self._c_peer and peer != self._c_peer):
+            self._c = f'{self._q(peer)} - {self._q(consumer)} ['
+            self._c_consumer = consumer
+            self._c_peer = peer
+        protocol = "HTTP/1.0" if ex.http10 else proto.http_version
+        status = ex.status
+        if status != self._b_status or protocol != self._b_proto:
+            self._b = f' {protocol}" {status} '
+            self._b_proto = protocol
+            self._b_status = status
+        if route is not self._a_route or host != self._a_host or agent != self._c_agent:
+            # Combined Log Format's fields first (referer is not kept: "-"), then what it lacks;
+            # the agent is always quoted there, escaped as a JSON string.
+            self._a = (f' "-" {self._q_agent(agent) if agent is not None else _NO_AGENT} host={self._q(host or None)} '
+                       f'route={self._q(route.name) if route is not None else "-"} request_id=')
+            self._a_route = route
+            self._a_host = host
+            self._c_agent = agent
         total = int((now - ex.start) * 1e6 + 0.5)
         up = ex.upstream_time
-        up_us = int(up * 1e6 + 0.5)
+        if up:
+            up_us = int(up * 1e6 + 0.5)
+            up_int = _int(up_us // 1000)
+            up_frac = _DOT_MS3[up_us % 1000]
+        else:
+            up_int = "-"
+            up_frac = ""
         bytes_in = ex.req_bytes
         bytes_out = ex.resp_bytes
-        if up:
-            upstream_ms = f"{up_us // 1000}.{_MS3[up_us % 1000]}"
-        else:
-            upstream_ms = "-"
-        # Combined Log Format's fields first (referer is not kept: "-"), then what it lacks;
-        # the agent is always quoted there, escaped as a JSON string.
         return (
-            f'{self._q(ex.proto.peer)} - {self._q(ex.consumer)} [{self._clf_stamp}.{ms} +0000] '
-            f'"{self._q(ex.method)} {_text_str(ex.path)} {"HTTP/1.0" if ex.http10 else ex.proto.http_version}" '
-            f'{ex.status} {bytes_out} "-" {self._q_agent(ua) if ua is not None else _NO_AGENT} '
-            f'host={self._q(ex.host or None)} route={self._q(route.name) if route is not None else "-"} '
-            f'request_id={_text_bytes(ex.request_id)} duration_ms={total // 1000}.{_MS3[total % 1000]} '
-            f'upstream_ms={upstream_ms} upstream={self._upstream(ep) if ep is not None else "-"} '
-            f'bytes_in={bytes_in}'
+            f'{self._c}{self._t}{self._q(method)} {_text_str(ex.path)}{self._b}{_int(bytes_out)}{self._a}'
+            f'{_text_bytes(ex.request_id)} duration_ms={_int(total // 1000)}{_DOT_MS3[total % 1000]} '
+            f'upstream_ms={up_int}{up_frac} upstream={self._upstream(ep) if ep is not None else "-"} '
+            f'bytes_in={_int(bytes_in)}'
         )
 
     def _q_agent(self, ua: bytes) -> str:

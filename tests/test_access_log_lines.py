@@ -223,3 +223,26 @@ async def test_the_time_follows_the_wall_clock_within_a_second_when_it_is_steppe
     assert first.startswith("2001-09-09T01:46:40.") and first.endswith("Z")
     assert json.loads(lines.lines[-1])["time"].startswith("2001-09-09T02:46:4")
     assert stepped_after < 2.0
+
+
+async def test_text_lines_have_their_own_values_when_they_change_from_one_request_to_the_next():
+    gw, lines = _gateway(format="text")
+    async with gw:
+        a, b = gw.client(), gw.client(peer=("10.1.2.3", 40001))
+        for c, raw in [
+            (a, b"GET /api/x HTTP/1.1\r\nHost: a.test\r\nUser-Agent: one\r\n\r\n"),
+            (a, b"GET /api/x HTTP/1.1\r\nHost: a.test\r\nUser-Agent: one\r\nX-Request-Id: my id\r\n\r\n"),
+            (a, b"GET /nowhere HTTP/1.1\r\nHost: b.test\r\nUser-Agent: one\r\n\r\n"),
+            (a, b"POST /api/y HTTP/1.1\r\nHost: b.test\r\nContent-Length: 2\r\n\r\nhi"),
+            (b, b"GET /api/x HTTP/1.0\r\nHost: b.test\r\nUser-Agent: two\r\n\r\n"),
+        ]:
+            c.send(raw)
+            await c.response()
+    first, second, third, fourth, fifth = lines.lines
+    assert first.startswith("127.0.0.1 - - [") and '"GET /api/x HTTP/1.1" 200 ' in first
+    assert ' "-" "one" host=a.test route=' in first and " route=- " not in first
+    assert 'request_id="my id" ' in second and first.split("request_id=")[1][:1] != '"'
+    assert '"GET /nowhere HTTP/1.1" 404 ' in third and " host=b.test route=- request_id=" in third
+    assert " upstream_ms=- upstream=- bytes_in=0" in third
+    assert '"POST /api/y HTTP/1.1" 200 ' in fourth and ' "-" "-" host=b.test ' in fourth and fourth.endswith(" bytes_in=2")
+    assert fifth.startswith("10.1.2.3 - - [") and '"GET /api/x HTTP/1.0" 200 ' in fifth and '"two"' in fifth
