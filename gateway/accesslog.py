@@ -370,7 +370,8 @@ class AccessLog:
         # one format): client and consumer; protocol and status; agent, host and route.
         consumer = ex.consumer
         peer = proto.peer
-        if (consumer is not self._c_consumer and consumer != self._c_consumer) or (peer is not self._c_peer and peer != self._c_peer):
+        if ((consumer is not self._c_consumer and consumer != self._c_consumer)
+                or (peer is not self._c_peer and peer != self._c_peer)):
             self._c = f'{self._q(peer)} - {self._q(consumer)} ['
             self._c_consumer = consumer
             self._c_peer = peer
