@@ -3,21 +3,31 @@
 Cost is the point of this module. It is compiled with the proxy core
 (gateway/_native.py; types in accesslog.pxd), so the Exchange's fields are
 read as C struct fields and each line is one f-string, which Cython turns into
-a single join with C integer formatting. What a line costs went down from
-about 13,400 to about 7,400 instructions (callgrind, one JSON line of a
-proxied request) by creating fewer temporary objects:
+a single join. A JSON line cost about 13,400 instructions (callgrind, one line
+of a proxied request), 7,700 after a first pass, about 3,500 now; what is left
+is mostly that join and the two strings made per request (request id, path).
+What it takes:
 
-- durations are C integers (microseconds) written as ``ms.fff`` with the
-  three digits from a table (``_MS3``), byte counts C integers too;
-- the date and time are formatted once a second, with the line's head;
-- the values that repeat from request to request (route, method, host,
-  client, agent, consumer) are escaped once and memoized (``QUOTED_LIMIT``
-  entries, then the memo starts over); the endpoint by identity, since its
-  ``address`` is formatted on each read;
-- the path and request id, new each time, are checked by a C loop over their
-  characters (``_plain``) and only quoted when they need nothing more; the
-  rest goes through the C escaper ``encode_basestring_ascii`` (quotes,
-  backslashes, control characters, non-ASCII as ``\\uXXXX``).
+- the runs of a line that repeat from request to request are kept with the
+  values they were made of, and made again only when one of those changes:
+  route, method and host; protocol and status; consumer, client and user
+  agent (a value is checked by identity first, then by equality: the Host and
+  User-Agent are new bytes each request). Made again, each value comes from a
+  memo of escaped values (``QUOTED_LIMIT`` entries, then it starts over); the
+  endpoint by identity, since its ``address`` is formatted on each read;
+- the request id and the path, new each time, are checked by a C loop over
+  their characters (``_plain``, ``_json_bytes_inner``) and put between the
+  line's own quotes as they are when they need no escaping; the rest goes
+  through the C escaper ``encode_basestring_ascii`` (quotes, backslashes,
+  control characters, non-ASCII as ``\\uXXXX``);
+- durations are C integers (microseconds) written as ``ms.fff``, integers below
+  1000 come from tables (``_SMALL``, ``_DOT_MS3``, and the field name with its
+  value: ``_BYTES_OUT``...), so a small integer is one piece of the line;
+- the wall clock is read once a second (the line's time is the monotonic
+  clock of the request's end plus an offset read again each second), the
+  date and time formatted then, and the head up to the milliseconds shared by
+  the lines of one millisecond;
+- the line goes to the event loop's writer as a C method call.
 
 Bytes from the wire are decoded as UTF-8 with ``backslashreplace`` first, so
 invalid UTF-8 shows as ``\\xff`` text and a line is always valid JSON (pure
@@ -55,9 +65,37 @@ _NO_AGENT = '"-"'
 _NO_ROUTE = '"-"'  # answered before a route matched (404, 400...)
 QUOTED_LIMIT = 512  # distinct repeated values (hosts, routes, agents...) kept escaped; then the memo starts over
 _wall_clock = time.time  # bound once: no attribute lookup per line
+_mono_clock = time.monotonic
 
 
 _MS3 = tuple(f"{i:03d}" for i in range(1000))  # milliseconds (and the fraction of a millisecond) as three digits
+_DOT_MS3 = tuple(f".{i:03d}" for i in range(1000))  # the same after the decimal point: one piece of the line less
+_SMALL = tuple(str(i) for i in range(1000))  # integers below 1000 (byte counts, whole milliseconds) as text
+
+
+def _prefixed(prefix: str) -> tuple:
+    """A field's name and the integers below 1000 after it: the line's piece for a small value."""
+    return tuple(prefix + text for text in _SMALL)
+
+
+# A JSON line's integer fields with their names: one piece of the line each (not two) below 1000.
+_BYTES_OUT = _prefixed(',"bytes_out":')
+_DURATION_MS = _prefixed(',"duration_ms":')
+_UPSTREAM_MS = _prefixed(',"upstream_ms":')
+
+
+def _int(n: int) -> str:
+    """A non-negative integer as text: from a table below 1000 (no new object)."""
+    if n < 1000:
+        return _SMALL[n]
+    return str(n)
+
+
+def _field_int(table: tuple, n: int) -> str:
+    """A field (name and value) from a ``_prefixed`` table: the name taken from entry 0 above 999."""
+    if n < 1000:
+        return table[n]
+    return table[0][:-1] + str(n)
 
 
 def _plain(value: str) -> bool:
@@ -78,14 +116,29 @@ def _json(value: str) -> str:
     return _quote(value)
 
 
+def _json_inner(value: str) -> str:
+    """A str as the inside of a JSON string (the quotes are the line's): itself when it needs no escaping."""
+    if _plain(value):
+        return value
+    return _quote(value)[1:-1]
+
+
 def _json_bytes(value: bytes | None) -> str:
     """Wire bytes as a JSON string: invalid UTF-8 becomes ``\\xNN`` text, never an invalid line."""
     if value is None:
         return "null"
-    text = value.decode("latin-1")  # a C copy; kept only when it is plain ASCII
-    if _plain(text):
-        return f'"{text}"'
-    return _quote(value.decode("utf-8", "backslashreplace"))
+    return f'"{_json_bytes_inner(value)}"'
+
+
+def _json_bytes_inner(value: bytes) -> str:
+    """Wire bytes as the inside of a JSON string; invalid UTF-8 becomes ``\\xNN`` text.
+
+    The common case (printable ASCII: an id the gateway made, a plain Host or
+    User-Agent) is a C loop over the bytes and an ASCII decode."""
+    for c in value:
+        if c < 32 or c > 126 or c == 34 or c == 92:  # control, non-ASCII, '"', '\\'
+            return _quote(value.decode("utf-8", "backslashreplace"))[1:-1]
+    return value.decode("ascii")
 
 
 def _text_str(value: str | None) -> str:
@@ -98,7 +151,15 @@ def _text_str(value: str | None) -> str:
 
 
 def _text_bytes(value: bytes | None) -> str:
-    return "-" if value is None else _text_str(value.decode("utf-8", "backslashreplace"))
+    """Wire bytes as a text-format field (see ``_text_str``); invalid UTF-8 becomes ``\\xNN`` text."""
+    if value is None:
+        return "-"
+    if value:
+        for c in value:
+            if c <= 32 or c > 126 or c == 34 or c == 92:  # control, space, non-ASCII, '"', '\\'
+                return _text_str(value.decode("utf-8", "backslashreplace"))
+        return value.decode("ascii")
+    return "-"
 
 
 class AccessLog:
@@ -116,11 +177,29 @@ class AccessLog:
         self.format = format
         self.sample_2xx = sample_2xx
         self._add = writer.write
+        # The event loop's writer is called as a C method when compiled (no Python call per line).
+        self._loop_writer = writer if isinstance(writer, LoopLogWriter) else None
         self._json = format == "json"
         self._credit = 0.0  # 2xx sampling: a share of a line owed; a line is written each time it reaches 1
         self._second = -1
+        self._next_second = 0.0  # the monotonic clock's value when the wall clock's second ends
+        self._wall_offset = 0.0  # wall clock minus monotonic clock, read again each second
         self._time_head = ""
         self._clf_stamp = ""
+        self._t = ""  # a JSON line's head to the millisecond: the lines of one millisecond share it
+        self._t_ms = -1
+        # The line's runs that repeat from request to request, each kept with the values it was
+        # made of (a new value only makes it again): route, method and host; protocol and status;
+        # consumer, client and user agent.
+        self._a = self._b = self._c = ""
+        self._a_route = None
+        self._a_method = None
+        self._a_host = None
+        self._b_proto = None
+        self._b_status = -1
+        self._c_consumer = None
+        self._c_peer = None
+        self._c_agent = None
         self._quoted = {}  # value as received -> its escaped form, for the values that repeat
         self._upstreams = {}  # id(endpoint) -> (endpoint, "host:port" escaped): see _upstream
         self._last_ep = None
@@ -134,18 +213,33 @@ class AccessLog:
                 self._credit = credit
                 return
             self._credit = credit - 1.0
-        self._add(self._json_line(ex, now) if self._json else self._text_line(ex, now))
+        line = self._json_line(ex, now) if self._json else self._text_line(ex, now)
+        if self._loop_writer is not None:
+            self._loop_writer.write(line)
+        else:
+            self._add(line)
 
-    def _ms(self) -> str:
-        """The wall clock's milliseconds; the date and time to the second are formatted once a second."""
-        wall = _wall_clock()
-        second = int(wall)
-        if second != self._second:
-            self._second = second
-            gm = time.gmtime(second)
-            self._time_head = '{"time":"' + time.strftime("%Y-%m-%dT%H:%M:%S", gm) + "."
-            self._clf_stamp = time.strftime("%d/%b/%Y:%H:%M:%S", gm)
-        return _MS3[int((wall - second) * 1000.0)]
+    def _ms(self, now: float) -> int:
+        """The wall clock's milliseconds at ``now`` (the monotonic clock); the date and time to the
+        second are formatted once a second.
+
+        The wall clock is the monotonic one plus an offset read again each
+        second, with the formatting: a wall clock stepped (NTP) shows in the
+        lines within a second, and a line costs no clock call of its own.
+        """
+        if now >= self._next_second:
+            self._wall_offset = _wall_clock() - _mono_clock()
+            wall = now + self._wall_offset
+            second = int(wall)
+            self._next_second = now + (second + 1 - wall)
+            if second != self._second:
+                self._second = second
+                self._t_ms = -1
+                gm = time.gmtime(second)
+                self._time_head = '{"time":"' + time.strftime("%Y-%m-%dT%H:%M:%S", gm) + "."
+                self._clf_stamp = time.strftime("%d/%b/%Y:%H:%M:%S", gm)
+        ms = int((now + self._wall_offset - self._second) * 1000.0)
+        return 0 if ms < 0 else 999 if ms > 999 else ms
 
     def _q(self, value) -> str:
         """A value that repeats from request to request (host, route, client, agent...), escaped once.
@@ -190,57 +284,127 @@ class AccessLog:
         return q
 
     def _json_line(self, ex, now: float) -> str:
-        ms = self._ms()
+        ms = self._ms(now)
+        if ms != self._t_ms:
+            self._t = f'{self._time_head}{_MS3[ms]}Z","request_id":'
+            self._t_ms = ms
         route = ex.route
+        method = ex.method
+        host = ex.host
+        proto = ex.proto
         ep = ex.upstream_ep
         path = ex.path
+        rid = ex.request_id
+        # The runs that repeat (see __init__), checked against the values they were made of:
+        # the same objects (a connection's peer, the parser's method) or equal bytes (a Host
+        # parsed again for each request).
+        if route is not self._a_route or method != self._a_method or host != self._a_host:
+            self._a = (f',"route":{self._q(route.name) if route is not None else _NO_ROUTE},'
+                       f'"method":{self._q(method)},"host":{self._q(host or None)},"path":')
+            self._a_route = route
+            self._a_method = method
+            self._a_host = host
+        protocol = "HTTP/1.0" if ex.http10 else proto.http_version
+        status = ex.status
+        if status != self._b_status or protocol != self._b_proto:
+            self._b = f',"protocol":"{protocol}","status":{status},"bytes_in":'
+            self._b_proto = protocol
+            self._b_status = status
+        consumer = ex.consumer
+        peer = proto.peer
+        agent = ex.user_agent
+        # (``is`` first: a rich comparison costs more than the values that are the same object)
+        if ((consumer is not self._c_consumer and consumer != self._c_consumer)
+                or (peer is not self._c_peer and peer != self._c_peer) or agent != self._c_agent):
+            self._c = (f',"consumer":{self._q(consumer)},"client":{self._q(peer)},'
+                       f'"user_agent":{self._q(agent)}}}')
+            self._c_consumer = consumer
+            self._c_peer = peer
+            self._c_agent = agent
+        # The JSON strings made per request (request id, path) are put between the line's own
+        # quotes; absent, they are null without quotes.
+        if rid is not None:
+            rid_q = '"'
+            rid_text = _json_bytes_inner(rid)
+        else:
+            rid_q = ""
+            rid_text = "null"
+        if path:
+            path_q = '"'
+            path_text = _json_inner(path)
+        else:
+            path_q = ""
+            path_text = "null"
         # Durations in integer microseconds, written as milliseconds with three decimals
         # (float formatting costs more); byte counts as C integers when compiled.
         total = int((now - ex.start) * 1e6 + 0.5)
         up = ex.upstream_time
-        up_us = int(up * 1e6 + 0.5)
+        if up:
+            up_us = int(up * 1e6 + 0.5)
+            up_int = _field_int(_UPSTREAM_MS, up_us // 1000)
+            up_frac = _DOT_MS3[up_us % 1000]
+        else:
+            up_int = ',"upstream_ms":null'
+            up_frac = ""
         bytes_in = ex.req_bytes
         bytes_out = ex.resp_bytes
-        if up:
-            upstream_ms = f"{up_us // 1000}.{_MS3[up_us % 1000]}"
-        else:
-            upstream_ms = "null"
         return (
-            f'{self._time_head}{ms}Z","request_id":{_json_bytes(ex.request_id)},'
-            f'"route":{self._q(route.name) if route is not None else _NO_ROUTE},'
-            f'"method":{self._q(ex.method)},"host":{self._q(ex.host or None)},'
-            f'"path":{_json(path) if path else "null"},'
-            f'"protocol":"{"HTTP/1.0" if ex.http10 else ex.proto.http_version}","status":{ex.status},'
-            f'"bytes_in":{bytes_in},"bytes_out":{bytes_out},"duration_ms":{total // 1000}.{_MS3[total % 1000]},'
-            f'"upstream_ms":{upstream_ms},"upstream":{self._upstream(ep) if ep is not None else "null"},'
-            f'"consumer":{self._q(ex.consumer)},"client":{self._q(ex.proto.peer)},'
-            f'"user_agent":{self._q(ex.user_agent)}}}'
+            f'{self._t}{rid_q}{rid_text}{rid_q}{self._a}{path_q}{path_text}{path_q}'
+            f'{self._b}{_int(bytes_in)}{_field_int(_BYTES_OUT, bytes_out)}{_field_int(_DURATION_MS, total // 1000)}'
+            f'{_DOT_MS3[total % 1000]}{up_int}{up_frac},'
+            f'"upstream":{self._upstream(ep) if ep is not None else "null"}{self._c}'
         )
 
     def _text_line(self, ex, now: float) -> str:
-        ms = self._ms()
+        ms = self._ms(now)
+        if ms != self._t_ms:
+            self._t = f'{self._clf_stamp}.{_MS3[ms]} +0000] "'
+            self._t_ms = ms
         route = ex.route
+        method = ex.method
+        host = ex.host
+        proto = ex.proto
         ep = ex.upstream_ep
-        ua = ex.user_agent
+        agent = ex.user_agent
+        # The text line's repeated runs, kept as the JSON line's are (the same slots: a log has
+        # one format): client and consumer; protocol and status; agent, host and route.
+        consumer = ex.consumer
+        peer = proto.peer
+        if ((consumer is not self._c_consumer and consumer != self._c_consumer)
+                or (peer is not self._c_peer and peer != self._c_peer)):
+            self._c = f'{self._q(peer)} - {self._q(consumer)} ['
+            self._c_consumer = consumer
+            self._c_peer = peer
+        protocol = "HTTP/1.0" if ex.http10 else proto.http_version
+        status = ex.status
+        if status != self._b_status or protocol != self._b_proto:
+            self._b = f' {protocol}" {status} '
+            self._b_proto = protocol
+            self._b_status = status
+        if route is not self._a_route or host != self._a_host or agent != self._c_agent:
+            # Combined Log Format's fields first (referer is not kept: "-"), then what it lacks;
+            # the agent is always quoted there, escaped as a JSON string.
+            self._a = (f' "-" {self._q_agent(agent) if agent is not None else _NO_AGENT} host={self._q(host or None)} '
+                       f'route={self._q(route.name) if route is not None else "-"} request_id=')
+            self._a_route = route
+            self._a_host = host
+            self._c_agent = agent
         total = int((now - ex.start) * 1e6 + 0.5)
         up = ex.upstream_time
-        up_us = int(up * 1e6 + 0.5)
+        if up:
+            up_us = int(up * 1e6 + 0.5)
+            up_int = _int(up_us // 1000)
+            up_frac = _DOT_MS3[up_us % 1000]
+        else:
+            up_int = "-"
+            up_frac = ""
         bytes_in = ex.req_bytes
         bytes_out = ex.resp_bytes
-        if up:
-            upstream_ms = f"{up_us // 1000}.{_MS3[up_us % 1000]}"
-        else:
-            upstream_ms = "-"
-        # Combined Log Format's fields first (referer is not kept: "-"), then what it lacks;
-        # the agent is always quoted there, escaped as a JSON string.
         return (
-            f'{self._q(ex.proto.peer)} - {self._q(ex.consumer)} [{self._clf_stamp}.{ms} +0000] '
-            f'"{self._q(ex.method)} {_text_str(ex.path)} {"HTTP/1.0" if ex.http10 else ex.proto.http_version}" '
-            f'{ex.status} {bytes_out} "-" {self._q_agent(ua) if ua is not None else _NO_AGENT} '
-            f'host={self._q(ex.host or None)} route={self._q(route.name) if route is not None else "-"} '
-            f'request_id={_text_bytes(ex.request_id)} duration_ms={total // 1000}.{_MS3[total % 1000]} '
-            f'upstream_ms={upstream_ms} upstream={self._upstream(ep) if ep is not None else "-"} '
-            f'bytes_in={bytes_in}'
+            f'{self._c}{self._t}{self._q(method)} {_text_str(ex.path)}{self._b}{_int(bytes_out)}{self._a}'
+            f'{_text_bytes(ex.request_id)} duration_ms={_int(total // 1000)}{_DOT_MS3[total % 1000]} '
+            f'upstream_ms={up_int}{up_frac} upstream={self._upstream(ep) if ep is not None else "-"} '
+            f'bytes_in={_int(bytes_in)}'
         )
 
     def _q_agent(self, ua: bytes) -> str:

@@ -50,6 +50,36 @@ DROP_WARNING_INTERVAL = 10.0  # at most one "lines were dropped" warning per str
 CLOSE_TIMEOUT = 2.0  # seconds a shutdown waits for what is buffered to be written
 
 
+class DropReport:
+    """Tells ``on_drops`` how many lines a writer lost since it last did, at most once per ``interval``.
+
+    Shared by both writers (this module's thread and gateway/loopwriter.py's
+    event loop): each calls ``report`` after a batch went out, so the warning
+    comes once the stream takes lines again, never while it is broken.
+    """
+
+    def __init__(self, on_drops: Callable[[int], None] | None, interval: float):
+        self.on_drops = on_drops
+        self.interval = interval
+        self.reported = 0  # lines already told
+        self.last = -interval  # time.monotonic() of the last call
+
+    def report(self, dropped: int, broken: bool) -> None:
+        """``dropped``: the writer's lines lost so far; ``broken``: its stream failed on the last write."""
+        lost = dropped - self.reported
+        if lost <= 0 or broken or self.on_drops is None:
+            return
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.reported += lost
+        self.last = now
+        try:
+            self.on_drops(lost)
+        except Exception:  # a warning must not break the log it is about
+            pass
+
+
 class LogWriter:
     """Whole lines to one fd, through a bounded buffer and a writer thread; never blocks a caller."""
 
@@ -58,12 +88,11 @@ class LogWriter:
                  warning_interval: float = DROP_WARNING_INTERVAL, one_producer: bool = False):
         self.fd = fd
         self.name = name
-        # Called from the writer thread with the lines lost since the last call,
-        # once the stream takes lines again (to log a warning elsewhere, or here).
-        self.on_drops = on_drops
+        # Told from the writer thread the lines lost since the last time, once the
+        # stream takes lines again (to log a warning elsewhere, or here).
+        self.drop_report = DropReport(on_drops, warning_interval)
         self.max_buffer = max_buffer
         self.interval = interval
-        self.warning_interval = warning_interval
         # Each counter has one writing thread, so no update is lost without a lock:
         # the callers' side counts what it queued and what did not fit, the writer
         # thread what it took off the buffer and what the stream lost.
@@ -78,8 +107,6 @@ class LogWriter:
             self.write = self._queue_line
         self._closing = False
         self._wake = threading.Event()
-        self._reported = 0
-        self._last_warning = -warning_interval
         self._broken = False
         self._thread = threading.Thread(target=self._run, name=f"crdgate-{name}-writer", daemon=True)
         self._thread.start()
@@ -141,7 +168,7 @@ class LogWriter:
             closing = self._closing  # read before draining: what was queued before close() goes out
             if lines:
                 self._write_lines()
-            self._report_drops()
+            self.drop_report.report(self.dropped, self._broken)
             if closing and not lines:
                 return
 
@@ -173,20 +200,6 @@ class LogWriter:
             view = view[n:]
         self._broken = False
         return True
-
-    def _report_drops(self) -> None:
-        lost = self.dropped - self._reported
-        if lost <= 0 or self._broken or self.on_drops is None:
-            return
-        now = time.monotonic()
-        if now - self._last_warning < self.warning_interval:
-            return
-        self._reported += lost
-        self._last_warning = now
-        try:
-            self.on_drops(lost)
-        except Exception:  # a warning must not end the writer
-            pass
 
 
 class LogWriterHandler(logging.Handler):

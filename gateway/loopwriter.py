@@ -51,7 +51,7 @@ import stat
 import time
 from typing import Callable
 
-from gateway.logwriter import CLOSE_TIMEOUT, DROP_WARNING_INTERVAL, INTERVAL, MAX_BUFFER
+from gateway.logwriter import CLOSE_TIMEOUT, DROP_WARNING_INTERVAL, INTERVAL, MAX_BUFFER, DropReport
 
 
 class FileTarget:
@@ -152,12 +152,12 @@ class LoopLogWriter:
                  warning_interval: float = DROP_WARNING_INTERVAL):
         self.target = target
         self.name = name
-        self.on_drops = on_drops  # told the lines lost since the last call, once the stream takes lines again
+        self.drop_report = DropReport(on_drops, warning_interval)  # told once the stream takes lines again
         self.max_buffer = max_buffer
         self.interval = interval
-        self.warning_interval = warning_interval
         self._lines: list[str] = []  # waiting for the next batch
         self._size = 0  # characters held: the waiting lines and the unwritten rest of the batch in flight
+        self._waiting_size = 0  # characters of the waiting lines (with their newlines)
         self._rest = None  # memoryview of what the stream has not taken yet of the batch in flight
         self._rest_lines = 0  # lines of that batch (counted as lost if the stream breaks)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -166,8 +166,6 @@ class LoopLogWriter:
         self._closed = False
         self._dropped_full = 0
         self._dropped_lost = 0
-        self._reported = 0
-        self._last_warning = -warning_interval
         self._broken = False
 
     # -- the request path -----------------------------------------------------------------
@@ -180,6 +178,7 @@ class LoopLogWriter:
             return False
         self._lines.append(line)
         self._size += n
+        self._waiting_size += n
         if self._timer is None and not self._waiting:
             # The first line of a batch: the batch goes out in ``interval`` seconds, in one write.
             if self._loop is None:
@@ -225,14 +224,16 @@ class LoopLogWriter:
         if self._waiting:
             self._waiting = False
             self._loop.remove_writer(self.target.fd)
-        self._report_drops()
+        self.drop_report.report(self.dropped, self._broken)
 
     def _start_batch(self) -> None:
         lines = self._lines
         self._lines = []
         data = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
-        if not data.isascii():  # the buffer counts characters until encoded, then bytes
-            self._size += len(data) - (sum(map(len, lines)) + len(lines))
+        # The buffer counts characters until encoded, then bytes: more only for non-ASCII
+        # text (the access log's lines are ASCII: no scan of the batch for that).
+        self._size += len(data) - self._waiting_size
+        self._waiting_size = 0
         self._rest = memoryview(data)
         self._rest_lines = len(lines)
 
@@ -255,20 +256,6 @@ class LoopLogWriter:
             rest = rest[n:]
         self._rest = None
         return True
-
-    def _report_drops(self) -> None:
-        lost = self.dropped - self._reported
-        if lost <= 0 or self._broken or self.on_drops is None:
-            return
-        now = time.monotonic()
-        if now - self._last_warning < self.warning_interval:
-            return
-        self._reported += lost
-        self._last_warning = now
-        try:
-            self.on_drops(lost)
-        except Exception:  # a warning must not break the access log
-            pass
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -317,7 +304,7 @@ class LoopLogWriter:
         done = self._rest is None and not self._lines
         if not done:
             self._dropped_lost += (self._rest_lines if self._rest is not None else 0) + len(self._lines)
-            self._rest, self._lines, self._size = None, [], 0
+            self._rest, self._lines, self._size, self._waiting_size = None, [], 0, 0
         if self.target is not None:  # closed once, whichever of close and aclose came first
             self.target.close()
             self.target = None

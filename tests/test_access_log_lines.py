@@ -158,3 +158,92 @@ async def test_values_memoized_for_escaping_stay_right_when_the_memo_starts_over
     docs = [json.loads(line) for line in lines.lines]
     assert [d["host"] for d in docs] == ["a.test", "b.test", "c.test", "a.test", "d.test"]
     assert [d["user_agent"] for d in docs] == ["\\xff" + d["host"] for d in docs]
+
+
+async def test_each_line_has_its_own_values_when_they_change_from_one_request_to_the_next():
+    # The line's repeated runs (route, method, host; protocol, status; consumer, client, agent)
+    # are kept from the last line and made again when one of their values changes.
+    gw, lines = _gateway()
+    sent = [  # (client, request line and fields, expected fields)
+        (0, b"GET /api HTTP/1.1\r\nHost: a.test\r\nUser-Agent: one\r\n\r\n",
+         {"method": "GET", "host": "a.test", "user_agent": "one", "status": 200, "protocol": "HTTP/1.1"}),
+        (0, b"GET /api HTTP/1.1\r\nHost: a.test\r\nUser-Agent: one\r\n\r\n",
+         {"method": "GET", "host": "a.test", "user_agent": "one", "status": 200}),
+        (0, b"POST /api HTTP/1.1\r\nHost: a.test\r\nUser-Agent: one\r\nContent-Length: 2\r\n\r\nhi",
+         {"method": "POST", "host": "a.test", "bytes_in": 2, "status": 200}),
+        (0, b"POST /api HTTP/1.1\r\nHost: b.test\r\nUser-Agent: one\r\nContent-Length: 0\r\n\r\n",
+         {"method": "POST", "host": "b.test", "bytes_in": 0}),
+        (0, b"GET /nowhere HTTP/1.1\r\nHost: b.test\r\nUser-Agent: one\r\n\r\n",
+         {"route": "-", "status": 404, "upstream": None, "upstream_ms": None}),
+        (0, b"GET /api HTTP/1.1\r\nHost: b.test\r\n\r\n", {"user_agent": None, "status": 200}),
+        (1, b"GET /api HTTP/1.0\r\nHost: b.test\r\n\r\n",
+         {"client": "10.1.2.3", "protocol": "HTTP/1.0", "user_agent": None}),
+        (0, b"GET /api HTTP/1.1\r\nHost: a.test\r\nUser-Agent: two \"2\"\r\n\r\n",
+         {"client": "127.0.0.1", "protocol": "HTTP/1.1", "user_agent": 'two "2"', "host": "a.test"}),
+        (0, b"GET /api HTTP/1.1\r\nHost: a.test\r\nUser-Agent: one\r\n\r\n", {"user_agent": "one"}),
+        # refused before it is parsed (a Host that is not UTF-8): no host, path, route nor agent
+        (2, b"GET /api HTTP/1.1\r\nHost: b\xff\r\nUser-Agent: one\r\n\r\n",
+         {"status": 400, "host": None, "path": None, "route": "-", "user_agent": None}),
+        (3, b"GET /api HTTP/1.1\r\nHost: a.test\r\nUser-Agent: one\r\n\r\n",
+         {"status": 200, "host": "a.test", "path": "/api", "user_agent": "one"}),
+    ]
+    async with gw:
+        clients = [gw.client(), gw.client(peer=("10.1.2.3", 40001)), gw.client(), gw.client()]
+        for who, raw, _ in sent:
+            clients[who].send(raw)
+            await clients[who].response()
+    docs = [json.loads(line) for line in lines.lines]
+    assert len(docs) == len(sent)
+    for doc, (_, _, expected) in zip(docs, sent):
+        assert set(doc) == FIELDS
+        assert {k: doc[k] for k in expected} == expected, doc
+    assert docs[0]["route"] == docs[2]["route"] != "-"
+
+
+async def test_the_time_follows_the_wall_clock_within_a_second_when_it_is_stepped(monkeypatch):
+    # The wall clock is read once a second (the monotonic clock gives the milliseconds in between):
+    # a step of the wall clock (NTP) shows in the lines within a second.
+    import time
+
+    import gateway.accesslog as accesslog
+    wall = [1_000_000_000.25]  # 2001-09-09T01:46:40.250Z
+    mono0 = time.monotonic()
+    monkeypatch.setattr(accesslog, "_wall_clock", lambda: wall[0] + (time.monotonic() - mono0))
+    gw, lines = _gateway()
+    async with gw:
+        await _send(gw, b"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", 200)
+        first = json.loads(lines.lines[-1])["time"]
+        wall[0] += 3600.0  # stepped an hour ahead
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            await _send(gw, b"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", 200)
+            if json.loads(lines.lines[-1])["time"].startswith("2001-09-09T02:"):
+                break
+        stepped_after = time.monotonic() - (deadline - 5.0)
+    assert first.startswith("2001-09-09T01:46:40.") and first.endswith("Z")
+    assert json.loads(lines.lines[-1])["time"].startswith("2001-09-09T02:46:4")
+    assert stepped_after < 2.0
+
+
+async def test_text_lines_have_their_own_values_when_they_change_from_one_request_to_the_next():
+    gw, lines = _gateway(format="text")
+    async with gw:
+        a, b = gw.client(), gw.client(peer=("10.1.2.3", 40001))
+        for c, raw in [
+            (a, b"GET /api/x HTTP/1.1\r\nHost: a.test\r\nUser-Agent: one\r\n\r\n"),
+            (a, b"GET /api/x HTTP/1.1\r\nHost: a.test\r\nUser-Agent: one\r\nX-Request-Id: my id\r\n\r\n"),
+            (a, b"GET /nowhere HTTP/1.1\r\nHost: b.test\r\nUser-Agent: one\r\n\r\n"),
+            (a, b"POST /api/y HTTP/1.1\r\nHost: b.test\r\nContent-Length: 2\r\n\r\nhi"),
+            (b, b"GET /api/x HTTP/1.0\r\nHost: b.test\r\nUser-Agent: two\r\n\r\n"),
+        ]:
+            c.send(raw)
+            await c.response()
+    first, second, third, fourth, fifth = lines.lines
+    assert first.startswith("127.0.0.1 - - [") and '"GET /api/x HTTP/1.1" 200 ' in first
+    assert ' "-" "one" host=a.test route=' in first and " route=- " not in first
+    assert 'request_id="my id" ' in second and first.split("request_id=")[1][:1] != '"'
+    assert '"GET /nowhere HTTP/1.1" 404 ' in third and " host=b.test route=- request_id=" in third
+    assert " upstream_ms=- upstream=- bytes_in=0" in third
+    assert '"POST /api/y HTTP/1.1" 200 ' in fourth and ' "-" "-" host=b.test ' in fourth
+    assert fourth.endswith(" bytes_in=2")
+    assert fifth.startswith("10.1.2.3 - - [") and '"GET /api/x HTTP/1.0" 200 ' in fifth and '"two"' in fifth
