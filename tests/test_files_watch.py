@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from controller import files
 from controller.files import ManifestFolderError, ManifestSource
+from controller.inotify import InotifyUnavailable
 from controller.store import Store
 from polling import eventually
 
@@ -24,8 +26,23 @@ def port(store: Store, name: str) -> int | None:
     return obj["spec"]["ports"][0]["port"] if obj else None
 
 
+def no_inotify(*args, **kwargs):
+    raise InotifyUnavailable("not in this test")
+
+
+@pytest.fixture(params=["inotify", "polling"])
+def watcher(request, monkeypatch):
+    """Both watchers (inotify on the loop, watchfiles' polling where inotify is missing);
+    the periodic rescan pushed out of the test's time, so each change must arrive
+    through the watcher's events."""
+    monkeypatch.setattr(files, "RESYNC_MS", 600_000)
+    if request.param == "polling":
+        monkeypatch.setattr(files, "InotifyWatch", no_inotify)
+    return request.param
+
+
 @pytest.fixture
-async def watched(tmp_path):
+async def watched(tmp_path, watcher):
     (tmp_path / "a.yaml").write_text(svc("users", 80))
     store = Store()
     source = ManifestSource(store, tmp_path, debounce=0.02)
@@ -74,7 +91,7 @@ async def test_broken_save_keeps_serving_then_the_fix_applies(watched):
     await eventually(lambda: port(store, "users") == 90 and source.errors == ())
 
 
-async def test_configmap_style_symlink_swap_reaches_the_store(tmp_path):
+async def test_configmap_style_symlink_swap_reaches_the_store(tmp_path, watcher):
     # A mounted ConfigMap: a.yaml -> ..data/a.yaml, ..data -> ..v1; an update
     # swaps ..data atomically and touches only hidden entries.
     (tmp_path / "..v1").mkdir()
