@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import os
 import re
@@ -255,10 +256,11 @@ class ManifestSource:
                 # file, no parsing unless something changed) covers writes made
                 # before the watch was in place and any event the kernel dropped
                 # (inotify queue overflow, network filesystems).
-                async for paths in self._watch_batches(watch_root, only):
-                    await reload(paths)
-                    if not os.path.exists(watch_root):
-                        break
+                async with contextlib.aclosing(self._watch_batches(watch_root, only)) as batches:
+                    async for paths in batches:  # aclosing: a break closes the watch at once
+                        await reload(paths)
+                        if not os.path.exists(watch_root):
+                            break
             except FileNotFoundError:
                 pass
             # The watch ended (its folder vanished or was replaced): whatever
