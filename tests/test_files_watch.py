@@ -118,3 +118,25 @@ async def test_configmap_style_symlink_swap_reaches_the_store(tmp_path, watcher)
 async def test_run_on_a_missing_folder_fails_clearly(tmp_path):
     with pytest.raises(ManifestFolderError, match="does not exist"):
         await ManifestSource(Store(), Path(tmp_path / "missing")).run()
+
+
+async def test_a_single_file_root_is_watched_through_its_folder(tmp_path, watcher):
+    one = tmp_path / "one.yaml"
+    one.write_text(svc("users", 80))
+    (tmp_path / "other.yaml").write_text(svc("orders"))  # beside it, not part of the source
+    store = Store()
+    source = ManifestSource(store, one, debounce=0.02)
+    task = asyncio.ensure_future(source.run())
+    try:
+        await eventually(lambda: port(store, "users") == 80)
+        one.write_text(svc("users", 81))  # in place
+        await eventually(lambda: port(store, "users") == 81)
+        tmp = tmp_path / ".one.yaml.swp"
+        tmp.write_text(svc("users", 82))
+        os.replace(tmp, one)  # an editor's atomic save: a new inode
+        await eventually(lambda: port(store, "users") == 82)
+        assert store.get("Service", "shop", "orders") is None
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
