@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,29 @@ async def test_a_single_file_root_is_watched_through_its_folder(tmp_path, watche
         os.replace(tmp, one)  # an editor's atomic save: a new inode
         await eventually(lambda: port(store, "users") == 82)
         assert store.get("Service", "shop", "orders") is None
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_folder_removed_then_made_again_is_watched_again(tmp_path, watcher):
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "a.yaml").write_text(svc("users", 80))
+    store = Store()
+    source = ManifestSource(store, root, debounce=0.02)
+    task = asyncio.ensure_future(source.run())
+    try:
+        await eventually(lambda: port(store, "users") == 80)
+        shutil.rmtree(root)
+        await eventually(lambda: any("gone" in e.message for e in source.errors))
+        assert port(store, "users") == 80  # the last objects are kept
+        root.mkdir()
+        (root / "a.yaml").write_text(svc("users", 81))
+        await eventually(lambda: port(store, "users") == 81 and source.errors == ())
+        (root / "a.yaml").write_text(svc("users", 82))  # and the new folder is watched
+        await eventually(lambda: port(store, "users") == 82)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
