@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import errno
+import functools
 import logging
 import os
 import struct
@@ -65,11 +65,14 @@ class InotifyUnavailable(OSError):
     """inotify cannot be used here; the caller falls back to polling."""
 
 
+@functools.cache
 def _libc():
     if not sys.platform.startswith("linux"):
         raise InotifyUnavailable(f"inotify is Linux only (this is {sys.platform})")
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # The process's own symbols, libc's among them (glibc and musl alike): no
+        # ctypes.util.find_library, which runs ldconfig in a subprocess.
+        libc = ctypes.CDLL(None, use_errno=True)
         init1, add, rm = libc.inotify_init1, libc.inotify_add_watch, libc.inotify_rm_watch
     except (OSError, AttributeError) as exc:
         raise InotifyUnavailable(f"no inotify in the C library: {exc}") from None
