@@ -10,6 +10,12 @@ alternate nginx and crdgate, seconds apart, and the order flips each round;
 the verdict is the median over rounds of crdgate's p99 over nginx's, against
 ``P99_TARGET``. One run against the backend itself at the same rate shows the
 floor the generator and the backend set on their own.
+
+crdgate's own peak (wrk, closed loop, same route) is measured too: at the same
+rate, a proxy that costs more CPU per request runs nearer its ceiling, and
+queueing alone then lengthens its tail (at utilisation u the mean wait grows
+as u / (1 - u): 1 at 50%, 3 at 75%). ``utilisation`` shows how much of a p99
+gap is that rather than stalls.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ P99_TARGET = 2.0  # crdgate's p99 at most this many times nginx's
 TITLE = f"plain route at {LOAD_SHARE:.0%} of nginx's peak rate (open loop), p99 vs nginx's"
 
 
-def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=None) -> dict:
+def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=None,
+            crdgate_peak: float | None = None) -> dict:
     """Per-round and median figures of crdgate's runs against the nginx runs of the same rounds;
-    ``direct``: a run against the backend itself at the same rate (the generator's floor)."""
+    ``direct``: a run against the backend itself at the same rate (the generator's floor);
+    ``crdgate_peak``: crdgate's own closed-loop peak (req/s), for its utilisation at ``rate``."""
     pairs = [(c, n) for c, n in zip(runs, reference)]
     p99_ratios = [ratio(c.latency_us["p99"], n.latency_us["p99"]) for c, n in pairs if n.latency_us["p99"]]
     p99_ratio = median(p99_ratios)
@@ -52,6 +60,9 @@ def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=
         # The backend reached directly at the same rate: what the generator and the backend
         # add on their own. A proxy's figures close to these say little about the proxy.
         "direct_us": {k: direct.latency_us[k] for k in keys} if direct is not None else None,
+        "crdgate_peak_rps": crdgate_peak,
+        # Share of each proxy's own peak that the rate asks for: nginx's is LOAD_SHARE by construction.
+        "utilisation": {"crdgate": rate / crdgate_peak if crdgate_peak else None, "nginx": rate / peak if peak else None},
     }
 
 
@@ -68,7 +79,16 @@ def summary_line(extra: dict) -> str:
             f"{extra['nginx_peak_rps']:,.0f}): crdgate/nginx ms {cells}; p99 ratio {extra['p99_ratio']:.2f}x "
             f"(median of {extra['rounds']} rounds; target <= {extra['p99_target']:g}x: {met})"
             + (f"; generator send lag p99 {lag / 1000:.2f} ms" if lag is not None else "")
-            + (f"; backend direct at that rate p99 {direct['p99'] / 1000:.2f} ms" if direct else ""))
+            + (f"; backend direct at that rate p99 {direct['p99'] / 1000:.2f} ms" if direct else "")
+            + _utilisation(extra))
+
+
+def _utilisation(extra: dict) -> str:
+    use = (extra.get("utilisation") or {}).get("crdgate")
+    if use is None:
+        return ""
+    return (f"; crdgate's own peak {extra['crdgate_peak_rps']:,.0f} req/s: the rate is {use:.0%} of it "
+            f"(nginx: {extra['utilisation']['nginx']:.0%})")
 
 
 def run_fixed_rate(ctx: Context) -> Result:
@@ -99,6 +119,11 @@ def run_fixed_rate(ctx: Context) -> Result:
         problem = preflight(gw, ["/plain"], {})
         if problem:
             return result.fail(problem)
+        ctx.progress.update(f"{NAME}: crdgate peak")
+        try:
+            own_peak = max(ctx.wrk.run(gw.url, ctx.wrk.prepare(["/plain"]), s.duration_s).rps for _ in range(2))
+        except WrkError as exc:
+            return result.fail(f"measuring crdgate's peak: {exc}")
         paths = gen.prepare(["/plain"])
         if s.warmup_s > 0:
             for port in (nginx_port, gw.port):
@@ -115,7 +140,7 @@ def run_fixed_rate(ctx: Context) -> Result:
                 runs.append(run)
                 lags.append(raw["send_lag_us"])
             gw.check_alive()
-        result.extra = verdict(result.runs, result.reference, rate, peak, lags, direct)
+        result.extra = verdict(result.runs, result.reference, rate, peak, lags, direct, own_peak)
         bad = [r for r in result.runs + result.reference if r.errors_total]
         if bad:
             result.fail(error_reason(result.runs + result.reference))

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import os
 import re
@@ -54,9 +55,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import AsyncIterator, NamedTuple
 
 from controller import store as store_mod
+from controller.inotify import InotifyUnavailable, InotifyWatch
 from controller.manifestdoc import Entry, LoadError, parse_file
 from controller.store import Store
 from gateway import metrics
@@ -66,7 +68,10 @@ log = logging.getLogger("crdgate.controller.files")
 
 SUFFIXES = (".yaml", ".yml", ".json")
 RESYNC_MS = 2000  # idle rescan period of the watcher (see ManifestSource.run)
-STEP_MS = 10  # the watcher's polling step (see ManifestSource.run)
+# A batch of changes is read once events pause this long (at most ``debounce``
+# after the first): an editor's save is one reload. It is also the polling step
+# of the fallback watcher where inotify is missing (see ManifestSource._changes).
+STEP_MS = 10
 # A file written less than this long ago that now provides fewer objects is read
 # again after this delay before the objects are dropped: a writer that truncates
 # then writes (not an atomic rename) is caught half way far more often than a
@@ -196,6 +201,7 @@ class ManifestSource:
         self._abs_root = os.path.abspath(self.root)
         self._logged: set[LoadError] = set()
         self.loads = 0  # completed (re)loads; lets tests and the CLI see progress
+        self._polling_noted = False  # the fallback to a polling watcher was logged
 
     # -- public ----------------------------------------------------------------
 
@@ -221,25 +227,10 @@ class ManifestSource:
 
     async def run(self) -> None:
         """Load, then watch the folder and reload on every change until cancelled."""
-        from watchfiles import DefaultFilter, awatch  # imported here: offline validate needs none of it
-
         self._check_root()
         await asyncio.to_thread(self._rescan, ())
         self._publish()
-        debounce_ms = max(1, int(self.debounce * 1000))
-        # watchfiles checks for events every `step` ms and yields at the first
-        # check that finds no new one (or after `debounce` ms of steady events):
-        # a write reaches us one to two steps later. Its 1600 ms default is far
-        # too slow here; at 10 ms a change is in the table well inside 50 ms, and
-        # a truncate-then-write caught half way is handled by SETTLE_S.
-        step_ms = max(1, min(debounce_ms, STEP_MS))
         watch_root, only = self._watch_target()
-        base_filter = DefaultFilter()
-
-        def wanted(change, path: str) -> bool:
-            if only is not None and os.path.basename(path) != only:
-                return False
-            return base_filter(change, path)
 
         async def reload(paths=()) -> None:
             plan = self._plan(paths)
@@ -261,22 +252,15 @@ class ManifestSource:
                     await asyncio.sleep(0.5)
                 await reload()
             try:
-                # yield_on_timeout: an empty batch every RESYNC_MS when idle. Its rescan
-                # (one stat per file, no parsing unless something changed) covers
-                # writes made before the watch was in place and any event the
-                # kernel dropped (inotify queue overflow, network filesystems).
-                async for changes in awatch(
-                    watch_root,
-                    watch_filter=wanted,
-                    debounce=debounce_ms,
-                    step=step_ms,
-                    rust_timeout=RESYNC_MS,
-                    yield_on_timeout=True,
-                    recursive=only is None,
-                ):
-                    await reload({p for _, p in changes})
-                    if not os.path.exists(watch_root):
-                        break
+                # An empty batch every RESYNC_MS when idle: its rescan (one stat per
+                # file, no parsing unless something changed) covers writes made
+                # before the watch was in place and any event the kernel dropped
+                # (inotify queue overflow, network filesystems).
+                async with contextlib.aclosing(self._watch_batches(watch_root, only)) as batches:
+                    async for paths in batches:  # aclosing: a break closes the watch at once
+                        await reload(paths)
+                        if not os.path.exists(watch_root):
+                            break
             except FileNotFoundError:
                 pass
             # The watch ended (its folder vanished or was replaced): whatever
@@ -284,6 +268,53 @@ class ManifestSource:
             await asyncio.sleep(0.1)
             if os.path.exists(watch_root):
                 await reload()
+
+    def _watch_batches(self, watch_root: str, only: str | None) -> AsyncIterator[set[str]]:
+        """Batches of changed paths under ``watch_root`` (only the file ``only``, when
+        set); an empty batch when idle for RESYNC_MS or when only a rescan can tell.
+
+        inotify on the event loop (controller/inotify.py) where the kernel has it:
+        the process sleeps until something changes. Elsewhere watchfiles, which
+        polls from a thread every STEP_MS."""
+        from watchfiles import DefaultFilter  # imported here: offline validate needs none of it
+
+        base_filter = DefaultFilter()
+
+        def wanted(path: str) -> bool:
+            if only is not None and os.path.basename(path) != only:
+                return False
+            return base_filter(None, path)  # the kind of change plays no part in its decision
+
+        quiet_ms = max(1, min(int(self.debounce * 1000), STEP_MS))
+        try:
+            watch = InotifyWatch(watch_root, quiet=quiet_ms / 1000, debounce=self.debounce,
+                                 idle_timeout=RESYNC_MS / 1000, wanted=wanted, recursive=only is None,
+                                 ignore_dirs=base_filter.ignore_dirs)
+        except InotifyUnavailable as exc:
+            if not self._polling_noted:
+                log.info("watching %s by polling every %d ms: %s", watch_root, quiet_ms, exc)
+                self._polling_noted = True
+            return self._polled_changes(watch_root, wanted, quiet_ms, only is None)
+        return aiter(watch)
+
+    async def _polled_changes(self, watch_root: str, wanted, step_ms: int, recursive: bool):
+        from watchfiles import awatch
+
+        # watchfiles checks for events every `step` ms and yields at the first
+        # check that finds no new one (or after `debounce` ms of steady events):
+        # a write reaches us one to two steps later. Its 1600 ms default is far
+        # too slow here; at 10 ms a change is in the table well inside 50 ms, and
+        # a truncate-then-write caught half way is handled by SETTLE_S.
+        async for changes in awatch(
+            watch_root,
+            watch_filter=lambda change, path: wanted(path),
+            debounce=max(1, int(self.debounce * 1000)),
+            step=step_ms,
+            rust_timeout=RESYNC_MS,
+            yield_on_timeout=True,
+            recursive=recursive,
+        ):
+            yield {p for _, p in changes}
 
     # -- internals -------------------------------------------------------------
 

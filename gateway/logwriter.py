@@ -4,7 +4,10 @@ A log collector that stops reading its pipe turns every blocking write into a
 stall: the access log's flush, on the event loop, froze the proxy after a few
 hundred requests. ``LogWriter`` takes whole lines into a bounded buffer
 (``MAX_BUFFER`` characters, bytes for the ASCII JSON lines) and a writer thread
-writes them in batches, every ``INTERVAL`` seconds. When the buffer is full a
+writes them in batches, every ``INTERVAL`` seconds while lines come. With
+nothing to write the thread sleeps until a line comes: a thread that woke every
+interval anyway took the GIL, and with the gateway pinned to one CPU the CPU,
+from the proxy's event loop twenty times a second. When the buffer is full a
 new line is dropped and counted (``dropped``), the proxy goes on; once the
 stream takes lines again, ``on_drops`` is told how many were lost, at most once
 per ``DROP_WARNING_INTERVAL``. Lines are never split: a batch is whole lines,
@@ -24,8 +27,11 @@ whoever else holds it (the shell's terminal, the supervisor and the sibling
 ``--workers``): setting it would make their writes fail with EAGAIN. A caller's
 whole share is an append to a deque and two integer updates (``one_producer``:
 no lock, for a single writing thread; callers from several threads take an
-uncontended lock). The writer thread never takes a lock: deque appends and pops
-are atomic, and each counter has one writing thread. Its blocked write waits for
+uncontended lock), plus, when the writer thread sleeps idle, one wake-up
+(``_idle``: the caller appends, then reads the flag; the thread sets the flag,
+then looks at the buffer, so one of them sees the other). The writer thread
+never takes a lock: deque appends and pops are atomic, and each counter has one
+writing thread. Its blocked write waits for
 the reader, never for the proxy. For the access log, written on every request,
 a thread costs more than the lines (GIL hand-offs with the event loop on every
 batch): see gateway/loopwriter.py.
@@ -63,6 +69,12 @@ class DropReport:
         self.interval = interval
         self.reported = 0  # lines already told
         self.last = -interval  # time.monotonic() of the last call
+
+    def due_in(self, dropped: int, broken: bool) -> float | None:
+        """Seconds until ``report`` would tell of lines lost so far (None: nothing to tell)."""
+        if dropped <= self.reported or broken or self.on_drops is None:
+            return None
+        return max(0.0, self.last + self.interval - time.monotonic())
 
     def report(self, dropped: int, broken: bool) -> None:
         """``dropped``: the writer's lines lost so far; ``broken``: its stream failed on the last write."""
@@ -106,7 +118,9 @@ class LogWriter:
             # Only ever called from one thread (the access log: the event loop): no lock at all.
             self.write = self._queue_line
         self._closing = False
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # set by close(): ends the batch wait
+        self._idle = False  # the writer thread sleeps until a line comes (see _sleep_until_a_line)
+        self._line = threading.Event()  # wakes it: set by the caller that finds it idle, and by close()
         self._broken = False
         self._thread = threading.Thread(target=self._run, name=f"crdgate-{name}-writer", daemon=True)
         self._thread.start()
@@ -122,6 +136,9 @@ class LogWriter:
                 return False
             self._lines.append(line)
             self._queued += n
+        if self._idle:
+            self._idle = False
+            self._line.set()
         return True
 
     def _queue_line(self, line: str) -> bool:
@@ -131,6 +148,9 @@ class LogWriter:
             return False
         self._lines.append(line)
         self._queued += n
+        if self._idle:
+            self._idle = False
+            self._line.set()
         return True
 
     @property
@@ -151,6 +171,7 @@ class LogWriter:
         """
         self._closing = True
         self._wake.set()
+        self._line.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -164,13 +185,30 @@ class LogWriter:
     def _run(self) -> None:
         lines = self._lines
         while True:
-            self._wake.wait(self.interval)
+            if not lines and not self._closing:
+                self._sleep_until_a_line()
+            self._wake.wait(self.interval)  # the lines of one interval go out in one write
             closing = self._closing  # read before draining: what was queued before close() goes out
             if lines:
                 self._write_lines()
             self.drop_report.report(self.dropped, self._broken)
             if closing and not lines:
                 return
+
+    def _sleep_until_a_line(self) -> None:
+        """Sleep until a caller queues a line or close() is called; no periodic wake-up,
+        except to tell of drops not told yet (held back by the warning interval)."""
+        self._line.clear()
+        self._idle = True
+        if self._lines or self._closing:  # queued before the flag was seen: no wake-up will come
+            self._idle = False
+            return
+        self._line.wait(self._drops_due_in())
+        self._idle = False
+
+    def _drops_due_in(self) -> float | None:
+        """Seconds until the drops not told yet can be told (None: nothing to tell)."""
+        return self.drop_report.due_in(self.dropped, self._broken)
 
     def _write_lines(self) -> None:
         lines = self._lines

@@ -157,6 +157,10 @@ def test_verdict_and_summary_line():
     assert with_floor["direct_us"]["p99"] == 400
     assert "backend direct at that rate p99 0.40 ms" in summary_line(with_floor)
     assert "backend direct" not in line
+    assert "own peak" not in line and v["utilisation"]["crdgate"] is None
+    loaded = verdict([_w(1500)], [_w(1000)], 6000, 12000.0, [], crdgate_peak=8000.0)
+    assert loaded["utilisation"] == {"crdgate": 0.75, "nginx": 0.5}
+    assert "crdgate's own peak 8,000 req/s: the rate is 75% of it (nginx: 50%)" in summary_line(loaded)
 
 
 def test_connections_the_server_closes_are_replaced():

@@ -16,6 +16,7 @@ import pytest
 
 from gateway.logwriter import LogWriter, LogWriterHandler
 from polling import wait_until
+from wakeups import needs_proc, thread_switches
 
 
 @pytest.fixture
@@ -172,3 +173,35 @@ def test_the_logging_handler_sends_whole_records_through_the_writer(pipe):
     text = read_all_available(r).decode()
     assert text.startswith("WARNING first\nERROR with a traceback\nTraceback")
     assert text.endswith("ValueError: boom\n")
+
+
+@needs_proc
+def test_an_idle_writer_thread_sleeps_until_a_line_comes(pipe):
+    # A thread that woke every interval with nothing to write took the GIL (and, the
+    # gateway pinned to one CPU, the CPU) from the proxy's event loop each time.
+    r, w = pipe
+    writer = LogWriter(w, "test", interval=0.01)
+    tid = writer._thread.native_id
+    writer.write("first")
+    assert wait_until(lambda: read_all_available(r) == b"first\n")
+    time.sleep(0.05)  # back asleep
+    before = thread_switches()[tid][1]
+    time.sleep(0.5)  # fifty intervals
+    assert thread_switches()[tid][1] - before < 5
+    writer.write("second")  # wakes it
+    assert wait_until(lambda: read_all_available(r) == b"second\n")
+    assert writer.close(timeout=5)
+
+
+def test_drops_held_back_by_the_warning_interval_are_told_without_a_new_line(pipe):
+    r, w = pipe
+    drops: list[int] = []
+    writer = LogWriter(w, "test", on_drops=drops.append, max_buffer=8 << 10, interval=0.01, warning_interval=0.3)
+    os.set_blocking(r, False)
+    for _ in range(2):  # the second stall ends within the warning interval of the first one's report
+        for i in range(2000):
+            writer.write(line(i))
+        assert wait_until(lambda: (read_all_available(r), writer.buffered == 0 and bool(drops))[1])
+    assert wait_until(lambda: len(drops) == 2)  # told once the interval is over, with the thread idle
+    assert sum(drops) == writer.dropped
+    writer.close(timeout=5)
