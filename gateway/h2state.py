@@ -15,11 +15,16 @@ the check passes exactly when h2's would; at either bound h2's own walk counts
 exactly and drops the closed streams, and ``_prune_at`` moves to twice what
 remains. The walk is thus paid once per many new streams, not once per stream,
 and h2 holds at most ``max(PRUNE_FLOOR, 2 x open)`` streams of a connection.
+
+Header blocks are coded by gateway/h2hpack.py instead of the ``hpack``
+package's encoder and decoder (same interface, a fraction of the cost).
 """
 
 from __future__ import annotations
 
 from h2.connection import H2Connection
+
+from gateway.h2hpack import FieldDecoder, FieldEncoder
 
 # Closed streams h2 may hold before they are dropped (each a few hundred bytes).
 PRUNE_FLOOR = 256
@@ -29,6 +34,11 @@ class H2State(H2Connection):
     """``h2.connection.H2Connection`` with the open-stream count of the module docstring."""
 
     _prune_at = PRUNE_FLOOR
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self.encoder = FieldEncoder()
+        self.decoder = FieldDecoder(self.decoder.max_header_list_size)
 
     @property
     def open_inbound_streams(self) -> int:
