@@ -24,7 +24,11 @@ setting waits for.
 integer and Huffman code, none of its per-field calls and logging, and the
 Huffman-coded strings of this connection memoised (a peer that never indexes,
 like nginx as a gRPC backend, sends the same coded values in every response).
+A block that left the dynamic table as it was (indexed fields and literals
+without indexing: a client repeating its request, a backend its response) is
+memoised whole, keyed by its bytes, valid while the table does not change.
 The same errors as hpack's decoder, which h2 turns into a connection error.
+Memos are per connection: nothing one peer sent can be timed by another.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ SENSITIVE = frozenset((b"authorization", b"proxy-authorization", b"cookie", b"se
 MEMO_ENTRIES = 256
 # Longer strings are not memoised (a memo bounded in bytes, not only entries).
 MEMO_LENGTH = 128
+# Whole header blocks memoised per connection, and the longest memoised.
+MEMO_BLOCKS = 8
+MEMO_BLOCK_LENGTH = 1024
 
 _STATIC = HeaderTable.STATIC_TABLE
 _STATIC_LENGTH = len(_STATIC)
@@ -120,8 +127,20 @@ class FieldDecoder(Decoder):
     """hpack's ``Decoder`` with the one-loop ``decode`` of the module docstring."""
 
     def __init__(self, max_header_list_size: int = 2**16) -> None:
+        self._generation = 0  # changes with every change to the dynamic table
+        self._list_size = 0
         super().__init__(max_header_list_size=max_header_list_size)
         self._huffman: dict[bytes, bytes] = {}
+        self._blocks: dict[bytes, tuple] = {}  # block -> (table generation, fields, list size)
+
+    @property
+    def header_table_size(self) -> int:
+        return self.header_table.maxsize
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:
+        self._generation += 1
+        self.header_table.maxsize = value
 
     def _string(self, data: bytes, i: int, end: int) -> tuple[bytes, int]:
         """The string literal at ``i`` (RFC 7541 5.2) and where the next field starts."""
@@ -159,8 +178,22 @@ class FieldDecoder(Decoder):
         if not raw:
             return super().decode(data, raw)
         data = bytes(data)
-        table = self.header_table
         limit = self.max_header_list_size
+        seen = self._blocks.get(data)
+        if (seen is not None and seen[0] == self._generation and seen[2] <= limit
+                and self.header_table.maxsize <= self.max_allowed_table_size):
+            return list(seen[1])
+        generation = self._generation
+        headers = self._decode(data, limit)
+        if generation == self._generation and len(data) <= MEMO_BLOCK_LENGTH:
+            blocks = self._blocks
+            if len(blocks) >= MEMO_BLOCKS:
+                blocks.clear()
+            blocks[data] = (generation, tuple(headers), self._list_size)
+        return headers
+
+    def _decode(self, data: bytes, limit: int) -> list:
+        table = self.header_table
         headers: list = []
         size = 0
         i = 0
@@ -194,6 +227,7 @@ class FieldDecoder(Decoder):
                     name, i = self._string(data, i, end)
                 value, i = self._string(data, i, end)
                 table.add(name, value)
+                self._generation += 1
                 header = HeaderTuple(name, value)
             elif first & 0x20:  # dynamic table size update (6.3)
                 if headers:
@@ -223,4 +257,5 @@ class FieldDecoder(Decoder):
                 raise OversizedHeaderListError(f"A header list larger than {limit} has been received")
         if self.header_table_size > self.max_allowed_table_size:
             raise InvalidTableSizeError("Encoder did not shrink table size to within the max")
+        self._list_size = size
         return headers

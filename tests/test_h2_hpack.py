@@ -131,3 +131,30 @@ def test_h2_turns_a_decoding_error_into_a_connection_error():
     # HEADERS on stream 1, END_HEADERS, carrying indexed field 0.
     with pytest.raises(ProtocolError):
         server.receive_data(b"\x00\x00\x01\x01\x05\x00\x00\x00\x01\x80")
+
+
+def test_a_repeated_block_decodes_the_same_while_the_table_holds():
+    theirs, ours, reference = Encoder(), FieldDecoder(), Decoder()
+    first = [(b":method", b"GET"), (b":path", b"/a"), (b"x-a", b"1")]
+    second = [(b":method", b"GET"), (b":path", b"/b"), (b"x-a", b"1")]
+    for fields in (first, first, first, second, first, second, second):
+        block = theirs.encode(fields)
+        got = ours.decode(block, raw=True)
+        assert got == reference.decode(block, raw=True) == fields
+        got.append((b"x-mutated", b"by the caller"))  # the memo hands out copies
+    # The same bytes meaning other fields once the table changed (index 62: the newest entry).
+    ours, reference = FieldDecoder(), Decoder()
+    for fields in ([(b"x-a", b"1")], [(b"x-b", b"2")]):
+        add = Encoder().encode(fields)  # literal with indexing: the entry becomes index 62
+        assert ours.decode(add, raw=True) == reference.decode(add, raw=True) == fields
+        assert ours.decode(b"\xbe", raw=True) == reference.decode(b"\xbe", raw=True) == fields
+
+
+def test_a_repeated_block_still_needs_the_table_size_update_we_asked_for():
+    ours = FieldDecoder()
+    block = Encoder().encode([(b":method", b"GET")])
+    ours.decode(block, raw=True)
+    ours.max_allowed_table_size = 0  # our smaller SETTINGS_HEADER_TABLE_SIZE, acknowledged
+    with pytest.raises(HPACKDecodingError):
+        ours.decode(block, raw=True)  # the peer did not shrink its table
+    assert ours.decode(b"\x20" + block, raw=True) == [(b":method", b"GET")]
