@@ -110,10 +110,16 @@ class FieldEncoder:
             self._size_update = False
             blocks.append(b"\x20")  # dynamic table size update: 0
         for field in headers:
+            if type(field) is not tuple:
+                # A HeaderTuple (h2 keeps the class it was given): equal to the plain
+                # tuple, so the memo would lose its never-indexed flag; not memoised.
+                name, value = field
+                blocks.append(encode_field(name, value, name in SENSITIVE or not field.indexable))
+                continue
             block = memo.get(field)
             if block is None:
                 name, value = field
-                never = name in SENSITIVE or getattr(field, "indexable", True) is False
+                never = name in SENSITIVE
                 block = encode_field(name, value, never)
                 if not never and len(value) <= MEMO_LENGTH:
                     if len(memo) >= MEMO_ENTRIES:

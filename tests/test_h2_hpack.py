@@ -158,3 +158,11 @@ def test_a_repeated_block_still_needs_the_table_size_update_we_asked_for():
     with pytest.raises(HPACKDecodingError):
         ours.decode(block, raw=True)  # the peer did not shrink its table
     assert ours.decode(b"\x20" + block, raw=True) == [(b":method", b"GET")]
+
+
+def test_a_field_sent_never_indexed_after_the_same_field_plain_stays_never_indexed():
+    ours, reference = FieldEncoder(), Decoder()
+    plain = (b"x-key", b"k")
+    reference.decode(ours.encode([plain]), raw=True)  # memoised as a plain literal
+    got = reference.decode(ours.encode([NeverIndexedHeaderTuple(*plain)]), raw=True)
+    assert got == [plain] and type(got[0]) is NeverIndexedHeaderTuple
