@@ -42,11 +42,14 @@ from hpack.table import HeaderTable
 
 # Fields an encoder should never let a compression context keep (RFC 7541 7.1.3).
 SENSITIVE = frozenset((b"authorization", b"proxy-authorization", b"cookie", b"set-cookie"))
-# Memo entries per connection and direction; past it the memo starts again.
-MEMO_ENTRIES = 256
+# Memo entries per connection and direction; past it the memo starts again. A
+# response or gRPC reply repeats about a dozen fields, so a peer sending new
+# values on every block costs a clear every few blocks, nothing more.
+MEMO_ENTRIES = 64
 # Longer strings are not memoised (a memo bounded in bytes, not only entries).
 MEMO_LENGTH = 128
-# Whole header blocks memoised per connection, and the longest memoised.
+# Whole header blocks memoised per connection, and the longest memoised. With the
+# above: at most ~70 KB of memos per connection, whatever the peer sends.
 MEMO_BLOCKS = 8
 MEMO_BLOCK_LENGTH = 1024
 
