@@ -2,8 +2,8 @@
 
 The modules listed in gateway/_native.py (CORE and POLICY: the HTTP/1 protocol,
 the exchange, the wire helpers, the request view, upstream connections, the
-routing table, the policies, rate limiting, metrics, API keys) are ordinary
-Python modules. Cython compiles them, with the field and method types declared
+routing table, the policies, rate limiting, metrics, API keys, the HTTP/2 glue)
+are ordinary Python modules. Cython compiles them, with the field and method types declared
 in their .pxd files (policies.pxd types only the auth and rate-limit glue), into
 extension modules that replace them on import: the per-request path (parsing
 callbacks, routing glue, header forwarding, policy checks) then runs as C calls

@@ -4,8 +4,8 @@ A connection becomes HTTP/2 in one of two ways (``serve_http2``, called by the
 HTTP/1 protocol, gateway/http1.py, which every listener starts with): on the
 TLS listener when the client picked ``h2`` by ALPN, and on the plain listener
 when the connection opens with the HTTP/2 preface (prior knowledge, ``--h2c``).
-Framing, HPACK and flow-control accounting are the h2 package's state machine
-(``H2Connection``, as ``H2State``: gateway/h2state.py); this module feeds it
+Framing and flow-control accounting are the h2 package's state machine
+(``H2Connection``, as ``H2State``: gateway/h2state.py; HPACK: gateway/h2hpack.py); this module feeds it
 bytes, turns its events into work and writes what it has to send.
 
 Each request stream is an ``Http2Stream`` (gateway/h2stream.py), the client
@@ -17,8 +17,8 @@ Limits, each against a known attack on HTTP/2 servers:
 - concurrency: ``SETTINGS_MAX_CONCURRENT_STREAMS`` is advertised and a stream
   past it is refused with ``REFUSED_STREAM`` (a stream error, RFC 9113 5.1.2);
 - header lists: ``SETTINGS_MAX_HEADER_LIST_SIZE`` from ``--max-header-bytes``,
-  enforced by the HPACK decoder; our HPACK encoder's table is capped whatever
-  the client allows (it would hold our own headers at the client's word);
+  enforced by the HPACK decoder; our HPACK encoder indexes nothing
+  (gateway/h2hpack.py), so no table of our headers grows at the client's word;
   CONTINUATION floods (CVE-2024-27316) stop at h2's backlog of 64 frames, a
   connection error;
 - rapid reset (CVE-2023-44487): streams the client resets before their
@@ -90,8 +90,11 @@ _monotonic = time.monotonic
 # the same rules as h2's inbound check, in one pass, at a quarter of its cost.
 # What we send is built from fields already parsed and filtered
 # (gateway/h2stream.py): checking it again costs a tenth of a response.
+# Cookie crumbs are joined by Http2Stream.request as it copies the fields (h2's
+# inbound normalisation would be one more pass over every request's fields).
 _CONFIG = H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False,
-                          validate_outbound_headers=False, normalize_outbound_headers=False)
+                          validate_outbound_headers=False, normalize_outbound_headers=False,
+                          normalize_inbound_headers=False)
 
 
 class _Settings(Settings):

@@ -235,9 +235,11 @@ class H2Connection:
         # values hold no CR, LF or NUL, surrounding whitespace is stripped) and
         # _send_headers lower-cases them and drops the connection-specific ones; h2
         # checking each again cost more CPU than the rest of the request. What the
-        # server sends is checked by gateway/h2fields.py (h2's rules, in one pass).
+        # server sends is checked by gateway/h2fields.py (h2's rules, in one pass). Inbound
+        # normalisation joins Cookie crumbs, a request field: for responses, a pass for nothing.
         config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_outbound_headers=False,
-                                           normalize_outbound_headers=False, validate_inbound_headers=False)
+                                           normalize_outbound_headers=False, validate_inbound_headers=False,
+                                           normalize_inbound_headers=False)
         conn = self.h2 = _ClientState(config=config)
         conn.local_settings = h2.settings.Settings(client=True, initial_values={
             h2.settings.SettingCodes.ENABLE_PUSH: 0,

@@ -11,8 +11,10 @@ import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import RequestReceived, ResponseReceived
+from h2.errors import ErrorCodes
 from h2.exceptions import TooManyStreamsError
 from h2.settings import SettingCodes
+from hyperframe.frame import DataFrame, Frame, HeadersFrame
 
 from gateway.h2state import PRUNE_FLOOR, H2State
 
@@ -108,3 +110,41 @@ def test_opening_a_stream_does_not_walk_every_stream():
         _request(client, server, sid)
         sid += 2
     assert len(walks) <= 4 * PRUNE_FLOOR // 100
+
+
+def test_frames_are_handled_without_building_their_repr(monkeypatch):
+    client, server = _pair(100)
+
+    def no_repr(frame):
+        raise AssertionError("repr(frame) built on the receive path")
+
+    monkeypatch.setattr(Frame, "__repr__", no_repr)
+    assert isinstance(_request(client, server, 1)[0], RequestReceived)
+
+
+def _late_frames(cls) -> list:
+    """What a server of class ``cls`` makes of frames on streams it closed: (events or error, bytes sent)."""
+    client, server = _pair(100, server_cls=cls)
+    client.send_headers(1, REQUEST)
+    server.receive_data(client.data_to_send())
+    server.reset_stream(1, ErrorCodes.CANCEL)  # closed by RST_STREAM
+    client.send_headers(3, REQUEST, end_stream=True)
+    server.receive_data(client.data_to_send())
+    server.send_headers(3, RESPONSE, end_stream=True)  # closed by END_STREAM both ways
+    server.data_to_send()
+    seen = []
+    for frame in (DataFrame(1, data=b"late"), HeadersFrame(1, data=b"\x82", flags=["END_HEADERS"]),
+                  DataFrame(3, data=b"late")):
+        try:
+            outcome = [type(e).__name__ for e in server.receive_data(frame.serialize())]
+        except Exception as e:  # noqa: BLE001 - the kind of error is what is compared
+            outcome = type(e).__name__
+        seen.append((outcome, bytes(server.data_to_send())))
+    return seen
+
+
+def test_frames_on_closed_streams_are_answered_as_by_h2():
+    """After RST_STREAM: a stream error (RST_STREAM back); after END_STREAM: a connection error."""
+    ours = _late_frames(H2State)
+    assert ours == _late_frames(H2Connection)
+    assert ours[0][1][3] == 0x3  # RST_STREAM
