@@ -49,7 +49,6 @@ import bisect
 import contextlib
 import logging
 import os
-import re
 import stat as stat_mod
 import time
 from collections import Counter
@@ -58,11 +57,11 @@ from pathlib import Path
 from typing import AsyncIterator, NamedTuple
 
 from controller import store as store_mod
-from controller.inotify import InotifyUnavailable, InotifyWatch
+from controller.inotify import InotifyWatch
 from controller.manifestdoc import Entry, LoadError, parse_file
 from controller.store import Store
 from gateway import metrics
-from gateway.errors import ManifestFolderError
+from gateway.errors import InotifyUnavailable, ManifestFolderError
 
 log = logging.getLogger("crdgate.controller.files")
 

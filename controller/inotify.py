@@ -34,6 +34,8 @@ import sys
 import time
 from typing import AsyncIterator, Callable, Iterable
 
+from gateway.errors import InotifyUnavailable
+
 log = logging.getLogger("crdgate.controller.inotify")
 
 # <sys/inotify.h>
@@ -59,10 +61,6 @@ MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | I
 _FOLDER_EVENTS = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE  # with IN_ISDIR: the tree changed
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of NUL-padded name
 _READ_SIZE = 64 << 10
-
-
-class InotifyUnavailable(OSError):
-    """inotify cannot be used here; the caller falls back to polling."""
 
 
 @functools.cache

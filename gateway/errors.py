@@ -174,3 +174,8 @@ class ChannelError(CrdgateError):
 
 class MalformedFields(CrdgateError, ValueError):
     """An HTTP/2 header block breaks a rule of RFC 9113 (the message says which; gateway/h2fields.py)."""
+
+
+class InotifyUnavailable(CrdgateError, OSError):
+    """inotify cannot be used here (not Linux, no symbol, out of watches); the manifests
+    watch falls back to polling (controller/inotify.py)."""

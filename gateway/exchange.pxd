@@ -8,8 +8,8 @@ from gateway.metrics cimport RequestStats
 from gateway.request cimport ClientConnection, HeaderView, RequestView, header_view
 from gateway.routing cimport BackendRef, EndpointSet, MatchResult, Route, RoutePolicy, RouteTable, Timeouts
 from gateway.upstream cimport EndpointPool, UpstreamConnection, Upstreams
-from gateway.wire cimport (add_field, connection_tokens, forwarding_fields, has_header, json_body, next_request_id,
-                           unsafe_fields)
+from gateway.wire cimport (add_field, connection_tokens, copy_request_fields, forwarding_fields, has_header, json_body,
+                           next_request_id, unsafe_fields)
 
 
 cdef class Exchange

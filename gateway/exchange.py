@@ -29,8 +29,8 @@ from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
 from gateway.syntax import unsafe_field_value, unsafe_target
 from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
-    CONNECTION_OPTIONS, FORWARDING, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, add_field,
-    connection_tokens, forwarding_fields, has_header, header_value, json_body, last_chunk,
+    CONNECTION_OPTIONS, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, add_field,
+    connection_tokens, copy_request_fields, forwarding_fields, has_header, header_value, json_body, last_chunk,
     next_request_id, refused_head, trailer_chunk, unsafe_fields,
 )
 
@@ -555,24 +555,8 @@ class Exchange(RequestView):
                 # the loop below; what authentication established is added after it.
                 strip = pol.auth.strip_headers
         special = REQUEST_NOT_COPIED if self.trace is None else REQUEST_NOT_COPIED_TRACED
-        forwarded = None
-        rid = None
         rid_name = self.proto.request_id_header
-        for name, value in headers:
-            lname = name.lower()
-            if strip is not None and lname in strip:
-                continue
-            if lname in special:
-                if lname in FORWARDING and self.proto.trusted:
-                    if forwarded is None:
-                        forwarded = {}
-                    forwarded[lname] = forwarded[lname] + b", " + value if lname in forwarded else value
-                continue
-            if drop and lname in drop:
-                continue
-            if lname == rid_name:
-                rid = value
-            add_field(parts, name, value)
+        forwarded, rid = copy_request_fields(parts, headers, strip, special, drop, rid_name, self.proto.trusted)
         if strip is not None:
             for name, value in self.auth_headers:
                 add_field(parts, name, value)

@@ -10,6 +10,9 @@ cpdef bytes upstream_status_line(int status, bytes reason)
 cpdef add_field(list parts, object name, object value)
 @cython.locals(parts=list)
 cpdef bytes answer_bytes(int status, bytes body, extra, extra_resp, bint close, bint head)
+@cython.locals(forwarded=dict)
+cpdef tuple copy_request_fields(list parts, object headers, object strip, object special, object drop,
+                                bytes rid_name, bint trusted)
 cpdef bint has_header(object headers, bytes lname) except -1
 cpdef bint unsafe_fields(object fields) except -1
 cpdef set connection_tokens(bytes value, set into)

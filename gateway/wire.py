@@ -104,6 +104,34 @@ def add_field(parts: list, name: bytes, value: bytes) -> None:
     parts.append(b"\r\n")
 
 
+def copy_request_fields(parts: list, headers, strip, special, drop, rid_name: bytes, trusted: bool):
+    """The client's fields into an upstream head being built, minus what this hop
+    replaces: ``strip`` (the route's credential fields), ``special`` (hop-by-hop and
+    the fields the gateway writes itself) and ``drop`` (named by the client's
+    Connection). Returns (forwarded, rid): the forwarding fields a ``trusted`` peer
+    sent, joined by name for ``forwarding_fields`` to extend (None when none or
+    untrusted: an untrusted peer's are never believed), and the client's own
+    request id (field ``rid_name``), None when it sent none."""
+    forwarded = None
+    rid = None
+    for name, value in headers:
+        lname = name.lower()
+        if strip is not None and lname in strip:
+            continue
+        if lname in special:
+            if trusted and lname in FORWARDING:
+                if forwarded is None:
+                    forwarded = {}
+                forwarded[lname] = forwarded[lname] + b", " + value if lname in forwarded else value
+            continue
+        if drop and lname in drop:
+            continue
+        if lname == rid_name:
+            rid = value
+        add_field(parts, name, value)
+    return forwarded, rid
+
+
 def has_header(headers, lname: bytes) -> bool:
     for name, _ in headers:
         if name.lower() == lname:

@@ -11,7 +11,7 @@ import pytest
 
 from controller import files
 from controller.files import ManifestFolderError, ManifestSource
-from controller.inotify import InotifyUnavailable
+from gateway.errors import InotifyUnavailable
 from controller.store import Store
 from polling import eventually
 
