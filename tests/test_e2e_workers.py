@@ -34,9 +34,15 @@ spec: {path: /orders, backendService: users}
 
 
 def worker_sockets(gw: GatewayProcess, n: int = 2) -> list[str]:
-    """The workers' admin sockets, from the log (worker i logs ``admin on unix:<dir>/worker-<i>.sock``)."""
-    log = gw.wait_log("worker-%d.sock" % (n - 1), timeout=20)
-    return sorted(set(re.findall(r"admin on unix:(\S+?\.sock)", log)))
+    """The workers' admin sockets, from the log (worker i logs ``admin on unix:<dir>/worker-<i>.sock``).
+    Polled until all ``n`` are logged: the workers start side by side, in no set order."""
+    deadline = time.monotonic() + 20
+    while True:
+        log = gw.wait_log("worker-", timeout=20)
+        found = sorted(set(re.findall(r"admin on unix:(\S+?\.sock)", log)))
+        if len(found) >= n or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
 
 
 async def worker_get(sock: str, path: str):
@@ -211,9 +217,9 @@ async def test_workers_need_no_port_besides_the_admin_and_proxy_ones(tmp_path):
             assert 'worker="0"' in text and 'worker="1"' in text and "crdgate_requests_total" in text
             async with s.get(gw.admin + "/routes") as r:
                 assert r.status == 200 and (await r.json())["routes"][0]["name"] == "shop/users"
+        sockets = worker_sockets(gw)
         log = Path(gw.log.name).read_text(errors="replace")
         assert "address already in use" not in log.lower()
-        sockets = set(re.findall(r"admin on unix:(\S+?\.sock)", log))
         assert len(sockets) == 2, log[-3000:]
         assert gw.terminate(timeout=30) == 0
         # The workers' private socket directory goes with the supervisor.
