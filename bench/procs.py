@@ -23,15 +23,21 @@ from pathlib import Path
 PORT_RANGE = (20000, 32767)
 
 
+def port_free(port: int) -> bool:
+    """Whether a loopback TCP port can be bound now (one bind checks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port(lo: int = PORT_RANGE[0], hi: int = PORT_RANGE[1]) -> int:
-    """A loopback TCP port in [lo, hi] that is free now (one bind checks it)."""
+    """A loopback TCP port in [lo, hi] that is free now."""
     for _ in range(200):
         port = random.randint(lo, hi)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if port_free(port):
             return port
     raise RuntimeError(f"no free loopback port in {lo}-{hi}")
 
