@@ -27,14 +27,14 @@ from collections import deque
 import httptools
 
 from gateway.exchange import Downstream, Exchange, new_exchange
-from gateway.grpcstatus import grpc_http1_answer, grpc_timeout, is_grpc, message_of
+from gateway.grpcstatus import grpc_http1_answer, grpc_message, grpc_status, grpc_timeout, is_grpc, message_of
 from gateway.h2server import PREFACE, serve_http2
 from gateway.normalize import valid_host
 from gateway.tls import bound_server_name
 from gateway import policies
 from gateway.wire import (
     CONNECTION_OPTIONS, RESPONSE_LOOKED, RESPONSE_NOT_COPIED, add_field, answer_bytes, connection_tokens, header_value,
-    switching_head, upstream_status_line, websocket_upgrade,
+    last_chunk, switching_head, upstream_status_line, websocket_upgrade,
 )
 
 log = logging.getLogger("crdgate.proxy")
@@ -456,6 +456,29 @@ class ClientProtocol(Downstream):
         else:
             self.transport.write(answer_bytes(status, body, extra, ex.extra_resp_headers, ex.close_after,
                                               ex.method == "HEAD"))
+
+    def end_cut(self, ex: Exchange, status: int, message: str) -> bool:
+        """A gRPC response that cannot be completed (past its deadline: ``status`` 504;
+        the backend reset or closed it: 502) ends in its last chunk, with the
+        ``grpc-status`` and ``grpc-message`` trailers an HTTP/2 client would get, when the
+        client asked for trailers (``TE: trailers``) and the response is chunked. A cut
+        connection reads to a gRPC client as INTERNAL, neither the timeout nor the
+        retryable failure it is. Anything else is cut."""
+        if not ex.resp_chunked or ex.finished or not is_grpc(header_value(ex.headers, b"content-type")):
+            return False
+        last = last_chunk(((b"grpc-status", b"%d" % grpc_status(status)), (b"grpc-message", grpc_message(message))),
+                          ex.header_view.get("te"))
+        if last is None:
+            return False
+        ex.resp_chunked = False
+        if not ex.req_done:
+            ex.close_after = True  # the rest of a streamed request body has no reader left
+        out = ex.out
+        if out is None:
+            out = ex.out = []
+        out.append(last)
+        ex.flush()
+        return True
 
     def upgraded(self, ex: Exchange, conn, reason: bytes, headers: list) -> None:
         self.transport.write(switching_head(reason, headers))

@@ -4,8 +4,9 @@ The response head (and one message) is with the client already when an h2c
 backend resets the stream (RST_STREAM) or closes its connection. A gRPC client
 (grpcio, h2c) gets what came before and then trailers ``grpc-status: 14``
 UNAVAILABLE, a status it may retry on, instead of a reset it reads as INTERNAL.
-Any other HTTP/2 stream is still reset; an HTTP/1.1 client's connection is still
-cut before the last chunk (it has no way to be told otherwise).
+Any other HTTP/2 stream is still reset. An HTTP/1.1 gRPC client that asked for
+trailers (``TE: trailers``) gets the same status in the last chunk; without that
+request its connection is still cut before the last chunk (it has no way to be told).
 """
 
 from __future__ import annotations
@@ -73,21 +74,35 @@ async def test_any_other_http2_stream_is_still_reset(world, method):
     assert out.reset is not None
 
 
-def http11_grpc_post(port: int, path: str) -> bytes:
-    head = (f"POST {path} HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/grpc\r\nTE: trailers\r\n"
-            "Content-Length: 5\r\n\r\n").encode()
+def http11_grpc_post(port: int, path: str, te: bool = True) -> bytes:
+    head = (f"POST {path} HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/grpc\r\n"
+            + ("TE: trailers\r\n" if te else "") + "Content-Length: 5\r\n\r\n").encode()
     data = b""
     with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
         s.sendall(head + b"\x00\x00\x00\x00\x00")
-        while True:
+        while not data.endswith(b"\r\n0\r\n\r\n") and b"\r\n0\r\ngrpc-status" not in data \
+                or not data.endswith(b"\r\n\r\n"):
             chunk = s.recv(65536)
             if not chunk:
                 return data  # closed by the gateway
             data += chunk
+    return data
 
 
-async def test_an_http11_client_is_still_cut(world):
-    data = await asyncio.to_thread(http11_grpc_post, world.port, "/test.Midway/reset-later")
+@pytest.mark.parametrize("method", ["reset-midway", "close-later"])
+async def test_an_http11_grpc_client_asking_for_trailers_gets_unavailable_in_the_last_chunk(world, method):
+    data = await asyncio.to_thread(http11_grpc_post, world.port, f"/test.Midway/{method}")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower(), head
+    assert body == (b"%x\r\n%s\r\n" % (len(MIDWAY_MESSAGE), MIDWAY_MESSAGE)
+                    + b"0\r\ngrpc-status: 14\r\ngrpc-message: the backend reset or closed the stream\r\n\r\n"), body
+    lines = await eventually(lambda: [line for line in world.stdout().splitlines() if method in line],
+                             what=lambda: f"no access log line:\n{world.stdout()[-2000:]}")
+    assert '"status":502' in lines[0], lines[0]
+
+
+async def test_an_http11_client_that_did_not_ask_for_trailers_is_still_cut(world):
+    data = await asyncio.to_thread(http11_grpc_post, world.port, "/test.Midway/reset-later", False)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower(), head
     assert body == b"%x\r\n%s\r\n" % (len(MIDWAY_MESSAGE), MIDWAY_MESSAGE)  # no last chunk: the response was cut
