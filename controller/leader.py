@@ -76,7 +76,7 @@ class LeaderElector:
         lease_duration: float = 15.0,
         renew_interval: float = 5.0,
         renew_deadline: float = 10.0,
-        retry_interval: float | None = None,
+        retry_interval: float = 2.0,
         release_timeout: float = 5.0,
         failure_backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -95,11 +95,14 @@ class LeaderElector:
         self.lease_duration = lease_duration
         self.renew_interval = renew_interval
         self.renew_deadline = renew_deadline
-        self.retry_interval = retry_interval if retry_interval is not None else renew_interval
+        # A follower's attempts (client-go's RetryPeriod, 2 s): how soon a standby takes
+        # over a lease that ran out, or this replica one whose namespace was just created.
+        self.retry_interval = retry_interval
         self.release_timeout = release_timeout
         self.failure_backoff = failure_backoff or Backoff(base=1.0, cap=30.0)
         self.clock = clock
         self._problem: str | None = None  # the failure being retried, reported once
+        self._missing_namespace = False  # that failure is the Lease's namespace not existing
         self._path = LEASES.path(namespace, name)
         self._lease: dict | None = None  # the last Lease read or written
         self._observed_spec: dict | None = None
@@ -148,9 +151,11 @@ class LeaderElector:
                     raise
                 except Exception as exc:  # noqa: BLE001 — any failure just means "not renewed"
                     self._report_failure(exc)
+                    self._missing_namespace = isinstance(exc, LeaseNamespaceMissing)
                     held, failed = None, True
                 else:
                     self._report_recovery()
+                    self._missing_namespace = False
                 if held:
                     self._renewed_at = started
                     self._set_leader(True)
@@ -162,6 +167,10 @@ class LeaderElector:
                     self._set_leader(False)
                 if self.is_leader:
                     delay = self.renew_interval
+                elif failed and self._missing_namespace:
+                    # The API server answered: nothing to back off from. The fix is a
+                    # user's `kubectl create namespace`, to be picked up at once.
+                    delay = self.retry_interval * random.uniform(1.0, 1.2)
                 elif failed:
                     delay = self.failure_backoff.next_delay()
                 else:

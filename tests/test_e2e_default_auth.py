@@ -55,7 +55,7 @@ async def test_folder_source_uses_the_gateway_default(tmp_path):
     try:
         await check_default_auth(gw)
     finally:
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await users.runner.cleanup()
 
 
@@ -88,6 +88,6 @@ async def test_kube_source_watches_the_gateway_default_secret(tmp_path):
             await eventually(rotated_ok, 15, lambda: "the rotated key to pass:\n" + gw.logs())
             assert await answers(s, gw.base + "/users", {"X-API-Key": KEY}) == 401
     finally:
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await users.runner.cleanup()
         await fk.stop()

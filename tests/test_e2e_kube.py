@@ -88,6 +88,6 @@ async def test_kube_source_end_to_end(tmp_path):
             assert "crdgate_watch_reconnects_total" in text
             assert "crdgate_leader 1.0" in text
     finally:
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await users.runner.cleanup()
         await fk.stop()

@@ -88,7 +88,7 @@ async def test_missing_lease_namespace_is_reported_once_and_recovers(tmp_path):
         await asyncio.to_thread(gw.wait_log, "reachable again")  # the log is written in batches
         assert any("reachable again" in e["message"] for e in log_lines(gw))
     finally:
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await users.runner.cleanup()
         await fk.stop()
 
@@ -105,6 +105,6 @@ async def test_leader_election_off_writes_status_without_a_lease(tmp_path):
             async with s.get(gw.admin + "/metrics") as r:
                 assert "crdgate_leader 1.0" in await r.text()
     finally:
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await users.runner.cleanup()
         await fk.stop()

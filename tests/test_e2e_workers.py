@@ -132,7 +132,7 @@ async def test_workers_share_the_port_and_are_restarted(tmp_path):
         assert gw.terminate(timeout=30) == 0
         assert workers_of(gw.proc.pid) == []
     finally:
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await users.runner.cleanup()
 
 
@@ -227,7 +227,7 @@ async def test_workers_need_no_port_besides_the_admin_and_proxy_ones(tmp_path):
     finally:
         for sock in squatters:
             sock.close()
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await users.runner.cleanup()
 
 
@@ -284,7 +284,7 @@ async def test_one_controller_per_replica_on_the_api_server(tmp_path):
             await eventually(both, 20, "both workers to route /orders", ignore=(OSError, aiohttp.ClientError))
             assert len(fk.watch_requests("apiendpoints")) == 1
     finally:
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await fk.stop()
         await users.runner.cleanup()
 
@@ -360,7 +360,7 @@ async def test_a_change_reaches_every_worker_and_a_restarted_one_gets_the_curren
         assert len(generations) == len(set(generations)), generations
         assert gw.terminate(timeout=30) == 0
     finally:
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await users.runner.cleanup()
         await users2.runner.cleanup()
 
@@ -394,7 +394,7 @@ async def test_shutdown_drains_requests_in_flight_on_every_worker(tmp_path):
         assert code == 0
         assert workers_of(gw.proc.pid) == []
     finally:
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await users.runner.cleanup()
 
 
@@ -416,5 +416,5 @@ async def test_one_worker_with_the_controller_in_a_process_of_its_own(tmp_path):
                 assert (await r.json())["workers"] == 1
         assert gw.terminate(timeout=30) == 0
     finally:
-        gw.close()
+        await asyncio.to_thread(gw.close)  # the fake API server shares this loop: it must answer the Lease release
         await users.runner.cleanup()
