@@ -133,7 +133,9 @@ async def test_missing_lease_namespace_is_one_error_then_quiet_retries_until_it_
     from controller.backoff import Backoff
 
     fake_kube.strict_namespaces = True  # the real server's answer: 404 namespaces "crdgate-system" not found
-    one = LeaderElector(kube_api, NS, NAME, "one", **QUICK, failure_backoff=Backoff(base=0.05, cap=0.1))
+    # The API server answers: attempts come every retry_interval, not after the growing
+    # backoff kept for failures of the API itself (30 s here would time the test out).
+    one = LeaderElector(kube_api, NS, NAME, "one", **QUICK, failure_backoff=Backoff(base=30.0, cap=60.0))
 
     def posts():
         return sum(1 for m, p, _ in fake_kube.requests if m == "POST" and p.endswith("/leases"))
@@ -148,5 +150,4 @@ async def test_missing_lease_namespace_is_one_error_then_quiet_retries_until_it_
             fake_kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
             await eventually(lambda: one.is_leader, what="leads once the namespace exists")
     assert any("reachable again" in r.getMessage() for r in caplog.records)
-    # Success starts the delays between failed attempts over.
     assert one.failure_backoff.attempt == 0
