@@ -39,14 +39,16 @@ What is copied from h2 here follows h2 4.1-4.4 (``_receive_frame``,
 from __future__ import annotations
 
 import h2.stream
-from h2.connection import ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
+from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError
+from h2.exceptions import (
+    FlowControlError, FrameTooLargeError, ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError,
+)
 from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
 from h2.events import TrailersReceived
 from h2.utilities import authority_from_headers, extract_method_header, is_informational_response
 from h2.windows import WindowManager
-from hyperframe.frame import ContinuationFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, RstStreamFrame
 
 from gateway.h2hpack import FieldDecoder, FieldEncoder
 
@@ -119,8 +121,9 @@ class Stream(H2Stream):
     the outbound checks, and every block it receives through the flags for the
     inbound ones, even with those checks and normalisations off. Both sides of
     our HTTP/2 turn them off (the fields are bytes, built and checked by us:
-    gateway/h2fields.py), so here those steps are skipped when they are off;
-    with any of them on, h2's own methods run.
+    gateway/h2fields.py), so here those steps are skipped. ``H2State`` makes
+    its streams of this class only on a connection configured so (``lean``);
+    on any other, h2's own ``H2Stream``.
     """
 
     def __init__(self, stream_id: int, config, inbound_window_size: int, outbound_window_size: int) -> None:
@@ -139,9 +142,6 @@ class Stream(H2Stream):
 
     def send_headers(self, headers, encoder, end_stream: bool = False) -> list:
         """h2's ``H2Stream.send_headers``; ``headers``: a list of (name, value) pairs of bytes."""
-        config = self.config
-        if config.normalize_outbound_headers or config.validate_outbound_headers:
-            return super().send_headers(headers, encoder, end_stream)
         machine = self.state_machine
         input_ = StreamInputs.SEND_HEADERS
         if not machine.client and is_informational_response(headers):
@@ -170,11 +170,23 @@ class Stream(H2Stream):
         self.request_method = extract_method_header(headers)  # a HEAD's response has no body
         return frames
 
+    def send_data(self, data, end_stream: bool = False, pad_length=None) -> list:
+        """h2's ``H2Stream.send_data``, less its debug line (a call per frame, logger on or off)."""
+        if pad_length is not None:
+            return super().send_data(data, end_stream, pad_length)
+        machine = self.state_machine
+        machine.process_input(StreamInputs.SEND_DATA)
+        frame = DataFrame(self.stream_id)
+        frame.data = data.tobytes() if isinstance(data, memoryview) else data
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+            frame.flags.add("END_STREAM")
+        self.outbound_flow_control_window -= frame.flow_controlled_length
+        assert self.outbound_flow_control_window >= 0 or frame.flow_controlled_length == 0
+        return [frame]
+
     def receive_headers(self, headers, end_stream: bool, header_encoding) -> tuple[list, list]:
-        """h2's ``H2Stream.receive_headers``, without the validation flags when nothing reads them."""
-        config = self.config
-        if config.normalize_inbound_headers or config.validate_inbound_headers or isinstance(header_encoding, str):
-            return super().receive_headers(headers, end_stream, header_encoding)
+        """h2's ``H2Stream.receive_headers``, without the validation flags (nothing reads them)."""
         if is_informational_response(headers):
             if end_stream:
                 raise ProtocolError("Cannot set END_STREAM on informational responses")
@@ -207,6 +219,55 @@ class H2State(H2Connection):
         machine = ConnectionMachine()
         machine.state = self.state_machine.state
         self.state_machine = machine
+        config = self.config
+        # Streams of our class only where the steps it leaves out have nothing to do (see Stream).
+        self.lean = not (config.normalize_outbound_headers or config.validate_outbound_headers
+                         or config.normalize_inbound_headers or config.validate_inbound_headers
+                         or isinstance(config.header_encoding, str))
+        self._own_ids = AllowedStreamIDs(config.client_side)
+
+    def send_headers(self, stream_id: int, headers, end_stream: bool = False, priority_weight=None,
+                     priority_depends_on=None, priority_exclusive=None) -> None:
+        """h2's ``send_headers`` (4.1-4.4), less its debug line and, as we never prioritise, the priority branch."""
+        if not self.lean or priority_weight is not None or priority_depends_on is not None \
+                or priority_exclusive is not None:
+            return super().send_headers(stream_id, headers, end_stream, priority_weight, priority_depends_on,
+                                        priority_exclusive)
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            limit = self.remote_settings.max_concurrent_streams
+            count = self.open_outbound_streams
+            if count + 1 > limit:
+                raise TooManyStreamsError(f"Max outbound streams is {limit}, {count} open")
+        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        if stream is None:
+            stream = self._begin_new_stream(stream_id, self._own_ids)
+        self._prepare_for_sending(stream.send_headers(headers, self.encoder, end_stream))
+
+    def send_data(self, stream_id: int, data, end_stream: bool = False, pad_length=None) -> None:
+        """h2's ``send_data`` (4.1-4.4), less its three debug lines."""
+        if pad_length is not None or not self.lean:
+            return super().send_data(stream_id, data, end_stream, pad_length)
+        size = len(data)
+        if size > 0:
+            window = self.local_flow_control_window(stream_id)
+            if size > window:
+                raise FlowControlError(f"Cannot send {size} bytes, flow control window is {window}")
+        if size > self.max_outbound_frame_size:
+            raise FrameTooLargeError(f"Cannot send frame size {size}, max frame size is {self.max_outbound_frame_size}")
+        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        self._prepare_for_sending(self.streams[stream_id].send_data(data, end_stream))
+        self.outbound_flow_control_window -= size
+        assert self.outbound_flow_control_window >= 0 or size == 0
+
+    def _prepare_for_sending(self, frames: list) -> None:
+        """h2's, serialising frame by frame into the buffer (no generator and joined copy per call)."""
+        limit = self.max_outbound_frame_size
+        out = self._data_to_send
+        for frame in frames:
+            out += frame.serialize()
+        for frame in frames:
+            assert frame.body_len <= limit
 
     @property
     def open_inbound_streams(self) -> int:
@@ -237,8 +298,8 @@ class H2State(H2Connection):
             raise StreamIDTooLowError(stream_id, highest)
         if stream_id % 2 != int(allowed_ids):
             raise ProtocolError("Invalid stream ID for peer.")
-        stream = Stream(stream_id, self.config, self.local_settings.initial_window_size,
-                         self.remote_settings.initial_window_size)
+        stream = (Stream if self.lean else H2Stream)(stream_id, self.config, self.local_settings.initial_window_size,
+                                                    self.remote_settings.initial_window_size)
         stream.max_outbound_frame_size = self.max_outbound_frame_size
         self.streams[stream_id] = stream
         if outbound:
