@@ -41,14 +41,18 @@ from __future__ import annotations
 import h2.stream
 from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
 from h2.errors import ErrorCodes
-from h2.exceptions import (
-    FlowControlError, FrameTooLargeError, ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError,
-)
-from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
 from h2.events import TrailersReceived
+from h2.exceptions import (
+    DenialOfServiceError, FlowControlError, FrameDataMissingError, FrameTooLargeError, ProtocolError,
+    StreamClosedError, StreamIDTooLowError, TooManyStreamsError,
+)
+from h2.frame_buffer import FrameBuffer
+from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
 from h2.utilities import authority_from_headers, extract_method_header, is_informational_response
 from h2.windows import WindowManager
-from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, RstStreamFrame
+from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.exceptions import InvalidDataError, InvalidFrameError
+from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame, RstStreamFrame
 
 from gateway.h2hpack import FieldDecoder, FieldEncoder
 
@@ -207,6 +211,37 @@ class Stream(H2Stream):
         return [], events
 
 
+class Frames(FrameBuffer):
+    """h2's ``FrameBuffer`` (4.1-4.4): the same frames, limits and errors, its ``__next__``
+    compiled with ours and the header-block step skipped for a frame that has no part in one."""
+
+    def __next__(self):
+        data = self._data
+        while True:
+            if len(data) < 9:
+                raise StopIteration
+            try:
+                frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+            except (InvalidDataError, InvalidFrameError) as err:
+                raise ProtocolError(f"Received frame with invalid header: {err!s}") from err
+            if len(data) < length + 9:
+                raise StopIteration
+            self._validate_frame_length(length)
+            try:
+                frame.parse_body(memoryview(data[9:9 + length]))
+            except InvalidDataError as err:
+                raise ProtocolError("Received frame with non-compliant data") from err
+            except InvalidFrameError as err:
+                raise FrameDataMissingError("Frame data missing or invalid") from err
+            del data[:9 + length]  # in place: h2 counts on bytearray's cheap deletes from the front
+            kind = type(frame)
+            if self._headers_buffer or kind is HeadersFrame or kind is PushPromiseFrame or kind is ContinuationFrame:
+                frame = self._update_header_buffer(frame)
+                if frame is None:
+                    continue  # a header block goes on: the next frame
+            return frame
+
+
 class H2State(H2Connection):
     """``h2.connection.H2Connection`` with the open-stream count of the module docstring."""
 
@@ -225,6 +260,9 @@ class H2State(H2Connection):
                          or config.normalize_inbound_headers or config.validate_inbound_headers
                          or isinstance(config.header_encoding, str))
         self._own_ids = AllowedStreamIDs(config.client_side)
+        self._peer_ids = AllowedStreamIDs(not config.client_side)
+        if self.lean:
+            self.incoming_buffer = Frames(server=not config.client_side)
 
     def send_headers(self, stream_id: int, headers, end_stream: bool = False, priority_weight=None,
                      priority_depends_on=None, priority_exclusive=None) -> None:
@@ -307,6 +345,34 @@ class H2State(H2Connection):
         else:
             self.highest_inbound_stream_id = stream_id
         return stream
+
+    def _receive_headers_frame(self, frame):
+        """h2's ``_receive_headers_frame`` (4.1-4.4), with the HPACK errors translated as h2 does."""
+        if not self.lean:
+            return super()._receive_headers_frame(frame)
+        stream_id = frame.stream_id
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            limit = self.local_settings.max_concurrent_streams
+            count = self.open_inbound_streams
+            if count + 1 > limit:
+                raise TooManyStreamsError(f"Max inbound streams is {limit}, {count} open")
+        try:
+            headers = self.decoder.decode(frame.data, raw=True)
+        except OversizedHeaderListError as e:
+            raise DenialOfServiceError(f"Oversized header block: {e}") from e
+        except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as e:
+            raise ProtocolError(f"Error decoding header block: {e}") from e
+        events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+        if stream is None:
+            stream = self._begin_new_stream(stream_id, self._peer_ids)
+        flags = frame.flags
+        frames, stream_events = stream.receive_headers(headers, "END_STREAM" in flags, self.config.header_encoding)
+        if "PRIORITY" in flags:
+            p_frames, p_events = self._receive_priority_frame(frame)
+            stream_events[0].priority_updated = p_events[0]
+            stream_events.extend(p_events)
+        return frames, events + stream_events
 
     def _receive_frame(self, frame):
         """h2's ``H2Connection._receive_frame`` (h2 4.1-4.4), less its trace line's ``repr(frame)``."""

@@ -15,10 +15,12 @@ from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
 from h2.events import RequestReceived
 from h2.exceptions import ProtocolError
+from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes
 from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
+from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, PingFrame
 
-from gateway.h2state import PRUNE_FLOOR, ConnectionMachine, H2State, Stream, StreamMachine
+from gateway.h2state import PRUNE_FLOOR, ConnectionMachine, Frames, H2State, Stream, StreamMachine
 
 # As both sides of the gateway configure h2 (gateway/h2server.py, gateway/h2upstream.py).
 OFF = dict(header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False,
@@ -187,3 +189,57 @@ def test_a_hundred_thousand_streams_on_one_connection_hold_bounded_memory():
     assert server.highest_inbound_stream_id == 199_999
     assert held <= 2 * PRUNE_FLOOR
     assert len(server._closed_streams) <= H2State.MAX_CLOSED_STREAMS  # h2 forgets the oldest past this
+
+
+def _frames_of(cls, data: bytes, pieces: int) -> list:
+    """What a buffer of ``cls`` yields for ``data`` fed in ``pieces`` parts: frames, or the error that ended it."""
+    buf = cls(server=False)
+    buf.max_frame_size = 16384
+    seen = []
+    step = max(1, len(data) // pieces)
+    try:
+        for i in range(0, len(data), step):
+            buf.add_data(data[i:i + step])
+            seen.extend(repr(f) for f in buf)
+    except Exception as e:  # noqa: BLE001 - the kind of error is what is compared
+        seen.append(f"{type(e).__name__}: {e}")
+    return seen
+
+
+def test_frames_are_read_as_h2s_buffer_reads_them():
+    headers = HeadersFrame(1, data=b"\x82\x86", flags=["END_STREAM"])  # a block that goes on ...
+    more = [ContinuationFrame(1, data=b"\x84"), ContinuationFrame(1, data=b"\x41\x01a", flags=["END_HEADERS"])]
+    priority = HeadersFrame(3, data=b"\x82", flags=["END_HEADERS", "PRIORITY"], depends_on=1, stream_weight=7)
+    data = DataFrame(1, data=b"x" * 100, flags=["END_STREAM"], pad_length=3)
+    data.flags.add("PADDED")
+    good = b"".join(f.serialize() for f in [headers, *more, priority, data, PingFrame(0, opaque_data=b"12345678")])
+    for pieces in (1, 3, 17, len(good)):
+        assert _frames_of(Frames, good, pieces) == _frames_of(FrameBuffer, good, pieces)
+    broken = [
+        headers.serialize() + DataFrame(1, data=b"x").serialize(),  # another frame inside a header block
+        headers.serialize() + ContinuationFrame(3, data=b"\x84").serialize(),  # another stream's continuation
+        headers.serialize() + ContinuationFrame(1, data=b"\x84").serialize() * 70,  # CVE-2024-27316
+        b"\x00\x40\x01\x00\x00\x00\x00\x00\x01" + b"x" * 16385,  # over the frame size
+    ]
+    for stream in broken:
+        ours = _frames_of(Frames, stream, 1)
+        assert ours == _frames_of(FrameBuffer, stream, 1)
+        assert "Error" in ours[-1]
+    # A CONTINUATION outside a block is handed on (the connection refuses it), by both.
+    naked = ContinuationFrame(1, data=b"\x84", flags=["END_HEADERS"]).serialize()
+    assert _frames_of(Frames, naked, 1) == _frames_of(FrameBuffer, naked, 1)
+    assert _frames_of(Frames, naked, 1)[0].startswith("ContinuationFrame")
+
+
+def test_a_request_with_priority_is_received_as_by_h2():
+    def received(cls):
+        client, server = cls(H2Configuration(client_side=True, **OFF)), cls(H2Configuration(client_side=False, **OFF))
+        client.initiate_connection()
+        server.initiate_connection()
+        server.receive_data(client.data_to_send())
+        client.send_headers(1, REQUEST[:4], end_stream=True, priority_weight=200, priority_depends_on=0)
+        return [(type(e).__name__, repr(e)) for e in server.receive_data(client.data_to_send())]
+
+    ours = received(H2State)
+    assert ours == received(_H2Streams)
+    assert [kind for kind, _ in ours] == ["RequestReceived", "StreamEnded", "PriorityUpdated"]
