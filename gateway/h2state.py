@@ -48,7 +48,7 @@ from h2.exceptions import (
 )
 from h2.frame_buffer import FrameBuffer
 from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
-from h2.utilities import authority_from_headers, extract_method_header, is_informational_response
+from h2.utilities import authority_from_headers
 from h2.windows import WindowManager
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.exceptions import InvalidDataError, InvalidFrameError
@@ -70,6 +70,24 @@ def _by_values(transitions: dict) -> dict:
 # proxied h2c request. Keyed by their integer values, the same table hashes in C.
 _STREAM_MOVES = _by_values(h2.stream._transitions)
 _CONNECTION_MOVES = _by_values(H2ConnectionStateMachine._transitions)
+
+
+def _informational(fields) -> bool:
+    """h2's ``is_informational_response`` for fields of bytes: a :status of 1xx among the pseudo-header fields."""
+    for name, value in fields:
+        if name[:1] != b":":
+            return False
+        if name == b":status":
+            return value[:1] == b"1"
+    return False
+
+
+def _method(fields):
+    """h2's ``extract_method_header`` for fields of bytes."""
+    for name, value in fields:
+        if name == b":method":
+            return value
+    return None
 
 
 class ConnectionMachine(H2ConnectionStateMachine):
@@ -148,7 +166,7 @@ class Stream(H2Stream):
         """h2's ``H2Stream.send_headers``; ``headers``: a list of (name, value) pairs of bytes."""
         machine = self.state_machine
         input_ = StreamInputs.SEND_HEADERS
-        if not machine.client and is_informational_response(headers):
+        if not machine.client and _informational(headers):
             if end_stream:
                 raise ProtocolError("Cannot set END_STREAM on informational responses.")
             input_ = StreamInputs.SEND_INFORMATIONAL_HEADERS
@@ -171,7 +189,7 @@ class Stream(H2Stream):
             raise ProtocolError("Trailers must have END_STREAM set.")
         if machine.client and self._authority is None:
             self._authority = authority_from_headers(headers)
-        self.request_method = extract_method_header(headers)  # a HEAD's response has no body
+        self.request_method = _method(headers)  # a HEAD's response has no body
         return frames
 
     def send_data(self, data, end_stream: bool = False, pad_length=None) -> list:
@@ -189,9 +207,24 @@ class Stream(H2Stream):
         assert self.outbound_flow_control_window >= 0 or frame.flow_controlled_length == 0
         return [frame]
 
+    def receive_data(self, data: bytes, end_stream: bool, flow_control_len: int) -> tuple[list, list]:
+        """h2's ``H2Stream.receive_data``, less its debug line."""
+        machine = self.state_machine
+        events = machine.process_input(StreamInputs.RECV_DATA)
+        data_event = events[0]
+        self._inbound_window_manager.window_consumed(flow_control_len)
+        self._track_content_length(len(data), end_stream)
+        if end_stream:
+            ended = machine.process_input(StreamInputs.RECV_END_STREAM)
+            data_event.stream_ended = ended[0]
+            events.extend(ended)
+        data_event.data = data
+        data_event.flow_controlled_length = flow_control_len
+        return [], events
+
     def receive_headers(self, headers, end_stream: bool, header_encoding) -> tuple[list, list]:
         """h2's ``H2Stream.receive_headers``, without the validation flags (nothing reads them)."""
-        if is_informational_response(headers):
+        if _informational(headers):
             if end_stream:
                 raise ProtocolError("Cannot set END_STREAM on informational responses")
             input_ = StreamInputs.RECV_INFORMATIONAL_HEADERS
