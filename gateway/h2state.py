@@ -1,4 +1,4 @@
-"""h2's connection state machine, counting open streams in constant time.
+"""h2's connection state machine, counting open streams in constant time, without its idle steps.
 
 Both sides of the proxy's HTTP/2 (gateway/h2server.py toward clients,
 gateway/h2upstream.py toward backends) drive an ``H2State``: the ``h2``
@@ -29,11 +29,19 @@ off (gateway/h2fields.py does the checking), and both state machines,
 connection and stream, look their transitions up by the enums' integer values
 (an ``Enum`` member hashes in Python). Same table, same transitions, same
 errors: tests/test_h2_state_machine.py compares them with h2's for every state
-and input, and the frames and events of whole exchanges byte for byte. Together
-about a sixth of an HTTP/2 request's instructions.
+and input, and the frames and events of whole exchanges byte for byte. Header blocks
+and frames also go out without h2's debug-line calls (made with logging off)
+and per-call generators, and frames are read by ``Frames``, h2's buffer with
+the header-block step only for frames that take part in one. Together a
+quarter of an HTTP/2 request's instructions (bench/HISTORY.md, 2026-12-04).
 
-What is copied from h2 here follows h2 4.1-4.4 (``_receive_frame``,
-``_begin_new_stream``, ``H2Stream.__init__``, the two ``process_input``).
+What is copied from h2 here is h2 4.4's code (``_receive_frame`` also 4.1's):
+``_begin_new_stream``, ``send_headers``, ``send_data``, ``_receive_headers_frame``,
+``H2Stream.__init__``, its header and data methods, ``FrameBuffer.__next__``
+and the two ``process_input``. This module is compiled with the glue
+(gateway/_native.py), so these copies also run as C. An h2 that changes them
+is caught by tests/test_h2_state_machine.py, which runs the installed h2's
+classes beside these.
 """
 
 from __future__ import annotations
@@ -91,7 +99,7 @@ def _method(fields):
 
 
 class ConnectionMachine(H2ConnectionStateMachine):
-    """h2's connection state machine (4.1-4.4), its transitions looked up by value."""
+    """h2's connection state machine (4.4), its transitions looked up by value."""
 
     def process_input(self, input_: ConnectionInputs) -> list:
         if not isinstance(input_, ConnectionInputs):
@@ -109,7 +117,7 @@ class ConnectionMachine(H2ConnectionStateMachine):
 
 
 class StreamMachine(H2StreamStateMachine):
-    """h2's stream state machine (4.1-4.4), its transitions looked up by value."""
+    """h2's stream state machine (4.4), its transitions looked up by value."""
 
     def process_input(self, input_: StreamInputs) -> list:
         if not isinstance(input_, StreamInputs):
@@ -149,7 +157,7 @@ class Stream(H2Stream):
     """
 
     def __init__(self, stream_id: int, config, inbound_window_size: int, outbound_window_size: int) -> None:
-        # h2's H2Stream.__init__ (4.1-4.4) with our state machine; tests/test_h2_state_machine.py
+        # h2's H2Stream.__init__ (4.4) with our state machine; tests/test_h2_state_machine.py
         # checks that it sets what h2's does.
         self.state_machine = StreamMachine(stream_id)
         self.stream_id = stream_id
@@ -245,7 +253,7 @@ class Stream(H2Stream):
 
 
 class Frames(FrameBuffer):
-    """h2's ``FrameBuffer`` (4.1-4.4): the same frames, limits and errors, its ``__next__``
+    """h2's ``FrameBuffer`` (4.4): the same frames, limits and errors, its ``__next__``
     compiled with ours and the header-block step skipped for a frame that has no part in one."""
 
     def __next__(self):
@@ -276,7 +284,7 @@ class Frames(FrameBuffer):
 
 
 class H2State(H2Connection):
-    """``h2.connection.H2Connection`` with the open-stream count of the module docstring."""
+    """``h2.connection.H2Connection`` with the open-stream count and the leaner steps of the module docstring."""
 
     _prune_at = PRUNE_FLOOR
 
@@ -299,7 +307,7 @@ class H2State(H2Connection):
 
     def send_headers(self, stream_id: int, headers, end_stream: bool = False, priority_weight=None,
                      priority_depends_on=None, priority_exclusive=None) -> None:
-        """h2's ``send_headers`` (4.1-4.4), less its debug line and, as we never prioritise, the priority branch."""
+        """h2's ``send_headers`` (4.4), less its debug line and, as we never prioritise, the priority branch."""
         if not self.lean or priority_weight is not None or priority_depends_on is not None \
                 or priority_exclusive is not None:
             return super().send_headers(stream_id, headers, end_stream, priority_weight, priority_depends_on,
@@ -316,7 +324,7 @@ class H2State(H2Connection):
         self._prepare_for_sending(stream.send_headers(headers, self.encoder, end_stream))
 
     def send_data(self, stream_id: int, data, end_stream: bool = False, pad_length=None) -> None:
-        """h2's ``send_data`` (4.1-4.4), less its three debug lines."""
+        """h2's ``send_data`` (4.4), less its three debug lines."""
         if pad_length is not None or not self.lean:
             return super().send_data(stream_id, data, end_stream, pad_length)
         size = len(data)
@@ -362,7 +370,7 @@ class H2State(H2Connection):
         return count
 
     def _begin_new_stream(self, stream_id: int, allowed_ids) -> Stream:
-        """h2's ``H2Connection._begin_new_stream`` (4.1-4.4), making a ``Stream``, less its debug lines."""
+        """h2's ``H2Connection._begin_new_stream`` (4.4), making a ``Stream``, less its debug lines."""
         outbound = self._stream_id_is_outbound(stream_id)
         highest = self.highest_outbound_stream_id if outbound else self.highest_inbound_stream_id
         if stream_id <= highest:
@@ -380,7 +388,7 @@ class H2State(H2Connection):
         return stream
 
     def _receive_headers_frame(self, frame):
-        """h2's ``_receive_headers_frame`` (4.1-4.4), with the HPACK errors translated as h2 does."""
+        """h2's ``_receive_headers_frame`` (4.4), with the HPACK errors translated as h2 does."""
         if not self.lean:
             return super()._receive_headers_frame(frame)
         stream_id = frame.stream_id
