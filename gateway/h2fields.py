@@ -54,7 +54,10 @@ def _check_name(name: bytes, first: int) -> None:
 
 
 def _check_value(name: bytes, value: bytes) -> None:
-    if b"\r" in value or b"\n" in value or b"\x00" in value:
+    # Bytes looked up as integers: ``b"\r" in value`` first tries the needle as an
+    # integer and builds, then clears, a TypeError (CPython 3.11), which cost more
+    # than the rest of an h2c request's field checks together.
+    if 0x0D in value or 0x0A in value or 0x00 in value:
         raise MalformedFields(f"field {name!r}: CR, LF or NUL in the value")
     if value[0] in (0x20, 0x09) or value[-1] in (0x20, 0x09):
         raise MalformedFields(f"field {name!r}: value starts or ends with whitespace")

@@ -1,4 +1,4 @@
-"""h2's connection state machine, counting open streams in constant time.
+"""h2's connection state machine, counting open streams in constant time, without its idle steps.
 
 Both sides of the proxy's HTTP/2 (gateway/h2server.py toward clients,
 gateway/h2upstream.py toward backends) drive an ``H2State``: the ``h2``
@@ -22,14 +22,45 @@ package's encoder and decoder (same interface, a fraction of the cost).
 And each frame received is handled without the ``repr(frame)`` that h2 builds
 for its trace logger before every frame, whether that logger is on or not
 (about 2 us a frame; a proxied gRPC call receives six).
-"""
+
+Streams are h2's ``H2Stream`` as ``Stream``: its header blocks are sent and
+received without the steps that only feed checks and normalisations we turn
+off (gateway/h2fields.py does the checking), and both state machines,
+connection and stream, look their transitions up by the enums' integer values
+(an ``Enum`` member hashes in Python). Same table, same transitions, same
+errors: tests/test_h2_state_machine.py compares them with h2's for every state
+and input, and the frames and events of whole exchanges byte for byte. Header blocks
+and frames also go out without h2's debug-line calls (made with logging off)
+and per-call generators, and frames are read by ``Frames``, h2's buffer with
+the header-block step only for frames that take part in one. Together a
+quarter of an HTTP/2 request's instructions (bench/HISTORY.md, 2026-12-04).
+
+These are overrides of h2 4.4's hooks (``_begin_new_stream``, ``send_headers``,
+``send_data``, ``_receive_headers_frame``, ``H2Stream.__init__`` and its header and
+data methods, ``FrameBuffer.__next__``, the two ``process_input``), each doing what
+h2's does in our configuration and nothing else; they reach into h2's internals,
+so pyproject.toml pins h2 to 4.4.x. This module is compiled with the glue
+(gateway/_native.py), so they run as C. tests/test_h2_state_machine.py runs the
+installed h2's classes beside them: a change of h2's behaviour fails it.
+
 
 from __future__ import annotations
 
-from h2.connection import H2Connection
+import h2.stream
+from h2.connection import AllowedStreamIDs, ConnectionInputs, ConnectionState, H2Connection, H2ConnectionStateMachine
 from h2.errors import ErrorCodes
-from h2.exceptions import StreamClosedError, StreamIDTooLowError
-from hyperframe.frame import RstStreamFrame
+from h2.events import TrailersReceived
+from h2.exceptions import (
+    DenialOfServiceError, FlowControlError, FrameDataMissingError, FrameTooLargeError, ProtocolError,
+    StreamClosedError, StreamIDTooLowError, TooManyStreamsError,
+)
+from h2.frame_buffer import FrameBuffer
+from h2.stream import H2Stream, H2StreamStateMachine, StreamInputs, StreamState
+from h2.utilities import authority_from_headers
+from h2.windows import WindowManager
+from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.exceptions import InvalidDataError, InvalidFrameError
+from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame, RstStreamFrame
 
 from gateway.h2hpack import FieldDecoder, FieldEncoder
 
@@ -37,8 +68,223 @@ from gateway.h2hpack import FieldDecoder, FieldEncoder
 PRUNE_FLOOR = 256
 
 
+def _by_values(transitions: dict) -> dict:
+    """h2's transition table keyed by the integer values of its enums instead of the members."""
+    return {(state._value_, input_._value_): move for (state, input_), move in transitions.items()}
+
+
+# h2 looks up each transition by a (state, input) pair of enum members, and an
+# Enum member's hash is a Python function: two calls per lookup, ~11 per
+# proxied h2c request. Keyed by their integer values, the same table hashes in C.
+_STREAM_MOVES = _by_values(h2.stream._transitions)
+_CONNECTION_MOVES = _by_values(H2ConnectionStateMachine._transitions)
+
+
+def _informational(fields) -> bool:
+    """h2's ``is_informational_response`` for fields of bytes: a :status of 1xx among the pseudo-header fields."""
+    for name, value in fields:
+        if name[:1] != b":":
+            return False
+        if name == b":status":
+            return value[:1] == b"1"
+    return False
+
+
+def _method(fields):
+    """h2's ``extract_method_header`` for fields of bytes."""
+    for name, value in fields:
+        if name == b":method":
+            return value
+    return None
+
+
+class ConnectionMachine(H2ConnectionStateMachine):
+    """h2's connection state machine (4.4), its transitions looked up by value."""
+
+    def process_input(self, input_: ConnectionInputs) -> list:
+        if not isinstance(input_, ConnectionInputs):
+            raise ValueError("Input must be an instance of ConnectionInputs")
+        try:
+            func, target_state = _CONNECTION_MOVES[self.state._value_, input_._value_]
+        except KeyError as e:
+            old_state = self.state
+            self.state = ConnectionState.CLOSED
+            raise ProtocolError(f"Invalid input {input_} in state {old_state}") from e
+        self.state = target_state
+        if func is not None:
+            return func()
+        return []
+
+
+class StreamMachine(H2StreamStateMachine):
+    """h2's stream state machine (4.4), its transitions looked up by value."""
+
+    def process_input(self, input_: StreamInputs) -> list:
+        if not isinstance(input_, StreamInputs):
+            raise ValueError("Input must be an instance of StreamInputs")
+        try:
+            func, target_state = _STREAM_MOVES[self.state._value_, input_._value_]
+        except KeyError as err:
+            old_state = self.state
+            self.state = StreamState.CLOSED
+            raise ProtocolError(f"Invalid input {input_} in state {old_state}") from err
+        previous_state = self.state
+        self.state = target_state
+        if func is not None:
+            try:
+                return func(self, previous_state)
+            except ProtocolError:
+                self.state = StreamState.CLOSED
+                raise
+            except AssertionError as err:
+                self.state = StreamState.CLOSED
+                raise ProtocolError(err) from err
+        return []
+
+
+class Stream(H2Stream):
+    """h2's stream with the state machine above, sending and receiving header blocks
+    without the passes our configuration has turned off.
+
+    h2 runs every header block it sends through ``utf8_encode_headers`` (a new
+    tuple per field, whatever they already are) and builds validation flags for
+    the outbound checks, and every block it receives through the flags for the
+    inbound ones, even with those checks and normalisations off. Both sides of
+    our HTTP/2 turn them off (the fields are bytes, built and checked by us:
+    gateway/h2fields.py), so here those steps are skipped. ``H2State`` makes
+    its streams of this class only on a connection configured so (``lean``);
+    on any other, h2's own ``H2Stream``.
+    """
+
+    def __init__(self, stream_id: int, config, inbound_window_size: int, outbound_window_size: int) -> None:
+        # h2's H2Stream.__init__ (4.4) with our state machine; tests/test_h2_state_machine.py
+        # checks that it sets what h2's does.
+        self.state_machine = StreamMachine(stream_id)
+        self.stream_id = stream_id
+        self.max_outbound_frame_size = None
+        self.request_method = None
+        self.outbound_flow_control_window = outbound_window_size
+        self._inbound_window_manager = WindowManager(inbound_window_size)
+        self._expected_content_length = None
+        self._actual_content_length = 0
+        self._authority = None
+        self.config = config
+
+    def send_headers(self, headers, encoder, end_stream: bool = False) -> list:
+        """h2's ``H2Stream.send_headers``; ``headers``: a list of (name, value) pairs of bytes."""
+        machine = self.state_machine
+        input_ = StreamInputs.SEND_HEADERS
+        if not machine.client and _informational(headers):
+            if end_stream:
+                raise ProtocolError("Cannot set END_STREAM on informational responses.")
+            input_ = StreamInputs.SEND_INFORMATIONAL_HEADERS
+        # The state moves before the block is coded: coding changes the HPACK context for good.
+        machine.process_input(input_)
+        block = encoder.encode(headers)
+        size = self.max_outbound_frame_size
+        first = HeadersFrame(self.stream_id)
+        first.data = block[:size]
+        frames = [first]
+        for start in range(size, len(block), size):
+            more = ContinuationFrame(self.stream_id)
+            more.data = block[start:start + size]
+            frames.append(more)
+        frames[-1].flags.add("END_HEADERS")
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+            first.flags.add("END_STREAM")
+        if machine.trailers_sent and not end_stream:
+            raise ProtocolError("Trailers must have END_STREAM set.")
+        if machine.client and self._authority is None:
+            self._authority = authority_from_headers(headers)
+        self.request_method = _method(headers)  # a HEAD's response has no body
+        return frames
+
+    def send_data(self, data, end_stream: bool = False, pad_length=None) -> list:
+        """h2's ``H2Stream.send_data``, less its debug line (a call per frame, logger on or off)."""
+        if pad_length is not None:
+            return super().send_data(data, end_stream, pad_length)
+        machine = self.state_machine
+        machine.process_input(StreamInputs.SEND_DATA)
+        frame = DataFrame(self.stream_id)
+        frame.data = data.tobytes() if isinstance(data, memoryview) else data
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+            frame.flags.add("END_STREAM")
+        self.outbound_flow_control_window -= frame.flow_controlled_length
+        assert self.outbound_flow_control_window >= 0 or frame.flow_controlled_length == 0
+        return [frame]
+
+    def receive_data(self, data: bytes, end_stream: bool, flow_control_len: int) -> tuple[list, list]:
+        """h2's ``H2Stream.receive_data``, less its debug line."""
+        machine = self.state_machine
+        events = machine.process_input(StreamInputs.RECV_DATA)
+        data_event = events[0]
+        self._inbound_window_manager.window_consumed(flow_control_len)
+        self._track_content_length(len(data), end_stream)
+        if end_stream:
+            ended = machine.process_input(StreamInputs.RECV_END_STREAM)
+            data_event.stream_ended = ended[0]
+            events.extend(ended)
+        data_event.data = data
+        data_event.flow_controlled_length = flow_control_len
+        return [], events
+
+    def receive_headers(self, headers, end_stream: bool, header_encoding) -> tuple[list, list]:
+        """h2's ``H2Stream.receive_headers``, without the validation flags (nothing reads them)."""
+        if _informational(headers):
+            if end_stream:
+                raise ProtocolError("Cannot set END_STREAM on informational responses")
+            input_ = StreamInputs.RECV_INFORMATIONAL_HEADERS
+        else:
+            input_ = StreamInputs.RECV_HEADERS
+        machine = self.state_machine
+        events = machine.process_input(input_)
+        headers_event = events[0]
+        if end_stream:
+            ended = machine.process_input(StreamInputs.RECV_END_STREAM)
+            headers_event.stream_ended = ended[0]
+            events += ended
+        self._initialize_content_length(headers)
+        if isinstance(headers_event, TrailersReceived) and not end_stream:
+            raise ProtocolError("Trailers must have END_STREAM set")
+        headers_event.headers = list(headers)  # a list of its own (the decoder may hand out a memoised one)
+        return [], events
+
+
+class Frames(FrameBuffer):
+    """h2's ``FrameBuffer`` (4.4): the same frames, limits and errors, its ``__next__``
+    compiled with ours and the header-block step skipped for a frame that has no part in one."""
+
+    def __next__(self):
+        data = self._data
+        while True:
+            if len(data) < 9:
+                raise StopIteration
+            try:
+                frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+            except (InvalidDataError, InvalidFrameError) as err:
+                raise ProtocolError(f"Received frame with invalid header: {err!s}") from err
+            if len(data) < length + 9:
+                raise StopIteration
+            self._validate_frame_length(length)
+            try:
+                frame.parse_body(memoryview(data[9:9 + length]))
+            except InvalidDataError as err:
+                raise ProtocolError("Received frame with non-compliant data") from err
+            except InvalidFrameError as err:
+                raise FrameDataMissingError("Frame data missing or invalid") from err
+            del data[:9 + length]  # in place: h2 counts on bytearray's cheap deletes from the front
+            kind = type(frame)
+            if self._headers_buffer or kind is HeadersFrame or kind is PushPromiseFrame or kind is ContinuationFrame:
+                frame = self._update_header_buffer(frame)
+                if frame is None:
+                    continue  # a header block goes on: the next frame
+            return frame
+
+
 class H2State(H2Connection):
-    """``h2.connection.H2Connection`` with the open-stream count of the module docstring."""
+    """``h2.connection.H2Connection`` with the open-stream count and the leaner steps of the module docstring."""
 
     _prune_at = PRUNE_FLOOR
 
@@ -46,6 +292,61 @@ class H2State(H2Connection):
         super().__init__(config)
         self.encoder = FieldEncoder()
         self.decoder = FieldDecoder(self.decoder.max_header_list_size)
+        machine = ConnectionMachine()
+        machine.state = self.state_machine.state
+        self.state_machine = machine
+        config = self.config
+        # Streams of our class only where the steps it leaves out have nothing to do (see Stream).
+        self.lean = not (config.normalize_outbound_headers or config.validate_outbound_headers
+                         or config.normalize_inbound_headers or config.validate_inbound_headers
+                         or isinstance(config.header_encoding, str))
+        self._own_ids = AllowedStreamIDs(config.client_side)
+        self._peer_ids = AllowedStreamIDs(not config.client_side)
+        if self.lean:
+            self.incoming_buffer = Frames(server=not config.client_side)
+
+    def send_headers(self, stream_id: int, headers, end_stream: bool = False, priority_weight=None,
+                     priority_depends_on=None, priority_exclusive=None) -> None:
+        """h2's ``send_headers`` (4.4), less its debug line and, as we never prioritise, the priority branch."""
+        if not self.lean or priority_weight is not None or priority_depends_on is not None \
+                or priority_exclusive is not None:
+            return super().send_headers(stream_id, headers, end_stream, priority_weight, priority_depends_on,
+                                        priority_exclusive)
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            limit = self.remote_settings.max_concurrent_streams
+            count = self.open_outbound_streams
+            if count + 1 > limit:
+                raise TooManyStreamsError(f"Max outbound streams is {limit}, {count} open")
+        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        if stream is None:
+            stream = self._begin_new_stream(stream_id, self._own_ids)
+        self._prepare_for_sending(stream.send_headers(headers, self.encoder, end_stream))
+
+    def send_data(self, stream_id: int, data, end_stream: bool = False, pad_length=None) -> None:
+        """h2's ``send_data`` (4.4), less its three debug lines."""
+        if pad_length is not None or not self.lean:
+            return super().send_data(stream_id, data, end_stream, pad_length)
+        size = len(data)
+        if size > 0:
+            window = self.local_flow_control_window(stream_id)
+            if size > window:
+                raise FlowControlError(f"Cannot send {size} bytes, flow control window is {window}")
+        if size > self.max_outbound_frame_size:
+            raise FrameTooLargeError(f"Cannot send frame size {size}, max frame size is {self.max_outbound_frame_size}")
+        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        self._prepare_for_sending(self.streams[stream_id].send_data(data, end_stream))
+        self.outbound_flow_control_window -= size
+        assert self.outbound_flow_control_window >= 0 or size == 0
+
+    def _prepare_for_sending(self, frames: list) -> None:
+        """h2's, serialising frame by frame into the buffer (no generator and joined copy per call)."""
+        limit = self.max_outbound_frame_size
+        out = self._data_to_send
+        for frame in frames:
+            out += frame.serialize()
+        for frame in frames:
+            assert frame.body_len <= limit
 
     @property
     def open_inbound_streams(self) -> int:
@@ -67,6 +368,52 @@ class H2State(H2Connection):
         """After h2's walk (which dropped the closed streams): the next walk when twice as many are held."""
         self._prune_at = max(PRUNE_FLOOR, 2 * len(self.streams))
         return count
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids) -> Stream:
+        """h2's ``H2Connection._begin_new_stream`` (4.4), making a ``Stream``, less its debug lines."""
+        outbound = self._stream_id_is_outbound(stream_id)
+        highest = self.highest_outbound_stream_id if outbound else self.highest_inbound_stream_id
+        if stream_id <= highest:
+            raise StreamIDTooLowError(stream_id, highest)
+        if stream_id % 2 != int(allowed_ids):
+            raise ProtocolError("Invalid stream ID for peer.")
+        stream = (Stream if self.lean else H2Stream)(stream_id, self.config, self.local_settings.initial_window_size,
+                                                    self.remote_settings.initial_window_size)
+        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        self.streams[stream_id] = stream
+        if outbound:
+            self.highest_outbound_stream_id = stream_id
+        else:
+            self.highest_inbound_stream_id = stream_id
+        return stream
+
+    def _receive_headers_frame(self, frame):
+        """h2's ``_receive_headers_frame`` (4.4), with the HPACK errors translated as h2 does."""
+        if not self.lean:
+            return super()._receive_headers_frame(frame)
+        stream_id = frame.stream_id
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            limit = self.local_settings.max_concurrent_streams
+            count = self.open_inbound_streams
+            if count + 1 > limit:
+                raise TooManyStreamsError(f"Max inbound streams is {limit}, {count} open")
+        try:
+            headers = self.decoder.decode(frame.data, raw=True)
+        except OversizedHeaderListError as e:
+            raise DenialOfServiceError(f"Oversized header block: {e}") from e
+        except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as e:
+            raise ProtocolError(f"Error decoding header block: {e}") from e
+        events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+        if stream is None:
+            stream = self._begin_new_stream(stream_id, self._peer_ids)
+        flags = frame.flags
+        frames, stream_events = stream.receive_headers(headers, "END_STREAM" in flags, self.config.header_encoding)
+        if "PRIORITY" in flags:
+            p_frames, p_events = self._receive_priority_frame(frame)
+            stream_events[0].priority_updated = p_events[0]
+            stream_events.extend(p_events)
+        return frames, events + stream_events
 
     def _receive_frame(self, frame):
         """h2's ``H2Connection._receive_frame`` (h2 4.1-4.4), less its trace line's ``repr(frame)``."""
