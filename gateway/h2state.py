@@ -35,14 +35,14 @@ and per-call generators, and frames are read by ``Frames``, h2's buffer with
 the header-block step only for frames that take part in one. Together a
 quarter of an HTTP/2 request's instructions (bench/HISTORY.md, 2026-12-04).
 
-These are overrides of h2 4.4's hooks (``_begin_new_stream``, ``send_headers``,
+These are overrides of h2 4.4's hooks (``_receive_frame``, ``_begin_new_stream``, ``send_headers``,
 ``send_data``, ``_receive_headers_frame``, ``H2Stream.__init__`` and its header and
 data methods, ``FrameBuffer.__next__``, the two ``process_input``), each doing what
 h2's does in our configuration and nothing else; they reach into h2's internals,
 so pyproject.toml pins h2 to 4.4.x. This module is compiled with the glue
 (gateway/_native.py), so they run as C. tests/test_h2_state_machine.py runs the
 installed h2's classes beside them: a change of h2's behaviour fails it.
-
+"""
 
 from __future__ import annotations
 
