@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import sys
 import time
 from collections import deque
 
@@ -131,7 +132,9 @@ class ClientProtocol(Downstream):
     def connection_made(self, transport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        ip = peer[0] if peer else ""
+        # Interned: the connections of one client share the one str, so the access log finds
+        # its "client" run unchanged by identity instead of comparing the text per request.
+        ip = sys.intern(peer[0]) if peer else ""
         self.peer = ip
         self.peer_bytes = ip.encode()
         self.forwarded_for = b'"[%s]"' % self.peer_bytes if ":" in ip else self.peer_bytes

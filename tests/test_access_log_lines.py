@@ -5,9 +5,11 @@ real ``AccessLog`` whose writer only collects the lines.
 """
 
 import json
+import time
 
 from gateway.accesslog import AccessLog
 from gateway.config import Limits
+from gateway.exchange import Exchange
 from protoharness import Gateway
 from proxyharness import route, table
 
@@ -270,3 +272,21 @@ async def test_a_request_refused_before_its_head_is_parsed_logs_the_method_the_p
         assert (await c.response()).status == 408
     methods = [(json.loads(line)["status"], json.loads(line)["method"]) for line in lines.lines]
     assert methods == [(400, "POST"), (414, "DELETE"), (400, "-"), (408, "PUT")]
+
+
+async def test_a_line_without_a_request_id_or_a_path_has_nulls_and_stays_valid_json():
+    gw, lines = _gateway()
+    async with gw:
+        await _send(gw, b"GET /api HTTP/1.1\r\nHost: a\r\nX-Request-Id: say \"hi\"\r\n\r\n", 200)
+        # An exchange that never got an id nor a path (nothing the gateway answers today
+        # lacks an id, but the line must not depend on it).
+        c = gw.client()
+        ex = Exchange(c.protocol)
+        ex.status = 400
+        gw.server.access_log.write(ex, time.monotonic())
+        await _send(gw, b"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", 200)
+    first, bare, last = (json.loads(line) for line in lines.lines)
+    assert first["request_id"] == 'say "hi"' and first["path"] == "/api"
+    assert bare["request_id"] is None and bare["path"] is None and bare["method"] == "-" and bare["status"] == 400
+    assert set(bare) == FIELDS
+    assert last["request_id"] and last["path"] == "/api"
