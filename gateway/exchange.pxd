@@ -44,6 +44,7 @@ cdef class Exchange(RequestView):
     cdef public object content_length, chunked, conn_value, req_bytes, resp_bytes
     cdef public object upstream_host, request_id, user_agent, policy_task, out
     cdef public object trace  # gateway.tracing.RequestTrace when sampled, else None
+    cdef public bint request_id_made  # the id is the gateway's own, printable ASCII: the access log copies it unscanned
     cdef public list body_buf
     cdef public Py_ssize_t body_buf_size
     cdef public bytes req_last_chunk  # None, or the request's last chunk with its trailers

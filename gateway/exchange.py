@@ -169,6 +169,7 @@ class Exchange(RequestView):
         self.resp_started = self.resp_chunked = self.resp_until_close = self.finished = self.close_after = False
         self.status = self.resp_bytes = 0
         self.request_id = None
+        self.request_id_made = False  # made by next_request_id: known clean, the access log need not check it
         self.user_agent = None  # the User-Agent as received (access log)
         self.policy_task = None
         self.out = None
@@ -572,6 +573,7 @@ class Exchange(RequestView):
         if rid is None:
             rid = next_request_id()
             add_field(parts, rid_name, rid)
+            self.request_id_made = True
         self.request_id = rid
         if self.upgrade:
             parts.append(b"connection: upgrade\r\nupgrade: ")
@@ -855,7 +857,11 @@ class Exchange(RequestView):
         if self.request_id is None:
             # An answer the gateway makes itself (401, 404, 429, 503...) is logged
             # with a request id too: the client's, or a new one, as a forwarded request's.
-            self.request_id = header_value(self.headers, self.proto.request_id_header) or next_request_id()
+            own = header_value(self.headers, self.proto.request_id_header)
+            if not own:
+                own = next_request_id()
+                self.request_id_made = True
+            self.request_id = own
         if body is None:
             body = json_body(status, message) if status >= 400 else b""
         proto = self.proto

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import sys
 import time
 from collections import deque
 
@@ -131,7 +132,9 @@ class ClientProtocol(Downstream):
     def connection_made(self, transport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        ip = peer[0] if peer else ""
+        # Interned: the connections of one client share the one str, so the access log finds
+        # its "client" run unchanged by identity instead of comparing the text per request.
+        ip = sys.intern(peer[0]) if peer else ""
         self.peer = ip
         self.peer_bytes = ip.encode()
         self.forwarded_for = b'"[%s]"' % self.peer_bytes if ":" in ip else self.peer_bytes
@@ -247,12 +250,23 @@ class ClientProtocol(Downstream):
             ex = Exchange(self)
             self.pipeline.append(ex)
             head = ex
+        elif ex is not None:
+            self._method_read(ex)
         if ex is not head or ex.finished or ex.resp_started:
             # Answering in order would mean waiting on the request ahead: cut instead.
             self.abort()
             return
         ex.keep_alive = False
         ex.respond(status, message, extra=None, close=True)
+
+    def _method_read(self, ex: Exchange) -> None:
+        """A request answered before its head was complete (refused, timed out) is logged and
+        counted with the method its request line gave, if the parser got that far: the
+        target follows the method, so a target begun means the method was read (llhttp's
+        method is meaningless before that). Otherwise it keeps "-", unknown."""
+        if not ex.head_complete and self._url_size:
+            method = self.parser.get_method()
+            ex.method = _METHODS.get(method) or method.decode("ascii", "replace")
 
     def eof_received(self):
         # A half-close from the client: finish what is in flight, then close.
@@ -503,6 +517,7 @@ class ClientProtocol(Downstream):
             if head is self.current and not head.head_complete:
                 self.server.stats.rejected(408)
                 self.current = None
+                self._method_read(head)
                 head.keep_alive = False
                 head.respond(408, "request head timed out", extra=None, close=True)
                 return

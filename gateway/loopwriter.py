@@ -39,6 +39,12 @@ slow) keeps the rest, and the loop writes it when the fd is writable again
 ``on_drops`` is told how many were lost, at most once per
 ``DROP_WARNING_INTERVAL``. Lines are never torn by this process: a batch is
 whole lines, written to its end before the next one starts.
+
+The lines are bytes from the start (``LineBuffer``): the access log appends a
+line's pieces straight into the batch, where the bytes the write takes are
+(compiled, a ``memcpy`` per piece). No object is made per line, and no join or
+encode per batch; the two buffers (one filling, one being written) are reused
+batch after batch, so a batch of a few hundred kilobytes allocates nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +58,81 @@ import time
 from typing import Callable
 
 from gateway.logwriter import CLOSE_TIMEOUT, DROP_WARNING_INTERVAL, INTERVAL, MAX_BUFFER, DropReport
+
+
+# Compiled, a LineBuffer copies ASCII text and bytes with memcpy (the C names come from
+# loopwriter.pxd); as plain Python it takes the same bytes through slices.
+_COMPILED = not __file__.endswith(".py")
+
+
+class LineBuffer:
+    """Bytes appended in place: the lines of a batch, or of one line being made.
+
+    ``data`` is allocated ahead (``capacity`` bytes, doubled when full) and only its
+    first ``length`` bytes hold lines, so appending a piece is a copy into memory
+    already there, and ``clear`` keeps the memory for the next batch.
+    """
+
+    def __init__(self, capacity: int = 65536):
+        self.data = bytearray(capacity)
+        self.capacity = capacity
+        self.length = 0
+
+    def put(self, text: str) -> None:
+        """Append text; ASCII (what the access log makes: it escapes the rest) is copied as it is."""
+        if text is None:  # compiled, the C calls below would read through a null str
+            raise TypeError("LineBuffer.put takes a str, not None")
+        n = len(text)
+        if _COMPILED and PyUnicode_IS_ASCII(text):
+            if self.length + n > self.capacity:
+                self._grow(n)
+            memcpy(PyByteArray_AS_STRING(self.data) + self.length, PyUnicode_DATA(text), n)
+            self.length += n
+        else:
+            self.put_bytes(text.encode("utf-8", "backslashreplace"))
+
+    def put_bytes(self, value: bytes) -> None:
+        if value is None:
+            raise TypeError("LineBuffer.put_bytes takes bytes, not None")
+        n = len(value)
+        if self.length + n > self.capacity:
+            self._grow(n)
+        if _COMPILED:
+            memcpy(PyByteArray_AS_STRING(self.data) + self.length, PyBytes_AS_STRING(value), n)
+        else:
+            self.data[self.length:self.length + n] = value
+        self.length += n
+
+    def put_char(self, c: int) -> None:
+        """Append one byte (a quote, a newline)."""
+        if self.length + 1 > self.capacity:
+            self._grow(1)
+        self.data[self.length] = c
+        self.length += 1
+
+    def _grow(self, n: int) -> None:
+        # A new bytearray rather than a resize: the old one may still be exported to a
+        # memoryview (a batch written in part), which a resize would refuse.
+        capacity = max(self.length + n, 2 * self.capacity)
+        grown = bytearray(capacity)
+        grown[:self.length] = memoryview(self.data)[:self.length]
+        self.data = grown
+        self.capacity = capacity
+
+    def cut(self, length: int) -> None:
+        """Forget what was appended after ``length`` bytes (a line that is dropped)."""
+        self.length = length
+
+    def clear(self) -> None:
+        self.length = 0
+
+    def text(self, start: int) -> str:
+        """What was appended from ``start`` on, as text."""
+        return self.data[start:self.length].decode("utf-8", "backslashreplace")
+
+    def view(self) -> memoryview:
+        """The bytes appended so far, without a copy (valid until the next append or clear)."""
+        return memoryview(self.data)[:self.length]
 
 
 class FileTarget:
@@ -155,9 +236,12 @@ class LoopLogWriter:
         self.drop_report = DropReport(on_drops, warning_interval)  # told once the stream takes lines again
         self.max_buffer = max_buffer
         self.interval = interval
-        self._lines: list[str] = []  # waiting for the next batch
-        self._size = 0  # characters held: the waiting lines and the unwritten rest of the batch in flight
-        self._waiting_size = 0  # characters of the waiting lines (with their newlines)
+        self.lines = LineBuffer()  # the lines waiting for the next batch, each with its newline
+        self._spare = LineBuffer()  # the buffer of the batch before, kept for the next one
+        self._flight = None  # the buffer of the batch in flight
+        self._line_start = 0  # where the line being made (``start_line``) begins in ``lines``
+        self._waiting_lines = 0
+        self._size = 0  # bytes held: the waiting lines and the unwritten rest of the batch in flight
         self._rest = None  # memoryview of what the stream has not taken yet of the batch in flight
         self._rest_lines = 0  # lines of that batch (counted as lost if the stream breaks)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -172,13 +256,26 @@ class LoopLogWriter:
 
     def write(self, line: str) -> bool:
         """Queue one line (without its newline); False when it was dropped."""
-        n = len(line) + 1
+        self.start_line().put(line)
+        return self.end_line()
+
+    def start_line(self) -> LineBuffer:
+        """The buffer to append the next line's pieces to (without its newline); then ``end_line``."""
+        self._line_start = self.lines.length
+        return self.lines
+
+    def end_line(self) -> bool:
+        """The line appended since ``start_line`` is complete: queued, or dropped (False) when the
+        buffer is full or the writer closed."""
+        lines = self.lines
+        lines.put_char(10)
+        n = lines.length - self._line_start
         if self._size + n > self.max_buffer or self._closed:
+            lines.cut(self._line_start)
             self._dropped_full += 1
             return False
-        self._lines.append(line)
         self._size += n
-        self._waiting_size += n
+        self._waiting_lines += 1
         if self._timer is None and not self._waiting:
             # The first line of a batch: the batch goes out in ``interval`` seconds, in one write.
             if self._loop is None:
@@ -193,7 +290,7 @@ class LoopLogWriter:
 
     @property
     def buffered(self) -> int:
-        """Characters held now (waiting or being written): never above ``max_buffer``."""
+        """Bytes held now (waiting or being written): never above ``max_buffer``."""
         return self._size
 
     # -- writing (on the loop) ----------------------------------------------------------------
@@ -210,7 +307,7 @@ class LoopLogWriter:
         """Write the batch in flight, then the lines that waited meanwhile, until done or the stream is full."""
         while True:
             if self._rest is None:
-                if not self._lines:
+                if not self._waiting_lines:
                     break
                 self._start_batch()
             if not self._write_rest():  # the stream is full: go on when it is writable again
@@ -227,15 +324,22 @@ class LoopLogWriter:
         self.drop_report.report(self.dropped, self._broken)
 
     def _start_batch(self) -> None:
-        lines = self._lines
-        self._lines = []
-        data = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
-        # The buffer counts characters until encoded, then bytes: more only for non-ASCII
-        # text (the access log's lines are ASCII: no scan of the batch for that).
-        self._size += len(data) - self._waiting_size
-        self._waiting_size = 0
-        self._rest = memoryview(data)
-        self._rest_lines = len(lines)
+        # The waiting lines become the batch in flight, and the lines to come fill the
+        # buffer of the batch before (its memory kept).
+        batch = self.lines
+        self.lines = self._spare
+        self._spare = None
+        self._flight = batch
+        self._rest = batch.view()
+        self._rest_lines = self._waiting_lines
+        self._waiting_lines = 0
+
+    def _batch_done(self) -> None:
+        self._rest = None
+        batch = self._flight
+        self._flight = None
+        batch.clear()
+        self._spare = batch
 
     def _write_rest(self) -> bool:
         """Write what the stream takes of the batch in flight, without waiting; True when none is left."""
@@ -254,7 +358,8 @@ class LoopLogWriter:
                 self._broken = False
             self._size -= n
             rest = rest[n:]
-        self._rest = None
+        rest = None
+        self._batch_done()
         return True
 
     # -- shutdown -------------------------------------------------------------------------
@@ -266,10 +371,10 @@ class LoopLogWriter:
         """
         self._closed = True
         deadline = time.monotonic() + timeout
-        while self.target is not None and (self._rest is not None or self._lines):
+        while self.target is not None and (self._rest is not None or self._waiting_lines):
             if not self._waiting:
                 self._pump()
-                if self._rest is None and not self._lines:
+                if self._rest is None and not self._waiting_lines:
                     break
             if time.monotonic() >= deadline:
                 break
@@ -280,7 +385,7 @@ class LoopLogWriter:
         """``aclose`` for when no event loop runs: waits for the stream with ``select``, bounded in time."""
         self._closed = True
         deadline = time.monotonic() + timeout
-        while self.target is not None and (self._rest is not None or self._lines):
+        while self.target is not None and (self._rest is not None or self._waiting_lines):
             if self._rest is None:
                 self._start_batch()
             if self._write_rest():
@@ -301,10 +406,13 @@ class LoopLogWriter:
                 self._loop.remove_writer(self.target.fd)
             except RuntimeError:  # the loop is closed: nothing is registered any more
                 pass
-        done = self._rest is None and not self._lines
+        done = self._rest is None and not self._waiting_lines
         if not done:
-            self._dropped_lost += (self._rest_lines if self._rest is not None else 0) + len(self._lines)
-            self._rest, self._lines, self._size, self._waiting_size = None, [], 0, 0
+            self._dropped_lost += (self._rest_lines if self._rest is not None else 0) + self._waiting_lines
+            if self._rest is not None:
+                self._batch_done()
+            self.lines.clear()
+            self._waiting_lines = self._size = 0
         if self.target is not None:  # closed once, whichever of close and aclose came first
             self.target.close()
             self.target = None

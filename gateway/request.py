@@ -98,7 +98,7 @@ class RequestView(Handler):
         # own __init__ (compiled, a C call; calling a base __init__ is a Python one).
         self.client = client
         self.server = server  # gateway.server.Server: trusted proxies, stats, the limiter's headers
-        self.method = "GET"
+        self.method = "-"  # until the head is parsed: a request refused before that has none (access log)
         self.host = b""  # the Host (or the absolute-form authority), as received
         self.path = ""  # normalised (gateway/normalize.py)
         self.query = ""

@@ -263,3 +263,26 @@ async def test_the_access_log_writes_from_the_event_loop_without_a_thread(pipe, 
     assert threading.active_count() == threads
     await log.aclose()
     assert wait_until(lambda: threading.active_count() == threads)
+
+
+async def test_lines_past_the_buffers_first_size_and_non_ascii_text_come_out_whole_batch_after_batch(tmp_path):
+    # The batch's buffer starts at 64 KiB and grows (a line bigger than that, a batch of many);
+    # the buffer of a batch written is used again for a later one.
+    path = tmp_path / "log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    writer = LoopLogWriter(open_target(fd), "test", interval=0.01)
+    expected = []
+    for batch in range(3):
+        for i in range(400):
+            n = batch * 1000 + i
+            text = line(n, pad=100_000 if i == 7 else 300)
+            if i == 9:
+                text = json.dumps({"n": n, "x": "h\u00e9 \u2603"}, ensure_ascii=False)
+            assert writer.write(text)
+            expected.append(n)
+        await eventually(lambda: writer.buffered == 0, what=f"batch {batch} written")
+    await writer.aclose()
+    os.close(fd)
+    data = path.read_bytes()
+    assert parse(data) == expected
+    assert "h\u00e9 \u2603".encode() in data  # UTF-8, as given
