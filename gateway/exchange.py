@@ -9,10 +9,9 @@ the common path runs in protocol callbacks: no task, no coroutine, unless a
 policy needs I/O (a JWKS fetch, a Redis round trip) or a new upstream
 connection must be opened.
 
-It is driven by a ``Downstream``, the client connection as an exchange sees it:
-the HTTP/1 protocol (gateway/http1.py) is one, and an HTTP/2 connection will be
-another. Policies see the exchange only as a ``RequestView`` (gateway/request.py).
-Heads are built with gateway/wire.py.
+It is driven by a ``Downstream``, the client side as an exchange sees it (an HTTP/1
+connection, gateway/http1.py, or an HTTP/2 stream, gateway/h2stream.py); policies see
+it only as a ``RequestView`` (gateway/request.py); heads are built with gateway/wire.py.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
     CONNECTION_OPTIONS, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, add_field,
     connection_tokens, copy_request_fields, forwarding_fields, has_header, header_value, json_body, last_chunk,
-    next_request_id, refused_head, trailer_chunk, unsafe_fields,
+    new_traceparent, next_request_id, refused_head, trailer_chunk, unsafe_fields,
 )
 
 log = logging.getLogger("crdgate.proxy")
@@ -567,9 +566,7 @@ class Exchange(RequestView):
             # tracestate is forwarded as it came).
             parts.append(self.trace.traceparent())
         elif self.proto.create_traceparent and not has_header(headers, b"traceparent"):
-            # W3C Trace Context: start a trace for requests that arrive without one
-            # (ones that carry it are forwarded untouched, like any end-to-end header).
-            parts.append(b"traceparent: 00-%032x-%016x-01\r\n" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1))
+            parts.append(new_traceparent())  # one that came is forwarded untouched, as any end-to-end field
         if rid is None:
             rid = next_request_id()
             add_field(parts, rid_name, rid)
@@ -775,8 +772,7 @@ class Exchange(RequestView):
 
     def _schedule_retry(self) -> None:
         backoff = self.route.policy.retries.backoff * (2 ** (self.attempts - 1))
-        # Jitter keeps retries from many clients off the same beat.
-        delay = backoff * (0.5 + random.random())
+        delay = backoff * (0.5 + _random())  # jitter: retries of many clients off the same beat
         asyncio.get_running_loop().call_later(delay, self._retry)
 
     def _retry(self) -> None:
@@ -857,11 +853,10 @@ class Exchange(RequestView):
         if self.request_id is None:
             # An answer the gateway makes itself (401, 404, 429, 503...) is logged
             # with a request id too: the client's, or a new one, as a forwarded request's.
-            own = header_value(self.headers, self.proto.request_id_header)
-            if not own:
-                own = next_request_id()
+            self.request_id = header_value(self.headers, self.proto.request_id_header)
+            if not self.request_id:
+                self.request_id = next_request_id()
                 self.request_id_made = True
-            self.request_id = own
         if body is None:
             body = json_body(status, message) if status >= 400 else b""
         proto = self.proto

@@ -25,3 +25,4 @@ cdef bytes _rid_high
 cdef tuple _RID_LOW
 @cython.locals(n=Py_ssize_t, low=Py_ssize_t)
 cpdef bytes next_request_id()
+cpdef bytes new_traceparent()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 
 from gateway.syntax import unsafe_field_value
 
@@ -276,3 +277,9 @@ def next_request_id() -> bytes:
     if low == 0:
         _rid_high = RID_PREFIX + b"%09x" % (n >> 12)
     return _rid_high + _RID_LOW[low]
+
+
+def new_traceparent() -> bytes:
+    """A W3C Trace Context ``traceparent`` field starting a trace (sampled), for a request
+    that arrives without one: the backend's spans then share a trace."""
+    return b"traceparent: 00-%032x-%016x-01\r\n" % (random.getrandbits(128) or 1, random.getrandbits(64) or 1)
