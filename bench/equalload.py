@@ -135,7 +135,10 @@ def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=
 def summary_line(extra: dict) -> str:
     """The text report's lines for this scenario."""
     if not extra.get("rounds"):
-        return "p99 at equal offered load: no rounds"
+        invalid = extra.get("invalid_rounds") or []
+        return "p99 at equal offered load: no valid rounds" + (
+            f" ({len(invalid)} invalid: " + "; ".join(f"round {r['round']}: {r['reason']}" for r in invalid) + ")"
+            if invalid else "")
     c, n = extra["crdgate_us"], extra["nginx_us"]
     cells = "  ".join(f"{k} {c[k] / 1000:.2f}/{n[k] / 1000:.2f}" for k in c)
     met = "met" if extra["met"] else "NOT met"

@@ -155,7 +155,7 @@ def test_verdict_and_summary_line():
     one_bad = verdict([_w(1500), _w(3000), _w(1800)], [_w(1000), _w(1000), _w(1000)], 5000, 10000.0, [])
     assert one_bad["p99_ratio"] == 1.8 and not one_bad["met"] and "NOT met" in summary_line(one_bad)
     assert not verdict([_w(2500)], [_w(1000)], 10, 20.0, [])["met"]
-    assert summary_line({"rounds": 0}) == "p99 at equal offered load: no rounds"
+    assert summary_line({"rounds": 0}) == "p99 at equal offered load: no valid rounds"
     with_floor = verdict([_w(1500)], [_w(1000)], 10, 20.0, [], direct=_w(400))
     assert with_floor["direct_us"]["p99"] == 400
     assert "backend direct at that rate p99 0.40 ms" in summary_line(with_floor)
@@ -230,3 +230,5 @@ def test_invalid_rounds_are_not_counted_and_played_again_up_to_a_bound():
 
     valid, invalid, played = play_rounds(never, 3)
     assert not valid and played == 3 + EXTRA_ROUNDS and len(invalid) == played
+    none = verdict([], [], 5000, 10000.0, [], [], invalid=invalid)
+    assert not none["met"] and "no valid rounds (6 invalid: round 1: the generator's send lag" in summary_line(none)
