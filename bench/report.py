@@ -95,8 +95,9 @@ def document(meta: dict, baselines: dict[str, Result], scenarios: Iterable[Resul
     direct = baselines["direct"].summary() if "direct" in baselines else None
     doc = {"schema": SCHEMA, **meta}
     doc["host"] = {"cpus": meta.get("cpus"), "cpu_model": cpu_model(), "platform": platform.platform(),
-                   "python": platform.python_version()}
+                   "python": platform.python_version(), "damon": meta.get("damon") or []}
     doc.pop("cpus", None)
+    doc.pop("damon", None)
     doc["baselines"] = {name: result_json(r, nginx, direct) for name, r in baselines.items()}
     doc["scenarios"] = [result_json(r, nginx, direct) for r in scenarios]
     return doc

@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import lookup, report
+from . import hostnoise, lookup, report
 from .backends import start_backend, start_nginx_proxy
 from .churn import STABLE, run_churn
 from .equalload import run_fixed_rate
@@ -94,6 +94,9 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
     missing = [t for t in needed if not tools.has(t)]
     if missing:
         progress.note(f"missing: {', '.join(missing)} -> install with: {install_hint(missing)}")
+    damon = hostnoise.damon_monitors()
+    if damon:
+        notes.append(hostnoise.describe(damon))
     if not tools.has("nginx") and needs_backend:
         notes.append("nginx missing: the backend is the uvloop fallback (bench/echo_backend.py) and the nginx "
                      "comparison is skipped.")
@@ -205,6 +208,7 @@ def run(settings: Settings, progress: Progress, command: list[str], keep_workdir
         "install_hint": install_hint(missing) if missing else "",
         "backend": backend_kind,
         "notes": notes,
+        "damon": damon,
     }
     return report.document(meta, baselines, results)
 

@@ -3,7 +3,9 @@
 ``Server.table`` is the one reference the controller swaps (``swap``); every
 request reads it once. A single sweeper task checks every connection's
 deadlines ten times a second instead of arming a timer per request and closes
-stale upstream connections. The access log goes through a bounded writer
+stale upstream connections; with no client connection it sleeps until one is
+accepted (or an idle upstream connection expires), so an idle gateway does not
+wake ten times a second. The access log goes through a bounded writer
 (gateway/loopwriter.py) that never blocks the loop.
 
 Startup and shutdown run in a fixed order (``start`` / ``drain``): on drain,
@@ -91,6 +93,7 @@ class Server:
         self._deferred: list[asyncio.AbstractServer] = []
         self._sweeper: asyncio.Task | None = None
         self._idle = asyncio.Event()
+        self._wake = asyncio.Event()  # wakes the sweeper of an idle server (see _sweep)
         self._live_endpoints: set | None = None
 
     # -- the table -----------------------------------------------------------------
@@ -101,6 +104,7 @@ class Server:
         self.targets_memo_limit = memo_limit(len(table), TARGETS_MEMO_LIMIT)
         self.swapped_at = time.time()
         self._live_endpoints = None  # recomputed lazily by the sweeper
+        self._wake.set()  # an idle sweeper drops the pools this table no longer uses
         metrics.TABLE_GENERATION.set(table.generation)
         metrics.TABLE_ROUTES.set(len(table))
         if self._deferred and not self.draining:
@@ -129,11 +133,11 @@ class Server:
         scheme = self.scheme
         serve_now = not reuse_port or self.table is not None
         if sock is not None:
-            srv = await loop.create_server(lambda: ClientProtocol(self, scheme), sock=sock, backlog=2048,
+            srv = await loop.create_server(lambda: self._protocol(scheme), sock=sock, backlog=2048,
                                            start_serving=serve_now)
         else:
             host, port = self.config.listen
-            srv = await loop.create_server(lambda: ClientProtocol(self, scheme), host, port, backlog=2048,
+            srv = await loop.create_server(lambda: self._protocol(scheme), host, port, backlog=2048,
                                            reuse_address=True, reuse_port=reuse_port or None,
                                            start_serving=serve_now)
         self._servers.append(srv)
@@ -150,7 +154,7 @@ class Server:
             self.certificates = CertificateStore()
         loop = asyncio.get_running_loop()
         srv = await loop.create_server(
-            lambda: ClientProtocol(self, "https"), host, port, backlog=2048,
+            lambda: self._protocol("https"), host, port, backlog=2048,
             ssl=self.certificates.server_context,
             # A client that connects and never finishes the handshake holds a socket: bound it.
             ssl_handshake_timeout=self.limits.header_timeout,
@@ -185,9 +189,35 @@ class Server:
                 out.append(s.getsockname()[:2])
         return out
 
+    def _protocol(self, scheme: str) -> ClientProtocol:
+        """A new client connection's protocol (the listeners' factory)."""
+        if not self.connections:
+            self._wake.set()  # the sweeper sleeps while there is no connection (see _sweep)
+        return ClientProtocol(self, scheme)
+
     async def _sweep(self) -> None:
+        """Client connections' deadlines every SWEEP_INTERVAL while there are any;
+        idle upstream connections and pools no table uses every tenth tick.
+
+        With no client connection there is no deadline to check: the task sleeps
+        until a connection is accepted, a table is swapped in or the first idle
+        upstream connection passes its idle timeout. A gateway that woke ten
+        times a second for nothing took the CPU it shares (and, with threads, the
+        GIL) at moments no request chose."""
         tick = 0
         while True:
+            if not self.connections:
+                self._wake.clear()
+                now = time.monotonic()
+                self._sweep_upstreams(now)
+                expiry = self.upstreams.next_expiry(now, 10 * SWEEP_INTERVAL)
+                timeout = None if expiry is None else max(0.0, expiry - now) + SWEEP_INTERVAL
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except asyncio.TimeoutError:
+                    continue
+                # Woken by an accept: one tick at least, as the protocol's
+                # connection_made (which adds it to ``connections``) may come after.
             await asyncio.sleep(SWEEP_INTERVAL)
             now = time.monotonic()
             for conn in list(self.connections):
@@ -197,11 +227,14 @@ class Server:
                     log.exception("timeout check failed")
             tick += 1
             if tick % 10 == 0:
-                table = self.table
-                if table is not None and self._live_endpoints is None:
-                    self._live_endpoints = {ep for es in table.endpoints.values() for ep in es.endpoints}
-                self.upstreams.sweep(now, self._live_endpoints)
-                metrics.CLIENT_CONNECTIONS.set(len(self.connections))
+                self._sweep_upstreams(now)
+
+    def _sweep_upstreams(self, now: float) -> None:
+        table = self.table
+        if table is not None and self._live_endpoints is None:
+            self._live_endpoints = {ep for es in table.endpoints.values() for ep in es.endpoints}
+        self.upstreams.sweep(now, self._live_endpoints)
+        metrics.CLIENT_CONNECTIONS.set(len(self.connections))
 
     def connection_closed(self, proto: ClientProtocol) -> None:
         if self.draining and not self.connections:

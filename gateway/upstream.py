@@ -403,6 +403,27 @@ class Upstreams:
         if live is not None:
             self._sets.clear()  # may hold pools just dropped, or sets no table has any more
 
+    def next_expiry(self, now: float, busy_recheck: float) -> float | None:
+        """When (``time.monotonic()``) ``sweep`` next has something to close: the
+        first idle connection's idle timeout, or ``now + busy_recheck`` while a
+        connection is in use (it goes idle later, unseen); None when there is no
+        connection at all. The sweeper of a gateway with no client connection
+        sleeps until then instead of waking every tick."""
+        first = None
+        for pool in self.pools.values():
+            if pool.active:
+                return now + busy_recheck
+            for c in pool.idle:
+                if first is None or c.idle_since < first:
+                    first = c.idle_since
+            if pool.h2 is not None:
+                for conn in pool.h2.conns:
+                    if conn.active:
+                        return now + busy_recheck
+                    if first is None or conn.idle_since < first:
+                        first = conn.idle_since
+        return None if first is None else first + self.idle_timeout
+
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close_idle()
