@@ -571,6 +571,7 @@ class Http2Protocol:
     def _forget(self, stream: Http2Stream, popped: bool = False) -> None:
         if not popped:
             self.streams.pop(stream.stream_id, None)
+        stream.detach()
         # Memos a stream made are the connection's from now on (see Http2Stream.__init__).
         if self.auth_memo is None:
             self.auth_memo = stream.auth_memo

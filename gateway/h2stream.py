@@ -312,6 +312,17 @@ class Http2Stream(Downstream):
             if ex.trace is not None:
                 self.tracer.finish(ex, _monotonic(), reason)
 
+    def detach(self) -> None:
+        """The connection is done with this stream (ended or reset): nothing more goes out.
+
+        Its exchange and ``transport`` (the stream itself) are let go: stream and
+        exchange point at each other, and as a cycle every call's objects would
+        wait for the garbage collector instead of being freed as the call ends.
+        """
+        self.closed = True
+        self.transport = None
+        self.exchange = None
+
     def pending_drained(self) -> None:
         """The connection sent some of ``pending``: read the upstream again when it is low."""
         if self.paused_upstream is not None and self.pending_size <= PENDING_LOW:

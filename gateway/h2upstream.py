@@ -688,4 +688,10 @@ class Stream(UpstreamConnection):
         if not self.over:
             self.over = True
             self.pending = []
+            # The parser's callbacks and ``transport`` point back at this stream: with
+            # those cut, a finished try is freed when its last reference goes, not
+            # left to the garbage collector (one cycle per call was a collection
+            # every few dozen calls).
+            self.parser = None
+            self.transport = None
             self.conn.stream_over(self)
