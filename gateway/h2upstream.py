@@ -54,7 +54,7 @@ from hpack import NeverIndexedHeaderTuple
 
 from gateway import metrics
 from gateway.errors import MalformedFields
-from gateway.h2fields import check_response, check_trailers
+from gateway.h2fields import check_repeated, check_response, check_trailers
 from gateway.h2state import H2State
 from gateway.upstream import UpstreamConnection
 
@@ -221,6 +221,7 @@ class H2Connection:
         self.served = False  # a stream got a response: later failures of others may be stale
         self.refusals = 0  # REFUSED_STREAM in a row
         self.stream_limit = 0  # streams at once: the server's SETTINGS_MAX_CONCURRENT_STREAMS, capped
+        self.passed_blocks: dict = {}  # the last header block each field check passed (h2fields)
         self.write_paused = False
         self.flush_pending = False
         self.idle_since = time.monotonic()
@@ -268,7 +269,7 @@ class H2Connection:
             check = _FIELDS_CHECKS.get(t)
             if check is not None:
                 try:
-                    check(event.headers)
+                    check_repeated(check, event.headers, self.passed_blocks)
                 except MalformedFields as e:
                     self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)  # as h2 answers its own check
                     self._broken(e)
