@@ -111,8 +111,15 @@ class Http2Stream(Downstream):
                 drop = connection_tokens(value, drop) - CONNECTION_OPTIONS
         fields = [(b":status", _STATUS.get(status) or b"%d" % status)]
         framing = False  # Content-Length or Transfer-Encoding: the body ends without the connection closing
-        for name, value in headers:
-            lname = name.lower()
+        for field in headers:
+            name, value = field
+            # Names from an HTTP/2 upstream are lower-case already: the field goes on
+            # as it came (the HPACK encoder's memo then finds the same tuple again).
+            if name.islower():
+                lname = name
+            else:
+                lname = name.lower()
+                field = (lname, value)
             if lname == b"transfer-encoding":
                 framing = True
             if lname in RESPONSE_NOT_COPIED or (drop and lname in drop):
@@ -121,7 +128,7 @@ class Http2Stream(Downstream):
                 framing = True
                 if status == 204:
                     continue
-            fields.append((lname, value))
+            fields.append(field)
         if not framing and ex.method != "HEAD" and status != 204 and status != 304:
             ex.resp_until_close = True  # an HTTP/1.1 body delimited by the upstream closing
         pol = ex.route.policy
