@@ -23,6 +23,9 @@ rules in one loop over the fields, with the character checks done by C
   field (8.3.2);
 - trailers: no pseudo-header field (8.1).
 
+A block equal to the last one the same check passed on the same connection is
+not checked again (``check_repeated``).
+
 A violation makes the message malformed; the connection answers it as h2
 answered its own check: GOAWAY with PROTOCOL_ERROR. Content-Length (digits,
 one value, the body's length against it) is still h2's: its own bookkeeping,
@@ -163,3 +166,17 @@ def check_trailers(fields: list) -> None:
             raise MalformedFields(f"connection-specific field {name!r}")
         if name == b"te" and value.lower() != b"trailers":
             raise MalformedFields("TE other than trailers")
+
+
+def check_repeated(check, fields: list, passed: dict) -> None:
+    """``check`` (one of the above) of ``fields``, unless they equal, field for field, the
+    block ``check`` passed last on this connection: a client repeats its request head, a
+    backend its reply and trailers (the HPACK decoder hands out the very same field
+    tuples for a repeated block, so the comparison is mostly identity). ``passed``: the
+    connection's, check -> that block. The checks are pure functions of the fields.
+    """
+    block = tuple(fields)
+    if passed.get(check) != block:
+        check(fields)
+        passed[check] = block
+

@@ -25,7 +25,8 @@ integer and Huffman code, none of its per-field calls and logging, and the
 Huffman-coded strings of this connection memoised (a peer that never indexes,
 like nginx as a gRPC backend, sends the same coded values in every response).
 A block that left the dynamic table as it was (indexed fields and literals
-without indexing: a client repeating its request, a backend its response) is
+without indexing: a client repeating its request, a backend its response; also
+literals "with indexing" into a table of size 0, which nginx sends) is
 memoised whole, keyed by its bytes, valid while the table does not change.
 The same errors as hpack's decoder, which h2 turns into a connection error.
 Memos are per connection: nothing one peer sent can be timed by another.
@@ -235,8 +236,12 @@ class FieldDecoder(Decoder):
                 else:
                     name, i = self._string(data, i, end)
                 value, i = self._string(data, i, end)
-                table.add(name, value)
-                self._generation += 1
+                # An entry larger than the table empties it (RFC 7541 4.4): into an empty
+                # one (nginx sets its size to 0, then still sends every field "with
+                # indexing") nothing changes, and the memoised blocks stay valid.
+                if table.dynamic_entries or _ENTRY_OVERHEAD + len(name) + len(value) <= table.maxsize:
+                    table.add(name, value)
+                    self._generation += 1
                 header = HeaderTuple(name, value)
             elif first & 0x20:  # dynamic table size update (6.3)
                 if headers:

@@ -57,7 +57,7 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from gateway.errors import MalformedFields
-from gateway.h2fields import check_request, check_trailers
+from gateway.h2fields import check_repeated, check_request, check_trailers
 from gateway.h2state import H2State
 from gateway.h2stream import Http2Stream
 
@@ -172,6 +172,7 @@ class Http2Protocol:
         self._ready: list[Http2Stream] = []
         self._flush_due = False
         self._receiving = False
+        self.passed_blocks: dict = {}  # the last header block each field check passed (h2fields)
 
     # The server's drain and sweeper read ``pipeline``: the requests in flight.
     @property
@@ -316,7 +317,7 @@ class Http2Protocol:
     def _well_formed(self, check, event) -> bool:
         """``check`` (gateway/h2fields.py) passes the event's header block; if not, GOAWAY as h2 would."""
         try:
-            check(event.headers)
+            check_repeated(check, event.headers, self.passed_blocks)
         except MalformedFields as e:
             self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)
             self._protocol_error(e)
@@ -571,6 +572,7 @@ class Http2Protocol:
     def _forget(self, stream: Http2Stream, popped: bool = False) -> None:
         if not popped:
             self.streams.pop(stream.stream_id, None)
+        stream.detach()
         # Memos a stream made are the connection's from now on (see Http2Stream.__init__).
         if self.auth_memo is None:
             self.auth_memo = stream.auth_memo

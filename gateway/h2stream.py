@@ -111,8 +111,15 @@ class Http2Stream(Downstream):
                 drop = connection_tokens(value, drop) - CONNECTION_OPTIONS
         fields = [(b":status", _STATUS.get(status) or b"%d" % status)]
         framing = False  # Content-Length or Transfer-Encoding: the body ends without the connection closing
-        for name, value in headers:
-            lname = name.lower()
+        for field in headers:
+            name, value = field
+            # Names from an HTTP/2 upstream are lower-case already: the field goes on
+            # as it came (the HPACK encoder's memo then finds the same tuple again).
+            if name.islower():
+                lname = name
+            else:
+                lname = name.lower()
+                field = (lname, value)
             if lname == b"transfer-encoding":
                 framing = True
             if lname in RESPONSE_NOT_COPIED or (drop and lname in drop):
@@ -121,7 +128,7 @@ class Http2Stream(Downstream):
                 framing = True
                 if status == 204:
                     continue
-            fields.append((lname, value))
+            fields.append(field)
         if not framing and ex.method != "HEAD" and status != 204 and status != 304:
             ex.resp_until_close = True  # an HTTP/1.1 body delimited by the upstream closing
         pol = ex.route.policy
@@ -311,6 +318,17 @@ class Http2Stream(Downstream):
             ex.drop_upstream()
             if ex.trace is not None:
                 self.tracer.finish(ex, _monotonic(), reason)
+
+    def detach(self) -> None:
+        """The connection is done with this stream (ended or reset): nothing more goes out.
+
+        Its exchange and ``transport`` (the stream itself) are let go: stream and
+        exchange point at each other, and as a cycle every call's objects would
+        wait for the garbage collector instead of being freed as the call ends.
+        """
+        self.closed = True
+        self.transport = None
+        self.exchange = None
 
     def pending_drained(self) -> None:
         """The connection sent some of ``pending``: read the upstream again when it is low."""

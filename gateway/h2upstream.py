@@ -41,17 +41,20 @@ from http import HTTPStatus
 
 import h2.config
 import h2.connection
-import h2.events
 import h2.exceptions
 import h2.settings
 import httptools
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated, DataReceived, InformationalResponseReceived, RemoteSettingsChanged, ResponseReceived,
+    StreamEnded, StreamReset, TrailersReceived, WindowUpdated,
+)
 from hpack import NeverIndexedHeaderTuple
 
 from gateway import metrics
 from gateway.errors import MalformedFields
-from gateway.h2fields import check_response, check_trailers
+from gateway.h2fields import check_repeated, check_response, check_trailers
 from gateway.h2state import H2State
 from gateway.upstream import UpstreamConnection
 
@@ -80,8 +83,8 @@ CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connectio
 PER_REQUEST = frozenset((b"x-request-id", b"traceparent", b"tracestate"))
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 # The header blocks a server sends, by h2 event, and the check of their fields.
-_FIELDS_CHECKS = {h2.events.ResponseReceived: check_response, h2.events.InformationalResponseReceived: check_response,
-                  h2.events.TrailersReceived: check_trailers}
+_FIELDS_CHECKS = {ResponseReceived: check_response, InformationalResponseReceived: check_response,
+                  TrailersReceived: check_trailers}
 
 
 class _ClientState(H2State):
@@ -217,6 +220,8 @@ class H2Connection:
         self.goaway = False  # no new streams on this connection
         self.served = False  # a stream got a response: later failures of others may be stale
         self.refusals = 0  # REFUSED_STREAM in a row
+        self.stream_limit = 0  # streams at once: the server's SETTINGS_MAX_CONCURRENT_STREAMS, capped
+        self.passed_blocks: dict = {}  # the last header block each field check passed (h2fields)
         self.write_paused = False
         self.flush_pending = False
         self.idle_since = time.monotonic()
@@ -256,65 +261,76 @@ class H2Connection:
         except h2.exceptions.ProtocolError as e:
             self._broken(e)  # h2 queued the GOAWAY
             return
+        # Streams that got response bytes in this read: their exchanges write them
+        # to the client once the read is worked through (one write each).
         touched = None
         for event in events:
             t = type(event)
-            if t in _FIELDS_CHECKS:
+            check = _FIELDS_CHECKS.get(t)
+            if check is not None:
                 try:
-                    _FIELDS_CHECKS[t](event.headers)
+                    check_repeated(check, event.headers, self.passed_blocks)
                 except MalformedFields as e:
                     self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)  # as h2 answers its own check
                     self._broken(e)
                     return
-            if t is h2.events.DataReceived:
+            if t is DataReceived:
                 s = self.streams.get(event.stream_id)
                 if s is not None:
                     s.data(event.data, event.flow_controlled_length)
-                    if touched is None:
-                        touched = [s]
-                    elif s not in touched:
-                        touched.append(s)
+                    if not s.touched:
+                        s.touched = True
+                        if touched is None:
+                            touched = [s]
+                        else:
+                            touched.append(s)
                 elif event.flow_controlled_length:
                     # A stream we gave up on: its bytes still count against the connection.
                     self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif t is h2.events.ResponseReceived:
+            elif t is ResponseReceived:
                 s = self.streams.get(event.stream_id)
                 if s is not None:
                     self.served = True
                     self.refusals = 0
                     s.head(event.headers)
-                    if touched is None:
-                        touched = [s]
-                    elif s not in touched:
-                        touched.append(s)
-            elif t is h2.events.TrailersReceived:
+                    if not s.touched:
+                        s.touched = True
+                        if touched is None:
+                            touched = [s]
+                        else:
+                            touched.append(s)
+            elif t is TrailersReceived:
                 s = self.streams.get(event.stream_id)
                 if s is not None:
                     s.trailers(event.headers)
-            elif t is h2.events.StreamEnded:
+            elif t is StreamEnded:
                 s = self.streams.get(event.stream_id)
                 if s is not None:
                     s.ended()  # upstream_done writes what the response left in the exchange
-            elif t is h2.events.StreamReset:
+            elif t is StreamReset:
                 s = self.streams.get(event.stream_id)
                 if s is not None:
                     s.reset(event.error_code)
-            elif t is h2.events.WindowUpdated:
+            elif t is WindowUpdated:
                 for s in [self.streams.get(event.stream_id)] if event.stream_id else list(self.streams.values()):
                     if s is not None:
                         try:
                             s.pump()
                         except h2.exceptions.ProtocolError:
                             s.failed("protocol", unprocessed=False)
-            elif t is h2.events.ConnectionTerminated:
+            elif t is ConnectionTerminated:
                 self.goaway = True
                 self.fail_all("reset", unprocessed_after=event.last_stream_id or 0)
-            elif t is h2.events.RemoteSettingsChanged:
+            elif t is RemoteSettingsChanged:
+                # The server's stream limit, read here once rather than from h2's settings
+                # (a mapping in Python) for every stream asked for.
+                self.stream_limit = min(self.h2.remote_settings.max_concurrent_streams, MAX_STREAMS_PER_CONNECTION)
                 if not self.settled.done():
                     self.settled.set_result(None)
                 self.pool.wake()  # the stream limit may have grown
         if touched is not None:
             for s in touched:
+                s.touched = False
                 s.flush_handler()
         self.flush()
         if self.goaway and not self.streams and not self.active:
@@ -356,10 +372,8 @@ class H2Connection:
     # -- streams ---------------------------------------------------------------
 
     def has_room(self) -> bool:
-        if self.closed or self.goaway or self.h2 is None or not self.settled.done():
-            return False
-        limit = min(self.h2.remote_settings.max_concurrent_streams, MAX_STREAMS_PER_CONNECTION)
-        return self.active < limit
+        # stream_limit is 0 until the server's SETTINGS came (``settled``).
+        return self.active < self.stream_limit and not self.closed and not self.goaway
 
     def new_stream(self) -> Stream:
         self.active += 1
@@ -424,6 +438,10 @@ class Stream(UpstreamConnection):
     resumes reading the response there (``pause_reading``/``resume_reading``).
     """
 
+    # Parser callbacks a request parser would look up and call for nothing (the first is
+    # UpstreamConnection's, for a response): None, httptools leaves them out.
+    on_message_begin = on_status = on_chunk_header = on_chunk_complete = None
+
     def __init__(self, conn: H2Connection):
         # Not UpstreamConnection.__init__: a stream has no socket and no response parser.
         self.pool = conn.pool.pool
@@ -449,6 +467,7 @@ class Stream(UpstreamConnection):
         self.blocked = False  # the exchange was told to pause (upstream_pause)
         self.reading_paused = False
         self.unacked = 0  # response bytes not acknowledged while the client is slow
+        self.touched = False  # on the list of streams whose exchange flushes after this read
 
     # -- UpstreamConnection, as the exchange uses it ---------------------------
 
@@ -688,4 +707,10 @@ class Stream(UpstreamConnection):
         if not self.over:
             self.over = True
             self.pending = []
+            # The parser's callbacks and ``transport`` point back at this stream: with
+            # those cut, a finished try is freed when its last reference goes, not
+            # left to the garbage collector (one cycle per call was a collection
+            # every few dozen calls).
+            self.parser = None
+            self.transport = None
             self.conn.stream_over(self)

@@ -15,7 +15,7 @@ from h2.exceptions import ProtocolError
 from h2.utilities import HeaderValidationFlags, validate_headers
 
 from gateway.errors import MalformedFields
-from gateway.h2fields import check_request, check_response, check_trailers
+from gateway.h2fields import check_repeated, check_request, check_response, check_trailers
 from h2harness import H2Client
 from protoharness import Gateway
 from proxyharness import route, table
@@ -178,3 +178,28 @@ async def test_malformed_request_trailers_close_the_connection():
         c.send()
         await c.wait_closed()
         assert c.goaway is not None and c.goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+
+
+def test_a_block_equal_to_the_last_one_passed_is_not_checked_again():
+    calls = []
+
+    def check(fields):
+        calls.append(fields)
+        check_request(fields)
+
+    passed: dict = {}
+    good = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/pkg.Svc/Call"), (b":authority", b"a.test"),
+            (b"content-type", b"application/grpc"), (b"te", b"trailers")]
+    check_repeated(check, good, passed)
+    check_repeated(check, [tuple(f) for f in good], passed)  # equal fields, other objects
+    assert len(calls) == 1
+    bad = good[:-1] + [(b"te", b"gzip")]
+    for _ in range(2):  # a block that failed is never taken for one that passed
+        with pytest.raises(MalformedFields):
+            check_repeated(check, bad, passed)
+    assert len(calls) == 3
+    check_repeated(check, good, passed)
+    assert len(calls) == 3
+    # Each check remembers its own block: trailers equal to nothing passed yet are checked.
+    with pytest.raises(MalformedFields):
+        check_repeated(check_trailers, [(b":path", b"/")], passed)

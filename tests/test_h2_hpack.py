@@ -166,3 +166,44 @@ def test_a_field_sent_never_indexed_after_the_same_field_plain_stays_never_index
     reference.decode(ours.encode([plain]), raw=True)  # memoised as a plain literal
     got = reference.decode(ours.encode([NeverIndexedHeaderTuple(*plain)]), raw=True)
     assert got == [plain] and type(got[0]) is NeverIndexedHeaderTuple
+
+
+def test_fields_added_to_a_table_of_size_0_leave_the_memo_valid():
+    # nginx as an HTTP/2 server: a table size update to 0, then its head's fields
+    # "with incremental indexing" (stored nowhere) and its trailers without indexing.
+    theirs, reference = Encoder(), Decoder()
+    theirs.header_table_size = 0
+    head = theirs.encode([(b":status", b"200"), (b"server", b"nginx"), (b"content-type", b"application/grpc")],
+                         huffman=True)
+    trailers = theirs.encode([(b"grpc-status", b"0"), (b"grpc-message", b"OK")])
+    assert head[:1] == b"\x20" and head[1:2] == b"\x88" and head[2] & 0xC0 == 0x40  # size update, indexed, literal with indexing
+    ours = FieldDecoder()
+    reference.header_table_size = 4096
+    decoded = []
+    calls = 0
+    original = ours._decode
+
+    def counting(data, limit):
+        nonlocal calls
+        calls += 1
+        return original(data, limit)
+
+    ours._decode = counting
+    later_head = head[1:]  # the size update comes once
+    for block in (head, trailers, later_head, trailers, later_head, trailers):
+        got = ours.decode(block, raw=True)
+        assert got == reference.decode(block, raw=True)
+        decoded.append(got)
+    assert len(ours.header_table.dynamic_entries) == 0 == len(reference.header_table.dynamic_entries)
+    assert calls == 3  # the first head, the first trailers, the head without its size update: then memoised
+    # A table with entries is still emptied by an entry too large for it, and the memo follows.
+    ours = FieldDecoder()
+    assert ours.decode(Encoder().encode([(b"x-a", b"1")]), raw=True) == [(b"x-a", b"1")]
+    ours.header_table.maxsize = 40
+    assert ours.decode(b"\xbe", raw=True) == [(b"x-a", b"1")]
+    big = Encoder()
+    big.header_table_size = 4096
+    assert ours.decode(big.encode([(b"x-big", b"v" * 100)]), raw=True) == [(b"x-big", b"v" * 100)]
+    assert len(ours.header_table.dynamic_entries) == 0
+    with pytest.raises(HPACKDecodingError):
+        ours.decode(b"\xbe", raw=True)

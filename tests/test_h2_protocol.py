@@ -8,6 +8,8 @@ backends are protoharness FakeBackends speaking HTTP/1.1.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 from h2.errors import ErrorCodes
@@ -408,3 +410,27 @@ async def test_drain_sends_goaway_and_finishes_streams_in_flight():
         a = await c.answer(sid)
         assert bytes(a.body) == b"done" and a.ended
         await c.wait_closed()
+
+
+async def test_a_finished_stream_and_its_exchange_are_freed_without_the_garbage_collector():
+    # Stream and exchange point at each other (and the stream is its own transport):
+    # unless the connection lets go of them, every call is garbage for the collector.
+    gc.collect()
+    gc.disable()
+    try:
+        async with Gateway(None) as g:
+            b = g.backend("b")
+            g.server.swap(table([route(path="/")], {"ns/svc:80": (b.endpoint,)}))
+            c = H2Client(g)
+            refs = []
+            for _ in range(3):
+                sid = c.request("/pkg.Svc/Call", method="POST", headers=[("content-type", "application/grpc")],
+                                body=b"\x00\x00\x00\x00\x00")
+                stream = only_http2(g).streams[sid]
+                refs.append(weakref.ref(stream))  # its exchange holds it: freed, the exchange was too
+                del stream
+                assert (await c.answer(sid)).status == 200
+            assert not only_http2(g).streams
+            await eventually(lambda: all(ref() is None for ref in refs), what=lambda: f"alive: {refs}")
+    finally:
+        gc.enable()

@@ -8,8 +8,10 @@ bodies stream both ways under flow control, and the server's limits
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
 import time
+import weakref
 
 from aiohttp import web
 from h2backend import H2Backend
@@ -17,6 +19,7 @@ from polling import eventually
 from proxyharness import RawClient, free_port, proxy_port, request, route, start_backend, start_proxy, table
 from tlsharness import CA
 
+from gateway import h2upstream
 from gateway.routing import Endpoint, EndpointSet, RetryPolicy, RoutePolicy, Timeouts
 
 
@@ -347,5 +350,33 @@ async def test_an_idle_connection_is_closed_by_the_sweep_and_a_new_one_opens_aft
         r = await request(proxy_port(srv), path="/b")
         assert r.status == 200 and r.json()["connection"] == 2
     finally:
+        await srv.close()
+        await b.close()
+
+
+async def test_a_finished_try_is_freed_without_the_garbage_collector(monkeypatch):
+    # The request parser's callbacks and ``transport`` point back at the stream: cut
+    # when the try is over, so the stream is freed as the call ends.
+    opened = []
+    new_stream = h2upstream.H2Connection.new_stream
+
+    def recording(conn):
+        stream = new_stream(conn)
+        opened.append(weakref.ref(stream))
+        return stream
+
+    monkeypatch.setattr(h2upstream.H2Connection, "new_stream", recording)
+    b = H2Backend()
+    srv = await world(b)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            r = await request(proxy_port(srv), "POST", "/pkg.Svc/Call", body=b"x" * 10, host="shop.test")
+            assert r.status == 200, r.body
+        assert len(opened) == 3
+        await eventually(lambda: all(ref() is None for ref in opened), what=lambda: f"alive: {opened}")
+    finally:
+        gc.enable()
         await srv.close()
         await b.close()
