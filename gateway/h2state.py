@@ -62,7 +62,9 @@ from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.exceptions import InvalidDataError, InvalidFrameError
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame, RstStreamFrame
 
-from gateway.h2frames import add_data, add_header_block, add_rst_stream, add_window_update, read_body, read_frame
+from gateway.h2frames import (
+    END_HEADERS, HEADERS, add_data, add_header_block, add_rst_stream, add_window_update, read_body, read_frame,
+)
 from gateway.h2hpack import FieldDecoder, FieldEncoder
 
 # Closed streams h2 may hold before they are dropped (each a few hundred bytes).
@@ -319,7 +321,11 @@ class Frames(FrameBuffer):
                     raise ProtocolError("Received frame with non-compliant data") from err
                 except InvalidFrameError as err:
                     raise FrameDataMissingError("Frame data missing or invalid") from err
+            # A whole header block in one HEADERS frame outside a block: h2's header-block step would hand it on.
+            whole = fast and data[3] == HEADERS and data[4] & END_HEADERS
             del data[:9 + length]  # in place: h2 counts on bytearray's cheap deletes from the front
+            if whole and not self._headers_buffer:
+                return frame
             kind = type(frame)
             if self._headers_buffer or kind is HeadersFrame or kind is PushPromiseFrame or kind is ContinuationFrame:
                 frame = self._update_header_buffer(frame)
@@ -489,12 +495,33 @@ class H2State(H2Connection):
         if stream is None:
             stream = self._begin_new_stream(stream_id, self._peer_ids)
         flags = frame.flags
-        frames, stream_events = stream.receive_headers(headers, "END_STREAM" in flags, self.config.header_encoding)
+        frames, stream_events = stream.receive_headers(headers, "END_STREAM" in flags, None)  # Stream's ignores it
         if "PRIORITY" in flags:
             p_frames, p_events = self._receive_priority_frame(frame)
             stream_events[0].priority_updated = p_events[0]
             stream_events.extend(p_events)
         return frames, events + stream_events
+
+    def _receive_data_frame(self, frame):
+        """h2's ``_receive_data_frame`` (4.4) as C, its flow-controlled length counted here."""
+        flags = frame.flags
+        data = frame.data
+        length = len(data) + frame.pad_length + 1 if "PADDED" in flags else len(data)
+        events = self.state_machine.process_input(ConnectionInputs.RECV_DATA)
+        self._inbound_flow_control_window_manager.window_consumed(length)
+        try:
+            stream = self._get_stream_by_id(frame.stream_id)
+            frames, stream_events = stream.receive_data(data, "END_STREAM" in flags, length)
+        except StreamClosedError as e:
+            return self._handle_data_on_closed_stream(events, e, frame)
+        return frames, events + stream_events
+
+    def local_flow_control_window(self, stream_id: int) -> int:
+        """h2's (4.4): what may be sent on the stream now; h2's errors for a stream it does not hold."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            stream = self._get_stream_by_id(stream_id)
+        return min(self.outbound_flow_control_window, stream.outbound_flow_control_window)
 
     def _receive_frame(self, frame):
         """h2's ``H2Connection._receive_frame`` (h2 4.1-4.4), less its trace line's ``repr(frame)``."""

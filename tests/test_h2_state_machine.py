@@ -345,13 +345,13 @@ def _flows(cls) -> list:
     client.send_data(1, b"b" * 16384)
     client.send_data(1, b"c" * 16384)
     client.send_headers(3, REQUEST)
-    client.send_data(3, b"d" * 100)
+    client.send_data(3, b"d" * 100, pad_length=10)  # flow control counts the padding: 111 bytes
     client.send_headers(5, REQUEST)
     move(client, server)
     # Acknowledged past half the window: a WINDOW_UPDATE for the connection and for stream 1.
     for _ in range(3):
         server.acknowledge_received_data(16384, 1)
-    server.acknowledge_received_data(100, 3)
+    server.acknowledge_received_data(111, 3)
     server.send_headers(1, RESPONSE)
     server.send_data(1, b"\0" * 5)
     server.end_stream(1)
@@ -371,6 +371,12 @@ def _flows(cls) -> list:
             seen.append(f"{type(e).__name__}: {e}")
     seen.append(bytes(server.data_to_send()))
     seen.append(bytes(client.data_to_send()))
+    seen.append((server.local_flow_control_window(1), server._inbound_flow_control_window_manager.current_window_size,
+                 client.local_flow_control_window(5), client.outbound_flow_control_window))
+    try:
+        server.local_flow_control_window(1001)
+    except Exception as e:  # noqa: BLE001
+        seen.append(f"{type(e).__name__}: {e}")
     return seen
 
 
