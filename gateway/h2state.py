@@ -35,9 +35,18 @@ and per-call generators, and frames are read by ``Frames``, h2's buffer with
 the header-block step only for frames that take part in one. Together a
 quarter of an HTTP/2 request's instructions (bench/HISTORY.md, 2026-12-04).
 
+Frames go out as bytes: where h2 builds a hyperframe object per frame and
+serialises it (``send_headers``, ``send_data``, ``end_stream``, ``reset_stream``,
+``acknowledge_received_data``), the stream's state moves as in h2 and
+gateway/h2frames.py writes the frame into the output buffer; and the frames of
+every request are read by it into hyperframe's objects without hyperframe's
+generic steps (a fifth to a quarter of an HTTP/2 request's instructions).
+
 These are overrides of h2 4.4's hooks (``_receive_frame``, ``_begin_new_stream``, ``send_headers``,
-``send_data``, ``_receive_headers_frame``, ``H2Stream.__init__`` and its header and
-data methods, ``FrameBuffer.__next__``, the two ``process_input``), each doing what
+``send_data``, ``end_stream``, ``reset_stream``, ``acknowledge_received_data``,
+``local_flow_control_window``, ``_receive_headers_frame``, ``_receive_data_frame``,
+``H2Stream.__init__`` and its header and data methods, ``FrameBuffer.__next__``, the two
+``process_input``), each doing what
 h2's does in our configuration and nothing else; they reach into h2's internals,
 so pyproject.toml pins h2 to 4.4.x. This module is compiled with the glue
 (gateway/_native.py), so they run as C. tests/test_h2_state_machine.py runs the
@@ -296,7 +305,8 @@ class Stream(H2Stream):
 
 class Frames(FrameBuffer):
     """h2's ``FrameBuffer`` (4.4): the same frames, limits and errors, its ``__next__``
-    compiled with ours and the header-block step skipped for a frame that has no part in one."""
+    compiled with ours, the frame types of every request made by gateway/h2frames.py, and the
+    header-block step skipped for a frame that has no part in one."""
 
     def __next__(self):
         data = self._data
