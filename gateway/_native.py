@@ -31,7 +31,7 @@ CORE = ("gateway.wire", "gateway.request", "gateway.exchange", "gateway.http1", 
 POLICY = ("gateway.routing", "gateway.ratelimit", "gateway.policies", "gateway.metrics", "gateway.auth.apikey",
           "gateway.accesslog", "gateway.loopwriter",
           # HTTP/2: the glue around the h2 package, compiled as it is (no class typed in its .pxd).
-          "gateway.h2fields", "gateway.h2hpack", "gateway.h2state", "gateway.h2stream", "gateway.h2server",
+          "gateway.h2fields", "gateway.h2hpack", "gateway.h2frames", "gateway.h2state", "gateway.h2stream", "gateway.h2server",
           "gateway.h2upstream")
 MODULES = CORE + POLICY
 _HERE = os.path.dirname(os.path.abspath(__file__))

@@ -35,9 +35,18 @@ and per-call generators, and frames are read by ``Frames``, h2's buffer with
 the header-block step only for frames that take part in one. Together a
 quarter of an HTTP/2 request's instructions (bench/HISTORY.md, 2026-12-04).
 
+Frames go out as bytes: where h2 builds a hyperframe object per frame and
+serialises it (``send_headers``, ``send_data``, ``end_stream``, ``reset_stream``,
+``acknowledge_received_data``), the stream's state moves as in h2 and
+gateway/h2frames.py writes the frame into the output buffer; and the frames of
+every request are read by it into hyperframe's objects without hyperframe's
+generic steps (a fifth to a quarter of an HTTP/2 request's instructions).
+
 These are overrides of h2 4.4's hooks (``_receive_frame``, ``_begin_new_stream``, ``send_headers``,
-``send_data``, ``_receive_headers_frame``, ``H2Stream.__init__`` and its header and
-data methods, ``FrameBuffer.__next__``, the two ``process_input``), each doing what
+``send_data``, ``end_stream``, ``reset_stream``, ``acknowledge_received_data``,
+``local_flow_control_window``, ``_receive_headers_frame``, ``_receive_data_frame``,
+``H2Stream.__init__`` and its header and data methods, ``FrameBuffer.__next__``, the two
+``process_input``), each doing what
 h2's does in our configuration and nothing else; they reach into h2's internals,
 so pyproject.toml pins h2 to 4.4.x. This module is compiled with the glue
 (gateway/_native.py), so they run as C. tests/test_h2_state_machine.py runs the
@@ -62,6 +71,9 @@ from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.exceptions import InvalidDataError, InvalidFrameError
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame, RstStreamFrame
 
+from gateway.h2frames import (
+    END_HEADERS, HEADERS, add_data, add_header_block, add_rst_stream, add_window_update, read_body, read_frame,
+)
 from gateway.h2hpack import FieldDecoder, FieldEncoder
 
 # Closed streams h2 may hold before they are dropped (each a few hundred bytes).
@@ -170,8 +182,8 @@ class Stream(H2Stream):
         self._authority = None
         self.config = config
 
-    def send_headers(self, headers, encoder, end_stream: bool = False) -> list:
-        """h2's ``H2Stream.send_headers``; ``headers``: a list of (name, value) pairs of bytes."""
+    def _header_block(self, headers, encoder, end_stream: bool) -> bytes:
+        """h2's ``H2Stream.send_headers`` up to its frames: the state moves and checks, the block coded."""
         machine = self.state_machine
         input_ = StreamInputs.SEND_HEADERS
         if not machine.client and _informational(headers):
@@ -181,6 +193,19 @@ class Stream(H2Stream):
         # The state moves before the block is coded: coding changes the HPACK context for good.
         machine.process_input(input_)
         block = encoder.encode(headers)
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+        if machine.trailers_sent and not end_stream:
+            raise ProtocolError("Trailers must have END_STREAM set.")
+        if machine.client and self._authority is None:
+            self._authority = authority_from_headers(headers)
+        self.request_method = _method(headers)  # a HEAD's response has no body
+        return block
+
+    def send_headers(self, headers, encoder, end_stream: bool = False) -> list:
+        """h2's ``H2Stream.send_headers``; ``headers``: a list of (name, value) pairs of bytes.
+        Only h2's own ``send_headers`` (with priority) takes these frames: ours writes bytes."""
+        block = self._header_block(headers, encoder, end_stream)
         size = self.max_outbound_frame_size
         first = HeadersFrame(self.stream_id)
         first.data = block[:size]
@@ -191,14 +216,40 @@ class Stream(H2Stream):
             frames.append(more)
         frames[-1].flags.add("END_HEADERS")
         if end_stream:
-            machine.process_input(StreamInputs.SEND_END_STREAM)
             first.flags.add("END_STREAM")
-        if machine.trailers_sent and not end_stream:
-            raise ProtocolError("Trailers must have END_STREAM set.")
-        if machine.client and self._authority is None:
-            self._authority = authority_from_headers(headers)
-        self.request_method = _method(headers)  # a HEAD's response has no body
         return frames
+
+    def write_headers(self, out: bytearray, headers, encoder, end_stream: bool) -> None:
+        """``send_headers`` with its frames written into ``out`` as bytes (gateway/h2frames.py)."""
+        block = self._header_block(headers, encoder, end_stream)
+        add_header_block(out, self.stream_id, block, self.max_outbound_frame_size, end_stream)
+
+    def write_data(self, out: bytearray, data, end_stream: bool) -> None:
+        """``send_data`` unpadded, its DATA frame written into ``out``."""
+        machine = self.state_machine
+        machine.process_input(StreamInputs.SEND_DATA)
+        if end_stream:
+            machine.process_input(StreamInputs.SEND_END_STREAM)
+        size = len(data)
+        self.outbound_flow_control_window -= size
+        assert self.outbound_flow_control_window >= 0 or size == 0
+        add_data(out, self.stream_id, data, end_stream)
+
+    def write_end_stream(self, out: bytearray) -> None:
+        """h2's ``H2Stream.end_stream``: an empty DATA frame with END_STREAM, written into ``out``."""
+        self.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+        add_data(out, self.stream_id, b"", True)
+
+    def write_reset(self, out: bytearray, error_code) -> None:
+        """h2's ``H2Stream.reset_stream``, its RST_STREAM written into ``out``."""
+        self.state_machine.process_input(StreamInputs.SEND_RST_STREAM)
+        add_rst_stream(out, self.stream_id, error_code)
+
+    def write_acknowledgement(self, out: bytearray, size: int) -> None:
+        """h2's ``H2Stream.acknowledge_received_data``: a WINDOW_UPDATE into ``out`` when the window wants one."""
+        increment = self._inbound_window_manager.process_bytes(size)
+        if increment:
+            add_window_update(out, self.stream_id, increment)
 
     def send_data(self, data, end_stream: bool = False, pad_length=None) -> list:
         """h2's ``H2Stream.send_data``, less its debug line (a call per frame, logger on or off)."""
@@ -254,27 +305,37 @@ class Stream(H2Stream):
 
 class Frames(FrameBuffer):
     """h2's ``FrameBuffer`` (4.4): the same frames, limits and errors, its ``__next__``
-    compiled with ours and the header-block step skipped for a frame that has no part in one."""
+    compiled with ours, the frame types of every request made by gateway/h2frames.py, and the
+    header-block step skipped for a frame that has no part in one."""
 
     def __next__(self):
         data = self._data
         while True:
             if len(data) < 9:
                 raise StopIteration
-            try:
-                frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-            except (InvalidDataError, InvalidFrameError) as err:
-                raise ProtocolError(f"Received frame with invalid header: {err!s}") from err
+            frame, length = read_frame(data)  # the frame types of every request, made directly
+            fast = frame is not None
+            if not fast:
+                try:
+                    frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+                except (InvalidDataError, InvalidFrameError) as err:
+                    raise ProtocolError(f"Received frame with invalid header: {err!s}") from err
             if len(data) < length + 9:
                 raise StopIteration
-            self._validate_frame_length(length)
-            try:
-                frame.parse_body(memoryview(data[9:9 + length]))
-            except InvalidDataError as err:
-                raise ProtocolError("Received frame with non-compliant data") from err
-            except InvalidFrameError as err:
-                raise FrameDataMissingError("Frame data missing or invalid") from err
+            if length > self.max_frame_size:  # h2's _validate_frame_length
+                raise FrameTooLargeError(f"Received overlong frame: length {length}, max {self.max_frame_size}")
+            if not fast or not read_body(frame, data, length):
+                try:
+                    frame.parse_body(memoryview(data[9:9 + length]))
+                except InvalidDataError as err:
+                    raise ProtocolError("Received frame with non-compliant data") from err
+                except InvalidFrameError as err:
+                    raise FrameDataMissingError("Frame data missing or invalid") from err
+            # A whole header block in one HEADERS frame outside a block: h2's header-block step would hand it on.
+            whole = fast and data[3] == HEADERS and data[4] & END_HEADERS
             del data[:9 + length]  # in place: h2 counts on bytearray's cheap deletes from the front
+            if whole and not self._headers_buffer:
+                return frame
             kind = type(frame)
             if self._headers_buffer or kind is HeadersFrame or kind is PushPromiseFrame or kind is ContinuationFrame:
                 frame = self._update_header_buffer(frame)
@@ -321,7 +382,9 @@ class H2State(H2Connection):
         self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
         if stream is None:
             stream = self._begin_new_stream(stream_id, self._own_ids)
-        self._prepare_for_sending(stream.send_headers(headers, self.encoder, end_stream))
+        # Frames of at most the stream's max_outbound_frame_size: h2 keeps it equal to the
+        # connection's (what h2's _prepare_for_sending asserts on).
+        stream.write_headers(self._data_to_send, headers, self.encoder, end_stream)
 
     def send_data(self, stream_id: int, data, end_stream: bool = False, pad_length=None) -> None:
         """h2's ``send_data`` (4.4), less its three debug lines."""
@@ -335,9 +398,43 @@ class H2State(H2Connection):
         if size > self.max_outbound_frame_size:
             raise FrameTooLargeError(f"Cannot send frame size {size}, max frame size is {self.max_outbound_frame_size}")
         self.state_machine.process_input(ConnectionInputs.SEND_DATA)
-        self._prepare_for_sending(self.streams[stream_id].send_data(data, end_stream))
+        self.streams[stream_id].write_data(self._data_to_send, data, end_stream)
         self.outbound_flow_control_window -= size
         assert self.outbound_flow_control_window >= 0 or size == 0
+
+    def end_stream(self, stream_id: int) -> None:
+        """h2's ``end_stream`` (4.4), less its debug lines, the frame written as bytes."""
+        if not self.lean:
+            return super().end_stream(stream_id)
+        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        self._get_stream_by_id(stream_id).write_end_stream(self._data_to_send)
+
+    def reset_stream(self, stream_id: int, error_code=0) -> None:
+        """h2's ``reset_stream`` (4.4), less its debug lines, the frame written as bytes."""
+        if not self.lean:
+            return super().reset_stream(stream_id, error_code)
+        self.state_machine.process_input(ConnectionInputs.SEND_RST_STREAM)
+        self._get_stream_by_id(stream_id).write_reset(self._data_to_send, error_code)
+
+    def acknowledge_received_data(self, acknowledged_size: int, stream_id: int) -> None:
+        """h2's ``acknowledge_received_data`` (4.4), less its debug lines, the frames written as bytes."""
+        if not self.lean:
+            return super().acknowledge_received_data(acknowledged_size, stream_id)
+        if stream_id <= 0:
+            raise ValueError(f"Stream ID {stream_id} is not valid for acknowledge_received_data")
+        if acknowledged_size < 0:
+            raise ValueError("Cannot acknowledge negative data")
+        conn_increment = self._inbound_flow_control_window_manager.process_bytes(acknowledged_size)
+        try:
+            stream = self._get_stream_by_id(stream_id)
+        except StreamClosedError:
+            stream = None
+        # Written once the stream is known: where h2 raises (no such stream), nothing goes out, as in h2.
+        out = self._data_to_send
+        if conn_increment:
+            add_window_update(out, 0, conn_increment)
+        if stream is not None and stream.open:
+            stream.write_acknowledgement(out, acknowledged_size)
 
     def _prepare_for_sending(self, frames: list) -> None:
         """h2's, serialising frame by frame into the buffer (no generator and joined copy per call)."""
@@ -408,12 +505,33 @@ class H2State(H2Connection):
         if stream is None:
             stream = self._begin_new_stream(stream_id, self._peer_ids)
         flags = frame.flags
-        frames, stream_events = stream.receive_headers(headers, "END_STREAM" in flags, self.config.header_encoding)
+        frames, stream_events = stream.receive_headers(headers, "END_STREAM" in flags, None)  # Stream's ignores it
         if "PRIORITY" in flags:
             p_frames, p_events = self._receive_priority_frame(frame)
             stream_events[0].priority_updated = p_events[0]
             stream_events.extend(p_events)
         return frames, events + stream_events
+
+    def _receive_data_frame(self, frame):
+        """h2's ``_receive_data_frame`` (4.4) as C, its flow-controlled length counted here."""
+        flags = frame.flags
+        data = frame.data
+        length = len(data) + frame.pad_length + 1 if "PADDED" in flags else len(data)
+        events = self.state_machine.process_input(ConnectionInputs.RECV_DATA)
+        self._inbound_flow_control_window_manager.window_consumed(length)
+        try:
+            stream = self._get_stream_by_id(frame.stream_id)
+            frames, stream_events = stream.receive_data(data, "END_STREAM" in flags, length)
+        except StreamClosedError as e:
+            return self._handle_data_on_closed_stream(events, e, frame)
+        return frames, events + stream_events
+
+    def local_flow_control_window(self, stream_id: int) -> int:
+        """h2's (4.4): what may be sent on the stream now; h2's errors for a stream it does not hold."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            stream = self._get_stream_by_id(stream_id)
+        return min(self.outbound_flow_control_window, stream.outbound_flow_control_window)
 
     def _receive_frame(self, frame):
         """h2's ``H2Connection._receive_frame`` (h2 4.1-4.4), less its trace line's ``repr(frame)``."""
