@@ -2,6 +2,7 @@
 # The .py stays the one source; this file only gives its classes typed fields.
 cimport cython
 from gateway.routing cimport EndpointSet
+from gateway.wire cimport whole_response
 
 
 cdef class Upstreams
@@ -20,7 +21,7 @@ cdef class Handler:
 cdef class UpstreamConnection:
     cdef public object pool, transport, parser, _headers, _reason
     cdef public Handler handler
-    cdef public bint reused, got_bytes, head_only, may_upgrade, _closed, upgraded
+    cdef public bint reused, got_bytes, head_only, may_upgrade, _closed, upgraded, at_boundary
     cdef public double idle_since
     cdef public Py_ssize_t _header_bytes, _max_header_bytes
     cdef public int _status
@@ -30,6 +31,7 @@ cdef class UpstreamConnection:
     cpdef close(self)
     cpdef bint is_usable(self)
     cpdef _finish(self)
+    cpdef _whole(self, Handler h, tuple whole)
 
 
 @cython.final
