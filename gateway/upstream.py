@@ -91,6 +91,7 @@ class UpstreamConnection:
         self.idle_since = 0.0
         self.upgraded = False  # after 101: raw bytes, no parsing
         self.at_boundary = True  # the parser is between messages (see data_received)
+        self.whole = None  # while its head is forwarded: the response whole_response read (see _whole)
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -133,17 +134,22 @@ class UpstreamConnection:
 
     def _whole(self, h: Handler, whole: tuple) -> None:
         """A response whole_response read: the callbacks llhttp would have made, in its order."""
-        status, reason, headers, body = whole
+        status, reason, headers, body, fields = whole
         self._status = status
         self._reason = reason
         self._headers = headers
         try:
+            # Kept while the head is built: the client's HTTP/1.1 head can take the field lines as
+            # they came (wire.whole_response) when the exchange forwards ``headers`` unchanged.
+            self.whole = whole
             h.upstream_head(self, status, reason, headers, True)
+            self.whole = None
             if body and self.handler is not None:
                 self.handler.upstream_body(body)
             self._finish()
             h.flush()
         except Exception:
+            self.whole = None
             # As a callback's exception inside llhttp (data_received): the response is lost.
             log.exception("handling an upstream response failed")
             if self.handler is not None:

@@ -152,9 +152,11 @@ def whole_response(data: bytes, max_head: int):
     folding or whitespace around the value, one Content-Length, no
     Transfer-Encoding, Connection absent or ``keep-alive`` (so kept alive), and
     exactly that many body bytes to the end of ``data``. Then it returns
-    (status, reason, headers, body) as llhttp's callbacks would have reported them,
-    without the ten or so calls from the parser into Python (a fifth of a small
-    request's instructions). Anything else, or a head whose fields (counted as
+    (status, reason, headers, body, fields): the first four as llhttp's callbacks
+    would have reported them, without the ten or so calls from the parser into
+    Python (a fifth of a small request's instructions), and ``fields`` the field
+    lines as they came less the hop-by-hop ones (RESPONSE_NOT_COPIED), which
+    http1_response_head forwards as one piece when nothing changed them. Anything else, or a head whose fields (counted as
     UpstreamConnection.on_header counts them) exceed ``max_head`` bytes, is None and
     goes to llhttp, which decides; so nothing is accepted here that llhttp would
     refuse or read differently.
@@ -185,12 +187,15 @@ def whole_response(data: bytes, max_head: int):
     headers = []
     size = 0
     length = -1
+    runs = None  # field lines before a hop-by-hop one, when there was one
+    copy_from = pos  # the start of the field lines copied as they came
     while True:
         if pos + 1 >= n:
             return None
         if raw[pos] == 13:
             if raw[pos + 1] != 10:
                 return None
+            copy_to = pos
             pos += 2
             break
         start = pos
@@ -218,6 +223,7 @@ def whole_response(data: bytes, max_head: int):
         if size > max_head:
             return None
         name_len = name_end - start
+        hop = False
         if name_len == 14 and (name == b"Content-Length" or name.lower() == b"content-length"):
             if length >= 0 or value_end - value_start > 15:
                 return None
@@ -231,13 +237,27 @@ def whole_response(data: bytes, max_head: int):
         elif name_len == 10 and (name == b"Connection" or name.lower() == b"connection"):
             if value != b"keep-alive" and value.lower() != b"keep-alive":
                 return None
+            hop = True
         elif (name_len == 17 and name.lower() == b"transfer-encoding") or (
                 name_len == 16 and name.lower() == b"proxy-connection"):
             return None
+        elif (name_len == 10 or name_len == 2 or name_len == 7 or name_len == 18 or name_len == 19) and (
+                name.lower() in RESPONSE_NOT_COPIED):
+            hop = True  # Keep-Alive, TE, Trailer, Upgrade, Proxy-Authenticate, Proxy-Authorization
+        if hop:
+            if start > copy_from:
+                if runs is None:
+                    runs = []
+                runs.append(raw[copy_from:start])
+            copy_from = pos
         headers.append((name, value))
     if length < 0 or n - pos != length:
         return None
-    return status, reason, headers, raw[pos:n] if length else b""
+    fields = raw[copy_from:copy_to]
+    if runs is not None:
+        runs.append(fields)
+        fields = b"".join(runs)
+    return status, reason, headers, raw[pos:n] if length else b"", fields
 
 
 def has_header(headers, lname: bytes) -> bool:

@@ -1,6 +1,7 @@
 """An upstream response that arrives whole in one read is taken apart without llhttp's callbacks
 (gateway/wire.py ``whole_response``), and reads exactly as llhttp reads it; anything less plain
-still goes through llhttp.
+still goes through llhttp. Its field lines reach an HTTP/1.1 client as they came, less the
+hop-by-hop ones, when nothing on the route changes them.
 
 Each response is fed to two ``UpstreamConnection``s: one as the proxy runs it, one made to use
 llhttp for every read. Both report the same events to the exchange (head, body, end, failure).
@@ -10,6 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from protoharness import Gateway
+from proxyharness import route, table
+
+from gateway.routing import HeaderModifier, RoutePolicy
 from gateway.upstream import Handler, UpstreamConnection
 from gateway.wire import whole_response
 
@@ -149,7 +154,7 @@ def test_what_is_not_plain_is_left_to_llhttp(name):
 
 
 def test_the_fields_and_body_as_llhttp_gives_them():
-    assert whole_response(NGINX, MAX_HEAD) == (
+    assert whole_response(NGINX, MAX_HEAD)[:4] == (
         200, b"OK",
         [(b"Server", b"nginx/1.22.1"), (b"Date", b"Fri, 04 Dec 2026 03:25:34 GMT"), (b"Content-Type", b"text/plain"),
          (b"Content-Length", b"17"), (b"Connection", b"keep-alive")],
@@ -182,3 +187,53 @@ def test_a_head_request_and_an_offered_upgrade_stay_with_llhttp():
         with pytest.raises(AssertionError, match="parser was fed"):
             conn.data_received(NGINX)
         conn.connection_lost(None)
+
+
+HOP_BY_HOP_BETWEEN = (b"HTTP/1.1 200 OK\r\nX-A: 1\r\nKeep-Alive: timeout=5\r\nX-B: 2\r\nConnection: keep-alive\r\n"
+                      b"te: trailers\r\nX-C: 3\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_the_field_lines_to_copy_are_those_that_came_less_the_hop_by_hop_ones():
+    assert whole_response(NGINX, MAX_HEAD)[4] == (b"Server: nginx/1.22.1\r\nDate: Fri, 04 Dec 2026 03:25:34 GMT\r\n"
+                                                  b"Content-Type: text/plain\r\nContent-Length: 17\r\n")
+    assert whole_response(HOP_BY_HOP_BETWEEN, MAX_HEAD)[4] == b"X-A: 1\r\nX-B: 2\r\nX-C: 3\r\nContent-Length: 2\r\n"
+    assert whole_response(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", MAX_HEAD)[4] == (
+        b"Content-Length: 0\r\n")
+
+
+# What the client receives for each backend answer: the same bytes as when llhttp parsed it (the
+# heads as the proxy wrote them before whole_response existed).
+FORWARDED = {
+    "/nginx": (NGINX, b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 04 Dec 2026 03:25:34 GMT\r\n"
+                      b"Content-Type: text/plain\r\nContent-Length: 17\r\n\r\nbackend-0 /plain\n"),
+    "/hop": (HOP_BY_HOP_BETWEEN, b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nContent-Length: 2\r\n\r\nok"),
+    "/modified/hop": (HOP_BY_HOP_BETWEEN, b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-C: 3\r\nContent-Length: 2\r\n"
+                                          b"X-Gw: crdgate\r\n\r\nok"),
+    "/error": (b"HTTP/1.1 500 Oops\r\ncontent-length: 3\r\n\r\nbad", b"HTTP/1.1 500 Oops\r\ncontent-length: 3\r\n\r\nbad"),
+}
+
+
+@pytest.fixture
+async def gateway():
+    async with Gateway(None) as gw:
+        backend = gw.backend("raw", lambda backend, req: FORWARDED[req.target][0])
+        modified = RoutePolicy(response_headers=HeaderModifier(add=(("X-Gw", "crdgate"),), remove=("x-b",)))
+        gw.server.swap(table([route("ns/r", path="/"), route("ns/m", path="/modified/", policy=modified)],
+                             {"ns/svc:80": (backend.endpoint,)}))
+        yield gw
+
+
+@pytest.mark.parametrize("path", sorted(FORWARDED))
+async def test_the_client_gets_the_bytes_llhttp_parsing_gave_it(gateway, path):
+    c = gateway.client()
+    c.send(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    r = await c.response()
+    assert r.status in (200, 500)
+    assert c.written == FORWARDED[path][1]
+
+
+async def test_an_http10_client_still_gets_its_connection_field(gateway):
+    c = gateway.client()
+    c.send(b"GET /nginx HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+    await c.response()
+    assert c.written.endswith(b"Content-Length: 17\r\nconnection: keep-alive\r\n\r\nbackend-0 /plain\n")
