@@ -253,10 +253,12 @@ def whole_response(data: bytes, max_head: int):
         headers.append((name, value))
     if length < 0 or n - pos != length:
         return None
-    fields = raw[copy_from:copy_to]
-    if runs is not None:
-        runs.append(fields)
-        fields = b"".join(runs)
+    if runs is None:
+        fields = raw[copy_from:copy_to]
+    else:
+        if copy_to > copy_from:
+            runs.append(raw[copy_from:copy_to])
+        fields = runs[0] if len(runs) == 1 else b"".join(runs)  # nginx's Connection comes last: one run
     return status, reason, headers, raw[pos:n] if length else b"", fields
 
 
