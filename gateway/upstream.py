@@ -190,6 +190,7 @@ class UpstreamConnection:
             raise ValueError("upstream response without a request")
         self.at_boundary = False
         self._headers = []
+        self._reason = b""  # llhttp calls on_status only for a non-empty reason phrase
         self._header_bytes = 0
 
     def on_status(self, status: bytes) -> None:

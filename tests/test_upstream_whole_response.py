@@ -237,3 +237,15 @@ async def test_an_http10_client_still_gets_its_connection_field(gateway):
     c.send(b"GET /nginx HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
     await c.response()
     assert c.written.endswith(b"Content-Length: 17\r\nconnection: keep-alive\r\n\r\nbackend-0 /plain\n")
+
+
+def test_a_response_without_a_reason_phrase_never_takes_the_last_ones():
+    conn = connection()
+    heads = []
+    for data in (b"HTTP/1.1 200 Fine\r\nContent-Length: 0\r\n\r\n", b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n"):
+        h = Recorder()
+        conn.send(h, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", False)
+        conn.data_received(data)
+        heads.append(h.events[0][:3])
+    conn.connection_lost(None)
+    assert heads == [("head", 200, b"Fine"), ("head", 404, b"")]  # the client then gets "404 Not Found"
