@@ -453,6 +453,7 @@ class Stream(UpstreamConnection):
         self.head_only = False
         self.may_upgrade = False
         self.upgraded = False
+        self.whole = None
         self.idle_since = 0.0
         self.stream_id = 0
         self.parser = httptools.HttpRequestParser(self)

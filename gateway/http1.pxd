@@ -35,5 +35,5 @@ cdef class ClientProtocol(Downstream):
 
 
 @cython.locals(pol=RoutePolicy, parts=list, kept=list, name=bytes, value=bytes, lname=bytes, chunked=bint,
-               special=frozenset, looked=tuple, n=Py_ssize_t)
+               special=frozenset, looked=tuple, n=Py_ssize_t, whole=tuple)
 cpdef http1_response_head(Exchange ex, int status, bytes reason, list headers)

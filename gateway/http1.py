@@ -540,23 +540,31 @@ def http1_response_head(ex: Exchange, status: int, reason: bytes, headers: list)
     drop = None
     special = RESPONSE_NOT_COPIED
     looked = RESPONSE_LOOKED
-    for name, value in headers:
-        n = len(name)
-        if n < 32 and looked[n]:
-            lname = name.lower()
-            if lname in special:
-                if lname == b"transfer-encoding":
-                    chunked = True
-                elif (lname == b"connection" and value != b"keep-alive" and value != b"close"
-                      and value.lower() not in CONNECTION_OPTIONS):
-                    # The usual "keep-alive"/"close" lists no header: skip the split.
-                    drop = connection_tokens(value, drop) - CONNECTION_OPTIONS
-                continue
-            if lname == b"content-length":
-                if status == 204:
-                    continue  # RFC 9110 8.6: never on a 204 (a client could wait for that body)
-                length = int(value)  # llhttp has validated it
-        add_field(parts, name, value)
+    conn = ex.conn
+    whole = conn.whole if conn is not None else None
+    if whole is not None and whole[2] is headers:
+        # Read whole by wire.whole_response and unchanged since: its field lines as they came,
+        # less the hop-by-hop ones, in one piece; its Content-Length is its body's length.
+        parts.append(whole[4])
+        length = len(whole[3])
+    else:
+        for name, value in headers:
+            n = len(name)
+            if n < 32 and looked[n]:
+                lname = name.lower()
+                if lname in special:
+                    if lname == b"transfer-encoding":
+                        chunked = True
+                    elif (lname == b"connection" and value != b"keep-alive" and value != b"close"
+                          and value.lower() not in CONNECTION_OPTIONS):
+                        # The usual "keep-alive"/"close" lists no header: skip the split.
+                        drop = connection_tokens(value, drop) - CONNECTION_OPTIONS
+                    continue
+                if lname == b"content-length":
+                    if status == 204:
+                        continue  # RFC 9110 8.6: never on a 204 (a client could wait for that body)
+                    length = int(value)  # llhttp has validated it
+            add_field(parts, name, value)
     if drop:
         # Names listed in Connection are hop-by-hop for this message: take them out again.
         kept = [parts[0]]

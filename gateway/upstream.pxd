@@ -2,6 +2,7 @@
 # The .py stays the one source; this file only gives its classes typed fields.
 cimport cython
 from gateway.routing cimport EndpointSet
+from gateway.wire cimport whole_response
 
 
 cdef class Upstreams
@@ -19,8 +20,9 @@ cdef class Handler:
 # Not final: an HTTP/2 stream (gateway/h2upstream.py) is one, to the exchange.
 cdef class UpstreamConnection:
     cdef public object pool, transport, parser, _headers, _reason
+    cdef public tuple whole
     cdef public Handler handler
-    cdef public bint reused, got_bytes, head_only, may_upgrade, _closed, upgraded
+    cdef public bint reused, got_bytes, head_only, may_upgrade, _closed, upgraded, at_boundary
     cdef public double idle_since
     cdef public Py_ssize_t _header_bytes, _max_header_bytes
     cdef public int _status
@@ -30,6 +32,7 @@ cdef class UpstreamConnection:
     cpdef close(self)
     cpdef bint is_usable(self)
     cpdef _finish(self)
+    cpdef _whole(self, Handler h, tuple whole)
 
 
 @cython.final

@@ -20,6 +20,7 @@ import httptools
 
 from gateway import metrics
 from gateway.routing import Endpoint, EndpointSet
+from gateway.wire import whole_response
 
 log = logging.getLogger("crdgate.upstream")
 
@@ -89,6 +90,8 @@ class UpstreamConnection:
         self._closed = False
         self.idle_since = 0.0
         self.upgraded = False  # after 101: raw bytes, no parsing
+        self.at_boundary = True  # the parser is between messages (see data_received)
+        self.whole = None  # while its head is forwarded: the response whole_response read (see _whole)
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -107,6 +110,13 @@ class UpstreamConnection:
             self.close()
             return
         self.got_bytes = True
+        if self.at_boundary and not self.head_only and not self.may_upgrade:
+            # The usual answer, whole in one read: taken apart here (wire.whole_response)
+            # instead of through a dozen parser callbacks; anything else goes to llhttp.
+            whole = whole_response(data, self._max_header_bytes)
+            if whole is not None:
+                self._whole(h, whole)
+                return
         try:
             self.parser.feed_data(data)
             h.flush()
@@ -117,6 +127,31 @@ class UpstreamConnection:
             if off < len(data) and self.handler is not None:
                 self.handler.upstream_body(data[off:])
         except httptools.HttpParserError:
+            if self.handler is not None:
+                self.handler = None
+                h.upstream_failed(self, "protocol")
+            self.close()
+
+    def _whole(self, h: Handler, whole: tuple) -> None:
+        """A response whole_response read: the callbacks llhttp would have made, in its order."""
+        status, reason, headers, body, fields = whole
+        self._status = status
+        self._reason = reason
+        self._headers = headers
+        try:
+            # Kept while the head is built: the client's HTTP/1.1 head can take the field lines as
+            # they came (wire.whole_response) when the exchange forwards ``headers`` unchanged.
+            self.whole = whole
+            h.upstream_head(self, status, reason, headers, True)
+            self.whole = None
+            if body and self.handler is not None:
+                self.handler.upstream_body(body)
+            self._finish()
+            h.flush()
+        except Exception:
+            self.whole = None
+            # As a callback's exception inside llhttp (data_received): the response is lost.
+            log.exception("handling an upstream response failed")
             if self.handler is not None:
                 self.handler = None
                 h.upstream_failed(self, "protocol")
@@ -153,7 +188,9 @@ class UpstreamConnection:
             # something it was not asked. Reusing this connection could hand those
             # bytes to the next request; the parser error this becomes closes it.
             raise ValueError("upstream response without a request")
+        self.at_boundary = False
         self._headers = []
+        self._reason = b""  # llhttp calls on_status only for a non-empty reason phrase
         self._header_bytes = 0
 
     def on_status(self, status: bytes) -> None:
@@ -181,6 +218,7 @@ class UpstreamConnection:
         if self.head_only and not self.upgraded:
             # httptools cannot be told the request was HEAD; the message ends here.
             self.parser = httptools.HttpResponseParser(self)
+            self.at_boundary = True
             self._finish()
 
     def on_body(self, body: bytes) -> None:
@@ -189,6 +227,7 @@ class UpstreamConnection:
             h.upstream_body(body)
 
     def on_message_complete(self) -> None:
+        self.at_boundary = True
         if self.upgraded or self.head_only:
             return  # an upgraded stream or a HEAD response ends elsewhere
         if self._status < 200:

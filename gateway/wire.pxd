@@ -13,6 +13,14 @@ cpdef bytes answer_bytes(int status, bytes body, extra, extra_resp, bint close, 
 @cython.locals(forwarded=dict)
 cpdef tuple copy_request_fields(list parts, object headers, object strip, object special, object drop,
                                 bytes rid_name, bint trusted)
+# whole_response: the bytes and the byte classes through C pointers; positions and bytes as C integers.
+cdef bytes _FIELD_BYTE
+@cython.locals(n=Py_ssize_t, pos=Py_ssize_t, start=Py_ssize_t, name_end=Py_ssize_t, value_start=Py_ssize_t,
+               value_end=Py_ssize_t, size=Py_ssize_t, length=Py_ssize_t, name_len=Py_ssize_t, d0=int, d1=int,
+               d2=int, digit=int, status=int, last=cython.uchar, raw=cython.p_uchar, table=cython.p_uchar,
+               headers=list, name=bytes, value=bytes, reason=bytes, hop=bint, runs=list, copy_from=Py_ssize_t,
+               copy_to=Py_ssize_t, fields=bytes)
+cpdef tuple whole_response(bytes data, Py_ssize_t max_head)
 cpdef bint has_header(object headers, bytes lname) except -1
 cpdef bint unsafe_fields(object fields) except -1
 cpdef set connection_tokens(bytes value, set into)

@@ -133,6 +133,135 @@ def copy_request_fields(parts: list, headers, strip, special, drop, rid_name: by
     return forwarded, rid
 
 
+# -- a whole, plain upstream response in one read ---------------------------------
+#
+# The classes of a response head's bytes for whole_response: 1 a token character
+# (a field name, RFC 9110 5.6.2), 2 any other character of a field value or reason
+# phrase (SP, HTAB, the other VCHARs, obs-text), 0 the rest (CTLs, DEL): those end
+# a value and are left to llhttp.
+_TCHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_FIELD_BYTE = bytes(1 if c in _TCHARS else 2 if c in (9, 32) or 0x21 <= c <= 0x7E or c >= 0x80 else 0
+                    for c in range(256))
+
+
+def whole_response(data: bytes, max_head: int):
+    """``data`` as one complete HTTP/1.1 response of the plainest kind, or None.
+
+    The plainest kind is what a backend answers nearly always: a final status
+    (200-599 but 204 and 304), a reason phrase, field lines ``name: value`` without
+    folding or whitespace around the value, one Content-Length, no
+    Transfer-Encoding, Connection absent or ``keep-alive`` (so kept alive), and
+    exactly that many body bytes to the end of ``data``. Then it returns
+    (status, reason, headers, body, fields): the first four as llhttp's callbacks
+    would have reported them, without the ten or so calls from the parser into
+    Python (a fifth of a small request's instructions), and ``fields`` the field
+    lines as they came less the hop-by-hop ones (RESPONSE_NOT_COPIED), which
+    http1_response_head forwards as one piece when nothing changed them. Anything else, or a head whose fields (counted as
+    UpstreamConnection.on_header counts them) exceed ``max_head`` bytes, is None and
+    goes to llhttp, which decides; so nothing is accepted here that llhttp would
+    refuse or read differently.
+
+    Compiled, ``raw`` and ``table`` are C pointers into the bytes (wire.pxd): an
+    index is a byte and a slice one bytes object, as in Python.
+    """
+    n = len(data)
+    if n < 19 or not data.startswith(b"HTTP/1.1 "):
+        return None
+    raw = data
+    table = _FIELD_BYTE
+    d0 = raw[9] - 48
+    d1 = raw[10] - 48
+    d2 = raw[11] - 48
+    if not (1 < d0 <= 5 and 0 <= d1 <= 9 and 0 <= d2 <= 9) or raw[12] != 32:
+        return None
+    status = d0 * 100 + d1 * 10 + d2
+    if status == 204 or status == 304:
+        return None
+    pos = 13
+    while pos < n and table[raw[pos]] != 0:
+        pos += 1
+    if pos == 13 or pos + 1 >= n or raw[pos] != 13 or raw[pos + 1] != 10:
+        return None
+    reason = raw[13:pos]
+    pos += 2
+    headers = []
+    size = 0
+    length = -1
+    runs = None  # field lines before a hop-by-hop one, when there was one
+    copy_from = pos  # the start of the field lines copied as they came
+    while True:
+        if pos + 1 >= n:
+            return None
+        if raw[pos] == 13:
+            if raw[pos + 1] != 10:
+                return None
+            copy_to = pos
+            pos += 2
+            break
+        start = pos
+        while pos < n and table[raw[pos]] == 1:
+            pos += 1
+        if pos == start or pos >= n or raw[pos] != 58:  # ":" (a line starting with SP or HTAB: obs-fold)
+            return None
+        name_end = pos
+        pos += 1
+        while pos < n and (raw[pos] == 32 or raw[pos] == 9):
+            pos += 1
+        value_start = pos
+        while pos < n and table[raw[pos]] != 0:
+            pos += 1
+        if pos == value_start or pos + 1 >= n or raw[pos] != 13 or raw[pos + 1] != 10:
+            return None
+        last = raw[pos - 1]
+        if last == 32 or last == 9:
+            return None  # trailing whitespace: how it is trimmed is llhttp's to say
+        name = raw[start:name_end]
+        value = raw[value_start:pos]
+        value_end = pos
+        pos += 2
+        size += name_end - start + pos - value_start + 2  # len(name) + len(value) + 4
+        if size > max_head:
+            return None
+        name_len = name_end - start
+        hop = False
+        if name_len == 14 and (name == b"Content-Length" or name.lower() == b"content-length"):
+            if length >= 0 or value_end - value_start > 15:
+                return None
+            length = 0
+            while value_start < value_end:
+                digit = raw[value_start] - 48
+                if digit < 0 or digit > 9:
+                    return None
+                length = length * 10 + digit
+                value_start += 1
+        elif name_len == 10 and (name == b"Connection" or name.lower() == b"connection"):
+            if value != b"keep-alive" and value.lower() != b"keep-alive":
+                return None
+            hop = True
+        elif (name_len == 17 and name.lower() == b"transfer-encoding") or (
+                name_len == 16 and name.lower() == b"proxy-connection"):
+            return None
+        elif (name_len == 10 or name_len == 2 or name_len == 7 or name_len == 18 or name_len == 19) and (
+                name.lower() in RESPONSE_NOT_COPIED):
+            hop = True  # Keep-Alive, TE, Trailer, Upgrade, Proxy-Authenticate, Proxy-Authorization
+        if hop:
+            if start > copy_from:
+                if runs is None:
+                    runs = []
+                runs.append(raw[copy_from:start])
+            copy_from = pos
+        headers.append((name, value))
+    if length < 0 or n - pos != length:
+        return None
+    if runs is None:
+        fields = raw[copy_from:copy_to]
+    else:
+        if copy_to > copy_from:
+            runs.append(raw[copy_from:copy_to])
+        fields = runs[0] if len(runs) == 1 else b"".join(runs)  # nginx's Connection comes last: one run
+    return status, reason, headers, raw[pos:n] if length else b"", fields
+
+
 def has_header(headers, lname: bytes) -> bool:
     for name, _ in headers:
         if name.lower() == lname:
