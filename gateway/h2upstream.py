@@ -263,7 +263,7 @@ class H2Connection:
             return
         # Streams that got response bytes in this read: their exchanges write them
         # to the client once the read is worked through (one write each).
-        touched = None
+        touched = []
         for event in events:
             t = type(event)
             check = _FIELDS_CHECKS.get(t)
@@ -280,10 +280,7 @@ class H2Connection:
                     s.data(event.data, event.flow_controlled_length)
                     if not s.touched:
                         s.touched = True
-                        if touched is None:
-                            touched = [s]
-                        else:
-                            touched.append(s)
+                        touched.append(s)
                 elif event.flow_controlled_length:
                     # A stream we gave up on: its bytes still count against the connection.
                     self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
@@ -295,10 +292,7 @@ class H2Connection:
                     s.head(event.headers)
                     if not s.touched:
                         s.touched = True
-                        if touched is None:
-                            touched = [s]
-                        else:
-                            touched.append(s)
+                        touched.append(s)
             elif t is TrailersReceived:
                 s = self.streams.get(event.stream_id)
                 if s is not None:
@@ -328,10 +322,9 @@ class H2Connection:
                 if not self.settled.done():
                     self.settled.set_result(None)
                 self.pool.wake()  # the stream limit may have grown
-        if touched is not None:
-            for s in touched:
-                s.touched = False
-                s.flush_handler()
+        for s in touched:
+            s.touched = False
+            s.flush_handler()
         self.flush()
         if self.goaway and not self.streams and not self.active:
             self.close()
