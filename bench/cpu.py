@@ -48,3 +48,31 @@ def tree_cpu_seconds(pid: int) -> float | None:
         total += times.get(p, 0.0)
         todo.extend(children.get(p, ()))
     return total
+
+
+def cpu_jiffies(cpu: int) -> tuple[int, int] | None:
+    """(busy, total) clock ticks of one CPU since boot, from /proc/stat; None off Linux.
+
+    Busy is user, nice, system, interrupts and softirqs; idle, I/O wait and
+    steal (the hypervisor running someone else) are not. On a CPU a proxy has to itself (bench/pinning.py) that is
+    the whole cost of its traffic, the kernel's network work included, which
+    the process's own user + system time leaves out (softirq time, the
+    loopback delivery of what it sends, is accounted to the CPU, not to it)."""
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    ticks = [int(x) for x in line.split()[1:]]
+                    ticks += [0] * (8 - len(ticks))
+                    busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
+                    return busy, sum(ticks[:8])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the interval the CPU was busy (0..1), from two ``cpu_jiffies`` readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return max(0.0, min(1.0, (after[0] - before[0]) / (after[1] - before[1])))

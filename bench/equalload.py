@@ -37,7 +37,7 @@ from __future__ import annotations
 from . import manifests
 from .fixedrate import FixedRateError, FixedRateRunner
 from .gateway import GatewayError
-from .pinning import LOAD
+from .pinning import GATEWAY, LOAD
 from .scenarios import Context, Result, error_reason, preflight
 from .stats import median, ratio
 from .tools import install_hint
@@ -95,11 +95,13 @@ def play_rounds(play_round, runs: int) -> tuple[list[dict], list[dict], int]:
 
 
 def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=None,
-            crdgate_peak: float | None = None, invalid: list[dict] | None = None) -> dict:
+            crdgate_peak: float | None = None, invalid: list[dict] | None = None,
+            cpu_busy: dict[str, list[float]] | None = None) -> dict:
     """Per-round and median figures of crdgate's runs against the nginx runs of the same rounds;
     ``direct``: the run (or one per round) against the backend itself at the same rate (the
     generator's floor); ``crdgate_peak``: crdgate's own closed-loop peak (req/s), for its
-    utilisation at ``rate``; ``invalid``: the rounds left out (``round``, ``reason``, figures)."""
+    utilisation at ``rate``; ``invalid``: the rounds left out (``round``, ``reason``, figures);
+    ``cpu_busy``: per proxy, how busy its CPU was in each valid run (0..1)."""
     pairs = [(c, n) for c, n in zip(runs, reference)]
     p99_ratios = [ratio(c.latency_us["p99"], n.latency_us["p99"]) for c, n in pairs if n.latency_us["p99"]]
     p99_ratio = median(p99_ratios)
@@ -129,6 +131,10 @@ def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=
         "crdgate_peak_rps": crdgate_peak,
         # Share of each proxy's own peak that the rate asks for: nginx's is LOAD_SHARE by construction.
         "utilisation": {"crdgate": rate / crdgate_peak if crdgate_peak else None, "nginx": rate / peak if peak else None},
+        # How busy each proxy's CPU was at this rate (median of the valid runs): the open-loop
+        # cost, where requests arrive one at a time and each pays its own wake-ups, rather than
+        # the closed-loop peak's batches. Near 1, queueing sets the tail, whatever the code does.
+        "cpu_busy": {who: median(shares) for who, shares in (cpu_busy or {}).items() if shares},
     }
 
 
@@ -156,7 +162,7 @@ def summary_line(extra: dict) -> str:
                + "; ".join(f"round {r['round']}: {r['reason']}" for r in invalid) if invalid else "")
             + (f"; generator send lag p99 {lag / 1000:.2f} ms" if lag is not None else "")
             + (f"; backend direct at that rate p99 {direct['p99'] / 1000:.2f} ms" if direct else "")
-            + _utilisation(extra))
+            + _utilisation(extra) + _busy(extra))
 
 
 def _utilisation(extra: dict) -> str:
@@ -167,6 +173,14 @@ def _utilisation(extra: dict) -> str:
             f"(nginx: {extra['utilisation']['nginx']:.0%})")
 
 
+def _busy(extra: dict) -> str:
+    busy = extra.get("cpu_busy") or {}
+    if "crdgate" not in busy or "nginx" not in busy:
+        return ""
+    return (f"; the proxy's CPU busy at this rate (kernel network work included): crdgate {busy['crdgate']:.0%}, "
+            f"nginx {busy['nginx']:.0%}")
+
+
 def run_fixed_rate(ctx: Context) -> Result:
     result = Result(NAME, "fixed-rate", TITLE)
     if ctx.wrk is None:
@@ -174,7 +188,9 @@ def run_fixed_rate(ctx: Context) -> Result:
     if ctx.nginx_url is None:
         return result.skip(f"needs the nginx proxy as the reference: {install_hint(['nginx'])}")
     s = ctx.settings
-    gen = FixedRateRunner(ctx.workdir, s.connections, ctx.pinning.prefix(LOAD))
+    proxy_cpus = ctx.pinning.cpus.get(GATEWAY) or ()
+    gen = FixedRateRunner(ctx.workdir, s.connections, ctx.pinning.prefix(LOAD),
+                          watch_cpu=proxy_cpus[0] if len(proxy_cpus) == 1 else None)
     folder = ctx.folder(NAME)
     manifests.write(folder / "manifests" / "plain.yaml", [manifests.api_endpoint("plain", "/plain", ctx.backend.url)])
     ctx.progress.update(f"{NAME}: nginx peak")
@@ -191,6 +207,7 @@ def run_fixed_rate(ctx: Context) -> Result:
         return result.fail(str(exc))
     nginx_port = int(ctx.nginx_url.rsplit(":", 1)[1])
     lags: list[dict] = []
+    busy: dict[str, list[float]] = {"crdgate": [], "nginx": []}
     try:
         problem = preflight(gw, ["/plain"], {})
         if problem:
@@ -224,8 +241,11 @@ def run_fixed_rate(ctx: Context) -> Result:
             result.runs.append(got["crdgate"][0])
             result.reference.append(got["nginx"][0])
             lags.extend(raw["send_lag_us"] for _, raw in got.values())
+            for who in busy:
+                if got[who][1].get("cpu_busy") is not None:
+                    busy[who].append(got[who][1]["cpu_busy"])
         directs = [got["direct"][0] for got in valid]
-        result.extra = verdict(result.runs, result.reference, rate, peak, lags, directs, own_peak, invalid)
+        result.extra = verdict(result.runs, result.reference, rate, peak, lags, directs, own_peak, invalid, busy)
         bad = [r for r in result.runs + result.reference if r.errors_total]
         if bad:
             result.fail(error_reason(result.runs + result.reference))

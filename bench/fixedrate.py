@@ -43,7 +43,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .cpu import tree_cpu_seconds
+from .cpu import busy_share, cpu_jiffies, tree_cpu_seconds
 from .wrk import PERCENTILES, WrkResult
 
 MARK = "FIXEDRATE_JSON "
@@ -117,6 +117,7 @@ class Outcome:
     send_lag_us: list[float]  # sent at once on an idle connection: how late the generator was
     queued: int  # requests that found every connection busy and waited for one
     errors: dict[str, int]
+    cpu_busy: float | None = None  # share of the run ``watch_cpu`` was busy (bench/cpu.py)
 
     def to_json(self) -> dict:
         lag = percentiles(self.send_lag_us)
@@ -125,12 +126,15 @@ class Outcome:
             "completed": self.completed, "queued": self.queued, "errors": self.errors,
             "latency_us": percentiles(self.latency_us),
             "send_lag_us": {k: lag[k] for k in ("p50", "p99", "max")},
+            "cpu_busy": self.cpu_busy,
         }
 
 
 def run(port: int, rate: float, duration_s: float, paths: list[str], connections: int = 64,
-        host: str = "127.0.0.1", headers: dict[str, str] | None = None) -> Outcome:
-    """Send ``rate * duration_s`` GETs to ``host:port``, cycling over ``paths``, on schedule."""
+        host: str = "127.0.0.1", headers: dict[str, str] | None = None, watch_cpu: int | None = None) -> Outcome:
+    """Send ``rate * duration_s`` GETs to ``host:port``, cycling over ``paths``, on schedule;
+    ``watch_cpu``: a CPU whose busy share from the first request to the last answer is reported
+    (the proxy's own, where its whole cost, the kernel's network work included, shows)."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     reqs = [f"GET {p} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode("latin-1") for p in paths]
     total = max(1, int(rate * duration_s))
@@ -206,6 +210,7 @@ def run(port: int, rate: float, duration_s: float, paths: list[str], connections
             return connect()
         return None
 
+    busy_before = cpu_jiffies(watch_cpu) if watch_cpu is not None else None
     start = perf()
     stop_at = start + duration_s + GRACE_S
     issued = 0
@@ -272,12 +277,14 @@ def run(port: int, rate: float, duration_s: float, paths: list[str], connections
             if c is None or not send(c, *backlog[0]):
                 break
             backlog.popleft()
+    busy_after = cpu_jiffies(watch_cpu) if busy_before is not None else None
     errors["timeout"] += len(busy) + len(backlog) + (total - issued)
     for c in list(conns.values()):
         c.sock.close()
     if ep is not None:
         ep.close()
-    return Outcome(rate, duration_s, total, len(latency), latency, lag, queued, errors)
+    return Outcome(rate, duration_s, total, len(latency), latency, lag, queued, errors,
+                   busy_share(busy_before, busy_after))
 
 
 def to_wrk_result(raw: dict) -> WrkResult:
@@ -315,6 +322,7 @@ class FixedRateRunner:
     workdir: Path
     connections: int = 64
     pin: list[str] = field(default_factory=list)
+    watch_cpu: int | None = None  # the proxy's CPU: its busy share per run goes into the raw figures
     _n: int = 0
 
     def prepare(self, paths: list[str]) -> Path:
@@ -327,6 +335,8 @@ class FixedRateRunner:
             cpu_pid: int | None = None) -> tuple[WrkResult, dict]:
         argv = [*self.pin, sys.executable, "-m", "bench.fixedrate", "--port", str(port), "--rate", f"{rate:g}",
                 "--duration", f"{seconds:g}", "--connections", str(self.connections), "--paths-file", str(paths_file)]
+        if self.watch_cpu is not None:
+            argv += ["--watch-cpu", str(self.watch_cpu)]
         cpu_before = tree_cpu_seconds(cpu_pid) if cpu_pid is not None else None
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + GRACE_S + 60,
@@ -354,13 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--path", action="append", help="request path (repeatable; default /)")
     p.add_argument("--paths-file", help="one request path a line, cycled")
+    p.add_argument("--watch-cpu", type=int, help="report how busy this CPU was during the run (cpu_busy, 0..1)")
     args = p.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.connections < 1:
         p.error("--rate and --duration must be positive and --connections at least 1")
     paths = list(args.path or [])
     if args.paths_file:
         paths += [line for line in Path(args.paths_file).read_text().splitlines() if line]
-    outcome = run(args.port, args.rate, args.duration, paths or ["/"], args.connections, args.host)
+    outcome = run(args.port, args.rate, args.duration, paths or ["/"], args.connections, args.host,
+                  watch_cpu=args.watch_cpu)
     print(MARK + json.dumps(outcome.to_json()), flush=True)
     return 0
 

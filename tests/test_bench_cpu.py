@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bench.cpu import tree_cpu_seconds
+from bench.cpu import busy_share, cpu_jiffies, tree_cpu_seconds
 
 # A parent that spins for a while, with a child that spins too; both then sleep.
 # The child renames itself with spaces and parentheses: /proc/<pid>/stat must
@@ -50,3 +50,18 @@ def test_counts_the_process_and_its_descendants():
         os.killpg(proc.pid, signal.SIGKILL)  # the parent and its child
         proc.wait()
     assert tree_cpu_seconds(proc.pid) is None, "a process that is gone reads as None"
+
+
+def test_busy_share_of_two_readings():
+    assert busy_share((100, 1000), (190, 1100)) == 0.9
+    assert busy_share((100, 1000), (100, 1000)) is None, "no time passed"
+    assert busy_share(None, (1, 2)) is None and busy_share((1, 2), None) is None
+    assert busy_share((100, 1000), (250, 1100)) == 1.0, "clamped"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_cpu_jiffies_reads_a_cpu_and_not_a_missing_one():
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    busy, total = cpu_jiffies(cpu)
+    assert 0 <= busy <= total and total > 0
+    assert cpu_jiffies(100_000) is None

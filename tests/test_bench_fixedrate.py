@@ -10,7 +10,10 @@ machine, however slow, can undercut.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -115,6 +118,27 @@ def test_every_scheduled_request_is_sent_and_answered():
     assert out.scheduled == 200 and out.completed == 200
     assert sum(out.errors.values()) == 0
     assert len(out.latency_us) == 200 and min(out.latency_us) > 0
+    assert out.cpu_busy is None and out.to_json()["cpu_busy"] is None  # no CPU watched
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_the_watched_cpus_busy_share_covers_the_run():
+    # The generator and a server on one CPU that spins for the whole run: that CPU reads
+    # (nearly) all busy. A server that only answers leaves most of it idle.
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    server = _Server()
+    stop = time.monotonic() + 5
+    spinner = subprocess.Popen([sys.executable, "-c", f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\n"
+                                f"while time.monotonic() < {stop}: pass"])
+    try:
+        time.sleep(0.2)
+        out = fixedrate.run(server.port, rate=200, duration_s=0.5, paths=["/"], connections=2, watch_cpu=cpu)
+    finally:
+        spinner.kill()
+        spinner.wait()
+        server.close()
+    assert out.completed == 100
+    assert out.cpu_busy is not None and out.cpu_busy >= 0.9, out.cpu_busy
 
 
 def test_a_stall_is_charged_to_every_request_scheduled_during_it():
@@ -164,6 +188,11 @@ def test_verdict_and_summary_line():
     loaded = verdict([_w(1500)], [_w(1000)], 6000, 12000.0, [], crdgate_peak=8000.0)
     assert loaded["utilisation"] == {"crdgate": 0.75, "nginx": 0.5}
     assert "crdgate's own peak 8,000 req/s: the rate is 75% of it (nginx: 50%)" in summary_line(loaded)
+    assert "CPU busy" not in summary_line(loaded)
+    # How busy each proxy's CPU was at the rate: the median of its valid runs.
+    busy = verdict([_w(1500)], [_w(1000)], 6000, 12000.0, [], cpu_busy={"crdgate": [0.9, 0.95, 0.8], "nginx": [0.7]})
+    assert busy["cpu_busy"] == {"crdgate": 0.9, "nginx": 0.7}
+    assert "the proxy's CPU busy at this rate (kernel network work included): crdgate 90%, nginx 70%" in summary_line(busy)
 
 
 def test_connections_the_server_closes_are_replaced():
