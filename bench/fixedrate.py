@@ -23,10 +23,12 @@ once is measured too (``send_lag_us``): on the benchmark's load CPU it stays
 well under the latencies measured, and ``python -m bench.fixedrate`` against
 the backend directly shows what the generator adds on its own.
 
-Run as ``python -m bench.fixedrate --port P --rate R --duration S [--path /x ...]``
-(pinned like wrk by bench/equalload.py); it prints one ``FIXEDRATE_JSON {...}``
-line, read back by ``parse_output`` into the same ``WrkResult`` the wrk runs
-make, so the report handles both alike.
+Run as ``python -m bench.fixedrate --port P --rate R --duration S [--path /x ...]
+[--watch-cpu N]`` (pinned like wrk by bench/equalload.py); it prints one
+``FIXEDRATE_JSON {...}`` line, read back by ``parse_output`` into the same
+``WrkResult`` the wrk runs make, so the report handles both alike. With
+``--watch-cpu`` the line also says how busy that CPU (the proxy's) was from the
+first request to the last answer.
 """
 
 from __future__ import annotations
