@@ -1,7 +1,7 @@
 """The docs name every CLI flag and every metric; the README keeps its two set-up commands.
 
-Flags are documented in docs/cli.md, metrics in docs/metrics.md (APIEndpoint fields: see
-test_crd_definition.py). A flag or metric added without its line in the docs fails here.
+Flags are documented in docs/cli.md (``crdgate bench``'s own in docs/development.md), metrics in
+docs/metrics.md (APIEndpoint fields: see test_crd_definition.py). A flag or metric added without its line in the docs fails here.
 """
 
 import argparse
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from bench.__main__ import parser as bench_parser
 from gateway import metrics
 from crdgate.cli import build_parser
 
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 CLI_PAGE = (ROOT / "docs" / "cli.md").read_text()
 METRICS_PAGE = (ROOT / "docs" / "metrics.md").read_text()
+DEVELOPMENT_PAGE = (ROOT / "docs" / "development.md").read_text()
 
 
 def _flags(parser: argparse.ArgumentParser) -> set[str]:
@@ -38,6 +40,13 @@ def _names_flag(text: str, flag: str) -> bool:
 
 def test_every_flag_is_documented_in_the_cli_page():
     missing = sorted(f for f in _flags(build_parser()) if not _names_flag(CLI_PAGE, f))
+    assert missing == []
+
+
+def test_every_bench_flag_is_documented_in_the_development_page():
+    flags = _flags(bench_parser())
+    assert "--gateway-command" in flags and "--scenario" in flags
+    missing = sorted(f for f in flags if not _names_flag(DEVELOPMENT_PAGE, f))
     assert missing == []
 
 
