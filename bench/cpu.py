@@ -54,10 +54,11 @@ def cpu_jiffies(cpu: int) -> tuple[int, int] | None:
     """(busy, total) clock ticks of one CPU since boot, from /proc/stat; None off Linux.
 
     Busy is user, nice, system, interrupts and softirqs; idle, I/O wait and
-    steal (the hypervisor running someone else) are not. On a CPU a proxy has to itself (bench/pinning.py) that is
-    the whole cost of its traffic, the kernel's network work included, which
-    the process's own user + system time leaves out (softirq time, the
-    loopback delivery of what it sends, is accounted to the CPU, not to it)."""
+    steal (the hypervisor running someone else) are not. On a CPU a proxy has
+    to itself (bench/pinning.py) that is the whole cost of its traffic, the
+    kernel's network work included, which the process's own user + system time
+    leaves out (softirq time, the loopback delivery of what it sends, is
+    accounted to the CPU, not to it)."""
     try:
         with open("/proc/stat") as f:
             for line in f:
