@@ -4,7 +4,7 @@
 cimport cython
 from gateway.exchange cimport Downstream, Exchange, new_exchange
 from gateway.routing cimport RoutePolicy
-from gateway.wire cimport add_field, connection_tokens, upstream_status_line, websocket_upgrade
+from gateway.wire cimport add_field, connection_tokens, upstream_status_line, websocket_upgrade, whole_request
 
 
 # Per-request lookups in module-level caches: typed, `.get` is a C dict lookup.
@@ -24,6 +24,9 @@ cdef class ClientProtocol(Downstream):
 
     # pause_reading, resume_reading, abort, close and exchange_done are Downstream's
     # C methods (exchange.pxd), overridden here: a final class may not declare them again.
+    @cython.locals(ex=Exchange, method=str, url=bytes, headers=list, host=bytes, user_agent=bytes,
+                   connection=bytes, size=Py_ssize_t)
+    cdef bint _whole_request(self, tuple head) except -1
     cpdef _special_header(self, bytes lname, bytes value)
     @cython.locals(headers=list, size=Py_ssize_t, n=Py_ssize_t)
     cpdef on_header(self, bytes name, bytes value)

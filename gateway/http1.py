@@ -35,7 +35,7 @@ from gateway.tls import bound_server_name
 from gateway import policies
 from gateway.wire import (
     CONNECTION_OPTIONS, RESPONSE_LOOKED, RESPONSE_NOT_COPIED, add_field, answer_bytes, connection_tokens, header_value,
-    last_chunk, switching_head, upstream_status_line, websocket_upgrade,
+    last_chunk, switching_head, upstream_status_line, websocket_upgrade, whole_request,
 )
 
 log = logging.getLogger("crdgate.proxy")
@@ -188,6 +188,13 @@ class ClientProtocol(Downstream):
         if self._upgraded is not None:
             self._upgraded.upgrade_data(data)
             return
+        if self.current is None and not self.pipeline and not self._paused:
+            # The usual request, its head whole in one read and nothing after it: taken
+            # apart here (wire.whole_request) instead of through llhttp's callbacks;
+            # anything else, refusals included, goes to llhttp.
+            head = whole_request(data, self._max_uri, self._max_header_bytes, self._max_headers)
+            if head is not None and self._whole_request(head):
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -221,6 +228,41 @@ class ClientProtocol(Downstream):
                 self._refuse(505, VERSION_NOT_SUPPORTED)
             else:
                 self._refuse(400, "malformed request")
+
+    def _whole_request(self, head: tuple) -> bool:
+        """A request head wire.whole_request read: what llhttp's callbacks would have done
+        with it (on_message_begin to on_message_complete), in their order. False, and
+        nothing done, for a Host that llhttp's path refuses."""
+        method, url, headers, host, user_agent, connection, size = head
+        if host is not None and host != self.last_host:
+            if not valid_host(host):
+                return False
+            self.last_host = host
+            self.last_host_str = host.decode("latin-1")
+        ex = new_exchange(self)
+        ex.method = method
+        ex.url = url
+        ex.headers = headers
+        if host is not None:
+            ex.host = host
+        ex.user_agent = user_agent
+        ex.conn_value = connection
+        ex.head_complete = True
+        self._headers = headers
+        self._url_size = len(url)
+        self._header_bytes = size
+        self._head_deadline = 0.0
+        self.current = ex
+        self.pipeline.append(ex)
+        try:
+            ex.begin()
+            self.current = None
+            ex.request_complete()
+        except Exception:
+            # As a callback's exception inside llhttp (data_received).
+            log.exception("handling a request failed")
+            self._refuse(500, "internal error")
+        return True
 
     def _sniff(self, data: bytes):
         """The first bytes on the plain listener: HTTP/2 with prior knowledge opens with

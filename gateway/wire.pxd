@@ -21,6 +21,16 @@ cdef bytes _FIELD_BYTE
                headers=list, name=bytes, value=bytes, reason=bytes, hop=bint, runs=list, copy_from=Py_ssize_t,
                copy_to=Py_ssize_t, fields=bytes)
 cpdef tuple whole_response(bytes data, Py_ssize_t max_head)
+# whole_request: as whole_response.
+cdef bytes _TARGET_BYTE
+cdef dict _PLAIN_METHODS
+cdef bytes _VERSION_CRLF
+cdef frozenset _BODY_OR_PARSER_FIELDS
+@cython.locals(n=Py_ssize_t, pos=Py_ssize_t, start=Py_ssize_t, name_end=Py_ssize_t, value_start=Py_ssize_t,
+               size=Py_ssize_t, name_len=Py_ssize_t, last=cython.uchar, raw=cython.p_uchar, table=cython.p_uchar,
+               target_table=cython.p_uchar, headers=list, name=bytes, value=bytes, lname=bytes, url=bytes,
+               method=str, host=bytes, user_agent=bytes, connection=bytes)
+cpdef tuple whole_request(bytes data, Py_ssize_t max_uri, Py_ssize_t max_head, Py_ssize_t max_headers)
 cpdef bint has_header(object headers, bytes lname) except -1
 cpdef bint unsafe_fields(object fields) except -1
 cpdef set connection_tokens(bytes value, set into)

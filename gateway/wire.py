@@ -262,6 +262,127 @@ def whole_response(data: bytes, max_head: int):
     return status, reason, headers, raw[pos:n] if length else b"", fields
 
 
+# -- a whole, plain request head in one read --------------------------------------
+#
+# The bytes a request target may hold for whole_request: RFC 3986's unreserved and
+# reserved characters and "%", the fragment's "#" excepted. Anything else (spaces,
+# quotes, obs-text, backslashes) is left to llhttp, which decides.
+_TARGET_BYTE = bytes(1 if (0x30 <= c <= 0x39 or 0x41 <= c <= 0x5A or 0x61 <= c <= 0x7A
+                           or c in b"-._~:/?[]@!$&'()*+,;=%") else 0 for c in range(256))
+# The methods read there, interned as the parser's path interns them; CONNECT (its
+# authority-form target, the tunnel) and anything unknown go to llhttp.
+_PLAIN_METHODS = {m.encode(): m for m in ("HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")}
+_VERSION_CRLF = b" HTTP/1.1\r\n"
+
+
+def whole_request(data: bytes, max_uri: int, max_head: int, max_headers: int):
+    """``data`` as exactly one complete request head of the plainest kind, or None.
+
+    The plainest kind is what clients send nearly always on a kept-alive
+    connection: ``METHOD /target HTTP/1.1`` (origin form, a known method other than
+    CONNECT), field lines ``name: value`` without folding or whitespace after the
+    value, no Content-Length or Transfer-Encoding (so no body), at most one Host,
+    Connection absent or ``keep-alive``, no Expect, and nothing after the blank
+    line. Then it returns (method, target, headers, host, user_agent, connection,
+    size): what llhttp's callbacks would have given the protocol, without the
+    half-dozen calls from the parser into Python, and ``size`` the head's fields
+    counted as ClientProtocol.on_header counts them. Anything else, or a target or
+    fields above the limits (``max_uri`` bytes, ``max_head`` bytes, ``max_headers``
+    lines), is None and goes to llhttp, which answers it (414, 431, 400, or reads it):
+    nothing is accepted here that llhttp would refuse or read differently, and no
+    request is refused here.
+
+    Compiled, ``raw`` and the tables are C pointers into the bytes (wire.pxd).
+    """
+    n = len(data)
+    if n < 18:  # "GET / HTTP/1.1\r\n\r\n"
+        return None
+    raw = data
+    if raw[0] == 71 and raw[1] == 69 and raw[2] == 84 and raw[3] == 32:  # "GET "
+        method = "GET"
+        pos = 4
+    else:
+        pos = data.find(b" ", 0, 8)
+        if pos < 0:
+            return None
+        method = _PLAIN_METHODS.get(data[:pos])
+        if method is None:
+            return None
+        pos += 1
+    if raw[pos] != 47:  # "/": origin form only
+        return None
+    target_table = _TARGET_BYTE
+    start = pos
+    while pos < n and target_table[raw[pos]] != 0:
+        pos += 1
+    if pos - start > max_uri or not data.startswith(_VERSION_CRLF, pos):
+        return None
+    url = raw[start:pos]
+    pos += 11
+    table = _FIELD_BYTE
+    headers = []
+    size = 0
+    host = None
+    user_agent = None
+    connection = None
+    while True:
+        if pos + 1 >= n:
+            return None
+        if raw[pos] == 13:
+            if raw[pos + 1] != 10 or pos + 2 != n:
+                return None  # a bare CR, or bytes after the head (a body, a pipelined request)
+            break
+        start = pos
+        while pos < n and table[raw[pos]] == 1:
+            pos += 1
+        if pos == start or pos >= n or raw[pos] != 58:  # ":" (a line starting with SP or HTAB: obs-fold)
+            return None
+        name_end = pos
+        pos += 1
+        while pos < n and (raw[pos] == 32 or raw[pos] == 9):
+            pos += 1
+        value_start = pos
+        while pos < n and table[raw[pos]] != 0:
+            pos += 1
+        if pos == value_start or pos + 1 >= n or raw[pos] != 13 or raw[pos + 1] != 10:
+            return None
+        last = raw[pos - 1]
+        if last == 32 or last == 9:
+            return None  # trailing whitespace: how it is trimmed is llhttp's to say
+        name = raw[start:name_end]
+        value = raw[value_start:pos]
+        size += name_end - start + pos - value_start + 4
+        pos += 2
+        if size > max_head or len(headers) >= max_headers:
+            return None
+        name_len = name_end - start
+        # The fields the protocol reads before routing, by length first (see ClientProtocol.on_header).
+        if name_len == 4:
+            if name == b"Host" or name.lower() == b"host":
+                if host is not None:
+                    return None  # two: refused on llhttp's path
+                host = value
+        elif name_len == 10:
+            lname = name.lower()
+            if lname == b"user-agent":
+                user_agent = value
+            elif lname == b"connection":
+                if connection is not None or (value != b"keep-alive" and value.lower() != b"keep-alive"):
+                    return None
+                connection = value
+        elif name_len == 14 or name_len == 17 or name_len == 16 or name_len == 6 or name_len == 12:
+            if name.lower() in _BODY_OR_PARSER_FIELDS:
+                return None
+        headers.append((name, value))
+    return method, url, headers, host, user_agent, connection, size
+
+
+# Request fields whole_request leaves to llhttp: framing, Proxy-Connection (read as
+# Connection), Expect, and gRPC's deadline.
+_BODY_OR_PARSER_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"proxy-connection", b"expect",
+                                    b"grpc-timeout"))
+
+
 def has_header(headers, lname: bytes) -> bool:
     for name, _ in headers:
         if name.lower() == lname:
