@@ -149,8 +149,7 @@ class Exchange(RequestView):
         # ``replay`` keeps up to REPLAY_LIMIT bytes so a retry can resend it
         self.body_buf_size = 0
         self.req_last_chunk = None  # the request's last chunk when it carries trailers (request_trailers)
-        self.sent_head = False
-        self.up_paused = False
+        self.sent_head = self.up_paused = False
         # upstream tries
         self.conn = None
         self.pool = None
@@ -161,8 +160,7 @@ class Exchange(RequestView):
         self.peers = 1
         self.deadline = self.try_deadline = self.upstream_start = self.upstream_time = 0.0
         self.grpc_timeout = 0.0  # a gRPC request's grpc-timeout in seconds, set by the protocol
-        self.connecting = False
-        self.upstream_ep = None
+        self.connecting, self.upstream_ep = False, None
         self.up_keep_alive = True
         # response toward the client; ``out`` holds bytes until flush()
         self.resp_started = self.resp_chunked = self.resp_until_close = self.finished = self.close_after = False
@@ -497,6 +495,8 @@ class Exchange(RequestView):
             self._release_try(close=False)
             return self.respond(502, "the route's configuration makes an invalid upstream request")
         conn.send(self, head, self.method == "HEAD", self.upgrade)
+        if not self.proto.framed and self.route.policy.response_headers is self.backend.response_headers is None:
+            conn.keep_fields = False  # an HTTP/1.1 head takes the field lines as they came (http1_response_head)
         self.sent_head = True
         if self.upgrade:
             return  # buffered bytes go after the 101

@@ -22,7 +22,7 @@ cdef class UpstreamConnection:
     cdef public object pool, transport, parser, _headers, _reason
     cdef public tuple whole
     cdef public Handler handler
-    cdef public bint reused, got_bytes, head_only, may_upgrade, _closed, upgraded, at_boundary
+    cdef public bint reused, got_bytes, head_only, may_upgrade, _closed, upgraded, at_boundary, keep_fields
     cdef public double idle_since
     cdef public Py_ssize_t _header_bytes, _max_header_bytes
     cdef public int _status

@@ -92,6 +92,9 @@ class UpstreamConnection:
         self.upgraded = False  # after 101: raw bytes, no parsing
         self.at_boundary = True  # the parser is between messages (see data_received)
         self.whole = None  # while its head is forwarded: the response whole_response read (see _whole)
+        # False when the handler reads no field of the response (it forwards the field lines as they
+        # came): a response read whole then hands it None for ``headers``, and no (name, value) list is built.
+        self.keep_fields = True
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -113,7 +116,7 @@ class UpstreamConnection:
         if self.at_boundary and not self.head_only and not self.may_upgrade:
             # The usual answer, whole in one read: taken apart here (wire.whole_response)
             # instead of through a dozen parser callbacks; anything else goes to llhttp.
-            whole = whole_response(data, self._max_header_bytes)
+            whole = whole_response(data, self._max_header_bytes, self.keep_fields)
             if whole is not None:
                 self._whole(h, whole)
                 return
@@ -245,6 +248,7 @@ class UpstreamConnection:
     def send(self, handler: Handler, data: bytes, head_only: bool, may_upgrade: bool = False) -> None:
         self.handler = handler
         self.got_bytes = False
+        self.keep_fields = True  # the handler may set it False (see Exchange._send)
         self.head_only = head_only
         self.may_upgrade = may_upgrade
         self.transport.write(data)

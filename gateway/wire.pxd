@@ -19,8 +19,8 @@ cdef bytes _FIELD_BYTE
                value_end=Py_ssize_t, size=Py_ssize_t, length=Py_ssize_t, name_len=Py_ssize_t, d0=int, d1=int,
                d2=int, digit=int, status=int, last=cython.uchar, raw=cython.p_uchar, table=cython.p_uchar,
                headers=list, name=bytes, value=bytes, reason=bytes, hop=bint, runs=list, copy_from=Py_ssize_t,
-               copy_to=Py_ssize_t, fields=bytes)
-cpdef tuple whole_response(bytes data, Py_ssize_t max_head)
+               copy_to=Py_ssize_t, fields=bytes, looked=bint, i=Py_ssize_t)
+cpdef tuple whole_response(bytes data, Py_ssize_t max_head, bint keep_fields=*)
 # whole_request: as whole_response.
 cdef bytes _TARGET_BYTE
 cdef dict _PLAIN_METHODS

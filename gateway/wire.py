@@ -144,7 +144,7 @@ _FIELD_BYTE = bytes(1 if c in _TCHARS else 2 if c in (9, 32) or 0x21 <= c <= 0x7
                     for c in range(256))
 
 
-def whole_response(data: bytes, max_head: int):
+def whole_response(data: bytes, max_head: int, keep_fields: bool = True):
     """``data`` as one complete HTTP/1.1 response of the plainest kind, or None.
 
     The plainest kind is what a backend answers nearly always: a final status
@@ -159,7 +159,9 @@ def whole_response(data: bytes, max_head: int):
     http1_response_head forwards as one piece when nothing changed them. Anything else, or a head whose fields (counted as
     UpstreamConnection.on_header counts them) exceed ``max_head`` bytes, is None and
     goes to llhttp, which decides; so nothing is accepted here that llhttp would
-    refuse or read differently.
+    refuse or read differently. Without ``keep_fields`` (the exchange forwards
+    ``fields`` and reads no field of the response) ``headers`` is None, and only the
+    fields looked at here become bytes objects.
 
     Compiled, ``raw`` and ``table`` are C pointers into the bytes (wire.pxd): an
     index is a byte and a slice one bytes object, as in Python.
@@ -184,7 +186,7 @@ def whole_response(data: bytes, max_head: int):
         return None
     reason = raw[13:pos]
     pos += 2
-    headers = []
+    headers = [] if keep_fields else None
     size = 0
     length = -1
     runs = None  # field lines before a hop-by-hop one, when there was one
@@ -215,8 +217,6 @@ def whole_response(data: bytes, max_head: int):
         last = raw[pos - 1]
         if last == 32 or last == 9:
             return None  # trailing whitespace: how it is trimmed is llhttp's to say
-        name = raw[start:name_end]
-        value = raw[value_start:pos]
         value_end = pos
         pos += 2
         size += name_end - start + pos - value_start + 2  # len(name) + len(value) + 4
@@ -224,33 +224,42 @@ def whole_response(data: bytes, max_head: int):
             return None
         name_len = name_end - start
         hop = False
-        if name_len == 14 and (name == b"Content-Length" or name.lower() == b"content-length"):
-            if length >= 0 or value_end - value_start > 15:
-                return None
-            length = 0
-            while value_start < value_end:
-                digit = raw[value_start] - 48
-                if digit < 0 or digit > 9:
+        # Only names of the lengths looked at here are made bytes objects, unless the list is kept.
+        looked = (name_len == 14 or name_len == 10 or name_len == 17 or name_len == 16 or name_len == 2
+                  or name_len == 7 or name_len == 18 or name_len == 19)
+        if looked or keep_fields:
+            name = raw[start:name_end]
+        if looked:
+            if name_len == 14 and (name == b"Content-Length" or name.lower() == b"content-length"):
+                if length >= 0 or value_end - value_start > 15:
                     return None
-                length = length * 10 + digit
-                value_start += 1
-        elif name_len == 10 and (name == b"Connection" or name.lower() == b"connection"):
-            if value != b"keep-alive" and value.lower() != b"keep-alive":
+                length = 0
+                i = value_start
+                while i < value_end:
+                    digit = raw[i] - 48
+                    if digit < 0 or digit > 9:
+                        return None
+                    length = length * 10 + digit
+                    i += 1
+            elif name_len == 10 and (name == b"Connection" or name.lower() == b"connection"):
+                value = raw[value_start:value_end]
+                if value != b"keep-alive" and value.lower() != b"keep-alive":
+                    return None
+                hop = True
+            elif (name_len == 17 and name.lower() == b"transfer-encoding") or (
+                    name_len == 16 and name.lower() == b"proxy-connection"):
                 return None
-            hop = True
-        elif (name_len == 17 and name.lower() == b"transfer-encoding") or (
-                name_len == 16 and name.lower() == b"proxy-connection"):
-            return None
-        elif (name_len == 10 or name_len == 2 or name_len == 7 or name_len == 18 or name_len == 19) and (
-                name.lower() in RESPONSE_NOT_COPIED):
-            hop = True  # Keep-Alive, TE, Trailer, Upgrade, Proxy-Authenticate, Proxy-Authorization
-        if hop:
-            if start > copy_from:
-                if runs is None:
-                    runs = []
-                runs.append(raw[copy_from:start])
-            copy_from = pos
-        headers.append((name, value))
+            elif (name_len == 10 or name_len == 2 or name_len == 7 or name_len == 18 or name_len == 19) and (
+                    name.lower() in RESPONSE_NOT_COPIED):
+                hop = True  # Keep-Alive, TE, Trailer, Upgrade, Proxy-Authenticate, Proxy-Authorization
+            if hop:
+                if start > copy_from:
+                    if runs is None:
+                        runs = []
+                    runs.append(raw[copy_from:start])
+                copy_from = pos
+        if keep_fields:
+            headers.append((name, raw[value_start:value_end]))
     if length < 0 or n - pos != length:
         return None
     if runs is None:

@@ -249,3 +249,25 @@ def test_a_response_without_a_reason_phrase_never_takes_the_last_ones():
         heads.append(h.events[0][:3])
     conn.connection_lost(None)
     assert heads == [("head", 200, b"Fine"), ("head", 404, b"")]  # the client then gets "404 Not Found"
+
+
+@pytest.mark.parametrize("name", sorted(WHOLE) + sorted(OTHER))
+def test_without_the_field_list_everything_else_reads_the_same(name):
+    data = WHOLE.get(name) or OTHER[name]
+    kept, bare = whole_response(data, MAX_HEAD), whole_response(data, MAX_HEAD, False)
+    if kept is None:
+        assert bare is None
+    else:
+        assert bare == (kept[0], kept[1], None, kept[3], kept[4])
+
+
+async def test_the_field_list_is_built_only_where_the_route_reads_it(gateway):
+    """A plain route's HTTP/1.1 client takes the field lines as they came: no list; a route that
+    modifies response fields reads them."""
+    (backend,) = gateway.backends.values()
+    for path, kept in (("/nginx", False), ("/modified/hop", True), ("/nginx", False)):
+        c = gateway.client()
+        c.send(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        await c.response()
+        assert c.written == FORWARDED[path][1]
+        assert backend.connections[-1].protocol.keep_fields is kept
