@@ -48,6 +48,7 @@ cdef class Exchange(RequestView):
     cdef public list body_buf
     cdef public Py_ssize_t body_buf_size
     cdef public bytes req_last_chunk  # None, or the request's last chunk with its trailers
+    cdef public bytes req_lines  # None, or the field lines to copy as they came: wire.whole_request
     cdef public bint sent_head, up_paused, connecting, up_keep_alive
     cdef public UpstreamConnection conn
     cdef public EndpointPool pool

@@ -142,6 +142,7 @@ class Exchange(RequestView):
         self.chunked = False
         self.expect_continue = False
         self.conn_value = None
+        self.req_lines = None  # the field lines to copy as they came (wire.whole_request), or None
         self.head_complete = False
         self.req_bytes = 0
         self.upstream_host = None
@@ -473,9 +474,7 @@ class Exchange(RequestView):
     async def _connect(self, pool: EndpointPool) -> None:
         try:
             conn = await pool.connect(self.route.policy.timeouts.connect)
-        except asyncio.CancelledError:
-            raise
-        except (OSError, asyncio.TimeoutError) as e:
+        except (OSError, asyncio.TimeoutError) as e:  # not CancelledError (a BaseException): it propagates
             self.connecting = False
             if self.finished or self.pool is not pool:
                 return
@@ -556,7 +555,8 @@ class Exchange(RequestView):
                 strip = pol.auth.strip_headers
         special = REQUEST_NOT_COPIED if self.trace is None else REQUEST_NOT_COPIED_TRACED
         rid_name = self.proto.request_id_header
-        forwarded, rid = copy_request_fields(parts, headers, strip, special, drop, rid_name, self.proto.trusted)
+        forwarded, rid = copy_request_fields(parts, headers, strip, special, drop, rid_name, self.proto.trusted,
+                                             self.req_lines if headers is self.headers else None)
         if strip is not None:
             for name, value in self.auth_headers:
                 add_field(parts, name, value)

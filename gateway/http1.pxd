@@ -25,7 +25,7 @@ cdef class ClientProtocol(Downstream):
     # pause_reading, resume_reading, abort, close and exchange_done are Downstream's
     # C methods (exchange.pxd), overridden here: a final class may not declare them again.
     @cython.locals(ex=Exchange, method=str, url=bytes, headers=list, host=bytes, user_agent=bytes,
-                   connection=bytes, size=Py_ssize_t)
+                   connection=bytes, size=Py_ssize_t, lines=bytes)
     cdef bint _whole_request(self, tuple head) except -1
     cpdef _special_header(self, bytes lname, bytes value)
     @cython.locals(headers=list, size=Py_ssize_t, n=Py_ssize_t)

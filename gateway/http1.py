@@ -192,7 +192,8 @@ class ClientProtocol(Downstream):
             # The usual request, its head whole in one read and nothing after it: taken
             # apart here (wire.whole_request) instead of through llhttp's callbacks;
             # anything else, refusals included, goes to llhttp.
-            head = whole_request(data, self._max_uri, self._max_header_bytes, self._max_headers)
+            head = whole_request(data, self._max_uri, self._max_header_bytes, self._max_headers,
+                                 self.request_id_header)
             if head is not None and self._whole_request(head):
                 return
         try:
@@ -233,7 +234,7 @@ class ClientProtocol(Downstream):
         """A request head wire.whole_request read: what llhttp's callbacks would have done
         with it (on_message_begin to on_message_complete), in their order. False, and
         nothing done, for a Host that llhttp's path refuses."""
-        method, url, headers, host, user_agent, connection, size = head
+        method, url, headers, host, user_agent, connection, size, lines = head
         if host is not None and host != self.last_host:
             if not valid_host(host):
                 return False
@@ -247,6 +248,7 @@ class ClientProtocol(Downstream):
             ex.host = host
         ex.user_agent = user_agent
         ex.conn_value = connection
+        ex.req_lines = lines
         ex.head_complete = True
         self._headers = headers
         self._url_size = len(url)

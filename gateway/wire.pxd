@@ -12,7 +12,7 @@ cpdef add_field(list parts, object name, object value)
 cpdef bytes answer_bytes(int status, bytes body, extra, extra_resp, bint close, bint head)
 @cython.locals(forwarded=dict)
 cpdef tuple copy_request_fields(list parts, object headers, object strip, object special, object drop,
-                                bytes rid_name, bint trusted)
+                                bytes rid_name, bint trusted, bytes lines=*)
 # whole_response: the bytes and the byte classes through C pointers; positions and bytes as C integers.
 cdef bytes _FIELD_BYTE
 @cython.locals(n=Py_ssize_t, pos=Py_ssize_t, start=Py_ssize_t, name_end=Py_ssize_t, value_start=Py_ssize_t,
@@ -26,11 +26,14 @@ cdef bytes _TARGET_BYTE
 cdef dict _PLAIN_METHODS
 cdef bytes _VERSION_CRLF
 cdef frozenset _BODY_OR_PARSER_FIELDS
+cdef bytes _REQUEST_LOOKED
 @cython.locals(n=Py_ssize_t, pos=Py_ssize_t, start=Py_ssize_t, name_end=Py_ssize_t, value_start=Py_ssize_t,
                size=Py_ssize_t, name_len=Py_ssize_t, last=cython.uchar, raw=cython.p_uchar, table=cython.p_uchar,
-               target_table=cython.p_uchar, headers=list, name=bytes, value=bytes, lname=bytes, url=bytes,
-               method=str, host=bytes, user_agent=bytes, connection=bytes)
-cpdef tuple whole_request(bytes data, Py_ssize_t max_uri, Py_ssize_t max_head, Py_ssize_t max_headers)
+               target_table=cython.p_uchar, looked=cython.p_uchar, rid_len=Py_ssize_t, headers=list, name=bytes,
+               value=bytes, lname=bytes, url=bytes, method=str, host=bytes, user_agent=bytes, connection=bytes,
+               runs=list, copy_from=Py_ssize_t, copy_to=Py_ssize_t, as_written=bint, copied=bint, lines=bytes)
+cpdef tuple whole_request(bytes data, Py_ssize_t max_uri, Py_ssize_t max_head, Py_ssize_t max_headers,
+                          bytes rid_name)
 cpdef bint has_header(object headers, bytes lname) except -1
 cpdef bint unsafe_fields(object fields) except -1
 cpdef set connection_tokens(bytes value, set into)

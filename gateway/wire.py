@@ -105,14 +105,20 @@ def add_field(parts: list, name: bytes, value: bytes) -> None:
     parts.append(b"\r\n")
 
 
-def copy_request_fields(parts: list, headers, strip, special, drop, rid_name: bytes, trusted: bool):
+def copy_request_fields(parts: list, headers, strip, special, drop, rid_name: bytes, trusted: bool,
+                        lines: bytes | None = None):
     """The client's fields into an upstream head being built, minus what this hop
     replaces: ``strip`` (the route's credential fields), ``special`` (hop-by-hop and
     the fields the gateway writes itself) and ``drop`` (named by the client's
     Connection). Returns (forwarded, rid): the forwarding fields a ``trusted`` peer
     sent, joined by name for ``forwarding_fields`` to extend (None when none or
     untrusted: an untrusted peer's are never believed), and the client's own
-    request id (field ``rid_name``), None when it sent none."""
+    request id (field ``rid_name``), None when it sent none. ``lines``: the same fields'
+    lines as they came less REQUEST_NOT_COPIED's (wire.whole_request), written as one
+    piece when nothing else would be left out."""
+    if lines is not None and strip is None and not drop and not trusted and special is REQUEST_NOT_COPIED:
+        parts.append(lines)
+        return None, None
     forwarded = None
     rid = None
     for name, value in headers:
@@ -284,7 +290,7 @@ _PLAIN_METHODS = {m.encode(): m for m in ("HEAD", "POST", "PUT", "DELETE", "PATC
 _VERSION_CRLF = b" HTTP/1.1\r\n"
 
 
-def whole_request(data: bytes, max_uri: int, max_head: int, max_headers: int):
+def whole_request(data: bytes, max_uri: int, max_head: int, max_headers: int, rid_name: bytes):
     """``data`` as exactly one complete request head of the plainest kind, or None.
 
     The plainest kind is what clients send nearly always on a kept-alive
@@ -293,9 +299,13 @@ def whole_request(data: bytes, max_uri: int, max_head: int, max_headers: int):
     value, no Content-Length or Transfer-Encoding (so no body), at most one Host,
     Connection absent or ``keep-alive``, no Expect, and nothing after the blank
     line. Then it returns (method, target, headers, host, user_agent, connection,
-    size): what llhttp's callbacks would have given the protocol, without the
-    half-dozen calls from the parser into Python, and ``size`` the head's fields
-    counted as ClientProtocol.on_header counts them. Anything else, or a target or
+    size, copied): what llhttp's callbacks would have given the protocol, without
+    the half-dozen calls from the parser into Python; ``size`` the head's fields
+    counted as ClientProtocol.on_header counts them; and ``copied`` the field lines
+    as they came less those no hop copies (REQUEST_NOT_COPIED), which
+    copy_request_fields takes as one piece where it would copy the others
+    unchanged, or None when a line is not as it would write it (OWS other than one
+    space) or the client sent its own request id (field ``rid_name``). Anything else, or a target or
     fields above the limits (``max_uri`` bytes, ``max_head`` bytes, ``max_headers``
     lines), is None and goes to llhttp, which answers it (414, 431, 400, or reads it):
     nothing is accepted here that llhttp would refuse or read differently, and no
@@ -329,17 +339,23 @@ def whole_request(data: bytes, max_uri: int, max_head: int, max_headers: int):
     url = raw[start:pos]
     pos += 11
     table = _FIELD_BYTE
+    looked = _REQUEST_LOOKED
+    rid_len = len(rid_name)
     headers = []
     size = 0
     host = None
     user_agent = None
     connection = None
+    runs = None  # field lines before one not copied, when there was one
+    copy_from = pos  # the start of the field lines copied as they came
+    as_written = True  # every copied line is as add_field writes it, and no request id came
     while True:
         if pos + 1 >= n:
             return None
         if raw[pos] == 13:
             if raw[pos + 1] != 10 or pos + 2 != n:
                 return None  # a bare CR, or bytes after the head (a body, a pipelined request)
+            copy_to = pos
             break
         start = pos
         while pos < n and table[raw[pos]] == 1:
@@ -365,31 +381,60 @@ def whole_request(data: bytes, max_uri: int, max_head: int, max_headers: int):
         if size > max_head or len(headers) >= max_headers:
             return None
         name_len = name_end - start
-        # The fields the protocol reads before routing, by length first (see ClientProtocol.on_header).
-        if name_len == 4:
-            if name == b"Host" or name.lower() == b"host":
-                if host is not None:
-                    return None  # two: refused on llhttp's path
-                host = value
-        elif name_len == 10:
+        copied = True
+        # The fields the protocol reads before routing and those no hop copies, by length first
+        # (see ClientProtocol.on_header and copy_request_fields).
+        if name_len == 4 and (name == b"Host" or name.lower() == b"host"):
+            if host is not None:
+                return None  # two: refused on llhttp's path
+            host = value
+            copied = False  # the gateway writes it
+            if start > copy_from:
+                if runs is None:
+                    runs = []
+                runs.append(raw[copy_from:start])
+            copy_from = pos
+        elif (name_len < 32 and looked[name_len]) or name_len == rid_len:
             lname = name.lower()
+            if lname in _BODY_OR_PARSER_FIELDS:
+                return None
             if lname == b"user-agent":
                 user_agent = value
             elif lname == b"connection":
                 if connection is not None or (value != b"keep-alive" and value.lower() != b"keep-alive"):
                     return None
                 connection = value
-        elif name_len == 14 or name_len == 17 or name_len == 16 or name_len == 6 or name_len == 12:
-            if name.lower() in _BODY_OR_PARSER_FIELDS:
-                return None
+            if lname == rid_name:
+                as_written = False
+            elif lname in REQUEST_NOT_COPIED:
+                copied = False
+                if start > copy_from:
+                    if runs is None:
+                        runs = []
+                    runs.append(raw[copy_from:start])
+                copy_from = pos
+        if copied and (value_start != name_end + 2 or raw[name_end + 1] != 32):
+            as_written = False  # add_field writes "name: value"
         headers.append((name, value))
-    return method, url, headers, host, user_agent, connection, size
+    if not as_written:
+        lines = None
+    elif runs is None:
+        lines = raw[copy_from:copy_to]
+    else:
+        if copy_to > copy_from:
+            runs.append(raw[copy_from:copy_to])
+        lines = runs[0] if len(runs) == 1 else b"".join(runs)
+    return method, url, headers, host, user_agent, connection, size, lines
 
 
 # Request fields whole_request leaves to llhttp: framing, Proxy-Connection (read as
 # Connection), Expect, and gRPC's deadline.
 _BODY_OR_PARSER_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"proxy-connection", b"expect",
                                     b"grpc-timeout"))
+# The lengths of the names whole_request lower-cases: those above, Host, User-Agent, Connection,
+# and REQUEST_NOT_COPIED's.
+_REQUEST_LOOKED = bytes(1 if n in {len(f) for f in _BODY_OR_PARSER_FIELDS | REQUEST_NOT_COPIED | {b"user-agent"}} else 0
+                        for n in range(32))
 
 
 def has_header(headers, lname: bytes) -> bool:

@@ -15,7 +15,7 @@ import httptools
 import pytest
 
 from gateway.config import Limits
-from gateway.wire import whole_request
+from gateway.wire import REQUEST_NOT_COPIED, copy_request_fields, whole_request
 from polling import eventually
 from protoharness import Gateway
 from proxyharness import route, table
@@ -48,6 +48,10 @@ WHOLE = {
         b"GET /public HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\nForwarded: for=1.2.3.4\r\n\r\n"),
     "a method the route does not allow": b"DELETE /admin HTTP/1.1\r\nHost: a\r\n\r\n",
     "the target at the limit": b"GET /public/" + b"a" * (MAX_URI - 8) + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+    "the client's request id": b"GET /public HTTP/1.1\r\nHost: a\r\nX-Request-Id: abc\r\nX-A: b\r\n\r\n",
+    "fields around those not copied": (
+        b"GET /public HTTP/1.1\r\nX-A: 1\r\nHost: a\r\nX-B: 2\r\nTE: trailers\r\nConnection: keep-alive\r\n"
+        b"X-C: 3\r\nX-Real-IP: 1.2.3.4\r\n\r\n"),
 }
 
 # Left to llhttp, which decides (some it refuses, some it reads in several steps).
@@ -98,13 +102,32 @@ PARTS = {
 }
 
 
+RID = b"x-request-id"
+
+
 def read(data: bytes):
-    return whole_request(data, MAX_URI, MAX_HEAD, MAX_HEADERS)
+    return whole_request(data, MAX_URI, MAX_HEAD, MAX_HEADERS, RID)
+
+
+def copied_one_by_one(headers) -> bytes:
+    """The client's fields as copy_request_fields copies them one by one toward the upstream."""
+    parts = []
+    copy_request_fields(parts, headers, None, REQUEST_NOT_COPIED, None, RID, False)
+    return b"".join(parts)
 
 
 @pytest.mark.parametrize("name", sorted(WHOLE))
 def test_plain_heads_are_read_whole(name):
     assert read(WHOLE[name]) is not None
+
+
+def test_the_lines_copied_as_they_came_are_those_copied_one_by_one():
+    for name, data in WHOLE.items():
+        headers, lines = read(data)[2], read(data)[7]
+        if name in ("the client's request id", "spaces and a tab in values, none after the colon"):
+            assert lines is None, name  # copied one by one: the id is read, the lines rewritten
+        else:
+            assert lines == copied_one_by_one(headers), name
 
 
 @pytest.mark.parametrize("name", sorted(OTHER) + sorted(PARTS))
@@ -118,11 +141,12 @@ def test_anything_else_is_left_to_llhttp(name):
 
 
 def test_what_it_reads():
-    method, url, headers, host, user_agent, connection, size = read(WHOLE["curl"])
+    method, url, headers, host, user_agent, connection, size, lines = read(WHOLE["curl"])
     assert (method, url, host, user_agent, connection) == ("GET", b"/public/a?b=c&d=%20e", b"a.example",
                                                            b"curl/8.5.0", None)
     assert headers == [(b"Host", b"a.example"), (b"User-Agent", b"curl/8.5.0"), (b"Accept", b"*/*")]
     assert size == sum(len(n) + len(v) + 4 for n, v in headers)  # as ClientProtocol.on_header counts
+    assert lines == b"User-Agent: curl/8.5.0\r\nAccept: */*\r\n"  # Host is the gateway's to write
     assert read(WHOLE["browser-like, Connection: keep-alive"])[5] == b"keep-alive"
     assert read(WHOLE["HEAD"])[0] is "HEAD"  # noqa: F632 (interned, as the parser path's methods are)
 
@@ -169,7 +193,7 @@ class LlhttpHead:
 # The bytes mutations insert or put in place: those that end, split or bend a head.
 ODD = [b" ", b"\t", b"\r", b"\n", b"\r\n", b":", b"\x00", b"\x01", b"\x7f", b"\x80", b"\xff", b'"', b"#", b"%",
        b"\\", b"{", b"/", b"?", b"@", b"a", b"A", b"0", b",", b";", b"=", b"-", b"_"]
-FIELDS = [b"Host: a", b"Host: b.example:8080", b"Content-Length: 0", b"Content-Length: 5", b"Transfer-Encoding: chunked",
+FIELDS = [b"X-Request-Id: r1", b"x-real-ip: 1.2.3.4", b"Forwarded: for=x", b"Accept: */*", b"Host: a", b"Host: b.example:8080", b"Content-Length: 0", b"Content-Length: 5", b"Transfer-Encoding: chunked",
           b"Connection: keep-alive", b"Connection: close", b"Connection: Upgrade", b"Upgrade: websocket",
           b"Expect: 100-continue", b"User-Agent: x", b"X-A: b", b"Proxy-Connection: keep-alive", b"TE: trailers",
           b"grpc-timeout: 1S", b"Content-Type: text/plain", b"KEEP-ALIVE: 1", b"host:a", b"X-A:\tb"]
@@ -196,14 +220,14 @@ def mutate(rng: random.Random) -> bytes:
 
 def test_every_head_read_whole_reads_the_same_through_llhttp():
     rng = random.Random(20261204)
-    accepted = 0
+    accepted = with_lines = 0
     for _ in range(30000):
         data = mutate(rng)
         got = read(data)
         if got is None:
             continue
         accepted += 1
-        method, url, headers, host, user_agent, connection, size = got
+        method, url, headers, host, user_agent, connection, size, lines = got
         ref = LlhttpHead(data)
         assert ref.error is None, (data, ref.error)
         assert (ref.heads, ref.completed) == (1, 1), data
@@ -214,7 +238,11 @@ def test_every_head_read_whole_reads_the_same_through_llhttp():
         assert connection == lower.get(b"connection"), data
         assert not {b"content-length", b"transfer-encoding", b"expect", b"proxy-connection"} & lower.keys(), data
         assert len(url) <= MAX_URI and size <= MAX_HEAD and len(headers) <= MAX_HEADERS, data
-    assert accepted > 3000  # the mutations leave many heads plain: the comparison had work to do
+        if lines is not None:
+            with_lines += 1
+            assert lines == copied_one_by_one(headers), data
+            assert RID not in lower
+    assert accepted > 3000 and with_lines > 1000  # the mutations leave many heads plain: the comparison had work to do
 
 
 # -- the proxy end to end: one read, or llhttp --------------------------------------------------------
