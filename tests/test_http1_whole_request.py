@@ -339,3 +339,44 @@ async def test_an_idle_kept_alive_connection_is_not_held_to_the_head_timeout(gw)
     await c.response(head=True)
     g.advance(LIMITS.header_timeout + 1)  # well within the idle timeout
     assert not c.transport.closing
+
+
+class CountingParser:
+    """llhttp, with what it was fed recorded."""
+
+    def __init__(self, parser):
+        self.parser = parser
+        self.fed = []
+
+    def feed_data(self, data):
+        self.fed.append(data)
+        return self.parser.feed_data(data)
+
+    def __getattr__(self, name):
+        return getattr(self.parser, name)
+
+
+async def test_a_request_pipelined_behind_one_read_whole_goes_to_llhttp_and_is_answered_in_order():
+    """The second request arrives while the first (read whole) waits on the backend: llhttp, which
+    never saw the first, reads it from the start, and the answers keep their order."""
+    async with Gateway(None, limits=LIMITS) as g:
+        b = g.backend("held", answer=None)
+        g.server.swap(table([route("ns/public", path="/public", backends=("ns/svc:80",))],
+                            {"ns/svc:80": (b.endpoint,)}))
+        c = g.client()
+        c.protocol.parser = parser = CountingParser(c.protocol.parser)
+        c.send(b"GET /public/1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        await b.request(1)
+        assert parser.fed == []  # read whole
+        c.send(b"GET /public/2 HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\r\n")
+        assert c.reading_paused  # pipelined: read, parsed, and held behind the first
+        assert parser.fed == [b"GET /public/2 HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\r\n"]
+        peer = await b.connection(0)
+        peer.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+        first = await c.response()
+        await b.request(2)
+        (await b.connection(-1)).reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
+        second = await c.response()
+        assert (first.body, second.body) == (b"one", b"two")
+        assert [r.target for r in b.seen] == ["/public/1", "/public/2"]
+        assert not c.transport.closing
