@@ -16,10 +16,10 @@ cdef class Exchange
 
 
 cdef class Downstream(ClientConnection):
-    cdef public object server, transport, access_log, max_body_bytes, sni, fwd_key, fwd_block
+    cdef public object server, transport, access_log, max_body_bytes, sni
     cdef public Upstreams upstreams
     cdef public RequestStats stats
-    cdef public bytes request_id_header, peer_bytes, forwarded_for, scheme_bytes, last_host
+    cdef public bytes request_id_header, last_host
     cdef public str last_host_str
     # framed: an HTTP/2 stream (gateway/h2stream.py); http_version: for the access log
     cdef public bint closed, create_traceparent, framed
@@ -49,6 +49,7 @@ cdef class Exchange(RequestView):
     cdef public Py_ssize_t body_buf_size
     cdef public bytes req_last_chunk  # None, or the request's last chunk with its trailers
     cdef public bytes req_lines  # None, or the field lines to copy as they came: wire.whole_request
+    cdef public bytes upstream_target  # path and query as routed, encoded
     cdef public bint sent_head, up_paused, connecting, up_keep_alive
     cdef public UpstreamConnection conn
     cdef public EndpointPool pool
@@ -77,8 +78,6 @@ cdef class Exchange(RequestView):
     @cython.locals(route=Route, pol=RoutePolicy, parts=list, headers=list, name=bytes, value=bytes, lname=bytes, special=frozenset, strip=tuple,
                    method_sp=bytes)
     cpdef bytes _upstream_head(self)  # None: refused (see gateway/syntax.py)
-    @cython.locals(proto=Downstream)
-    cpdef bytes _forwarding(self, incoming)
     @cython.locals(route=Route, pol=RoutePolicy)
     cpdef upstream_head(self, UpstreamConnection conn, int status, bytes reason, list headers, bint keep_alive)
     cpdef upstream_body(self, bytes data)

@@ -29,7 +29,7 @@ from gateway.syntax import unsafe_field_value, unsafe_target
 from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
     CONNECTION_OPTIONS, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, add_field,
-    connection_tokens, copy_request_fields, forwarding_fields, has_header, header_value, json_body, last_chunk,
+    connection_tokens, copy_request_fields, has_header, header_value, json_body, last_chunk,
     new_traceparent, next_request_id, refused_head, trailer_chunk, unsafe_fields,
 )
 
@@ -68,11 +68,10 @@ class Downstream(ClientConnection):
     - server, transport, closed; upstreams, stats, access_log (the server's);
     - max_body_bytes, request_id_header, create_traceparent (the server's settings);
     - tracer: the server's gateway.tracing.Tracer, or None when tracing is off;
-    - peer_bytes, forwarded_for, scheme_bytes, sni: the peer, as written in the
-      forwarding headers, and the TLS server name that chose the certificate;
-    - fwd_key, fwd_block: the forwarding headers of the last Host seen (see
-      ``Exchange._forwarding``); last_host, last_host_str: the last Host value
-      that passed ``valid_host``, and decoded (a keep-alive client repeats it).
+    - sni: the TLS server name that chose the certificate (the peer as the forwarding
+      headers write it is ClientConnection's);
+    - last_host, last_host_str: the last Host value that passed ``valid_host``, and
+      decoded (a keep-alive client repeats it).
     """
 
     def pause_reading(self, why: str) -> None:
@@ -143,6 +142,7 @@ class Exchange(RequestView):
         self.expect_continue = False
         self.conn_value = None
         self.req_lines = None  # the field lines to copy as they came (wire.whole_request), or None
+        self.upstream_target = b""  # path and query as routed, encoded (set by begin)
         self.head_complete = False
         self.req_bytes = 0
         self.upstream_host = None
@@ -202,13 +202,14 @@ class Exchange(RequestView):
         target = _TARGETS.get(self.url)
         if target is None:
             try:
-                target = normalize_target(self.url)
+                path, query, authority = normalize_target(self.url)
             except BadTarget as e:
                 return self.respond(e.status, e.reason, close=True)
             if len(_TARGETS) >= srv.targets_memo_limit:
                 _TARGETS.clear()  # distinct targets from a scan: start over, never grow
-            _TARGETS[self.url] = target
-        path, query, authority = target
+            # With the upstream request target as bytes: what a plain route sends on unchanged.
+            target = _TARGETS[self.url] = (path, query, authority, (path + "?" + query if query else path).encode())
+        path, query, authority, self.upstream_target = target
         if path == "*":
             return self.respond(400, "asterisk-form is not routed", close=True)
         if authority is not None:
@@ -527,7 +528,10 @@ class Exchange(RequestView):
             path, new_host = policies.rewrite(route, pol.rewrite, path)
             if new_host:
                 host = new_host.encode()
-        target = path.encode() if not self.query else (path + "?" + self.query).encode()
+        if route.plain:
+            target = self.upstream_target  # path and query as routed: encoded once per distinct target
+        else:  # maybe rewritten, or its query changed by a policy (an API key taken out of it)
+            target = path.encode() if not self.query else (path + "?" + self.query).encode()
         if pol.rewrite is not None and (unsafe_target(target) or unsafe_field_value(host)):
             refused_head(route, "rewritten request line or Host", target + b" " + host)
             return None
@@ -560,7 +564,7 @@ class Exchange(RequestView):
         if strip is not None:
             for name, value in self.auth_headers:
                 add_field(parts, name, value)
-        parts.append(self._forwarding(forwarded))
+        parts.append(self.proto.forwarding(self.host, forwarded))
         if self.trace is not None:
             # Traced: the backend's parent is this try's client span (the client's
             # tracestate is forwarded as it came).
@@ -583,23 +587,6 @@ class Exchange(RequestView):
         else:
             parts.append(b"\r\n")
         return b"".join(parts)
-
-    def _forwarding(self, incoming: dict | None) -> bytes:
-        """X-Forwarded-For/-Proto/-Host and Forwarded for this hop (gateway/wire.py).
-
-        From an untrusted peer the incoming values were dropped and the block
-        depends only on the connection and the Host, so it is cached on the
-        connection. From a trusted proxy the incoming chain is extended.
-        """
-        proto = self.proto
-        host = self.host
-        if incoming is None and proto.fwd_key == host:
-            return proto.fwd_block
-        block = forwarding_fields(proto.peer_bytes, proto.forwarded_for, proto.scheme_bytes, host, incoming)
-        if incoming is None:
-            proto.fwd_key = host
-            proto.fwd_block = block
-        return block
 
     # ------------------------------------------------------------------ upstream events
 
@@ -788,12 +775,13 @@ class Exchange(RequestView):
             if close:
                 conn.close()
             else:
-                pool.release(conn)
+                # Idle from when its response came; the clock is read again only if none came.
+                pool.release(conn, self.upstream_start + self.upstream_time if self.resp_started else 0.0)
         if pool is not None:
             if self.trace is not None:
                 self.trace.try_ended(_monotonic())
             pool.active -= 1
-            if pool not in self.tried:
+            if close and pool not in self.tried:  # only a try ended by closing is followed by another
                 self.tried = self.tried + (pool,)
             self.pool = None
         self.sent_head = False

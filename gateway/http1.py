@@ -119,7 +119,7 @@ class ClientProtocol(Downstream):
         self._header_timeout = lim.header_timeout
         self.max_body_bytes = lim.max_body_bytes
         # The forwarding headers of the last Host seen on this connection (see
-        # Exchange._forwarding): the same for every request of a keep-alive client.
+        # ClientConnection.forwarding): the same for every request of a keep-alive client.
         self.fwd_key: bytes | None = None
         self.fwd_block = b""
         self.framed = False  # HTTP/1 heads are bytes (see Downstream)

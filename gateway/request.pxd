@@ -4,6 +4,7 @@
 cimport cython
 from gateway.routing cimport Route, RouteTable
 from gateway.upstream cimport Handler
+from gateway.wire cimport forwarding_fields
 
 
 cdef class HeaderView:
@@ -16,8 +17,11 @@ cpdef HeaderView header_view(list headers)
 
 
 cdef class ClientConnection:
-    cdef public object peer, scheme, limiter, auth_memo, addr_key
+    cdef public object peer, scheme, limiter, auth_memo, addr_key, fwd_key, fwd_block
+    cdef public bytes peer_bytes, forwarded_for, scheme_bytes
     cdef public bint trusted, ratelimit_headers
+
+    cpdef bytes forwarding(self, bytes host, dict incoming)
 
 
 cdef class RequestView(Handler):

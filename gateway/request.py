@@ -20,6 +20,7 @@ Compiled by Cython (request.pxd): policies read these fields as struct members.
 from __future__ import annotations
 
 from gateway.upstream import Handler
+from gateway.wire import forwarding_fields
 
 
 class HeaderView:
@@ -80,6 +81,30 @@ class ClientConnection:
         self.ratelimit_headers = True  # whether allowed responses carry RateLimit-* fields
         self.auth_memo = None  # gateway.auth.base.AuthMemo, made by the first authenticated request
         self.addr_key = None  # the rate-limit key of the peer's address, made at first use
+        # The peer as the forwarding fields write it (its address, and as a Forwarded node:
+        # IPv6 quoted and bracketed), the scheme as bytes, and the forwarding block of the
+        # last Host seen (fwd_key, fwd_block; see ``forwarding``).
+        self.peer_bytes = self.forwarded_for = b""
+        self.scheme_bytes = scheme.encode()
+        self.fwd_key = None
+        self.fwd_block = b""
+
+    def forwarding(self, host: bytes, incoming: dict | None) -> bytes:
+        """X-Forwarded-For/-Proto/-Host and Forwarded for a request to ``host`` on this
+        connection (gateway/wire.py).
+
+        From an untrusted peer the incoming values were dropped and the block
+        depends only on the connection and the Host, so it is kept for the next
+        request. From a trusted proxy (``incoming``: its values by name) the incoming
+        chain is extended.
+        """
+        if incoming is None and self.fwd_key == host:
+            return self.fwd_block
+        block = forwarding_fields(self.peer_bytes, self.forwarded_for, self.scheme_bytes, host, incoming)
+        if incoming is None:
+            self.fwd_key = host
+            self.fwd_block = block
+        return block
 
 
 class RequestView(Handler):

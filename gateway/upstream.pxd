@@ -44,7 +44,7 @@ cdef class EndpointPool:
 
     @cython.locals(conn=UpstreamConnection)
     cpdef UpstreamConnection take_idle(self)
-    cpdef release(self, UpstreamConnection conn)
+    cpdef release(self, UpstreamConnection conn, double now=*)
     cpdef succeeded(self)
     cpdef failed(self, str backend_key, int peers)
     cpdef bint ejected(self, double now)

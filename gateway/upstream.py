@@ -290,9 +290,11 @@ class EndpointPool:
                 return conn
         return None
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: UpstreamConnection, now: float = 0.0) -> None:
+        """Back to the idle list, or closed beyond ``max_idle``; ``now``: the time if the caller
+        has it (the idle timeout counts from it), else read here."""
         if conn.is_usable() and len(self.idle) < self.upstreams.max_idle:
-            conn.idle_since = _monotonic()
+            conn.idle_since = now if now else _monotonic()
             self.idle.append(conn)
         else:
             conn.close()

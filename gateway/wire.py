@@ -117,7 +117,8 @@ def copy_request_fields(parts: list, headers, strip, special, drop, rid_name: by
     lines as they came less REQUEST_NOT_COPIED's (wire.whole_request), written as one
     piece when nothing else would be left out."""
     if lines is not None and strip is None and not drop and not trusted and special is REQUEST_NOT_COPIED:
-        parts.append(lines)
+        if lines:
+            parts.append(lines)
         return None, None
     forwarded = None
     rid = None
