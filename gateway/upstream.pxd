@@ -20,7 +20,7 @@ cdef class Handler:
 # Not final: an HTTP/2 stream (gateway/h2upstream.py) is one, to the exchange.
 cdef class UpstreamConnection:
     cdef public object pool, transport, parser, _headers, _reason
-    cdef public tuple whole
+    cdef public tuple whole, last_head
     cdef public Handler handler
     cdef public bint reused, got_bytes, head_only, may_upgrade, _closed, upgraded, at_boundary, keep_fields
     cdef public double idle_since

@@ -95,6 +95,9 @@ class UpstreamConnection:
         # False when the handler reads no field of the response (it forwards the field lines as they
         # came): a response read whole then hands it None for ``headers``, and no (name, value) list is built.
         self.keep_fields = True
+        # The last head read whole without the field list: (head bytes, body length, status,
+        # reason, field lines to copy); the next identical head is not read again.
+        self.last_head = None
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -116,7 +119,18 @@ class UpstreamConnection:
         if self.at_boundary and not self.head_only and not self.may_upgrade:
             # The usual answer, whole in one read: taken apart here (wire.whole_response)
             # instead of through a dozen parser callbacks; anything else goes to llhttp.
-            whole = whole_response(data, self._max_header_bytes, self.keep_fields)
+            last = self.last_head
+            if (last is not None and not self.keep_fields and data.startswith(last[0])
+                    and len(data) - len(last[0]) == last[1]):
+                # The very head of the last response read whole, and its body's length: what
+                # whole_response would return, without the pass over the head's bytes (a
+                # backend's heads change with its Date, once a second).
+                whole = (last[2], last[3], None, data[len(last[0]):], last[4])
+            else:
+                whole = whole_response(data, self._max_header_bytes, self.keep_fields)
+                if whole is not None and not self.keep_fields:
+                    size = len(whole[3])
+                    self.last_head = (data[:len(data) - size], size, whole[0], whole[1], whole[4])
             if whole is not None:
                 self._whole(h, whole)
                 return

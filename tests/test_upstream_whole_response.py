@@ -72,7 +72,7 @@ class Recorder(Handler):
         self.events = []
 
     def upstream_head(self, conn, status, reason, headers, keep_alive):
-        self.events.append(("head", status, reason, list(headers), keep_alive))
+        self.events.append(("head", status, reason, None if headers is None else list(headers), keep_alive))
 
     def upstream_body(self, data):
         self.events.append(("body", data))
@@ -271,3 +271,39 @@ async def test_the_field_list_is_built_only_where_the_route_reads_it(gateway):
         await c.response()
         assert c.written == FORWARDED[path][1]
         assert backend.connections[-1].protocol.keep_fields is kept
+
+
+def test_a_head_read_again_reads_as_the_first_time():
+    """Without the field list, the last head read whole is kept: a response with the very same head
+    and a body of its length takes its reading without a pass over the head; anything else is read
+    anew. Each response reads as it does on a connection of its own."""
+    other_date = NGINX.replace(b"03:25:34", b"03:25:35")
+    longer = NGINX.replace(b"Content-Length: 17", b"Content-Length: 18") + b"!"
+    sequence = [NGINX, NGINX, other_date, other_date, NGINX, longer, WHOLE["no body"], WHOLE["no body"], NGINX]
+    # After the same head: more bytes than its body (a second response), fewer (the body's rest to
+    # come), or a close-delimited answer; each ends the sequence on its connection.
+    last = [NGINX + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", NGINX[:-1], OTHER["Connection: close"]]
+
+    def read(conn, data):
+        h = Recorder()
+        conn.send(h, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", False)
+        conn.keep_fields = False
+        conn.data_received(data)
+        assert ("failed", "protocol") not in h.events
+        return h.events
+
+    for end in last:
+        kept = connection()
+        for data in sequence + [end]:
+            fresh = connection()
+            assert read(kept, data) == read(fresh, data), data
+            fresh.connection_lost(None)
+        kept.connection_lost(None)
+    primed = connection()
+    read(primed, NGINX)
+    assert primed.last_head[:2] == (NGINX[:-17], 17)
+    h = Recorder()
+    primed.send(h, b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", False)  # a handler that reads the fields
+    primed.data_received(NGINX)
+    assert h.events[0] == ("head", 200, b"OK", whole_response(NGINX, MAX_HEAD)[2], True)
+    primed.connection_lost(None)
