@@ -22,7 +22,7 @@ cdef class Downstream(ClientConnection):
     cdef public bytes request_id_header, last_host
     cdef public str last_host_str
     # framed: an HTTP/2 stream (gateway/h2stream.py); http_version: for the access log
-    cdef public bint closed, create_traceparent, framed
+    cdef public bint closed, create_traceparent, framed, draining
     cdef public str http_version
     cdef public object tracer  # gateway.tracing.Tracer, or None
 
@@ -56,7 +56,7 @@ cdef class Exchange(RequestView):
     cdef public BackendRef backend
     cdef public object tried, backend_key, upstream_ep
     cdef public int attempts, peers, status
-    cdef public double deadline, try_deadline, upstream_start, upstream_time, start
+    cdef public double deadline, try_deadline, upstream_start, upstream_time, start, ended
     cdef public double grpc_timeout  # seconds of a gRPC request's grpc-timeout, 0.0 when none
     cdef public bint resp_started, resp_chunked, resp_until_close, finished, close_after
 

@@ -71,7 +71,7 @@ class Downstream(ClientConnection):
     - sni: the TLS server name that chose the certificate (the peer as the forwarding
       headers write it is ClientConnection's);
     - last_host, last_host_str: the last Host value that passed ``valid_host``, and
-      decoded (a keep-alive client repeats it).
+      decoded (a keep-alive client repeats it); draining: set by Server.drain (HTTP/1).
     """
 
     def pause_reading(self, why: str) -> None:
@@ -143,6 +143,7 @@ class Exchange(RequestView):
         self.conn_value = None
         self.req_lines = None  # the field lines to copy as they came (wire.whole_request), or None
         self.upstream_target = b""  # path and query as routed, encoded (set by begin)
+        self.ended = 0.0  # finished (and its request read): the connection is idle from then
         self.head_complete = False
         self.req_bytes = 0
         self.upstream_host = None
@@ -391,6 +392,7 @@ class Exchange(RequestView):
     def request_complete(self) -> None:
         self.req_done = True
         if self.finished:
+            self.ended = _monotonic()  # the connection is free from now, not from the response's end
             self.proto.exchange_done(self)
             return
         if self.sent_head and self.conn is not None and self.chunked:
@@ -861,7 +863,7 @@ class Exchange(RequestView):
             return
         self.finished = True
         proto = self.proto
-        now = _monotonic()
+        now = self.ended = _monotonic()
         proto.stats.record(self.route_name(), self.method, self.status, now - self.start)
         route = self.route
         if route is not None and not route.plain and route.policy.mirror is not None and self.status < 500:

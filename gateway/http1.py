@@ -123,6 +123,7 @@ class ClientProtocol(Downstream):
         self.fwd_key: bytes | None = None
         self.fwd_block = b""
         self.framed = False  # HTTP/1 heads are bytes (see Downstream)
+        self.draining = False  # the server is draining: each response closes the connection
         self.http_version = "HTTP/1.1"
         self._sniffing = False  # set by connection_made (plain listener, --h2c)
         self._sniffed = b""
@@ -161,6 +162,7 @@ class ClientProtocol(Downstream):
         # the same timeout.)
         now = self._idle_since = _monotonic()
         self._head_deadline = now + self._header_timeout
+        self.draining = srv.draining  # set by Server.drain on every connection it has
         srv.connections.add(self)
 
     def connection_lost(self, exc) -> None:
@@ -485,7 +487,7 @@ class ClientProtocol(Downstream):
         if ex.close_after or not ex.keep_alive:
             self.close()
             return
-        self._idle_since = _monotonic()
+        self._idle_since = ex.ended or _monotonic()
         if self.pipeline:
             nxt = self.pipeline[0]
             if len(self.pipeline) == 1:
@@ -495,7 +497,7 @@ class ClientProtocol(Downstream):
                 nxt.begin()  # may finish it at once, and then start the one after it
         else:
             self.resume_reading("pipeline")
-            if self.server.draining or self._eof:
+            if self.draining or self._eof:
                 self.close()
 
     def response_head(self, ex: Exchange, status: int, reason: bytes, headers: list) -> None:
@@ -503,7 +505,7 @@ class ClientProtocol(Downstream):
 
     def answer(self, ex: Exchange, status: int, extra, body: bytes) -> None:
         unread_body = not ex.req_done and (ex.chunked or ex.content_length > 0)
-        if unread_body or not ex.keep_alive or self.server.draining or ex.upgrade:
+        if unread_body or not ex.keep_alive or self.draining or ex.upgrade:
             # An unread request body would be taken for the next request: close.
             ex.close_after = True
         if is_grpc(header_value(ex.headers, b"content-type")):
@@ -635,7 +637,7 @@ def http1_response_head(ex: Exchange, status: int, reason: bytes, headers: list)
         parts.append(b"transfer-encoding: chunked\r\n")
     if ex.upgrade:
         ex.close_after = True  # the client may already be sending upgraded bytes
-    if ex.close_after or not ex.keep_alive or ex.server.draining:
+    if ex.close_after or not ex.keep_alive or ex.proto.draining:
         ex.close_after = True
         parts.append(b"connection: close\r\n\r\n")
     elif ex.http10:

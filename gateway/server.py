@@ -244,6 +244,9 @@ class Server:
         """Graceful shutdown: 503 on /readyz, stop accepting, finish in-flight requests."""
         cfg = self.config
         self.draining = True
+        for conn in list(self.connections):
+            if isinstance(conn, ClientProtocol):
+                conn.draining = True  # its responses close the connection (read per response, a C field)
         log.info("draining: readiness is now 503")
         await asyncio.sleep(cfg.drain_seconds if drain_seconds is None else drain_seconds)
         for srv in self._servers:

@@ -8,6 +8,7 @@ field by field; and the proxy end to end (tests/protoharness.py), each request s
 and again split so that llhttp reads it, with the same bytes reaching the backend and the client.
 """
 
+import asyncio
 import random
 import re
 
@@ -380,3 +381,21 @@ async def test_a_request_pipelined_behind_one_read_whole_goes_to_llhttp_and_is_a
         assert (first.body, second.body) == (b"one", b"two")
         assert [r.target for r in b.seen] == ["/public/1", "/public/2"]
         assert not c.transport.closing
+
+
+async def test_draining_closes_each_kept_alive_connection_after_its_next_response(gw):
+    """Server.drain marks the connections it has, and a connection made meanwhile reads the mark
+    at connect: a response read either way then says Connection: close, and the connection ends."""
+    b, g = gw
+    before = g.client()
+    before.send(WRK.replace(b"/plain", b"/public"))
+    assert "connection" not in (await before.response()).headers
+    drain = asyncio.ensure_future(g.server.drain(drain_seconds=1.0, timeout=1.0))
+    await asyncio.sleep(0)  # drain marks the connections, then waits its drain_seconds
+    after = g.client()
+    for c, data in ((before, WHOLE["curl"]), (after, OTHER["a body"])):
+        c.send(data)
+        r = await c.response()
+        assert r.status == 200 and r.headers.get("connection") == "close", data
+        assert await c.closed()
+    await drain
