@@ -312,7 +312,9 @@ def whole_request(data: bytes, max_uri: int, max_head: int, max_headers: int, ri
     nothing is accepted here that llhttp would refuse or read differently, and no
     request is refused here.
 
-    Compiled, ``raw`` and the tables are C pointers into the bytes (wire.pxd).
+    Compiled, ``raw`` and the tables are C pointers into the bytes (wire.pxd). Its
+    field-line grammar is whole_response's, written out again rather than shared: a
+    helper would return three positions per line on the hot path.
     """
     n = len(data)
     if n < 18:  # "GET / HTTP/1.1\r\n\r\n"
@@ -390,11 +392,6 @@ def whole_request(data: bytes, max_uri: int, max_head: int, max_headers: int, ri
                 return None  # two: refused on llhttp's path
             host = value
             copied = False  # the gateway writes it
-            if start > copy_from:
-                if runs is None:
-                    runs = []
-                runs.append(raw[copy_from:start])
-            copy_from = pos
         elif (name_len < 32 and looked[name_len]) or name_len == rid_len:
             lname = name.lower()
             if lname in _BODY_OR_PARSER_FIELDS:
@@ -409,12 +406,13 @@ def whole_request(data: bytes, max_uri: int, max_head: int, max_headers: int, ri
                 as_written = False
             elif lname in REQUEST_NOT_COPIED:
                 copied = False
-                if start > copy_from:
-                    if runs is None:
-                        runs = []
-                    runs.append(raw[copy_from:start])
-                copy_from = pos
-        if copied and (value_start != name_end + 2 or raw[name_end + 1] != 32):
+        if not copied:  # the lines before it are one run of those copied as they came
+            if start > copy_from:
+                if runs is None:
+                    runs = []
+                runs.append(raw[copy_from:start])
+            copy_from = pos
+        elif value_start != name_end + 2 or raw[name_end + 1] != 32:
             as_written = False  # add_field writes "name: value"
         headers.append((name, value))
     if not as_written:
