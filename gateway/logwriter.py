@@ -10,7 +10,9 @@ interval anyway took the GIL, and with the gateway pinned to one CPU the CPU,
 from the proxy's event loop twenty times a second. When the buffer is full a
 new line is dropped and counted (``dropped``), the proxy goes on; once the
 stream takes lines again, ``on_drops`` is told how many were lost, at most once
-per ``DROP_WARNING_INTERVAL``. Lines are never split: a batch is whole lines,
+per ``DROP_WARNING_INTERVAL`` (a line it logs to this same writer, as the process
+log's warning does, is never dropped: the writer thread's own line may pass the
+bound). Lines are never split: a batch is whole lines,
 and it is written to its end before the next one starts.
 
 Users: ``LogWriterHandler`` for the process log (stderr, installed by
@@ -132,8 +134,13 @@ class LogWriter:
         n = len(line) + 1
         with self._lock:  # _queue_line's body, inlined: the process log's path (one call less)
             if self._queued - self._taken + n > self.max_buffer or self._closing:
-                self._dropped_full += 1
-                return False
+                # The writer thread's own line is the drop warning (``on_drops`` logging
+                # to this same writer): dropped, it would leave the loss it tells of untold
+                # for a whole warning interval, while callers still fill the buffer. One
+                # line per interval is let over the bound.
+                if self._closing or threading.get_ident() != self._thread.ident:
+                    self._dropped_full += 1
+                    return False
             self._lines.append(line)
             self._queued += n
         if self._idle:

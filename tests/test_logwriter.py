@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 
 import pytest
@@ -204,4 +205,45 @@ def test_drops_held_back_by_the_warning_interval_are_told_without_a_new_line(pip
         assert wait_until(lambda: (read_all_available(r), writer.buffered == 0 and bool(drops))[1])
     assert wait_until(lambda: len(drops) == 2)  # told once the interval is over, with the thread idle
     assert sum(drops) == writer.dropped
+    writer.close(timeout=5)
+
+
+def test_the_drop_warning_written_to_the_same_full_writer_is_kept(pipe):
+    # The process log tells of its own drops through itself (crdgate/logs.py). When the
+    # report comes while callers still hold the buffer full, the warning must still go
+    # out: dropped, the loss would stay untold for a whole warning interval.
+    r, w = pipe
+    told: list[bool] = []
+    full = threading.Event()
+
+    def flood() -> None:  # another thread's callers, filling the buffer to its last character
+        while writer.write(line(0)):
+            pass
+        while writer.write(""):  # one character each: its newline
+            pass
+        full.set()
+
+    def warn(lost: int) -> None:  # on the writer thread, like crdgate/logs.py's warning
+        full.clear()
+        threading.Thread(target=flood).start()
+        assert full.wait(5)
+        told.append(writer.write(json.dumps({"warning": f"{lost} lines dropped"})))
+
+    writer = LogWriter(w, "test", on_drops=warn, max_buffer=8 << 10, interval=0.01, warning_interval=3600)
+    for i in range(2000):
+        writer.write(line(i))
+    out = b""
+
+    def drained() -> bool:
+        nonlocal out
+        out += read_all_available(r)
+        return writer.buffered == 0 and b'"warning"' in out
+
+    assert wait_until(drained)
+    assert told == [True]
+    records = [json.loads(x) for x in out.decode().splitlines() if x]  # whole lines (the flood's are empty)
+    assert records[-1]["warning"].endswith("lines dropped")
+    # A caller's line is still refused when the buffer is full: only the writer thread's own goes over.
+    flood()
+    assert writer.buffered == 8 << 10
     writer.close(timeout=5)
