@@ -195,6 +195,28 @@ def test_verdict_and_summary_line():
     assert "the proxy's CPU busy at this rate (kernel network work included): crdgate 90%, nginx 70%" in summary_line(busy)
 
 
+def test_the_control_tells_a_miss_from_a_host_that_cannot_tell_2x_apart():
+    nginx = [_w(1000), _w(1000), _w(1000)]
+    # crdgate misses in round 2; nginx against itself stayed within 2x: crdgate's miss.
+    miss = verdict([_w(1500), _w(3000), _w(1800)], nginx, 5000, 10000.0, [],
+                   control=[_w(900), _w(1900), _w(1100)])
+    assert miss["verdict"] == "not met" and not miss["met"]
+    assert miss["control_p99_ratios"] == [0.9, 1.9, 1.1] and miss["control_p99_ratio_worst"] == 1.9
+    line = summary_line(miss)
+    assert ": NOT met)" in line and "inconclusive" not in line
+    assert "control, a second nginx against nginx in the same rounds: 0.90 / 1.90 / 1.10; worst 1.90x" in line
+    # The control itself went past 2x: the host, not crdgate, is what these rounds measured.
+    host = verdict([_w(1500), _w(3000), _w(1800)], nginx, 5000, 10000.0, [],
+                   control=[_w(900), _w(5200), _w(1100)])
+    assert host["verdict"] == "inconclusive" and not host["met"]
+    assert "NOT met, inconclusive: the control exceeded it too" in summary_line(host)
+    # Met stays met whatever the control did.
+    ok = verdict([_w(1500), _w(1900), _w(1800)], nginx, 5000, 10000.0, [], control=[_w(900), _w(5200), _w(1100)])
+    assert ok["verdict"] == "met" and ok["met"] and ": met)" in summary_line(ok)
+    # Without a control (older JSON), the verdict is met or not met.
+    assert verdict([_w(3000)], [_w(1000)], 10, 20.0, [])["verdict"] == "not met"
+
+
 def test_connections_the_server_closes_are_replaced():
     # Every answer says "Connection: close" and the server closes: each request needs a new
     # connection, and the run still answers every scheduled request.
@@ -244,11 +266,13 @@ def test_a_round_whose_floor_is_not_held_is_invalid():
 def test_invalid_rounds_are_not_counted_and_played_again_up_to_a_bound():
     def play(n):  # round 2 is played while the host is busy
         direct = 5000.0 if n == 2 else 200.0
-        return {"nginx": _played(900.0), "crdgate": _played(1200.0), "direct": _played(direct)}
+        return {"nginx": _played(900.0), "crdgate": _played(1200.0), "control": _played(950.0),
+                "direct": _played(direct)}
 
     valid, invalid, played = play_rounds(play, 3)
     assert len(valid) == 3 and played == 4
     assert [r["round"] for r in invalid] == [2] and invalid[0]["direct_p99_us"] == 5000.0
+    assert invalid[0]["control_p99_us"] == 950.0
     v = verdict([g["crdgate"][0] for g in valid], [g["nginx"][0] for g in valid], 5000, 10000.0, [],
                 [g["direct"][0] for g in valid], invalid=invalid)
     assert v["rounds"] == 3 and v["direct_us"]["p99"] == 200.0

@@ -85,3 +85,28 @@ def test_bench_smoke_writes_json_and_png(tmp_path):
     assert _number(lookup["extra"]["flatness"])
 
     assert out_png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_bench_p99_fixed_runs_its_rounds_with_the_control(tmp_path):
+    # The equal-load scenario end to end: nginx's and crdgate's peaks, then rounds of nginx,
+    # crdgate and the control nginx, each against the backend's floor. Whatever the host
+    # makes of the figures, every round records all of them.
+    _ensure_tools()
+    out_json = tmp_path / "bench.json"
+    argv = [sys.executable, "-m", "bench", "--scenario", "p99-fixed", "--duration", "1", "--runs", "1",
+            "--warmup", "0", "--connections", "8", "--ready-timeout", "20", "--json", str(out_json), "--quiet"]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    (scenario,) = [s for s in json.loads(out_json.read_text())["scenarios"] if s["name"] == "p99-fixed"]
+    extra = scenario["extra"]
+    if scenario["state"] == "ok":
+        assert extra["rounds"] == 1 and len(extra["control_p99_ratios"]) == 1
+        assert _number(extra["control_p99_ratios"][0]) and extra["control_p99_ratios"][0] > 0
+        assert extra["verdict"] in ("met", "not met", "inconclusive")
+        assert "control, a second nginx against nginx in the same rounds" in proc.stdout
+    else:  # a busy test host: the rounds were invalid, each still measured all four runs
+        assert "the load could not be held" in scenario["reason"], scenario["reason"]
+        assert extra["invalid_rounds"]
+        for r in extra["invalid_rounds"]:
+            for who in ("nginx", "crdgate", "control", "direct"):
+                assert _number(r[f"{who}_p99_us"]) and r[f"{who}_p99_us"] > 0, (who, r)
