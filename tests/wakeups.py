@@ -17,7 +17,13 @@ needs_proc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="co
 
 
 def thread_switches(pid: int | None = None) -> dict[int, tuple[str, int]]:
-    """Thread id -> (thread name, context switches so far) for every thread of ``pid`` (default: this process)."""
+    """Thread id -> (thread name, voluntary context switches so far) for every thread of ``pid``
+    (default: this process).
+
+    A voluntary switch is the thread going to sleep, so each wake-up counts once. Preemptions
+    (``nonvoluntary_ctxt_switches``) are not counted: on a busy host they come from the other
+    work there, not from the thread waking, and made an idle gateway look awake.
+    """
     pid = os.getpid() if pid is None else pid
     out: dict[int, tuple[str, int]] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
@@ -28,7 +34,7 @@ def thread_switches(pid: int | None = None) -> dict[int, tuple[str, int]]:
                 status = f.read()
         except OSError:  # ended meanwhile
             continue
-        count = sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches:" in line)
+        count = sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("voluntary_ctxt_switches:"))
         out[int(tid)] = (name, count)
     return out
 
