@@ -18,17 +18,25 @@ itself exceeded 2x in 3 rounds of 10, at the same rate, in the same minutes.
 Its ratios are reported beside crdgate's, and a verdict that fails while the
 control fails too is *inconclusive* (the host), not a measurement of crdgate.
 
-A round is valid only if the load was held: the backend reached directly
-answered within ``DIRECT_P99_MAX_US`` at p99 and the generator sent what it
-could send at once within ``SEND_LAG_MAX_US`` at p99, in every run of the round.
-Otherwise the host (the CPU the generator and the backend share, or other work
-on the machine) set the latencies, not the proxies: the round is reported as
-invalid with its reason, not counted, and another is run, at most
-``EXTRA_ROUNDS`` more than ``--runs``. The verdict: crdgate's p99 at most
-``P99_TARGET`` times nginx's in every valid round (the median and the worst
-round are both reported): *met*; otherwise *NOT met*, or *inconclusive* when
-the control exceeded the target too. Fewer valid rounds than ``--runs`` fails
-the scenario.
+The verdict is on the p99 of every request of every valid round, pooled: the
+generator reports a latency histogram per run (bench/fixedrate.py, 1% buckets)
+and each proxy's runs are merged, as one run of ``rounds x --duration``
+seconds would be (what a long wrk2 run measures). crdgate's pooled p99 at most
+``P99_TARGET`` times nginx's: *met*; otherwise *NOT met*, or *inconclusive*
+when the control's pooled p99 was more than ``P99_TARGET`` times nginx's too.
+Each round's own ratio is reported beside it, and the worst, but not judged:
+the worst of N noisy ratios grows with N (nginx against itself went past 2x in
+3 rounds of 10), while the pooled ratio settles as rounds are added.
+
+A round is valid only if the generator held the load: no errors, and it sent
+what it could send at once within ``SEND_LAG_MAX_US`` at p99 in every run of
+the round (latency counts from each request's due time, so the generator's
+own lateness would be charged to the proxy in the run). Otherwise the round is
+reported as invalid with its reason, not counted, and another is run, at most
+``EXTRA_ROUNDS`` more than ``--runs``; fewer valid rounds than ``--runs``
+fails the scenario. The backend reached directly is the floor, reported per
+round and pooled: a round whose direct p99 is high had a busy load CPU, which
+the control and the pooling account for, so it is not left out.
 
 Placement (bench/pinning.py): crdgate, and nginx in its turn, alone on the first
 CPU; the generator and the backend share the others. Other processes on the
@@ -46,7 +54,7 @@ from __future__ import annotations
 
 from . import manifests
 from .backends import start_nginx_proxy
-from .fixedrate import FixedRateError, FixedRateRunner
+from .fixedrate import FixedRateError, FixedRateRunner, pooled_percentiles
 from .gateway import GatewayError
 from .pinning import GATEWAY, LOAD
 from .scenarios import Context, Result, error_reason, preflight
@@ -57,10 +65,8 @@ from .wrk import PERCENTILES, WrkError
 NAME = "p99-fixed"
 LOAD_SHARE = 0.5  # of nginx's peak req/s
 P99_TARGET = 2.0  # crdgate's p99 at most this many times nginx's
-# A round whose floor is above these says nothing about the proxies (see module docstring):
-# on a quiet 2-CPU host the backend direct answers in ~0.2 ms at p99 and the generator's
-# send lag is ~0.2 ms, nginx's p99 at the same rate ~0.7-0.9 ms.
-DIRECT_P99_MAX_US = 1000.0
+# A generator later than this at p99 set the latencies of its run, not the proxy (see the module
+# docstring); on a quiet 2-CPU host its send lag is ~0.2 ms, nginx's p99 at the rate ~0.7-0.9 ms.
 SEND_LAG_MAX_US = 1000.0
 EXTRA_ROUNDS = 3  # invalid rounds are run again, at most this many more than --runs
 TITLE = f"plain route at {LOAD_SHARE:.0%} of nginx's peak rate (open loop), p99 vs nginx's"
@@ -74,9 +80,6 @@ def round_problem(direct, send_lags_p99_us: list[float]) -> str | None:
     problems = []
     if direct.errors_total:
         problems.append(f"the backend reached directly had {direct.errors_total} errors")
-    if direct.latency_us["p99"] > DIRECT_P99_MAX_US:
-        problems.append(f"the backend reached directly had a p99 of {direct.latency_us['p99'] / 1000:.2f} ms "
-                        f"(> {DIRECT_P99_MAX_US / 1000:g} ms)")
     worst_lag = max(send_lags_p99_us, default=0.0)
     if worst_lag > SEND_LAG_MAX_US:
         problems.append(f"the generator's send lag p99 reached {worst_lag / 1000:.2f} ms "
@@ -112,23 +115,33 @@ def p99_ratios(runs, reference) -> list[float]:
 
 def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=None,
             crdgate_peak: float | None = None, invalid: list[dict] | None = None,
-            cpu_busy: dict[str, list[float]] | None = None, control=None) -> dict:
-    """Per-round and median figures of crdgate's runs against the nginx runs of the same rounds;
-    ``direct``: the run (or one per round) against the backend itself at the same rate (the
-    generator's floor); ``crdgate_peak``: crdgate's own closed-loop peak (req/s), for its
-    utilisation at ``rate``; ``invalid``: the rounds left out (``round``, ``reason``, figures);
-    ``cpu_busy``: per proxy, how busy its CPU was in each valid run (0..1); ``control``: the
-    second nginx's run in each round (nginx against itself: what the host alone moves)."""
+            cpu_busy: dict[str, list[float]] | None = None, control=None,
+            pooled: dict[str, dict] | None = None) -> dict:
+    """crdgate's runs against the nginx runs of the same rounds; ``direct``: the run (or one per
+    round) against the backend itself at the same rate (the generator's floor); ``crdgate_peak``:
+    crdgate's own closed-loop peak (req/s), for its utilisation at ``rate``; ``invalid``: the
+    rounds left out (``round``, ``reason``, figures); ``cpu_busy``: per proxy, how busy its CPU
+    was in each valid run (0..1); ``control``: the second nginx's run in each round (nginx
+    against itself: what the host alone moves); ``pooled``: per "crdgate", "nginx", "control"
+    and "direct", the percentiles of all their valid runs' samples together
+    (``fixedrate.pooled_percentiles``). The verdict is on the pooled p99s; without them (runs
+    that kept no histogram) on the median of the rounds' ratios."""
     pairs = [(c, n) for c, n in zip(runs, reference)]
     ratios = p99_ratios(runs, reference)
-    p99_ratio = median(ratios)
-    worst = max(ratios) if ratios else None
-    met = worst is not None and worst <= P99_TARGET
     control_ratios = p99_ratios(control, reference) if control else []
-    control_worst = max(control_ratios) if control_ratios else None
+    pooled = pooled or {}
+    nginx_pooled = (pooled.get("nginx") or {}).get("p99")
+
+    def pooled_ratio(who: str) -> float | None:
+        own = (pooled.get(who) or {}).get("p99")
+        return ratio(own, nginx_pooled) if own is not None and nginx_pooled else None
+
+    judged = pooled_ratio("crdgate") if nginx_pooled else median(ratios)
+    control_judged = pooled_ratio("control") if nginx_pooled else median(control_ratios)
+    met = judged is not None and judged <= P99_TARGET
     if met:
         state = "met"
-    elif control_worst is not None and control_worst > P99_TARGET:
+    elif control_judged is not None and control_judged > P99_TARGET:
         state = "inconclusive"  # the host moved nginx against itself past the target too
     else:
         state = "not met"
@@ -139,17 +152,23 @@ def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=
         "nginx_peak_rps": peak,
         "load_share": LOAD_SHARE,
         "rounds": len(pairs),
+        # Every request of every valid round, per proxy ("samples": how many).
+        "pooled_us": {who: dict(figures) for who, figures in pooled.items()},
+        "pooled_p99_ratio": pooled_ratio("crdgate") if nginx_pooled else None,
+        "control_pooled_p99_ratio": pooled_ratio("control") if nginx_pooled else None,
+        # The median round's figures.
         "crdgate_us": {k: median([c.latency_us[k] for c, _ in pairs]) for k in keys} if pairs else {},
         "nginx_us": {k: median([n.latency_us[k] for _, n in pairs]) for k in keys} if pairs else {},
-        "p99_ratio": p99_ratio,
+        "p99_ratio": median(ratios),
         "p99_ratios": ratios,
-        "p99_ratio_worst": worst,
+        "p99_ratio_worst": max(ratios) if ratios else None,
         "p99_target": P99_TARGET,
-        # In every valid round, not in the median one.
+        # The ratio the verdict is on: pooled (or, without histograms, the rounds' median).
+        "p99_ratio_judged": judged,
         "met": met,
-        # The same ratio for the second nginx (the control): nginx against itself.
+        # The same per-round ratio for the second nginx (the control): nginx against itself.
         "control_p99_ratios": control_ratios,
-        "control_p99_ratio_worst": control_worst,
+        "control_p99_ratio_worst": max(control_ratios) if control_ratios else None,
         # met | not met | inconclusive (not met, and the control was not within the target either)
         "verdict": state,
         "invalid_rounds": list(invalid or []),
@@ -176,24 +195,30 @@ def summary_line(extra: dict) -> str:
         return "p99 at equal offered load: no valid rounds" + (
             f" ({len(invalid)} invalid: " + "; ".join(f"round {r['round']}: {r['reason']}" for r in invalid) + ")"
             if invalid else "")
-    c, n = extra["crdgate_us"], extra["nginx_us"]
-    cells = "  ".join(f"{k} {c[k] / 1000:.2f}/{n[k] / 1000:.2f}" for k in c)
+    pooled = extra.get("pooled_us") or {}
+    pooled_here = "crdgate" in pooled and "nginx" in pooled
+    c, n = (pooled["crdgate"], pooled["nginx"]) if pooled_here else (extra["crdgate_us"], extra["nginx_us"])
+    cells = "  ".join(f"{k} {c[k] / 1000:.2f}/{n[k] / 1000:.2f}" for k in (f"p{p:g}" for p in PERCENTILES))
     met = {"met": "met", "inconclusive": "NOT met, inconclusive: the control exceeded it too"}.get(
         extra.get("verdict", "met" if extra["met"] else "not met"), "NOT met")
+    judged = extra.get("p99_ratio_judged", extra.get("p99_ratio"))
+    control_judged = extra.get("control_pooled_p99_ratio")
     control = extra.get("control_p99_ratios") or []
     lag = extra.get("send_lag_p99_us")
-    direct = extra.get("direct_us")
+    direct = pooled.get("direct") or extra.get("direct_us")
     worst = extra.get("p99_ratio_worst")
     rounds = " / ".join(f"{r:.2f}" for r in extra.get("p99_ratios") or [])
     invalid = extra.get("invalid_rounds") or []
+    what = (f"every request of {extra['rounds']} valid rounds pooled" if pooled_here
+            else f"median of {extra['rounds']} valid rounds")
     return (f"p99 at equal offered load ({extra['rate']:,.0f} req/s = {extra['load_share']:.0%} of nginx's peak "
-            f"{extra['nginx_peak_rps']:,.0f}): crdgate/nginx ms {cells}; p99 ratio {extra['p99_ratio']:.2f}x "
-            f"(median of {extra['rounds']} valid rounds"
-            + (f": {rounds}; worst {worst:.2f}x" if worst is not None and rounds else "")
-            + f"; target <= {extra['p99_target']:g}x in every round: {met})"
-            + (f"; control, a second nginx against nginx in the same rounds: "
-               + " / ".join(f"{r:.2f}" for r in control) + f"; worst {extra['control_p99_ratio_worst']:.2f}x"
-               if control else "")
+            f"{extra['nginx_peak_rps']:,.0f}), {what}: crdgate/nginx ms {cells}; p99 ratio "
+            + (f"{judged:.2f}x " if judged is not None else "n/a ")
+            + f"(target <= {extra['p99_target']:g}x: {met})"
+            + (f"; control, a second nginx against nginx: {control_judged:.2f}x" if control_judged is not None else "")
+            + (f"; per round: crdgate {rounds}, worst {worst:.2f}x" if worst is not None and rounds else "")
+            + (f"; control " + " / ".join(f"{r:.2f}" for r in control)
+               + f", worst {extra['control_p99_ratio_worst']:.2f}x" if control else "")
             + (f"; {len(invalid)} round(s) invalid, not counted: "
                + "; ".join(f"round {r['round']}: {r['reason']}" for r in invalid) if invalid else "")
             + (f"; generator send lag p99 {lag / 1000:.2f} ms" if lag is not None else "")
@@ -291,8 +316,10 @@ def run_fixed_rate(ctx: Context) -> Result:
                     busy[who].append(got[who][1]["cpu_busy"])
         directs = [got["direct"][0] for got in valid]
         controls = [got["control"][0] for got in valid]
+        pooled = {who: pooled_percentiles([got[who][1]["histogram"] for got in valid])
+                  for who in ("crdgate", "nginx", "control", "direct")} if valid else None
         result.extra = verdict(result.runs, result.reference, rate, peak, lags, directs, own_peak, invalid, busy,
-                               control=controls)
+                               control=controls, pooled=pooled)
         everything = result.runs + result.reference + controls
         if any(r.errors_total for r in everything):
             result.fail(error_reason(everything))

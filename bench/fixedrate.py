@@ -51,6 +51,10 @@ from .wrk import PERCENTILES, WrkResult
 MARK = "FIXEDRATE_JSON "
 GRACE_S = 2.0  # after the last request is due, answers still awaited this long (then: timeouts)
 MAX_RESPONSE = 1 << 20
+# Latency histogram buckets are 1% wide on a log scale (HdrHistogram's idea with two significant
+# digits): runs merge by adding counts, so percentiles over many runs come from every sample,
+# not from each run's percentiles, in a few hundred numbers a run instead of every sample.
+HIST_STEP = 0.01
 
 
 def percentiles(samples_us: list[float]) -> dict[str, float]:
@@ -66,6 +70,39 @@ def percentiles(samples_us: list[float]) -> dict[str, float]:
     out["mean"] = mean
     out["stdev"] = math.sqrt(sum((x - mean) ** 2 for x in ordered) / n)
     out["max"] = ordered[-1]
+    return out
+
+
+def histogram(samples_us: list[float]) -> list[list[int]]:
+    """``[[bucket, count], ...]`` in bucket order; bucket ``b`` holds latencies in
+    ``(e^(b*step), e^((b+1)*step)]`` microseconds (below 1 µs: bucket 0)."""
+    counts: dict[int, int] = {}
+    step, log = HIST_STEP, math.log
+    for x in samples_us:
+        b = max(0, math.ceil(log(x) / step) - 1) if x > 1.0 else 0
+        counts[b] = counts.get(b, 0) + 1
+    return [[b, n] for b, n in sorted(counts.items())]
+
+
+def pooled_percentiles(histograms: list[list[list[int]]]) -> dict[str, float]:
+    """Percentiles (``p50``... as ``percentiles``) of every sample of several runs' ``histogram``s,
+    plus ``samples``; each value is its bucket's upper edge: at most 1% above the sample."""
+    counts: dict[int, int] = {}
+    for hist in histograms:
+        for b, n in hist:
+            counts[b] = counts.get(b, 0) + n
+    total = sum(counts.values())
+    out: dict[str, float] = {"samples": float(total)}
+    ordered = sorted(counts.items())
+    for p in PERCENTILES:
+        rank = max(1, math.ceil(p * total / 100 - 1e-9)) if total else 0
+        seen, value = 0, 0.0
+        for b, n in ordered:
+            seen += n
+            if seen >= rank:
+                value = math.exp((b + 1) * HIST_STEP)
+                break
+        out[f"p{p:g}"] = value
     return out
 
 
@@ -129,6 +166,7 @@ class Outcome:
             "latency_us": percentiles(self.latency_us),
             "send_lag_us": {k: lag[k] for k in ("p50", "p99", "max")},
             "cpu_busy": self.cpu_busy,
+            "histogram": histogram(self.latency_us),
         }
 
 

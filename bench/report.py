@@ -61,6 +61,9 @@ def result_json(r: Result, nginx: dict | None, direct: dict | None) -> dict:
     vs_nginx = None
     if r.target == "crdgate":
         vs_nginx = _vs_paired(r) or _vs(summary, nginx)
+    if vs_nginx is not None and (r.extra or {}).get("pooled_p99_ratio") is not None:
+        # The fixed-rate scenario's p99 is over every request of its rounds (bench/equalload.py).
+        vs_nginx["p99_ratio"] = r.extra["pooled_p99_ratio"]
     return {
         "name": r.name,
         "kind": r.kind,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import time
 import pytest
 
 from bench import fixedrate
-from bench.equalload import DIRECT_P99_MAX_US, EXTRA_ROUNDS, P99_TARGET, SEND_LAG_MAX_US, play_rounds, round_problem, summary_line, verdict
+from bench.equalload import EXTRA_ROUNDS, P99_TARGET, SEND_LAG_MAX_US, play_rounds, round_problem, summary_line, verdict
 from bench.fixedrate import FixedRateError, parse_output, percentiles, response_length
 from ports import free_port
 
@@ -171,13 +172,12 @@ def _w(p99: float):
 def test_verdict_and_summary_line():
     v = verdict([_w(1500), _w(1900), _w(1800)], [_w(1000), _w(1000), _w(1000)], 5000, 10000.0,
                 [{"p99": 40.0}, {"p99": 60.0}])
-    assert v["p99_ratio"] == 1.8 and v["p99_ratio_worst"] == 1.9 and v["met"] is (1.9 <= P99_TARGET)
-    assert v["crdgate_us"]["p99"] == 1800 and v["nginx_us"]["p99"] == 1000
+    # Without histograms (runs that kept none) the verdict is on the median round.
+    assert v["p99_ratio"] == 1.8 and v["p99_ratio_worst"] == 1.9 and v["p99_ratio_judged"] == 1.8 and v["met"]
+    assert v["crdgate_us"]["p99"] == 1800 and v["nginx_us"]["p99"] == 1000 and v["pooled_p99_ratio"] is None
     line = summary_line(v)
-    assert "5,000 req/s" in line and "p99 ratio 1.80x" in line and "worst 1.90x" in line and ": met" in line
-    # Met in every round, not in the median one: one round at 3x fails the scenario.
-    one_bad = verdict([_w(1500), _w(3000), _w(1800)], [_w(1000), _w(1000), _w(1000)], 5000, 10000.0, [])
-    assert one_bad["p99_ratio"] == 1.8 and not one_bad["met"] and "NOT met" in summary_line(one_bad)
+    assert "5,000 req/s" in line and "median of 3 valid rounds" in line and "p99 ratio 1.80x" in line
+    assert "worst 1.90x" in line and ": met)" in line
     assert not verdict([_w(2500)], [_w(1000)], 10, 20.0, [])["met"]
     assert summary_line({"rounds": 0}) == "p99 at equal offered load: no valid rounds"
     with_floor = verdict([_w(1500)], [_w(1000)], 10, 20.0, [], direct=_w(400))
@@ -195,26 +195,62 @@ def test_verdict_and_summary_line():
     assert "the proxy's CPU busy at this rate (kernel network work included): crdgate 90%, nginx 70%" in summary_line(busy)
 
 
-def test_the_control_tells_a_miss_from_a_host_that_cannot_tell_2x_apart():
+def _pooled(**p99s: float) -> dict:
+    return {who: {"p50": p99 / 4, "p90": p99 / 2, "p99": p99, "p99.9": p99 * 2, "samples": 1000.0}
+            for who, p99 in p99s.items()}
+
+
+def test_the_verdict_is_on_every_request_pooled_not_on_the_worst_round():
     nginx = [_w(1000), _w(1000), _w(1000)]
-    # crdgate misses in round 2; nginx against itself stayed within 2x: crdgate's miss.
+    # One round at 3x, but over all the requests of the three rounds crdgate's p99 is 1.6x nginx's.
+    v = verdict([_w(1500), _w(3000), _w(1800)], nginx, 5000, 10000.0, [],
+                control=[_w(900), _w(1900), _w(1100)], pooled=_pooled(crdgate=1600, nginx=1000, control=1200, direct=300))
+    assert v["met"] and v["verdict"] == "met" and v["p99_ratio_judged"] == v["pooled_p99_ratio"] == 1.6
+    assert v["p99_ratio_worst"] == 3.0 and v["control_pooled_p99_ratio"] == 1.2
+    assert v["pooled_us"]["crdgate"]["p99"] == 1600 and v["pooled_us"]["direct"]["p99"] == 300
+    line = summary_line(v)
+    assert "every request of 3 valid rounds pooled: crdgate/nginx ms p50 0.40/0.25" in line
+    assert "p99 ratio 1.60x (target <= 2x: met)" in line and "control, a second nginx against nginx: 1.20x" in line
+    assert "per round: crdgate 1.50 / 3.00 / 1.80, worst 3.00x" in line
+    assert "control 0.90 / 1.90 / 1.10, worst 1.90x" in line
+    assert "backend direct at that rate p99 0.30 ms" in line
+    # Pooled past 2x while nginx against itself stayed within it: crdgate's miss.
     miss = verdict([_w(1500), _w(3000), _w(1800)], nginx, 5000, 10000.0, [],
-                   control=[_w(900), _w(1900), _w(1100)])
+                   control=[_w(900), _w(5200), _w(1100)], pooled=_pooled(crdgate=2400, nginx=1000, control=1900))
     assert miss["verdict"] == "not met" and not miss["met"]
-    assert miss["control_p99_ratios"] == [0.9, 1.9, 1.1] and miss["control_p99_ratio_worst"] == 1.9
-    line = summary_line(miss)
-    assert ": NOT met)" in line and "inconclusive" not in line
-    assert "control, a second nginx against nginx in the same rounds: 0.90 / 1.90 / 1.10; worst 1.90x" in line
-    # The control itself went past 2x: the host, not crdgate, is what these rounds measured.
+    assert ": NOT met)" in summary_line(miss) and "inconclusive" not in summary_line(miss)
+    # The control's pooled p99 went past 2x too: the host, not crdgate, is what these rounds measured.
     host = verdict([_w(1500), _w(3000), _w(1800)], nginx, 5000, 10000.0, [],
-                   control=[_w(900), _w(5200), _w(1100)])
+                   control=[_w(900), _w(5200), _w(1100)], pooled=_pooled(crdgate=2400, nginx=1000, control=2100))
     assert host["verdict"] == "inconclusive" and not host["met"]
     assert "NOT met, inconclusive: the control exceeded it too" in summary_line(host)
-    # Met stays met whatever the control did.
-    ok = verdict([_w(1500), _w(1900), _w(1800)], nginx, 5000, 10000.0, [], control=[_w(900), _w(5200), _w(1100)])
-    assert ok["verdict"] == "met" and ok["met"] and ": met)" in summary_line(ok)
-    # Without a control (older JSON), the verdict is met or not met.
-    assert verdict([_w(3000)], [_w(1000)], 10, 20.0, [])["verdict"] == "not met"
+    # Without a control the verdict is met or not met.
+    alone = verdict([_w(3000)], [_w(1000)], 10, 20.0, [], pooled=_pooled(crdgate=3000, nginx=1000))
+    assert alone["verdict"] == "not met" and alone["control_pooled_p99_ratio"] is None
+
+
+def test_pooled_percentiles_are_those_of_every_sample_within_a_bucket():
+    rng = random.Random(7)
+    runs = [[rng.expovariate(1 / 300) for _ in range(20_000)], [rng.expovariate(1 / 3000) for _ in range(500)],
+            [0.5, 1.0, 12.0]]
+    pooled = fixedrate.pooled_percentiles([fixedrate.histogram(r) for r in runs])
+    exact = fixedrate.percentiles([x for r in runs for x in r])
+    assert pooled["samples"] == sum(len(r) for r in runs)
+    for k in ("p50", "p90", "p99", "p99.9"):
+        # A bucket's upper edge: never below the sample, at most one bucket (1%) above it.
+        assert exact[k] <= pooled[k] <= exact[k] * (1 + 1.5 * fixedrate.HIST_STEP), k
+    # A rare slow stretch in one run shows in the pooled p99 as in one long run.
+    assert pooled["p99"] > fixedrate.percentiles(runs[0])["p99"]
+    # Merging is adding counts: the order of the runs does not matter.
+    assert fixedrate.pooled_percentiles([fixedrate.histogram(r) for r in reversed(runs)]) == pooled
+    assert fixedrate.pooled_percentiles([])["p99"] == 0.0
+
+
+def test_the_generator_reports_a_histogram_of_every_answer():
+    out = fixedrate.Outcome(100, 1.0, 4, 4, [103.0, 103.3, 250.0, 9000.0], [1.0], 0, {})
+    hist = out.to_json()["histogram"]
+    assert sum(n for _, n in hist) == 4 and len(hist) == 3  # 103 and 103.3 share a 1% bucket
+    assert [b for b, _ in hist] == sorted(b for b, _ in hist)
 
 
 def test_connections_the_server_closes_are_replaced():
@@ -254,29 +290,32 @@ def _played(p99: float, lag_p99: float = 50.0):
     return (_w(p99), {"send_lag_us": {"p50": 10.0, "p99": lag_p99, "max": lag_p99}})
 
 
-def test_a_round_whose_floor_is_not_held_is_invalid():
+def test_a_round_where_the_generator_did_not_hold_the_load_is_invalid():
     assert round_problem(_w(200.0), [50.0, 60.0, 40.0]) is None
-    slow = round_problem(_w(479_000.0), [50.0])  # the 9.05x run of 2026-12-04 00:31
-    assert slow and "backend reached directly had a p99 of 479.00 ms" in slow
+    # A slow backend-direct run is the host's floor in that round, reported and pooled, not a reason.
+    assert round_problem(_w(479_000.0), [50.0]) is None
+    broken = _w(200.0)
+    broken.errors["read"] = 3
+    assert "backend reached directly had 3 errors" in (round_problem(broken, [50.0]) or "")
     lagging = round_problem(_w(200.0), [50.0, SEND_LAG_MAX_US + 1, 40.0])
     assert lagging and "send lag" in lagging
-    assert round_problem(_w(DIRECT_P99_MAX_US), [SEND_LAG_MAX_US]) is None  # the bounds themselves are valid
+    assert round_problem(_w(200.0), [SEND_LAG_MAX_US]) is None  # the bound itself is valid
 
 
 def test_invalid_rounds_are_not_counted_and_played_again_up_to_a_bound():
-    def play(n):  # round 2 is played while the host is busy
-        direct = 5000.0 if n == 2 else 200.0
-        return {"nginx": _played(900.0), "crdgate": _played(1200.0), "control": _played(950.0),
-                "direct": _played(direct)}
+    def play(n):  # round 2 is played while the generator cannot keep up
+        lag = 5000.0 if n == 2 else 50.0
+        return {"nginx": _played(900.0), "crdgate": _played(1200.0, lag_p99=lag), "control": _played(950.0),
+                "direct": _played(200.0)}
 
     valid, invalid, played = play_rounds(play, 3)
     assert len(valid) == 3 and played == 4
-    assert [r["round"] for r in invalid] == [2] and invalid[0]["direct_p99_us"] == 5000.0
+    assert [r["round"] for r in invalid] == [2] and invalid[0]["crdgate_p99_us"] == 1200.0
     assert invalid[0]["control_p99_us"] == 950.0
     v = verdict([g["crdgate"][0] for g in valid], [g["nginx"][0] for g in valid], 5000, 10000.0, [],
                 [g["direct"][0] for g in valid], invalid=invalid)
     assert v["rounds"] == 3 and v["direct_us"]["p99"] == 200.0
-    assert "1 round(s) invalid, not counted: round 2: the backend reached directly had a p99 of 5.00 ms" in summary_line(v)
+    assert "1 round(s) invalid, not counted: round 2: the generator's send lag p99 reached 5.00 ms" in summary_line(v)
 
     def never(n):
         return {"nginx": _played(900.0), "crdgate": _played(1200.0), "direct": _played(200.0, lag_p99=4000.0)}
