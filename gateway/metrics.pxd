@@ -3,14 +3,19 @@
 cimport cython
 
 
+@cython.final
+cdef class RouteCounters:
+    cdef public str name, method
+    cdef public int status
+    cdef public list durations
+    cdef public Py_ssize_t pending
+
+
 cdef class RequestStats:
     cdef public tuple buckets
-    cdef public dict _counts, durations
-    cdef public str _last_route, _last_method
-    cdef public int _last_status
-    cdef public list _last_durations
-    cdef public Py_ssize_t _pending
+    cdef public dict _counts, durations, _routes
+    cdef public RouteCounters _last
 
-    cpdef _add_pending(self)
-    @cython.locals(d=list, buckets=tuple, lo=Py_ssize_t, hi=Py_ssize_t, mid=Py_ssize_t, bound=double)
+    cpdef _add_pending(self, RouteCounters c)
+    @cython.locals(c=RouteCounters, d=list, buckets=tuple, lo=Py_ssize_t, hi=Py_ssize_t, mid=Py_ssize_t, bound=double)
     cpdef record(self, str route, str method, int status, double seconds)

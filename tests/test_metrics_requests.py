@@ -64,3 +64,26 @@ def test_runs_of_one_key_are_counted_when_read():
     assert got[("crdgate_requests_total", (("code", "2xx"), ("method", "GET"), ("route", "ns/a")))] == 5
     assert got[("crdgate_request_duration_seconds_count", (("route", "ns/a"),))] == 7
     assert got[("crdgate_request_duration_seconds_bucket", (("le", "0.01"), ("route", "ns/a")))] == 5
+
+
+def test_requests_spread_over_many_routes_each_keep_their_own_runs():
+    """Requests that alternate between routes (a load spread over a large table) are
+    counted per route, each route's run of one method and status kept apart from the
+    others', and a run that changes status mid-way on one route is split correctly."""
+    stats = RequestStats(buckets=(0.01,))
+    routes = [f"ns/r-{i}" for i in range(50)]
+    for _ in range(4):
+        for r in routes:
+            stats.record(r, "GET", 200, 0.001)
+    stats.record("ns/r-7", "GET", 503, 0.02)
+    stats.record("ns/r-8", "POST", 200, 0.001)
+    stats.record("ns/r-7", "GET", 200, 0.001)
+    got = stats.requests
+    assert got[("ns/r-7", "GET", 200)] == 5 and got[("ns/r-7", "GET", 503)] == 1
+    assert got[("ns/r-8", "GET", 200)] == 4 and got[("ns/r-8", "POST", 200)] == 1
+    assert all(got[(r, "GET", 200)] == 4 for r in routes if r not in ("ns/r-7",))
+    assert sum(got.values()) == 4 * 50 + 3
+    # Reading twice adds nothing twice; the histogram counted every request of each route.
+    assert stats.requests == got
+    # ([count per bucket..., above the last bound, sum])
+    assert stats.durations["ns/r-7"][:2] == [5, 1] and stats.durations["ns/r-0"][:2] == [4, 0]
