@@ -136,8 +136,9 @@ def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=
         own = (pooled.get(who) or {}).get("p99")
         return ratio(own, nginx_pooled) if own is not None and nginx_pooled else None
 
-    judged = pooled_ratio("crdgate") if nginx_pooled else median(ratios)
-    control_judged = pooled_ratio("control") if nginx_pooled else median(control_ratios)
+    pooled_p99_ratio, control_pooled_p99_ratio = pooled_ratio("crdgate"), pooled_ratio("control")
+    judged = pooled_p99_ratio if nginx_pooled else median(ratios)
+    control_judged = control_pooled_p99_ratio if nginx_pooled else median(control_ratios)
     met = judged is not None and judged <= P99_TARGET
     if met:
         state = "met"
@@ -154,8 +155,8 @@ def verdict(runs, reference, rate: float, peak: float, lags: list[dict], direct=
         "rounds": len(pairs),
         # Every request of every valid round, per proxy ("samples": how many).
         "pooled_us": {who: dict(figures) for who, figures in pooled.items()},
-        "pooled_p99_ratio": pooled_ratio("crdgate") if nginx_pooled else None,
-        "control_pooled_p99_ratio": pooled_ratio("control") if nginx_pooled else None,
+        "pooled_p99_ratio": pooled_p99_ratio,
+        "control_pooled_p99_ratio": control_pooled_p99_ratio,
         # The median round's figures.
         "crdgate_us": {k: median([c.latency_us[k] for c, _ in pairs]) for k in keys} if pairs else {},
         "nginx_us": {k: median([n.latency_us[k] for _, n in pairs]) for k in keys} if pairs else {},
