@@ -26,7 +26,7 @@ import sys
 # tests/test_native_pxd.py checks each against its .pxd). A new entry needs a
 # .pxd beside its source.
 # The proxy core: written for C semantics (no negative indexes, no bounds checks).
-CORE = ("gateway.wire", "gateway.request", "gateway.exchange", "gateway.http1", "gateway.upstream")
+CORE = ("gateway.wire", "gateway.request", "gateway.targets", "gateway.exchange", "gateway.http1", "gateway.upstream")
 # The routing table and per-request policy code: compiled with Python's indexing rules kept.
 POLICY = ("gateway.routing", "gateway.ratelimit", "gateway.policies", "gateway.metrics", "gateway.auth.apikey",
           "gateway.accesslog", "gateway.loopwriter",

@@ -6,6 +6,7 @@ cimport cython
 from gateway cimport policies
 from gateway.metrics cimport RequestStats
 from gateway.request cimport ClientConnection, HeaderView, RequestView, header_view
+from gateway.targets cimport RoutedTarget, normalized, remember, routed
 from gateway.routing cimport BackendRef, EndpointSet, MatchResult, Route, RoutePolicy, RouteTable, Timeouts
 from gateway.upstream cimport EndpointPool, UpstreamConnection, Upstreams
 from gateway.wire cimport (add_field, connection_tokens, copy_request_fields, forwarding_fields, has_header, json_body,
@@ -62,9 +63,11 @@ cdef class Exchange(RequestView):
 
     cdef _setup(self, Downstream proto)
     cpdef str route_name(self)
-    @cython.locals(table=RouteTable, res=MatchResult, route=Route, pol=RoutePolicy, timeouts=Timeouts,
+    @cython.locals(table=RouteTable, hit=RoutedTarget, route=Route, pol=RoutePolicy, timeouts=Timeouts,
                    proto=Downstream, host=str)
     cpdef begin(self)
+    @cython.locals(res=MatchResult, route=Route, proto=Downstream, host=str)
+    cpdef Route route_target(self, RouteTable table)
     @cython.locals(route=Route, pol=RoutePolicy)
     cpdef run_policies(self, int step)
     cpdef request_body(self, bytes data)
@@ -95,4 +98,4 @@ cpdef Exchange new_exchange(Downstream proto)
 
 
 # Per-request lookups in module-level caches: typed, `.get` is a C dict lookup.
-cdef dict _TARGETS, _METHOD_SP, _HOST_HEADERS
+cdef dict _METHOD_SP, _HOST_HEADERS

@@ -22,10 +22,11 @@ import random
 import time
 
 from gateway import policies
-from gateway.normalize import BadTarget, normalize_target, valid_host
+from gateway.normalize import BadTarget, valid_host
 from gateway.request import ClientConnection, RequestView, header_view
-from gateway.routing import ENDPOINTS_NOT_FOUND, normalize_host
+from gateway.routing import ENDPOINTS_NOT_FOUND, Route, RouteTable, normalize_host
 from gateway.syntax import unsafe_field_value, unsafe_target
+from gateway.targets import TARGETS_MEMO_LIMIT, RoutedTarget, normalized, remember, routed
 from gateway.upstream import EndpointPool, UpstreamConnection, pick_weighted
 from gateway.wire import (
     CONNECTION_OPTIONS, IDEMPOTENT, REQUEST_NOT_COPIED, REQUEST_NOT_COPIED_TRACED, add_field,
@@ -35,17 +36,12 @@ from gateway.wire import (
 
 log = logging.getLogger("crdgate.proxy")
 
-# Normalised request targets by raw target: clients repeat the same few, and normalising is
-# pure. Bounded: cleared when full, at ``Server.targets_memo_limit`` (this or more: the table's).
-TARGETS_MEMO_LIMIT = 4096
-_TARGETS: dict[bytes, tuple] = {}
 # The start of the upstream request line by method: no encode per request.
 _METHOD_SP = {m: m.encode() + b" " for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-# Host values of URL backends (EndpointSet.host_header), encoded once; bounded as _TARGETS.
+# Host values of URL backends (EndpointSet.host_header), encoded once; bounded as targets' memo.
 _HOST_HEADERS: dict[str, bytes] = {}
 
-# Why a response under way was cut, by the reason of the failed try (upstream
-# errors' reasons, as counted in metrics), in the words a gRPC client gets.
+# Why a response under way was cut, by its failed try's reason (as counted in metrics), for a gRPC client.
 _CUT_MESSAGES = {"reset": "the backend reset or closed the stream", "protocol": "the backend broke the protocol"}
 # Request body bytes kept so an idempotent request can be sent again on retry.
 REPLAY_LIMIT = 64 * 1024
@@ -61,9 +57,8 @@ class Downstream(ClientConnection):
     hands over when done (``exchange_done``). Each frames the response head its
     own way (``response_head``); HTTP/1 (gateway/http1.py) takes the gateway's own
     answers as bytes, a ``framed`` one (an HTTP/2 stream, gateway/h2stream.py) as
-    fields (``answer``), body bytes through ``transport.write``, and
-    ``exchange_done`` on every finish. Fields, set
-    once per connection by the protocol that extends it:
+    fields (``answer``), body bytes through ``transport.write``, and ``exchange_done``
+    on every finish. Fields, set once per connection by the protocol that extends it:
 
     - server, transport, closed; upstreams, stats, access_log (the server's);
     - max_body_bytes, request_id_header, create_traceparent (the server's settings);
@@ -188,7 +183,6 @@ class Exchange(RequestView):
 
     def begin(self) -> None:
         """Headers are complete and this exchange is at the head of the pipeline."""
-        srv = self.server
         tracer = self.proto.tracer
         if tracer is not None:
             # Sampling first, and only that: an unsampled request records nothing more. Without a
@@ -200,47 +194,22 @@ class Exchange(RequestView):
                 self.trace = tracer.new_trace()
         if self.chunked is None:
             return self.respond(501, "unsupported transfer-coding", close=True)
-        target = _TARGETS.get(self.url)
-        if target is None:
-            try:
-                path, query, authority = normalize_target(self.url)
-            except BadTarget as e:
-                return self.respond(e.status, e.reason, close=True)
-            if len(_TARGETS) >= srv.targets_memo_limit:
-                _TARGETS.clear()  # distinct targets from a scan: start over, never grow
-            # With the upstream request target as bytes: what a plain route sends on unchanged.
-            target = _TARGETS[self.url] = (path, query, authority, (path + "?" + query if query else path).encode())
-        path, query, authority, self.upstream_target = target
-        if path == "*":
-            return self.respond(400, "asterisk-form is not routed", close=True)
-        if authority is not None:
-            # Absolute form: its authority replaces Host (RFC 9112 3.2.2), so it is held to the
-            # same grammar; userinfo ("user@host") is refused as RFC 9110 4.2.4 asks.
-            if not valid_host(authority):
-                return self.respond(400, "invalid authority in request target", close=True)
-            self.host = authority
-        elif not self.host and not self.http10:
-            return self.respond(400, "missing Host header", close=True)
-        self.path, self.query = path, query
         proto = self.proto
-        host = proto.last_host_str if self.host == proto.last_host else self.host.decode("latin-1")
-        sni = proto.sni
-        if sni is not None and host and normalize_host(host) != sni:
-            # The certificate was chosen for another name: this host is not served on this connection.
-            return self.respond(421, "Host does not match the TLS server name")
-        table = self.table = srv.table
-        if table is None:
-            return self.respond(503, "no routing table yet")
-        self.header_view = hv = header_view(self.headers)
-        res = table.match(self.method, host, path, hv, query)
-        route = res.route
-        if self.method == "OPTIONS":  # maybe a CORS preflight: routed as the request it announces
-            route = policies.preflight_route(table, route, host, path, hv, query)
-        if route is None:
-            if res.status == 405:
-                allow = ", ".join(res.allow).encode()
-                return self.respond(405, "method not allowed", extra=[(b"allow", allow)])
-            return self.respond(404, "no route")
+        table = self.table = self.server.table
+        hit = None
+        if table is not None:  # a target, method and Host this table routed before? (gateway/targets.py)
+            host = proto.last_host_str if self.host == proto.last_host else self.host.decode("latin-1")
+            hit = routed(table, self.url, self.method, host)
+        if hit is None:
+            route = self.route_target(table)
+            if route is None:
+                return  # answered
+        else:
+            self.path, self.query, self.upstream_target = hit.path, hit.query, hit.upstream_target
+            self.header_view = header_view(self.headers)
+            route = hit.route
+            if proto.sni is not None and normalize_host(host) != proto.sni:
+                return self.respond(421, "Host does not match the TLS server name")
         self.route = route
         pol = route.policy
         timeouts = pol.timeouts
@@ -258,6 +227,47 @@ class Exchange(RequestView):
             self.forward()
         else:
             self.run_policies(0)
+
+    def route_target(self, table: RouteTable | None) -> Route | None:
+        """Normalise the request target, check Host and find the route: the Route, or
+        None once the request is answered (400, 404, 405, 421, 503). A plain answer
+        (no header or query condition, origin form, a Host) is kept in the table's
+        ``request_memo`` for the next request with the same target, method and Host."""
+        try:
+            path, query, authority, self.upstream_target = normalized(self.url, self.server.targets_memo_limit)
+        except BadTarget as e:
+            return self.respond(e.status, e.reason, close=True)
+        if path == "*":
+            return self.respond(400, "asterisk-form is not routed", close=True)
+        if authority is not None:
+            # Absolute form: its authority replaces Host (RFC 9112 3.2.2), so it is held to the
+            # same grammar; userinfo ("user@host") is refused as RFC 9110 4.2.4 asks.
+            if not valid_host(authority):
+                return self.respond(400, "invalid authority in request target", close=True)
+            self.host = authority
+        elif not self.host and not self.http10:
+            return self.respond(400, "missing Host header", close=True)
+        self.path, self.query = path, query
+        proto = self.proto
+        host = proto.last_host_str if self.host == proto.last_host else self.host.decode("latin-1")
+        if proto.sni is not None and host and normalize_host(host) != proto.sni:
+            # The certificate was chosen for another name: this host is not served on this connection.
+            return self.respond(421, "Host does not match the TLS server name")
+        if table is None:
+            return self.respond(503, "no routing table yet")
+        self.header_view = hv = header_view(self.headers)
+        res, cacheable = table.lookup(self.method, host, path, hv, query)
+        route = res.route
+        if self.method == "OPTIONS":  # maybe a CORS preflight: routed as the request it announces
+            route = policies.preflight_route(table, route, host, path, hv, query)
+        elif route is not None and cacheable and authority is None and host:
+            remember(table, self.url, RoutedTarget(self.method, host, path, query, self.upstream_target, route),
+                     self.server.targets_memo_limit)
+        if route is None and res.status == 405:
+            return self.respond(405, "method not allowed", extra=[(b"allow", ", ".join(res.allow).encode())])
+        if route is None:
+            return self.respond(404, "no route")
+        return route
 
     # Policies run in this order; each may answer the request itself.
     # 0 https/redirect/cors-preflight/body limit, 1 auth, 2 rate limit, then forward.
@@ -864,7 +874,7 @@ class Exchange(RequestView):
         self.finished = True
         proto = self.proto
         now = self.ended = _monotonic()
-        proto.stats.record(self.route_name(), self.method, self.status, now - self.start)
+        proto.stats.record_route(self.route, self.method, self.status, now - self.start)
         route = self.route
         if route is not None and not route.plain and route.policy.mirror is not None and self.status < 500:
             policies.mirror(self)

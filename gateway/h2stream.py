@@ -314,7 +314,7 @@ class Http2Stream(Downstream):
             if ex.policy_task is not None:
                 ex.policy_task.cancel()
             if ex.resp_started or ex.sent_head:
-                self.stats.record(ex.route_name(), ex.method, status, _monotonic() - ex.start)
+                self.stats.record_route(ex.route, ex.method, status, _monotonic() - ex.start)
             ex.drop_upstream()
             if ex.trace is not None:
                 self.tracer.finish(ex, _monotonic(), reason)

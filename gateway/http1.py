@@ -175,7 +175,7 @@ class ClientProtocol(Downstream):
                 if ex.policy_task is not None:
                     ex.policy_task.cancel()
                 if ex.resp_started or ex.sent_head:
-                    ex.server.stats.record(ex.route_name(), ex.method, 499, time.monotonic() - ex.start)
+                    ex.server.stats.record_route(ex.route, ex.method, 499, time.monotonic() - ex.start)
                 ex.drop_upstream()
                 if ex.trace is not None:
                     self.tracer.finish(ex, time.monotonic(), "client_closed")

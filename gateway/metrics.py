@@ -9,12 +9,18 @@ dict update, not a lock and a label lookup per metric.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
+
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+if TYPE_CHECKING:
+    from gateway.routing import Route
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -27,19 +33,26 @@ def status_class(status: int) -> str:
 
 
 class RouteCounters:
-    """One route's share of ``RequestStats``: its duration histogram ([count per bucket...,
-    +Inf count, sum]) and its requests, counted in runs of one method and status (a
-    route's requests mostly share both) and added to ``RequestStats``' totals when the
-    run changes or a scrape reads them."""
+    """One route's share of ``RequestStats``: its duration histogram (``durations``:
+    count per bucket..., +Inf count, sum) and its requests, counted in runs of one
+    method and status (a route's requests mostly share both) and added to
+    ``RequestStats``' totals when the run changes or a scrape reads them.
 
-    __slots__ = ("name", "durations", "method", "status", "pending")
+    The histogram is an array of C doubles, not a list of floats: a request adds to
+    two cells of one small block instead of replacing two float objects, which for
+    requests spread over many routes is two cache misses fewer (``cells`` is the
+    same array, typed for C access when compiled)."""
 
-    def __init__(self, name: str, size: int):
+    __slots__ = ("name", "durations", "cells", "method", "status", "pending", "stats")
+
+    def __init__(self, name: str, size: int, stats: RequestStats):
         self.name = name
-        self.durations = [0.0] * size
+        self.durations = array("d", bytes(8 * size))
+        self.cells = self.durations
         self.method: str | None = None
         self.status = 0
         self.pending = 0
+        self.stats = stats  # whose counters these are (a route may be seen by several)
 
 
 class RequestStats:
@@ -53,8 +66,8 @@ class RequestStats:
     def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
         self.buckets = tuple(buckets)
         self._counts: dict[tuple[str, str, int], int] = {}
-        # route -> [count per bucket..., +Inf count, sum] (its RouteCounters' list)
-        self.durations: dict[str, list[float]] = {}
+        # route -> [count per bucket..., +Inf count, sum] (its RouteCounters' array)
+        self.durations: dict[str, array] = {}
         self._routes: dict[str, RouteCounters] = {}
         # The last request's route: the next one is often the same. Per request that is
         # an identity check, or one lookup by route name when requests spread over many
@@ -77,14 +90,36 @@ class RequestStats:
             self._counts[key] = self._counts.get(key, 0) + c.pending
             c.pending = 0
 
+    def counters(self, route: str) -> RouteCounters:
+        """The counters of the route named ``route`` (made on first use; kept for
+        as long as the gateway runs, as Prometheus counters are)."""
+        c = self._routes.get(route)
+        if c is None:
+            c = self._routes[route] = RouteCounters(route, len(self.buckets) + 2, self)
+            self.durations[route] = c.durations
+        return c
+
     def record(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count a request answered on the route named ``route`` ("-" for none)."""
         c = self._last
         if c is None or route is not c.name:
-            c = self._routes.get(route)
-            if c is None:
-                c = self._routes[route] = RouteCounters(route, len(self.buckets) + 2)
-                self.durations[route] = c.durations
-            self._last = c
+            c = self._last = self.counters(route)
+        self._count(c, method, status, seconds)
+
+    def record_route(self, route: Route | None, method: str, status: int, seconds: float) -> None:
+        """``record`` for the proxy, which has the Route: its counters are cached on
+        it, so a request spread over a large table finds them without a lookup by
+        name in a dict as large as the table (a changed route is a new Route: its
+        first request looks them up again, and the counts carry on)."""
+        if route is None:
+            return self.record("-", method, status, seconds)
+        c = route.counters
+        if c is None or c.stats is not self:
+            c = self.counters(route.name)
+            object.__setattr__(route, "counters", c)  # Route is frozen; this slot is the cache
+        self._count(c, method, status, seconds)
+
+    def _count(self, c: RouteCounters, method: str, status: int, seconds: float) -> None:
         if method is not c.method or status != c.status:
             self._add_pending(c)
             c.method, c.status = method, status
@@ -100,9 +135,9 @@ class RequestStats:
                 lo = mid + 1
             else:
                 hi = mid
-        d = c.durations
+        d = c.cells
         d[lo] += 1
-        d[-1] += seconds
+        d[len(buckets) + 1] += seconds
 
     def retry(self, route: str) -> None:
         UPSTREAM_RETRIES.labels(route).inc()

@@ -57,6 +57,7 @@ cdef class Route:
     cdef readonly RoutePolicy policy
     cdef readonly object created, wildcard_single_label, regex, rule, order
     cdef public bint plain
+    cdef public object counters  # gateway.metrics.RouteCounters: written once, by the metrics
 
 
 @cython.final
@@ -71,7 +72,8 @@ cdef class RouteTable:
     cdef public object generation, fallback
     cdef public dict endpoints
     cdef public object _exact, _wild, _any, _wild_lens, _wild_labels, _count, _order, _change
-    cdef public dict _memo
+    cdef public dict _memo, request_memo
     cdef public Py_ssize_t _memo_limit
 
     cpdef MatchResult match(self, method, host, path, headers=*, query=*)
+    cpdef tuple lookup(self, method, host, path, headers=*, query=*)

@@ -215,6 +215,10 @@ class Route:
     order: int = 0
     # True when the route has no policy beyond defaults: the proxy's fastest path.
     plain: bool = field(default=False, init=False, compare=False)
+    # The route's request counters (gateway.metrics.RouteCounters), cached here by the
+    # metrics on the route's first request. Not part of the route: never compared,
+    # copied or sent to workers; a changed route is a new Route and finds them again.
+    counters: Any = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plain", self.policy is NO_POLICY or self.policy == NO_POLICY)
@@ -602,7 +606,7 @@ class RouteTable:
 
     __slots__ = (
         "generation", "endpoints", "fallback", "_exact", "_wild", "_any", "_wild_lens", "_wild_labels",
-        "_memo", "_memo_limit", "_count", "_order", "_change",
+        "_memo", "_memo_limit", "_count", "_order", "_change", "request_memo",
     )  # fmt: skip
 
     def __init__(
@@ -626,6 +630,10 @@ class RouteTable:
         self._any = groups.get((_ANY, ""))
         self._set_wild_labels(_label_counts(self._wild))
         self._memo: dict[tuple[str, str, str], MatchResult] = {}
+        # The proxy's own memo for this table, keyed by the request as it came (see
+        # gateway/exchange.py): the table never reads it. Like ``_memo`` it starts
+        # empty when the routes change and is shared when only endpoints do.
+        self.request_memo: dict = {}
         self._count = len(routes)
         self._memo_limit = memo_limit(self._count)
         self._order: list = [None]  # see ``routes``
@@ -685,10 +693,12 @@ class RouteTable:
         t._memo_limit = memo_limit(t._count)
         if not removed and not added and fallback is self.fallback:
             t._memo = self._memo  # same routes, same answers
+            t.request_memo = self.request_memo
             t._order = self._order
             t._change = None  # same host groups: route_changes sees that at once
             return t
         t._memo = {}
+        t.request_memo = {}
         t._order = [None]
         # Tables share an ``_order`` box exactly when they have the same routes (see
         # above), so it names "the routes of ``self``" without keeping ``self`` alive.
@@ -772,17 +782,29 @@ class RouteTable:
         table never changes); the memo is bounded (``memo_limit``) and starts
         over when full.
         """
-        key = (method, host, path)
-        hit = self._memo.get(key)
+        return self.lookup(method, host, path, headers, query)[0]
+
+    def lookup(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        query: str = "",
+    ) -> tuple[MatchResult, bool]:
+        """``match``, and whether its answer depended only on method, host and
+        path (no header or query match was looked at): a caller may then keep it
+        for the same request, as ``request_memo`` does."""
+        hit = self._memo.get((method, host, path))
         if hit is not None:
-            return hit
+            return hit, True
         result, cacheable = self._match(method, host, path, headers, query)
         if cacheable:
             memo = self._memo
             if len(memo) >= self._memo_limit:
                 memo.clear()
-            memo[key] = result
-        return result
+            memo[(method, host, path)] = result
+        return result, cacheable
 
     def trace(
         self,

@@ -29,7 +29,8 @@ import time
 from gateway import metrics
 from gateway.accesslog import AccessLog
 from gateway.config import GatewayConfig
-from gateway.exchange import TARGETS_MEMO_LIMIT, Exchange
+from gateway.exchange import Exchange
+from gateway.targets import TARGETS_MEMO_LIMIT
 from gateway.h2upstream import H2Pool
 from gateway.http1 import ClientProtocol
 from gateway.routing import RouteTable, memo_limit

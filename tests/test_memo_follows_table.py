@@ -11,7 +11,7 @@ did exactly that. The bound follows the table instead (gateway/routing.py
 from protoharness import Gateway
 from proxyharness import route, table
 
-from gateway.exchange import TARGETS_MEMO_LIMIT
+from gateway.targets import TARGETS_MEMO_LIMIT
 from gateway.routing import MEMO_CAP, MEMO_LIMIT, PATH_EXACT, Route, RouteTable, memo_limit
 
 N = 20_000  # more than the old fixed bound (8192) of the match memo

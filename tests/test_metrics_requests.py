@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.metrics import RequestStats
+from gateway.routing import Route
 
 
 def samples(stats: RequestStats) -> dict:
@@ -86,4 +89,26 @@ def test_requests_spread_over_many_routes_each_keep_their_own_runs():
     # Reading twice adds nothing twice; the histogram counted every request of each route.
     assert stats.requests == got
     # ([count per bucket..., above the last bound, sum])
-    assert stats.durations["ns/r-7"][:2] == [5, 1] and stats.durations["ns/r-0"][:2] == [4, 0]
+    assert list(stats.durations["ns/r-7"][:2]) == [5, 1] and list(stats.durations["ns/r-0"][:2]) == [4, 0]
+
+
+def test_requests_recorded_by_route_object_count_under_its_name():
+    """The proxy records by Route (its counters cached on it): the counts are the same
+    as by name, a changed route (a new Route of the same name) carries on the same
+    counts, a route seen by two gateways counts in each one's own stats, and no route
+    counts under "-"."""
+    one, other = RequestStats(buckets=(0.01,)), RequestStats(buckets=(0.01,))
+    first = Route(name="ns/a", kind="APIEndpoint", path="/a")
+    for _ in range(3):
+        one.record_route(first, "GET", 200, 0.001)
+    changed = Route(name="ns/a", kind="APIEndpoint", path="/a2")  # the object changed: a new Route
+    one.record_route(changed, "GET", 200, 0.02)
+    one.record_route(changed, "GET", 503, 0.001)
+    one.record("ns/a", "GET", 200, 0.001)  # by name: the same counters
+    other.record_route(first, "POST", 200, 0.001)
+    one.record_route(None, "GET", 404, 0.001)
+    assert one.requests == {("ns/a", "GET", 200): 5, ("ns/a", "GET", 503): 1, ("-", "GET", 404): 1}
+    assert other.requests == {("ns/a", "POST", 200): 1}
+    assert list(one.durations["ns/a"][:2]) == [5, 1] and one.durations["ns/a"][2] == pytest.approx(0.025)
+    assert list(other.durations["ns/a"]) == [1, 0, 0.001]
+    assert first.counters is not None and first.counters.name == "ns/a"

@@ -18,7 +18,8 @@ from gateway import _native
 ROOT = Path(__file__).resolve().parent.parent
 
 _CLASS = re.compile(r"^cdef class (\w+)(?:\((\w+)\))?:\s*$")
-_FIELD = re.compile(r"^\s+cdef\s+(?:(?:public|readonly)\s+)?([\w.]+)\s+(.+)$")
+# The type may be a typed memoryview ("double[::1]").
+_FIELD = re.compile(r"^\s+cdef\s+(?:(?:public|readonly)\s+)?([\w.]+(?:\[[\w:, ]*\])?)\s+(.+)$")
 
 
 def declared_classes(folder: Path) -> dict[str, tuple[str | None, set[str]]]:
