@@ -14,14 +14,21 @@ with ``-C/--correctCoordinatedOmission``, but it would make Node.js a
 dependency of a harness that is Python, wrk and nginx, and was not evaluated;
 hence this module.
 
-It is plain Python on non-blocking sockets: epoll says which connections
-have answers, and the wait until the next request is due is a
-``select.select`` on the epoll descriptor, whose timeout has microsecond
-resolution (epoll's and libuv's timers round to milliseconds, which would add
-up to a millisecond of the generator's own lag to every sample). How late the generator itself sent what it could send at
-once is measured too (``send_lag_us``): on the benchmark's load CPU it stays
-well under the latencies measured, and ``python -m bench.fixedrate`` against
-the backend directly shows what the generator adds on its own.
+The loop runs on non-blocking sockets: epoll says which connections have
+answers, and the wait until the next request is due is a sleep on the epoll
+descriptor with a microsecond timeout (epoll's and libuv's timers round to
+milliseconds, which would add up to a millisecond of the generator's own lag to
+every sample). It is written twice, the same loop: in C (bench/fixedrate.c,
+built on first use with the host's C compiler and cached by its source's hash)
+and in Python here, used where there is no compiler or with ``--python-loop``.
+The C loop costs ~15 µs of CPU a request against the Python loop's ~21 (both
+mostly the kernel's loopback TCP): on a two-CPU host the generator shares the
+load CPU with the backend, and at the p99-fixed scenario's rate the Python loop
+asked for more than that CPU had (bench/HISTORY.md, 2026-12-04 20:30). The JSON
+says which loop ran (``generator``). How late the generator itself sent what it
+could send at once is measured too (``send_lag_us``), and ``python -m
+bench.fixedrate`` against the backend directly shows what the generator adds on
+its own.
 
 Run as ``python -m bench.fixedrate --port P --rate R --duration S [--path /x ...]
 [--watch-cpu N]`` (pinned like wrk by bench/equalload.py); it prints one
@@ -34,12 +41,16 @@ first request to the last answer.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import select
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -157,6 +168,7 @@ class Outcome:
     queued: int  # requests that found every connection busy and waited for one
     errors: dict[str, int]
     cpu_busy: float | None = None  # share of the run ``watch_cpu`` was busy (bench/cpu.py)
+    generator: str = "python"  # which loop ran: "c" (bench/fixedrate.c) or "python"
 
     def to_json(self) -> dict:
         lag = percentiles(self.send_lag_us)
@@ -167,7 +179,67 @@ class Outcome:
             "send_lag_us": {k: lag[k] for k in ("p50", "p99", "max")},
             "cpu_busy": self.cpu_busy,
             "histogram": histogram(self.latency_us),
+            "generator": self.generator,
         }
+
+
+NATIVE_SOURCE = Path(__file__).resolve().with_name("fixedrate.c")
+
+
+def native_loop() -> Path | None:
+    """The C loop's executable, built on first use (cached under the user's cache folder
+    by the hash of its source); None where there is no C compiler or it fails to build."""
+    cc = shutil.which(os.environ.get("CC") or "cc") or shutil.which("gcc")
+    if cc is None or not NATIVE_SOURCE.exists():
+        return None
+    digest = hashlib.sha256(NATIVE_SOURCE.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crdgate" / "bench"
+    exe = cache / f"fixedrate-{digest}"
+    if exe.exists():
+        return exe
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f"fixedrate-{digest}.{os.getpid()}.tmp"
+        built = subprocess.run([cc, "-O2", "-o", str(tmp), str(NATIVE_SOURCE)], capture_output=True, text=True,
+                               timeout=120)
+        if built.returncode != 0:
+            print(f"bench.fixedrate: the C loop did not build, using the Python loop:\n{built.stderr[-2000:]}",
+                  file=sys.stderr)
+            return None
+        os.replace(tmp, exe)  # whole or not at all: another run may be building it too
+        for old in cache.glob("fixedrate-*"):  # builds of earlier sources
+            if old != exe and not old.name.endswith(".tmp"):
+                old.unlink(missing_ok=True)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"bench.fixedrate: the C loop did not build ({exc}), using the Python loop", file=sys.stderr)
+        return None
+    return exe
+
+
+def run_native(exe: Path, port: int, rate: float, duration_s: float, paths: list[str], connections: int = 64,
+               watch_cpu: int | None = None) -> Outcome:
+    """``run``, by the C loop (requests to 127.0.0.1 only, no extra headers)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".paths") as f:
+        f.write("\n".join(paths) + "\n")
+        f.flush()
+        busy_before = cpu_jiffies(watch_cpu) if watch_cpu is not None else None
+        proc = subprocess.run([str(exe), str(port), f"{rate:.17g}", f"{duration_s:.17g}", str(connections),
+                               f"{GRACE_S:g}", f.name], capture_output=True, text=True,
+                              timeout=duration_s + GRACE_S + 60)
+        busy_after = cpu_jiffies(watch_cpu) if busy_before is not None else None
+    if proc.returncode != 0:
+        raise FixedRateError(f"the C loop exited with {proc.returncode}: {proc.stderr[-2000:]}")
+    lines = proc.stdout.splitlines()
+    if len(lines) != 3 or not lines[0].startswith("counts ") or not lines[1].startswith("latency_us"):
+        raise FixedRateError(f"unreadable output of the C loop: {proc.stdout[:500]!r}")
+    total, completed, queued, *errs = (int(x) for x in lines[0].split()[1:])
+    errors = dict(zip(("connect", "read", "write", "status", "timeout"), errs))
+    latency = [float(x) for x in lines[1].split()[1:]]
+    lag = [float(x) for x in lines[2].split()[1:]]
+    if len(latency) != completed:
+        raise FixedRateError(f"the C loop counted {completed} answers but gave {len(latency)} latencies")
+    return Outcome(rate, duration_s, total, completed, latency, lag, queued, errors,
+                   busy_share(busy_before, busy_after), generator="c")
 
 
 def run(port: int, rate: float, duration_s: float, paths: list[str], connections: int = 64,
@@ -363,6 +435,7 @@ class FixedRateRunner:
     connections: int = 64
     pin: list[str] = field(default_factory=list)
     watch_cpu: int | None = None  # the proxy's CPU: its busy share per run goes into the raw figures
+    python_loop: bool = False  # the Python loop even where the C one builds
     _n: int = 0
 
     def prepare(self, paths: list[str]) -> Path:
@@ -377,6 +450,8 @@ class FixedRateRunner:
                 "--duration", f"{seconds:g}", "--connections", str(self.connections), "--paths-file", str(paths_file)]
         if self.watch_cpu is not None:
             argv += ["--watch-cpu", str(self.watch_cpu)]
+        if self.python_loop:
+            argv.append("--python-loop")
         cpu_before = tree_cpu_seconds(cpu_pid) if cpu_pid is not None else None
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + GRACE_S + 60,
@@ -405,14 +480,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--path", action="append", help="request path (repeatable; default /)")
     p.add_argument("--paths-file", help="one request path a line, cycled")
     p.add_argument("--watch-cpu", type=int, help="report how busy this CPU was during the run (cpu_busy, 0..1)")
+    p.add_argument("--python-loop", action="store_true",
+                   help="run the Python loop even where the C loop (bench/fixedrate.c) builds")
     args = p.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.connections < 1:
         p.error("--rate and --duration must be positive and --connections at least 1")
     paths = list(args.path or [])
     if args.paths_file:
         paths += [line for line in Path(args.paths_file).read_text().splitlines() if line]
-    outcome = run(args.port, args.rate, args.duration, paths or ["/"], args.connections, args.host,
-                  watch_cpu=args.watch_cpu)
+    exe = native_loop() if not args.python_loop and args.host == "127.0.0.1" else None
+    if exe is not None:
+        outcome = run_native(exe, args.port, args.rate, args.duration, paths or ["/"], args.connections,
+                             watch_cpu=args.watch_cpu)
+    else:
+        outcome = run(args.port, args.rate, args.duration, paths or ["/"], args.connections, args.host,
+                      watch_cpu=args.watch_cpu)
     print(MARK + json.dumps(outcome.to_json()), flush=True)
     return 0
 

@@ -38,7 +38,7 @@ from .wrk import WrkRunner
 
 NOTES = [
     "p99 in the table is compared at the same connection count; p99-fixed compares it at equal offered load "
-    "(bench/fixedrate.py, open loop: wrk 4 has no fixed-rate mode and wrk2 is not in Debian).",
+    "(bench/fixedrate.py and its C loop, open loop: wrk 4 has no fixed-rate mode and wrk2 is not in Debian).",
     "vs nginx: each load scenario's runs alternate with nginx reverse-proxy runs (plain proxy, no auth, one "
     "location) taken just before them; the ratio is the median of the per-pair ratios, so auth / rate-limit / "
     "many-routes ratios include the cost of the feature. Without paired runs, the nginx baseline is used.",

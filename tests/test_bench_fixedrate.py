@@ -66,10 +66,11 @@ def test_json_line_becomes_a_wrk_result():
 
 
 class _Server:
-    """Answers each request line on 127.0.0.1 with OK; the first answer waits ``stall`` seconds."""
+    """Answers each request on 127.0.0.1 with ``answer`` (OK); the first answer waits ``stall`` seconds."""
 
-    def __init__(self, stall: float = 0.0):
+    def __init__(self, stall: float = 0.0, answer: bytes = OK):
         self.stall = stall
+        self.answer = answer
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -104,16 +105,33 @@ class _Server:
                         self.answered += 1
                     if first and self.stall:
                         time.sleep(self.stall)
-                    conn.sendall(OK)
+                    conn.sendall(self.answer)
 
     def close(self):
         self.sock.close()
 
 
-def test_every_scheduled_request_is_sent_and_answered():
+@pytest.fixture(params=["python", "c"])
+def loop(request):
+    """Each generator test runs both loops: the Python one and the C one (bench/fixedrate.c)."""
+    if request.param == "python":
+        return fixedrate.run
+    exe = fixedrate.native_loop()
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the C loop of the fixed-rate generator did not build (is a C compiler installed?)")
+        pytest.skip("no C compiler: the generator runs its Python loop")
+
+    def run(port, rate, duration_s, paths, connections=64, watch_cpu=None):
+        return fixedrate.run_native(exe, port, rate, duration_s, paths, connections, watch_cpu=watch_cpu)
+
+    return run
+
+
+def test_every_scheduled_request_is_sent_and_answered(loop):
     server = _Server()
     try:
-        out = fixedrate.run(server.port, rate=400, duration_s=0.5, paths=["/a", "/b"], connections=4)
+        out = loop(server.port, rate=400, duration_s=0.5, paths=["/a", "/b"], connections=4)
     finally:
         server.close()
     assert out.scheduled == 200 and out.completed == 200
@@ -123,7 +141,7 @@ def test_every_scheduled_request_is_sent_and_answered():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
-def test_the_watched_cpus_busy_share_covers_the_run():
+def test_the_watched_cpus_busy_share_covers_the_run(loop):
     # The generator and a server on one CPU that spins for the whole run: that CPU reads
     # (nearly) all busy. A server that only answers leaves most of it idle.
     cpu = sorted(os.sched_getaffinity(0))[0]
@@ -133,7 +151,7 @@ def test_the_watched_cpus_busy_share_covers_the_run():
                                 f"while time.monotonic() < {stop}: pass"])
     try:
         time.sleep(0.2)
-        out = fixedrate.run(server.port, rate=200, duration_s=0.5, paths=["/"], connections=2, watch_cpu=cpu)
+        out = loop(server.port, rate=200, duration_s=0.5, paths=["/"], connections=2, watch_cpu=cpu)
     finally:
         spinner.kill()
         spinner.wait()
@@ -142,13 +160,13 @@ def test_the_watched_cpus_busy_share_covers_the_run():
     assert out.cpu_busy is not None and out.cpu_busy >= 0.9, out.cpu_busy
 
 
-def test_a_stall_is_charged_to_every_request_scheduled_during_it():
+def test_a_stall_is_charged_to_every_request_scheduled_during_it(loop):
     # One connection, 100 requests/s, the first answer held 0.5 s: requests due at
     # 0, 10, ..., 390 ms cannot be answered before 500 ms, so at least 40 samples are
     # >= 100 ms. A closed-loop client would report one slow sample instead.
     server = _Server(stall=0.5)
     try:
-        out = fixedrate.run(server.port, rate=100, duration_s=1.0, paths=["/"], connections=1)
+        out = loop(server.port, rate=100, duration_s=1.0, paths=["/"], connections=1)
     finally:
         server.close()
     assert out.completed == 100 and sum(out.errors.values()) == 0
@@ -157,9 +175,46 @@ def test_a_stall_is_charged_to_every_request_scheduled_during_it():
     assert out.queued >= 40
 
 
-def test_a_closed_port_counts_connect_errors_not_a_crash():
+@pytest.mark.parametrize("answer, status_errors", [
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 0),
+    (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n", 0),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", 0),
+    (b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy", 40),
+])
+def test_every_answer_shape_is_read_and_a_non_2xx_status_counted(loop, answer, status_errors):
+    server = _Server(answer=answer)
+    try:
+        out = loop(server.port, rate=200, duration_s=0.2, paths=["/"], connections=2)
+    finally:
+        server.close()
+    assert out.completed == 40 and out.errors["read"] == 0 and out.errors["timeout"] == 0
+    assert out.errors["status"] == status_errors
+
+
+def test_the_c_loop_is_what_the_generator_runs_where_it_builds():
+    exe = fixedrate.native_loop()
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the C loop of the fixed-rate generator did not build (is a C compiler installed?)")
+        pytest.skip("no C compiler")
+    assert fixedrate.native_loop() == exe  # built once, then found in the cache
+    server = _Server()
+    try:
+        cmd = [sys.executable, "-m", "bench.fixedrate", "--port", str(server.port), "--rate", "100",
+               "--duration", "0.2", "--connections", "2"]
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        native = parse_output(subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=60).stdout)[1]
+        python = parse_output(subprocess.run(cmd + ["--python-loop"], capture_output=True, text=True, cwd=root,
+                                             timeout=60).stdout)[1]
+    finally:
+        server.close()
+    assert native["generator"] == "c" and python["generator"] == "python"
+    assert native["completed"] == python["completed"] == 20
+
+
+def test_a_closed_port_counts_connect_errors_not_a_crash(loop):
     port = free_port()  # nobody listens there
-    out = fixedrate.run(port, rate=10, duration_s=0.1, paths=["/"], connections=2)
+    out = loop(port, rate=10, duration_s=0.1, paths=["/"], connections=2)
     assert out.completed == 0 and out.errors["connect"] == 2
 
 
@@ -253,7 +308,7 @@ def test_the_generator_reports_a_histogram_of_every_answer():
     assert [b for b, _ in hist] == sorted(b for b, _ in hist)
 
 
-def test_connections_the_server_closes_are_replaced():
+def test_connections_the_server_closes_are_replaced(loop):
     # Every answer says "Connection: close" and the server closes: each request needs a new
     # connection, and the run still answers every scheduled request.
     closing = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
@@ -280,7 +335,7 @@ def test_connections_the_server_closes_are_replaced():
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        out = fixedrate.run(port, rate=100, duration_s=0.3, paths=["/"], connections=2)
+        out = loop(port, rate=100, duration_s=0.3, paths=["/"], connections=2)
     finally:
         sock.close()
     assert out.completed == 30 and sum(out.errors.values()) == 0
