@@ -795,7 +795,8 @@ class RouteTable:
         """``match``, and whether its answer depended only on method, host and
         path (no header or query match was looked at): a caller may then keep it
         for the same request, as ``request_memo`` does."""
-        hit = self._memo.get((method, host, path))
+        key = (method, host, path)
+        hit = self._memo.get(key)
         if hit is not None:
             return hit, True
         result, cacheable = self._match(method, host, path, headers, query)
@@ -803,7 +804,7 @@ class RouteTable:
             memo = self._memo
             if len(memo) >= self._memo_limit:
                 memo.clear()
-            memo[(method, host, path)] = result
+            memo[key] = result
         return result, cacheable
 
     def trace(
