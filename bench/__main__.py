@@ -57,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
                    help=f"scenarios to run (repeatable, comma-separated): {', '.join(SCENARIOS)}; default: all")
     p.add_argument("--duration", type=duration, default=d.duration_s,
                    help="one measured run (default 3s; wrk rounds up to whole seconds)")
-    p.add_argument("--runs", type=int, default=d.runs, help="measured runs per configuration (default 5)")
+    p.add_argument("--runs", type=int, default=d.runs, help="measured runs per configuration (default 5; p99-fixed plays twice as many rounds)")
     p.add_argument("--warmup", type=duration, default=d.warmup_s, help="warm-up before the runs (default 1s; 0 = none)")
     p.add_argument("--connections", type=int, default=d.connections, help="wrk connections (default 64)")
     p.add_argument("--threads", type=int, default=d.threads, help="wrk threads (default 1)")

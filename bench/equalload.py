@@ -28,13 +28,21 @@ Each round's own ratio is reported beside it, and the worst, but not judged:
 the worst of N noisy ratios grows with N (nginx against itself went past 2x in
 3 rounds of 10), while the pooled ratio settles as rounds are added.
 
+Hence ``ROUNDS_PER_RUN`` valid rounds per ``--runs`` (10 by default): a p99 is
+set by the worst 1% of a run, and on a host where a kernel thread takes a CPU
+for a few ms every 500 ms (bench/hostnoise.py) those are the requests queued
+behind the wakes that landed on the proxy's CPU. How many did in a proxy's
+15 s (5 rounds) moved the pooled ratio between 1.03x and 2.03x across seven
+runs of the same build on the development VM (2026-12-04, bench/HISTORY.md);
+30 s per proxy halves the variance of that count.
+
 A round is valid only if the generator held the load: no errors, and it sent
 what it could send at once within ``SEND_LAG_MAX_US`` at p99 in every run of
 the round (latency counts from each request's due time, so the generator's
 own lateness would be charged to the proxy in the run). Otherwise the round is
 reported as invalid with its reason, not counted, and another is run, at most
-``EXTRA_ROUNDS`` more than ``--runs``; fewer valid rounds than ``--runs``
-fails the scenario. The backend reached directly is the floor, reported per
+``EXTRA_ROUNDS`` more than needed; fewer valid rounds than needed fails the
+scenario. The backend reached directly is the floor, reported per
 round and pooled: a round whose direct p99 is high had a busy load CPU, which
 the control and the pooling account for, so it is not left out.
 
@@ -68,7 +76,10 @@ P99_TARGET = 2.0  # crdgate's p99 at most this many times nginx's
 # A generator later than this at p99 set the latencies of its run, not the proxy (see the module
 # docstring); on a quiet 2-CPU host its send lag is ~0.2 ms, nginx's p99 at the rate ~0.7-0.9 ms.
 SEND_LAG_MAX_US = 1000.0
-EXTRA_ROUNDS = 3  # invalid rounds are run again, at most this many more than --runs
+# Valid rounds per --runs: the verdict is on a tail, which needs more requests than a mean to settle
+# (see the module docstring); 10 rounds by default, 30 s of requests per proxy.
+ROUNDS_PER_RUN = 2
+EXTRA_ROUNDS = 3  # invalid rounds are run again, at most this many more than the rounds needed
 TITLE = f"plain route at {LOAD_SHARE:.0%} of nginx's peak rate (open loop), p99 vs nginx's"
 
 
@@ -307,7 +318,8 @@ def run_fixed_rate(ctx: Context) -> Result:
             gw.check_alive()
             return got
 
-        valid, invalid, played = play_rounds(play_round, s.runs)
+        needed = s.runs * ROUNDS_PER_RUN
+        valid, invalid, played = play_rounds(play_round, needed)
         for got in valid:
             result.runs.append(got["crdgate"][0])
             result.reference.append(got["nginx"][0])
@@ -324,8 +336,8 @@ def run_fixed_rate(ctx: Context) -> Result:
         everything = result.runs + result.reference + controls
         if any(r.errors_total for r in everything):
             result.fail(error_reason(everything))
-        elif len(valid) < s.runs:
-            result.fail(f"the load could not be held: {len(valid)} valid round(s) of {s.runs} in {played} "
+        elif len(valid) < needed:
+            result.fail(f"the load could not be held: {len(valid)} valid round(s) of {needed} in {played} "
                         f"(the host was too busy to measure sub-millisecond tails; see invalid_rounds)")
     except (FixedRateError, GatewayError) as exc:
         result.fail(str(exc))

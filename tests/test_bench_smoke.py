@@ -100,8 +100,9 @@ def test_bench_p99_fixed_runs_its_rounds_with_the_control(tmp_path):
     (scenario,) = [s for s in json.loads(out_json.read_text())["scenarios"] if s["name"] == "p99-fixed"]
     extra = scenario["extra"]
     if scenario["state"] == "ok":
-        assert extra["rounds"] == 1 and len(extra["control_p99_ratios"]) == 1
-        assert _number(extra["control_p99_ratios"][0]) and extra["control_p99_ratios"][0] > 0
+        # Two rounds per --runs: a tail needs more requests than a mean (bench/equalload.py).
+        assert extra["rounds"] == 2 and len(extra["control_p99_ratios"]) == 2
+        assert all(_number(r) and r > 0 for r in extra["control_p99_ratios"])
         assert extra["verdict"] in ("met", "not met", "inconclusive")
         # The verdict is on every request of the rounds, pooled per proxy from the generator's histograms.
         for who in ("nginx", "crdgate", "control", "direct"):
