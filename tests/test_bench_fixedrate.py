@@ -21,7 +21,7 @@ import time
 import pytest
 
 from bench import fixedrate
-from bench.equalload import EXTRA_ROUNDS, P99_TARGET, SEND_LAG_MAX_US, play_rounds, round_problem, summary_line, verdict
+from bench.equalload import EXTRA_ROUNDS, P99_TARGET, PEAK_DRIFT_MAX, SEND_LAG_MAX_US, play_rounds, round_problem, summary_line, verdict
 from bench.fixedrate import FixedRateError, parse_output, percentiles, response_length
 from ports import free_port
 
@@ -282,6 +282,28 @@ def test_the_verdict_is_on_every_request_pooled_not_on_the_worst_round():
     # Without a control the verdict is met or not met.
     alone = verdict([_w(3000)], [_w(1000)], 10, 20.0, [], pooled=_pooled(crdgate=3000, nginx=1000))
     assert alone["verdict"] == "not met" and alone["control_pooled_p99_ratio"] is None
+
+
+def test_a_miss_while_the_host_slowed_during_the_rounds_is_inconclusive():
+    # nginx's peak is measured before and after the rounds; the rate was set from the first.
+    nginx, control = [_w(1000)] * 3, [_w(1100)] * 3
+
+    def judged(peak_after, crdgate_p99):
+        return verdict([_w(crdgate_p99)] * 3, nginx, 5000, 10000.0, [], control=control, peak_after=peak_after,
+                       pooled=_pooled(crdgate=crdgate_p99, nginx=1000, control=1100))
+
+    slowed = judged(8500.0, 2400)  # 15% below: the load was ~59% of what nginx could then serve
+    assert slowed["verdict"] == "inconclusive" and not slowed["met"]
+    assert slowed["nginx_peak_after_rps"] == 8500.0 and abs(slowed["peak_drift"] - 0.15) < 1e-9
+    line = summary_line(slowed)
+    assert "NOT met, inconclusive: the host slowed during the rounds" in line
+    assert "nginx's peak after the rounds 8,500 req/s (-15%)" in line
+    # Within PEAK_DRIFT_MAX, or faster after: a miss is crdgate's.
+    assert judged(10000.0 * (1 - PEAK_DRIFT_MAX), 2400)["verdict"] == "not met"
+    faster = judged(11000.0, 2400)
+    assert faster["verdict"] == "not met" and "(+10%)" in summary_line(faster)
+    # A slower host never turns a met verdict into anything else.
+    assert judged(5000.0, 1500)["verdict"] == "met"
 
 
 def test_pooled_percentiles_are_those_of_every_sample_within_a_bucket():

@@ -104,6 +104,9 @@ def test_bench_p99_fixed_runs_its_rounds_with_the_control(tmp_path):
         assert extra["rounds"] == 2 and len(extra["control_p99_ratios"]) == 2
         assert all(_number(r) and r > 0 for r in extra["control_p99_ratios"])
         assert extra["verdict"] in ("met", "not met", "inconclusive")
+        # nginx's peak is measured again after the rounds: a host that slowed is named.
+        assert _number(extra["nginx_peak_after_rps"]) and extra["nginx_peak_after_rps"] > 0
+        assert "nginx's peak after the rounds" in proc.stdout
         # The verdict is on every request of the rounds, pooled per proxy from the generator's histograms.
         for who in ("nginx", "crdgate", "control", "direct"):
             assert extra["pooled_us"][who]["samples"] > 0 and extra["pooled_us"][who]["p99"] > 0, who
