@@ -19,6 +19,12 @@ before the gateway starts, it measures:
   created at once and polled until it answers: restart_served_s (from the
   server's return). Repeated --relists times; RSS after each (settled) and
   before the first.
+- watches: the watch streams the gateway holds open on the API server, per kind;
+- workers (``--workers 2``, one controller and two proxy processes, started
+  against the same objects after the single-process gateway stopped): its
+  ready_s, its watches per kind (one replica: the same as one process's), and
+  the RSS of the controller and of each worker (each holds its table, not the
+  object cache).
 """
 
 from __future__ import annotations
@@ -37,13 +43,14 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from .procs import free_port
+from .procs import Child, free_port
 from .scenarios import Context, Result
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_SERVER = ROOT / "tests" / "fakekube.py"
 SETTLE_S = 2.0  # after a relist: let the gateway's heap settle before reading RSS
 RESTARTS = 3  # in `crdgate bench`: API server restarts, each forcing a relist
+WORKERS = 2  # in `crdgate bench`: the --workers N gateway measured after the single-process one
 DOWN_S = 3.0  # how long the API server stays away each time
 
 
@@ -60,6 +67,29 @@ def _cpu_s(pid: int) -> float:
     """utime + stime of a process, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """The proxy workers of a ``--workers N`` gateway: its children started by multiprocessing's
+    spawn (not its resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return sorted(found)
+
+
+def _watches(fk) -> dict[str, int]:
+    """Open watch streams on the fake API server, per kind."""
+    counts: dict[str, int] = {}
+    for w in list(fk.watchers):
+        counts[w.res.kind] = counts.get(w.res.kind, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _metric(text: str, name: str, labels: str = "") -> float:
@@ -106,8 +136,17 @@ async def _until(check, timeout: float, what: str, proc: subprocess.Popen, step:
         await asyncio.sleep(step)
 
 
+def _start_gateway(kubeconfig: Path, workdir: Path, name: str, extra_args) -> tuple[Child, int, int]:
+    gw_port, admin = free_port(), free_port()
+    child = Child(name, [sys.executable, "-m", "crdgate", "run", "--kube", "--kubeconfig", str(kubeconfig),
+                         "--listen", f"127.0.0.1:{gw_port}", "--admin-listen", f"127.0.0.1:{admin}",
+                         "--leader-elect", "off", "--access-log", "off", "--drain-seconds", "0", *extra_args],
+                  workdir, cwd=str(ROOT))
+    return child, gw_port, admin
+
+
 async def measure(size: int, relists: int, down_s: float, workdir: Path, extra_args: list[str] = (),
-                  progress=lambda text: None) -> dict:
+                  progress=lambda text: None, workers: int = WORKERS) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from fakekube import FakeKube, apiendpoint  # noqa: E402
 
@@ -126,13 +165,9 @@ async def measure(size: int, relists: int, down_s: float, workdir: Path, extra_a
     endpoints = fk.objects[fk.by_kind["APIEndpoint"]]
     gc.collect()
     gc.freeze()  # see bench/kubeprop.py: the fake server's objects live to the end
-    gw_port, admin = free_port(), free_port()
-    log = open(workdir / f"kubescale-{size}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crdgate", "run", "--kube", "--kubeconfig", fk.kubeconfig(workdir / "kubeconfig"),
-         "--listen", f"127.0.0.1:{gw_port}", "--admin-listen", f"127.0.0.1:{admin}", "--leader-elect", "off",
-         "--access-log", "off", "--drain-seconds", "0", *extra_args],
-        cwd=ROOT, stdout=log, stderr=log)
+    kubeconfig = Path(fk.kubeconfig(workdir / "kubeconfig"))
+    gw, gw_port, admin = _start_gateway(kubeconfig, workdir, f"kubescale-{size}", extra_args)
+    proc = gw.proc
     started = time.monotonic()
     out: dict = {"routes": size, "down_s": down_s}
     try:
@@ -186,6 +221,7 @@ async def measure(size: int, relists: int, down_s: float, workdir: Path, extra_a
                                                      'kind="APIEndpoint"'))
             await asyncio.sleep(SETTLE_S)
             out["rss_mib"] = [_rss_mib(proc.pid)]
+            out["watches"] = _watches(fk)
 
             served: list[float] = []
             for n in range(relists):
@@ -219,10 +255,26 @@ async def measure(size: int, relists: int, down_s: float, workdir: Path, extra_a
             out["restart_served_s"] = served
             out["relists"] = int(_metric(text, "crdgate_relists_total", 'kind="APIEndpoint"')) - 1
             out["swaps_total"] = int(_metric(text, "crdgate_table_swaps_total"))
+
+            if workers > 1:
+                gw.stop(30)
+                fk.drop_watches()  # the stopped gateway's streams: the server may not have seen them end yet
+                progress(f"scale: --workers {workers} at {size:,} routes")
+                gw, gw_port, admin = _start_gateway(kubeconfig, workdir, f"kubescale-{size}-workers",
+                                                    [*extra_args, "--workers", str(workers)])
+                proc = gw.proc
+                started = time.monotonic()
+                await _until(ready, 120, f"/readyz of --workers {workers}", proc, step=0.05)
+                ready_s = round(time.monotonic() - started, 2)
+                await asyncio.sleep(SETTLE_S)
+                pids = _worker_pids(proc.pid)
+                out["workers"] = {"workers": workers, "ready_s": ready_s, "watches": _watches(fk),
+                                  "controller_rss_mib": _rss_mib(proc.pid),
+                                  "worker_rss_mib": [_rss_mib(p) for p in pids]}
+                if len(pids) != workers:
+                    out["workers"]["error"] = f"{len(pids)} worker processes found, {workers} expected"
     finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
+        gw.stop(30)
         await runner.cleanup()
         await fk.stop()
         gc.unfreeze()
@@ -237,7 +289,23 @@ def describe(r: dict) -> str:
             f"{r.get('echo_swaps')} ({r.get('status_only_updates')} status-only updates); CPU per write "
             f"{r.get('status_cpu_ms_per_write')} ms (fake server {r.get('fake_server_cpu_ms_per_write')} ms); {r.get('relists')} "
             f"relists; served after API "
-            f"server restart ({r['down_s']:g}s down, relist): {served} s; RSS MiB {rss}")
+            f"server restart ({r['down_s']:g}s down, relist): {served} s; RSS MiB {rss}"
+            + _describe_watches_and_workers(r))
+
+
+def _describe_watches_and_workers(r: dict) -> str:
+    def kinds(w: dict) -> str:
+        if len(set(w.values())) == 1:
+            return f"{next(iter(w.values()))} per kind ({len(w)} kinds)"
+        return ", ".join(f"{k} {n}" for k, n in w.items()) or "none"
+
+    text = f"; watches on the API server: {kinds(r['watches'])}" if "watches" in r else ""
+    w = r.get("workers")
+    if w:
+        each = " / ".join(f"{x:g}" for x in w["worker_rss_mib"])
+        text += (f"; --workers {w['workers']}: ready {w['ready_s']} s, watches {kinds(w['watches'])}, RSS MiB "
+                 f"controller {w['controller_rss_mib']:g}, workers {each}")
+    return text
 
 
 def run_scale(ctx: Context) -> Result:
@@ -254,6 +322,8 @@ def run_scale(ctx: Context) -> Result:
         return result.fail(f"{type(exc).__name__}: {exc}")
     if result.extra.get("echo_error"):
         result.fail(result.extra["echo_error"])
+    elif (result.extra.get("workers") or {}).get("error"):
+        result.fail(result.extra["workers"]["error"])
     return result
 
 
@@ -262,12 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--routes", type=int, default=10_000)
     p.add_argument("--relists", type=int, default=RESTARTS, help="API server restarts (each forces a relist)")
     p.add_argument("--down", type=float, default=DOWN_S, help="seconds the API server stays away at each restart")
+    p.add_argument("--workers", type=int, default=WORKERS,
+                   help="then a --workers N gateway: its watches and each process's RSS (0 or 1: skipped)")
     p.add_argument("--json", help="write the result here")
     p.add_argument("gateway_args", nargs="*", help="more `crdgate run` flags (after --)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="crdgate-kubescale-") as tmp:
         r = asyncio.run(measure(args.routes, args.relists, args.down, Path(tmp), args.gateway_args,
-                                progress=lambda text: print(text, file=sys.stderr, flush=True)))
+                                progress=lambda text: print(text, file=sys.stderr, flush=True), workers=args.workers))
     print(describe(r), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2))
